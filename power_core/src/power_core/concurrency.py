@@ -1,0 +1,204 @@
+"""Handing work and results between native engine threads and the server's greenlets.
+
+The HTTP server runs on gevent with the standard library monkey-patched, so
+``threading.Thread`` would give a greenlet and ``threading.Lock`` a gevent lock. An engine
+makes blocking ctypes calls into llama.cpp, which would freeze every greenlet, so it must
+run on a real OS thread and use only real OS locks. Results travel back through a
+:class:`EventChannel`: the producer (any thread) appends to a ``deque`` and pokes a waker;
+under gevent the waker is the hub's ``async_`` watcher, whose ``send()`` is the one gevent
+call documented as safe from other threads; without gevent (the CLI) it is an OS lock.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def _patched_gevent_monkey() -> ModuleType | None:
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        return monkey
+    return None
+
+
+def _original(module: str, name: str) -> Any:
+    monkey = _patched_gevent_monkey()
+    if monkey is not None:
+        return monkey.get_original(module, name)
+    return getattr(__import__(module), name)
+
+
+def allocate_native_lock() -> Any:
+    """A real OS lock, even when gevent has patched ``threading``."""
+    return _original("_thread", "allocate_lock")()
+
+
+def start_native_thread(target: Callable[[], None], name: str) -> int:
+    """Run ``target`` on a new OS thread (never a greenlet); returns the thread id."""
+
+    def run() -> None:
+        threading = sys.modules.get("threading")
+        if threading is not None and _patched_gevent_monkey() is None:
+            threading.current_thread().name = name
+        target()
+
+    return int(_original("_thread", "start_new_thread")(run, ()))
+
+
+class WakeSignal:
+    """A flag that one OS thread sleeps on and any thread or greenlet sets without blocking."""
+
+    def __init__(self) -> None:
+        self._lock = allocate_native_lock()
+        self._lock.acquire()  # held means "not signalled"
+
+    def set(self) -> None:
+        """Wake the sleeper (idempotent)."""
+        try:
+            self._lock.release()
+        except RuntimeError:  # already signalled
+            pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until set or ``timeout`` seconds pass; consumes the signal. True if set."""
+        return bool(self._lock.acquire(timeout=-1 if timeout is None else timeout))
+
+
+class _Waker:
+    """Wakes a consumer from another thread; cooperative under gevent, an OS lock otherwise."""
+
+    def __init__(self) -> None:
+        self._async: Any = None
+        self._event: Any = None
+        self._signal: WakeSignal | None = None
+        if _patched_gevent_monkey() is not None:
+            import gevent
+            import gevent.event
+
+            self._event = gevent.event.Event()
+            self._async = gevent.get_hub().loop.async_()
+            self._async.start(self._event.set)
+        else:
+            self._signal = WakeSignal()
+
+    def wake(self) -> None:
+        if self._async is not None:
+            self._async.send()
+        else:
+            assert self._signal is not None
+            self._signal.set()
+
+    def prepare(self) -> None:
+        """Call before re-checking for items, so a wake after the check is not lost."""
+        if self._event is not None:
+            self._event.clear()
+
+    def wait(self, timeout: float) -> None:
+        if self._event is not None:
+            self._event.wait(timeout)
+        else:
+            assert self._signal is not None
+            self._signal.wait(timeout)
+
+    def close(self) -> None:
+        if self._async is not None:
+            self._async.close()
+            self._async = None
+
+
+class EventChannel(Generic[T]):
+    """A one-consumer stream of items produced on another thread.
+
+    Create it on the consuming side. The producer calls :meth:`put` and finally
+    :meth:`close`; iterating yields items until the channel is closed and drained.
+    :meth:`cancel` runs the ``on_cancel`` callback once (the engine then drops the job).
+    """
+
+    def __init__(self, on_cancel: Callable[[], None] | None = None) -> None:
+        self._items: deque[T] = deque()
+        self._closed = False
+        self._error: BaseException | None = None
+        self._waker = _Waker()
+        self._on_cancel = on_cancel
+        self._cancelled = False
+
+    # producer side (any thread) ---------------------------------------------------------
+    def put(self, item: T) -> None:
+        """Append an item and wake the consumer."""
+        self._items.append(item)
+        self._waker.wake()
+
+    def close(self, error: BaseException | None = None) -> None:
+        """No more items; the consumer re-raises ``error`` after draining, if given."""
+        self._error = error
+        self._closed = True
+        self._waker.wake()
+
+    # consumer side ---------------------------------------------------------------------
+    def __iter__(self) -> Iterator[T]:
+        try:
+            while True:
+                while self._items:
+                    yield self._items.popleft()
+                if self._closed:
+                    while self._items:
+                        yield self._items.popleft()
+                    if self._error is not None:
+                        raise self._error
+                    return
+                self._waker.prepare()
+                if self._items or self._closed:
+                    continue
+                self._waker.wait(0.5)
+        finally:
+            self._waker.close()
+
+    def cancel(self) -> None:
+        """Ask the producer to stop; safe to call more than once."""
+        if not self._cancelled:
+            self._cancelled = True
+            if self._on_cancel is not None:
+                self._on_cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+
+class OneShot(Generic[T]):
+    """A single result (or error) computed on another thread, awaited cooperatively."""
+
+    def __init__(self) -> None:
+        self._channel: EventChannel[T] = EventChannel()
+
+    def set_result(self, value: T) -> None:
+        self._channel.put(value)
+        self._channel.close()
+
+    def set_error(self, error: BaseException) -> None:
+        self._channel.close(error)
+
+    def wait(self) -> T:
+        for value in self._channel:
+            return value
+        raise RuntimeError("OneShot closed without a result")
+
+
+def run_on_native_thread(fn: Callable[[], T], name: str) -> T:
+    """Run a blocking call on a fresh OS thread and wait for it without blocking greenlets."""
+    result: OneShot[T] = OneShot()
+
+    def work() -> None:
+        try:
+            result.set_result(fn())
+        except BaseException as exc:  # handed to the waiting side, which re-raises it
+            result.set_error(exc)
+
+    start_native_thread(work, name)
+    return result.wait()

@@ -1,0 +1,133 @@
+"""The interface between the core and an inference backend.
+
+A :class:`Backend` is registered by a plugin (see :mod:`power_core.hookspecs`). The core's
+scheduler asks it to :meth:`Backend.load` a model, which gives an :class:`Engine`. The core
+submits :class:`CompletionJob` values and reads :data:`~power_core.types.EngineEvent` values
+back through an :class:`EventStream`. Chat templating, tool-call parsing and reasoning
+separation happen in the core, so a backend only turns prompts into tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from power_core.types import EmbeddingResult, EngineEvent, LoadOptions, SamplingOptions
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """Everything a backend needs to load one model."""
+
+    name: str
+    path: Path
+    digest: str
+    #: the model file's format, e.g. ``"gguf"``
+    format: str
+    options: LoadOptions
+    #: metadata from the model file's header (GGUF key/value pairs)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Facts about a loaded model that API surfaces report."""
+
+    #: tokens of context available to each sequence
+    context_length: int
+    embedding_length: int
+    vocab_size: int
+    #: bytes the loaded model occupies (weights + caches)
+    size_bytes: int
+    #: whether fill-in-the-middle (``suffix``) prompts are supported
+    supports_fim: bool = False
+
+
+@dataclass
+class CompletionJob:
+    """One request to continue a prompt, as a backend sees it."""
+
+    #: text (tokenized by the engine with special tokens parsed) or token ids
+    prompt: str | list[int]
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    #: ``None`` or ``-1``: until end-of-generation or the context is full
+    max_tokens: int | None = None
+    #: strings that end a choice; never emitted, held back across token boundaries
+    stop: list[str] = field(default_factory=list)
+    #: constrain output to JSON; with ``json_schema`` to JSON matching it
+    json_mode: bool = False
+    json_schema: dict[str, Any] | None = None
+    #: ``None``: off; ``0``: chosen-token log-probabilities; ``k``: and the top ``k``
+    logprobs: int | None = None
+    #: independent completions sharing the prompt's KV cells
+    n: int = 1
+    #: prepend the model's BOS token when tokenizing a text prompt
+    add_bos: bool = True
+    #: fill-in-the-middle: ``prompt`` is the prefix and this the suffix
+    suffix: str | None = None
+    #: return the prompt + output token ids of choice 0 in the final usage
+    return_context: bool = False
+
+
+@runtime_checkable
+class EventStream(Protocol):
+    """An iterator of events that can be cancelled from the consuming side."""
+
+    def __iter__(self) -> Iterator[EngineEvent]: ...
+
+    def cancel(self) -> None:
+        """Stop producing: the job leaves the engine within one step and frees its memory."""
+        ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One loaded model, able to serve many jobs at once."""
+
+    info: EngineInfo
+
+    def submit(self, job: CompletionJob) -> EventStream:
+        """Queue a job; events arrive on the returned stream, the last one ``GenerationDone``.
+
+        Raises :class:`~power_core.errors.ServerBusy` when the engine's queue is full and
+        :class:`~power_core.errors.ContextLengthExceeded` when the prompt cannot fit.
+        """
+        ...
+
+    def embed(self, inputs: list[str | list[int]], *, truncate: bool) -> EmbeddingResult:
+        """Embed every input (one sequence each), pooled and L2-normalised."""
+        ...
+
+    def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
+        """Token ids of ``text``, special tokens parsed."""
+        ...
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """Text of token ids."""
+        ...
+
+    def active_jobs(self) -> int:
+        """Jobs queued or running; the scheduler never unloads an engine with any."""
+        ...
+
+    def close(self) -> None:
+        """Stop the engine's thread and free the model."""
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A plugin's inference engine factory."""
+
+    #: unique name, e.g. ``"llamacpp"``
+    name: str
+
+    def supports(self, model_format: str) -> bool:
+        """Whether this backend can load models of this format (``"gguf"``, ...)."""
+        ...
+
+    def load(self, spec: LoadSpec) -> Engine:
+        """Load a model; raise :class:`~power_core.errors.ModelLoadFailed` on failure."""
+        ...

@@ -1,0 +1,60 @@
+"""Where ``pull`` downloads models from (the ``register_model_sources`` hook)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from power_core.store.base import ModelStore
+
+
+@dataclass
+class PullProgress:
+    """One progress report; ``status`` follows Ollama's pull statuses."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+
+@dataclass
+class FetchedBlob:
+    """A model file that a source stored as a verified blob."""
+
+    digest: str
+    size: int
+    #: a model name derived from the reference (file name), used when none is given
+    suggested_name: str
+
+
+ProgressCallback = Callable[[PullProgress], None]
+
+
+@runtime_checkable
+class ModelSource(Protocol):
+    """Downloads a model file into the store."""
+
+    #: unique name, e.g. ``"url"``
+    name: str
+
+    def handles(self, reference: str) -> bool:
+        """Whether this source understands ``reference`` (a URL, a registry name, ...)."""
+        ...
+
+    def fetch(
+        self,
+        reference: str,
+        store: ModelStore,
+        progress: ProgressCallback,
+        *,
+        expected_digest: str | None = None,
+    ) -> FetchedBlob:
+        """Download into ``store`` as a verified blob, reporting progress as it goes.
+
+        Raises :class:`~power_core.errors.PullFailed` (or ``DigestMismatch``) with a clear
+        message; leaves no partial blob visible, only a resumable partial download.
+        """
+        ...
