@@ -1,0 +1,110 @@
+"""The ``a3s-power`` console application: core commands load lazily, plugin commands join."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+from cleo.application import Application
+from cleo.commands.command import Command
+from cleo.commands.completions_command import CompletionsCommand
+from cleo.commands.help_command import HelpCommand
+from cleo.commands.list_command import ListCommand
+from cleo.exceptions import CleoCommandNotFoundError
+from cleo.loaders.command_loader import CommandLoader
+
+from power_core import __version__
+
+#: command name -> "module:ClassName"; modules are imported only when the command runs
+CORE_COMMANDS: dict[str, str] = {
+    "pull": "power_core.cli.commands.pull:PullCommand",
+    "create": "power_core.cli.commands.create:CreateCommand",
+    "list": "power_core.cli.commands.list:ListModelsCommand",
+    "show": "power_core.cli.commands.show:ShowCommand",
+    "delete": "power_core.cli.commands.delete:DeleteCommand",
+    "cp": "power_core.cli.commands.copy:CopyCommand",
+    "run": "power_core.cli.commands.run:RunCommand",
+    "serve": "power_core.cli.commands.serve:ServeCommand",
+    "ps": "power_core.cli.commands.ps:PsCommand",
+    "stop": "power_core.cli.commands.stop:StopCommand",
+    "plugins": "power_core.cli.commands.plugins:PluginsCommand",
+    "version": "power_core.cli.commands.version:VersionCommand",
+    "config": "power_core.cli.commands.config:ConfigCommand",
+}
+
+#: Ollama's short names; each command class also declares its aliases for cleo
+COMMAND_ALIASES: dict[str, str] = {"ls": "list", "rm": "delete"}
+
+
+def _import_command(target: str) -> Command:
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)()  # type: ignore[no-any-return]
+
+
+class PowerCommandLoader(CommandLoader):
+    """Core commands by import path; plugin commands discovered only when asked for."""
+
+    def __init__(self, core: dict[str, str]) -> None:
+        self._core = core
+        self._plugin_commands: dict[str, Callable[[], Command]] | None = None
+
+    def _plugins(self) -> dict[str, Callable[[], Command]]:
+        if self._plugin_commands is None:
+            from power_core.plugins import get_registry
+
+            self._plugin_commands = {
+                name: cls for name, cls in get_registry().commands().items()
+                if name not in self._core
+            }
+        return self._plugin_commands
+
+    @property
+    def names(self) -> list[str]:
+        return [*self._core, *self._plugins()]
+
+    def has(self, name: str) -> bool:
+        name = COMMAND_ALIASES.get(name, name)
+        return name in self._core or name in self._plugins()
+
+    def get(self, name: str) -> Command:
+        name = COMMAND_ALIASES.get(name, name)
+        if name in self._core:
+            return _import_command(self._core[name])
+        if name in self._plugins():
+            return self._plugins()[name]()
+        raise CleoCommandNotFoundError(name)
+
+
+class CommandsCommand(ListCommand):
+    """cleo's command listing, renamed so that ``list`` can list models as Ollama does."""
+
+    name = "commands"
+    description = "Lists the available commands."
+
+
+class PowerApplication(Application):
+    """``a3s-power``: with no arguments it shows the command list."""
+
+    def __init__(self) -> None:
+        super().__init__("a3s-power", __version__)
+        self._default_command = "commands"
+        self.set_command_loader(PowerCommandLoader(CORE_COMMANDS))
+
+    @property
+    def default_commands(self) -> list[Command]:
+        return [HelpCommand(), CommandsCommand(), CompletionsCommand()]
+
+
+def create_application() -> PowerApplication:
+    """A fresh console application (tests drive it through cleo's ApplicationTester)."""
+    return PowerApplication()
+
+
+def main() -> int:
+    """Console-script entry point."""
+    return create_application().run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

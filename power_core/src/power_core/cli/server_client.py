@@ -1,0 +1,41 @@
+"""Talking to a running A3S Power server from the CLI (``ps``, ``stop``), with ``requests``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from power_core.config import Settings
+from power_core.errors import PowerError
+
+
+class ServerNotRunning(PowerError):
+    """No server answers at the configured address."""
+
+
+def server_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in {"0.0.0.0", "::", ""} else settings.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def call_server(settings: Settings, method: str, path: str, payload: Any = None) -> Any:
+    """Send one request to the local server and return its JSON answer."""
+    import requests
+
+    url = server_url(settings) + path
+    try:
+        response = requests.request(method, url, json=payload, timeout=30)
+    except requests.ConnectionError:
+        raise ServerNotRunning(
+            f"could not connect to a running A3S Power server at {server_url(settings)} "
+            "(start one with `a3s-power serve`)"
+        ) from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code >= 400:
+        message = body.get("error") if isinstance(body, dict) else None
+        raise PowerError(str(message or f"server answered {response.status_code}"))
+    return body

@@ -1,0 +1,240 @@
+"""Settings: defaults < ``config.yaml`` (or the Rust tool's ``config.toml``) < environment < CLI.
+
+Every field is optional. Invalid configuration raises :class:`ConfigError` with one line that
+names the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from power_core.errors import ConfigError
+
+ENV_PREFIX = "A3S_POWER_"
+DEFAULT_HOME = Path.home() / ".a3s" / "power"
+
+
+def power_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The folder holding ``config.yaml`` and (by default) ``models``; ``A3S_POWER_HOME`` wins."""
+    env = os.environ if environ is None else environ
+    home = env.get(ENV_PREFIX + "HOME")
+    return Path(home).expanduser() if home else DEFAULT_HOME
+
+
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``"5m"``, ``"30s"``, ``"1h"``, ``"-1"``, ``300`` (Ollama's ``keep_alive``).
+
+    A negative value means "forever". Raises ``ValueError`` for anything else.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '5m' or seconds, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        # Go-style compound durations such as "1h30m"
+        parts = re.findall(r"(-?\d+(?:\.\d+)?)(ms|s|m|h)", value.strip())
+        if parts and "".join(n + u for n, u in parts) == value.strip():
+            return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    raise ValueError(f"expected a duration like '5m', '30s', '1h' or seconds, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration of one process."""
+
+    host: str = "127.0.0.1"
+    port: int = 11435
+    home: Path = field(default_factory=power_home)
+    #: defaults to ``<home>/models``
+    models_dir: Path | None = None
+    max_loaded_models: int = 2
+    #: seconds; negative keeps models loaded forever
+    keep_alive: float = 300.0
+    num_parallel: int = 4
+    max_queue: int = 512
+    num_ctx: int = 4096
+    num_batch: int = 512
+    num_thread: int | None = None
+    use_mmap: bool = True
+    #: extra CORS origins besides localhost ones (``*`` allows any)
+    origins: tuple[str, ...] = ()
+    #: name of the store plugin
+    store: str = "local"
+    #: bearer keys for the HTTP APIs; empty accepts any ``Authorization``
+    api_keys: tuple[str, ...] = ()
+    #: request bodies larger than this are refused (bytes)
+    max_body_bytes: int = 64 * 1024 * 1024
+    log_level: str = "info"
+
+    @property
+    def models_path(self) -> Path:
+        """Where blobs and manifests live."""
+        return self.models_dir if self.models_dir is not None else self.home / "models"
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / "config.yaml"
+
+
+_FIELD_TYPES: dict[str, str] = {
+    "host": "a string",
+    "port": "an integer from 1 to 65535",
+    "models_dir": "a path",
+    "max_loaded_models": "a positive integer",
+    "keep_alive": "a duration like '5m' or seconds",
+    "num_parallel": "a positive integer",
+    "max_queue": "a positive integer",
+    "num_ctx": "a positive integer",
+    "num_batch": "a positive integer",
+    "num_thread": "a positive integer",
+    "use_mmap": "true or false",
+    "origins": "a list of origins",
+    "store": "a store plugin name",
+    "api_keys": "a list of strings",
+    "max_body_bytes": "a positive integer",
+    "log_level": "one of debug, info, warning, error",
+}
+_POSITIVE_INTS = {"max_loaded_models", "num_parallel", "max_queue", "num_ctx", "num_batch",
+                  "num_thread", "max_body_bytes"}
+
+
+def _coerce(key: str, value: Any, from_text: bool) -> Any:
+    """Check and convert one value; raises ValueError with what was expected."""
+    expected = _FIELD_TYPES[key]
+    if key in _POSITIVE_INTS or key == "port":
+        if from_text and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(expected)
+        if key == "port" and value > 65535:
+            raise ValueError(expected)
+        return value
+    if key == "keep_alive":
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise ValueError(expected) from None
+    if key == "use_mmap":
+        if from_text and isinstance(value, str) and value.lower() in {"1", "true", "yes", "0",
+                                                                        "false", "no"}:
+            return value.lower() in {"1", "true", "yes"}
+        if not isinstance(value, bool):
+            raise ValueError(expected)
+        return value
+    if key in {"origins", "api_keys"}:
+        if from_text and isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(expected)
+        return tuple(value)
+    if key == "models_dir":
+        if not isinstance(value, str) or not value:
+            raise ValueError(expected)
+        return Path(value).expanduser()
+    if key == "log_level":
+        if not isinstance(value, str) or value.lower() not in {"debug", "info", "warning",
+                                                                 "error"}:
+            raise ValueError(expected)
+        return value.lower()
+    if not isinstance(value, str) or not value:
+        raise ValueError(expected)
+    return value
+
+
+def _apply(values: dict[str, Any], source: Mapping[str, Any], where: str, from_text: bool,
+           strict: bool = True) -> None:
+    for key, value in source.items():
+        if key not in _FIELD_TYPES:
+            if strict:
+                known = ", ".join(sorted(_FIELD_TYPES))
+                raise ConfigError(f"{where}: unknown key '{key}' (known keys: {known})")
+            continue
+        if value is None:
+            continue
+        try:
+            values[key] = _coerce(key, value, from_text)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: '{key}' must be {exc}, got {value!r}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml  # deferred: only needed when the file exists
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def _read_rust_toml(path: Path) -> dict[str, Any]:
+    """The original Rust tool's ``config.toml``: only the keys both tools share are read."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    shared = {"host", "port", "max_loaded_models", "models_dir", "keep_alive"}
+    return {k: v for k, v in data.items() if k in shared}
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings with precedence CLI ``overrides`` > environment > file > defaults."""
+    env = os.environ if environ is None else environ
+    home = power_home(env)
+    values: dict[str, Any] = {}
+    yaml_path = home / "config.yaml"
+    toml_path = home / "config.toml"
+    if yaml_path.is_file():
+        _apply(values, _read_yaml(yaml_path), str(yaml_path), from_text=False)
+    elif toml_path.is_file():
+        _apply(values, _read_rust_toml(toml_path), str(toml_path), from_text=False)
+    env_values = {
+        key: env[ENV_PREFIX + key.upper()] for key in _FIELD_TYPES if ENV_PREFIX + key.upper() in env
+    }
+    # ``A3S_POWER_HOST=0.0.0.0:8080`` carries a port too, as OLLAMA_HOST does
+    host = env_values.get("host")
+    if host and host.count(":") == 1 and host.rsplit(":", 1)[1].isdigit():
+        name, port = host.rsplit(":", 1)
+        env_values["host"] = name
+        env_values.setdefault("port", port)
+    for key, value in env_values.items():
+        _apply(values, {key: value}, f"environment variable {ENV_PREFIX + key.upper()}",
+               from_text=True)
+    if overrides:
+        _apply(values, {k: v for k, v in overrides.items() if v is not None}, "command line",
+               from_text=True)
+    return replace(Settings(home=home), **values)
+
+
+def settings_as_dict(settings: Settings) -> dict[str, Any]:
+    """Settings as plain values (for ``a3s-power config`` and logs)."""
+    out: dict[str, Any] = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        out[f.name] = str(value) if isinstance(value, Path) else value
+    out["models_dir"] = str(settings.models_path)
+    return out

@@ -1,0 +1,241 @@
+"""From a :class:`GenerationRequest` to a stream of events: options, prompt, engine, parsing.
+
+This is the one place where a request meets a model: Modelfile parameters fill what the
+client left unset, the chat template renders messages, tool choice and response format
+become output constraints, and the engine's text is split into answer, reasoning and tool
+calls for the API surfaces to render.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import fields, replace
+from typing import Any
+
+from power_core.chat.messages import merge_system, prepend_history
+from power_core.chat.output import OutputParser
+from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
+from power_core.chat.tools import forced_tool_call_schema
+from power_core.engine import CompletionJob, Engine, EventStream
+from power_core.errors import InvalidRequest, UnsupportedFeature
+from power_core.models import ResolvedModel
+from power_core.scheduler import LoadedModel, ModelScheduler
+from power_core.special_tokens import special_tokens_of
+from power_core.types import (
+    ChatMessage,
+    ChoiceDone,
+    FinishReason,
+    GenerationDone,
+    GenerationEvent,
+    GenerationRequest,
+    SamplingOptions,
+    TextDelta,
+)
+
+_SAMPLING_FIELDS = {f.name: f for f in fields(SamplingOptions)}
+_FLOAT_OPTIONS = {"temperature", "top_p", "min_p", "typical_p", "repeat_penalty",
+                  "presence_penalty", "frequency_penalty"}
+_INT_OPTIONS = {"top_k", "repeat_last_n", "seed"}
+
+
+def sampling_options(model: ResolvedModel, requested: dict[str, Any]) -> SamplingOptions:
+    """Defaults, overridden by the model's Modelfile parameters, overridden by the request."""
+    values: dict[str, Any] = {}
+    for source, where in ((model.parameters, "model parameter"), (requested, "option")):
+        for key, value in source.items():
+            if key not in _SAMPLING_FIELDS or value is None:
+                continue
+            values[key] = _checked_option(key, value, where)
+    return replace(SamplingOptions(), **values)
+
+
+def _checked_option(key: str, value: Any, where: str) -> Any:
+    if key in _FLOAT_OPTIONS:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidRequest(f"{where} '{key}' must be a number", param=key)
+        return float(value)
+    if key in _INT_OPTIONS:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequest(f"{where} '{key}' must be an integer", param=key)
+        return value
+    if key == "logit_bias":
+        if not isinstance(value, dict):
+            raise InvalidRequest(f"{where} 'logit_bias' must map token ids to numbers", param=key)
+        try:
+            return {int(k): float(v) for k, v in value.items()}
+        except (TypeError, ValueError):
+            raise InvalidRequest(
+                f"{where} 'logit_bias' must map token ids to numbers", param=key
+            ) from None
+    return value
+
+
+def _stop_strings(model: ResolvedModel, request: GenerationRequest) -> list[str]:
+    if request.stop:
+        return list(request.stop)
+    stop = model.parameters.get("stop", [])
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+def _max_tokens(model: ResolvedModel, request: GenerationRequest) -> int | None:
+    if request.max_tokens is not None:
+        return request.max_tokens
+    value = model.parameters.get("num_predict")
+    return int(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def chat_template_for(model: ResolvedModel, override: str | None) -> ChatTemplate:
+    """The request's template, else the Modelfile's, else the GGUF's, else ChatML."""
+    source = override or model.template or model.metadata.get("tokenizer.chat_template")
+    bos, eos = special_tokens_of(model)
+    return ChatTemplate(source if isinstance(source, str) and source else CHATML_TEMPLATE,
+                        bos_token=bos, eos_token=eos)
+
+
+def conversation(model: ResolvedModel, request: GenerationRequest) -> list[ChatMessage]:
+    """The messages to render: Modelfile history and system applied."""
+    if request.messages is not None:
+        messages = list(request.messages)
+    else:
+        messages = [ChatMessage(role="user", content=request.prompt or "")]
+    messages = prepend_history(messages, model.messages)
+    return merge_system(messages, request.system if request.system else model.system)
+
+
+def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) -> CompletionJob:
+    """Turn a request into the engine's job: prompt text or tokens plus constraints."""
+    if request.n < 1:
+        raise InvalidRequest("'n' must be at least 1", param="n")
+    parse_tools = bool(request.tools) and request.tool_choice != "none"
+    schema = None
+    json_mode = False
+    if parse_tools:
+        schema = forced_tool_call_schema(
+            request.tools, request.tool_choice, request.parallel_tool_calls
+        )
+    if schema is None and request.response_format is not None:
+        json_mode = True
+        schema = request.response_format.schema
+    job = CompletionJob(
+        prompt="",
+        sampling=sampling_options(model, request.sampling),
+        max_tokens=_max_tokens(model, request),
+        stop=_stop_strings(model, request),
+        json_mode=json_mode or schema is not None,
+        json_schema=schema,
+        logprobs=request.logprobs,
+        n=request.n,
+        return_context=request.prompt is not None and request.messages is None,
+    )
+    if request.suffix is not None:
+        if not engine.info.supports_fim:
+            raise UnsupportedFeature(
+                f"model '{model.name}' does not support insert (suffix)", param="suffix"
+            )
+        job.prompt, job.suffix = request.prompt or "", request.suffix
+        return job
+    if request.raw and request.messages is None:
+        text = request.prompt or ""
+    else:
+        template = chat_template_for(model, request.template)
+        text = template.render(
+            conversation(model, request),
+            tools=request.tools if parse_tools else None,
+            add_generation_prompt=True,
+        )
+    bos, _ = special_tokens_of(model)
+    job.add_bos = not (bos and text.startswith(bos))
+    if request.context:
+        job.prompt = list(request.context) + engine.tokenize(text, add_bos=False)
+    else:
+        job.prompt = text
+    return job
+
+
+class GenerationStream:
+    """Events of one generation; iterate once. :meth:`cancel` stops it early.
+
+    The model stays leased until the stream is exhausted, cancelled or closed.
+    """
+
+    def __init__(
+        self,
+        scheduler: ModelScheduler,
+        entry: LoadedModel,
+        request: GenerationRequest,
+        keep_alive: float | None,
+        started_ns: int,
+        load_ns: int,
+    ) -> None:
+        self.model = entry.model
+        self.request = request
+        self._scheduler = scheduler
+        self._entry = entry
+        self._keep_alive = keep_alive
+        self._started_ns = started_ns
+        self._load_ns = load_ns
+        self._released = False
+        self._done = False
+        try:
+            self.job = build_job(entry.model, entry.engine, request)
+            self.prompt_text = self.job.prompt if isinstance(self.job.prompt, str) else None
+            self._stream: EventStream = entry.engine.submit(self.job)
+        except BaseException:
+            self._release()
+            raise
+        thinking_open = isinstance(self.prompt_text, str) and self.prompt_text.rstrip().endswith(
+            "<think>"
+        )
+        parse_tools = bool(request.tools) and request.tool_choice != "none"
+        self._parsers = [
+            OutputParser(choice=i, parse_tools=parse_tools, think=request.think,
+                         in_thinking=thinking_open)
+            for i in range(request.n)
+        ]
+
+    def __iter__(self) -> Iterator[GenerationEvent]:
+        try:
+            for event in self._stream:
+                if isinstance(event, TextDelta):
+                    yield from self._parsers[event.choice].feed(event.text, event.logprobs)
+                elif isinstance(event, ChoiceDone):
+                    parser = self._parsers[event.choice]
+                    yield from parser.finish()
+                    reason: FinishReason = event.reason
+                    if parser.tool_calls and reason == "stop":
+                        reason = "tool_calls"
+                    yield ChoiceDone(event.choice, reason, event.completion_tokens)
+                elif isinstance(event, GenerationDone):
+                    usage = replace(
+                        event.usage,
+                        load_ns=self._load_ns,
+                        total_ns=time.perf_counter_ns() - self._started_ns,
+                    )
+                    reason = event.reason
+                    if self._parsers[0].tool_calls and reason == "stop":
+                        reason = "tool_calls"
+                    self._done = True
+                    yield GenerationDone(usage=usage, reason=reason)
+                else:
+                    yield event
+        finally:
+            if not self._done:  # the consumer stopped early: free the engine's slot
+                self._stream.cancel()
+            self._release()
+
+    def cancel(self) -> None:
+        """Stop generating (client went away) and give the model back."""
+        self._stream.cancel()
+        self._release()
+
+    def close(self) -> None:
+        """Alias of :meth:`cancel`, so ``contextlib.closing`` works."""
+        self.cancel()
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._scheduler.release(self._entry, self._keep_alive)

@@ -1,0 +1,458 @@
+"""A bounded reader of GGUF headers (versions 2 and 3), using only the standard library.
+
+Every model file is checked here before it is stored or shown. The reader walks the
+header through a small sliding buffer, never the whole file, and checks every count and
+length against what the rest of the file could possibly hold (and against hard caps)
+before allocating anything, so a hostile or truncated file fails in milliseconds with
+:class:`~power_core.errors.InvalidModelFile` instead of exhausting memory. Large arrays
+(tokenizer vocabularies) are skipped and only their lengths kept, unless asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from power_core.errors import InvalidModelFile
+
+MAGIC = b"GGUF"
+SUPPORTED_VERSIONS = (2, 3)
+DEFAULT_ALIGNMENT = 32
+
+#: arrays with more elements than this are recorded by length only (unless asked)
+LARGE_ARRAY_THRESHOLD = 256
+MAX_KV_COUNT = 1 << 20
+MAX_TENSOR_COUNT = 1 << 20
+MAX_STRING_LENGTH = 64 << 20
+MAX_ARRAY_LENGTH = 1 << 26
+MAX_TENSOR_DIMS = 4  # GGML_MAX_DIMS
+MAX_NESTING = 4
+
+_BUFFER = 1 << 20
+_U64 = struct.Struct("<Q")
+
+# value types: id -> (struct format, size)
+_SCALARS: dict[int, tuple[str, int]] = {
+    0: ("B", 1),  # uint8
+    1: ("b", 1),  # int8
+    2: ("H", 2),  # uint16
+    3: ("h", 2),  # int16
+    4: ("I", 4),  # uint32
+    5: ("i", 4),  # int32
+    6: ("f", 4),  # float32
+    7: ("?", 1),  # bool
+    10: ("Q", 8),  # uint64
+    11: ("q", 8),  # int64
+    12: ("d", 8),  # float64
+}
+_STRING, _ARRAY = 8, 9
+
+# ggml tensor types: id -> (elements per block, bytes per block)
+GGML_TYPE_SIZES: dict[int, tuple[int, int]] = {
+    0: (1, 4),  # F32
+    1: (1, 2),  # F16
+    2: (32, 18),  # Q4_0
+    3: (32, 20),  # Q4_1
+    6: (32, 22),  # Q5_0
+    7: (32, 24),  # Q5_1
+    8: (32, 34),  # Q8_0
+    9: (32, 36),  # Q8_1
+    10: (256, 84),  # Q2_K
+    11: (256, 110),  # Q3_K
+    12: (256, 144),  # Q4_K
+    13: (256, 176),  # Q5_K
+    14: (256, 210),  # Q6_K
+    15: (256, 292),  # Q8_K
+    16: (256, 66),  # IQ2_XXS
+    17: (256, 74),  # IQ2_XS
+    18: (256, 98),  # IQ3_XXS
+    19: (256, 50),  # IQ1_S
+    20: (32, 18),  # IQ4_NL
+    21: (256, 110),  # IQ3_S
+    22: (256, 82),  # IQ2_S
+    23: (256, 136),  # IQ4_XS
+    24: (1, 1),  # I8
+    25: (1, 2),  # I16
+    26: (1, 4),  # I32
+    27: (1, 8),  # I64
+    28: (1, 8),  # F64
+    29: (256, 56),  # IQ1_M
+    30: (1, 2),  # BF16
+    34: (256, 54),  # TQ1_0
+    35: (256, 66),  # TQ2_0
+    39: (32, 17),  # MXFP4
+}
+
+# general.file_type (llama_ftype) -> the name Ollama shows as quantization level
+FILE_TYPE_NAMES: dict[int, str] = {
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    4: "MXFP4",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    21: "Q2_K_S",
+    22: "IQ3_XS",
+    23: "IQ3_XXS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    27: "IQ3_M",
+    28: "IQ2_S",
+    29: "IQ2_M",
+    30: "IQ4_XS",
+    31: "IQ1_M",
+    32: "BF16",
+    36: "TQ1_0",
+    37: "TQ2_0",
+}
+
+#: architectures that only embed (no causal language-model head)
+EMBEDDING_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2"})
+
+
+@dataclass
+class TensorInfo:
+    """One tensor's header entry."""
+
+    name: str
+    shape: tuple[int, ...]
+    type: int
+    offset: int
+
+    @property
+    def n_elements(self) -> int:
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
+
+
+@dataclass
+class GGUFInfo:
+    """What the header of a GGUF file says."""
+
+    version: int
+    #: key/value metadata; arrays longer than the threshold are left out unless asked
+    metadata: dict[str, Any]
+    tensor_count: int
+    #: lengths of the arrays left out of :attr:`metadata`
+    large_arrays: dict[str, int] = field(default_factory=dict)
+    parameter_count: int = 0
+    #: byte offset where tensor data starts; the file holds every tensor's data
+    data_offset: int = 0
+    file_size: int = 0
+    tensors: list[TensorInfo] = field(default_factory=list)
+
+    @property
+    def architecture(self) -> str:
+        """``general.architecture`` (e.g. ``llama``), or ``""``."""
+        value = self.metadata.get("general.architecture")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def family(self) -> str:
+        """The model family Ollama reports: the architecture."""
+        return self.architecture
+
+    @property
+    def file_type(self) -> int | None:
+        value = self.metadata.get("general.file_type")
+        return value if isinstance(value, int) else None
+
+    @property
+    def quantization(self) -> str:
+        """Ollama-style quantization level (``Q4_1``, ``Q4_K_M``, ``F16``) or ``unknown``."""
+        file_type = self.file_type
+        if file_type is None:
+            return "unknown"
+        return FILE_TYPE_NAMES.get(file_type, "unknown")
+
+    def arch_value(self, key: str) -> Any:
+        """``<architecture>.<key>`` from the metadata, or ``None``."""
+        return self.metadata.get(f"{self.architecture}.{key}")
+
+    @property
+    def context_length(self) -> int | None:
+        value = self.arch_value("context_length")
+        return value if isinstance(value, int) else None
+
+    @property
+    def embedding_length(self) -> int | None:
+        value = self.arch_value("embedding_length")
+        return value if isinstance(value, int) else None
+
+    @property
+    def chat_template(self) -> str | None:
+        value = self.metadata.get("tokenizer.chat_template")
+        return value if isinstance(value, str) else None
+
+    @property
+    def parameter_size(self) -> str:
+        """Ollama's ``parameter_size`` text, e.g. ``134.52M``."""
+        return format_parameter_count(self.parameter_count)
+
+    @property
+    def is_embedding_model(self) -> bool:
+        """True for embedding-only models (a pooling type, or an encoder architecture)."""
+        return (
+            self.architecture in EMBEDDING_ARCHITECTURES
+            or self.arch_value("pooling_type") is not None
+        )
+
+    @property
+    def has_fim_tokens(self) -> bool:
+        """Whether the tokenizer defines fill-in-the-middle prefix, suffix and middle tokens."""
+        names = [("fim_pre", "fim_suf", "fim_mid"), ("prefix", "suffix", "middle")]
+        return any(
+            all(f"tokenizer.ggml.{part}_token_id" in self.metadata for part in parts)
+            for parts in names
+        )
+
+
+def format_parameter_count(count: int) -> str:
+    """Format a parameter count as Ollama does: ``7B``, ``1.5B``, ``134.52M``, ``12K``."""
+    if count >= 1_000_000_000:
+        value = count / 1_000_000_000
+        return f"{value:.0f}B" if value == int(value) else f"{value:.1f}B"
+    if count >= 1_000_000:
+        value = count / 1_000_000
+        return f"{value:.0f}M" if value == int(value) else f"{value:.2f}M"
+    if count >= 1_000:
+        return f"{count / 1_000:.0f}K"
+    return str(count)
+
+
+class _Cursor:
+    """Sequential little-endian reads through a sliding buffer, bounded by the file size."""
+
+    def __init__(self, handle: BinaryIO, size: int, name: str) -> None:
+        self._handle = handle
+        self.size = size
+        self._name = name
+        self._buffer = b""
+        self._start = 0  # file offset of _buffer[0]
+        self.pos = 0
+
+    def fail(self, reason: str) -> InvalidModelFile:
+        return InvalidModelFile(f"{self._name}: {reason}")
+
+    @property
+    def remaining(self) -> int:
+        return self.size - self.pos
+
+    def take(self, n: int, what: str) -> bytes:
+        if n > self.remaining:
+            raise self.fail(f"truncated file (needs {n} more bytes for {what} at {self.pos})")
+        rel = self.pos - self._start
+        if rel + n > len(self._buffer):
+            self._handle.seek(self.pos)
+            self._buffer = self._handle.read(max(n, _BUFFER))
+            self._start, rel = self.pos, 0
+            if len(self._buffer) < n:
+                raise self.fail(f"truncated file while reading {what} at {self.pos}")
+        self.pos += n
+        return self._buffer[rel : rel + n]
+
+    def unpack(self, fmt: str, size: int, what: str) -> Any:
+        return struct.unpack("<" + fmt, self.take(size, what))[0]
+
+    def u32(self, what: str) -> int:
+        return int(self.unpack("I", 4, what))
+
+    def u64(self, what: str) -> int:
+        return int(self.unpack("Q", 8, what))
+
+    def skip_strings(self, count: int, what: str) -> None:
+        """Skip ``count`` strings, walking the buffer directly (vocabularies are large)."""
+        done = 0
+        while done < count:
+            buffer, rel = self._buffer, self.pos - self._start
+            end = len(buffer)
+            while done < count and rel + 8 <= end:
+                (length,) = _U64.unpack_from(buffer, rel)
+                if rel + 8 + length > end:
+                    break
+                rel += 8 + length
+                done += 1
+            self.pos = self._start + rel
+            if done < count:  # the next string crosses the buffer: the careful path
+                self.string(what, keep=False)
+                done += 1
+
+    def string(self, what: str, *, keep: bool = True) -> str:
+        length = self.u64(f"length of {what}")
+        if length > MAX_STRING_LENGTH or length > self.remaining:
+            raise self.fail(f"{what} claims {length} bytes, more than the file can hold")
+        raw = self.take(length, what)
+        if not keep:
+            return ""
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # Tokenizer vocabularies sometimes hold byte pieces that are not valid UTF-8.
+            return raw.decode("utf-8", errors="replace")
+
+
+def read_gguf_info(path: str | os.PathLike[str], *, include_large_arrays: bool = False) -> GGUFInfo:
+    """Parse and check the header of the GGUF file at ``path``.
+
+    Raises :class:`~power_core.errors.InvalidModelFile` for a missing or unreadable file,
+    a wrong magic, an unsupported version, a truncated header, counts or lengths larger
+    than the file could hold, unknown value or tensor types, and tensor data that would
+    lie beyond the end of the file. Arrays with more than :data:`LARGE_ARRAY_THRESHOLD`
+    elements are left out of ``metadata`` (their lengths go to ``large_arrays``) unless
+    ``include_large_arrays`` is true.
+    """
+    name = Path(path).name
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after the size check
+    except OSError as exc:
+        raise InvalidModelFile(f"cannot open model file {name}: {exc.strerror}") from exc
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        cursor = _Cursor(handle, size, name)
+        return _parse(cursor, include_large_arrays)
+
+
+def _parse(cursor: _Cursor, include_large: bool) -> GGUFInfo:
+    if cursor.size < 24:
+        raise cursor.fail("not a GGUF file (too short for a GGUF header)")
+    magic = cursor.take(4, "magic")
+    if magic != MAGIC:
+        raise cursor.fail(f"not a GGUF file (magic {magic!r}, expected {MAGIC!r})")
+    version = cursor.u32("version")
+    if version not in SUPPORTED_VERSIONS:
+        swapped = int.from_bytes(version.to_bytes(4, "little"), "big")
+        if swapped in SUPPORTED_VERSIONS:
+            raise cursor.fail("big-endian GGUF files are not supported")
+        raise cursor.fail(f"unsupported GGUF version {version} (supported: 2, 3)")
+    tensor_count = cursor.u64("tensor count")
+    kv_count = cursor.u64("metadata count")
+    # Smallest possible entries: a key/value is 8 (key length) + 4 (type) + 1 byte; a
+    # tensor info is 8 (name length) + 4 (dims) + 4 (type) + 8 (offset).
+    if kv_count > MAX_KV_COUNT or kv_count * 13 > cursor.remaining:
+        raise cursor.fail(f"absurd metadata count {kv_count}")
+    if tensor_count > MAX_TENSOR_COUNT or tensor_count * 24 > cursor.remaining:
+        raise cursor.fail(f"absurd tensor count {tensor_count}")
+
+    metadata: dict[str, Any] = {}
+    large: dict[str, int] = {}
+    for _ in range(kv_count):
+        key = cursor.string("metadata key")
+        value_type = cursor.u32(f"type of {key!r}")
+        metadata[key] = _read_value(cursor, key, value_type, include_large, large, 0)
+    for key in large:
+        if not include_large:
+            metadata.pop(key, None)
+
+    tensors = [_read_tensor_info(cursor) for _ in range(tensor_count)]
+
+    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise cursor.fail(f"invalid general.alignment {alignment!r}")
+    data_offset = -(-cursor.pos // alignment) * alignment
+    data_size = cursor.size - data_offset
+    parameters = 0
+    for tensor in tensors:
+        block, type_size = GGML_TYPE_SIZES[tensor.type]
+        elements = tensor.n_elements
+        if elements % block:
+            raise cursor.fail(f"tensor {tensor.name!r} has {elements} elements, not blocks")
+        end = tensor.offset + elements // block * type_size
+        if tensor.offset % alignment or end > data_size:
+            raise cursor.fail(
+                f"tensor {tensor.name!r} data lies beyond the end of the file "
+                f"(needs {data_offset + end} bytes, file has {cursor.size})"
+            )
+        parameters += elements
+    return GGUFInfo(
+        version=version,
+        metadata=metadata,
+        tensor_count=tensor_count,
+        large_arrays=large,
+        parameter_count=parameters,
+        data_offset=data_offset,
+        file_size=cursor.size,
+        tensors=tensors,
+    )
+
+
+def _read_value(
+    cursor: _Cursor, key: str, value_type: int, include_large: bool, large: dict[str, int], depth: int
+) -> Any:
+    scalar = _SCALARS.get(value_type)
+    if scalar is not None:
+        return cursor.unpack(scalar[0], scalar[1], f"value of {key!r}")
+    if value_type == _STRING:
+        return cursor.string(f"value of {key!r}")
+    if value_type != _ARRAY:
+        raise cursor.fail(f"unknown value type {value_type} for {key!r}")
+    if depth >= MAX_NESTING:
+        raise cursor.fail(f"arrays nested too deeply in {key!r}")
+    item_type = cursor.u32(f"array type of {key!r}")
+    count = cursor.u64(f"array length of {key!r}")
+    item = _SCALARS.get(item_type)
+    min_item = item[1] if item is not None else (8 if item_type == _STRING else 12)
+    if item is None and item_type not in (_STRING, _ARRAY):
+        raise cursor.fail(f"unknown array element type {item_type} for {key!r}")
+    if count > MAX_ARRAY_LENGTH or count * min_item > cursor.remaining:
+        raise cursor.fail(f"array {key!r} claims {count} elements, more than the file holds")
+    keep = include_large or count <= LARGE_ARRAY_THRESHOLD
+    if not keep:
+        large[key] = count
+    if item is not None:
+        raw = cursor.take(count * item[1], f"array {key!r}")
+        return list(struct.unpack(f"<{count}{item[0]}", raw)) if keep else None
+    if item_type == _STRING:
+        what = f"element of {key!r}"
+        if keep:
+            return [cursor.string(what) for _ in range(count)]
+        cursor.skip_strings(count, what)
+        return None
+    return [
+        _read_value(cursor, key, _ARRAY, include_large, large, depth + 1) for _ in range(count)
+    ]
+
+
+def _read_tensor_info(cursor: _Cursor) -> TensorInfo:
+    name = cursor.string("tensor name")
+    n_dims = cursor.u32(f"dimensions of tensor {name!r}")
+    if n_dims == 0 or n_dims > MAX_TENSOR_DIMS:
+        raise cursor.fail(f"tensor {name!r} has {n_dims} dimensions (1 to 4 allowed)")
+    shape = tuple(cursor.u64(f"shape of tensor {name!r}") for _ in range(n_dims))
+    count = 1
+    for dim in shape:
+        if dim == 0 or dim > 1 << 40:
+            raise cursor.fail(f"tensor {name!r} has an absurd dimension {dim}")
+        count *= dim
+    if count > 1 << 48:
+        raise cursor.fail(f"tensor {name!r} has an absurd element count {count}")
+    tensor_type = cursor.u32(f"type of tensor {name!r}")
+    if tensor_type not in GGML_TYPE_SIZES:
+        raise cursor.fail(f"tensor {name!r} has unknown type {tensor_type}")
+    offset = cursor.u64(f"offset of tensor {name!r}")
+    return TensorInfo(name=name, shape=shape, type=tensor_type, offset=offset)
+
+
+def check_gguf_magic(head: bytes) -> bool:
+    """Whether the first bytes of a file look like a GGUF file (magic and version)."""
+    if len(head) < 8 or head[:4] != MAGIC:
+        return False
+    return struct.unpack("<I", head[4:8])[0] in SUPPORTED_VERSIONS

@@ -1,0 +1,232 @@
+"""Which models are loaded: load on first use, keep-alive expiry, LRU eviction.
+
+Leases protect running work: a model with an open lease (or with jobs in its engine) is
+never unloaded or evicted. All methods are called from one thread (the CLI's) or from
+greenlets of the server's one hub thread; blocking work (loading, closing an engine) runs
+on native threads so greenlets keep being served.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from power_core.concurrency import run_on_native_thread
+from power_core.config import Settings
+from power_core.engine import Backend, Engine, LoadSpec
+from power_core.errors import BackendUnavailable, InvalidRequest, ModelLoadFailed, PowerError
+from power_core.models import ResolvedModel
+from power_core.types import LoadOptions
+
+log = logging.getLogger(__name__)
+
+#: request options that shape a loaded model, with their types
+LOAD_OPTION_TYPES: dict[str, type] = {
+    "num_ctx": int,
+    "num_batch": int,
+    "num_thread": int,
+    "use_mmap": bool,
+}
+
+
+@dataclass
+class LoadedModel:
+    """A model in memory, as ``ps`` shows it."""
+
+    model: ResolvedModel
+    engine: Engine
+    options: LoadOptions
+    load_ns: int
+    leases: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    #: monotonic deadline; ``None`` keeps it forever
+    expires_at: float | None = None
+    #: wall-clock version of ``expires_at`` for display
+    expires_wall: float | None = None
+
+
+def load_options_from(settings: Settings, overrides: dict[str, Any]) -> LoadOptions:
+    """Configured load options with a request's overrides applied and type-checked."""
+    base = LoadOptions(
+        num_ctx=settings.num_ctx,
+        num_batch=settings.num_batch,
+        num_thread=settings.num_thread,
+        use_mmap=settings.use_mmap,
+        num_parallel=settings.num_parallel,
+    )
+    if hasattr(base, "max_queue"):
+        base = replace(base, max_queue=settings.max_queue)  # type: ignore[call-arg]
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        expected = LOAD_OPTION_TYPES.get(key)
+        if expected is None:
+            continue
+        if expected is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if value is None or isinstance(value, bool) != (expected is bool) or not isinstance(
+            value, expected
+        ):
+            raise InvalidRequest(f"option '{key}' must be {expected.__name__}", param=key)
+        if expected is int and value < 1:
+            raise InvalidRequest(f"option '{key}' must be positive", param=key)
+        changes[key] = value
+    return replace(base, **changes)
+
+
+class ModelScheduler:
+    """Owns every loaded engine."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backends: Callable[[], dict[str, Backend]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._backends = backends
+        self._clock = clock
+        self._loaded: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()  # a gevent lock under the server: it serialises loads
+
+    # ---------------------------------------------------------------------------- leases
+    @contextmanager
+    def lease(
+        self,
+        model: ResolvedModel,
+        load_overrides: dict[str, Any] | None = None,
+        keep_alive: float | None = None,
+    ) -> Iterator[LoadedModel]:
+        """Hold ``model`` loaded (loading it if needed) for the duration of the block."""
+        entry = self.acquire(model, load_overrides or {})
+        try:
+            yield entry
+        finally:
+            self.release(entry, keep_alive)
+
+    def acquire(self, model: ResolvedModel, load_overrides: dict[str, Any]) -> LoadedModel:
+        """Load or reuse ``model`` and take a lease on it; pair with :meth:`release`."""
+        options = load_options_from(self._settings, load_overrides)
+        with self._lock:
+            self.reap_expired()
+            entry = self._loaded.get(model.name)
+            if entry is not None and (entry.options != options or entry.model.digest != model.digest):
+                self._wait_idle(entry)
+                self._unload(entry)
+                entry = None
+            if entry is None:
+                self._make_room()
+                entry = self._load(model, options)
+                self._loaded[model.name] = entry
+            entry.leases += 1
+            entry.last_used = self._clock()
+            entry.expires_at = None
+            return entry
+
+    def release(self, entry: LoadedModel, keep_alive: float | None) -> None:
+        """Drop a lease; the model then stays loaded for ``keep_alive`` seconds."""
+        entry.leases -= 1
+        entry.last_used = self._clock()
+        seconds = self._settings.keep_alive if keep_alive is None else keep_alive
+        if seconds < 0:
+            entry.expires_at = entry.expires_wall = None
+        else:
+            entry.expires_at = entry.last_used + seconds
+            entry.expires_wall = time.time() + seconds
+        if seconds == 0 and entry.leases == 0:
+            self.reap_expired()
+
+    # ---------------------------------------------------------------------------- queries
+    def loaded(self) -> list[LoadedModel]:
+        """Loaded models, most recently used first."""
+        self.reap_expired()
+        return sorted(self._loaded.values(), key=lambda e: e.last_used, reverse=True)
+
+    def unload(self, name: str) -> bool:
+        """Unload a model now (waits for its running requests). False if it was not loaded."""
+        entry = self._loaded.get(name)
+        if entry is None:
+            return False
+        self._wait_idle(entry)
+        self._unload(entry)
+        return True
+
+    def set_keep_alive(self, name: str, keep_alive: float | None) -> None:
+        """Restart a loaded model's idle timer (Ollama's "load" request)."""
+        entry = self._loaded.get(name)
+        if entry is not None and entry.leases == 0:
+            entry.leases += 1
+            self.release(entry, keep_alive)
+
+    def reap_expired(self) -> None:
+        """Unload idle models whose keep-alive ran out."""
+        now = self._clock()
+        for entry in list(self._loaded.values()):
+            if self._idle(entry) and entry.expires_at is not None and entry.expires_at <= now:
+                self._unload(entry)
+
+    def close(self) -> None:
+        """Unload everything (server shutdown)."""
+        for entry in list(self._loaded.values()):
+            self._unload(entry)
+
+    # ---------------------------------------------------------------------------- internals
+    @staticmethod
+    def _idle(entry: LoadedModel) -> bool:
+        return entry.leases == 0 and entry.engine.active_jobs() == 0
+
+    def _wait_idle(self, entry: LoadedModel) -> None:
+        while not self._idle(entry):
+            time.sleep(0.05)  # cooperative under gevent's patched time
+
+    def _make_room(self) -> None:
+        limit = self._settings.max_loaded_models
+        while len(self._loaded) >= limit:
+            idle = [e for e in self._loaded.values() if self._idle(e)]
+            if idle:
+                self._unload(min(idle, key=lambda e: e.last_used))
+            else:
+                time.sleep(0.05)  # every loaded model is busy: wait for one to finish
+
+    def _backend_for(self, model: ResolvedModel) -> Backend:
+        backends = self._backends()
+        for backend in backends.values():
+            if backend.supports(model.format):
+                return backend
+        if not backends:
+            raise BackendUnavailable(
+                "no backend available: install one, e.g. `pip install a3s-power-llamacpp`"
+            )
+        raise BackendUnavailable(f"no installed backend can load {model.format} models")
+
+    def _load(self, model: ResolvedModel, options: LoadOptions) -> LoadedModel:
+        backend = self._backend_for(model)
+        spec = LoadSpec(
+            name=model.name,
+            path=model.model_path,
+            digest=model.model_digest,
+            format=model.format,
+            options=options,
+            metadata=model.metadata,
+        )
+        started = time.perf_counter_ns()
+        try:
+            engine = run_on_native_thread(lambda: backend.load(spec), "a3s-power-load")
+        except PowerError:
+            raise
+        except Exception as exc:  # a backend's own failure becomes a clear typed error
+            raise ModelLoadFailed(f"failed to load model '{model.name}': {exc}") from exc
+        log.info("loaded %s with %s in %.2fs", model.name, backend.name,
+                 (time.perf_counter_ns() - started) / 1e9)
+        return LoadedModel(model, engine, options, time.perf_counter_ns() - started)
+
+    def _unload(self, entry: LoadedModel) -> None:
+        if self._loaded.get(entry.model.name) is not entry:
+            return  # another greenlet got here first
+        del self._loaded[entry.model.name]
+        run_on_native_thread(entry.engine.close, "a3s-power-unload")
+        log.info("unloaded %s", entry.model.name)

@@ -1,0 +1,117 @@
+"""The Flask app factory: core routes, CORS, logging, limits, and every API surface."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from flask_cors import CORS
+from flask_sock import Sock
+from werkzeug.exceptions import HTTPException
+
+from power_core import __version__
+from power_core.errors import InvalidRequest, PowerError
+from power_core.scheduler import LoadedModel
+from power_core.server.json_body import parse_json_object
+from power_core.server.surface import ApiContext
+from power_core.services import PowerServices
+
+log = logging.getLogger("power_core.server")
+
+#: browsers on these origins may call the API (as Ollama allows by default)
+LOCAL_ORIGINS = [
+    re.compile(r"^https?://(localhost|127\.0\.0\.1|\[::1\]|0\.0\.0\.0)(:\d+)?$"),
+    re.compile(r"^(app|tauri|file|vscode-webview|vscode-file)://.*$"),
+]
+
+RUNNING_TEXT = "A3S Power is running"
+
+
+def _cors_origins(configured: tuple[str, ...]) -> Any:
+    if "*" in configured:
+        return "*"
+    return [*LOCAL_ORIGINS, *configured]
+
+
+def loaded_model_json(entry: LoadedModel) -> dict[str, Any]:
+    """A loaded model as the core's ``/power/loaded`` route reports it."""
+    expires = (
+        datetime.fromtimestamp(entry.expires_wall, timezone.utc).isoformat()
+        if entry.expires_wall is not None and entry.leases == 0
+        else None
+    )
+    return {
+        "name": entry.model.name,
+        "digest": entry.model.digest,
+        "size": entry.engine.info.size_bytes,
+        "context_length": entry.engine.info.context_length,
+        "expires_at": expires,
+        "active": entry.leases,
+    }
+
+
+def create_app(services: PowerServices) -> Flask:
+    """A Flask app serving the core routes and every registered API surface."""
+    settings = services.settings
+    app = Flask("a3s_power")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["a3s_power"] = services
+    CORS(app, origins=_cors_origins(settings.origins), supports_credentials=False)
+    sock = Sock(app)
+
+    context = ApiContext(services=services, sock=sock)
+    for surface in services.registry.api_surfaces().values():
+        app.register_blueprint(surface.create_blueprint(context))
+        log.debug("API surface %s registered", surface.name)
+
+    @app.route("/", methods=["GET", "HEAD"])
+    def root() -> Response:
+        return Response(RUNNING_TEXT, mimetype="text/plain")
+
+    @app.get("/health")
+    def health() -> Response:
+        return jsonify(
+            status="ok",
+            version=__version__,
+            backends=sorted(services.registry.backends()),
+            loaded_models=[e.model.name for e in services.loaded_models()],
+        )
+
+    @app.get("/power/loaded")
+    def loaded_models() -> Response:
+        return jsonify(models=[loaded_model_json(e) for e in services.loaded_models()])
+
+    @app.post("/power/unload")
+    def unload_model() -> Response | tuple[Response, int]:
+        try:
+            body = parse_json_object(request.get_data())
+            name = body.get("model")
+            if not isinstance(name, str) or not name:
+                raise InvalidRequest("'model' is required", param="model")
+            services.unload_model(name)
+        except PowerError as exc:
+            return jsonify(error=exc.message), exc.http_status
+        return jsonify(status="unloaded")
+
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def log_request(response: Response) -> Response:
+        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        log.info("%s %s %s %.1fms", request.method, request.path, response.status_code,
+                 elapsed_ms)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        # routes outside every surface (unknown paths, wrong methods, oversized bodies)
+        return jsonify(error=exc.description or exc.name), exc.code or 500
+
+    return app

@@ -1,0 +1,93 @@
+"""The server process entry point: ``python -m power_core.server.run [--host H] [--port P]``.
+
+gevent's monkey-patching must happen before anything else imports ``socket``, ``ssl`` or
+``threading``, so this module patches first and imports the rest afterwards; ``a3s-power
+serve`` execs it in a fresh interpreter.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.pywsgi import WSGIServer  # noqa: E402
+
+from power_core.errors import PowerError  # noqa: E402
+
+log = logging.getLogger("power_core.server")
+
+
+def _reap_forever(services: object) -> None:
+    from power_core.services import PowerServices
+
+    assert isinstance(services, PowerServices)
+    while True:
+        gevent.sleep(1.0)
+        try:
+            services.scheduler.reap_expired()
+        except PowerError as exc:  # keep reaping; one failed unload is logged, not fatal
+            log.warning("unloading an idle model failed: %s", exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGINT or SIGTERM; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="a3s-power serve")
+    parser.add_argument("--host")
+    parser.add_argument("--port")
+    args = parser.parse_args(argv)
+
+    from power_core.config import load_settings
+    from power_core.server.app import create_app
+    from power_core.services import PowerServices
+
+    try:
+        settings = load_settings({"host": args.host, "port": args.port})
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        services = PowerServices.create(settings)
+        app = create_app(services)
+    except PowerError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return 1
+    for info in services.registry.infos:
+        if info.error:
+            log.warning("plugin %s (%s) not loaded: %s", info.name, info.distribution, info.error)
+    if not services.registry.backends():
+        log.warning("no backend installed: inference routes answer 503 "
+                    "(install a3s-power-llamacpp)")
+
+    try:
+        server = WSGIServer((settings.host, settings.port), app, log=None, error_log=log)
+        server.init_socket()
+    except OSError as exc:
+        print(f"Error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+
+    def stop() -> None:
+        log.info("shutting down")
+        server.stop(timeout=5)
+
+    gevent.signal_handler(signal.SIGTERM, stop)
+    gevent.signal_handler(signal.SIGINT, stop)
+    reaper = gevent.spawn(_reap_forever, services)
+    host, port = server.address[:2]
+    log.info("A3S Power listening on http://%s:%s", host, port)
+    print(f"A3S Power listening on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        reaper.kill()
+        services.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

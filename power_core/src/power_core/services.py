@@ -1,0 +1,119 @@
+"""The core's services, one object an API surface or a CLI command works through."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+
+from power_core.config import Settings, load_settings
+from power_core.errors import ConfigError, InvalidRequest
+from power_core.generation import GenerationStream
+from power_core.library import ModelLibrary
+from power_core.models import ResolvedModel
+from power_core.plugins import PluginRegistry, get_registry
+from power_core.scheduler import LoadedModel, ModelScheduler
+from power_core.types import EmbeddingRequest, EmbeddingResult, GenerationRequest
+
+
+def open_library(settings: Settings, registry: PluginRegistry) -> ModelLibrary:
+    """The model library on the configured store plugin, with every model source."""
+    stores = registry.stores()
+    factory = stores.get(settings.store)
+    if factory is None:
+        known = ", ".join(sorted(stores)) or "none installed"
+        raise ConfigError(f"store '{settings.store}' is not available (stores: {known})")
+    return ModelLibrary(factory(settings.models_path), list(registry.model_sources().values()))
+
+
+class PowerServices:
+    """Models on disk (:attr:`library`), models in memory (:attr:`scheduler`), generation."""
+
+    def __init__(self, settings: Settings, registry: PluginRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.library = open_library(settings, registry)
+        self.scheduler = ModelScheduler(settings, registry.backends)
+
+    @classmethod
+    def create(cls, settings: Settings | None = None) -> PowerServices:
+        """Services with settings from the environment and the process-wide plugins."""
+        return cls(settings or load_settings(), get_registry())
+
+    # ---------------------------------------------------------------------- generation
+    def generate(self, request: GenerationRequest) -> GenerationStream:
+        """Start generating; model errors, load errors and a full queue raise here, before
+        the first event, so surfaces can still answer with a proper status code."""
+        started = time.perf_counter_ns()
+        model = self.library.resolve(request.model)
+        if request.messages and any(m.images for m in request.messages):
+            if "vision" not in model.capabilities:
+                raise InvalidRequest(
+                    f"model '{model.name}' does not support images", param="images"
+                )
+        entry = self.scheduler.acquire(model, request.load)
+        load_ns = time.perf_counter_ns() - started
+        return GenerationStream(
+            self.scheduler, entry, request, request.keep_alive, started, load_ns
+        )
+
+    def load_model(
+        self, name: str, keep_alive: float | None = None, load: dict | None = None
+    ) -> tuple[ResolvedModel, int]:
+        """Load a model without generating (an empty prompt); returns it and the load time."""
+        started = time.perf_counter_ns()
+        model = self.library.resolve(name)
+        entry = self.scheduler.acquire(model, load or {})
+        self.scheduler.release(entry, keep_alive)
+        return model, time.perf_counter_ns() - started
+
+    def unload_model(self, name: str) -> ResolvedModel:
+        """Unload a model now (Ollama's ``keep_alive: 0`` with an empty prompt, ``stop``)."""
+        model = self.library.resolve(name)
+        self.scheduler.unload(model.name)
+        return model
+
+    def loaded_models(self) -> list[LoadedModel]:
+        """Models in memory, most recently used first."""
+        return self.scheduler.loaded()
+
+    # ---------------------------------------------------------------------- embeddings
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        """Embed every input; ``dimensions`` truncates and re-normalises."""
+        started = time.perf_counter_ns()
+        if not request.inputs:
+            raise InvalidRequest("input must not be empty", param="input")
+        model = self.library.resolve(request.model)
+        with self.scheduler.lease(model, request.load, request.keep_alive) as entry:
+            load_ns = time.perf_counter_ns() - started
+            size = entry.engine.info.embedding_length
+            if request.dimensions is not None and not 0 < request.dimensions <= size:
+                raise InvalidRequest(
+                    f"dimensions must be between 1 and {size} for model '{model.name}'",
+                    param="dimensions",
+                )
+            result = entry.engine.embed(request.inputs, truncate=request.truncate)
+        vectors = result.vectors
+        if request.dimensions is not None and request.dimensions < size:
+            vectors = [_unit(v[: request.dimensions]) for v in vectors]
+        return replace(
+            result,
+            vectors=vectors,
+            load_ns=load_ns,
+            total_ns=time.perf_counter_ns() - started,
+        )
+
+    def tokenize(self, name: str, text: str) -> list[int]:
+        """Token ids of ``text`` under a model (loads it)."""
+        model = self.library.resolve(name)
+        with self.scheduler.lease(model) as entry:
+            return entry.engine.tokenize(text)
+
+    def close(self) -> None:
+        """Unload every model."""
+        self.scheduler.close()
+
+
+def _unit(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm > 0 else vector

@@ -1,0 +1,45 @@
+"""Advisory file locks that coordinate writers and the garbage collector across processes.
+
+Writers (a pull or create committing blobs and then a manifest) hold the store lock
+shared; the garbage collector holds it exclusive, so it never deletes a blob that a
+manifest is about to reference. Waiting polls with ``time.sleep`` so that under gevent
+(where ``time.sleep`` yields) a waiting request does not freeze the server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no flock; locking is then a no-op
+    fcntl = None  # type: ignore[assignment]
+
+_POLL_SECONDS = 0.02
+
+
+@contextmanager
+def file_lock(path: Path, *, exclusive: bool) -> Iterator[None]:
+    """Hold an advisory ``flock`` on ``path`` (created if missing) for the ``with`` body.
+
+    Each call opens its own descriptor, so the lock also separates threads of one process.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+            while True:
+                try:
+                    fcntl.flock(fd, mode)
+                    break
+                except BlockingIOError:
+                    time.sleep(_POLL_SECONDS)
+        yield
+    finally:
+        # Closing the descriptor releases the lock.
+        os.close(fd)

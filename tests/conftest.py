@@ -1,0 +1,124 @@
+"""Shared fixtures: the real SmolLM2 model, temporary homes, and a real server process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+DEFAULT_TEST_MODEL = Path.home() / ".cache/a3s-power/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+TEST_MODEL_NAME = "smollm2:135m"
+
+
+def real_model_path() -> Path:
+    """The real GGUF used by inference tests; the test command fetches it before pytest."""
+    path = Path(os.environ.get("A3S_POWER_TEST_MODEL", str(DEFAULT_TEST_MODEL)))
+    if not path.is_file():
+        raise RuntimeError(
+            f"test model missing at {path}: run `python3 dev.py test`, which fetches it"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    return real_model_path()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def power_env(home: Path, **settings: str) -> dict[str, str]:
+    """An environment for a3s-power subprocesses using ``home`` and the given settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("A3S_POWER_")}
+    env["A3S_POWER_HOME"] = str(home)
+    if "A3S_POWER_TEST_MODEL" in os.environ:
+        env["A3S_POWER_TEST_MODEL"] = os.environ["A3S_POWER_TEST_MODEL"]
+    for key, value in settings.items():
+        env[f"A3S_POWER_{key.upper()}"] = value
+    return env
+
+
+def power_cli(env: dict[str, str], *args: str, check: bool = True,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``a3s-power ARGS`` in a subprocess."""
+    result = subprocess.run(
+        [sys.executable, "-m", "power_core.cli.application", *args],
+        env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"a3s-power {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def import_test_model(env: dict[str, str], name: str = TEST_MODEL_NAME) -> None:
+    """Import the real GGUF into the store at ``env``'s home through the CLI."""
+    modelfile = Path(env["A3S_POWER_HOME"]) / f"Modelfile.{name.replace(':', '_')}"
+    modelfile.parent.mkdir(parents=True, exist_ok=True)
+    modelfile.write_text(f"FROM {real_model_path()}\n", encoding="utf-8")
+    power_cli(env, "create", name, "-f", str(modelfile))
+
+
+class PowerServer:
+    """A real ``a3s-power`` server process on a free loopback port."""
+
+    def __init__(self, home: Path, **settings: str) -> None:
+        self.home = home
+        self.port = free_port()
+        self.env = power_env(home, port=str(self.port), **settings)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = home / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> PowerServer:
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "power_core.server.run"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if requests.get(self.url + "/health", timeout=1).ok:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def power_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerServer]:
+    """One real server for the API suites, with the SmolLM2 model imported as smollm2:135m."""
+    home = tmp_path_factory.mktemp("power-home")
+    server = PowerServer(home, num_ctx="2048", num_parallel="4", keep_alive="10m")
+    import_test_model(server.env)
+    server.start()
+    yield server
+    server.stop()
