@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from power_core.cli.base import PowerCommand
 from power_core.cli.format import human_size, human_until
-from power_core.server_client import call_server
+from power_core.cli.server_client import call_server
 
 
 class PsCommand(PowerCommand):

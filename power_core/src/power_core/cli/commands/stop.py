@@ -7,7 +7,7 @@ from typing import ClassVar
 from cleo.io.inputs.argument import Argument
 
 from power_core.cli.base import PowerCommand
-from power_core.server_client import call_server
+from power_core.cli.server_client import call_server
 
 
 class StopCommand(PowerCommand):
