@@ -41,6 +41,8 @@ class LoadOptions:
     num_thread: int | None = None
     use_mmap: bool = True
     num_parallel: int = 4
+    #: jobs that may wait for a free sequence; beyond them ``submit`` raises ``ServerBusy``
+    max_queue: int = 512
 
 
 @dataclass
