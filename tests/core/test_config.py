@@ -1,0 +1,93 @@
+"""Settings precedence and one-line errors for bad configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from power_core.config import load_settings, parse_duration
+from power_core.errors import ConfigError
+
+
+def env_for(home: Path, **extra: str) -> dict[str, str]:
+    return {"A3S_POWER_HOME": str(home), **extra}
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    settings = load_settings(environ=env_for(tmp_path))
+    assert (settings.host, settings.port) == ("127.0.0.1", 11435)
+    assert settings.keep_alive == 300
+    assert settings.models_path == tmp_path / "models"
+
+
+def test_precedence_cli_over_env_over_file(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("port: 9000\nhost: 0.0.0.0\nnum_ctx: 1024\n")
+    settings = load_settings(environ=env_for(tmp_path, A3S_POWER_PORT="9100"))
+    assert (settings.host, settings.port, settings.num_ctx) == ("0.0.0.0", 9100, 1024)
+    settings = load_settings({"port": "9200"}, environ=env_for(tmp_path, A3S_POWER_PORT="9100"))
+    assert settings.port == 9200
+
+
+def test_host_variable_may_carry_the_port(tmp_path: Path) -> None:
+    settings = load_settings(environ=env_for(tmp_path, A3S_POWER_HOST="0.0.0.0:8080"))
+    assert (settings.host, settings.port) == ("0.0.0.0", 8080)
+
+
+def test_all_documented_fields_parse(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "models_dir: ~/elsewhere\nmax_loaded_models: 3\nkeep_alive: 1h30m\nnum_parallel: 2\n"
+        "max_queue: 8\norigins: ['https://example.org']\nuse_mmap: false\n"
+    )
+    settings = load_settings(environ=env_for(tmp_path))
+    assert settings.models_path == Path.home() / "elsewhere"
+    assert settings.keep_alive == 5400
+    assert settings.origins == ("https://example.org",)
+    assert settings.use_mmap is False
+
+
+def test_rust_tool_toml_is_read(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('host = "0.0.0.0"\nport = 8088\nmax_loaded_models = 5\n')
+    settings = load_settings(environ=env_for(tmp_path))
+    assert (settings.host, settings.port, settings.max_loaded_models) == ("0.0.0.0", 8088, 5)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("colour: blue\n", "unknown key 'colour'"),
+        ("port: eighty\n", "'port' must be an integer from 1 to 65535"),
+        ("port: 70000\n", "'port' must be an integer"),
+        ("keep_alive: soon\n", "'keep_alive' must be a duration"),
+        ("port: [1\n", "invalid YAML at line"),
+        ("- just\n- a list\n", "expected a mapping"),
+    ],
+)
+def test_bad_file_names_file_key_and_expectation(tmp_path: Path, text: str, needle: str) -> None:
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=env_for(tmp_path))
+    message = caught.value.message
+    assert str(tmp_path / "config.yaml") in message
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="A3S_POWER_NUM_CTX"):
+        load_settings(environ=env_for(tmp_path, A3S_POWER_NUM_CTX="-5"))
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("5m", 300), ("30s", 30), ("1h", 3600), ("-1", -1), (120, 120), ("1h30m", 5400),
+     ("500ms", 0.5), ("0", 0)],
+)
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "", True, None, "5 minutes"])
+def test_bad_durations(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(value)
