@@ -58,9 +58,8 @@ def load_options_from(settings: Settings, overrides: dict[str, Any]) -> LoadOpti
         num_thread=settings.num_thread,
         use_mmap=settings.use_mmap,
         num_parallel=settings.num_parallel,
+        max_queue=settings.max_queue,
     )
-    if hasattr(base, "max_queue"):
-        base = replace(base, max_queue=settings.max_queue)  # type: ignore[call-arg]
     changes: dict[str, Any] = {}
     for key, value in overrides.items():
         expected = LOAD_OPTION_TYPES.get(key)
