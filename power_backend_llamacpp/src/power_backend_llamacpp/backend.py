@@ -1,0 +1,183 @@
+"""The llama.cpp backend: loads GGUF files into :class:`~power_backend_llamacpp.LlamaCppEngine`.
+
+``llama_cpp`` and ``numpy`` are imported on first load, never at import time, so that the
+plugin loader (run by every CLI command) stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from power_core.concurrency import allocate_native_lock
+from power_core.engine import LoadSpec
+from power_core.errors import InvalidRequest, ModelLoadFailed
+
+if TYPE_CHECKING:
+    from power_backend_llamacpp.engine import LlamaCppEngine
+
+_init_lock = allocate_native_lock()
+_initialised = False
+#: the log callback must outlive every native call that may log
+_log_callback: Any = None
+
+#: llama.cpp's ``GGML_LOG_LEVEL_ERROR``; everything below it is progress chatter
+_LOG_LEVEL_ERROR = 4
+
+
+def _init_llama_cpp() -> None:
+    """``llama_backend_init`` once per process, with llama.cpp's logging cut to errors."""
+    global _initialised, _log_callback
+    with _init_lock:
+        if _initialised:
+            return
+        import ctypes
+
+        import llama_cpp as lc
+
+        def log(level: int, text: bytes, _user_data: Any) -> None:
+            # may run on the engine thread: write straight to stderr, no (gevent) locks
+            if level == _LOG_LEVEL_ERROR and text:
+                sys.stderr.write(text.decode("utf-8", errors="replace"))
+
+        _log_callback = lc.llama_log_callback(log)
+        lc.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        lc.llama_backend_init()
+        _initialised = True
+
+
+def default_threads() -> int:
+    """Threads for decoding when the model's options leave it open: the usable cores,
+    halved on larger machines where they are likely hyper-threads."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return cores if cores <= 4 else cores // 2
+
+
+def use_extra_buffers() -> bool:
+    """Whether llama.cpp may put weights in its extra CPU buffer types (repacked, AMX).
+
+    Its AMX kernels fault (``ldtilecfg``) under some hypervisors even when the kernel grants
+    AMX, taking the whole server down, so on CPUs with AMX they stay off unless
+    ``A3S_POWER_LLAMACPP_EXTRA_BUFFERS=1``; ``=0`` turns them off everywhere.
+    """
+    setting = os.environ.get("A3S_POWER_LLAMACPP_EXTRA_BUFFERS", "").strip()
+    if setting in ("0", "1"):
+        return setting == "1"
+    return not _cpu_has_amx()
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return "amx_tile" in line.split()
+    except OSError:  # not Linux
+        pass
+    return False
+
+
+class LlamaCppBackend:
+    """Runs GGUF models with llama.cpp (via llama-cpp-python's low-level bindings)."""
+
+    name = "llamacpp"
+
+    def supports(self, model_format: str) -> bool:
+        """Whether ``model_format`` is ``"gguf"``."""
+        return model_format.lower() == "gguf"
+
+    def load(self, spec: LoadSpec) -> LlamaCppEngine:
+        """Load ``spec.path`` and start its engine thread.
+
+        Raises :class:`ModelLoadFailed` when llama.cpp cannot load the file or allocate the
+        context, :class:`InvalidRequest` for impossible options.
+        """
+        options = spec.options
+        for field in ("num_ctx", "num_batch", "num_parallel"):
+            if getattr(options, field) < 1:
+                raise InvalidRequest(f"{field} must be at least 1", param=field)
+        if options.num_thread is not None and options.num_thread < 1:
+            raise InvalidRequest("num_thread must be at least 1", param="num_thread")
+        if options.max_queue < 0:
+            raise InvalidRequest("max_queue must not be negative", param="max_queue")
+        if not spec.path.is_file():
+            raise ModelLoadFailed(f"model file for '{spec.name}' not found at {spec.path}")
+        _init_llama_cpp()
+        import llama_cpp as lc
+
+        from power_backend_llamacpp.engine import LlamaCppEngine
+
+        max_seqs = int(lc.llama_max_parallel_sequences())
+        if options.num_parallel > max_seqs:
+            raise InvalidRequest(
+                f"num_parallel must be at most {max_seqs}", param="num_parallel"
+            )
+        model_params = lc.llama_model_default_params()
+        model_params.load_mode = (
+            lc.LLAMA_LOAD_MODE_MMAP if options.use_mmap else lc.LLAMA_LOAD_MODE_NONE
+        )
+        model_params.use_extra_bufts = use_extra_buffers()
+        model = lc.llama_model_load_from_file(str(spec.path).encode(), model_params)
+        if not model:
+            raise ModelLoadFailed(
+                f"llama.cpp could not load '{spec.name}' from {spec.path}: not a valid GGUF "
+                "file, or an architecture this llama.cpp does not support"
+            )
+        threads = options.num_thread or default_threads()
+        # generating sequences take one batch slot each, so the batch always fits them
+        n_batch = max(options.num_batch, options.num_parallel)
+        ctx_params = lc.llama_context_default_params()
+        ctx_params.n_ctx = options.num_ctx * options.num_parallel
+        ctx_params.n_seq_max = options.num_parallel
+        # one KV stream per sequence: each gets exactly num_ctx cells and attends to its own
+        ctx_params.kv_unified = False
+        ctx_params.n_batch = n_batch
+        ctx_params.n_ubatch = min(n_batch, options.num_batch) or n_batch
+        ctx_params.n_threads = threads
+        ctx_params.n_threads_batch = threads
+        ctx_params.no_perf = True
+        ctx = lc.llama_init_from_model(model, ctx_params)
+        if not ctx:
+            lc.llama_model_free(model)
+            raise ModelLoadFailed(
+                f"llama.cpp could not create a context for '{spec.name}' with "
+                f"num_ctx={options.num_ctx} x num_parallel={options.num_parallel} "
+                "(not enough memory?)"
+            )
+        info = _engine_info(lc, model, ctx, options.num_ctx)
+        return LlamaCppEngine(
+            name=spec.name,
+            model=model,
+            ctx=ctx,
+            info=info,
+            n_parallel=options.num_parallel,
+            n_batch=n_batch,
+            max_queue=options.max_queue,
+            n_threads=threads,
+        )
+
+
+def _engine_info(lc: Any, model: Any, ctx: Any, num_ctx: int) -> Any:
+    from power_core.engine import EngineInfo
+
+    vocab = lc.llama_model_get_vocab(model)
+    fim = (lc.llama_vocab_fim_pre(vocab), lc.llama_vocab_fim_suf(vocab), lc.llama_vocab_fim_mid(vocab))
+    return EngineInfo(
+        context_length=num_ctx,
+        embedding_length=int(lc.llama_model_n_embd(model)),
+        vocab_size=int(lc.llama_vocab_n_tokens(vocab)),
+        size_bytes=int(lc.llama_model_size(model)) + _kv_cache_bytes(lc, model, ctx),
+        supports_fim=min(fim) >= 0,
+    )
+
+
+def _kv_cache_bytes(lc: Any, model: Any, ctx: Any) -> int:
+    """Estimated size of the context's KV cache (f16 keys and values for every cell)."""
+    n_head = max(1, int(lc.llama_model_n_head(model)))
+    head_dim = int(lc.llama_model_n_embd(model)) // n_head
+    kv_width = int(lc.llama_model_n_head_kv(model)) * head_dim
+    return 2 * 2 * kv_width * int(lc.llama_model_n_layer(model)) * int(lc.llama_n_ctx(ctx))

@@ -1,0 +1,292 @@
+"""Continuous batching: every running sequence advances in one shared ``llama_decode``.
+
+Each :meth:`ContinuousBatcher.step` puts the next token of every generating sequence and
+chunks of newly admitted prompts (up to the batch size) into one batch, decodes it, then
+samples each sequence with its own sampler chain. Everything here runs on the engine's one
+native thread, except :meth:`enqueue` and :meth:`cancel`, which are called from ``submit``
+and from a stream's ``cancel()`` on the consumer's side.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import llama_cpp as lc
+
+from power_core.concurrency import allocate_native_lock
+from power_core.errors import BackendUnavailable, PowerError, ServerBusy
+from power_core.types import (
+    ChoiceDone,
+    FinishReason,
+    GenerationDone,
+    PromptProgress,
+    TextDelta,
+    Usage,
+)
+
+from power_backend_llamacpp.batch import BatchBuffer
+from power_backend_llamacpp.jobs import Choice, Job
+from power_backend_llamacpp.logprobs import token_logprob
+from power_backend_llamacpp.vocab import Vocabulary
+
+
+class ContinuousBatcher:
+    """The scheduler of one context: a queue of jobs and up to ``n_parallel`` sequences."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        vocab: Vocabulary,
+        *,
+        n_ctx_seq: int,
+        n_parallel: int,
+        n_batch: int,
+        max_queue: int,
+    ) -> None:
+        self._ctx = ctx
+        self._memory = lc.llama_get_memory(ctx)
+        self._vocab = vocab
+        self._n_ctx_seq = n_ctx_seq
+        self._max_jobs = n_parallel + max_queue
+        self._batch = BatchBuffer(n_batch)
+        self._free_seqs = list(range(n_parallel - 1, -1, -1))
+        self._pending: deque[Job] = deque()
+        self._prompting: list[Job] = []
+        self._generating: list[Choice] = []
+        self._running: list[Job] = []
+        self._lock = allocate_native_lock()
+        self._active = 0
+        self._cancel_requested = False
+        self._closed: PowerError | None = None
+
+    # consumer side -------------------------------------------------------------------------
+    def enqueue(self, job: Job) -> None:
+        """Queue ``job``; :class:`ServerBusy` once ``n_parallel + max_queue`` jobs are in."""
+        with self._lock:
+            if self._closed is not None:
+                raise BackendUnavailable(f"the model cannot take jobs: {self._closed.message}")
+            if self._active >= self._max_jobs:
+                raise ServerBusy("the model's request queue is full, please try again")
+            self._active += 1
+            self._pending.append(job)
+
+    def cancel(self, job: Job) -> None:
+        """Mark ``job`` cancelled; the engine drops it at its next step."""
+        job.cancelled = True
+        self._cancel_requested = True
+
+    def active_jobs(self) -> int:
+        with self._lock:
+            return self._active
+
+    # engine thread -------------------------------------------------------------------------
+    def idle(self) -> bool:
+        return not self._running and not self._pending
+
+    def step(self) -> None:
+        """Admit, decode one batch, sample every sequence that produced logits."""
+        if self._cancel_requested:
+            self._cancel_requested = False
+            self._drop_cancelled()
+        self._admit()
+        batch = self._batch
+        n = 0
+        generating = self._generating
+        for choice in generating:
+            batch.add_one(n, choice.last_token, choice.n_past, choice.seq_id)
+            choice.out_index = n
+            n += 1
+        chunks: list[tuple[Job, int]] = []
+        budget = batch.capacity - n
+        for job in self._prompting:
+            if budget <= 0:
+                break
+            start = job.prompt_done
+            take = min(budget, len(job.prompt) - start)
+            last = start + take == len(job.prompt)
+            batch.add_run(n, job.prompt[start : start + take], start, job.choices[0].seq_id, last)
+            if start == 0:
+                job.t_prompt_start = time.perf_counter_ns()
+            if last:
+                job.out_index = n + take - 1
+            chunks.append((job, take))
+            n += take
+            budget -= take
+        if n == 0:
+            return
+        batch.batch.n_tokens = n
+        status = lc.llama_decode(self._ctx, batch.batch)
+        if status != 0:
+            self._fail_batch(status, chunks)
+            return
+        finished = False
+        for choice in generating:
+            choice.n_past += 1
+            self._sample(choice, choice.out_index)
+            finished = finished or choice.reason is not None
+        if finished:
+            self._generating = [c for c in self._generating if c.reason is None]
+        for job, take in chunks:
+            job.prompt_done += take
+            job.channel.put(PromptProgress(processed=job.prompt_done, total=len(job.prompt)))
+            if job.prompt_done == len(job.prompt):
+                self._start_generation(job)
+
+    def _admit(self) -> None:
+        pending = self._pending
+        while pending and len(self._free_seqs) >= len(pending[0].choices):
+            job = pending.popleft()
+            if job.cancelled:
+                self._end_job(job, "cancelled")
+                continue
+            for choice in job.choices:
+                choice.seq_id = self._free_seqs.pop()
+            job.open_choices = len(job.choices)
+            self._running.append(job)
+            self._prompting.append(job)
+
+    def _start_generation(self, job: Job) -> None:
+        self._prompting.remove(job)
+        job.t_prompt_end = time.perf_counter_ns()
+        first = job.choices[0]
+        for choice in job.choices:
+            choice.n_past = len(job.prompt)
+            if choice is not first:
+                # n > 1: the other sequences start from a copy of the prompt's KV cells
+                lc.llama_memory_seq_cp(self._memory, first.seq_id, choice.seq_id, -1, -1)
+        if job.max_tokens == 0:
+            for choice in job.choices:
+                self._finish_choice(choice, "length")
+            return
+        for choice in job.choices:
+            self._sample(choice, job.out_index)
+            if choice.reason is None:
+                self._generating.append(choice)
+
+    def _sample(self, choice: Choice, index: int) -> None:
+        """Choose ``choice``'s next token from batch output ``index`` and emit its text."""
+        token = choice.sampler.sample(self._ctx, index)
+        vocab = self._vocab
+        if vocab.is_eog(token):
+            self._finish_choice(choice, "stop")
+            return
+        job = choice.job
+        choice.completion_tokens += 1
+        if job.logprobs is not None:
+            choice.logprobs.append(token_logprob(self._ctx, index, token, job.logprobs, vocab))
+        if choice.tokens is not None:
+            choice.tokens.append(token)
+        text, stopped = choice.text.feed(vocab.piece(token))
+        if text:
+            job.channel.put(TextDelta(choice.index, text, choice.logprobs))
+            if choice.logprobs:
+                choice.logprobs = []
+        if stopped:
+            self._finish_choice(choice, "stop")
+        elif job.max_tokens is not None and 0 < job.max_tokens <= choice.completion_tokens:
+            self._finish_choice(choice, "length")
+        elif choice.n_past >= self._n_ctx_seq:
+            # the sequence's context is full: this token can be shown but never decoded
+            self._finish_choice(choice, "length")
+        else:
+            choice.last_token = token
+
+    def _finish_choice(self, choice: Choice, reason: FinishReason) -> None:
+        job = choice.job
+        tail = choice.text.flush()
+        if tail or choice.logprobs:
+            job.channel.put(TextDelta(choice.index, tail, choice.logprobs))
+            choice.logprobs = []
+        choice.reason = reason
+        job.channel.put(ChoiceDone(choice.index, reason, choice.completion_tokens))
+        self._release_sequence(choice)
+        job.open_choices -= 1
+        if job.open_choices == 0:
+            self._end_job(job, job.choices[0].reason or reason)
+
+    def _release_sequence(self, choice: Choice) -> None:
+        if choice.seq_id >= 0:
+            lc.llama_memory_seq_rm(self._memory, choice.seq_id, -1, -1)
+            self._free_seqs.append(choice.seq_id)
+            choice.seq_id = -1
+        choice.sampler.free()
+
+    def _end_job(self, job: Job, reason: FinishReason, error: PowerError | None = None) -> None:
+        """The last word on a job: usage, then the channel closes (with ``error`` if given)."""
+        if job in self._running:
+            self._running.remove(job)
+        job.free_samplers()
+        with self._lock:
+            self._active -= 1
+        if error is not None:
+            job.channel.close(error)
+            return
+        now = time.perf_counter_ns()
+        prompt_end = job.t_prompt_end or now
+        context = None
+        first = job.choices[0]
+        if job.return_context and first.tokens is not None:
+            context = job.prompt + first.tokens
+        usage = Usage(
+            prompt_tokens=len(job.prompt),
+            completion_tokens=sum(c.completion_tokens for c in job.choices),
+            prompt_eval_ns=prompt_end - job.t_prompt_start if job.t_prompt_start else 0,
+            eval_ns=now - prompt_end,
+            total_ns=now - job.t_submit,
+            context=context,
+        )
+        job.channel.put(GenerationDone(usage=usage, reason=reason))
+        job.channel.close()
+
+    def _drop_cancelled(self) -> None:
+        """Cancelled jobs leave now; their KV cells are freed even mid-prompt."""
+        for job in [j for j in self._running if j.cancelled]:
+            if job in self._prompting:
+                self._prompting.remove(job)
+            for choice in job.choices:
+                if choice.reason is None:
+                    self._finish_choice(choice, "cancelled")
+        self._generating = [c for c in self._generating if c.reason is None]
+        if any(job.cancelled for job in self._pending):
+            kept: deque[Job] = deque()
+            while self._pending:
+                job = self._pending.popleft()
+                if job.cancelled:
+                    self._end_job(job, "cancelled")
+                else:
+                    kept.append(job)
+            # a job submitted meanwhile was popped and kept too, or lands behind these
+            self._pending.extendleft(reversed(kept))
+
+    def _fail_batch(self, status: int, chunks: list[tuple[Job, int]]) -> None:
+        """A decode failed: every job in the batch ends with an error, the rest go on."""
+        error = PowerError(f"llama_decode failed with status {status}")
+        jobs = {id(c.job): c.job for c in self._generating}
+        jobs.update((id(job), job) for job, _ in chunks)
+        for job in jobs.values():
+            self._abort(job, error)
+
+    def _abort(self, job: Job, error: PowerError) -> None:
+        if job in self._prompting:
+            self._prompting.remove(job)
+        for choice in job.choices:
+            if choice.reason is None:
+                choice.reason = "error"
+                self._release_sequence(choice)
+        self._generating = [c for c in self._generating if c.reason is None]
+        self._end_job(job, "error", error)
+
+    def close(self, error: PowerError) -> None:
+        """Refuse new jobs (raising ``error``) and end every job with it."""
+        with self._lock:
+            self._closed = error
+        self.abort_all(error)
+
+    def abort_all(self, error: PowerError) -> None:
+        """End every running and queued job with ``error`` (engine closing or broken)."""
+        for job in list(self._running):
+            self._abort(job, error)
+        while self._pending:
+            self._end_job(self._pending.popleft(), "error", error)

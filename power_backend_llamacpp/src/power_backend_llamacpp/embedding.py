@@ -1,0 +1,150 @@
+"""Embeddings on a second context of the same model, created on first use."""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from typing import Any
+
+import llama_cpp as lc
+import numpy as np
+
+from power_core.errors import ContextLengthExceeded, InvalidRequest, ModelLoadFailed
+from power_core.types import EmbeddingResult
+
+from power_backend_llamacpp.batch import BatchBuffer
+from power_backend_llamacpp.vocab import Vocabulary
+
+#: sequences decoded together in one embedding batch
+_MAX_SEQS = 16
+
+
+def model_meta(model: Any, key: str) -> str | None:
+    """A GGUF metadata value of ``model`` as text, or ``None`` when absent."""
+    buf = ctypes.create_string_buffer(256)
+    n = lc.llama_model_meta_val_str(model, key.encode(), buf, 256)
+    if n < 0:
+        return None
+    if n >= 256:
+        buf = ctypes.create_string_buffer(n + 1)
+        lc.llama_model_meta_val_str(model, key.encode(), buf, n + 1)
+    return buf.value.decode("utf-8", errors="replace")
+
+
+class EmbeddingRunner:
+    """Embeds texts with a context of its own (embeddings on), used by the engine thread only.
+
+    Several inputs go into one decode, one sequence each. Pooling follows the model; a
+    generative model without a pooling type is mean-pooled. Vectors are L2-normalised.
+    """
+
+    def __init__(self, model: Any, vocab: Vocabulary, *, n_ctx: int, n_threads: int) -> None:
+        self._model = model
+        self._vocab = vocab
+        self._n_ctx = n_ctx
+        self._n_threads = n_threads
+        self._ctx: Any = None
+        self._batch: BatchBuffer | None = None
+
+    def _context(self) -> Any:
+        if self._ctx is None:
+            arch = model_meta(self._model, "general.architecture") or ""
+            params = lc.llama_context_default_params()
+            params.n_ctx = self._n_ctx
+            params.n_batch = self._n_ctx
+            # non-causal (encoder) models must see a whole sequence in one micro-batch
+            params.n_ubatch = self._n_ctx
+            params.n_seq_max = _MAX_SEQS
+            params.kv_unified = True
+            params.embeddings = True
+            params.n_threads = self._n_threads
+            params.n_threads_batch = self._n_threads
+            params.no_perf = True
+            if model_meta(self._model, f"{arch}.pooling_type") is None:
+                params.pooling_type = lc.LLAMA_POOLING_TYPE_MEAN
+            ctx = lc.llama_init_from_model(self._model, params)
+            if not ctx:
+                raise ModelLoadFailed("llama.cpp could not create an embedding context")
+            self._ctx = ctx
+            self._batch = BatchBuffer(self._n_ctx)
+        return self._ctx
+
+    def embed(self, inputs: list[str | list[int]], *, truncate: bool) -> EmbeddingResult:
+        started = time.perf_counter_ns()
+        if not inputs:
+            raise InvalidRequest("no input to embed", param="input")
+        sequences = [self._tokens(item, truncate) for item in inputs]
+        ctx = self._context()
+        vectors: list[list[float]] = []
+        group: list[list[int]] = []
+        used = 0
+        for tokens in sequences:
+            if group and (used + len(tokens) > self._n_ctx or len(group) == _MAX_SEQS):
+                vectors.extend(self._decode(ctx, group))
+                group, used = [], 0
+            group.append(tokens)
+            used += len(tokens)
+        vectors.extend(self._decode(ctx, group))
+        return EmbeddingResult(
+            vectors=vectors,
+            prompt_tokens=sum(len(t) for t in sequences),
+            total_ns=time.perf_counter_ns() - started,
+        )
+
+    def _tokens(self, item: str | list[int], truncate: bool) -> list[int]:
+        vocab = self._vocab
+        if isinstance(item, str):
+            tokens = vocab.tokenize(item, add_special=True)
+        else:
+            vocab.check_tokens(item, param="input")
+            tokens = list(item)
+        if not tokens:
+            if vocab.bos < 0:
+                raise InvalidRequest("cannot embed an empty input", param="input")
+            tokens = [vocab.bos]
+        if len(tokens) > self._n_ctx:
+            if not truncate:
+                raise ContextLengthExceeded(
+                    f"an input has {len(tokens)} tokens but the context holds {self._n_ctx}; "
+                    "shorten it or allow truncation",
+                    param="input",
+                )
+            tokens = tokens[: self._n_ctx]
+        return tokens
+
+    def _decode(self, ctx: Any, group: list[list[int]]) -> list[list[float]]:
+        batch = self._batch
+        assert batch is not None
+        n = 0
+        for seq, tokens in enumerate(group):
+            batch.add_run(n, tokens, 0, seq, True)
+            # pooled embeddings read every token of the sequence
+            ctypes.memset(ctypes.addressof(batch.outputs) + n, 1, len(tokens))
+            n += len(tokens)
+        batch.batch.n_tokens = n
+        memory = lc.llama_get_memory(ctx)
+        try:
+            status = lc.llama_decode(ctx, batch.batch)
+            if status != 0:
+                raise InvalidRequest(f"llama.cpp could not embed the input (status {status})")
+            n_embd = lc.llama_model_n_embd(self._model)
+            vectors = []
+            for seq in range(len(group)):
+                row = lc.llama_get_embeddings_seq(ctx, seq)
+                if not row:
+                    raise InvalidRequest("this model does not produce pooled embeddings")
+                vec = np.ctypeslib.as_array(row, shape=(n_embd,)).astype(np.float64)
+                norm = float(np.linalg.norm(vec))
+                if norm > 0.0:
+                    vec /= norm
+                vectors.append(vec.tolist())
+            return vectors
+        finally:
+            if memory:
+                lc.llama_memory_clear(memory, True)
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            lc.llama_free(self._ctx)
+            self._ctx = None
+

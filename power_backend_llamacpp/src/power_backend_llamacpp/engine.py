@@ -1,0 +1,246 @@
+"""One loaded GGUF model served by one native engine thread."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import llama_cpp as lc
+
+from power_core.concurrency import EventChannel, OneShot, WakeSignal, start_native_thread
+from power_core.engine import CompletionJob, EngineInfo, EventStream
+from power_core.errors import (
+    BackendUnavailable,
+    Cancelled,
+    ContextLengthExceeded,
+    InvalidRequest,
+    PowerError,
+    UnsupportedFeature,
+)
+from power_core.types import EmbeddingResult, EngineEvent
+
+from power_backend_llamacpp.batching import ContinuousBatcher
+from power_backend_llamacpp.embedding import EmbeddingRunner
+from power_backend_llamacpp.jobs import Choice, Job
+from power_backend_llamacpp.sampling import SamplerChain, grammar_for
+from power_backend_llamacpp.text import ChoiceText
+from power_backend_llamacpp.vocab import Vocabulary
+
+T = TypeVar("T")
+
+
+class LlamaCppEngine:
+    """A model and its context, driven by one native thread that batches every job.
+
+    Built by :meth:`power_backend_llamacpp.LlamaCppBackend.load`, which hands over the
+    native model and context; from then on only the engine thread decodes. ``submit``,
+    ``tokenize`` and ``detokenize`` run on the caller's side (tokenizing is thread-safe);
+    ``embed`` runs on the engine thread and is awaited without blocking greenlets.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        model: Any,
+        ctx: Any,
+        info: EngineInfo,
+        n_parallel: int,
+        n_batch: int,
+        max_queue: int,
+        n_threads: int,
+    ) -> None:
+        self.name = name
+        self.info = info
+        self._model = model
+        self._ctx = ctx
+        self._n_ctx = info.context_length
+        self._n_parallel = n_parallel
+        self._vocab = Vocabulary(model)
+        self._batcher = ContinuousBatcher(
+            ctx,
+            self._vocab,
+            n_ctx_seq=info.context_length,
+            n_parallel=n_parallel,
+            n_batch=n_batch,
+            max_queue=max_queue,
+        )
+        self._embedder = EmbeddingRunner(
+            model, self._vocab, n_ctx=info.context_length, n_threads=n_threads
+        )
+        self._tasks: deque[Callable[[], None]] = deque()
+        self._wake = WakeSignal()
+        self._closing = False
+        self._drained = False
+        self._stopped: OneShot[None] = OneShot()
+        start_native_thread(self._run, f"a3s-power-engine-{name}")
+
+    # ------------------------------------------------------------------------ public API
+    def submit(self, job: CompletionJob) -> EventStream:
+        """Queue ``job``; see :meth:`power_core.engine.Engine.submit`."""
+        self._check_open()
+        prompt = self._prompt_tokens(job)
+        if len(prompt) >= self._n_ctx:
+            raise ContextLengthExceeded(
+                f"the prompt has {len(prompt)} tokens but the context holds {self._n_ctx} "
+                "(including the generated tokens); shorten it or load with a larger num_ctx",
+                param="prompt",
+            )
+        if not 1 <= job.n <= self._n_parallel:
+            raise InvalidRequest(
+                f"n must be between 1 and {self._n_parallel} (the model's parallel sequences)",
+                param="n",
+            )
+        if job.logprobs is not None and job.logprobs < 0:
+            raise InvalidRequest("logprobs must be 0 or more", param="logprobs")
+        grammar = grammar_for(job.json_mode, job.json_schema)
+        seed = job.sampling.seed
+        if seed is None:
+            seed = random.getrandbits(32)
+        max_tokens = job.max_tokens if job.max_tokens is not None and job.max_tokens >= 0 else None
+
+        def on_cancel() -> None:
+            self._batcher.cancel(state)
+            self._wake.set()
+
+        channel: EventChannel[EngineEvent] = EventChannel(on_cancel=on_cancel)
+        state = Job(
+            prompt,
+            channel,
+            max_tokens=max_tokens,
+            logprobs=job.logprobs,
+            return_context=job.return_context,
+            t_submit=time.perf_counter_ns(),
+        )
+        try:
+            for index in range(job.n):
+                # each choice gets its own seed so that n > 1 gives different completions
+                sampler = SamplerChain(
+                    self._vocab, job.sampling, seed=seed + index, grammar=grammar, history=prompt
+                )
+                state.choices.append(
+                    Choice(state, index, sampler, ChoiceText(job.stop), job.return_context)
+                )
+            self._batcher.enqueue(state)
+        except BaseException:
+            state.free_samplers()
+            raise
+        self._wake.set()
+        return channel
+
+    def embed(self, inputs: list[str | list[int]], *, truncate: bool) -> EmbeddingResult:
+        """Embed ``inputs`` (one sequence each) on the engine thread; pooled, unit length."""
+        return self._on_engine_thread(lambda: self._embedder.embed(inputs, truncate=truncate))
+
+    def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
+        """Token ids of ``text``, special tokens parsed."""
+        return self._vocab.tokenize(text, add_special=add_bos)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """Text of ``tokens`` (special tokens rendered)."""
+        return self._vocab.detokenize(list(tokens))
+
+    def active_jobs(self) -> int:
+        """Jobs queued or running."""
+        return self._batcher.active_jobs()
+
+    def close(self) -> None:
+        """Stop the engine thread (ending any job with :class:`Cancelled`) and free the model."""
+        if self._closing:
+            return
+        self._closing = True
+        self._wake.set()
+        self._stopped.wait()
+
+    # ------------------------------------------------------------------------ internals
+    def _check_open(self) -> None:
+        if self._closing:
+            raise BackendUnavailable(f"the model '{self.name}' has been unloaded")
+
+    def _prompt_tokens(self, job: CompletionJob) -> list[int]:
+        vocab = self._vocab
+        if isinstance(job.prompt, list):
+            vocab.check_tokens(job.prompt)
+            prefix = list(job.prompt)
+        elif job.suffix is None:
+            prefix = vocab.tokenize(job.prompt, add_special=job.add_bos)
+        else:
+            prefix = vocab.tokenize(job.prompt, add_special=False, parse_special=False)
+        if job.suffix is not None:
+            if not vocab.supports_fim:
+                raise UnsupportedFeature(
+                    f"the model '{self.name}' has no fill-in-the-middle tokens, so it cannot "
+                    "complete with a suffix",
+                    param="suffix",
+                )
+            suffix = vocab.tokenize(job.suffix, add_special=False, parse_special=False)
+            head = [vocab.bos] if job.add_bos and vocab.adds_bos and vocab.bos >= 0 else []
+            return [
+                *head,
+                vocab.fim_prefix,
+                *prefix,
+                vocab.fim_suffix,
+                *suffix,
+                vocab.fim_middle,
+            ]
+        if not prefix:
+            if vocab.bos < 0:
+                raise InvalidRequest("the prompt is empty", param="prompt")
+            prefix = [vocab.bos]
+        return prefix
+
+    def _on_engine_thread(self, fn: Callable[[], T]) -> T:
+        self._check_open()
+        result: OneShot[T] = OneShot()
+
+        def task() -> None:
+            try:
+                result.set_result(fn())
+            except BaseException as exc:  # handed to the waiting side, which re-raises it
+                result.set_error(exc)
+
+        self._tasks.append(task)
+        if self._drained:
+            # the engine thread has run its last tasks; take ours back unless it got it
+            try:
+                self._tasks.remove(task)
+            except ValueError:
+                pass
+            else:
+                raise BackendUnavailable(f"the model '{self.name}' has been unloaded")
+        self._wake.set()
+        return result.wait()
+
+    def _run(self) -> None:
+        batcher = self._batcher
+        try:
+            while not self._closing:
+                while self._tasks:
+                    self._tasks.popleft()()
+                if batcher.idle():
+                    self._wake.wait()
+                    continue
+                try:
+                    batcher.step()
+                except Exception as exc:  # a bug must not strand clients: they get the error
+                    batcher.abort_all(PowerError(f"inference engine error: {exc!r}"))
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        unloaded = Cancelled(f"the model '{self.name}' was unloaded")
+        self._batcher.close(unloaded)
+        self._drained = True
+        while self._tasks:
+            self._tasks.popleft()()
+        self._embedder.close()
+        if self._ctx is not None:
+            lc.llama_free(self._ctx)
+            self._ctx = None
+        if self._model is not None:
+            lc.llama_model_free(self._model)
+            self._model = None
+        self._stopped.set_result(None)

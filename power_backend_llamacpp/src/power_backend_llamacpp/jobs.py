@@ -1,0 +1,103 @@
+"""The engine's bookkeeping for one submitted job and each of its choices (sequences)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from power_core.concurrency import EventChannel
+from power_core.types import EngineEvent, FinishReason, TokenLogprob
+
+if TYPE_CHECKING:
+    from power_backend_llamacpp.sampling import SamplerChain
+    from power_backend_llamacpp.text import ChoiceText
+
+
+class Choice:
+    """One independent completion of a job, decoded as its own llama.cpp sequence."""
+
+    __slots__ = (
+        "completion_tokens",
+        "index",
+        "job",
+        "last_token",
+        "logprobs",
+        "n_past",
+        "out_index",
+        "reason",
+        "sampler",
+        "seq_id",
+        "text",
+        "tokens",
+    )
+
+    def __init__(
+        self, job: Job, index: int, sampler: SamplerChain, text: ChoiceText, keep_tokens: bool
+    ) -> None:
+        self.job = job
+        self.index = index
+        self.sampler = sampler
+        self.text = text
+        self.seq_id = -1
+        #: tokens of this sequence in the KV cache (the next token goes at this position)
+        self.n_past = 0
+        self.last_token = -1
+        #: where this choice's logits are in the current batch
+        self.out_index = -1
+        self.completion_tokens = 0
+        self.reason: FinishReason | None = None
+        #: log-probabilities not yet sent (their text is held for a stop string or a split
+        #: character)
+        self.logprobs: list[TokenLogprob] = []
+        #: generated token ids, kept only when the job returns its context
+        self.tokens: list[int] | None = [] if keep_tokens else None
+
+
+class Job:
+    """A submitted :class:`~power_core.engine.CompletionJob`, tokenized and ready to run."""
+
+    __slots__ = (
+        "channel",
+        "choices",
+        "logprobs",
+        "max_tokens",
+        "open_choices",
+        "out_index",
+        "prompt",
+        "prompt_done",
+        "return_context",
+        "t_prompt_end",
+        "t_prompt_start",
+        "t_submit",
+        "cancelled",
+    )
+
+    def __init__(
+        self,
+        prompt: list[int],
+        channel: EventChannel[EngineEvent],
+        *,
+        max_tokens: int | None,
+        logprobs: int | None,
+        return_context: bool,
+        t_submit: int,
+    ) -> None:
+        self.prompt = prompt
+        self.max_tokens = max_tokens
+        self.logprobs = logprobs
+        self.return_context = return_context
+        self.t_submit = t_submit
+        self.t_prompt_start = 0
+        self.t_prompt_end = 0
+        #: prompt tokens already decoded (into choice 0's sequence)
+        self.prompt_done = 0
+        self.out_index = -1
+        self.choices: list[Choice] = []
+        self.open_choices = 0
+        #: set from the consumer's side; the engine thread acts on it at its next step
+        self.cancelled = False
+        #: created by ``submit`` on the consumer's side; the engine only puts and closes
+        self.channel = channel
+
+    def free_samplers(self) -> None:
+        for choice in self.choices:
+            choice.sampler.free()

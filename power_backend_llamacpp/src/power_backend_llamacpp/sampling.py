@@ -1,0 +1,114 @@
+"""Per-sequence sampler chains and JSON grammars.
+
+Every sequence gets its own native sampler chain with its own seeded ``dist`` sampler, so
+a fixed seed gives the same text whether or not other requests share the batch.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import llama_cpp as lc
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+from power_core.errors import InvalidRequest
+from power_core.types import SamplingOptions
+
+from power_backend_llamacpp.vocab import Vocabulary
+
+
+def grammar_for(json_mode: bool, json_schema: dict[str, Any] | None) -> str | None:
+    """The GBNF grammar constraining output to JSON (matching ``json_schema`` if given)."""
+    if json_schema is not None:
+        try:
+            return str(json_schema_to_gbnf(json.dumps(json_schema)))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            # the converter signals unsupported or malformed schemas in several ways
+            raise InvalidRequest(
+                f"the JSON schema cannot be used to constrain output: {exc}", param="json_schema"
+            ) from exc
+    if json_mode:
+        return JSON_GBNF
+    return None
+
+
+class SamplerChain:
+    """A native ``llama_sampler`` chain owned by one sequence; call :meth:`free` once."""
+
+    __slots__ = ("handle",)
+
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        options: SamplingOptions,
+        *,
+        seed: int,
+        grammar: str | None,
+        history: list[int],
+    ) -> None:
+        params = lc.llama_sampler_chain_default_params()
+        params.no_perf = True
+        self.handle = lc.llama_sampler_chain_init(params)
+        try:
+            self._build(vocab, options, seed, grammar, history)
+        except BaseException:
+            self.free()
+            raise
+
+    def _add(self, sampler: Any) -> None:
+        lc.llama_sampler_chain_add(self.handle, sampler)
+
+    def _build(
+        self,
+        vocab: Vocabulary,
+        o: SamplingOptions,
+        seed: int,
+        grammar: str | None,
+        history: list[int],
+    ) -> None:
+        n_vocab = vocab.n_vocab
+        if o.logit_bias:
+            vocab.check_tokens(list(o.logit_bias), param="logit_bias")
+            biases = (lc.llama_logit_bias * len(o.logit_bias))()
+            for i, (token, bias) in enumerate(o.logit_bias.items()):
+                biases[i].token = token
+                biases[i].bias = bias
+            self._add(lc.llama_sampler_init_logit_bias(n_vocab, len(o.logit_bias), biases))
+        if o.repeat_penalty != 1.0 or o.presence_penalty != 0.0 or o.frequency_penalty != 0.0:
+            last_n = o.repeat_last_n if o.repeat_last_n >= 0 else -1
+            penalties = lc.llama_sampler_init_penalties(
+                n_vocab, last_n, o.repeat_penalty, o.frequency_penalty, o.presence_penalty
+            )
+            self._add(penalties)
+            # the prompt counts as history for repetition, as in llama.cpp's server
+            window = history if last_n < 0 else history[len(history) - last_n :] if last_n else []
+            for token in window:
+                lc.llama_sampler_accept(penalties, token)
+        if grammar is not None:
+            compiled = lc.llama_sampler_init_grammar(vocab.handle, grammar.encode(), b"root")
+            if not compiled:
+                raise InvalidRequest("the output grammar could not be compiled", param="format")
+            self._add(compiled)
+        if o.temperature <= 0.0:
+            self._add(lc.llama_sampler_init_greedy())
+            return
+        if o.top_k > 0:
+            self._add(lc.llama_sampler_init_top_k(o.top_k))
+        if 0.0 < o.typical_p < 1.0:
+            self._add(lc.llama_sampler_init_typical(o.typical_p, 1))
+        if 0.0 < o.top_p < 1.0:
+            self._add(lc.llama_sampler_init_top_p(o.top_p, 1))
+        if o.min_p > 0.0:
+            self._add(lc.llama_sampler_init_min_p(o.min_p, 1))
+        self._add(lc.llama_sampler_init_temp(o.temperature))
+        self._add(lc.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """Choose (and accept) the next token from batch output ``index``."""
+        return int(lc.llama_sampler_sample(self.handle, ctx, index))
+
+    def free(self) -> None:
+        if self.handle:
+            lc.llama_sampler_free(self.handle)
+            self.handle = None

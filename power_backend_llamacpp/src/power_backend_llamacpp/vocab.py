@@ -1,0 +1,97 @@
+"""Tokens and text for one loaded model: tokenizing, token pieces, special tokens."""
+
+from __future__ import annotations
+
+import ctypes
+
+import llama_cpp as lc
+
+from power_core.errors import InvalidRequest
+
+
+class Vocabulary:
+    """A model's vocabulary, safe to use from any thread (llama.cpp's vocab is read-only).
+
+    Token pieces are cached as ``bytes`` on first use so the per-token path of generation
+    is a list lookup rather than a native call.
+    """
+
+    def __init__(self, model: int) -> None:
+        self._vocab = lc.llama_model_get_vocab(model)
+        self.n_vocab: int = lc.llama_vocab_n_tokens(self._vocab)
+        self.bos: int = lc.llama_vocab_bos(self._vocab)
+        self.adds_bos: bool = bool(lc.llama_vocab_get_add_bos(self._vocab))
+        self.fim_prefix: int = lc.llama_vocab_fim_pre(self._vocab)
+        self.fim_suffix: int = lc.llama_vocab_fim_suf(self._vocab)
+        self.fim_middle: int = lc.llama_vocab_fim_mid(self._vocab)
+        self._pieces: list[bytes | None] = [None] * self.n_vocab
+        # 0 = not looked up yet, 1 = ends generation, 2 = ordinary
+        self._eog = bytearray(self.n_vocab)
+
+    @property
+    def handle(self) -> int:
+        """The native ``llama_vocab *`` (for grammar samplers)."""
+        return self._vocab  # type: ignore[no-any-return]
+
+    @property
+    def supports_fim(self) -> bool:
+        return min(self.fim_prefix, self.fim_suffix, self.fim_middle) >= 0
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
+        """Token ids of ``text``; ``add_special`` adds BOS/EOS as the model is configured to."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buf = (lc.llama_token * capacity)()
+        n = lc.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, parse_special)
+        if n < 0:  # the buffer was too small; -n is the size needed
+            capacity = -n
+            buf = (lc.llama_token * capacity)()
+            n = lc.llama_tokenize(
+                self._vocab, data, len(data), buf, capacity, add_special, parse_special
+            )
+            if n < 0:
+                raise InvalidRequest("the text could not be tokenized")
+        return buf[:n]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """Text of ``tokens`` with special tokens rendered, so tokenize/detokenize round-trip."""
+        self.check_tokens(tokens)
+        arr = (lc.llama_token * len(tokens))(*tokens)
+        capacity = len(tokens) * 8 + 16
+        buf = ctypes.create_string_buffer(capacity)
+        n = lc.llama_detokenize(self._vocab, arr, len(tokens), buf, capacity, False, True)
+        if n < 0:
+            capacity = -n
+            buf = ctypes.create_string_buffer(capacity)
+            n = lc.llama_detokenize(self._vocab, arr, len(tokens), buf, capacity, False, True)
+        return buf.raw[:n].decode("utf-8", errors="replace")
+
+    def check_tokens(self, tokens: list[int], param: str = "prompt") -> None:
+        """Raise :class:`InvalidRequest` if any id is outside the vocabulary."""
+        n_vocab = self.n_vocab
+        for token in tokens:
+            if not 0 <= token < n_vocab:
+                raise InvalidRequest(
+                    f"token id {token} is outside the vocabulary (0..{n_vocab - 1})", param=param
+                )
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a generated token stands for (special tokens render as nothing)."""
+        piece = self._pieces[token]
+        if piece is None:
+            buf = ctypes.create_string_buffer(64)
+            n = lc.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = lc.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+            piece = buf.raw[:n]
+            self._pieces[token] = piece
+        return piece
+
+    def is_eog(self, token: int) -> bool:
+        """Whether ``token`` ends generation (EOS, EOT, ...)."""
+        flag = self._eog[token]
+        if flag == 0:
+            flag = 1 if lc.llama_vocab_is_eog(self._vocab, token) else 2
+            self._eog[token] = flag
+        return flag == 1
