@@ -50,78 +50,29 @@ _SCALARS: dict[int, tuple[str, int]] = {
 }
 _STRING, _ARRAY = 8, 9
 
-# ggml tensor types: id -> (elements per block, bytes per block)
+# ggml tensor types: name, id, elements per block, bytes per block
+_GGML_TYPES = """
+F32 0 1 4    F16 1 1 2       Q4_0 2 32 18    Q4_1 3 32 20    Q5_0 6 32 22    Q5_1 7 32 24
+Q8_0 8 32 34 Q8_1 9 32 36    Q2_K 10 256 84  Q3_K 11 256 110 Q4_K 12 256 144 Q5_K 13 256 176
+Q6_K 14 256 210  Q8_K 15 256 292  IQ2_XXS 16 256 66  IQ2_XS 17 256 74  IQ3_XXS 18 256 98
+IQ1_S 19 256 50  IQ4_NL 20 32 18  IQ3_S 21 256 110  IQ2_S 22 256 82  IQ4_XS 23 256 136
+I8 24 1 1  I16 25 1 2  I32 26 1 4  I64 27 1 8  F64 28 1 8  IQ1_M 29 256 56  BF16 30 1 2
+TQ1_0 34 256 54  TQ2_0 35 256 66  MXFP4 39 32 17  NVFP4 40 64 36  Q1_0 41 128 18
+"""
+#: ggml tensor type id -> (elements per block, bytes per block)
 GGML_TYPE_SIZES: dict[int, tuple[int, int]] = {
-    0: (1, 4),  # F32
-    1: (1, 2),  # F16
-    2: (32, 18),  # Q4_0
-    3: (32, 20),  # Q4_1
-    6: (32, 22),  # Q5_0
-    7: (32, 24),  # Q5_1
-    8: (32, 34),  # Q8_0
-    9: (32, 36),  # Q8_1
-    10: (256, 84),  # Q2_K
-    11: (256, 110),  # Q3_K
-    12: (256, 144),  # Q4_K
-    13: (256, 176),  # Q5_K
-    14: (256, 210),  # Q6_K
-    15: (256, 292),  # Q8_K
-    16: (256, 66),  # IQ2_XXS
-    17: (256, 74),  # IQ2_XS
-    18: (256, 98),  # IQ3_XXS
-    19: (256, 50),  # IQ1_S
-    20: (32, 18),  # IQ4_NL
-    21: (256, 110),  # IQ3_S
-    22: (256, 82),  # IQ2_S
-    23: (256, 136),  # IQ4_XS
-    24: (1, 1),  # I8
-    25: (1, 2),  # I16
-    26: (1, 4),  # I32
-    27: (1, 8),  # I64
-    28: (1, 8),  # F64
-    29: (256, 56),  # IQ1_M
-    30: (1, 2),  # BF16
-    34: (256, 54),  # TQ1_0
-    35: (256, 66),  # TQ2_0
-    39: (32, 17),  # MXFP4
+    int(type_id): (int(block), int(size))
+    for _, type_id, block, size in zip(*[iter(_GGML_TYPES.split())] * 4, strict=True)
 }
 
-# general.file_type (llama_ftype) -> the name Ollama shows as quantization level
-FILE_TYPE_NAMES: dict[int, str] = {
-    0: "F32",
-    1: "F16",
-    2: "Q4_0",
-    3: "Q4_1",
-    4: "MXFP4",
-    7: "Q8_0",
-    8: "Q5_0",
-    9: "Q5_1",
-    10: "Q2_K",
-    11: "Q3_K_S",
-    12: "Q3_K_M",
-    13: "Q3_K_L",
-    14: "Q4_K_S",
-    15: "Q4_K_M",
-    16: "Q5_K_S",
-    17: "Q5_K_M",
-    18: "Q6_K",
-    19: "IQ2_XXS",
-    20: "IQ2_XS",
-    21: "Q2_K_S",
-    22: "IQ3_XS",
-    23: "IQ3_XXS",
-    24: "IQ1_S",
-    25: "IQ4_NL",
-    26: "IQ3_S",
-    27: "IQ3_M",
-    28: "IQ2_S",
-    29: "IQ2_M",
-    30: "IQ4_XS",
-    31: "IQ1_M",
-    32: "BF16",
-    36: "TQ1_0",
-    37: "TQ2_0",
-}
+# general.file_type (llama_ftype) values in order; "-" marks values llama.cpp retired
+_FILE_TYPES = """
+F32 F16 Q4_0 Q4_1 MXFP4 - - Q8_0 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S
+Q5_K_M Q6_K IQ2_XXS IQ2_XS Q2_K_S IQ3_XS IQ3_XXS IQ1_S IQ4_NL IQ3_S IQ3_M IQ2_S IQ2_M IQ4_XS
+IQ1_M BF16 - - - TQ1_0 TQ2_0 MXFP4 NVFP4 Q1_0
+"""
+#: general.file_type -> the quantization level name Ollama shows
+FILE_TYPE_NAMES: dict[int, str] = {i: n for i, n in enumerate(_FILE_TYPES.split()) if n != "-"}
 
 #: architectures that only embed (no causal language-model head)
 EMBEDDING_ARCHITECTURES = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2"})
@@ -395,7 +346,12 @@ def _parse(cursor: _Cursor, include_large: bool) -> GGUFInfo:
 
 
 def _read_value(
-    cursor: _Cursor, key: str, value_type: int, include_large: bool, large: dict[str, int], depth: int
+    cursor: _Cursor,
+    key: str,
+    value_type: int,
+    include_large: bool,
+    large: dict[str, int],
+    depth: int,
 ) -> Any:
     scalar = _SCALARS.get(value_type)
     if scalar is not None:
@@ -426,9 +382,7 @@ def _read_value(
             return [cursor.string(what) for _ in range(count)]
         cursor.skip_strings(count, what)
         return None
-    return [
-        _read_value(cursor, key, _ARRAY, include_large, large, depth + 1) for _ in range(count)
-    ]
+    return [_read_value(cursor, key, _ARRAY, include_large, large, depth + 1) for _ in range(count)]
 
 
 def _read_tensor_info(cursor: _Cursor) -> TensorInfo:

@@ -123,9 +123,7 @@ class ModelRef:
         return self.display
 
 
-def _check_part(
-    name: str, kind: str, part: str, pattern: re.Pattern[str], max_length: int
-) -> None:
+def _check_part(name: str, kind: str, part: str, pattern: re.Pattern[str], max_length: int) -> None:
     if not part:
         raise InvalidModelName(f"invalid model name {name!r}: empty {kind}", param="model")
     if len(part) > max_length:

@@ -137,7 +137,9 @@ class Manifest:
         if not isinstance(data, dict):
             raise InvalidModelFile(f"{where}: not a JSON object")
         if data.get("schemaVersion") != 2:
-            raise InvalidModelFile(f"{where}: unsupported schemaVersion {data.get('schemaVersion')!r}")
+            raise InvalidModelFile(
+                f"{where}: unsupported schemaVersion {data.get('schemaVersion')!r}"
+            )
         layers = data.get("layers")
         if not isinstance(layers, list):
             raise InvalidModelFile(f"{where}: no layers list")

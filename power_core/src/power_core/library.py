@@ -1,0 +1,484 @@
+"""The model library: every model operation (list, show, create, copy, delete, pull).
+
+CLI commands and API surfaces call this and nothing below it. It turns names into
+manifests through the configured :class:`~power_core.store.base.ModelStore`, checks every
+GGUF with :mod:`power_core.gguf` before storing or showing it, and downloads through the
+registered :class:`~power_core.sources.ModelSource` plugins.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from power_core.errors import (
+    BlobNotFound,
+    DigestMismatch,
+    InvalidModelFile,
+    InvalidRequest,
+    ModelNotFound,
+    UnsupportedFeature,
+)
+from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
+from power_core.modelfile import (
+    MESSAGE_ROLES,
+    coerce_parameter,
+    format_parameters,
+    parse_modelfile,
+    render_modelfile,
+)
+from power_core.models import ModelDescription, ModelDetails, ModelSummary, ResolvedModel
+from power_core.names import ModelRef, is_model_name
+from power_core.pull.inflight import InflightDownloads
+from power_core.sources import FetchedBlob, ModelSource, ProgressCallback, PullProgress
+from power_core.store.base import ModelStore, StoredBlob, StoredManifest
+from power_core.store.builder import LayerChanges, build_manifest
+from power_core.store.digests import normalize_digest
+from power_core.store.manifest import Manifest, ModelConfig
+from power_core.types import ChatMessage
+
+#: the most bytes a text layer (template, system, license, params, messages) may have
+MAX_TEXT_LAYER = 8 << 20
+_GGUF_CACHE_SIZE = 64
+
+
+def _ignore(_: PullProgress) -> None:
+    pass
+
+
+class ModelLibrary:
+    """Models in a store, and the sources that can add more."""
+
+    def __init__(self, store: ModelStore, sources: Iterable[ModelSource] = ()) -> None:
+        self.store = store
+        self.sources = list(sources)
+        self._gguf: OrderedDict[str, GGUFInfo] = OrderedDict()
+        self._downloads: InflightDownloads[FetchedBlob] = InflightDownloads()
+
+    # ------------------------------------------------------------------ reading
+    def list_models(self) -> list[ModelSummary]:
+        """Every model, most recently modified first."""
+        summaries = []
+        for stored in self.store.list_manifests():
+            config = self._config(stored.manifest)
+            summaries.append(
+                ModelSummary(
+                    name=stored.ref.display,
+                    digest=stored.digest,
+                    size=stored.manifest.total_size,
+                    modified_at=stored.modified_at,
+                    details=_details(config, None),
+                )
+            )
+        summaries.sort(key=lambda s: s.modified_at, reverse=True)
+        return summaries
+
+    def _stored(self, name: str) -> StoredManifest:
+        stored = self.store.read_manifest(ModelRef.parse(name))
+        if stored is None:
+            raise ModelNotFound(name)
+        return stored
+
+    def exists(self, name: str) -> bool:
+        """Whether a model of that name is in the store (invalid names are not)."""
+        return is_model_name(name) and self.store.read_manifest(ModelRef.parse(name)) is not None
+
+    def resolve(self, name: str) -> ResolvedModel:
+        """Everything needed to load and prompt a model; raises ModelNotFound.
+
+        ``template`` is the model's TEMPLATE layer, or else the GGUF's own
+        ``tokenizer.chat_template``. Capabilities follow Ollama: ``embedding`` for
+        embedding-only models, ``completion`` for the rest, plus ``tools`` (the template
+        mentions tools), ``insert`` (fill-in-the-middle tokens), ``vision`` and
+        ``thinking``. As in Ollama, a completion model is not listed as ``embedding``.
+        """
+        stored = self._stored(name)
+        return self._resolved(stored)[0]
+
+    def _resolved(self, stored: StoredManifest) -> tuple[ResolvedModel, dict[str, Any]]:
+        manifest, display = stored.manifest, stored.ref.display
+        weights = manifest.layer("model")
+        if weights is None:
+            raise InvalidModelFile(f"model '{display}' has no model layer")
+        path = self._layer_path(display, weights.digest)
+        info = self._gguf_info(weights.digest, path)
+        config = self._config(manifest)
+        texts = {kind: self._texts(display, manifest, kind) for kind in _TEXT_KINDS}
+        parameters = _load_parameters(display, texts["params"])
+        template = texts["template"][-1] if texts["template"] else info.chat_template
+        model = ResolvedModel(
+            name=display,
+            digest=stored.digest,
+            model_path=path,
+            model_digest=weights.digest,
+            format=config.model_format or "gguf",
+            size=manifest.total_size,
+            modified_at=stored.modified_at,
+            details=_details(config, info),
+            template=template,
+            system=texts["system"][-1] if texts["system"] else None,
+            parameters=parameters,
+            license="\n".join(texts["license"]) if texts["license"] else None,
+            messages=[
+                ChatMessage(role=role, content=content)  # type: ignore[arg-type]
+                for role, content in _load_messages(display, texts["messages"])
+            ],
+            metadata=dict(info.metadata),
+            capabilities=_capabilities(info, template, manifest),
+        )
+        extras = {"licenses": texts["license"], "info": info}
+        return model, extras
+
+    def describe(self, name: str, verbose: bool = False) -> ModelDescription:
+        """What ``show`` prints: the resolved model, its Modelfile, parameters and GGUF info.
+
+        Without ``verbose`` large arrays (token lists) appear as ``None``; with it they are
+        read from the file in full.
+        """
+        stored = self._stored(name)
+        model, extras = self._resolved(stored)
+        info: GGUFInfo = extras["info"]
+        if verbose:
+            info = read_gguf_info(model.model_path, include_large_arrays=True)
+        model_info: dict[str, Any] = dict(info.metadata)
+        for key in info.large_arrays:
+            model_info[key] = None
+        model_info["general.parameter_count"] = info.parameter_count
+        modelfile = render_modelfile(
+            name=model.name,
+            from_=str(model.model_path),
+            template=model.template,
+            system=model.system,
+            parameters=model.parameters,
+            licenses=extras["licenses"],
+            messages=[(m.role, m.content) for m in model.messages],
+        )
+        return ModelDescription(
+            model=model,
+            modelfile=modelfile,
+            parameters_text=format_parameters(model.parameters),
+            model_info=dict(sorted(model_info.items())),
+        )
+
+    # ------------------------------------------------------------------ writing
+    def create_from_modelfile(
+        self,
+        name: str,
+        text: str,
+        base_dir: Path,
+        progress: ProgressCallback = _ignore,
+    ) -> str:
+        """Create ``name`` from Modelfile text; ``FROM`` is a model name or a GGUF path
+        (relative to ``base_dir``). Meant for the CLI: it reads local files."""
+        ModelRef.parse(name)
+        progress(PullProgress(status="parsing modelfile"))
+        parsed = parse_modelfile(text)
+        changes = LayerChanges(
+            template=parsed.template,
+            system=parsed.system,
+            parameters=parsed.parameters,
+            licenses=parsed.licenses or None,
+            messages=parsed.messages or None,
+        )
+        source = parsed.from_
+        path = (base_dir / Path(source).expanduser()).resolve()
+        if path.is_file():
+            return self._create(name, None, path, changes, progress)
+        if _looks_like_path(source) or not is_model_name(source):
+            raise InvalidRequest(f"line {parsed.from_line}: FROM file not found: {source}")
+        return self._create(name, source, None, changes, progress)
+
+    def create(
+        self,
+        name: str,
+        *,
+        from_: str | None = None,
+        files: dict[str, str] | None = None,
+        template: str | None = None,
+        system: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        license: str | list[str] | None = None,
+        messages: list[ChatMessage] | list[dict[str, Any]] | None = None,
+        progress: ProgressCallback = _ignore,
+    ) -> str:
+        """Ollama's JSON create: ``from_`` an existing model, or ``files`` mapping file
+        names to digests of blobs already uploaded (one GGUF). Returns the model's name."""
+        ModelRef.parse(name)
+        if (from_ is None) == (files is None):
+            raise InvalidRequest("give exactly one of 'from' and 'files'", param="from")
+        changes = LayerChanges(
+            template=template,
+            system=system,
+            parameters={k: coerce_parameter(k, v) for k, v in (parameters or {}).items()},
+            licenses=[license] if isinstance(license, str) else license,
+            messages=_message_pairs(messages) if messages is not None else None,
+        )
+        if files is not None:
+            return self._create(name, None, self._uploaded_gguf(files), changes, progress)
+        return self._create(name, from_, None, changes, progress)
+
+    def import_gguf(self, path: Path, name: str, progress: ProgressCallback = _ignore) -> str:
+        """Copy a GGUF file into the store as model ``name``."""
+        ModelRef.parse(name)
+        return self._create(name, None, Path(path), LayerChanges(), progress)
+
+    def _uploaded_gguf(self, files: dict[str, str]) -> StoredBlob:
+        if not isinstance(files, dict) or not files:
+            raise InvalidRequest("'files' must map file names to blob digests", param="files")
+        ggufs: list[StoredBlob] = []
+        for filename, digest in files.items():
+            if not self.store.has_blob(digest):
+                raise BlobNotFound(
+                    f"blob {digest} for '{filename}' not found; upload it first", param="files"
+                )
+            path = self.store.blob_path(digest)
+            with open(path, "rb") as handle:
+                head = handle.read(8)
+            if not check_gguf_magic(head):
+                raise UnsupportedFeature(
+                    f"'{filename}' is not a GGUF file; only GGUF models are supported",
+                    param="files",
+                )
+            ggufs.append(StoredBlob(normalize_digest(digest), path.stat().st_size))
+        if len(ggufs) > 1:
+            raise UnsupportedFeature("only one GGUF file per model is supported", param="files")
+        return ggufs[0]
+
+    def _create(
+        self,
+        name: str,
+        from_: str | None,
+        source: Path | StoredBlob | None,
+        changes: LayerChanges,
+        progress: ProgressCallback,
+    ) -> str:
+        ref = ModelRef.parse(name)
+        base: Manifest | None = None
+        base_parameters: dict[str, Any] = {}
+        if isinstance(source, Path):
+            read_gguf_info(source)  # refuse a bad file before copying gigabytes of it
+        with self.store.write_lock():
+            if from_ is not None:
+                stored = self._stored(from_)
+                base = stored.manifest
+                weights_layer = base.layer("model")
+                if weights_layer is None:
+                    raise InvalidModelFile(f"model '{from_}' has no model layer")
+                weights = StoredBlob(weights_layer.digest, weights_layer.size)
+                base_parameters = _load_parameters(
+                    from_, self._texts(stored.ref.display, base, "params")
+                )
+            elif isinstance(source, Path):
+                weights = self._copy_in(source, progress)
+            else:
+                assert source is not None
+                weights = source
+            info = self._gguf_info(weights.digest, self.store.blob_path(weights.digest))
+            verb = "creating new layer" if isinstance(source, Path) else "using existing layer"
+            progress(PullProgress(status=f"{verb} {weights.digest}"))
+            manifest = build_manifest(
+                self.store,
+                weights=weights,
+                info=info,
+                base=base,
+                base_parameters=base_parameters,
+                changes=changes,
+                progress=progress,
+            )
+            progress(PullProgress(status="writing manifest"))
+            self.store.write_manifest(ref, manifest)
+        progress(PullProgress(status="success"))
+        return ref.display
+
+    def _copy_in(self, path: Path, progress: ProgressCallback) -> StoredBlob:
+        total = path.stat().st_size
+
+        def report(done: int) -> None:
+            progress(PullProgress("transferring model data", total=total, completed=done))
+
+        report(0)
+        return self.store.put_blob_file(path, progress=report)
+
+    def copy(self, source: str, destination: str) -> str:
+        """Copy a model under a new name (the same blobs); returns the new name."""
+        dst = ModelRef.parse(destination)
+        with self.store.write_lock():
+            stored = self._stored(source)
+            self.store.write_manifest(dst, stored.manifest)
+        return dst.display
+
+    def delete(self, name: str) -> list[str]:
+        """Delete a model and the blobs only it used; returns the removed digests."""
+        return self.store.delete_manifest(ModelRef.parse(name))
+
+    # ------------------------------------------------------------------ pulling
+    def source_for(self, reference: str) -> ModelSource:
+        """The first source that handles ``reference``; raises a clear error if none."""
+        for source in self.sources:
+            if source.handles(reference):
+                return source
+        if is_model_name(reference):
+            raise UnsupportedFeature(
+                f"cannot pull '{reference}': pulling from a registry is not supported; "
+                "give the http(s) URL of a GGUF file",
+                param="model",
+            )
+        raise InvalidRequest(f"no model source understands '{reference}'", param="model")
+
+    def pull(
+        self,
+        reference: str,
+        *,
+        name: str | None = None,
+        expected_digest: str | None = None,
+        progress: ProgressCallback = _ignore,
+    ) -> str:
+        """Download a model and store it under ``name`` (default: from the file name).
+
+        Concurrent pulls of the same reference in this process share one download.
+        Progress follows Ollama: ``pulling manifest``, ``pulling <id>`` with ``total``
+        and ``completed``, ``verifying sha256 digest``, ``writing manifest``, ``success``.
+        """
+        if not isinstance(reference, str) or not reference.strip():
+            raise InvalidRequest("nothing to pull: the reference is empty", param="model")
+        reference = reference.strip()
+        target = ModelRef.parse(name) if name else None
+        expected = normalize_digest(expected_digest) if expected_digest else None
+        source = self.source_for(reference)
+        progress(PullProgress(status="pulling manifest"))
+
+        def work(emit: ProgressCallback) -> FetchedBlob:
+            return source.fetch(reference, self.store, emit, expected_digest=expected)
+
+        fetched = self._downloads.run(f"{source.name}\0{reference}", work, progress)
+        if expected is not None and fetched.digest != expected:
+            raise DigestMismatch(
+                f"{reference} has digest {fetched.digest}, expected {expected}", param="digest"
+            )
+        ref = target or ModelRef.parse(fetched.suggested_name)
+        blob = StoredBlob(fetched.digest, fetched.size)
+        return self._create(ref.display, None, blob, LayerChanges(), progress)
+
+    # ------------------------------------------------------------------ blobs
+    def has_blob(self, digest: str) -> bool:
+        """Whether a blob is in the store (for ``HEAD /api/blobs/<digest>``)."""
+        return self.store.has_blob(digest)
+
+    def put_blob_stream(
+        self, chunks: Iterable[bytes], expected_digest: str, expected_size: int | None = None
+    ) -> StoredBlob:
+        """Store an uploaded blob, verified against its digest (``POST /api/blobs``)."""
+        return self.store.put_blob_stream(
+            chunks, expected_digest=expected_digest, expected_size=expected_size
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _layer_path(self, display: str, digest: str) -> Path:
+        try:
+            return self.store.blob_path(digest)
+        except BlobNotFound:
+            raise BlobNotFound(
+                f"model '{display}' is damaged: layer {digest} is missing; pull or create it again"
+            ) from None
+
+    def _gguf_info(self, digest: str, path: Path) -> GGUFInfo:
+        # Blobs never change, so a header parsed once stays true.
+        info = self._gguf.get(digest)
+        if info is None:
+            info = read_gguf_info(path)
+            info.tensors = []  # not needed after the checks; keeps the cache small
+            self._gguf[digest] = info
+            while len(self._gguf) > _GGUF_CACHE_SIZE:
+                self._gguf.popitem(last=False)
+        return info
+
+    def _config(self, manifest: Manifest) -> ModelConfig:
+        try:
+            raw = self.store.read_blob_bytes(manifest.config.digest, max_size=MAX_TEXT_LAYER)
+        except (BlobNotFound, InvalidModelFile):
+            return ModelConfig()
+        return ModelConfig.from_bytes(raw)
+
+    def _texts(self, display: str, manifest: Manifest, kind: str) -> list[str]:
+        texts = []
+        for layer in manifest.layers_of(kind):
+            self._layer_path(display, layer.digest)
+            raw = self.store.read_blob_bytes(layer.digest, max_size=MAX_TEXT_LAYER)
+            texts.append(raw.decode("utf-8", errors="replace"))
+        return texts
+
+
+_TEXT_KINDS = ("template", "system", "license", "params", "messages")
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or value.lower().endswith(".gguf")
+
+
+def _details(config: ModelConfig, info: GGUFInfo | None) -> ModelDetails:
+    family = config.model_family or (info.family if info else "")
+    return ModelDetails(
+        format=config.model_format or "gguf",
+        family=family,
+        families=config.model_families or ([family] if family else []),
+        parameter_size=config.model_type or (info.parameter_size if info else ""),
+        quantization_level=config.file_type or (info.quantization if info else ""),
+    )
+
+
+def _capabilities(info: GGUFInfo, template: str | None, manifest: Manifest) -> list[str]:
+    text = template or ""
+    caps = ["embedding" if info.is_embedding_model else "completion"]
+    if "tools" in text or ".Tools" in text:
+        caps.append("tools")
+    if info.has_fim_tokens or ".Suffix" in text:
+        caps.append("insert")
+    if manifest.layer("projector") is not None or info.arch_value("vision.block_count"):
+        caps.append("vision")
+    if any(marker in text for marker in ("<think>", "enable_thinking", ".Thinking")):
+        caps.append("thinking")
+    return caps
+
+
+def _load_parameters(display: str, texts: list[str]) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for text in texts:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidModelFile(f"model '{display}' has a damaged params layer") from exc
+        if isinstance(data, dict):
+            parameters.update(data)
+    if isinstance(parameters.get("stop"), str):
+        parameters["stop"] = [parameters["stop"]]
+    return parameters
+
+
+def _load_messages(display: str, texts: list[str]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for text in texts:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidModelFile(f"model '{display}' has a damaged messages layer") from exc
+        for item in data if isinstance(data, list) else []:
+            if isinstance(item, dict) and item.get("role") in MESSAGE_ROLES:
+                pairs.append((item["role"], str(item.get("content", ""))))
+    return pairs
+
+
+def _message_pairs(messages: list[ChatMessage] | list[dict[str, Any]]) -> list[tuple[str, str]]:
+    pairs = []
+    for message in messages:
+        role = message.role if isinstance(message, ChatMessage) else message.get("role")
+        content = message.content if isinstance(message, ChatMessage) else message.get("content")
+        if role not in MESSAGE_ROLES or not isinstance(content, str):
+            raise InvalidRequest(
+                "each message needs a role (system, user or assistant) and text content",
+                param="messages",
+            )
+        pairs.append((str(role), content))
+    return pairs

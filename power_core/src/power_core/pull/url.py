@@ -1,0 +1,271 @@
+"""The built-in ``url`` source: GGUF files over HTTP(S), resumable, verified as they arrive.
+
+Bytes go to a partial download beside the store, hashed in the same pass (1 MiB chunks,
+so hashing costs next to nothing). An interrupted pull keeps its partial file; the next
+pull re-hashes what it has and asks the server for the rest with ``Range`` (guarded by
+``If-Range`` so a changed file is never stitched onto an old one). A server that ignores
+``Range`` gets a clean restart. Only a complete, verified GGUF becomes a blob.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import re
+from typing import IO, Any
+
+import requests
+
+from power_core.errors import DigestMismatch, InvalidModelFile, PullFailed
+from power_core.gguf import check_gguf_magic, read_gguf_info
+from power_core.pull.naming import suggest_model_name
+from power_core.sources import FetchedBlob, ProgressCallback, PullProgress
+from power_core.store.base import ModelStore, PartialDownload
+from power_core.store.digests import digest_hex, normalize_digest
+
+CHUNK_SIZE = 1 << 20
+CONNECT_TIMEOUT = 15.0
+READ_TIMEOUT = 60.0
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_HEAD_BYTES = 8
+
+
+class _Restart(Exception):
+    """The kept partial download cannot be resumed; start again from zero."""
+
+
+class UrlSource:
+    """Downloads ``http://`` and ``https://`` addresses of GGUF files."""
+
+    name = "url"
+
+    def __init__(self, session: requests.Session | None = None) -> None:
+        self._session = session
+
+    def handles(self, reference: str) -> bool:
+        """True for ``http://`` and ``https://`` references."""
+        return reference.lower().startswith(("http://", "https://"))
+
+    def fetch(
+        self,
+        reference: str,
+        store: ModelStore,
+        progress: ProgressCallback,
+        *,
+        expected_digest: str | None = None,
+    ) -> FetchedBlob:
+        """Download ``reference`` into ``store`` as a verified blob.
+
+        Raises PullFailed for HTTP errors, interrupted transfers (the partial file is
+        kept for the next pull), content that is not GGUF, and a full disk; raises
+        DigestMismatch when the bytes do not hash to ``expected_digest`` (the partial
+        download is discarded, nothing is stored).
+        """
+        url = reference
+        suggested = suggest_model_name(url)
+        expected = normalize_digest(expected_digest) if expected_digest else None
+        label = expected[7:19] if expected else _file_label(url)
+        if expected and store.has_blob(expected):
+            return self._existing(store, expected, label, suggested, progress)
+        key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:40]
+        with store.partial_download(key) as partial:
+            # Another process may have finished this download while we waited.
+            if expected and store.has_blob(expected):
+                return self._existing(store, expected, label, suggested, progress)
+            if partial.read_state().get("url") != url:
+                partial.discard()
+            try:
+                hex_digest, size = self._download(url, partial, expected, label, progress)
+            except _Restart:
+                partial.discard()
+                hex_digest, size = self._download(url, partial, expected, label, progress)
+            progress(PullProgress(status="verifying sha256 digest"))
+            if expected is not None and hex_digest != digest_hex(expected):
+                partial.discard()
+                raise DigestMismatch(
+                    f"{url}: downloaded content has digest sha256:{hex_digest}, "
+                    f"expected {expected}",
+                    param="digest",
+                )
+            try:
+                read_gguf_info(partial.path)
+            except InvalidModelFile as exc:
+                partial.discard()
+                raise PullFailed(f"{url} is not a usable GGUF model: {exc.message}") from exc
+            blob = store.commit_partial(partial, digest="sha256:" + hex_digest, size=size)
+        return FetchedBlob(digest=blob.digest, size=blob.size, suggested_name=suggested)
+
+    @staticmethod
+    def _existing(
+        store: ModelStore, digest: str, label: str, suggested: str, progress: ProgressCallback
+    ) -> FetchedBlob:
+        size = store.blob_path(digest).stat().st_size
+        progress(PullProgress(f"pulling {label}", digest=digest, total=size, completed=size))
+        progress(PullProgress(status="verifying sha256 digest"))
+        return FetchedBlob(digest=digest, size=size, suggested_name=suggested)
+
+    def _download(
+        self,
+        url: str,
+        partial: PartialDownload,
+        expected: str | None,
+        label: str,
+        progress: ProgressCallback,
+    ) -> tuple[str, int]:
+        state = partial.read_state()
+        offset = partial.size() if state else 0
+        if offset and not state.get("validator"):
+            offset = 0  # without a validator a resume could splice two different files
+        hasher = hashlib.sha256()
+        if offset:
+            offset = _hash_prefix(partial, hasher, offset)
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            headers["If-Range"] = str(state["validator"])
+        session = self._session or requests.Session()
+        try:
+            return self._request(
+                url, session, headers, partial, hasher, offset, expected, label, progress
+            )
+        finally:
+            if session is not self._session:
+                session.close()
+
+    def _request(
+        self,
+        url: str,
+        session: requests.Session,
+        headers: dict[str, str],
+        partial: PartialDownload,
+        hasher: Any,
+        offset: int,
+        expected: str | None,
+        label: str,
+        progress: ProgressCallback,
+    ) -> tuple[str, int]:
+        try:
+            response = session.get(
+                url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
+            )
+        except requests.RequestException as exc:
+            raise PullFailed(f"cannot download {url}: {_reason(exc)}") from exc
+        total: int | None
+        with response:
+            if response.status_code == 416 and offset:
+                raise _Restart()
+            if response.status_code >= 400:
+                reason = response.reason or ""
+                raise PullFailed(f"cannot download {url}: HTTP {response.status_code} {reason}")
+            if response.status_code == 206 and offset:
+                total = _resumed_total(response, offset)
+                if total is None:
+                    raise _Restart()
+            elif response.status_code == 200:
+                if offset:  # the server ignored Range (or the file changed): start over
+                    offset, hasher = 0, hashlib.sha256()
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+            else:
+                raise PullFailed(f"cannot download {url}: unexpected HTTP {response.status_code}")
+            validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+            partial.write_state({"url": url, "validator": validator, "total": total})
+            try:
+                mode = "ab" if offset else "wb"
+                with open(partial.path, mode) as handle:
+                    size = self._stream(
+                        response, handle, hasher, offset, total, url, expected, label, progress
+                    )
+            except OSError as exc:
+                raise _disk_failure(exc, url) from exc
+        if total is not None and size != total:
+            raise PullFailed(
+                f"download of {url} stopped at {size} of {total} bytes; pull again to resume"
+            )
+        return hasher.hexdigest(), size
+
+    @staticmethod
+    def _stream(
+        response: requests.Response,
+        handle: IO[bytes],
+        hasher: Any,
+        offset: int,
+        total: int | None,
+        url: str,
+        expected: str | None,
+        label: str,
+        progress: ProgressCallback,
+    ) -> int:
+        completed = offset
+        head = b""
+        progress(PullProgress(f"pulling {label}", digest=expected, total=total, completed=offset))
+        try:
+            for chunk in response.iter_content(CHUNK_SIZE):
+                if not chunk:
+                    continue
+                if completed < _HEAD_BYTES:
+                    # Refuse an HTML error page or any other non-GGUF body before
+                    # downloading gigabytes of it.
+                    head += chunk[: _HEAD_BYTES - completed]
+                    if len(head) >= _HEAD_BYTES and not check_gguf_magic(head):
+                        raise PullFailed(
+                            f"{url} is not a GGUF file (it starts with {head[:8]!r}, "
+                            f"content type {response.headers.get('Content-Type', '?')})"
+                        )
+                handle.write(chunk)
+                hasher.update(chunk)
+                completed += len(chunk)
+                if total is not None and completed > total:
+                    raise PullFailed(f"{url} sent more bytes than announced ({total})")
+                progress(
+                    PullProgress(
+                        f"pulling {label}", digest=expected, total=total, completed=completed
+                    )
+                )
+        except requests.RequestException as exc:
+            handle.flush()
+            raise PullFailed(
+                f"download of {url} was interrupted at {completed} bytes ({_reason(exc)}); "
+                "pull again to resume"
+            ) from exc
+        if completed < _HEAD_BYTES and not check_gguf_magic(head):
+            raise PullFailed(f"{url} is not a GGUF file ({completed} bytes)")
+        return completed
+
+
+def _hash_prefix(partial: PartialDownload, hasher: Any, size: int) -> int:
+    """Hash the kept bytes (resuming needs the digest of everything); returns their count."""
+    done = 0
+    with open(partial.path, "rb") as handle:
+        while done < size:
+            chunk = handle.read(min(CHUNK_SIZE, size - done))
+            if not chunk:
+                break
+            hasher.update(chunk)
+            done += len(chunk)
+    return done
+
+
+def _resumed_total(response: requests.Response, offset: int) -> int | None:
+    """The full size from a 206's Content-Range, or None when it does not continue ours."""
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+    if match is None or int(match.group(1)) != offset:
+        return None
+    return int(match.group(3)) if match.group(3) != "*" else None
+
+
+def _file_label(url: str) -> str:
+    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return name[:80] or "model"
+
+
+def _reason(exc: requests.RequestException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _disk_failure(exc: OSError, url: str) -> PullFailed:
+    if exc.errno == errno.ENOSPC:
+        return PullFailed(
+            f"not enough disk space to download {url}; free some space and pull again to resume"
+        )
+    return PullFailed(f"cannot save the download of {url}: {exc.strerror or exc}")

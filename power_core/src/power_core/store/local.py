@@ -1,0 +1,398 @@
+"""The built-in ``local`` store: Ollama's on-disk layout in one folder.
+
+::
+
+    <models>/blobs/sha256-<hex>                                  content-addressed blobs
+    <models>/manifests/<host>/<namespace>/<model>/<tag>          Docker v2 manifests
+    <models>/partial/<key>.part|.json|.lock                      resumable downloads
+    <models>/tmp/                                                blobs and manifests being written
+
+Crash safety comes from ordering: a blob is streamed to ``tmp/`` while hashed, checked,
+synced and only then renamed into ``blobs/``; a manifest is written last, also through a
+rename. A kill at any moment leaves at worst stray files in ``tmp/`` or ``partial/``,
+never a manifest that points at a missing or unverified blob.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, suppress
+from datetime import datetime
+from pathlib import Path
+
+from power_core.errors import (
+    BlobNotFound,
+    DigestMismatch,
+    InvalidModelFile,
+    InvalidModelName,
+    InvalidRequest,
+    ModelNotFound,
+    PowerError,
+)
+from power_core.names import ModelRef
+from power_core.store.base import PartialDownload, StoredBlob, StoredManifest
+from power_core.store.digests import blob_file_name, digest_from_hex, digest_hex
+from power_core.store.locks import file_lock
+from power_core.store.manifest import MAX_MANIFEST_BYTES, Manifest
+from power_core.store.partial import LocalPartialDownload, open_partial
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 1 << 20
+#: unreferenced blobs and temp files older than this are collected by any gc run
+STALE_SECONDS = 3600.0
+
+
+class InsufficientStorage(PowerError):
+    """The disk holding the store is full."""
+
+    http_status = 507
+    code = "insufficient_storage"
+
+
+def disk_error(exc: OSError, root: Path) -> PowerError:
+    """A clear error for an OS failure while writing into the store."""
+    if exc.errno == errno.ENOSPC:
+        return InsufficientStorage(f"not enough disk space in {root} to store the model")
+    return PowerError(f"cannot write to the model store {root}: {exc.strerror or exc}")
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes a rename durable; some filesystems refuse to open directories, so best effort.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class LocalStore:
+    """Blobs and manifests in Ollama's layout under ``models_dir``."""
+
+    def __init__(self, models_dir: Path, *, stale_seconds: float = STALE_SECONDS) -> None:
+        self.root = Path(models_dir)
+        self.blobs_dir = self.root / "blobs"
+        self.manifests_dir = self.root / "manifests"
+        self.tmp_dir = self.root / "tmp"
+        self.partial_dir = self.root / "partial"
+        self._lock_path = self.root / ".lock"
+        self.stale_seconds = stale_seconds
+
+    # ------------------------------------------------------------------------ blobs
+    def _blob_file(self, digest: str) -> Path:
+        return self.blobs_dir / blob_file_name(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        """Whether a committed blob with this digest exists."""
+        return self._blob_file(digest).is_file()
+
+    def blob_path(self, digest: str) -> Path:
+        """The file of a committed blob; raises BlobNotFound when absent."""
+        path = self._blob_file(digest)
+        if not path.is_file():
+            raise BlobNotFound(f"blob {digest} not found", param="digest")
+        return path
+
+    def _temp_path(self, kind: str) -> Path:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return self.tmp_dir / f"{kind}-{uuid.uuid4().hex}"
+
+    def put_blob_stream(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        expected_digest: str | None = None,
+        expected_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> StoredBlob:
+        """Stream into ``tmp/`` while hashing, check digest and size, sync, then rename.
+
+        Raises DigestMismatch (nothing stored) on a wrong digest or size, and
+        InsufficientStorage when the disk is full.
+        """
+        expected_hex = digest_hex(expected_digest) if expected_digest is not None else None
+        if expected_size is not None and expected_size < 0:
+            raise InvalidRequest("expected size must not be negative")
+        temp = self._temp_path("blob")
+        hasher = hashlib.sha256()
+        written = 0
+        try:
+            try:
+                with open(temp, "xb") as handle:
+                    for chunk in chunks:
+                        if not chunk:
+                            continue
+                        written += len(chunk)
+                        if expected_size is not None and written > expected_size:
+                            raise DigestMismatch(
+                                f"content is longer than the expected {expected_size} bytes"
+                            )
+                        hasher.update(chunk)
+                        handle.write(chunk)
+                        if progress is not None:
+                            progress(written)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                raise disk_error(exc, self.root) from exc
+            if expected_size is not None and written != expected_size:
+                raise DigestMismatch(f"content is {written} bytes, expected {expected_size} bytes")
+            actual = hasher.hexdigest()
+            if expected_hex is not None and actual != expected_hex:
+                raise DigestMismatch(
+                    f"content has digest sha256:{actual}, expected sha256:{expected_hex}",
+                    param="digest",
+                )
+            return self._commit(temp, actual, written)
+        finally:
+            with suppress(FileNotFoundError):
+                temp.unlink()
+
+    def put_blob_file(
+        self,
+        path: Path,
+        *,
+        expected_digest: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> StoredBlob:
+        """Copy a file into the store as a verified blob; the source is left alone."""
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
+        except FileNotFoundError as exc:
+            raise InvalidRequest(f"file not found: {path}") from exc
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from exc
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            chunks = iter(lambda: handle.read(CHUNK_SIZE), b"")
+            return self.put_blob_stream(
+                chunks, expected_digest=expected_digest, expected_size=size, progress=progress
+            )
+
+    def put_blob_bytes(self, data: bytes, *, expected_digest: str | None = None) -> StoredBlob:
+        """Store a small in-memory blob."""
+        return self.put_blob_stream(
+            [data], expected_digest=expected_digest, expected_size=len(data)
+        )
+
+    def read_blob_bytes(self, digest: str, *, max_size: int) -> bytes:
+        """Read a small blob whole; raises InvalidModelFile when it is larger than allowed."""
+        path = self.blob_path(digest)
+        with open(path, "rb") as handle:
+            data = handle.read(max_size + 1)
+        if len(data) > max_size:
+            raise InvalidModelFile(f"blob {digest} is larger than {max_size} bytes")
+        return data
+
+    def _commit(self, temp: Path, hex_digest: str, size: int) -> StoredBlob:
+        """Rename a verified, synced temp file into ``blobs/`` (or drop it: deduplicated)."""
+        digest = digest_from_hex(hex_digest)
+        target = self._blob_file(digest)
+        try:
+            if target.is_file() and target.stat().st_size == size:
+                temp.unlink()
+                # A fresh mtime tells a concurrent gc that this blob is wanted again.
+                with suppress(OSError):
+                    os.utime(target)
+            else:
+                self.blobs_dir.mkdir(parents=True, exist_ok=True)
+                os.replace(temp, target)
+                _fsync_dir(self.blobs_dir)
+        except OSError as exc:
+            raise disk_error(exc, self.root) from exc
+        return StoredBlob(digest, size)
+
+    # -------------------------------------------------------------------- manifests
+    def _manifest_files(self) -> Iterator[tuple[Path, tuple[str, str, str, str]]]:
+        if not self.manifests_dir.is_dir():
+            return
+        for host in sorted(self.manifests_dir.iterdir()):
+            for namespace in sorted(_subdirs(host)):
+                for model in sorted(_subdirs(namespace)):
+                    for tag in sorted(model.iterdir()):
+                        if tag.is_file() and not tag.name.startswith("."):
+                            yield tag, (host.name, namespace.name, model.name, tag.name)
+
+    def _load(self, path: Path, ref: ModelRef) -> StoredManifest:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+            mtime = os.fstat(handle.fileno()).st_mtime
+        manifest = Manifest.from_bytes(raw, f"manifest of {ref.display}")
+        return StoredManifest(
+            ref=ref,
+            manifest=manifest,
+            digest=hashlib.sha256(raw).hexdigest(),
+            modified_at=datetime.fromtimestamp(mtime).astimezone(),
+        )
+
+    def list_manifests(self) -> list[StoredManifest]:
+        """Every readable manifest; damaged ones and odd names are skipped with a warning."""
+        found: dict[ModelRef, StoredManifest] = {}
+        for path, (host, namespace, model, tag) in self._manifest_files():
+            try:
+                ref = ModelRef.parse(f"{host}/{namespace}/{model}:{tag}")
+                if ref not in found:
+                    found[ref] = self._load(path, ref)
+            except (InvalidModelName, InvalidModelFile, OSError) as exc:
+                log.warning("skipping manifest %s: %s", path, exc)
+        return list(found.values())
+
+    def _find_manifest(self, ref: ModelRef) -> Path | None:
+        exact = self.manifests_dir.joinpath(*ref.manifest_parts)
+        if exact.is_file():
+            return exact
+        # Ollama keeps the case people typed; match each level case-insensitively.
+        current = self.manifests_dir
+        for part in ref.manifest_parts:
+            if not current.is_dir():
+                return None
+            match = next((p for p in current.iterdir() if p.name.lower() == part), None)
+            if match is None:
+                return None
+            current = match
+        return current if current.is_file() else None
+
+    def read_manifest(self, ref: ModelRef) -> StoredManifest | None:
+        """The manifest stored under ``ref``, or ``None``; raises InvalidModelFile if damaged."""
+        path = self._find_manifest(ref)
+        if path is None:
+            return None
+        try:
+            return self._load(path, ref)
+        except FileNotFoundError:  # deleted meanwhile
+            return None
+
+    def write_manifest(self, ref: ModelRef, manifest: Manifest) -> str:
+        """Check every referenced blob is committed, then write the manifest atomically."""
+        for layer in [manifest.config, *manifest.layers]:
+            path = self._blob_file(layer.digest)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise BlobNotFound(f"blob {layer.digest} is not in the store") from None
+            if size != layer.size:
+                raise InvalidModelFile(
+                    f"blob {layer.digest} has {size} bytes, the manifest says {layer.size}"
+                )
+        raw = manifest.to_bytes()
+        target = self._find_manifest(ref) or self.manifests_dir.joinpath(*ref.manifest_parts)
+        temp = self._temp_path("manifest")
+        try:
+            with open(temp, "xb") as handle:
+                handle.write(raw)
+                handle.flush()
+                os.fsync(handle.fileno())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temp, target)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise disk_error(exc, self.root) from exc
+        finally:
+            with suppress(FileNotFoundError):
+                temp.unlink()
+        return hashlib.sha256(raw).hexdigest()
+
+    def delete_manifest(self, ref: ModelRef) -> list[str]:
+        """Remove the manifest, then the blobs no other manifest references."""
+        with file_lock(self._lock_path, exclusive=True):
+            path = self._find_manifest(ref)
+            if path is None:
+                raise ModelNotFound(ref.display)
+            candidates: list[str] = []
+            with suppress(InvalidModelFile, OSError):
+                candidates = self._load(path, ref).manifest.digests
+            path.unlink()
+            _fsync_dir(path.parent)
+            parent = path.parent
+            while parent != self.manifests_dir and parent.is_relative_to(self.manifests_dir):
+                try:
+                    parent.rmdir()  # only succeeds when empty
+                except OSError:
+                    break
+                parent = parent.parent
+            return self._collect(candidates)
+
+    # ----------------------------------------------------------------- gc and locks
+    def write_lock(self) -> AbstractContextManager[None]:
+        """Shared lock held while committing blobs and the manifest that uses them."""
+        return file_lock(self._lock_path, exclusive=False)
+
+    def gc(self, candidates: Iterable[str] = ()) -> list[str]:
+        """Remove unreferenced blobs: ``candidates`` at once, others once stale."""
+        with file_lock(self._lock_path, exclusive=True):
+            return self._collect(list(candidates))
+
+    def _collect(self, candidates: list[str]) -> list[str]:
+        referenced: set[str] = set()
+        for path, _parts in self._manifest_files():
+            try:
+                with open(path, "rb") as handle:
+                    raw = handle.read(MAX_MANIFEST_BYTES + 1)
+                manifest = Manifest.from_bytes(raw, str(path))
+            except (InvalidModelFile, OSError) as exc:
+                # We cannot know what a damaged manifest references: remove nothing.
+                log.warning("not collecting blobs: unreadable manifest %s (%s)", path, exc)
+                return []
+            referenced.update(digest_hex(d) for d in manifest.digests)
+        wanted = {digest_hex(d) for d in candidates}
+        cutoff = time.time() - self.stale_seconds
+        removed: list[str] = []
+        if self.blobs_dir.is_dir():
+            for blob in self.blobs_dir.iterdir():
+                name = blob.name
+                if not name.startswith("sha256-") or len(name) != 71:
+                    continue  # not ours (an Ollama partial download, say)
+                hex_digest = name[7:]
+                if hex_digest in referenced:
+                    continue
+                try:
+                    if hex_digest in wanted or blob.stat().st_mtime < cutoff:
+                        blob.unlink()
+                        removed.append("sha256:" + hex_digest)
+                except FileNotFoundError:
+                    continue
+        if self.tmp_dir.is_dir():
+            for temp in self.tmp_dir.iterdir():
+                with suppress(OSError):
+                    if temp.stat().st_mtime < cutoff:
+                        temp.unlink()
+        return removed
+
+    # ------------------------------------------------------------ partial downloads
+    def partial_download(self, key: str) -> AbstractContextManager[PartialDownload]:
+        """Exclusive access to the resumable download named ``key``."""
+        return open_partial(self.partial_dir, key)
+
+    def commit_partial(self, partial: PartialDownload, *, digest: str, size: int) -> StoredBlob:
+        """Sync a finished download and rename it into ``blobs/``; forget its state."""
+        hex_digest = digest_hex(digest)
+        if partial.size() != size:
+            raise DigestMismatch(f"download has {partial.size()} bytes, expected {size}")
+        try:
+            with open(partial.path, "rb+") as handle:
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise disk_error(exc, self.root) from exc
+        with self.write_lock():
+            blob = self._commit(partial.path, hex_digest, size)
+        if isinstance(partial, LocalPartialDownload):
+            partial.forget_state()
+        else:
+            partial.discard()
+        return blob
+
+
+def _subdirs(path: Path) -> Iterator[Path]:
+    if path.is_dir():
+        yield from (p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
