@@ -1,0 +1,127 @@
+"""Forcing a tool call: the JSON Schema that constrains output to one.
+
+With ``tool_choice`` ``"required"`` or the name of a function, generation is constrained (by
+the engine's grammar) to a JSON call ``{"name": ..., "arguments": {...}}`` that
+:class:`~power_core.chat.output.OutputParser` then reads as a bare JSON tool call.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from power_core.errors import InvalidRequest
+from power_core.types import ToolSpec
+
+_DEF_KEYS = ("$defs", "definitions")
+
+
+def forced_tool_call_schema(
+    tools: list[ToolSpec], tool_choice: str, parallel: bool
+) -> dict[str, Any] | None:
+    """The JSON Schema output must match so that it is a tool call, or ``None``.
+
+    :param tools: the functions the request offers.
+    :param tool_choice: ``"auto"`` or ``"none"`` (no constraint: ``None``), ``"required"``
+        (a call of any of ``tools``) or the name of the one function that must be called.
+    :param parallel: allow several calls: the schema is then a non-empty JSON list of calls.
+    :raises InvalidRequest: (``param="tool_choice"``) when ``tool_choice`` names no tool, or
+        ``"required"`` comes without tools; (``param="tools"``) when a tool's ``parameters``
+        is not an object schema.
+    """
+    if tool_choice in ("auto", "none"):
+        return None
+    if tool_choice == "required":
+        if not tools:
+            raise InvalidRequest(
+                "tool_choice 'required' needs at least one tool", param="tool_choice"
+            )
+        chosen = list(tools)
+    else:
+        chosen = [tool for tool in tools if tool.name == tool_choice]
+        if not chosen:
+            known = ", ".join(repr(tool.name) for tool in tools) or "none"
+            raise InvalidRequest(
+                f"tool_choice names function {tool_choice!r}, which is not among the tools "
+                f"(offered: {known})",
+                param="tool_choice",
+            )
+        chosen = chosen[:1]
+
+    defs: dict[str, Any] = {}
+    variants = [_call_schema(tool, index, defs) for index, tool in enumerate(chosen)]
+    call: dict[str, Any] = variants[0] if len(variants) == 1 else {"anyOf": variants}
+    schema: dict[str, Any] = {"type": "array", "items": call, "minItems": 1} if parallel else call
+    if defs:
+        schema["$defs"] = defs
+    return schema
+
+
+def _call_schema(tool: ToolSpec, index: int, defs: dict[str, Any]) -> dict[str, Any]:
+    parameters = _arguments_schema(tool, index, defs)
+    return {
+        "type": "object",
+        "properties": {"name": {"const": tool.name}, "arguments": parameters},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
+
+
+def _arguments_schema(tool: ToolSpec, index: int, defs: dict[str, Any]) -> dict[str, Any]:
+    parameters = tool.parameters
+    if not isinstance(parameters, dict):
+        raise InvalidRequest(
+            f"tool {tool.name!r}: parameters must be a JSON Schema object", param="tools"
+        )
+    declared = parameters.get("type", "object")
+    if declared != "object":
+        raise InvalidRequest(
+            f"tool {tool.name!r}: parameters must describe an object, not {declared!r}",
+            param="tools",
+        )
+    schema = copy.deepcopy(parameters)
+    schema["type"] = "object"
+    # The tool's own definitions move to the root of the combined schema, renamed so tools
+    # cannot clash, and its references (including "#" for itself) follow them.
+    prefix = f"tool{index}_"
+    local: dict[str, Any] = {}
+    for key in _DEF_KEYS:
+        local.update(schema.pop(key, None) or {})
+    renames = {f"#/{key}/{name}": f"#/$defs/{prefix}{name}" for key in _DEF_KEYS for name in local}
+    if not (_refers_to(schema, "#") or any(_refers_to(v, "#") for v in local.values())):
+        for name, sub in local.items():
+            defs[prefix + name] = _rewrite_refs(sub, renames, None)
+        return _rewrite_refs(schema, renames, None)
+    root = f"#/$defs/{prefix}arguments"
+    for name, sub in local.items():
+        defs[prefix + name] = _rewrite_refs(sub, renames, root)
+    defs[prefix + "arguments"] = _rewrite_refs(schema, renames, root)
+    return {"$ref": root}
+
+
+def _refers_to(node: Any, target: str) -> bool:
+    if isinstance(node, dict):
+        if node.get("$ref") == target:
+            return True
+        return any(_refers_to(value, target) for value in node.values())
+    if isinstance(node, list):
+        return any(_refers_to(value, target) for value in node)
+    return False
+
+
+def _rewrite_refs(node: Any, renames: dict[str, str], root: str | None) -> Any:
+    if isinstance(node, dict):
+        result = {key: _rewrite_refs(value, renames, root) for key, value in node.items()}
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            if ref == "#" and root is not None:
+                result["$ref"] = root
+            else:
+                for old, new in renames.items():
+                    if ref == old or ref.startswith(old + "/"):
+                        result["$ref"] = new + ref[len(old) :]
+                        break
+        return result
+    if isinstance(node, list):
+        return [_rewrite_refs(value, renames, root) for value in node]
+    return node
