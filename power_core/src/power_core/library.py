@@ -312,7 +312,10 @@ class ModelLibrary:
 
     def delete(self, name: str) -> list[str]:
         """Delete a model and the blobs only it used; returns the removed digests."""
-        return self.store.delete_manifest(ModelRef.parse(name))
+        try:
+            return self.store.delete_manifest(ModelRef.parse(name))
+        except ModelNotFound:
+            raise ModelNotFound(name) from None
 
     # ------------------------------------------------------------------ pulling
     def source_for(self, reference: str) -> ModelSource:

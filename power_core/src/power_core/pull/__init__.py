@@ -1,7 +1,5 @@
-"""Downloading models: the HTTP(S) ``url`` source and the sharing of concurrent pulls."""
-
-from power_core.pull.inflight import InflightDownloads
-from power_core.pull.naming import suggest_model_name
-from power_core.pull.url import UrlSource
-
-__all__ = ["InflightDownloads", "UrlSource", "suggest_model_name"]
+"""Downloading models: the HTTP(S) ``url`` source (:mod:`power_core.pull.url`), model
+names from file names (:mod:`power_core.pull.naming`) and the sharing of concurrent pulls
+(:mod:`power_core.pull.inflight`). Import the submodules; this package imports nothing so
+that commands which never download stay fast to start.
+"""

@@ -12,9 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import re
-from typing import IO, Any
-
-import requests
+from typing import IO, TYPE_CHECKING, Any
 
 from power_core.errors import DigestMismatch, InvalidModelFile, PullFailed
 from power_core.gguf import check_gguf_magic, read_gguf_info
@@ -28,6 +26,9 @@ CONNECT_TIMEOUT = 15.0
 READ_TIMEOUT = 60.0
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _HEAD_BYTES = 8
+
+if TYPE_CHECKING:
+    import requests
 
 
 class _Restart(Exception):
@@ -123,6 +124,8 @@ class UrlSource:
         if offset:
             headers["Range"] = f"bytes={offset}-"
             headers["If-Range"] = str(state["validator"])
+        import requests  # here, not at module import: keeps `a3s-power list` fast
+
         session = self._session or requests.Session()
         try:
             return self._request(
@@ -144,6 +147,8 @@ class UrlSource:
         label: str,
         progress: ProgressCallback,
     ) -> tuple[str, int]:
+        import requests
+
         try:
             response = session.get(
                 url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
@@ -196,6 +201,8 @@ class UrlSource:
         label: str,
         progress: ProgressCallback,
     ) -> int:
+        import requests
+
         completed = offset
         head = b""
         progress(PullProgress(f"pulling {label}", digest=expected, total=total, completed=offset))
