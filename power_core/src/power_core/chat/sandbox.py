@@ -285,6 +285,13 @@ class HardenedEnvironment(ImmutableSandboxedEnvironment):
             budget.depth -= 1
         return budget.check_size(result)
 
+    def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
+        """Refuse an unsafe attribute at once (Jinja2 returns a silent undefined value)."""
+        raise TemplateError(
+            f"chat template did something unsafe: access to attribute {attribute!r} "
+            f"of a {type(obj).__name__!r} object"
+        )
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         """Apply ``+``, ``*``, ``**`` or ``%``, refusing results over the size limit."""
         budget = current_budget()
