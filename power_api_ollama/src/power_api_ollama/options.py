@@ -1,0 +1,128 @@
+"""Ollama's ``options`` object, split into what the core uses and what it cannot.
+
+Every option Ollama documents is accepted and type-checked (a wrong type is a 400 naming
+the option). Sampling options go to ``GenerationRequest.sampling``, load-time ones to
+``GenerationRequest.load`` (a change reloads the model), ``num_predict`` becomes
+``max_tokens`` and ``stop`` stays ``stop``. Options this engine has no use for are
+ignored with a logged warning, as are unknown keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from power_core.errors import InvalidRequest
+
+log = logging.getLogger("power_api_ollama")
+
+_INT, _FLOAT, _BOOL, _STOP = "an integer", "a number", "true or false", "a string or strings"
+
+#: options that shape sampling, with their JSON types
+SAMPLING = {
+    "temperature": _FLOAT,
+    "top_k": _INT,
+    "top_p": _FLOAT,
+    "min_p": _FLOAT,
+    "typical_p": _FLOAT,
+    "repeat_penalty": _FLOAT,
+    "repeat_last_n": _INT,
+    "presence_penalty": _FLOAT,
+    "frequency_penalty": _FLOAT,
+    "seed": _INT,
+}
+#: options that shape the loaded model
+LOAD = {"num_ctx": _INT, "num_batch": _INT, "num_thread": _INT, "use_mmap": _BOOL}
+#: documented Ollama options this engine cannot honour
+IGNORED = {
+    "num_keep": _INT,
+    "tfs_z": _FLOAT,
+    "mirostat": _INT,
+    "mirostat_tau": _FLOAT,
+    "mirostat_eta": _FLOAT,
+    "penalize_newline": _BOOL,
+    "numa": _BOOL,
+    "num_gpu": _INT,
+    "main_gpu": _INT,
+    "low_vram": _BOOL,
+    "f16_kv": _BOOL,
+    "logits_all": _BOOL,
+    "vocab_only": _BOOL,
+    "use_mlock": _BOOL,
+    "embedding_only": _BOOL,
+}
+_OTHER = {"num_predict": _INT, "stop": _STOP}
+KNOWN = {**SAMPLING, **LOAD, **IGNORED, **_OTHER}
+
+
+@dataclass
+class ParsedOptions:
+    """``options`` sorted by where each value goes in the core."""
+
+    sampling: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+def _checked(key: str, kind: str, value: Any) -> Any:
+    def bad() -> InvalidRequest:
+        return InvalidRequest(f"option '{key}' must be {kind}, got {value!r}", param=key)
+
+    if kind == _STOP:
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise bad()
+        return list(values)
+    if kind == _BOOL:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad()
+    if kind == _INT:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise bad()
+            value = int(value)
+        return value
+    if not math.isfinite(value):
+        raise bad()
+    return float(value)
+
+
+def parse_options(options: Any) -> ParsedOptions:
+    """Validate ``options`` (an object or ``null``) and sort it for the core."""
+    parsed = ParsedOptions()
+    if options is None:
+        return parsed
+    if not isinstance(options, dict):
+        raise InvalidRequest("'options' must be an object", param="options")
+    ignored: list[str] = []
+    unknown: list[str] = []
+    for key, value in options.items():
+        kind = KNOWN.get(key)
+        if kind is None:
+            unknown.append(key)
+            continue
+        if value is None:
+            continue
+        value = _checked(key, kind, value)
+        if key in SAMPLING:
+            parsed.sampling[key] = value
+        elif key in LOAD:
+            parsed.load[key] = value
+        elif key == "num_predict":
+            # Ollama: -1 generates until the end, -2 until the context is full
+            parsed.max_tokens = value if value >= 0 else None
+        elif key == "stop":
+            parsed.stop = value
+        else:
+            ignored.append(key)
+    if ignored:
+        log.warning("ignoring options this engine does not support: %s", ", ".join(ignored))
+    if unknown:
+        log.warning("ignoring unknown options: %s", ", ".join(unknown))
+    return parsed

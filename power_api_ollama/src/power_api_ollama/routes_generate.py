@@ -1,0 +1,100 @@
+"""``POST /api/generate`` and ``POST /api/chat``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, request
+from power_core.errors import InvalidRequest
+from power_core.generation import GenerationStream
+from power_core.server.json_body import parse_json_object
+from power_core.services import PowerServices
+from power_core.types import ChatMessage, GenerationRequest
+
+from power_api_ollama.errors import error_line, log_stream_failure
+from power_api_ollama.render import OllamaRenderer
+from power_api_ollama.translate import chat_request, generate_request
+from power_api_ollama.wire import json_line, json_response, ndjson_response, wants_stream
+
+
+def ndjson_generation(stream: GenerationStream, renderer: OllamaRenderer) -> Iterator[bytes]:
+    """The NDJSON lines of a streamed generation.
+
+    When the client goes away, gevent's server fails a write and closes this generator;
+    the ``finally`` then cancels the generation so its engine slot is freed at once.
+    """
+    try:
+        for payload in renderer.stream(stream):
+            yield json_line(payload)
+    except Exception as exc:  # the status line is already out: report in-band, logged
+        log_stream_failure(exc)
+        yield error_line(exc)
+    finally:
+        if not renderer.finished:
+            stream.cancel()
+
+
+def respond(stream: GenerationStream, renderer: OllamaRenderer, streaming: bool) -> Response:
+    """Stream NDJSON, or collect everything into one JSON object for ``stream: false``."""
+    if streaming:
+        return ndjson_response(ndjson_generation(stream, renderer))
+    try:
+        payload = renderer.collect(stream)
+    finally:
+        if not renderer.finished:
+            stream.cancel()
+    return json_response(payload)
+
+
+def _load_or_unload(
+    services: PowerServices, gen: GenerationRequest, renderer: OllamaRenderer
+) -> Response:
+    # Ollama: an empty prompt (or message list) loads the model; with keep_alive 0 it
+    # unloads it instead.
+    if gen.keep_alive == 0:
+        services.unload_model(gen.model)
+        return json_response(renderer.loaded("unload"))
+    services.load_model(gen.model, gen.keep_alive, gen.load)
+    return json_response(renderer.loaded("load"))
+
+
+def _apply_model_defaults(
+    services: PowerServices, gen: GenerationRequest, images: list[bytes]
+) -> None:
+    if gen.think is not None and not images:
+        return
+    model = services.library.resolve(gen.model)
+    if gen.think is None and "thinking" in model.capabilities:
+        gen.think = True  # Ollama separates reasoning by default on thinking models
+    if images:
+        if "vision" not in model.capabilities:
+            raise InvalidRequest(f"model '{gen.model}' does not support images", param="images")
+        # Images travel on messages, so the prompt becomes a single user turn.
+        gen.messages = [ChatMessage(role="user", content=gen.prompt or "", images=images)]
+        gen.prompt = None
+
+
+def add_generate_routes(blueprint: Blueprint, services: PowerServices) -> None:
+    """Register ``/api/generate`` and ``/api/chat`` on ``blueprint``."""
+
+    @blueprint.post("/api/generate")
+    def generate() -> Response:
+        body = parse_json_object(request.get_data())
+        gen, images = generate_request(body)
+        streaming = wants_stream(body)
+        renderer = OllamaRenderer(gen.model, chat=False)
+        if not gen.prompt:
+            return _load_or_unload(services, gen, renderer)
+        _apply_model_defaults(services, gen, images)
+        return respond(services.generate(gen), renderer, streaming)
+
+    @blueprint.post("/api/chat")
+    def chat() -> Response:
+        body = parse_json_object(request.get_data())
+        gen = chat_request(body)
+        streaming = wants_stream(body)
+        renderer = OllamaRenderer(gen.model, chat=True)
+        if not gen.messages:
+            return _load_or_unload(services, gen, renderer)
+        _apply_model_defaults(services, gen, [])
+        return respond(services.generate(gen), renderer, streaming)
