@@ -35,6 +35,10 @@ class _Restart(Exception):
     """The kept partial download cannot be resumed; start again from zero."""
 
 
+class _NotGGUF(PullFailed):
+    """The server sent something else (an HTML page, say): nothing worth keeping."""
+
+
 class UrlSource:
     """Downloads ``http://`` and ``https://`` addresses of GGUF files."""
 
@@ -76,10 +80,14 @@ class UrlSource:
             if partial.read_state().get("url") != url:
                 partial.discard()
             try:
-                hex_digest, size = self._download(url, partial, expected, label, progress)
-            except _Restart:
+                try:
+                    hex_digest, size = self._download(url, partial, expected, label, progress)
+                except _Restart:
+                    partial.discard()
+                    hex_digest, size = self._download(url, partial, expected, label, progress)
+            except _NotGGUF:
                 partial.discard()
-                hex_digest, size = self._download(url, partial, expected, label, progress)
+                raise
             progress(PullProgress(status="verifying sha256 digest"))
             if expected is not None and hex_digest != digest_hex(expected):
                 partial.discard()
@@ -115,8 +123,10 @@ class UrlSource:
     ) -> tuple[str, int]:
         state = partial.read_state()
         offset = partial.size() if state else 0
-        if offset and not state.get("validator"):
-            offset = 0  # without a validator a resume could splice two different files
+        if offset < _HEAD_BYTES or not state.get("validator"):
+            # Without a validator a resume could splice two different files; and the
+            # GGUF magic check needs the first bytes of this very download.
+            offset = 0
         hasher = hashlib.sha256()
         if offset:
             offset = _hash_prefix(partial, hasher, offset)
@@ -215,7 +225,7 @@ class UrlSource:
                     # downloading gigabytes of it.
                     head += chunk[: _HEAD_BYTES - completed]
                     if len(head) >= _HEAD_BYTES and not check_gguf_magic(head):
-                        raise PullFailed(
+                        raise _NotGGUF(
                             f"{url} is not a GGUF file (it starts with {head[:8]!r}, "
                             f"content type {response.headers.get('Content-Type', '?')})"
                         )
@@ -236,7 +246,7 @@ class UrlSource:
                 "pull again to resume"
             ) from exc
         if completed < _HEAD_BYTES and not check_gguf_magic(head):
-            raise PullFailed(f"{url} is not a GGUF file ({completed} bytes)")
+            raise _NotGGUF(f"{url} is not a GGUF file ({completed} bytes)")
         return completed
 
 
