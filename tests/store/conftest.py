@@ -126,6 +126,12 @@ def assert_store_valid(root: Path) -> None:
                 assert blob.stat().st_size == layer.size
 
 
+@pytest.fixture
+def check_store() -> Callable[[Path], None]:
+    """``check_store(models_dir)`` asserts the store is valid (see :func:`assert_store_valid`)."""
+    return assert_store_valid
+
+
 # ----------------------------------------------------------------------------- file server
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, suppress
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from power_core.errors import (
     BlobNotFound,
@@ -128,24 +129,22 @@ class LocalStore:
         hasher = hashlib.sha256()
         written = 0
         try:
-            try:
-                with open(temp, "xb") as handle:
-                    for chunk in chunks:
-                        if not chunk:
-                            continue
-                        written += len(chunk)
-                        if expected_size is not None and written > expected_size:
-                            raise DigestMismatch(
-                                f"content is longer than the expected {expected_size} bytes"
-                            )
-                        hasher.update(chunk)
-                        handle.write(chunk)
-                        if progress is not None:
-                            progress(written)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            except OSError as exc:
-                raise disk_error(exc, self.root) from exc
+            with self._open_temp(temp) as handle:
+                # Errors of the source (a client that went away) propagate unchanged;
+                # only the store's own writes become disk errors.
+                for chunk in chunks:
+                    if not chunk:
+                        continue
+                    written += len(chunk)
+                    if expected_size is not None and written > expected_size:
+                        raise DigestMismatch(
+                            f"content is longer than the expected {expected_size} bytes"
+                        )
+                    hasher.update(chunk)
+                    self._write(handle, chunk)
+                    if progress is not None:
+                        progress(written)
+                self._sync(handle)
             if expected_size is not None and written != expected_size:
                 raise DigestMismatch(f"content is {written} bytes, expected {expected_size} bytes")
             actual = hasher.hexdigest()
@@ -158,6 +157,25 @@ class LocalStore:
         finally:
             with suppress(FileNotFoundError):
                 temp.unlink()
+
+    def _open_temp(self, temp: Path) -> BinaryIO:
+        try:
+            return open(temp, "xb")
+        except OSError as exc:
+            raise disk_error(exc, self.root) from exc
+
+    def _write(self, handle: BinaryIO, chunk: bytes) -> None:
+        try:
+            handle.write(chunk)
+        except OSError as exc:
+            raise disk_error(exc, self.root) from exc
+
+    def _sync(self, handle: BinaryIO) -> None:
+        try:
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as exc:
+            raise disk_error(exc, self.root) from exc
 
     def put_blob_file(
         self,
@@ -175,7 +193,7 @@ class LocalStore:
             raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from exc
         with handle:
             size = os.fstat(handle.fileno()).st_size
-            chunks = iter(lambda: handle.read(CHUNK_SIZE), b"")
+            chunks = _read_chunks(handle, path)
             return self.put_blob_stream(
                 chunks, expected_digest=expected_digest, expected_size=size, progress=progress
             )
@@ -391,6 +409,17 @@ class LocalStore:
         else:
             partial.discard()
         return blob
+
+
+def _read_chunks(handle: BinaryIO, path: Path) -> Iterator[bytes]:
+    while True:
+        try:
+            chunk = handle.read(CHUNK_SIZE)
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if not chunk:
+            return
+        yield chunk
 
 
 def _subdirs(path: Path) -> Iterator[Path]:
