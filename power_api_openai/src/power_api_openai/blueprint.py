@@ -1,0 +1,123 @@
+"""The ``/v1`` blueprint: routes, bearer-key check and error handlers in OpenAI's shape."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, request
+from power_core.errors import PowerError
+from power_core.server.json_body import parse_json_object
+from power_core.services import PowerServices
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from power_api_openai import URL_PREFIX
+from power_api_openai.chat import create_chat_completion
+from power_api_openai.completions import create_completion
+from power_api_openai.embeddings import create_embeddings
+from power_api_openai.errors import (
+    auth_error_response,
+    http_error_response,
+    json_response,
+    power_error_response,
+)
+from power_api_openai.models import list_models, retrieve_model
+
+#: the methods of each route, so a wrong method is a 405 in OpenAI's shape, not Flask's
+ROUTE_METHODS = {
+    "chat/completions": ("POST",),
+    "completions": ("POST",),
+    "embeddings": ("POST",),
+    "models": ("GET", "HEAD"),
+}
+_ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def bearer_key(header: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header."""
+    if not header:
+        return None
+    scheme, _, key = header.partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+
+def key_accepted(keys: tuple[str, ...], header: str | None) -> bool:
+    """Any header passes when no keys are configured; otherwise the bearer must match one."""
+    if not keys:
+        return True
+    given = bearer_key(header)
+    if given is None:
+        return False
+    # compare against every key, in constant time, so timing reveals nothing
+    matches = [hmac.compare_digest(given.encode(), key.encode()) for key in keys]
+    return any(matches)
+
+
+def openai_blueprint(services: PowerServices) -> Blueprint:
+    """Routes of the OpenAI API on ``services``."""
+    bp = Blueprint("openai", __name__, url_prefix=URL_PREFIX)
+    keys = services.settings.api_keys
+
+    def handled(view: Callable[..., Response]) -> Callable[..., Response]:
+        # the one place a PowerError (raised before a response starts) becomes a response
+        @functools.wraps(view)
+        def run(*args: Any, **kwargs: Any) -> Response:
+            try:
+                return view(*args, **kwargs)
+            except PowerError as exc:
+                return power_error_response(exc)
+
+        return run
+
+    def body() -> dict[str, Any]:
+        return parse_json_object(request.get_data())
+
+    @bp.before_request
+    def check_key() -> Response | None:
+        if request.method == "OPTIONS" or key_accepted(keys, request.headers.get("Authorization")):
+            return None
+        return auth_error_response()
+
+    @bp.post("/chat/completions")
+    @handled
+    def chat_completions() -> Response:
+        return create_chat_completion(services, body())
+
+    @bp.post("/completions")
+    @handled
+    def completions() -> Response:
+        return create_completion(services, body())
+
+    @bp.post("/embeddings")
+    @handled
+    def embeddings() -> Response:
+        return json_response(create_embeddings(services, body()))
+
+    @bp.get("/models")
+    @handled
+    def models() -> Response:
+        return json_response(list_models(services))
+
+    @bp.get("/models/<path:model_id>")
+    @handled
+    def model(model_id: str) -> Response:
+        return json_response(retrieve_model(services, model_id))
+
+    @bp.route("/<path:rest>", methods=_ANY_METHOD)
+    def unknown(rest: str) -> Response:
+        # a known path with the wrong method is 405; anything else under /v1 is 404
+        allowed = ROUTE_METHODS.get(rest) or (
+            ROUTE_METHODS["models"] if rest.startswith("models/") else None
+        )
+        if allowed is not None:
+            return http_error_response(MethodNotAllowed(valid_methods=list(allowed)))
+        return http_error_response(NotFound(f"Invalid URL ({request.method} {URL_PREFIX}/{rest})"))
+
+    @bp.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        # bad requests, oversized bodies (413) and the like, raised inside these routes
+        return http_error_response(exc)
+
+    return bp

@@ -1,0 +1,297 @@
+"""Reading a ``/v1/chat/completions`` body into the core's :class:`GenerationRequest`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from power_core.errors import InvalidRequest, UnsupportedFeature
+from power_core.types import (
+    ChatMessage,
+    GenerationRequest,
+    ResponseFormat,
+    ToolCall,
+    ToolSpec,
+)
+
+from power_api_openai.sampling import sampling_fields
+from power_api_openai.validation import Fields, invalid_type
+
+ROLES = ("developer", "system", "user", "assistant", "tool")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,(.*)$", re.DOTALL)
+
+
+@dataclass
+class ChatOptions:
+    """What shapes the response rather than the generation."""
+
+    stream: bool
+    include_usage: bool
+    logprobs: bool
+
+
+def parse_chat_request(body: dict[str, Any]) -> tuple[GenerationRequest, ChatOptions]:
+    """The generation a chat body asks for; sampling defaults are applied later, per model."""
+    fields = Fields(body)
+    model = fields.model()
+    messages = parse_messages(fields.array("messages", required=True) or [])
+    stream = fields.boolean("stream")
+    include_usage = fields.stream_options(stream)
+    max_tokens = fields.integer("max_completion_tokens", 1)
+    if max_tokens is None:
+        max_tokens = fields.integer("max_tokens", 1)
+    else:
+        fields.integer("max_tokens", 1)  # still checked: a wrong type is a mistake
+    want_logprobs = fields.boolean("logprobs")
+    top_logprobs = fields.integer("top_logprobs", 0, 20)
+    if top_logprobs is not None and not want_logprobs:
+        raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
+    fields.string("user")
+    tools = parse_tools(fields.array("tools") or [])
+    request = GenerationRequest(
+        model=model,
+        messages=messages,
+        sampling=sampling_fields(fields),
+        max_tokens=max_tokens,
+        stop=fields.stop(),
+        n=fields.n(),
+        logprobs=(top_logprobs or 0) if want_logprobs else None,
+        response_format=parse_response_format(fields.object("response_format")),
+        tools=tools,
+        tool_choice=parse_tool_choice(fields.raw("tool_choice"), tools),
+        parallel_tool_calls=fields.boolean("parallel_tool_calls", default=True),
+    )
+    for unsupported in ("audio", "functions", "function_call", "prediction"):
+        if fields.has(unsupported):
+            raise UnsupportedFeature(
+                f"'{unsupported}' is not supported by this server"
+                + ("; use 'tools' instead." if unsupported.startswith("function") else "."),
+                param=unsupported,
+            )
+    modalities = fields.array("modalities")
+    if modalities is not None and any(m != "text" for m in modalities):
+        raise UnsupportedFeature("only the 'text' modality is supported.", param="modalities")
+    return request, ChatOptions(stream=stream, include_usage=include_usage, logprobs=want_logprobs)
+
+
+# ----------------------------------------------------------------------------- messages
+def parse_messages(items: list[Any]) -> list[ChatMessage]:
+    """OpenAI messages as core messages; tool results learn their tool's name from the call."""
+    if not items:
+        raise InvalidRequest("'messages' must contain at least one message.", param="messages")
+    names_by_call_id: dict[str, str] = {}
+    messages: list[ChatMessage] = []
+    for index, item in enumerate(items):
+        param = f"messages[{index}]"
+        if not isinstance(item, dict):
+            raise invalid_type(param, "an object", item)
+        fields = Fields(item, f"{param}.")
+        role = fields.string("role", required=True)
+        if role not in ROLES:
+            options = ", ".join(f"'{r}'" for r in ROLES)
+            raise InvalidRequest(
+                f"Invalid value for '{param}.role': {role!r}. Supported values are: {options}.",
+                param=f"{param}.role",
+            )
+        text, images = _content(fields, required=role != "assistant")
+        message = ChatMessage(role=role, content=text, images=images)
+        if role == "assistant":
+            message.tool_calls = _assistant_tool_calls(fields)
+            for call in message.tool_calls:
+                names_by_call_id[call.id] = call.name
+            reasoning = fields.string("reasoning_content")
+            message.thinking = reasoning or None
+            if not text and not message.tool_calls and fields.raw("content") is None:
+                raise InvalidRequest(
+                    f"'{param}.content' is required unless 'tool_calls' is given.",
+                    param=f"{param}.content",
+                )
+        elif role == "tool":
+            call_id = fields.string("tool_call_id", required=True)
+            message.tool_call_id = call_id
+            message.tool_name = names_by_call_id.get(call_id or "") or fields.string("name")
+        fields.string("name")
+        messages.append(message)
+    return messages
+
+
+def _content(fields: Fields, *, required: bool) -> tuple[str, list[bytes]]:
+    value = fields.raw("content")
+    param = fields.param("content")
+    if value is None:
+        if required:
+            raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
+        return "", []
+    if isinstance(value, str):
+        return value, []
+    if not isinstance(value, list):
+        raise invalid_type(param, "a string or an array of content parts", value)
+    texts: list[str] = []
+    images: list[bytes] = []
+    for index, part in enumerate(value):
+        part_param = f"{param}[{index}]"
+        if not isinstance(part, dict):
+            raise invalid_type(part_param, "an object", part)
+        part_fields = Fields(part, f"{part_param}.")
+        kind = part_fields.string("type", required=True)
+        if kind == "text":
+            texts.append(part_fields.string("text", required=True) or "")
+        elif kind == "refusal":
+            texts.append(part_fields.string("refusal", required=True) or "")
+        elif kind == "image_url":
+            images.append(_image(part_fields))
+        else:
+            raise UnsupportedFeature(
+                f"content parts of type {kind!r} are not supported.", param=f"{part_param}.type"
+            )
+    # parts are separate paragraphs of one message, as OpenAI's models see them
+    return "\n".join(texts), images
+
+
+def _image(fields: Fields) -> bytes:
+    image = fields.object("image_url", required=True) or {}
+    url = Fields(image, fields.param("image_url.")).string("url", required=True) or ""
+    match = _DATA_URL.match(url)
+    if match is None:
+        raise UnsupportedFeature(
+            "images must be sent inline as 'data:image/...;base64,' URLs; this server does "
+            "not download them.",
+            param=fields.param("image_url.url"),
+        )
+    try:
+        return base64.b64decode(match.group(1), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(
+            "the image is not valid base64.", param=fields.param("image_url.url")
+        ) from None
+
+
+def _assistant_tool_calls(fields: Fields) -> list[ToolCall]:
+    calls: list[ToolCall] = []
+    for index, item in enumerate(fields.array("tool_calls") or []):
+        param = fields.param(f"tool_calls[{index}]")
+        if not isinstance(item, dict):
+            raise invalid_type(param, "an object", item)
+        call_fields = Fields(item, f"{param}.")
+        call_id = call_fields.string("id") or ""
+        function = call_fields.object("function", required=True) or {}
+        function_fields = Fields(function, f"{param}.function.")
+        name = function_fields.string("name", required=True, non_empty=True) or ""
+        raw_arguments = function_fields.string("arguments") or "{}"
+        try:
+            arguments = json.loads(raw_arguments) if raw_arguments.strip() else {}
+        except ValueError:
+            raise InvalidRequest(
+                f"'{param}.function.arguments' is not valid JSON.",
+                param=f"{param}.function.arguments",
+            ) from None
+        if not isinstance(arguments, dict):
+            raise InvalidRequest(
+                f"'{param}.function.arguments' must encode a JSON object.",
+                param=f"{param}.function.arguments",
+            )
+        calls.append(ToolCall(name=name, arguments=arguments, id=call_id))
+    return calls
+
+
+# ----------------------------------------------------------------------------- tools
+def parse_tools(items: list[Any]) -> list[ToolSpec]:
+    """``tools``: function definitions with unique, OpenAI-style names."""
+    tools: list[ToolSpec] = []
+    for index, item in enumerate(items):
+        param = f"tools[{index}]"
+        if not isinstance(item, dict):
+            raise invalid_type(param, "an object", item)
+        fields = Fields(item, f"{param}.")
+        kind = fields.string("type") or "function"
+        if kind != "function":
+            raise UnsupportedFeature(
+                f"tools of type {kind!r} are not supported.", param=f"{param}.type"
+            )
+        function = Fields(fields.object("function", required=True) or {}, f"{param}.function.")
+        name = function.string("name", required=True) or ""
+        if not _NAME.match(name):
+            raise InvalidRequest(
+                f"Invalid '{param}.function.name': {name!r} must be 1 to 64 letters, digits, "
+                "underscores or dashes.",
+                param=f"{param}.function.name",
+            )
+        if any(tool.name == name for tool in tools):
+            raise InvalidRequest(
+                f"Duplicate function name {name!r} in 'tools'.", param=f"{param}.function.name"
+            )
+        function.boolean("strict")
+        parameters = function.object("parameters")
+        tools.append(
+            ToolSpec(
+                name=name,
+                description=function.string("description") or "",
+                parameters=parameters
+                if parameters is not None
+                else {"type": "object", "properties": {}},
+            )
+        )
+    return tools
+
+
+def parse_tool_choice(value: Any, tools: list[ToolSpec]) -> str:
+    """``tool_choice`` as the core spells it: a mode or the name of one function."""
+    if value is None:
+        return "auto"
+    if isinstance(value, str):
+        if value not in ("none", "auto", "required"):
+            raise InvalidRequest(
+                f"Invalid value for 'tool_choice': {value!r}. Supported values are: 'none', "
+                "'auto', 'required' or a named function.",
+                param="tool_choice",
+            )
+        if value == "required" and not tools:
+            raise InvalidRequest(
+                "'tool_choice' is 'required' but no 'tools' are given.", param="tool_choice"
+            )
+        return value
+    if not isinstance(value, dict):
+        raise invalid_type("tool_choice", "a string or an object", value)
+    fields = Fields(value, "tool_choice.")
+    if (fields.string("type") or "function") != "function":
+        raise UnsupportedFeature(
+            "only function tool choices are supported.", param="tool_choice.type"
+        )
+    function = Fields(fields.object("function", required=True) or {}, "tool_choice.function.")
+    name = function.string("name", required=True) or ""
+    if not any(tool.name == name for tool in tools):
+        raise InvalidRequest(
+            f"'tool_choice' names function {name!r}, which is not among the 'tools'.",
+            param="tool_choice",
+        )
+    return name
+
+
+# ----------------------------------------------------------------------------- output format
+def parse_response_format(value: dict[str, Any] | None) -> ResponseFormat | None:
+    """``text`` is no constraint; ``json_object`` any JSON object; ``json_schema`` its schema."""
+    if value is None:
+        return None
+    fields = Fields(value, "response_format.")
+    kind = fields.choice("type", ("text", "json_object", "json_schema"), "text")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ResponseFormat(schema=None)
+    spec = Fields(fields.object("json_schema", required=True) or {}, "response_format.json_schema.")
+    name = spec.string("name", required=True) or ""
+    if not _NAME.match(name):
+        raise InvalidRequest(
+            f"Invalid 'response_format.json_schema.name': {name!r} must be 1 to 64 letters, "
+            "digits, underscores or dashes.",
+            param="response_format.json_schema.name",
+        )
+    spec.boolean("strict")
+    spec.string("description")
+    schema = spec.object("schema")
+    return ResponseFormat(schema=schema if schema is not None else {"type": "object"})

@@ -1,0 +1,62 @@
+"""Log-probabilities in the two shapes OpenAI uses: chat's and legacy completions'."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from power_core.types import TokenLogprob
+
+
+def chat_token_logprobs(tokens: list[TokenLogprob]) -> list[dict[str, Any]]:
+    """Chat's ``logprobs.content``: each token with its bytes and top alternatives."""
+    return [
+        {
+            "token": item.token,
+            "logprob": item.logprob,
+            "bytes": list(item.bytes),
+            "top_logprobs": [
+                {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+                for token, logprob in item.top
+            ],
+        }
+        for item in tokens
+    ]
+
+
+def chat_logprobs(tokens: list[TokenLogprob]) -> dict[str, Any]:
+    """A choice's (or chunk's) ``logprobs`` object."""
+    return {"content": chat_token_logprobs(tokens), "refusal": None}
+
+
+class CompletionLogprobs:
+    """Legacy completions' ``logprobs``: parallel lists with each token's text offset."""
+
+    def __init__(self, offset: int) -> None:
+        self.tokens: list[str] = []
+        self.token_logprobs: list[float] = []
+        self.top_logprobs: list[dict[str, float]] = []
+        self.text_offset: list[int] = []
+        self._offset = offset
+
+    def add(self, tokens: list[TokenLogprob]) -> dict[str, Any]:
+        """Append ``tokens``; returns the object for just these (a streamed chunk's)."""
+        start = len(self.tokens)
+        for item in tokens:
+            self.tokens.append(item.token)
+            self.token_logprobs.append(item.logprob)
+            self.top_logprobs.append(dict(item.top))
+            self.text_offset.append(self._offset)
+            self._offset += len(item.token)
+        return self._json(start)
+
+    def json(self) -> dict[str, Any]:
+        """The object for every token so far."""
+        return self._json(0)
+
+    def _json(self, start: int) -> dict[str, Any]:
+        return {
+            "tokens": self.tokens[start:],
+            "token_logprobs": self.token_logprobs[start:],
+            "top_logprobs": self.top_logprobs[start:],
+            "text_offset": self.text_offset[start:],
+        }

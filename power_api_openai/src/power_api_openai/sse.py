@@ -1,0 +1,57 @@
+"""Server-sent events as OpenAI streams them: ``data: {json}`` frames, then ``data: [DONE]``.
+
+A comment frame (``: ping``) keeps the connection busy while a long prompt is read. An
+error after the stream began can no longer change the status code, so it travels as a
+``data: {"error": {...}}`` frame (the ``openai`` SDK raises it as an ``APIError``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from flask import Response
+from power_core.errors import PowerError
+
+from power_api_openai.errors import error_body, power_error_body
+
+log = logging.getLogger("power_api_openai")
+
+PING = ": ping\n\n"
+DONE = "data: [DONE]\n\n"
+
+
+def data_frame(payload: Any) -> str:
+    """One ``data:`` frame carrying ``payload`` as compact JSON."""
+    return "data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")) + "\n\n"
+
+
+def event_stream(frames: Iterator[str], cancel: Callable[[], None]) -> Iterator[str]:
+    """Frames, then ``[DONE]``; an error becomes a final error frame.
+
+    ``cancel`` runs however the stream ends: when the client disconnects, the server closes
+    this generator, and ``cancel`` stops the generation so its sequence is freed at once.
+    """
+    try:
+        yield from frames
+    except PowerError as exc:
+        yield data_frame(power_error_body(exc))
+        return
+    except Exception:  # a bug mid-stream: logged with its traceback, reported as a frame
+        log.exception("error while streaming a response")
+        yield data_frame(error_body("internal error while generating", status=500))
+        return
+    finally:
+        cancel()
+    yield DONE
+
+
+def sse_response(frames: Iterator[str], cancel: Callable[[], None]) -> Response:
+    """A streaming ``text/event-stream`` response of :func:`event_stream`."""
+    return Response(
+        event_stream(frames, cancel),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
