@@ -1,0 +1,132 @@
+"""The forced tool-call schema admits exactly the calls OutputParser reads back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import pytest
+from power_core.chat.output import OutputParser
+from power_core.chat.tools import forced_tool_call_schema
+from power_core.errors import InvalidRequest
+from power_core.types import ToolCallEvent, ToolSpec
+
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Weather in a city",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "unit": {"$ref": "#/$defs/Unit"}},
+        "required": ["city"],
+        "$defs": {"Unit": {"enum": ["C", "F"]}},
+    },
+)
+TREE = ToolSpec(
+    name="plant",
+    parameters={
+        "type": "object",
+        "properties": {"children": {"type": "array", "items": {"$ref": "#"}}},
+    },
+)
+CLOCK = ToolSpec(name="now")  # the default parameters: an empty object
+
+PARIS = {"name": "get_weather", "arguments": {"city": "Paris", "unit": "C"}}
+SAPLING = {"name": "plant", "arguments": {"children": [{"children": []}]}}
+TICK = {"name": "now", "arguments": {}}
+
+
+def validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def calls_parsed_from(instance: Any) -> list[tuple[str, dict[str, Any]]]:
+    parser = OutputParser(parse_tools=True, think=None)
+    events = parser.feed(json.dumps(instance)) + parser.finish()
+    assert all(isinstance(event, ToolCallEvent) for event in events)
+    return [(e.call.name, e.call.arguments) for e in events if isinstance(e, ToolCallEvent)]
+
+
+@pytest.mark.parametrize("choice", ["auto", "none"])
+def test_no_constraint_for_auto_and_none(choice: str) -> None:
+    assert forced_tool_call_schema([WEATHER], choice, parallel=True) is None
+
+
+def test_required_admits_a_call_of_any_tool_and_parses_back() -> None:
+    schema = forced_tool_call_schema([WEATHER, TREE, CLOCK], "required", parallel=False)
+    assert schema is not None
+    check = validator(schema)
+    for call in (PARIS, SAPLING, TICK):
+        assert check.is_valid(call)
+        assert calls_parsed_from(call) == [(call["name"], call["arguments"])]
+    for wrong in (
+        {"name": "missing", "arguments": {}},
+        {"name": "get_weather", "arguments": {"unit": "C"}},
+        {"name": "get_weather", "arguments": {"city": "Oslo", "unit": "K"}},
+        {"name": "now"},
+        {"name": "now", "arguments": {}, "extra": 1},
+        [TICK],
+    ):
+        assert not check.is_valid(wrong)
+
+
+def test_parallel_admits_a_list_of_calls_and_parses_back() -> None:
+    schema = forced_tool_call_schema([WEATHER, TREE, CLOCK], "required", parallel=True)
+    assert schema is not None
+    check = validator(schema)
+    calls = [PARIS, SAPLING, TICK]
+    assert check.is_valid(calls)
+    assert calls_parsed_from(calls) == [(c["name"], c["arguments"]) for c in calls]
+    assert not check.is_valid([])
+    assert not check.is_valid(PARIS)
+
+
+def test_named_function_admits_only_that_function() -> None:
+    schema = forced_tool_call_schema([WEATHER, TREE], "plant", parallel=False)
+    assert schema is not None
+    check = validator(schema)
+    assert check.is_valid(SAPLING)
+    assert not check.is_valid(PARIS)
+    assert calls_parsed_from(SAPLING) == [("plant", SAPLING["arguments"])]
+    # the tool's own recursive reference still points at its arguments
+    assert not check.is_valid({"name": "plant", "arguments": {"children": [{"children": 3}]}})
+
+
+def test_unknown_function_is_an_invalid_tool_choice() -> None:
+    with pytest.raises(InvalidRequest, match="'lookup'") as caught:
+        forced_tool_call_schema([WEATHER], "lookup", parallel=False)
+    assert caught.value.param == "tool_choice"
+    assert caught.value.http_status == 400
+
+
+def test_required_without_tools_is_an_invalid_tool_choice() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        forced_tool_call_schema([], "required", parallel=False)
+    assert caught.value.param == "tool_choice"
+
+
+def test_parameters_that_are_not_an_object_schema_are_refused() -> None:
+    bad = ToolSpec(name="f", parameters={"type": "string"})
+    with pytest.raises(InvalidRequest) as caught:
+        forced_tool_call_schema([bad], "required", parallel=False)
+    assert caught.value.param == "tools"
+
+
+def test_tool_definitions_do_not_clash() -> None:
+    other = ToolSpec(
+        name="convert",
+        parameters={
+            "type": "object",
+            "properties": {"to": {"$ref": "#/$defs/Unit"}},
+            "$defs": {"Unit": {"enum": ["m", "ft"]}},
+        },
+    )
+    schema = forced_tool_call_schema([WEATHER, other], "required", parallel=False)
+    assert schema is not None
+    check = validator(schema)
+    assert check.is_valid({"name": "convert", "arguments": {"to": "ft"}})
+    assert not check.is_valid({"name": "convert", "arguments": {"to": "C"}})
+    assert check.is_valid(PARIS)
+    # the caller's tool is left as it was
+    assert "$defs" in WEATHER.parameters
