@@ -249,8 +249,10 @@ class _Cursor:
 
     def string(self, what: str, *, keep: bool = True) -> str:
         length = self.u64(f"length of {what}")
-        if length > MAX_STRING_LENGTH or length > self.remaining:
-            raise self.fail(f"{what} claims {length} bytes, more than the file can hold")
+        if length > MAX_STRING_LENGTH:
+            raise self.fail(f"{what} claims {length} bytes, more than any GGUF string")
+        if length > self.remaining:
+            raise self.fail(f"truncated file ({what} claims {length} bytes at {self.pos})")
         raw = self.take(length, what)
         if not keep:
             return ""
@@ -369,7 +371,10 @@ def _read_value(
     if item is None and item_type not in (_STRING, _ARRAY):
         raise cursor.fail(f"unknown array element type {item_type} for {key!r}")
     if count > MAX_ARRAY_LENGTH or count * min_item > cursor.remaining:
-        raise cursor.fail(f"array {key!r} claims {count} elements, more than the file holds")
+        raise cursor.fail(
+            f"array {key!r} claims {count} elements, more than the file holds "
+            "(a truncated or corrupt file)"
+        )
     keep = include_large or count <= LARGE_ARRAY_THRESHOLD
     if not keep:
         large[key] = count

@@ -1,0 +1,309 @@
+"""The model library on a real local store: import, create, show, copy, delete, Ollama folders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from power_core.errors import (
+    BlobNotFound,
+    InvalidModelFile,
+    InvalidModelName,
+    InvalidRequest,
+    ModelNotFound,
+    UnsupportedFeature,
+)
+from power_core.library import ModelLibrary
+from power_core.sources import PullProgress
+from power_core.store.local import LocalStore
+from power_core.types import ChatMessage
+
+TOOLS_TEMPLATE = "{% if tools %}{{ tools | tojson }}{% endif %}{{ messages }}"
+
+
+def test_import_then_list_resolve_and_describe(library: ModelLibrary, tiny_gguf: Path) -> None:
+    events: list[PullProgress] = []
+    assert library.import_gguf(tiny_gguf, "Tiny:1B", progress=events.append) == "tiny:1b"
+    statuses = [e.status for e in events]
+    assert statuses[0] == "transferring model data"
+    assert statuses[-2:] == ["writing manifest", "success"]
+    assert any(s.startswith("creating new layer sha256:") for s in statuses)
+
+    [summary] = library.list_models()
+    assert summary.name == "tiny:1b"
+    assert summary.size > tiny_gguf.stat().st_size  # weights plus config
+    manifest = library.store.manifests_dir / "registry.ollama.ai/library/tiny/1b"  # type: ignore[attr-defined]
+    assert summary.digest == hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert summary.details.family == "llama"
+    assert summary.details.quantization_level == "Q4_1"
+    assert summary.details.parameter_size == "160"
+
+    model = library.resolve("TINY:1b")
+    assert model.name == "tiny:1b" and model.format == "gguf"
+    assert model.model_path.read_bytes() == tiny_gguf.read_bytes()
+    assert model.model_digest == "sha256:" + hashlib.sha256(tiny_gguf.read_bytes()).hexdigest()
+    assert model.template is not None and "<|im_start|>" in model.template
+    assert model.capabilities == ["completion"]
+    assert "tokenizer.ggml.tokens" not in model.metadata
+    assert model.metadata["llama.context_length"] == 2048
+
+    described = library.describe("tiny:1b")
+    assert described.model_info["tokenizer.ggml.tokens"] is None
+    assert described.model_info["general.parameter_count"] == 160
+    assert described.modelfile.splitlines()[4] == f"FROM {model.model_path}"
+    verbose = library.describe("tiny:1b", verbose=True)
+    assert len(verbose.model_info["tokenizer.ggml.tokens"]) == 300
+
+
+def test_unknown_and_invalid_names(library: ModelLibrary) -> None:
+    with pytest.raises(ModelNotFound, match="model 'ghost' not found"):
+        library.resolve("ghost")
+    with pytest.raises(InvalidModelName):
+        library.resolve("../etc/passwd")
+    assert not library.exists("ghost") and not library.exists("..")
+
+
+@pytest.mark.parametrize(
+    ("options", "capabilities"),
+    [
+        ({}, ["completion"]),
+        ({"template": TOOLS_TEMPLATE}, ["completion", "tools"]),
+        ({"fim": True}, ["completion", "insert"]),
+        ({"arch": "bert", "template": None}, ["embedding"]),
+        ({"arch": "qwen3", "pooling": True}, ["embedding"]),
+        ({"template": "{% if enable_thinking %}<think>{% endif %}"}, ["completion", "thinking"]),
+    ],
+)
+def test_capabilities(
+    library: ModelLibrary,
+    make_gguf: Callable[..., Path],
+    options: dict[str, object],
+    capabilities: list[str],
+) -> None:
+    library.import_gguf(make_gguf(**options), "m")
+    assert library.resolve("m").capabilities == capabilities
+
+
+def test_create_from_modelfile_with_a_relative_path(library: ModelLibrary, tiny_gguf: Path) -> None:
+    modelfile = """FROM ./ggufs/tiny.gguf
+PARAMETER temperature 0.2
+PARAMETER stop <|im_end|>
+SYSTEM Be brief.
+LICENSE MIT
+MESSAGE user hi
+MESSAGE assistant hello
+"""
+    base_dir = tiny_gguf.parent.parent
+    assert library.create_from_modelfile("mine", modelfile, base_dir) == "mine:latest"
+    model = library.resolve("mine")
+    assert model.system == "Be brief."
+    assert model.parameters == {"temperature": 0.2, "stop": ["<|im_end|>"]}
+    assert model.license == "MIT"
+    assert [(m.role, m.content) for m in model.messages] == [
+        ("user", "hi"),
+        ("assistant", "hello"),
+    ]
+    text = library.describe("mine").modelfile
+    assert "PARAMETER temperature 0.2" in text and "MESSAGE assistant hello" in text
+
+
+def test_create_from_an_existing_model_merges_parameters(
+    library: ModelLibrary, tiny_gguf: Path, tmp_path: Path
+) -> None:
+    library.create_from_modelfile(
+        "base",
+        f"FROM {tiny_gguf}\nPARAMETER temperature 0.2\nPARAMETER top_k 10\nSYSTEM one",
+        tmp_path,
+    )
+    events: list[PullProgress] = []
+    library.create_from_modelfile(
+        "child", "FROM base\nPARAMETER top_k 20\nLICENSE L", tmp_path, progress=events.append
+    )
+    child, base = library.resolve("child"), library.resolve("base")
+    assert child.parameters == {"temperature": 0.2, "top_k": 20}
+    assert child.system == "one" and child.license == "L"
+    assert child.model_digest == base.model_digest
+    assert any(e.status.startswith("using existing layer") for e in events)
+    # the weights are stored once
+    assert len([p for p in library.store.blobs_dir.iterdir() if p.stat().st_size > 1000]) == 1  # type: ignore[attr-defined]
+
+
+def test_modelfile_errors(library: ModelLibrary, tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match=r"line 1: FROM file not found: \./missing\.gguf"):
+        library.create_from_modelfile("x", "FROM ./missing.gguf", tmp_path)
+    with pytest.raises(ModelNotFound, match="'nobody'"):
+        library.create_from_modelfile("x", "FROM nobody", tmp_path)
+    with pytest.raises(UnsupportedFeature, match="ADAPTER"):
+        library.create_from_modelfile("x", "FROM nobody\nADAPTER ./a.gguf", tmp_path)
+    with pytest.raises(InvalidModelName):
+        library.create_from_modelfile("bad name", "FROM x", tmp_path)
+    assert library.list_models() == []
+
+
+def test_a_bad_gguf_is_refused_before_anything_is_stored(
+    library: ModelLibrary, tiny_gguf: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(tiny_gguf.read_bytes()[:200])
+    with pytest.raises(InvalidModelFile, match="truncated"):
+        library.create_from_modelfile("x", f"FROM {broken}", tmp_path)
+    html = tmp_path / "page.gguf"
+    html.write_text("<html>not a model</html>")
+    with pytest.raises(InvalidModelFile, match="not a GGUF file"):
+        library.import_gguf(html, "x")
+    assert library.list_models() == []
+    assert not library.store.blobs_dir.exists() or not any(library.store.blobs_dir.iterdir())  # type: ignore[attr-defined]
+
+
+def test_json_create_from_uploaded_files(library: ModelLibrary, tiny_gguf: Path) -> None:
+    data = tiny_gguf.read_bytes()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert not library.has_blob(digest)
+    library.put_blob_stream([data[:100], data[100:]], digest, len(data))
+    assert library.has_blob(digest)
+    name = library.create(
+        "uploaded",
+        files={"tiny.gguf": digest},
+        template="{{ .Prompt }}",
+        system="sys",
+        parameters={"num_ctx": "1024", "stop": "END"},
+        license=["A", "B"],
+        messages=[ChatMessage(role="user", content="q"), {"role": "assistant", "content": "a"}],
+    )
+    model = library.resolve(name)
+    assert model.template == "{{ .Prompt }}"
+    assert model.parameters == {"num_ctx": 1024, "stop": ["END"]}
+    assert model.license == "A\nB"
+    assert [m.role for m in model.messages] == ["user", "assistant"]
+    library.create("derived", from_="uploaded", system="other")
+    derived = library.resolve("derived")
+    assert derived.system == "other" and derived.template == "{{ .Prompt }}"
+
+
+def test_json_create_errors(library: ModelLibrary, tiny_gguf: Path) -> None:
+    with pytest.raises(InvalidRequest, match="exactly one of 'from' and 'files'"):
+        library.create("x")
+    with pytest.raises(BlobNotFound, match="upload it first"):
+        library.create("x", files={"a.gguf": "sha256:" + "0" * 64})
+    text = library.put_blob_stream([b"{}"], "sha256:" + hashlib.sha256(b"{}").hexdigest())
+    with pytest.raises(UnsupportedFeature, match="not a GGUF file"):
+        library.create("x", files={"config.json": text.digest})
+    with pytest.raises(InvalidRequest, match="unknown parameter"):
+        library.create("x", from_="y", parameters={"bogus": 1})
+    with pytest.raises(InvalidRequest, match="role"):
+        library.create("x", from_="y", messages=[{"role": "robot", "content": "x"}])
+    library.import_gguf(tiny_gguf, "y")
+    second = library.store.put_blob_bytes(b"GGUF\x03\x00\x00\x00rest")
+    blob = library.resolve("y").model_digest
+    with pytest.raises(UnsupportedFeature, match="only one GGUF"):
+        library.create("x", files={"a.gguf": blob, "b.gguf": second.digest})
+
+
+def test_copy_and_delete(library: ModelLibrary, tiny_gguf: Path) -> None:
+    library.import_gguf(tiny_gguf, "orig")
+    assert library.copy("orig", "Team/Copy:v2") == "team/copy:v2"
+    assert library.resolve("team/copy:v2").model_digest == library.resolve("orig").model_digest
+    assert sorted(m.name for m in library.list_models()) == ["orig:latest", "team/copy:v2"]
+    assert library.delete("orig") == []  # the copy still uses every blob
+    removed = library.delete("team/copy:v2")
+    assert len(removed) == 2  # weights and config
+    assert library.list_models() == []
+    with pytest.raises(ModelNotFound, match="'orig'"):
+        library.delete("orig")
+    with pytest.raises(ModelNotFound):
+        library.copy("orig", "x")
+
+
+def test_damaged_model_is_reported(library: ModelLibrary, tiny_gguf: Path) -> None:
+    library.import_gguf(tiny_gguf, "m")
+    library.resolve("m").model_path.unlink()
+    library._gguf.clear()
+    with pytest.raises(BlobNotFound, match="model 'm:latest' is damaged"):
+        library.resolve("m")
+
+
+def write_ollama_model(root: Path, parts: tuple[str, str, str, str], gguf_bytes: bytes) -> None:
+    """Lay a model out exactly as Ollama writes one (blobs named sha256-<hex>)."""
+
+    def blob(data: bytes) -> dict[str, object]:
+        hex_digest = hashlib.sha256(data).hexdigest()
+        (root / "blobs").mkdir(parents=True, exist_ok=True)
+        (root / "blobs" / f"sha256-{hex_digest}").write_bytes(data)
+        return {"digest": f"sha256:{hex_digest}", "size": len(data)}
+
+    model = blob(gguf_bytes)
+    config = json.dumps(
+        {
+            "model_format": "gguf",
+            "model_family": "llama",
+            "model_families": ["llama"],
+            "model_type": "135M",
+            "file_type": "Q8_0",
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [model["digest"]]},
+        }
+    ).encode()
+    layers = [
+        {"mediaType": "application/vnd.ollama.image.model", **model},
+        {
+            "mediaType": "application/vnd.ollama.image.template",
+            **blob(b"{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>{{ end }}"),
+        },
+        {"mediaType": "application/vnd.ollama.image.system", **blob(b"You are a bot.")},
+        {
+            "mediaType": "application/vnd.ollama.image.params",
+            **blob(b'{"stop":["<|im_start|>","<|im_end|>"],"temperature":0.5}'),
+        },
+        {"mediaType": "application/vnd.ollama.image.license", **blob(b"Apache 2.0")},
+    ]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", **blob(config)},
+        "layers": layers,
+    }
+    path = root.joinpath("manifests", *parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_folder_written_by_ollama(tmp_path: Path, tiny_gguf: Path) -> None:
+    root = tmp_path / "ollama-models"
+    data = tiny_gguf.read_bytes()
+    write_ollama_model(root, ("registry.ollama.ai", "library", "smollm2", "135m"), data)
+    write_ollama_model(root, ("hf.co", "Someone", "Tiny-GGUF", "Q8_0"), data)
+    library = ModelLibrary(LocalStore(root))
+    assert sorted(m.name for m in library.list_models()) == [
+        "hf.co/someone/tiny-gguf:q8_0",
+        "smollm2:135m",
+    ]
+    summary = next(m for m in library.list_models() if m.name == "smollm2:135m")
+    assert summary.details.parameter_size == "135M"  # from Ollama's config blob
+    assert summary.details.quantization_level == "Q8_0"
+    model = library.resolve("smollm2:135m")
+    assert model.template is not None and model.template.startswith("{{ if .System }}")
+    assert model.system == "You are a bot."
+    assert model.parameters == {"stop": ["<|im_start|>", "<|im_end|>"], "temperature": 0.5}
+    assert model.license == "Apache 2.0"
+    resolved = library.resolve("hf.co/someone/tiny-gguf:Q8_0")
+    assert resolved.model_digest == model.model_digest
+    # deleting one keeps the blobs the other still uses
+    library.delete("smollm2:135m")
+    assert library.resolve("hf.co/someone/tiny-gguf:q8_0").model_path.is_file()
+
+
+@pytest.mark.model
+def test_real_model_import(library: ModelLibrary, model_path: Path) -> None:
+    assert library.import_gguf(model_path, "smollm2:135m") == "smollm2:135m"
+    model = library.resolve("smollm2:135m")
+    assert model.details.family == "llama"
+    assert model.details.parameter_size == "134.52M"
+    assert model.details.quantization_level == "Q4_1"
+    assert model.metadata["llama.context_length"] == 8192
+    assert model.template is not None and "<|im_start|>" in model.template
+    assert model.capabilities == ["completion"]
+    assert model.size > model_path.stat().st_size
