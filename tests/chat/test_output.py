@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from power_core.chat.output import OutputParser
+from power_core.chat.output import OutputParser, opens_thinking
 from power_core.types import (
     GenerationEvent,
     TextDelta,
@@ -285,3 +285,9 @@ def test_finish_is_final() -> None:
     assert parser.finish() == []
     with pytest.raises(RuntimeError):
         parser.feed("y")
+
+
+def test_opens_thinking_detects_a_prompt_ending_in_think() -> None:
+    assert opens_thinking("<|im_start|>assistant\n<think>\n")
+    assert not opens_thinking("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert not opens_thinking("<|im_start|>assistant\n")

@@ -24,6 +24,15 @@ THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 
 
+def opens_thinking(prompt: str) -> bool:
+    """Whether a rendered prompt ends inside an opened ``<think>`` block.
+
+    Reasoning templates (Qwen3, DeepSeek-R1) may end the generation prompt with ``<think>``;
+    the output then starts with reasoning, so pass the result as ``in_thinking``.
+    """
+    return prompt.rstrip().endswith(THINK_OPEN)
+
+
 def _partial_tag(text: str, tag: str) -> int:
     """Length of the longest end of ``text`` that is a proper beginning of ``tag``."""
     for size in range(min(len(text), len(tag) - 1), 0, -1):
