@@ -147,6 +147,9 @@ class ServedFile:
     drop_after: int | None = None
     drops: int = 0
     content_type: str = "application/octet-stream"
+    #: once ``gate_after`` bytes are sent, wait for ``gate`` to be set before the rest
+    gate: threading.Event | None = None
+    gate_after: int = 0
 
 
 @dataclass
@@ -156,6 +159,12 @@ class FileServer:
     files: dict[str, ServedFile] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
     port: int = 0
+
+    def add(self, path: str, data: bytes, **options: Any) -> ServedFile:
+        """Serve ``data`` at ``path`` (options: see :class:`ServedFile`)."""
+        served = ServedFile(data=data, **options)
+        self.files[path] = served
+        return served
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -212,6 +221,8 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             sent = 0
             try:
                 while sent < limit:
+                    if served.gate is not None and sent >= served.gate_after:
+                        served.gate.wait(60)
                     piece = body[sent : min(limit, sent + served.chunk)]
                     self.wfile.write(piece)
                     self.wfile.flush()
@@ -234,7 +245,7 @@ def file_server() -> Iterator[FileServer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
     httpd.daemon_threads = True
     server.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
     httpd.shutdown()
