@@ -1,0 +1,254 @@
+"""One conversation with a model in this process: typed session options and streamed turns.
+
+``a3s-power run`` uses it for both one-shot prompts and the interactive chat. Generation goes
+through :meth:`PowerServices.generate`, so no server is involved.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cleo.io.io import IO
+from cleo.io.outputs.output import Type as OutputType
+
+from power_core.errors import InvalidRequest
+from power_core.models import ResolvedModel
+from power_core.types import (
+    ChatMessage,
+    GenerationDone,
+    GenerationRequest,
+    ResponseFormat,
+    TextDelta,
+    ThinkingDelta,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from power_core.generation import GenerationStream
+    from power_core.services import PowerServices
+
+#: parameter name -> (value kind, what it does); the kinds are float, int and strings
+PARAMETERS: dict[str, tuple[str, str]] = {
+    "temperature": ("float", "randomness: 0 is greedy, higher is more creative"),
+    "top_k": ("int", "sample only from the k most likely tokens (0: all)"),
+    "top_p": ("float", "sample from the most likely tokens whose probabilities add up to p"),
+    "min_p": ("float", "drop tokens less likely than p times the most likely one"),
+    "typical_p": ("float", "locally typical sampling (1: off)"),
+    "repeat_penalty": ("float", "penalise repeated tokens (1: off)"),
+    "repeat_last_n": ("int", "how many recent tokens the repeat penalty looks at"),
+    "presence_penalty": ("float", "penalise tokens that appeared at all"),
+    "frequency_penalty": ("float", "penalise tokens by how often they appeared"),
+    "seed": ("int", "random seed for repeatable answers (-1: random)"),
+    "num_predict": ("int", "most tokens to generate (-1: until the model stops)"),
+    "stop": ("strings", "stop generating at any of these strings"),
+    "num_ctx": ("int", "context window in tokens (reloads the model)"),
+    "num_batch": ("int", "prompt tokens processed per step (reloads the model)"),
+    "num_thread": ("int", "CPU threads (reloads the model)"),
+}
+_UNIT_INTERVAL = {"top_p", "min_p", "typical_p"}
+_NON_NEGATIVE = {"temperature", "repeat_penalty", "top_k"}
+_POSITIVE = {"num_ctx", "num_batch", "num_thread"}
+_LOAD = {"num_ctx", "num_batch", "num_thread"}
+
+
+def parse_parameter(name: str, values: list[str]) -> Any:
+    """The typed value of ``/set parameter NAME VALUE...``; InvalidRequest says what is wrong."""
+    spec = PARAMETERS.get(name)
+    if spec is None:
+        raise InvalidRequest(
+            f"unknown parameter '{name}' (known: {', '.join(PARAMETERS)})", param=name
+        )
+    kind = spec[0]
+    if not values:
+        raise InvalidRequest(f"parameter '{name}' needs a value", param=name)
+    if kind == "strings":
+        return list(values)
+    if len(values) != 1:
+        raise InvalidRequest(f"parameter '{name}' takes one value", param=name)
+    text = values[0]
+    value: int | float
+    try:
+        value = int(text) if kind == "int" else float(text)
+    except ValueError:
+        expected = "an integer" if kind == "int" else "a number"
+        raise InvalidRequest(f"'{name}' must be {expected}, got '{text}'", param=name) from None
+    if not math.isfinite(value):
+        raise InvalidRequest(f"'{name}' must be a finite number, got '{text}'", param=name)
+    if name in _UNIT_INTERVAL and not 0 <= value <= 1:
+        raise InvalidRequest(f"'{name}' must be between 0 and 1, got '{text}'", param=name)
+    if name in _NON_NEGATIVE and value < 0:
+        raise InvalidRequest(f"'{name}' must not be negative, got '{text}'", param=name)
+    if name in _POSITIVE and value < 1:
+        raise InvalidRequest(f"'{name}' must be at least 1, got '{text}'", param=name)
+    if name in {"num_predict", "repeat_last_n"} and value < -2:
+        raise InvalidRequest(f"'{name}' must be -1 or more, got '{text}'", param=name)
+    return value
+
+
+@dataclass
+class SessionOptions:
+    """What ``run``'s flags and ``/set`` commands change; applied to every request."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+    system: str | None = None
+    response_format: ResponseFormat | None = None
+    keep_alive: float | None = None
+    #: ``None`` leaves reasoning inline, ``True`` separates it, ``False`` drops it
+    think: bool | None = None
+    hide_thinking: bool = False
+    verbose: bool = False
+
+    def set_parameter(self, name: str, values: list[str]) -> Any:
+        """Parse and store one parameter; ``stop`` values add up. Returns the stored value."""
+        value = parse_parameter(name, values)
+        if name == "stop":
+            value = [*self.parameters.get("stop", []), *value]
+        self.parameters[name] = value
+        return value
+
+    def request(self, model: str, messages: list[ChatMessage]) -> GenerationRequest:
+        """A generation request for ``messages`` carrying every session option."""
+        sampling: dict[str, Any] = {}
+        load: dict[str, Any] = {}
+        max_tokens: int | None = None
+        stop: list[str] = []
+        for name, value in self.parameters.items():
+            if name == "stop":
+                stop = list(value)
+            elif name == "num_predict":
+                max_tokens = -1 if value < 0 else value
+            elif name in _LOAD:
+                load[name] = value
+            elif name == "seed":
+                sampling["seed"] = value if value >= 0 else None
+            else:
+                sampling[name] = value
+        return GenerationRequest(
+            model=model,
+            messages=messages,
+            system=self.system,
+            sampling=sampling,
+            load=load,
+            stop=stop,
+            max_tokens=max_tokens,
+            keep_alive=self.keep_alive,
+            response_format=self.response_format,
+            think=self.think,
+        )
+
+
+@dataclass
+class Answer:
+    """What one turn produced; ``interrupted`` when Ctrl-C stopped it."""
+
+    text: str = ""
+    thinking: str = ""
+    usage: Usage | None = None
+    interrupted: bool = False
+
+
+class ChatSession:
+    """A conversation: history, options, and streaming each answer to the terminal."""
+
+    def __init__(
+        self, services: PowerServices, model: ResolvedModel, options: SessionOptions, io: IO
+    ) -> None:
+        self.services = services
+        self.model = model
+        self.options = options
+        self.io = io
+        self.messages: list[ChatMessage] = []
+
+    def clear(self) -> None:
+        """Forget the conversation (options and system message stay)."""
+        self.messages.clear()
+
+    def write(self, text: str) -> None:
+        """Write text as is (model output may contain ``<tags>``); cleo flushes each write."""
+        self.io.write(text, type=OutputType.RAW)
+
+    def ask(self, prompt: str) -> Answer:
+        """Stream the model's answer to ``prompt``; keep the turn unless it was interrupted.
+
+        Ctrl-C while the answer streams cancels the generation and returns what arrived;
+        the turn is then left out of the history so the next question starts clean.
+        """
+        question = ChatMessage(role="user", content=prompt)
+        request = self.options.request(self.model.name, [*self.messages, question])
+        answer = Answer()
+        stream: GenerationStream | None = None
+        ended_with_newline = True
+        try:
+            stream = self.services.generate(request)
+            ended_with_newline = self._stream_into(stream, answer)
+        except KeyboardInterrupt:
+            if stream is not None:
+                stream.cancel()  # frees the engine's sequence before the next question
+            answer.interrupted = True
+        if not ended_with_newline or answer.interrupted:
+            self.write("\n")
+        if not answer.interrupted:
+            self.messages.append(question)
+            self.messages.append(
+                ChatMessage(role="assistant", content=answer.text, thinking=answer.thinking or None)
+            )
+        return answer
+
+    def _stream_into(self, stream: GenerationStream, answer: Answer) -> bool:
+        """Write events as they come; True when the last thing written ended a line."""
+        show_thinking = not self.options.hide_thinking
+        thinking_open = False
+        last = "\n"
+        for event in stream:
+            if isinstance(event, ThinkingDelta):
+                answer.thinking += event.text
+                if show_thinking and event.text:
+                    if not thinking_open:
+                        self.write("Thinking...\n")
+                        thinking_open = True
+                    self.write(event.text)
+                    last = event.text
+            elif isinstance(event, TextDelta):
+                if thinking_open:
+                    self.write("\n...done thinking.\n\n")
+                    thinking_open = False
+                    last = "\n"
+                if event.text:
+                    answer.text += event.text
+                    self.write(event.text)
+                    last = event.text
+            elif isinstance(event, GenerationDone):
+                answer.usage = event.usage
+        if thinking_open:
+            self.write("\n...done thinking.\n")
+            last = "\n"
+        return last.endswith("\n")
+
+
+def _duration(ns: int) -> str:
+    """A duration the way Go prints one (``1.52s``, ``38.1ms``, ``412µs``)."""
+    for scale, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "µs")):
+        if ns >= scale:
+            return f"{ns / scale:.6g}{unit}"
+    return f"{ns}ns"
+
+
+def _rate(tokens: int, ns: int) -> str:
+    return f"{tokens / (ns / 1e9):.2f} tokens/s" if ns > 0 else "n/a"
+
+
+def usage_lines(usage: Usage) -> list[str]:
+    """``--verbose`` statistics of one answer, in Ollama's layout."""
+    rows = [
+        ("total duration", _duration(usage.total_ns)),
+        ("load duration", _duration(usage.load_ns)),
+        ("prompt eval count", f"{usage.prompt_tokens} token(s)"),
+        ("prompt eval duration", _duration(usage.prompt_eval_ns)),
+        ("prompt eval rate", _rate(usage.prompt_tokens, usage.prompt_eval_ns)),
+        ("eval count", f"{usage.completion_tokens} token(s)"),
+        ("eval duration", _duration(usage.eval_ns)),
+        ("eval rate", _rate(usage.completion_tokens, usage.eval_ns)),
+    ]
+    return [f"{label + ':':<22}{value}" for label, value in rows]

@@ -1,0 +1,191 @@
+"""``a3s-power run`` as a user meets it: real subprocesses, a real terminal, the real SmolLM2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pexpect
+import pytest
+from conftest import import_test_model, power_env
+
+MODEL = "smollm2:135m"
+#: greedy and short, so the same prompt always gives the same answer
+GREEDY = ["--parameter", "temperature=0", "--parameter", "num_predict=16"]
+TWO_LINES = "What is 2+2?\nAnswer briefly."
+TIMEOUT = 180  # generous bounds for a loaded 2-core machine; not timing assertions
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("run-home")
+    environment = power_env(home)
+    import_test_model(environment)
+    return environment
+
+
+def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``a3s-power ARGS`` with ``stdin`` piped in (so never a terminal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "power_core.cli.application", *args],
+        env=env, input=stdin, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+
+
+def answer_of(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.strip(), "the model answered nothing"
+    return result.stdout.strip()
+
+
+# ----------------------------------------------------------------------------- one-shot
+def test_prompt_option_words_and_stdin_all_give_the_same_answer(env: dict[str, str]) -> None:
+    by_option = answer_of(run(env, "run", MODEL, "--prompt", "Name a fruit.", *GREEDY))
+    by_words = answer_of(run(env, "run", MODEL, "Name", "a", "fruit.", *GREEDY))
+    by_stdin = answer_of(run(env, "run", MODEL, *GREEDY, stdin="Name a fruit."))
+    assert by_option == by_words == by_stdin
+
+
+def test_verbose_reports_timings_and_token_counts(env: dict[str, str]) -> None:
+    result = run(env, "run", MODEL, "--prompt", "Hi", *GREEDY, "--verbose")
+    answer_of(result)
+    stats = dict(
+        line.split(":", 1) for line in result.stderr.splitlines() if ":" in line
+    )
+    for label in ("total duration", "load duration", "prompt eval count", "prompt eval duration",
+                  "prompt eval rate", "eval count", "eval duration", "eval rate"):
+        assert label in stats, result.stderr
+    assert 0 < int(stats["eval count"].split()[0]) <= 16
+    assert int(stats["prompt eval count"].split()[0]) > 0
+    assert stats["eval rate"].strip().endswith("tokens/s")
+
+
+def test_json_format_gives_json(env: dict[str, str]) -> None:
+    import json
+
+    result = run(env, "run", MODEL, "--format", "json", "--parameter", "temperature=0",
+                 "--parameter", "num_predict=200", "--prompt", "Give a JSON object with a name.")
+    assert isinstance(json.loads(answer_of(result)), dict | list)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "no-such-model", "hi"], "Error: model 'no-such-model' not found"),
+        (["run", MODEL, "--parameter", "temp=1", "hi"], "unknown parameter 'temp'"),
+        (["run", MODEL, "--parameter", "top_k=many", "hi"], "'top_k' must be an integer"),
+        (["run", MODEL, "--keepalive", "soon", "hi"], "--keepalive"),
+        (["run", MODEL, "--format", "yaml", "hi"], "--format must be 'json'"),
+        (["run", MODEL], "the prompt is empty"),
+    ],
+)
+def test_bad_input_is_one_clear_line(env: dict[str, str], args: list[str], message: str) -> None:
+    result = run(env, *args)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_without_a_backend_it_names_the_package_to_install(env: dict[str, str]) -> None:
+    no_backend = dict(env, A3S_POWER_DISABLE_PLUGINS="llamacpp")
+    result = run(no_backend, "run", MODEL, "hi")
+    assert result.returncode == 1
+    assert "pip install a3s-power-llamacpp" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- interactive
+@pytest.fixture
+def chat(env: dict[str, str]) -> Iterator[pexpect.spawn]:
+    """``a3s-power run MODEL`` in a pseudo-terminal, at its first ``>>>`` prompt."""
+    child = pexpect.spawn(
+        sys.executable, ["-m", "power_core.cli.application", "run", MODEL],
+        env=dict(env, TERM="dumb"), encoding="utf-8", timeout=TIMEOUT, dimensions=(40, 300),
+    )
+    child.expect_exact(">>> ")
+    yield child
+    if child.isalive():
+        child.terminate(force=True)
+
+
+def ask(child: pexpect.spawn, *lines: str) -> str:
+    """Type ``lines`` (more than one: a \"\"\" message) and return the answer printed."""
+    for line in lines[:-1]:
+        child.sendline(line)
+        child.expect_exact("... ")
+    child.sendline(lines[-1])
+    child.expect_exact(lines[-1] + "\r\n")  # the terminal's echo of what was typed
+    child.expect_exact("\r\n>>> ")
+    return str(child.before).replace("\r\n", "\n").strip()
+
+
+def command(child: pexpect.spawn, line: str) -> str:
+    child.sendline(line)
+    child.expect_exact(line + "\r\n")
+    child.expect_exact(">>> ")
+    return str(child.before).replace("\r\n", "\n")
+
+
+def test_interactive_chat(chat: pexpect.spawn, env: dict[str, str]) -> None:
+    chat.sendintr()  # Ctrl-C at an empty prompt explains how to leave
+    chat.expect_exact("Use Ctrl + d or /bye to exit.")
+    chat.expect_exact(">>> ")
+
+    assert "/set            Set session variables" in command(chat, "/?")
+    assert "/show info" in command(chat, "/help show")
+    assert "Unknown command '/nope'. Type /? for help" in command(chat, "/nope")
+
+    assert "Set parameter 'temperature' to '0'" in command(chat, "/set parameter temperature 0")
+    assert "Set parameter 'num_predict' to '16'" in command(chat, "/set parameter num_predict 16")
+    assert "Couldn't set parameter: 'top_p' must be between 0 and 1" in command(
+        chat, "/set parameter top_p 7"
+    )
+    assert "Couldn't set parameter: unknown parameter 'warmth'" in command(
+        chat, "/set parameter warmth 3"
+    )
+    assert "num_ctx <int>" in command(chat, "/set parameter")
+
+    info = command(chat, "/show info")
+    for expected in ("architecture        llama", "quantization        Q4_1",
+                     "context length      8192", "Capabilities", "completion"):
+        assert expected in info, info
+
+    # a """ message reaches the model exactly as the same text given with --prompt
+    first = ask(chat, '"""', "What is 2+2?", 'Answer briefly."""')
+    reference = answer_of(run(env, "run", MODEL, "--prompt", TWO_LINES, *GREEDY))
+    assert first == reference
+
+    assert ask(chat, "And 3+3?")
+    assert "Cleared session context" in command(chat, "/clear")
+    # with the history gone, the same question gets the first answer again
+    assert ask(chat, '"""', "What is 2+2?", 'Answer briefly."""') == first
+
+    assert "Set system message." in command(chat, "/set system You are a pirate.")
+    assert "You are a pirate." in command(chat, "/show system")
+
+    # Ctrl-C while a long answer streams stops it and returns to the prompt
+    command(chat, "/set parameter num_predict 100000")
+    story = "Tell me a very long story about a dragon."
+    chat.sendline(story)
+    chat.expect_exact(story + "\r\n")
+    chat.expect(r"\w+\W+\w+\W+\w+")  # words arrive while the story is still being written
+    chat.sendintr()
+    chat.expect_exact(">>> ")
+
+    command(chat, "/set parameter num_predict 8")
+    assert ask(chat, "Hi")  # the model still answers after the interruption
+
+    chat.sendline("/bye")
+    chat.expect(pexpect.EOF)
+    chat.close()
+    assert chat.exitstatus == 0
+
+
+def test_ctrl_d_leaves_the_chat(chat: pexpect.spawn) -> None:
+    chat.sendeof()
+    chat.expect(pexpect.EOF)
+    chat.close()
+    assert chat.exitstatus == 0
