@@ -1,0 +1,174 @@
+"""pull, create, list/ls, show, cp, delete/rm through the real console application."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from cleo.io.buffered_io import BufferedIO
+from power_core.cli.commands.models import MODEL_COMMANDS
+from power_core.cli.commands.progress import ProgressPrinter
+from power_core.modelfile import parse_modelfile
+from power_core.sources import PullProgress
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+def create(run: Run, tmp_path: Path, name: str, text: str) -> tuple[int, str, str]:
+    modelfile = tmp_path / f"Modelfile.{abs(hash((name, text)))}"
+    modelfile.write_text(text)
+    return run(f"create {name} -f {modelfile}")
+
+
+def test_commands_are_exported() -> None:
+    assert [c.name for c in MODEL_COMMANDS] == ["pull", "create", "list", "show", "delete", "cp"]
+
+
+def test_empty_list(run: Run) -> None:
+    status, out, _ = run("list")
+    assert status == 0
+    assert out.split() == ["NAME", "ID", "SIZE", "MODIFIED"]
+
+
+def test_create_list_show_copy_delete(run: Run, tmp_path: Path, tiny_gguf: Path) -> None:
+    status, out, err = create(
+        run,
+        tmp_path,
+        "tiny:1b",
+        f"FROM {tiny_gguf}\nPARAMETER temperature 0.3\nPARAMETER stop <|im_end|>\n"
+        "SYSTEM Be brief.\nLICENSE MIT\n",
+    )
+    assert status == 0, err
+    assert out.splitlines()[0] == "parsing modelfile"
+    assert "transferring model data 100%" in out
+    assert out.splitlines()[-2:] == ["writing manifest", "success"]
+
+    for command in ("list", "ls"):
+        status, out, _ = run(command)
+        assert status == 0
+        header, row = out.splitlines()
+        assert header.split() == ["NAME", "ID", "SIZE", "MODIFIED"]
+        assert re.fullmatch(r"tiny:1b\s+[0-9a-f]{12}\s+\d+ KB\s+.*ago", row), row
+
+    status, out, _ = run("show tiny:1b")
+    assert status == 0
+    assert re.search(r"architecture\s+llama", out)
+    assert re.search(r"quantization\s+Q8_0", out)
+    assert re.search(r"context length\s+1024", out)
+    assert "Capabilities" in out and "completion" in out
+    assert "Be brief." in out
+
+    status, out, _ = run("show tiny:1b --modelfile")
+    parsed = parse_modelfile(out)
+    assert parsed.system == "Be brief." and parsed.licenses == ["MIT"]
+    assert parsed.parameters == {"temperature": 0.3, "stop": ["<|im_end|>"]}
+    assert Path(parsed.from_).is_file()
+    assert run("show tiny:1b --template")[1].startswith("{% for message in messages %}")
+    assert run("show tiny:1b --parameters")[1].splitlines() == [
+        'stop                           "<|im_end|>"',
+        "temperature                    0.3",
+    ]
+    assert run("show tiny:1b --system")[1] == "Be brief.\n"
+    assert run("show tiny:1b --license")[1] == "MIT\n"
+    body = json.loads(run("show tiny:1b --json")[1])
+    assert body["details"]["quantization_level"] == "Q8_0"
+    assert body["model_info"]["tokenizer.ggml.tokens"] is None
+    assert body["capabilities"] == ["completion"]
+    verbose = json.loads(run("show tiny:1b --json -v")[1])
+    assert len(verbose["model_info"]["tokenizer.ggml.tokens"]) == 300
+
+    status, out, _ = run("cp tiny:1b team/copy")
+    assert (status, out) == (0, "copied 'tiny:1b' to 'team/copy:latest'\n")
+    names = [line.split()[0] for line in run("list")[1].splitlines()[1:]]
+    assert sorted(names) == ["team/copy:latest", "tiny:1b"]
+
+    status, out, err = run("rm tiny:1b ghost team/copy")
+    assert status == 1
+    assert out.splitlines() == ["deleted 'tiny:1b'", "deleted 'team/copy'"]
+    assert "Error: model 'ghost' not found" in err
+    assert run("list")[1].splitlines()[1:] == []
+    blobs = Path(tmp_path / "home" / "models" / "blobs")
+    assert list(blobs.iterdir()) == []
+
+
+def test_clear_errors(run: Run, tmp_path: Path, tiny_gguf: Path) -> None:
+    status, _, err = run("show ghost")
+    assert status == 1 and err.strip() == "Error: model 'ghost' not found"
+    status, _, err = run(f"create x -f {tmp_path / 'nope'}")
+    assert status == 1 and "cannot read Modelfile" in err
+    status, _, err = create(run, tmp_path, "x", f"FROM {tiny_gguf}\nPARAMETER top_k many\n")
+    assert status == 1 and "line 2: parameter 'top_k' must be an integer" in err
+    status, _, err = create(run, tmp_path, "x", "FROM ./missing.gguf\n")
+    assert status == 1 and "FROM file not found" in err
+    status, _, err = create(run, tmp_path, "bad..name", f"FROM {tiny_gguf}\n")
+    assert status == 1 and "invalid model name" in err
+    status, _, err = run("show x --system --license")
+    assert status == 1 and "choose only one" in err
+    status, _, err = run("pull smollm2")
+    assert status == 1 and "registry is not supported" in err
+    status, _, err = run("cp ghost other")
+    assert status == 1 and "not found" in err
+
+
+def test_pull_over_http(run: Run, served_folder: tuple[Path, str], tiny_gguf: Path) -> None:
+    folder, base = served_folder
+    shutil.copy(tiny_gguf, folder / "Tiny.Q8_0.gguf")
+    status, out, err = run(f"pull {base}/Tiny.Q8_0.gguf")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "pulling manifest"
+    assert "pulling Tiny.Q8_0.gguf 100%" in out
+    assert "verifying sha256 digest" in lines
+    assert lines[-2:] == ["success", "pulled tiny:q8_0"]
+    assert run("list")[1].splitlines()[1].startswith("tiny:q8_0 ")
+
+    status, _, err = run(f"pull {base}/Tiny.Q8_0.gguf --name other --digest sha256:{'0' * 64}")
+    assert status == 1 and "expected sha256:" + "0" * 64 in err
+    status, _, err = run(f"pull {base}/absent.gguf")
+    assert status == 1 and "HTTP 404" in err
+    status, _, err = run(f"pull {base}/Tiny.Q8_0.gguf --digest sha256:xyz")
+    assert status == 1 and "invalid digest" in err
+
+
+def test_progress_on_a_terminal_draws_one_line() -> None:
+    io = BufferedIO()
+    printer = ProgressPrinter(io, terminal=True)
+    printer(PullProgress("pulling manifest"))
+    for done in (0, 1 << 20, 2 << 20, 3 << 20):
+        printer(PullProgress("pulling abc", total=3 << 20, completed=done))
+    printer(PullProgress("verifying sha256 digest"))
+    printer.finish()
+    out = io.fetch_output()
+    assert out.startswith("pulling manifest\n")
+    assert "\r" in out and "100% ▕" in out and "3 MB/3 MB" in out
+    assert out.endswith("verifying sha256 digest\n")
+
+
+def test_list_does_not_import_the_server_or_the_engine(home: Path) -> None:
+    probe = (
+        "import sys\n"
+        "sys.argv = ['a3s-power', 'list']\n"
+        "from power_core.cli.application import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = {'flask', 'gevent', 'llama_cpp', 'werkzeug', 'requests'}\n"
+        "print('IMPORTED', sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "A3S_POWER_HOME": str(home)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "IMPORTED []"
+    assert result.stdout.splitlines()[0].split() == ["NAME", "ID", "SIZE", "MODIFIED"]
