@@ -135,6 +135,11 @@ class GGUFInfo:
             return "unknown"
         return FILE_TYPE_NAMES.get(file_type, "unknown")
 
+    @property
+    def quantization_level(self) -> str:
+        """The same as :attr:`quantization` (Ollama's field name)."""
+        return self.quantization
+
     def arch_value(self, key: str) -> Any:
         """``<architecture>.<key>`` from the metadata, or ``None``."""
         return self.metadata.get(f"{self.architecture}.{key}")

@@ -8,7 +8,6 @@ registered :class:`~power_core.sources.ModelSource` plugins.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,22 +23,30 @@ from power_core.errors import (
 )
 from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
 from power_core.modelfile import (
-    MESSAGE_ROLES,
     coerce_parameter,
     format_parameters,
     parse_modelfile,
     render_modelfile,
 )
-from power_core.models import ModelDescription, ModelDetails, ModelSummary, ResolvedModel
+from power_core.models import ModelDescription, ModelSummary, ResolvedModel
 from power_core.names import ModelRef, is_model_name
 from power_core.pull.inflight import InflightDownloads
 from power_core.sources import FetchedBlob, ModelSource, ProgressCallback, PullProgress
 from power_core.store.base import ModelStore, StoredBlob, StoredManifest
 from power_core.store.builder import LayerChanges, build_manifest
 from power_core.store.digests import normalize_digest
+from power_core.store.layers import (
+    capabilities_for,
+    details_for,
+    load_messages,
+    load_parameters,
+    looks_like_path,
+    message_pairs,
+)
 from power_core.store.manifest import Manifest, ModelConfig
 from power_core.types import ChatMessage
 
+_TEXT_KINDS = ("template", "system", "license", "params", "messages")
 #: the most bytes a text layer (template, system, license, params, messages) may have
 MAX_TEXT_LAYER = 8 << 20
 _GGUF_CACHE_SIZE = 64
@@ -70,7 +77,7 @@ class ModelLibrary:
                     digest=stored.digest,
                     size=stored.manifest.total_size,
                     modified_at=stored.modified_at,
-                    details=_details(config, None),
+                    details=details_for(config, None),
                 )
             )
         summaries.sort(key=lambda s: s.modified_at, reverse=True)
@@ -107,7 +114,7 @@ class ModelLibrary:
         info = self._gguf_info(weights.digest, path)
         config = self._config(manifest)
         texts = {kind: self._texts(display, manifest, kind) for kind in _TEXT_KINDS}
-        parameters = _load_parameters(display, texts["params"])
+        parameters = load_parameters(display, texts["params"])
         template = texts["template"][-1] if texts["template"] else info.chat_template
         model = ResolvedModel(
             name=display,
@@ -117,17 +124,17 @@ class ModelLibrary:
             format=config.model_format or "gguf",
             size=manifest.total_size,
             modified_at=stored.modified_at,
-            details=_details(config, info),
+            details=details_for(config, info),
             template=template,
             system=texts["system"][-1] if texts["system"] else None,
             parameters=parameters,
             license="\n".join(texts["license"]) if texts["license"] else None,
             messages=[
                 ChatMessage(role=role, content=content)  # type: ignore[arg-type]
-                for role, content in _load_messages(display, texts["messages"])
+                for role, content in load_messages(display, texts["messages"])
             ],
             metadata=dict(info.metadata),
-            capabilities=_capabilities(info, template, manifest),
+            capabilities=capabilities_for(info, template, manifest),
         )
         extras = {"licenses": texts["license"], "info": info}
         return model, extras
@@ -187,7 +194,7 @@ class ModelLibrary:
         path = (base_dir / Path(source).expanduser()).resolve()
         if path.is_file():
             return self._create(name, None, path, changes, progress)
-        if _looks_like_path(source) or not is_model_name(source):
+        if looks_like_path(source) or not is_model_name(source):
             raise InvalidRequest(f"line {parsed.from_line}: FROM file not found: {source}")
         return self._create(name, source, None, changes, progress)
 
@@ -214,7 +221,7 @@ class ModelLibrary:
             system=system,
             parameters={k: coerce_parameter(k, v) for k, v in (parameters or {}).items()},
             licenses=[license] if isinstance(license, str) else license,
-            messages=_message_pairs(messages) if messages is not None else None,
+            messages=message_pairs(messages) if messages is not None else None,
         )
         if files is not None:
             return self._create(name, None, self._uploaded_gguf(files), changes, progress)
@@ -268,7 +275,7 @@ class ModelLibrary:
                 if weights_layer is None:
                     raise InvalidModelFile(f"model '{from_}' has no model layer")
                 weights = StoredBlob(weights_layer.digest, weights_layer.size)
-                base_parameters = _load_parameters(
+                base_parameters = load_parameters(
                     from_, self._texts(stored.ref.display, base, "params")
                 )
             elif isinstance(source, Path):
@@ -412,76 +419,3 @@ class ModelLibrary:
             raw = self.store.read_blob_bytes(layer.digest, max_size=MAX_TEXT_LAYER)
             texts.append(raw.decode("utf-8", errors="replace"))
         return texts
-
-
-_TEXT_KINDS = ("template", "system", "license", "params", "messages")
-
-
-def _looks_like_path(value: str) -> bool:
-    return value.startswith(("/", "./", "../", "~")) or value.lower().endswith(".gguf")
-
-
-def _details(config: ModelConfig, info: GGUFInfo | None) -> ModelDetails:
-    family = config.model_family or (info.family if info else "")
-    return ModelDetails(
-        format=config.model_format or "gguf",
-        family=family,
-        families=config.model_families or ([family] if family else []),
-        parameter_size=config.model_type or (info.parameter_size if info else ""),
-        quantization_level=config.file_type or (info.quantization if info else ""),
-    )
-
-
-def _capabilities(info: GGUFInfo, template: str | None, manifest: Manifest) -> list[str]:
-    text = template or ""
-    caps = ["embedding" if info.is_embedding_model else "completion"]
-    if "tools" in text or ".Tools" in text:
-        caps.append("tools")
-    if info.has_fim_tokens or ".Suffix" in text:
-        caps.append("insert")
-    if manifest.layer("projector") is not None or info.arch_value("vision.block_count"):
-        caps.append("vision")
-    if any(marker in text for marker in ("<think>", "enable_thinking", ".Thinking")):
-        caps.append("thinking")
-    return caps
-
-
-def _load_parameters(display: str, texts: list[str]) -> dict[str, Any]:
-    parameters: dict[str, Any] = {}
-    for text in texts:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidModelFile(f"model '{display}' has a damaged params layer") from exc
-        if isinstance(data, dict):
-            parameters.update(data)
-    if isinstance(parameters.get("stop"), str):
-        parameters["stop"] = [parameters["stop"]]
-    return parameters
-
-
-def _load_messages(display: str, texts: list[str]) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for text in texts:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidModelFile(f"model '{display}' has a damaged messages layer") from exc
-        for item in data if isinstance(data, list) else []:
-            if isinstance(item, dict) and item.get("role") in MESSAGE_ROLES:
-                pairs.append((item["role"], str(item.get("content", ""))))
-    return pairs
-
-
-def _message_pairs(messages: list[ChatMessage] | list[dict[str, Any]]) -> list[tuple[str, str]]:
-    pairs = []
-    for message in messages:
-        role = message.role if isinstance(message, ChatMessage) else message.get("role")
-        content = message.content if isinstance(message, ChatMessage) else message.get("content")
-        if role not in MESSAGE_ROLES or not isinstance(content, str):
-            raise InvalidRequest(
-                "each message needs a role (system, user or assistant) and text content",
-                param="messages",
-            )
-        pairs.append((str(role), content))
-    return pairs
