@@ -14,7 +14,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from power_core.chat.messages import merge_system, prepend_history
-from power_core.chat.output import OutputParser
+from power_core.chat.output import OutputParser, opens_thinking
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
 from power_core.chat.tools import forced_tool_call_schema
 from power_core.engine import CompletionJob, Engine, EventStream
@@ -102,7 +102,9 @@ def conversation(model: ResolvedModel, request: GenerationRequest) -> list[ChatM
     else:
         messages = [ChatMessage(role="user", content=request.prompt or "")]
     messages = prepend_history(messages, model.messages)
-    return merge_system(messages, request.system if request.system else model.system)
+    if request.system:  # the request's own system prompt replaces the conversation's
+        return merge_system(messages, request.system, replace=True)
+    return merge_system(messages, model.system)
 
 
 def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) -> CompletionJob:
@@ -186,9 +188,7 @@ class GenerationStream:
         except BaseException:
             self._release()
             raise
-        thinking_open = isinstance(self.prompt_text, str) and self.prompt_text.rstrip().endswith(
-            "<think>"
-        )
+        thinking_open = isinstance(self.prompt_text, str) and opens_thinking(self.prompt_text)
         parse_tools = bool(request.tools) and request.tool_choice != "none"
         self._parsers = [
             OutputParser(choice=i, parse_tools=parse_tools, think=request.think,
