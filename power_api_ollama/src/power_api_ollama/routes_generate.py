@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
 
 from flask import Blueprint, Response, request
-from power_core.errors import InvalidRequest
+from power_core.errors import InvalidRequest, PowerError
 from power_core.generation import GenerationStream
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
@@ -23,8 +24,9 @@ def ndjson_generation(stream: GenerationStream, renderer: OllamaRenderer) -> Ite
     When the client goes away, gevent's server fails a write and closes this generator;
     the ``finally`` then cancels the generation so its engine slot is freed at once.
     """
+    events = iter(stream)
     try:
-        for payload in renderer.stream(stream):
+        for payload in renderer.stream(events):
             yield json_line(payload)
     except Exception as exc:  # the status line is already out: report in-band, logged
         log_stream_failure(exc)
@@ -32,6 +34,11 @@ def ndjson_generation(stream: GenerationStream, renderer: OllamaRenderer) -> Ite
     finally:
         if not renderer.finished:
             stream.cancel()
+            # The engine still sends the cancelled job's closing events (within one step);
+            # reading them lets the stream end from the engine's side, as it would have.
+            with suppress(PowerError):
+                for _ in events:
+                    pass
 
 
 def respond(stream: GenerationStream, renderer: OllamaRenderer, streaming: bool) -> Response:

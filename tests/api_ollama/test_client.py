@@ -1,0 +1,271 @@
+"""The official ``ollama`` Python client, unchanged, against A3S Power.
+
+Every answer is parsed by the client's own pydantic response models, so a field of the
+wrong type or shape fails here just as it would for any program using the client.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ollama
+import pytest
+
+MODEL = "smollm2:135m"
+#: greedy and short, so generation tests stay fast on two cores
+GREEDY = {"temperature": 0, "num_predict": 8}
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "the city"}},
+            "required": ["city"],
+        },
+    },
+}
+#: output constrained to a call of get_weather, so the tiny model always makes one
+WEATHER_CALL_FORMAT = {
+    "type": "object",
+    "properties": {
+        "name": {"const": "get_weather"},
+        "arguments": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["name", "arguments"],
+    "additionalProperties": False,
+}
+WEATHER_QUESTION = {
+    "role": "user",
+    "content": "What is the weather in Paris? Call the get_weather tool.",
+}
+
+
+def test_list_shows_the_model_with_details(client: ollama.Client) -> None:
+    models = {m.model: m for m in client.list().models}
+    assert MODEL in models
+    entry = models[MODEL]
+    assert entry.size and entry.size > 50_000_000
+    assert entry.digest and len(entry.digest) == 64
+    assert isinstance(entry.modified_at, datetime)
+    assert entry.details is not None
+    assert entry.details.format == "gguf"
+    assert entry.details.family == "llama"
+    assert entry.details.quantization_level == "Q4_1"
+    assert entry.details.parameter_size
+
+
+def test_show_describes_the_model(client: ollama.Client) -> None:
+    shown = client.show(MODEL)
+    assert shown.modelfile and "FROM " in shown.modelfile
+    assert shown.template and "im_start" in shown.template
+    assert shown.capabilities and "completion" in shown.capabilities
+    assert shown.details is not None and shown.details.family == "llama"
+    assert shown.modelinfo is not None
+    assert shown.modelinfo["general.architecture"] == "llama"
+    assert shown.modelinfo["llama.context_length"] > 0
+    assert isinstance(shown.modified_at, datetime)
+
+
+def test_show_unknown_model_is_404(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.show("no-such-model:1")
+    assert caught.value.status_code == 404
+    assert "not found" in caught.value.error
+
+
+def test_generate_without_streaming(client: ollama.Client) -> None:
+    result = client.generate(model=MODEL, prompt="Name a colour.", options=GREEDY)
+    assert isinstance(result, ollama.GenerateResponse)
+    assert result.done is True
+    assert result.done_reason in ("stop", "length")
+    assert result.response
+    assert result.eval_count is not None and 0 < result.eval_count <= 8
+    assert result.prompt_eval_count and result.prompt_eval_count > 0
+    assert result.total_duration and result.total_duration >= (result.eval_duration or 0)
+    assert result.context and all(isinstance(t, int) for t in result.context)
+
+
+def test_generate_streaming(client: ollama.Client) -> None:
+    parts = list(client.generate(model=MODEL, prompt="Name a colour.", options=GREEDY, stream=True))
+    assert len(parts) >= 2
+    assert all(p.done is False for p in parts[:-1])
+    final = parts[-1]
+    assert final.done is True and final.done_reason in ("stop", "length")
+    assert final.eval_count is not None and final.eval_count <= 8
+    assert "".join(p.response for p in parts)
+
+
+def test_chat_without_streaming(client: ollama.Client) -> None:
+    result = client.chat(
+        model=MODEL, messages=[{"role": "user", "content": "Say hello."}], options=GREEDY
+    )
+    assert isinstance(result, ollama.ChatResponse)
+    assert result.message.role == "assistant"
+    assert result.message.content
+    assert result.done is True and result.eval_count and result.eval_count <= 8
+
+
+def test_chat_streaming(client: ollama.Client) -> None:
+    parts = list(
+        client.chat(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Say hello."}],
+            options=GREEDY,
+            stream=True,
+        )
+    )
+    assert all(p.message.role == "assistant" for p in parts)
+    assert parts[-1].done is True and all(p.done is False for p in parts[:-1])
+    assert "".join(p.message.content or "" for p in parts)
+
+
+def _call_weather(client: ollama.Client, **extra: Any) -> Any:
+    return client.chat(
+        model=MODEL,
+        messages=[WEATHER_QUESTION],
+        tools=[WEATHER_TOOL],
+        format=WEATHER_CALL_FORMAT,
+        options={"temperature": 0, "num_predict": 48},
+        **extra,
+    )
+
+
+def test_chat_tool_call_and_tool_result_round_trip(client: ollama.Client) -> None:
+    result = _call_weather(client)
+    calls = result.message.tool_calls
+    assert calls and len(calls) == 1
+    call = calls[0]
+    assert call.function.name == "get_weather"
+    assert isinstance(call.function.arguments, dict)
+    assert isinstance(call.function.arguments.get("city"), str)
+    assert result.done_reason == "stop"
+
+    follow_up = client.chat(
+        model=MODEL,
+        messages=[
+            WEATHER_QUESTION,
+            result.message,
+            {"role": "tool", "content": "18 degrees and sunny", "tool_name": "get_weather"},
+        ],
+        tools=[WEATHER_TOOL],
+        options=GREEDY,
+    )
+    assert follow_up.done is True
+    assert follow_up.message.role == "assistant"
+    assert isinstance(follow_up.message.content, str)
+
+
+def test_streamed_tool_calls_come_before_the_final_chunk(client: ollama.Client) -> None:
+    parts = list(_call_weather(client, stream=True))
+    with_calls = [i for i, p in enumerate(parts) if p.message.tool_calls]
+    assert with_calls, "no chunk carried the tool call"
+    assert with_calls[-1] < len(parts) - 1
+    assert parts[-1].done is True
+    assert parts[with_calls[0]].message.tool_calls[0].function.name == "get_weather"
+
+
+def test_embed_returns_unit_vectors(client: ollama.Client) -> None:
+    result = client.embed(model=MODEL, input=["the cat sat", "on the mat"])
+    assert isinstance(result, ollama.EmbedResponse)
+    assert len(result.embeddings) == 2
+    for vector in result.embeddings:
+        assert math.isclose(math.fsum(x * x for x in vector), 1.0, rel_tol=1e-3)
+    assert result.prompt_eval_count and result.prompt_eval_count > 0
+    assert result.total_duration and result.total_duration > 0
+
+    short = client.embed(model=MODEL, input="the cat sat", dimensions=16)
+    assert len(short.embeddings) == 1 and len(short.embeddings[0]) == 16
+    assert math.isclose(math.fsum(x * x for x in short.embeddings[0]), 1.0, rel_tol=1e-3)
+
+
+def test_legacy_embeddings(client: ollama.Client) -> None:
+    result = client.embeddings(model=MODEL, prompt="the cat sat")
+    assert len(result.embedding) == client.show(MODEL).modelinfo["llama.embedding_length"]
+
+
+def test_ps_lists_the_loaded_model(client: ollama.Client) -> None:
+    client.generate(model=MODEL, prompt="Hi", options={"temperature": 0, "num_predict": 1})
+    running = {m.model: m for m in client.ps().models}
+    assert MODEL in running
+    entry = running[MODEL]
+    assert entry.size and entry.size > 0
+    assert entry.size_vram == 0
+    assert entry.context_length and entry.context_length > 0
+    assert entry.expires_at and entry.expires_at > datetime.now(UTC)
+    assert entry.details and entry.details.family == "llama"
+
+
+def test_chat_with_images_on_a_text_model_is_400(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.chat(
+            model=MODEL,
+            messages=[{"role": "user", "content": "What is this?", "images": [b"\x89PNG fake"]}],
+        )
+    assert caught.value.status_code == 400
+    assert "image" in caught.value.error
+
+
+def test_create_from_a_model_copy_and_delete(client: ollama.Client) -> None:
+    created = client.create(
+        model="ollama-test-pirate:1",
+        from_=MODEL,
+        system="You are a pirate.",
+        parameters={"temperature": 0.5},
+    )
+    assert created.status == "success"
+    shown = client.show("ollama-test-pirate:1")
+    assert shown.parameters and "temperature" in shown.parameters
+    assert shown.modelfile and "You are a pirate." in shown.modelfile
+
+    assert client.copy("ollama-test-pirate:1", "ollama-test-parrot:1").status == "success"
+    names = {m.model for m in client.list().models}
+    assert {"ollama-test-pirate:1", "ollama-test-parrot:1"} <= names
+
+    assert client.delete("ollama-test-parrot:1").status == "success"
+    assert client.delete("ollama-test-pirate:1").status == "success"
+    names = {m.model for m in client.list().models}
+    assert not names & {"ollama-test-pirate:1", "ollama-test-parrot:1"}
+    assert MODEL in names
+
+
+def test_copy_and_delete_of_missing_models_are_404(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.copy("no-such-model:1", "whatever:1")
+    assert caught.value.status_code == 404
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.delete("no-such-model:1")
+    assert caught.value.status_code == 404
+
+
+def test_create_from_an_uploaded_blob(client: ollama.Client, tiny_gguf: Path) -> None:
+    digest = client.create_blob(tiny_gguf)
+    statuses = [
+        p.status
+        for p in client.create(
+            model="ollama-test-tiny:1", files={"tiny.gguf": digest}, system="tiny", stream=True
+        )
+    ]
+    assert statuses[-1] == "success"
+    assert "writing manifest" in statuses
+    shown = client.show("ollama-test-tiny:1")
+    assert shown.details and shown.details.family == "llama"
+    assert shown.modelinfo and shown.modelinfo["llama.context_length"] == 256
+    client.delete("ollama-test-tiny:1")
+
+
+def test_create_with_quantize_is_a_clear_400(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.create(model="ollama-test-q:1", from_=MODEL, quantize="q4_K_M")
+    assert caught.value.status_code == 400
+    assert "quantize" in caught.value.error

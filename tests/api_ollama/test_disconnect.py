@@ -1,0 +1,62 @@
+"""A client that hangs up mid-stream cancels its generation."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from urllib.parse import urlsplit
+
+import requests
+
+MODEL = "smollm2:135m"
+
+
+def _active_leases(url: str) -> int:
+    models = requests.get(url + "/power/loaded", timeout=10).json()["models"]
+    return sum(m["active"] for m in models if m["name"] == MODEL)
+
+
+def test_hanging_up_mid_stream_cancels_the_generation(url: str) -> None:
+    parts = urlsplit(url)
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "prompt": "Count from 1 to 1000, separated by commas: 1, 2, 3,",
+            "raw": True,
+            # ~2000 tokens take well over 15 s on any CPU this runs on (~100 tokens/s at best),
+            # so the lease can only drop within the wait below if the generation was cancelled
+            "options": {"temperature": 0, "num_predict": 2000},
+        }
+    ).encode()
+    request = (
+        f"POST /api/generate HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection((parts.hostname, parts.port), timeout=120) as sock:
+        sock.sendall(request)
+        received = b""
+        while received.count(b'"done":false') < 3:
+            chunk = sock.recv(4096)
+            assert chunk, "the server closed the stream early"
+            received += chunk
+        assert b"200 OK" in received.split(b"\r\n", 1)[0]
+        assert _active_leases(url) == 1
+    # the socket is closed: the server notices at its next write and cancels
+
+    deadline = time.monotonic() + 15
+    while _active_leases(url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _active_leases(url) == 0
+
+    answer = requests.post(
+        url + "/api/generate",
+        timeout=120,
+        json={
+            "model": MODEL,
+            "prompt": "Hi",
+            "stream": False,
+            "options": {"temperature": 0, "num_predict": 4},
+        },
+    )
+    assert answer.status_code == 200 and answer.json()["done"] is True

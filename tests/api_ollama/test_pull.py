@@ -1,0 +1,113 @@
+"""``/api/pull`` of a GGUF by URL, from a local threaded HTTP server, with the official client."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import ollama
+import pytest
+import requests
+
+
+def test_pull_by_url_streams_ollama_progress(
+    client: ollama.Client, gguf_server: Any, real_gguf_copy: Path
+) -> None:
+    shutil.copyfile(real_gguf_copy, gguf_server.folder / real_gguf_copy.name)
+    progress = list(client.pull(gguf_server.url(real_gguf_copy.name), stream=True))
+    statuses = [p.status for p in progress]
+    assert statuses[0] == "pulling manifest"
+    assert statuses[-1] == "success"
+    assert statuses.index("verifying sha256 digest") < statuses.index("writing manifest")
+    downloads = [
+        p
+        for p in progress
+        if p.status and p.status.startswith("pulling ") and p.status != "pulling manifest"
+    ]
+    assert downloads
+    size = real_gguf_copy.stat().st_size
+    assert all(p.total == size for p in downloads)
+    assert downloads[-1].completed == size
+    assert [p.completed for p in downloads] == sorted(p.completed or 0 for p in downloads)
+
+    names = {m.model for m in client.list().models}
+    assert "ollama-pull-test:q4_1" in names
+    shown = client.show("ollama-pull-test:q4_1")
+    assert shown.details and shown.details.quantization_level == "Q4_1"
+
+    again = client.pull(gguf_server.url(real_gguf_copy.name))  # stream=False: one answer
+    assert isinstance(again, ollama.ProgressResponse) and again.status == "success"
+    client.delete("ollama-pull-test:q4_1")
+
+
+def test_two_clients_pulling_the_same_url_share_one_download(
+    url: str, gguf_server: Any, tiny_gguf: Path
+) -> None:
+    name = "ollama-shared.gguf"
+    shutil.copyfile(tiny_gguf, gguf_server.folder / name)
+    gguf_server.hold(name)
+    target = gguf_server.url(name)
+    first = requests.post(url + "/api/pull", json={"model": target}, stream=True, timeout=120)
+    first_lines = first.iter_lines()
+    # wait until the first pull is downloading (the file server holds the body back)
+    assert b'"pulling manifest"' in next(first_lines)
+    assert b'"pulling ' in next(first_lines)
+
+    second = requests.post(url + "/api/pull", json={"model": target}, stream=True, timeout=120)
+    second_lines = second.iter_lines()
+    assert b'"pulling manifest"' in next(second_lines)
+    joined = next(second_lines)  # the shared download's latest report
+    assert b'"pulling ' in joined and b"manifest" not in joined
+
+    results: dict[str, list[bytes]] = {}
+
+    def drain(key: str, lines: Any) -> None:
+        results[key] = list(lines)
+
+    threads = [
+        threading.Thread(target=drain, args=(k, v))
+        for k, v in (("first", first_lines), ("second", second_lines))
+    ]
+    for thread in threads:
+        thread.start()
+    gguf_server.release()
+    for thread in threads:
+        thread.join(120)
+    assert results["first"][-1] == b'{"status":"success"}'
+    assert results["second"][-1] == b'{"status":"success"}'
+    assert gguf_server.gets["/" + name] == 1
+    requests.delete(url + "/api/delete", json={"model": "ollama-shared:latest"}, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("reference", "status", "needle"),
+    [
+        ("library/llama3", 400, "registry"),
+        ("ftp://example.com/model.gguf", 400, "source"),
+    ],
+)
+def test_pull_refusals_have_status_codes(
+    url: str, reference: str, status: int, needle: str
+) -> None:
+    response = requests.post(url + "/api/pull", json={"model": reference}, timeout=30)
+    assert response.status_code == status
+    assert needle in response.json()["error"]
+
+
+def test_failed_download_is_an_error_line(url: str, gguf_server: Any) -> None:
+    response = requests.post(
+        url + "/api/pull", json={"model": gguf_server.url("missing.gguf")}, stream=True, timeout=60
+    )
+    assert response.status_code == 200  # the stream began before the download failed
+    lines = [line for line in response.iter_lines() if line]
+    assert b"error" in lines[-1] and b"404" in lines[-1]
+
+    single = requests.post(
+        url + "/api/pull",
+        timeout=60,
+        json={"model": gguf_server.url("missing.gguf"), "stream": False},
+    )
+    assert single.status_code == 502
+    assert "404" in single.json()["error"]

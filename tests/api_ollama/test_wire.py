@@ -1,0 +1,322 @@
+"""What the official client hides: framing, types, formats, status codes, HEAD routes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import pytest
+import requests
+
+MODEL = "smollm2:135m"
+GREEDY = {"temperature": 0, "num_predict": 8}
+RFC3339_NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d)$")
+DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+
+
+def _check_final(final: dict[str, Any]) -> None:
+    assert final["done"] is True
+    assert final["done_reason"] in ("stop", "length")
+    for key in (*DURATIONS, "prompt_eval_count", "eval_count"):
+        assert type(final[key]) is int and final[key] >= 0, key
+    assert final["total_duration"] >= final["eval_duration"]
+    assert final["eval_count"] > 0
+
+
+def test_generate_stream_is_ndjson_one_object_per_token(url: str, post_ndjson: Any) -> None:
+    response, lines = post_ndjson(
+        url + "/api/generate", {"model": MODEL, "prompt": "Count: 1, 2,", "options": GREEDY}
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/x-ndjson"
+    assert len(lines) >= 3
+    for line in lines:
+        assert line["model"] == MODEL
+        assert RFC3339_NANO.match(line["created_at"]), line["created_at"]
+        assert isinstance(line["response"], str)
+    assert all(line["done"] is False for line in lines[:-1])
+    _check_final(lines[-1])
+    assert lines[-1]["response"] == ""
+    assert all(isinstance(t, int) for t in lines[-1]["context"])
+
+
+def test_chat_stream_and_single_answer(url: str, post_ndjson: Any) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "options": GREEDY}
+    response, lines = post_ndjson(url + "/api/chat", body)
+    assert response.headers["Content-Type"] == "application/x-ndjson"
+    assert all(line["message"]["role"] == "assistant" for line in lines)
+    _check_final(lines[-1])
+
+    single = requests.post(url + "/api/chat", json={**body, "stream": False}, timeout=120)
+    assert single.headers["Content-Type"].startswith("application/json")
+    answer = single.json()
+    _check_final(answer)
+    assert answer["message"]["content"]
+    assert RFC3339_NANO.match(answer["created_at"])
+
+
+def test_version_and_head_routes(url: str) -> None:
+    assert isinstance(requests.get(url + "/api/version", timeout=10).json()["version"], str)
+    for path in ("/", "/api/version", "/api/tags"):
+        head = requests.head(url + path, timeout=10)
+        assert head.status_code == 200, path
+        assert head.content == b""
+    tags = requests.get(url + "/api/tags", timeout=10).json()["models"]
+    for entry in tags:
+        assert RFC3339_NANO.match(entry["modified_at"])
+        assert type(entry["size"]) is int
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "needle"),
+    [
+        ("/api/generate", b"{not json", 400, "not valid JSON"),
+        ("/api/generate", b"[1, 2]", 400, "JSON object"),
+        ("/api/generate", b"", 400, "empty"),
+        ("/api/generate", b'{"prompt": "hi"}', 400, "model is required"),
+        ("/api/chat", b'{"messages": []}', 400, "model is required"),
+        ("/api/embed", b'{"input": "x"}', 400, "model is required"),
+        ("/api/show", b"{}", 400, "model is required"),
+        (
+            "/api/generate",
+            b'{"model": "no-such:1", "prompt": "hi"}',
+            404,
+            "model 'no-such:1' not found",
+        ),
+        (
+            "/api/chat",
+            b'{"model": "no-such:1", "messages": [{"role": "user", "content": "x"}]}',
+            404,
+            "not found",
+        ),
+        ("/api/embed", b'{"model": "no-such:1", "input": "x"}', 404, "not found"),
+        (
+            "/api/generate",
+            b'{"model": "smollm2:135m", "prompt": "hi", "options": {"temperature": "hot"}}',
+            400,
+            "temperature",
+        ),
+        (
+            "/api/generate",
+            b'{"model": "smollm2:135m", "prompt": "hi", "options": {"num_ctx": 1.5}}',
+            400,
+            "num_ctx",
+        ),
+        (
+            "/api/chat",
+            b'{"model": "smollm2:135m", "messages": [], "options": {"stop": 3}}',
+            400,
+            "stop",
+        ),
+        (
+            "/api/generate",
+            b'{"model": "smollm2:135m", "prompt": "hi", "keep_alive": "soon"}',
+            400,
+            "keep_alive",
+        ),
+        (
+            "/api/generate",
+            b'{"model": "smollm2:135m", "prompt": "hi", "format": "yaml"}',
+            400,
+            "format",
+        ),
+        (
+            "/api/generate",
+            b'{"model": "smollm2:135m", "prompt": "hi", "stream": "yes"}',
+            400,
+            "stream",
+        ),
+        (
+            "/api/generate",
+            b'{"model": "smollm2:135m", "prompt": "hi", "raw": true, "system": "x"}',
+            400,
+            "raw",
+        ),
+        (
+            "/api/chat",
+            b'{"model": "smollm2:135m", "messages": [{"role": "wizard", "content": "x"}]}',
+            400,
+            "role",
+        ),
+        (
+            "/api/chat",
+            b'{"model": "smollm2:135m", "messages": [{"role": "user"}], "top_logprobs": 50}',
+            400,
+            "top_logprobs",
+        ),
+        ("/api/embed", b'{"model": "smollm2:135m", "input": [1, 2]}', 400, "input"),
+        ("/api/copy", b'{"source": "smollm2:135m"}', 400, "destination"),
+        ("/api/create", b'{"model": "x:1"}', 400, "from"),
+    ],
+)
+def test_errors_are_json_with_status_codes(
+    url: str, path: str, body: bytes, status: int, needle: str
+) -> None:
+    response = requests.post(
+        url + path, data=body, timeout=60, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == status, response.text
+    assert needle in response.json()["error"]
+
+
+def test_wrong_method_and_unknown_route_are_json(url: str) -> None:
+    wrong = requests.get(url + "/api/generate", timeout=10)
+    assert wrong.status_code == 405 and "error" in wrong.json()
+    missing = requests.delete(url + "/api/delete", json={"model": "no-such:1"}, timeout=10)
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "model 'no-such:1' not found"}
+
+
+def test_unusable_and_unknown_options_are_accepted(url: str) -> None:
+    options = {
+        **GREEDY,
+        "num_predict": 2,
+        "mirostat": 1,
+        "tfs_z": 1.0,
+        "num_gpu": 0,
+        "use_mlock": False,
+        "penalize_newline": True,
+        "not_an_option": 1,
+    }
+    response = requests.post(
+        url + "/api/generate",
+        timeout=120,
+        json={"model": MODEL, "prompt": "Hi", "stream": False, "options": options},
+    )
+    assert response.status_code == 200
+    assert response.json()["eval_count"] <= 2
+
+
+def test_blob_upload_verifies_the_digest(url: str) -> None:
+    data = b"GGUF-not-really-a-model " + hashlib.sha256(url.encode()).digest()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert requests.head(f"{url}/api/blobs/{digest}", timeout=10).status_code == 404
+
+    wrong = "sha256:" + hashlib.sha256(data + b"x").hexdigest()
+    refused = requests.post(f"{url}/api/blobs/{wrong}", data=data, timeout=30)
+    assert refused.status_code == 400
+    assert "digest" in refused.json()["error"]
+    assert requests.head(f"{url}/api/blobs/{wrong}", timeout=10).status_code == 404
+    assert requests.head(f"{url}/api/blobs/{digest}", timeout=10).status_code == 404
+
+    # chunked transfer (no Content-Length) is streamed in as well
+    created = requests.post(
+        f"{url}/api/blobs/{digest}", data=iter([data[:10], data[10:]]), timeout=30
+    )
+    assert created.status_code == 201
+    assert requests.head(f"{url}/api/blobs/{digest}", timeout=10).status_code == 200
+    assert requests.post(f"{url}/api/blobs/{digest}", data=data, timeout=30).status_code == 200
+
+    bad = requests.head(f"{url}/api/blobs/sha256:nothex", timeout=10)
+    assert bad.status_code == 400
+
+
+def test_empty_prompt_loads_and_keep_alive_zero_unloads(url: str) -> None:
+    loaded = requests.post(url + "/api/generate", json={"model": MODEL}, timeout=120).json()
+    assert loaded["done"] is True and loaded["done_reason"] == "load"
+    assert loaded["response"] == ""
+    assert MODEL in {m["name"] for m in requests.get(url + "/api/ps", timeout=10).json()["models"]}
+
+    unloaded = requests.post(
+        url + "/api/generate", json={"model": MODEL, "keep_alive": 0}, timeout=120
+    ).json()
+    assert unloaded["done_reason"] == "unload"
+    assert MODEL not in {
+        m["name"] for m in requests.get(url + "/api/ps", timeout=10).json()["models"]
+    }
+
+    chat = requests.post(
+        url + "/api/chat", json={"model": MODEL, "messages": []}, timeout=120
+    ).json()
+    assert chat["done_reason"] == "load"
+    assert chat["message"] == {"role": "assistant", "content": ""}
+    ps = requests.get(url + "/api/ps", timeout=10).json()["models"]
+    assert next(m for m in ps if m["name"] == MODEL)["size_vram"] == 0
+
+
+def test_json_format_output_parses(url: str) -> None:
+    plain = requests.post(
+        url + "/api/generate",
+        timeout=120,
+        json={
+            "model": MODEL,
+            "prompt": "Give a JSON object describing a cat.",
+            "format": "json",
+            "stream": False,
+            "options": {"temperature": 0, "num_predict": 40},
+        },
+    ).json()
+    assert plain["done_reason"] in ("stop", "length")
+    if plain["done_reason"] == "stop":
+        json.loads(plain["response"])
+
+    schema = {
+        "type": "object",
+        "properties": {"age": {"type": "integer"}, "available": {"type": "boolean"}},
+        "required": ["age", "available"],
+        "additionalProperties": False,
+    }
+    shaped = requests.post(
+        url + "/api/chat",
+        timeout=120,
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Ollama is 22. JSON please."}],
+            "format": schema,
+            "stream": False,
+            "options": {"temperature": 0, "num_predict": 40},
+        },
+    )
+    value = json.loads(shaped.json()["message"]["content"])
+    assert isinstance(value["age"], int) and isinstance(value["available"], bool)
+
+
+def test_context_round_trip(url: str) -> None:
+    first = requests.post(
+        url + "/api/generate",
+        timeout=120,
+        json={"model": MODEL, "prompt": "My name is Ada.", "stream": False, "options": GREEDY},
+    ).json()
+    context = first["context"]
+    assert context and first["prompt_eval_count"] <= len(context)
+
+    second = requests.post(
+        url + "/api/generate",
+        timeout=120,
+        json={
+            "model": MODEL,
+            "prompt": "What is my name?",
+            "context": context,
+            "stream": False,
+            "options": GREEDY,
+        },
+    ).json()
+    assert second["context"][: len(context)] == context
+    assert second["prompt_eval_count"] > len(context)
+
+
+def test_logprobs_travel_with_their_tokens(url: str, post_ndjson: Any) -> None:
+    _, lines = post_ndjson(
+        url + "/api/generate",
+        {"model": MODEL, "prompt": "Hi", "options": GREEDY, "logprobs": True, "top_logprobs": 2},
+    )
+    entries = [e for line in lines for e in line.get("logprobs", [])]
+    assert entries
+    text = "".join(line["response"] for line in lines)
+    assert "".join(e["token"] for e in entries) == text
+    for entry in entries:
+        assert entry["logprob"] <= 0
+        assert len(entry["top_logprobs"]) == 2
+        assert entry["top_logprobs"][0]["logprob"] >= entry["logprob"] - 1e-6
+
+
+def test_embed_of_nothing_only_loads(url: str) -> None:
+    answer = requests.post(
+        url + "/api/embed", json={"model": MODEL, "input": []}, timeout=120
+    ).json()
+    assert answer["embeddings"] == []
+    assert type(answer["load_duration"]) is int and type(answer["total_duration"]) is int
+    legacy = requests.post(url + "/api/embeddings", json={"model": MODEL}, timeout=120).json()
+    assert legacy == {"embedding": []}
