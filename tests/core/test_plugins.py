@@ -6,11 +6,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
+from conftest import power_cli, power_env
 from power_core.errors import PluginError
 from power_core.plugins import PluginRegistry
-
-from conftest import power_cli, power_env
 
 
 def make_distribution(site: Path, name: str, module_source: str, group_entries: str) -> None:
@@ -74,8 +72,9 @@ def test_disabled_plugin_is_not_loaded(site: Path, tmp_path: Path) -> None:
 def test_broken_plugins_are_reported_by_name_and_do_not_take_the_cli_down(
     site: Path, tmp_path: Path
 ) -> None:
-    make_distribution(site, "power_broken", "import no_such_module_anywhere\n",
-                      "broken = power_broken")
+    make_distribution(
+        site, "power_broken", "import no_such_module_anywhere\n", "broken = power_broken"
+    )
     make_distribution(
         site,
         "power_misspelt",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from power_core.config import Settings
 from power_core.plugins import get_registry
 from power_core.services import PowerServices
@@ -24,8 +23,9 @@ class ManualClock:
 
 @pytest.fixture()
 def services(tmp_path: Path, model_path: Path) -> PowerServices:
-    settings = Settings(home=tmp_path, max_loaded_models=1, keep_alive=300.0, num_ctx=512,
-                        num_parallel=2)
+    settings = Settings(
+        home=tmp_path, max_loaded_models=1, keep_alive=300.0, num_ctx=512, num_parallel=2
+    )
     services = PowerServices(settings, get_registry())
     services.library.import_gguf(model_path, "first:latest")
     services.library.copy("first:latest", "second:latest")
@@ -38,8 +38,13 @@ def services(tmp_path: Path, model_path: Path) -> PowerServices:
 
 def generate(services: PowerServices, model: str, keep_alive: float | None = None) -> str:
     stream = services.generate(
-        GenerationRequest(model=model, prompt="Hi", max_tokens=3, keep_alive=keep_alive,
-                          sampling={"temperature": 0.0})
+        GenerationRequest(
+            model=model,
+            prompt="Hi",
+            max_tokens=3,
+            keep_alive=keep_alive,
+            sampling={"temperature": 0.0},
+        )
     )
     text = []
     done = None
@@ -84,8 +89,9 @@ def test_lru_eviction_at_max_loaded_models(services: PowerServices) -> None:
 
 
 def test_never_evicted_under_a_running_request(services: PowerServices) -> None:
-    stream = services.generate(GenerationRequest(model="first", prompt="Count to fifty",
-                                                 max_tokens=40))
+    stream = services.generate(
+        GenerationRequest(model="first", prompt="Count to fifty", max_tokens=40)
+    )
     events = iter(stream)
     next(events)  # first is now generating
     entry = services.loaded_models()[0]
@@ -101,8 +107,9 @@ def test_never_evicted_under_a_running_request(services: PowerServices) -> None:
 def test_changing_a_load_option_reloads(services: PowerServices) -> None:
     generate(services, "first")
     first_engine = services.loaded_models()[0].engine
-    stream = services.generate(GenerationRequest(model="first", prompt="Hi", max_tokens=2,
-                                                 load={"num_ctx": 256}))
+    stream = services.generate(
+        GenerationRequest(model="first", prompt="Hi", max_tokens=2, load={"num_ctx": 256})
+    )
     list(stream)
     entry = services.loaded_models()[0]
     assert entry.engine is not first_engine

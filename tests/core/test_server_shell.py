@@ -50,8 +50,12 @@ def test_unknown_route_is_a_json_404(bare_server: PowerServer) -> None:
     ],
 )
 def test_bad_bodies_are_400_not_500(bare_server: PowerServer, body: bytes, needle: str) -> None:
-    response = requests.post(bare_server.url + "/power/unload", data=body, timeout=10,
-                             headers={"Content-Type": "application/json"})
+    response = requests.post(
+        bare_server.url + "/power/unload",
+        data=body,
+        timeout=10,
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 400, response.text
     assert needle in response.json()["error"]
 

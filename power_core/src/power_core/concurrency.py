@@ -11,6 +11,7 @@ call documented as safe from other threads; without gevent (the CLI) it is an OS
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -60,10 +61,8 @@ class WakeSignal:
 
     def set(self) -> None:
         """Wake the sleeper (idempotent)."""
-        try:
+        with contextlib.suppress(RuntimeError):  # already signalled
             self._lock.release()
-        except RuntimeError:  # already signalled
-            pass
 
     def wait(self, timeout: float | None = None) -> bool:
         """Sleep until set or ``timeout`` seconds pass; consumes the signal. True if set."""

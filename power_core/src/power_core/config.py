@@ -107,8 +107,15 @@ _FIELD_TYPES: dict[str, str] = {
     "max_body_bytes": "a positive integer",
     "log_level": "one of debug, info, warning, error",
 }
-_POSITIVE_INTS = {"max_loaded_models", "num_parallel", "max_queue", "num_ctx", "num_batch",
-                  "num_thread", "max_body_bytes"}
+_POSITIVE_INTS = {
+    "max_loaded_models",
+    "num_parallel",
+    "max_queue",
+    "num_ctx",
+    "num_batch",
+    "num_thread",
+    "max_body_bytes",
+}
 
 
 def _coerce(key: str, value: Any, from_text: bool) -> Any:
@@ -128,8 +135,11 @@ def _coerce(key: str, value: Any, from_text: bool) -> Any:
         except ValueError:
             raise ValueError(expected) from None
     if key == "use_mmap":
-        if from_text and isinstance(value, str) and value.lower() in {"1", "true", "yes", "0",
-                                                                        "false", "no"}:
+        if (
+            from_text
+            and isinstance(value, str)
+            and value.lower() in {"1", "true", "yes", "0", "false", "no"}
+        ):
             return value.lower() in {"1", "true", "yes"}
         if not isinstance(value, bool):
             raise ValueError(expected)
@@ -145,8 +155,7 @@ def _coerce(key: str, value: Any, from_text: bool) -> Any:
             raise ValueError(expected)
         return Path(value).expanduser()
     if key == "log_level":
-        if not isinstance(value, str) or value.lower() not in {"debug", "info", "warning",
-                                                                 "error"}:
+        if not isinstance(value, str) or value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError(expected)
         return value.lower()
     if not isinstance(value, str) or not value:
@@ -154,8 +163,13 @@ def _coerce(key: str, value: Any, from_text: bool) -> Any:
     return value
 
 
-def _apply(values: dict[str, Any], source: Mapping[str, Any], where: str, from_text: bool,
-           strict: bool = True) -> None:
+def _apply(
+    values: dict[str, Any],
+    source: Mapping[str, Any],
+    where: str,
+    from_text: bool,
+    strict: bool = True,
+) -> None:
     for key, value in source.items():
         if key not in _FIELD_TYPES:
             if strict:
@@ -213,7 +227,9 @@ def load_settings(
     elif toml_path.is_file():
         _apply(values, _read_rust_toml(toml_path), str(toml_path), from_text=False)
     env_values = {
-        key: env[ENV_PREFIX + key.upper()] for key in _FIELD_TYPES if ENV_PREFIX + key.upper() in env
+        key: env[ENV_PREFIX + key.upper()]
+        for key in _FIELD_TYPES
+        if ENV_PREFIX + key.upper() in env
     }
     # ``A3S_POWER_HOST=0.0.0.0:8080`` carries a port too, as OLLAMA_HOST does
     host = env_values.get("host")
@@ -222,11 +238,16 @@ def load_settings(
         env_values["host"] = name
         env_values.setdefault("port", port)
     for key, value in env_values.items():
-        _apply(values, {key: value}, f"environment variable {ENV_PREFIX + key.upper()}",
-               from_text=True)
+        _apply(
+            values, {key: value}, f"environment variable {ENV_PREFIX + key.upper()}", from_text=True
+        )
     if overrides:
-        _apply(values, {k: v for k, v in overrides.items() if v is not None}, "command line",
-               from_text=True)
+        _apply(
+            values,
+            {k: v for k, v in overrides.items() if v is not None},
+            "command line",
+            from_text=True,
+        )
     return replace(Settings(home=home), **values)
 
 

@@ -8,6 +8,7 @@ calls for the API surfaces to render.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import fields, replace
@@ -34,8 +35,15 @@ from power_core.types import (
 )
 
 _SAMPLING_FIELDS = {f.name: f for f in fields(SamplingOptions)}
-_FLOAT_OPTIONS = {"temperature", "top_p", "min_p", "typical_p", "repeat_penalty",
-                  "presence_penalty", "frequency_penalty"}
+_FLOAT_OPTIONS = {
+    "temperature",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+}
 _INT_OPTIONS = {"top_k", "repeat_last_n", "seed"}
 
 
@@ -87,12 +95,29 @@ def _max_tokens(model: ResolvedModel, request: GenerationRequest) -> int | None:
     return int(value) if isinstance(value, int | float) and value > 0 else None
 
 
+_GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if \.|range \.|end\b)")
+
+
+def _jinja(source: object) -> str | None:
+    # models pulled by Ollama carry Go templates; those are skipped for the GGUF's own Jinja
+    if isinstance(source, str) and source and not _GO_TEMPLATE.search(source):
+        return source
+    return None
+
+
 def chat_template_for(model: ResolvedModel, override: str | None) -> ChatTemplate:
     """The request's template, else the Modelfile's, else the GGUF's, else ChatML."""
-    source = override or model.template or model.metadata.get("tokenizer.chat_template")
+    source = (
+        _jinja(override)
+        or _jinja(model.template)
+        or _jinja(model.metadata.get("tokenizer.chat_template"))
+    )
     bos, eos = special_tokens_of(model)
-    return ChatTemplate(source if isinstance(source, str) and source else CHATML_TEMPLATE,
-                        bos_token=bos, eos_token=eos)
+    return ChatTemplate(
+        source if isinstance(source, str) and source else CHATML_TEMPLATE,
+        bos_token=bos,
+        eos_token=eos,
+    )
 
 
 def conversation(model: ResolvedModel, request: GenerationRequest) -> list[ChatMessage]:
@@ -191,8 +216,9 @@ class GenerationStream:
         thinking_open = isinstance(self.prompt_text, str) and opens_thinking(self.prompt_text)
         parse_tools = bool(request.tools) and request.tool_choice != "none"
         self._parsers = [
-            OutputParser(choice=i, parse_tools=parse_tools, think=request.think,
-                         in_thinking=thinking_open)
+            OutputParser(
+                choice=i, parse_tools=parse_tools, think=request.think, in_thinking=thinking_open
+            )
             for i in range(request.n)
         ]
 

@@ -1,4 +1,6 @@
-"""The hooks a plugin can implement. These docstrings are the reference; ``plugins.md`` is the guide.
+"""The hooks a plugin can implement.
+
+These docstrings are the reference; ``plugins.md`` is the guide.
 
 Every hook is a *register callback*: the core calls the hook with a ``register`` function and
 the plugin calls ``register(...)`` once per thing it contributes. The core owns the

@@ -125,9 +125,7 @@ class PluginRegistry:
         info.hooks = sorted(impl.name for impl in pm.get_hookcallers(module) or [])
 
     # ------------------------------------------------------------------ collection
-    def _collect(
-        self, hook_name: str, name_of: Callable[[Any], str], kind: str
-    ) -> dict[str, Any]:
+    def _collect(self, hook_name: str, name_of: Callable[[Any], str], kind: str) -> dict[str, Any]:
         if hook_name in self._cache:
             return dict(self._cache[hook_name])
         items: dict[str, Any] = {}

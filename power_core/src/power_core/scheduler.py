@@ -67,11 +67,13 @@ def load_options_from(settings: Settings, overrides: dict[str, Any]) -> LoadOpti
             continue
         if expected is int and isinstance(value, float) and value.is_integer():
             value = int(value)
-        if value is None or isinstance(value, bool) != (expected is bool) or not isinstance(
-            value, expected
+        if (
+            value is None
+            or isinstance(value, bool) != (expected is bool)
+            or not isinstance(value, expected)
         ):
             raise InvalidRequest(f"option '{key}' must be {expected.__name__}", param=key)
-        if expected is int and value < 1:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             raise InvalidRequest(f"option '{key}' must be positive", param=key)
         changes[key] = value
     return replace(base, **changes)
@@ -113,7 +115,9 @@ class ModelScheduler:
         with self._lock:
             self.reap_expired()
             entry = self._loaded.get(model.name)
-            if entry is not None and (entry.options != options or entry.model.digest != model.digest):
+            if entry is not None and (
+                entry.options != options or entry.model.digest != model.digest
+            ):
                 self._wait_idle(entry)
                 self._unload(entry)
                 entry = None
@@ -219,8 +223,12 @@ class ModelScheduler:
             raise
         except Exception as exc:  # a backend's own failure becomes a clear typed error
             raise ModelLoadFailed(f"failed to load model '{model.name}': {exc}") from exc
-        log.info("loaded %s with %s in %.2fs", model.name, backend.name,
-                 (time.perf_counter_ns() - started) / 1e9)
+        log.info(
+            "loaded %s with %s in %.2fs",
+            model.name,
+            backend.name,
+            (time.perf_counter_ns() - started) / 1e9,
+        )
         return LoadedModel(model, engine, options, time.perf_counter_ns() - started)
 
     def _unload(self, entry: LoadedModel) -> None:

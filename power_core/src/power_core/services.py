@@ -46,11 +46,9 @@ class PowerServices:
         the first event, so surfaces can still answer with a proper status code."""
         started = time.perf_counter_ns()
         model = self.library.resolve(request.model)
-        if request.messages and any(m.images for m in request.messages):
-            if "vision" not in model.capabilities:
-                raise InvalidRequest(
-                    f"model '{model.name}' does not support images", param="images"
-                )
+        has_images = bool(request.messages) and any(m.images for m in request.messages or [])
+        if has_images and "vision" not in model.capabilities:
+            raise InvalidRequest(f"model '{model.name}' does not support images", param="images")
         entry = self.scheduler.acquire(model, request.load)
         load_ns = time.perf_counter_ns() - started
         return GenerationStream(

@@ -8,16 +8,23 @@ import time
 from power_core.concurrency import EventChannel, start_native_thread
 from power_core.engine import CompletionJob, EngineInfo, LoadSpec
 from power_core.hookspecs import hookimpl
-from power_core.types import ChoiceDone, EmbeddingResult, EngineEvent, GenerationDone, TextDelta
-from power_core.types import Usage
+from power_core.types import (
+    ChoiceDone,
+    EmbeddingResult,
+    EngineEvent,
+    GenerationDone,
+    TextDelta,
+    Usage,
+)
 
 
 class EchoEngine:
     """Streams back the last line of the prompt, one word per step, on its own thread."""
 
     def __init__(self, spec: LoadSpec) -> None:
-        self.info = EngineInfo(context_length=spec.options.num_ctx, embedding_length=8,
-                               vocab_size=256, size_bytes=0)
+        self.info = EngineInfo(
+            context_length=spec.options.num_ctx, embedding_length=8, vocab_size=256, size_bytes=0
+        )
         self._active = 0
 
     def submit(self, job: CompletionJob) -> EventChannel[EngineEvent]:
@@ -38,8 +45,11 @@ class EchoEngine:
                 sent += 1
             reason = "cancelled" if channel.cancelled else "stop"
             channel.put(ChoiceDone(choice=0, reason=reason, completion_tokens=sent))
-            usage = Usage(prompt_tokens=len(text.split()), completion_tokens=sent,
-                          eval_ns=time.perf_counter_ns() - started)
+            usage = Usage(
+                prompt_tokens=len(text.split()),
+                completion_tokens=sent,
+                eval_ns=time.perf_counter_ns() - started,
+            )
             channel.put(GenerationDone(usage=usage, reason=reason))
             self._active -= 1
             channel.close()

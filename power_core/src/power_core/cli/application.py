@@ -39,7 +39,7 @@ COMMAND_ALIASES: dict[str, str] = {"ls": "list", "rm": "delete"}
 
 def _import_command(target: str) -> Command:
     module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)()  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), class_name)()
 
 
 class PowerCommandLoader(CommandLoader):
@@ -54,7 +54,8 @@ class PowerCommandLoader(CommandLoader):
             from power_core.plugins import get_registry
 
             self._plugin_commands = {
-                name: cls for name, cls in get_registry().commands().items()
+                name: cls
+                for name, cls in get_registry().commands().items()
                 if name not in self._core
             }
         return self._plugin_commands

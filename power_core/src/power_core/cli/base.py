@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cleo.commands.command import Command
+from cleo.formatters.formatter import Formatter
 from cleo.io.io import IO
 
 from power_core.config import Settings, load_settings
@@ -63,7 +64,7 @@ class PowerCommand(Command):
         try:
             return super().execute(io)
         except PowerError as exc:
-            io.write_error_line(f"<error>Error: {exc.message}</error>")
+            io.write_error_line(f"<error>Error: {Formatter.escape(exc.message)}</error>")
             return 1
         except KeyboardInterrupt:
             io.write_error_line("")

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
+_SPANS = (
+    (60.0, "second", 1.0),
+    (3600.0, "minute", 60.0),
+    (86400.0, "hour", 3600.0),
+    (86400.0 * 30, "day", 86400.0),
+    (86400.0 * 365, "month", 86400.0 * 30),
+    (float("inf"), "year", 86400.0 * 365),
+)
+
 
 def human_size(size: int) -> str:
     """``98 MB``, ``1.2 GB`` (decimal units, like Ollama)."""
@@ -17,16 +26,11 @@ def human_size(size: int) -> str:
 
 def _span(seconds: float) -> str:
     seconds = abs(seconds)
-    for limit, unit, div in ((60, "second", 1), (3600, "minute", 60), (86400, "hour", 3600),
-                             (86400 * 30, "day", 86400), (86400 * 365, "month", 86400 * 30)):
-        if seconds < limit:
-            n = int(seconds // div)
-            break
-    else:
-        n, unit = int(seconds // (86400 * 365)), "year"
-    if n <= 1:
-        return f"{'About a' if unit == 'hour' else 'a'} {unit}" if n == 1 else f"1 {unit}"
-    return f"{n} {unit}s"
+    _limit, name, div = next(span for span in _SPANS if seconds < span[0])
+    count = int(seconds // div)
+    if count == 1:
+        return f"About an {name}" if name == "hour" else f"1 {name}"
+    return f"{count} {name}s"
 
 
 def human_ago(when: datetime, now: datetime) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
@@ -40,7 +40,7 @@ def _cors_origins(configured: tuple[str, ...]) -> Any:
 def loaded_model_json(entry: LoadedModel) -> dict[str, Any]:
     """A loaded model as the core's ``/power/loaded`` route reports it."""
     expires = (
-        datetime.fromtimestamp(entry.expires_wall, timezone.utc).isoformat()
+        datetime.fromtimestamp(entry.expires_wall, UTC).isoformat()
         if entry.expires_wall is not None and entry.leases == 0
         else None
     )
@@ -105,8 +105,7 @@ def create_app(services: PowerServices) -> Flask:
     @app.after_request
     def log_request(response: Response) -> Response:
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        log.info("%s %s %s %.1fms", request.method, request.path, response.status_code,
-                 elapsed_ms)
+        log.info("%s %s %s %.1fms", request.method, request.path, response.status_code, elapsed_ms)
         return response
 
     @app.errorhandler(HTTPException)

@@ -60,15 +60,18 @@ def main(argv: list[str] | None = None) -> int:
         if info.error:
             log.warning("plugin %s (%s) not loaded: %s", info.name, info.distribution, info.error)
     if not services.registry.backends():
-        log.warning("no backend installed: inference routes answer 503 "
-                    "(install a3s-power-llamacpp)")
+        log.warning(
+            "no backend installed: inference routes answer 503 (install a3s-power-llamacpp)"
+        )
 
     try:
         server = WSGIServer((settings.host, settings.port), app, log=None, error_log=log)
         server.init_socket()
     except OSError as exc:
-        print(f"Error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"Error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
 
     def stop() -> None:

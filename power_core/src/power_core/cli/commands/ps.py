@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from power_core.cli.base import PowerCommand
 from power_core.cli.format import human_size, human_until
@@ -16,12 +16,20 @@ class PsCommand(PowerCommand):
     def handle(self) -> int:
         body = call_server(self.settings, "GET", "/power/loaded")
         rows = [["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for model in body.get("models", []):
             expires = model.get("expires_at")
             until = human_until(datetime.fromisoformat(expires), now) if expires else "Forever"
-            rows.append([model["name"], model["digest"][:12], human_size(model["size"]),
-                         "100% CPU", str(model["context_length"]), until])
+            rows.append(
+                [
+                    model["name"],
+                    model["digest"][:12],
+                    human_size(model["size"]),
+                    "100% CPU",
+                    str(model["context_length"]),
+                    until,
+                ]
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
             self.line("    ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

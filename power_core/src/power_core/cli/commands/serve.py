@@ -24,8 +24,15 @@ class ServeCommand(PowerCommand):
 
     def handle(self) -> int:
         settings = self.settings  # validate configuration before replacing the process
-        argv = [sys.executable, "-m", "power_core.server.run",
-                "--host", settings.host, "--port", str(settings.port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "power_core.server.run",
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.port),
+        ]
         sys.stdout.flush()
         sys.stderr.flush()
         # the server monkey-patches the standard library first thing, which only works in a
