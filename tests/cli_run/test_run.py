@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ TIMEOUT = 180  # generous bounds for a loaded 2-core machine; not timing asserti
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("run-home")
-    environment = power_env(home)
+    # one thread: llama.cpp's spinning workers slow down many times over on a busy machine
+    environment = power_env(home, num_thread="1")
     import_test_model(environment)
     return environment
 
@@ -29,7 +31,11 @@ def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Complete
     """``a3s-power ARGS`` with ``stdin`` piped in (so never a terminal)."""
     return subprocess.run(
         [sys.executable, "-m", "power_core.cli.application", *args],
-        env=env, input=stdin, capture_output=True, text=True, timeout=TIMEOUT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
 
 
@@ -51,23 +57,32 @@ def test_prompt_option_words_and_stdin_all_give_the_same_answer(env: dict[str, s
 def test_verbose_reports_timings_and_token_counts(env: dict[str, str]) -> None:
     result = run(env, "run", MODEL, "--prompt", "Hi", *GREEDY, "--verbose")
     answer_of(result)
-    stats = dict(
-        line.split(":", 1) for line in result.stderr.splitlines() if ":" in line
-    )
-    for label in ("total duration", "load duration", "prompt eval count", "prompt eval duration",
-                  "prompt eval rate", "eval count", "eval duration", "eval rate"):
+    stats = dict(line.split(":", 1) for line in result.stderr.splitlines() if ":" in line)
+    for label in (
+        "total duration",
+        "load duration",
+        "prompt eval count",
+        "prompt eval duration",
+        "prompt eval rate",
+        "eval count",
+        "eval duration",
+        "eval rate",
+    ):
         assert label in stats, result.stderr
     assert 0 < int(stats["eval count"].split()[0]) <= 16
     assert int(stats["prompt eval count"].split()[0]) > 0
     assert stats["eval rate"].strip().endswith("tokens/s")
 
 
-def test_json_format_gives_json(env: dict[str, str]) -> None:
-    import json
-
-    result = run(env, "run", MODEL, "--format", "json", "--parameter", "temperature=0",
-                 "--parameter", "num_predict=200", "--prompt", "Give a JSON object with a name.")
-    assert isinstance(json.loads(answer_of(result)), dict | list)
+def test_format_json_schema_constrains_the_answer(env: dict[str, str]) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"color": {"enum": ["red", "green", "blue"]}},
+        "required": ["color"],
+        "additionalProperties": False,
+    }
+    result = run(env, "run", MODEL, "--format", json.dumps(schema), *GREEDY, "Pick a color.")
+    assert json.loads(answer_of(result))["color"] in {"red", "green", "blue"}
 
 
 @pytest.mark.parametrize(
@@ -102,8 +117,12 @@ def test_without_a_backend_it_names_the_package_to_install(env: dict[str, str]) 
 def chat(env: dict[str, str]) -> Iterator[pexpect.spawn]:
     """``a3s-power run MODEL`` in a pseudo-terminal, at its first ``>>>`` prompt."""
     child = pexpect.spawn(
-        sys.executable, ["-m", "power_core.cli.application", "run", MODEL],
-        env=dict(env, TERM="dumb"), encoding="utf-8", timeout=TIMEOUT, dimensions=(40, 300),
+        sys.executable,
+        ["-m", "power_core.cli.application", "run", MODEL],
+        env=dict(env, TERM="dumb"),
+        encoding="utf-8",
+        timeout=TIMEOUT,
+        dimensions=(40, 300),
     )
     child.expect_exact(">>> ")
     yield child
@@ -149,8 +168,13 @@ def test_interactive_chat(chat: pexpect.spawn, env: dict[str, str]) -> None:
     assert "num_ctx <int>" in command(chat, "/set parameter")
 
     info = command(chat, "/show info")
-    for expected in ("architecture        llama", "quantization        Q4_1",
-                     "context length      8192", "Capabilities", "completion"):
+    for expected in (
+        "architecture        llama",
+        "quantization        Q4_1",
+        "context length      8192",
+        "Capabilities",
+        "completion",
+    ):
         assert expected in info, info
 
     # a """ message reaches the model exactly as the same text given with --prompt

@@ -252,3 +252,30 @@ def usage_lines(usage: Usage) -> list[str]:
         ("eval rate", _rate(usage.completion_tokens, usage.eval_ns)),
     ]
     return [f"{label + ':':<22}{value}" for label, value in rows]
+
+
+def model_info(model: ResolvedModel) -> str:
+    """``/show info``: architecture, size, quantization, context length, capabilities."""
+    meta = model.metadata
+    architecture = str(meta.get("general.architecture") or model.details.family or "")
+    rows = [
+        ("architecture", architecture),
+        ("parameters", model.details.parameter_size),
+        ("context length", meta.get(f"{architecture}.context_length")),
+        ("embedding length", meta.get(f"{architecture}.embedding_length")),
+        ("quantization", model.details.quantization_level),
+    ]
+    lines = ["  Model"]
+    lines += [f"    {label:<20}{value}" for label, value in rows if value not in (None, "")]
+    if model.capabilities:
+        lines += ["", "  Capabilities"] + [f"    {c}" for c in model.capabilities]
+    if model.parameters:
+        lines += ["", "  Parameters"]
+        for name, value in model.parameters.items():
+            for item in value if isinstance(value, list) else [value]:
+                lines.append(f"    {name:<20}{item}")
+    if model.system:
+        lines += ["", "  System", f"    {model.system.splitlines()[0]}"]
+    if model.license:
+        lines += ["", "  License", f"    {model.license.splitlines()[0]}"]
+    return "\n".join(lines) + "\n\n"

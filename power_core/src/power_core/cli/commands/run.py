@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import ClassVar
 
 from cleo.helpers import argument, option
+from cleo.io.inputs.argument import Argument
+from cleo.io.inputs.option import Option
 from cleo.io.outputs.output import Type as OutputType
 
 from power_core.cli.base import PowerCommand
@@ -16,6 +20,7 @@ from power_core.cli.chat_session import (
     PARAMETERS,
     ChatSession,
     SessionOptions,
+    model_info,
     usage_lines,
 )
 from power_core.config import parse_duration
@@ -71,17 +76,20 @@ class RunCommand(PowerCommand):
         "answer is streamed and the command exits. Without one, in a terminal, it starts a\n"
         "chat: type /? there for its commands. --verbose prints timings after each answer."
     )
-    arguments = [
+    arguments: ClassVar[list[Argument]] = [
         argument("model", "The model to run."),
         argument("prompt", "Prompt words, joined by spaces.", optional=True, multiple=True),
     ]
-    options = [
+    options: ClassVar[list[Option]] = [
         option("prompt", None, "A prompt to answer before exiting.", flag=False),
         option("format", None, "Response format: 'json' or a JSON schema.", flag=False),
         option("keepalive", None, "How long to keep the model loaded (e.g. 5m).", flag=False),
         option(
-            "parameter", None, "Set a parameter as NAME=VALUE (repeatable).",
-            flag=False, multiple=True,
+            "parameter",
+            None,
+            "Set a parameter as NAME=VALUE (repeatable).",
+            flag=False,
+            multiple=True,
         ),
         option("think", None, "Show the model's reasoning apart from its answer.", flag=True),
         option("hidethinking", None, "Hide the model's reasoning.", flag=True),
@@ -232,10 +240,8 @@ class InteractiveChat:
             return
         self.readline = readline
         readline.set_history_length(1000)
-        try:
+        with contextlib.suppress(OSError):  # no history yet
             readline.read_history_file(self.history_path)
-        except OSError:  # no history yet
-            pass
 
     def _save_history(self) -> None:
         if self.readline is None:
@@ -358,38 +364,13 @@ class InteractiveChat:
         if not user and not model:
             return "No parameters were specified for this model.\n"
         out = []
-        for title, values in (("User defined parameters:", user),
-                              ("Model defined parameters:", model)):
+        for title, values in (
+            ("User defined parameters:", user),
+            ("Model defined parameters:", model),
+        ):
             if values:
                 out.append(title)
                 for name, value in values.items():
                     for item in value if isinstance(value, list) else [value]:
                         out.append(f"{name:<16}{item}")
         return "\n".join(out) + "\n"
-
-
-def model_info(model: ResolvedModel) -> str:
-    """``/show info``: architecture, size, quantization, context length, capabilities."""
-    meta = model.metadata
-    architecture = str(meta.get("general.architecture") or model.details.family or "")
-    rows = [
-        ("architecture", architecture),
-        ("parameters", model.details.parameter_size),
-        ("context length", meta.get(f"{architecture}.context_length")),
-        ("embedding length", meta.get(f"{architecture}.embedding_length")),
-        ("quantization", model.details.quantization_level),
-    ]
-    lines = ["  Model"]
-    lines += [f"    {label:<20}{value}" for label, value in rows if value not in (None, "")]
-    if model.capabilities:
-        lines += ["", "  Capabilities"] + [f"    {c}" for c in model.capabilities]
-    if model.parameters:
-        lines += ["", "  Parameters"]
-        for name, value in model.parameters.items():
-            for item in value if isinstance(value, list) else [value]:
-                lines.append(f"    {name:<20}{item}")
-    if model.system:
-        lines += ["", "  System", f"    {model.system.splitlines()[0]}"]
-    if model.license:
-        lines += ["", "  License", f"    {model.license.splitlines()[0]}"]
-    return "\n".join(lines) + "\n\n"
