@@ -27,6 +27,7 @@ from power_api_openai.chat_request import ChatOptions, parse_chat_request
 from power_api_openai.envelope import Envelope, finish_reason, usage_json
 from power_api_openai.errors import json_response
 from power_api_openai.logprobs import chat_logprobs
+from power_api_openai.merge import merged_events
 from power_api_openai.sampling import with_openai_defaults
 from power_api_openai.sse import PING, data_frame, sse_response
 
@@ -153,7 +154,7 @@ def chat_chunks(
             opened.add(index)
             yield chunk(index, {"role": "assistant", "content": "", "refusal": None})
 
-    for event in stream:
+    for _, event in merged_events([stream]):
         if isinstance(event, PromptProgress):
             if event.processed < event.total:
                 yield PING  # the prompt is still being read: keep the connection alive

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from flask import Response
-from power_core.errors import InvalidModelName, PowerError, ServerBusy
+from power_core.errors import Cancelled, InvalidModelName, PowerError, ServerBusy
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("power_api_openai")
@@ -49,6 +49,9 @@ def power_error_status(exc: PowerError) -> int:
     if isinstance(exc, InvalidModelName):
         # no model can have an invalid name: OpenAI clients expect "not found" for it
         return 404
+    if isinstance(exc, Cancelled):
+        # a client that gets an answer did not go away: the model was unloaded under it
+        return 503
     return exc.http_status
 
 

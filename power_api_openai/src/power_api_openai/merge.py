@@ -1,9 +1,13 @@
-"""Several generations consumed as one stream of ``(index, event)`` pairs.
+"""Generations consumed as one stream of ``(index, event)`` pairs, for streamed responses.
 
 ``/v1/completions`` with a list of prompts runs one generation per prompt. The engine
 already runs the jobs side by side; pumping each stream on its own thread (a greenlet under
 the server's gevent) lets every event reach the client as soon as it exists, instead of
 the second prompt's output waiting for the first prompt's to finish.
+
+Each pump reads its stream to the very end, even after the client went away and the
+stream was cancelled: the engine still reports the cancelled job's last events, and a
+consumer that stopped listening before them could miss the stream's closing.
 """
 
 from __future__ import annotations
@@ -24,10 +28,6 @@ def merged_events(streams: list[GenerationStream]) -> Iterator[tuple[int, Genera
     An error in any stream is raised here; closing this iterator (or an error) cancels
     every stream.
     """
-    if len(streams) == 1:
-        for event in streams[0]:
-            yield 0, event
-        return
     items: queue.Queue[_Item] = queue.Queue()
 
     def pump(index: int, stream: GenerationStream) -> None:

@@ -1,0 +1,135 @@
+"""Against a server with bearer keys, one sequence and a one-job queue: 401s, 413, busy
+503s with ``Retry-After``, and a client that disconnects mid-stream freeing its sequence."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from typing import Any
+
+import openai
+import pytest
+import requests
+from conftest import KEYS, MODEL, NO_EOS, PowerServer, assert_error_shape
+from openai import OpenAI
+
+pytestmark = pytest.mark.model
+
+AUTH = {"Authorization": f"Bearer {KEYS[1]}"}
+
+
+def test_missing_or_wrong_key_is_401(keyed_server: PowerServer) -> None:
+    v1 = keyed_server.url + "/v1"
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {KEYS[0]}"}):
+        response = requests.get(v1 + "/models", headers=headers, timeout=60)
+        assert_error_shape(response, 401, code="invalid_api_key")
+    response = requests.post(v1 + "/chat/completions", json={}, timeout=60)
+    assert_error_shape(response, 401)
+    with pytest.raises(openai.AuthenticationError):
+        OpenAI(base_url=v1, api_key="sk-wrong", max_retries=0).models.list()
+
+
+def test_a_configured_key_is_accepted(keyed_server: PowerServer) -> None:
+    for key in KEYS:
+        client = OpenAI(base_url=keyed_server.url + "/v1", api_key=key, max_retries=0)
+        assert [m.id for m in client.models.list()] == [MODEL]
+    # the scheme is case-insensitive, as in HTTP
+    response = requests.get(
+        keyed_server.url + "/v1/models", headers={"Authorization": f"bearer {KEYS[0]}"}, timeout=60
+    )
+    assert response.status_code == 200
+
+
+def test_oversized_body_is_413_in_openai_shape(keyed_server: PowerServer) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 5000}]}
+    response = requests.post(
+        keyed_server.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=60
+    )
+    assert_error_shape(response, 413)
+
+
+def _open_stream(server: PowerServer, body: dict[str, Any]) -> socket.socket:
+    """Start a streamed request on a raw socket and read until its first content chunk."""
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=300)
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+        + f"Authorization: {AUTH['Authorization']}\r\n".encode()
+        + b"Content-Type: application/json\r\n"
+        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    received = b""
+    while b'"content":"' not in received.replace(b'"content":""', b""):
+        data = sock.recv(65536)
+        assert data, f"stream ended early: {received!r}"
+        received += data
+    assert received.startswith(b"HTTP/1.1 200"), received
+    return sock
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close abruptly (RST), as a client that dies does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _active_leases(server: PowerServer) -> int:
+    models = requests.get(server.url + "/power/loaded", timeout=60).json()["models"]
+    return sum(m["active"] for m in models)
+
+
+def _wait_for_leases(server: PowerServer, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while _active_leases(server) != count:
+        assert time.monotonic() < deadline, f"never reached {count} active requests"
+        time.sleep(0.05)
+
+
+def test_busy_server_answers_503_and_a_disconnect_frees_the_sequence(
+    keyed_server: PowerServer,
+) -> None:
+    # A would run until its 8192-token context is full: only cancelling it can free the
+    # one sequence for B in time
+    endless = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell a story."}],
+        "stream": True,
+        "logit_bias": NO_EOS,
+    }
+    first = _open_stream(keyed_server, endless)
+    queued: dict[str, Any] = {}
+
+    def wait_in_queue() -> None:
+        response = requests.post(
+            keyed_server.url + "/v1/chat/completions",
+            headers=AUTH,
+            timeout=60,
+            json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2},
+        )
+        queued["status"] = response.status_code
+        queued["body"] = response.json()
+
+    waiter = threading.Thread(target=wait_in_queue)
+    waiter.start()
+    try:
+        _wait_for_leases(keyed_server, 2)  # A runs, B waits in the engine's queue
+        busy = requests.post(
+            keyed_server.url + "/v1/chat/completions",
+            headers=AUTH,
+            timeout=60,
+            json={"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2},
+        )
+        assert_error_shape(busy, 503, code="server_busy")
+        assert int(busy.headers["Retry-After"]) >= 1
+    finally:
+        _reset(first)
+    # uncancelled, A would hold the sequence for ~8000 tokens: far longer than this
+    waiter.join(timeout=60)
+    assert not waiter.is_alive(), "the queued request never ran: the disconnect freed nothing"
+    assert queued["status"] == 200, queued
+    assert queued["body"]["usage"]["completion_tokens"] == 2
+    _wait_for_leases(keyed_server, 0)

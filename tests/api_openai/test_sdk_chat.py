@@ -1,0 +1,334 @@
+"""Chat completions through the official ``openai`` SDK, against the real SmolLM2 model."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import openai
+import pytest
+from conftest import MODEL, TokenId
+from openai import OpenAI
+from pydantic import BaseModel
+
+pytestmark = pytest.mark.model
+
+HI = [{"role": "user", "content": "Say hello."}]
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+TIME_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Current time in a timezone",
+        "parameters": {
+            "type": "object",
+            "properties": {"timezone": {"type": "string", "enum": ["UTC", "CET"]}},
+            "required": ["timezone"],
+        },
+    },
+}
+
+
+def test_create_returns_a_complete_chat_completion(client: OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL, messages=HI, temperature=0, max_completion_tokens=6
+    )
+    assert reply.id.startswith("chatcmpl-")
+    assert reply.object == "chat.completion"
+    assert reply.model == MODEL
+    assert reply.system_fingerprint and reply.system_fingerprint.startswith("fp_")
+    assert reply.created > 0
+    [choice] = reply.choices
+    assert choice.index == 0
+    assert choice.message.role == "assistant"
+    assert choice.message.content
+    assert choice.message.refusal is None
+    assert choice.message.tool_calls is None
+    assert choice.finish_reason in ("stop", "length")
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens > 0
+    assert 0 < reply.usage.completion_tokens <= 6
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+
+
+def test_max_completion_tokens_wins_over_max_tokens(client: OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Write a long poem about the sea."}],
+        temperature=0,
+        max_tokens=12,
+        max_completion_tokens=3,
+    )
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.usage is not None and reply.usage.completion_tokens == 3
+
+
+def test_developer_role_and_text_parts(client: OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "developer", "content": "You answer in one word."},
+            {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What color is the sky?"},
+                    {"type": "text", "text": "Answer now."},
+                ],
+            },
+        ],
+        temperature=0,
+        max_tokens=4,
+        user="someone",
+    )
+    assert reply.choices[0].message.content
+
+
+def test_stream_with_usage(client: OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=HI,
+            temperature=0,
+            max_tokens=5,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert len({c.id for c in chunks}) == 1
+    assert len({c.created for c in chunks}) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    *body, last = chunks
+    assert last.choices == []
+    assert last.usage is not None and last.usage.completion_tokens == 5
+    assert all(c.usage is None for c in body)
+    assert body[-1].choices[0].finish_reason == "length"
+    text = "".join(c.choices[0].delta.content or "" for c in body)
+    plain = client.chat.completions.create(model=MODEL, messages=HI, temperature=0, max_tokens=5)
+    assert text == plain.choices[0].message.content
+
+
+def test_n_gives_independent_choices_streamed_or_not(client: OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL, messages=HI, n=2, temperature=1.0, seed=7, max_tokens=4
+    )
+    assert [c.index for c in reply.choices] == [0, 1]
+    assert all(c.message.content for c in reply.choices)
+
+    stream = client.chat.completions.create(
+        model=MODEL, messages=HI, n=2, temperature=1.0, seed=7, max_tokens=4, stream=True
+    )
+    texts = {0: "", 1: ""}
+    finished = set()
+    for chunk in stream:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            if choice.finish_reason:
+                finished.add(choice.index)
+    assert finished == {0, 1}
+    # the same seed gives the same choices, streamed or not
+    assert [texts[0], texts[1]] == [c.message.content for c in reply.choices]
+
+
+def test_seed_reproduces_sampled_text(client: OpenAI) -> None:
+    def sample() -> str | None:
+        reply = client.chat.completions.create(
+            model=MODEL, messages=HI, temperature=1.0, top_p=0.95, seed=1234, max_tokens=8
+        )
+        return reply.choices[0].message.content
+
+    assert sample() == sample()
+
+
+def test_stop_sequence_ends_the_text(client: OpenAI) -> None:
+    messages = [{"role": "user", "content": "Count from one to ten in words."}]
+    full = client.chat.completions.create(
+        model=MODEL, messages=messages, temperature=0, max_tokens=16
+    )
+    text = full.choices[0].message.content or ""
+    words = text.split()
+    assert len(words) >= 3, text
+    stop_word = words[2]
+    cut = client.chat.completions.create(
+        model=MODEL, messages=messages, temperature=0, max_tokens=16, stop=[stop_word, "@@"]
+    )
+    assert cut.choices[0].finish_reason == "stop"
+    assert cut.choices[0].message.content == text[: text.index(stop_word)]
+
+
+def test_logprobs_with_top_alternatives(client: OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL, messages=HI, temperature=0, max_tokens=4, logprobs=True, top_logprobs=3
+    )
+    choice = reply.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    content = choice.logprobs.content
+    assert "".join(t.token for t in content) == choice.message.content
+    for token in content:
+        assert token.logprob <= 0
+        assert bytes(token.bytes or []).decode("utf-8", "replace") == token.token
+        assert len(token.top_logprobs) == 3
+        # greedy decoding picks the most likely token
+        assert token.top_logprobs[0].token == token.token
+        assert token.top_logprobs[0].logprob == pytest.approx(token.logprob)
+
+
+def test_logit_bias_bans_and_forces_tokens(client: OpenAI, token_id: TokenId) -> None:
+    plain = client.chat.completions.create(
+        model=MODEL, messages=HI, temperature=0, max_tokens=1, logprobs=True
+    )
+    assert plain.choices[0].logprobs and plain.choices[0].logprobs.content
+    first = plain.choices[0].logprobs.content[0].token
+    banned = client.chat.completions.create(
+        model=MODEL,
+        messages=HI,
+        temperature=0,
+        max_tokens=1,
+        logit_bias={str(token_id(first)): -100},
+    )
+    assert banned.choices[0].message.content != first
+    forced = client.chat.completions.create(
+        model=MODEL,
+        messages=HI,
+        temperature=0,
+        max_tokens=1,
+        logit_bias={str(token_id("Ocean")): 100},
+    )
+    assert forced.choices[0].message.content == "Ocean"
+
+
+class Answer(BaseModel):
+    color: Literal["red", "green", "blue"]
+    count: int
+
+
+def test_parse_returns_a_pydantic_object(client: OpenAI) -> None:
+    completion = client.chat.completions.parse(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Pick a color and how many apples you see."}],
+        response_format=Answer,
+        temperature=0,
+        max_tokens=40,
+    )
+    message = completion.choices[0].message
+    assert isinstance(message.parsed, Answer)
+    assert Answer.model_validate_json(message.content or "") == message.parsed
+
+
+def test_json_object_mode_gives_an_object(client: OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Describe a cat as JSON."}],
+        response_format={"type": "json_object"},
+        temperature=0,
+        max_tokens=40,
+    )
+    choice = reply.choices[0]
+    if choice.finish_reason == "stop":
+        assert isinstance(json.loads(choice.message.content or ""), dict)
+    else:  # cut short by max_tokens: still the start of an object
+        assert (choice.message.content or "").lstrip().startswith("{")
+
+
+def test_required_tool_call_and_result_round_trip(client: OpenAI) -> None:
+    messages: list[dict] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=messages,  # type: ignore[arg-type]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice="required",
+        temperature=0,
+        max_tokens=60,
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    [call] = choice.message.tool_calls or []
+    assert call.type == "function"
+    assert call.id.startswith("call_")
+    assert call.function.name == "get_weather"
+    arguments = json.loads(call.function.arguments)
+    assert isinstance(arguments.get("city"), str)
+
+    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "Sunny, 22 C"})
+    answer = client.chat.completions.create(
+        model=MODEL,
+        messages=messages,  # type: ignore[arg-type]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice="none",
+        temperature=0,
+        max_tokens=12,
+    )
+    assert answer.choices[0].message.content
+    assert answer.choices[0].message.tool_calls is None
+    assert answer.choices[0].finish_reason in ("stop", "length")
+
+
+def test_named_tool_choice_streams_through_the_sdk_helper(client: OpenAI) -> None:
+    with client.chat.completions.stream(
+        model=MODEL,
+        messages=[{"role": "user", "content": "What time is it in Berlin?"}],
+        tools=[WEATHER_TOOL, TIME_TOOL],  # type: ignore[list-item]
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        parallel_tool_calls=False,
+        temperature=0,
+        max_tokens=40,
+    ) as stream:
+        final = stream.get_final_completion()
+    choice = final.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert call.function.name == "get_time"
+    assert json.loads(call.function.arguments)["timezone"] in ("UTC", "CET")
+
+
+def test_unknown_model_is_not_found(client: OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="no-such-model:1b", messages=HI)
+    assert caught.value.code == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"temperature": 2.5}, "temperature"),
+        ({"top_p": -0.1}, "top_p"),
+        ({"n": 0}, "n"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"presence_penalty": 3}, "presence_penalty"),
+        ({"logit_bias": {"abc": 1}}, "logit_bias"),
+        ({"logit_bias": {"5": 101}}, "logit_bias"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+    ],
+)
+def test_invalid_fields_are_bad_requests_naming_the_field(
+    client: OpenAI, extra: dict, param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=MODEL, messages=HI, **extra)
+    assert caught.value.param == param
+
+
+def test_unknown_role_is_a_bad_request(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "wizard", "content": "hi"}],  # type: ignore[list-item,misc]
+        )
+    assert caught.value.param == "messages[0].role"

@@ -1,0 +1,101 @@
+"""Pieces of the surface that a live server cannot reach on demand: the mid-stream error
+frame, base64 vectors, bearer parsing and the field readers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from collections.abc import Iterator
+
+import pytest
+from power_api_openai.blueprint import bearer_key, key_accepted
+from power_api_openai.embeddings import encode_base64
+from power_api_openai.sse import DONE, event_stream
+from power_api_openai.validation import Fields
+from power_core.errors import ContextLengthExceeded, InvalidRequest
+
+
+def _frames_then(error: Exception) -> Iterator[str]:
+    yield "data: {}\n\n"
+    raise error
+
+
+def test_an_error_after_streaming_began_is_a_final_error_frame() -> None:
+    cancelled: list[bool] = []
+    frames = list(
+        event_stream(
+            _frames_then(ContextLengthExceeded("too long", param="x")),
+            lambda: cancelled.append(True),
+        )
+    )
+    assert frames[0] == "data: {}\n\n"
+    assert frames[-1].startswith("data: ") and frames[-1].endswith("\n\n")
+    assert DONE not in frames
+    error = json.loads(frames[-1][len("data: ") :])["error"]
+    assert error == {
+        "message": "too long",
+        "type": "invalid_request_error",
+        "param": "x",
+        "code": "context_length_exceeded",
+    }
+    assert cancelled == [True]
+
+
+def test_a_bug_mid_stream_is_a_server_error_frame_not_a_traceback() -> None:
+    frames = list(event_stream(_frames_then(KeyError("oops")), lambda: None))
+    error = json.loads(frames[-1][len("data: ") :])["error"]
+    assert error["type"] == "server_error"
+    assert "oops" not in error["message"]
+
+
+def test_a_closed_stream_still_cancels() -> None:
+    cancelled: list[bool] = []
+    stream = event_stream(iter(["data: 1\n\n", "data: 2\n\n"]), lambda: cancelled.append(True))
+    assert next(stream) == "data: 1\n\n"
+    stream.close()  # what the server does when the client goes away
+    assert cancelled == [True]
+
+
+def test_base64_vectors_are_little_endian_float32() -> None:
+    encoded = encode_base64([1.0, -0.5, 0.25])
+    assert struct.unpack("<3f", base64.b64decode(encoded)) == (1.0, -0.5, 0.25)
+
+
+def test_bearer_keys() -> None:
+    assert bearer_key("Bearer abc") == "abc"
+    assert bearer_key("bearer  abc ") == "abc"
+    assert bearer_key("Basic abc") is None
+    assert bearer_key(None) is None
+    assert key_accepted((), None)
+    assert key_accepted((), "Basic whatever")
+    assert key_accepted(("k1", "k2"), "Bearer k2")
+    assert not key_accepted(("k1",), "Bearer k2")
+    assert not key_accepted(("k1",), None)
+
+
+@pytest.mark.parametrize(
+    ("body", "read", "param"),
+    [
+        ({"t": float("nan")}, lambda f: f.number("t", 0, 2), "t"),
+        ({"t": True}, lambda f: f.number("t", 0, 2), "t"),
+        ({"n": 1.5}, lambda f: f.integer("n", 1), "n"),
+        ({"n": 9}, lambda f: f.n(), "n"),
+        ({"stop": [1]}, lambda f: f.stop(), "stop"),
+        ({"logit_bias": {"-1": 5}}, lambda f: f.logit_bias(), "logit_bias"),
+        ({"logit_bias": {"5": "x"}}, lambda f: f.logit_bias(), "logit_bias.5"),
+        ({"s": 1}, lambda f: f.string("s"), "s"),
+    ],
+)
+def test_field_readers_name_the_field(body: dict, read, param: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidRequest) as caught:
+        read(Fields(body))
+    assert caught.value.param == param
+
+
+def test_field_readers_accept_good_values() -> None:
+    fields = Fields({"n": 2.0, "stop": "END", "logit_bias": {"42": -100}, "t": None})
+    assert fields.n() == 2
+    assert fields.stop() == ["END"]
+    assert fields.logit_bias() == {42: -100.0}
+    assert fields.number("t", 0, 2) is None

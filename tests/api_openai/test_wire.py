@@ -1,0 +1,241 @@
+"""The wire itself, read with ``requests``: SSE framing and order, keep-alives, error shapes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from conftest import MODEL, assert_error_shape, post_sse
+
+pytestmark = pytest.mark.model
+
+HI = [{"role": "user", "content": "Say hello."}]
+
+
+def test_chat_stream_framing_and_chunk_order(v1: str) -> None:
+    stream = post_sse(
+        v1 + "/chat/completions",
+        {
+            "model": MODEL,
+            "messages": HI,
+            "temperature": 0,
+            "max_tokens": 4,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
+    assert stream.done, "the stream ends with data: [DONE]"
+    chunks = stream.chunks
+    assert len({(c["id"], c["created"], c["model"]) for c in chunks}) == 1
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert all(c["id"].startswith("chatcmpl-") for c in chunks)
+    first, *middle, finish, usage = chunks
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
+    assert all(set(m["choices"][0]["delta"]) == {"content"} for m in middle)
+    assert all(m["choices"][0]["finish_reason"] is None for m in [first, *middle])
+    assert finish["choices"][0]["delta"] == {}
+    assert finish["choices"][0]["finish_reason"] == "length"
+    assert usage["choices"] == []
+    assert usage["usage"] == {
+        "prompt_tokens": usage["usage"]["prompt_tokens"],
+        "completion_tokens": 4,
+        "total_tokens": usage["usage"]["prompt_tokens"] + 4,
+    }
+    assert all(c["usage"] is None for c in chunks[:-1])
+
+
+def test_chat_stream_without_include_usage_has_no_usage_key(v1: str) -> None:
+    stream = post_sse(
+        v1 + "/chat/completions", {"model": MODEL, "messages": HI, "max_tokens": 2, "stream": True}
+    )
+    assert stream.done
+    assert all("usage" not in c for c in stream.chunks)
+    assert stream.chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_streamed_tool_call_deltas(v1: str) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+    stream = post_sse(
+        v1 + "/chat/completions",
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Weather in Rome?"}],
+            "tools": [tool],
+            "tool_choice": "required",
+            "parallel_tool_calls": False,
+            "temperature": 0,
+            "max_tokens": 40,
+            "stream": True,
+        },
+    )
+    deltas = [c["choices"][0]["delta"] for c in stream.chunks]
+    calls = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
+    head, *fragments = calls
+    assert head["index"] == 0 and head["type"] == "function"
+    assert head["id"].startswith("call_")
+    assert head["function"] == {"name": "get_weather", "arguments": ""}
+    assert fragments and all(set(f) == {"index", "function"} for f in fragments)
+    arguments = "".join(f["function"]["arguments"] for f in fragments)
+    assert json.loads(arguments)["city"]
+    assert stream.chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_long_prompt_sends_keep_alive_comments_first(v1: str) -> None:
+    # ~1400 tokens: read in batches of 512, with progress after each batch
+    stream = post_sse(
+        v1 + "/completions",
+        {
+            "model": MODEL,
+            "prompt": "hello " * 1400,
+            "max_tokens": 1,
+            "stream": True,
+        },
+    )
+    pings = [i for i, line in enumerate(stream.lines) if line == ": ping"]
+    first_data = next(i for i, line in enumerate(stream.lines) if line.startswith("data: "))
+    assert pings and pings[0] < first_data
+    assert stream.done
+
+
+def test_completion_stream_framing(v1: str) -> None:
+    stream = post_sse(
+        v1 + "/completions",
+        {
+            "model": MODEL,
+            "prompt": "Hello",
+            "max_tokens": 2,
+            "temperature": 0,
+            "echo": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
+    assert stream.done
+    chunks = stream.chunks
+    assert chunks[0]["choices"][0]["text"] == "Hello"
+    assert all(c["object"] == "text_completion" for c in chunks)
+    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 2
+
+
+def test_non_streamed_chat_shape(v1: str) -> None:
+    response = requests.post(
+        v1 + "/chat/completions",
+        json={"model": MODEL, "messages": HI, "max_tokens": 2, "temperature": 0},
+        timeout=300,
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    body = response.json()
+    assert list(body) == [
+        "id",
+        "object",
+        "created",
+        "model",
+        "system_fingerprint",
+        "choices",
+        "usage",
+    ]
+    [choice] = body["choices"]
+    assert list(choice) == ["index", "message", "logprobs", "finish_reason"]
+    assert choice["message"]["refusal"] is None and choice["logprobs"] is None
+
+
+# ------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("data", "param"),
+    [
+        (b"{not json", None),
+        (b"[1, 2]", None),
+        (b"", None),
+        (b'{"messages": [{"role": "user", "content": "hi"}]}', "model"),
+        (b'{"model": "smollm2:135m"}', "messages"),
+        (b'{"model": "smollm2:135m", "messages": []}', "messages"),
+        (b'{"model": 5, "messages": []}', "model"),
+        (b'{"model": "smollm2:135m", "messages": "hi"}', "messages"),
+        (b'{"model": "smollm2:135m", "messages": [{"role": "user"}]}', "messages[0].content"),
+        (
+            b'{"model": "smollm2:135m", "messages": [{"role": "user", "content": 5}]}',
+            "messages[0].content",
+        ),
+        (
+            b'{"model": "smollm2:135m", "messages": [{"role": "tool", "content": "x"}]}',
+            "messages[0].tool_call_id",
+        ),
+        (
+            b'{"model": "smollm2:135m", "messages": [{"role": "user", "content": "x"}],'
+            b' "temperature": "hot"}',
+            "temperature",
+        ),
+        (
+            b'{"model": "smollm2:135m", "messages": [{"role": "user", "content": "x"}],'
+            b' "stream": "yes"}',
+            "stream",
+        ),
+        (
+            b'{"model": "smollm2:135m", "messages": [{"role": "user", "content": "x"}],'
+            b' "tools": [{"type": "function", "function": {"name": "bad name"}}]}',
+            "tools[0].function.name",
+        ),
+    ],
+)
+def test_bad_chat_requests_are_400_in_openai_shape(v1: str, data: bytes, param: str | None) -> None:
+    response = requests.post(
+        v1 + "/chat/completions",
+        data=data,
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+    error = assert_error_shape(response, 400)
+    assert error["param"] == param
+
+
+def test_unknown_model_is_404_model_not_found(v1: str) -> None:
+    response = requests.post(
+        v1 + "/chat/completions", json={"model": "ghost:1b", "messages": HI}, timeout=60
+    )
+    assert_error_shape(response, 404, param="model", code="model_not_found")
+    response = requests.get(v1 + "/models/ghost:1b", timeout=60)
+    assert_error_shape(response, 404, code="model_not_found")
+
+
+def test_context_length_exceeded(v1: str) -> None:
+    response = requests.post(
+        v1 + "/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "hello " * 2100}],
+            "stream": True,
+        },
+        timeout=120,
+    )
+    assert_error_shape(response, 400, code="context_length_exceeded")
+
+
+def test_wrong_method_and_unknown_path(v1: str) -> None:
+    response = requests.get(v1 + "/chat/completions", timeout=60)
+    assert_error_shape(response, 405)
+    assert response.headers["Allow"] == "POST"
+    response = requests.delete(v1 + "/models/" + MODEL, timeout=60)
+    assert_error_shape(response, 405)
+    response = requests.get(v1 + "/no/such/route", timeout=60)
+    assert_error_shape(response, 404)
+
+
+def test_any_authorization_is_accepted_without_configured_keys(v1: str) -> None:
+    response = requests.get(
+        v1 + "/models", headers={"Authorization": "Bearer whatever"}, timeout=60
+    )
+    assert response.status_code == 200
+    assert response.json()["object"] == "list"
