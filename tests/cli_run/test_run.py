@@ -6,10 +6,11 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import import_test_model, power_env
+from conftest import import_test_model, power_cli, power_env
 
 MODEL = "smollm2:135m"
 #: greedy and short, so the same prompt always gives the same answer
@@ -83,6 +84,34 @@ def test_format_json_schema_constrains_the_answer(env: dict[str, str]) -> None:
     }
     result = run(env, "run", MODEL, "--format", json.dumps(schema), *GREEDY, "Pick a color.")
     assert json.loads(answer_of(result))["color"] in {"red", "green", "blue"}
+
+
+#: ends the prompt inside an opened <think> block, so everything generated is reasoning
+THINKING_MODELFILE = """FROM smollm2:135m
+TEMPLATE \"\"\"{% for m in messages %}<|im_start|>{{ m.role }}
+{{ m.content }}<|im_end|>
+{% endfor %}<|im_start|>assistant
+<think>
+\"\"\"
+PARAMETER temperature 0
+PARAMETER num_predict 12
+"""
+
+
+def test_think_shows_reasoning_apart_and_hidethinking_hides_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(THINKING_MODELFILE, encoding="utf-8")
+    power_cli(env, "create", "thinker", "-f", str(modelfile))
+    question = "Why is the sky blue?"
+
+    inline = answer_of(run(env, "run", "thinker", question))
+    shown = run(env, "run", "thinker", "--think", question)
+    assert answer_of(shown).splitlines() == ["Thinking...", inline, "...done thinking."]
+    hidden = run(env, "run", "thinker", "--hidethinking", question)
+    assert hidden.returncode == 0, hidden.stderr
+    assert hidden.stdout.strip() == ""
 
 
 @pytest.mark.parametrize(
@@ -187,8 +216,10 @@ def test_interactive_chat(chat: pexpect.spawn, env: dict[str, str]) -> None:
     # with the history gone, the same question gets the first answer again
     assert ask(chat, '"""', "What is 2+2?", 'Answer briefly."""') == first
 
-    assert "Set system message." in command(chat, "/set system You are a pirate.")
-    assert "You are a pirate." in command(chat, "/show system")
+    chat.sendline('/set system """You are a pirate.')
+    chat.expect_exact("... ")
+    assert "Set system message." in command(chat, 'Speak like one."""')
+    assert "You are a pirate.\nSpeak like one.\n" in command(chat, "/show system")
 
     # Ctrl-C while a long answer streams stops it and returns to the prompt
     command(chat, "/set parameter num_predict 100000")

@@ -60,10 +60,10 @@ Available Commands:
 """
 SHORTCUTS_HELP = """\
 Available keyboard shortcuts:
-  Ctrl + c   Stop the answer being written (at the prompt: clear the line)
-  Ctrl + d   Exit (at an empty prompt)
-  Ctrl + a / Ctrl + e   Move to the beginning / end of the line
-  Up / Down  Walk through earlier messages
+  Ctrl + c            Stop the answer being written; at the prompt, drop the line
+  Ctrl + d            Exit (at an empty prompt)
+  Ctrl + a, Ctrl + e  Move to the beginning, the end of the line
+  Up, Down            Walk through earlier messages
 """
 EXIT_HINT = "Use Ctrl + d or /bye to exit.\n"
 
