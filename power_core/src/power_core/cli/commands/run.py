@@ -87,7 +87,7 @@ class RunCommand(PowerCommand):
         option(
             "parameter",
             None,
-            "Set a parameter as NAME=VALUE (repeatable).",
+            "Set a parameter: NAME=VALUE, e.g. temperature=0.",
             flag=False,
             multiple=True,
         ),
