@@ -13,7 +13,8 @@ from typing import Any
 import openai
 import pytest
 import requests
-from conftest import KEYS, MODEL, NO_EOS, PowerServer, assert_error_shape
+from api_openai.wire_reading import KEYS, MODEL, NO_EOS, assert_error_shape
+from conftest import PowerServer
 from openai import OpenAI
 
 pytestmark = pytest.mark.model

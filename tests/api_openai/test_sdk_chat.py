@@ -7,7 +7,7 @@ from typing import Literal
 
 import openai
 import pytest
-from conftest import MODEL, TokenId
+from api_openai.wire_reading import MODEL, TokenId
 from openai import OpenAI
 from pydantic import BaseModel
 

@@ -6,7 +6,7 @@ import math
 
 import openai
 import pytest
-from conftest import MODEL
+from api_openai.wire_reading import MODEL
 from openai import OpenAI
 
 pytestmark = pytest.mark.model
