@@ -9,11 +9,24 @@ import struct
 from collections.abc import Iterator
 
 import pytest
+from api_openai.wire_reading import MODEL
 from power_api_openai.blueprint import bearer_key, key_accepted
+from power_api_openai.chat import chat_chunks, chat_completion
+from power_api_openai.chat_request import ChatOptions
 from power_api_openai.embeddings import encode_base64
-from power_api_openai.sse import DONE, event_stream
+from power_api_openai.envelope import Envelope
+from power_api_openai.sse import DONE, PING, event_stream
 from power_api_openai.validation import Fields
 from power_core.errors import ContextLengthExceeded, InvalidRequest
+from power_core.types import (
+    ChoiceDone,
+    GenerationDone,
+    GenerationRequest,
+    PromptProgress,
+    TextDelta,
+    ThinkingDelta,
+    Usage,
+)
 
 
 def _frames_then(error: Exception) -> Iterator[str]:
@@ -99,3 +112,61 @@ def test_field_readers_accept_good_values() -> None:
     assert fields.stop() == ["END"]
     assert fields.logit_bias() == {42: -100.0}
     assert fields.number("t", 0, 2) is None
+
+
+class _Events:
+    """A finished generation's events, standing in for the core's stream as chat input."""
+
+    def __init__(self, n: int, events: list[object]) -> None:
+        self.request = GenerationRequest(model=MODEL, n=n)
+        self._events = events
+        self.cancelled = False
+
+    def __iter__(self) -> Iterator[object]:
+        return iter(self._events)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+THOUGHTFUL = [
+    PromptProgress(processed=512, total=600),
+    PromptProgress(processed=600, total=600),
+    ThinkingDelta(0, "Let me think."),
+    TextDelta(0, "Four."),
+    ChoiceDone(0, "stop", 5),
+    GenerationDone(Usage(prompt_tokens=10, completion_tokens=5), "stop"),
+]
+
+
+def test_reasoning_is_reported_as_reasoning_content() -> None:
+    envelope = Envelope("chatcmpl-x", MODEL, "fp_x")
+    options = ChatOptions(stream=False, include_usage=False, logprobs=False)
+    reply = chat_completion(_Events(1, THOUGHTFUL), envelope, options)  # type: ignore[arg-type]
+    message = reply["choices"][0]["message"]
+    assert message == {
+        "role": "assistant",
+        "content": "Four.",
+        "refusal": None,
+        "reasoning_content": "Let me think.",
+    }
+    assert reply["usage"] == {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+
+
+def test_streamed_reasoning_deltas_and_a_ping_while_reading_the_prompt() -> None:
+    envelope = Envelope("chatcmpl-x", MODEL, "fp_x")
+    options = ChatOptions(stream=True, include_usage=True, logprobs=False)
+    source = _Events(1, THOUGHTFUL)
+    frames = list(chat_chunks(source, envelope, options))  # type: ignore[arg-type]
+    assert frames[0] == PING  # only while the prompt is unfinished
+    chunks = [json.loads(f[len("data: ") :]) for f in frames[1:]]
+    deltas = [c["choices"][0]["delta"] if c["choices"] else None for c in chunks]
+    assert deltas == [
+        {"role": "assistant", "content": "", "refusal": None},
+        {"reasoning_content": "Let me think."},
+        {"content": "Four."},
+        {},
+        None,
+    ]
+    assert chunks[-1]["usage"]["total_tokens"] == 15
+    assert source.cancelled

@@ -7,13 +7,14 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.types import (
     ChatMessage,
     GenerationRequest,
     ResponseFormat,
+    Role,
     ToolCall,
     ToolSpec,
 )
@@ -99,7 +100,7 @@ def parse_messages(items: list[Any]) -> list[ChatMessage]:
                 param=f"{param}.role",
             )
         text, images = _content(fields, required=role != "assistant")
-        message = ChatMessage(role=role, content=text, images=images)
+        message = ChatMessage(role=cast(Role, role), content=text, images=images)
         if role == "assistant":
             message.tool_calls = _assistant_tool_calls(fields)
             for call in message.tool_calls:

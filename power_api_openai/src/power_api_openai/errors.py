@@ -18,7 +18,10 @@ from werkzeug.exceptions import HTTPException
 log = logging.getLogger("power_api_openai")
 
 # Some core codes are spelled differently on OpenAI's wire.
-_CODES = {"invalid_request": None, "unsupported": "unsupported_parameter"}
+_CODES: dict[str, str | None] = {
+    "invalid_request": None,
+    "unsupported": "unsupported_parameter",
+}
 
 
 def error_type(status: int) -> str:
@@ -59,7 +62,9 @@ def power_error_body(exc: PowerError) -> dict[str, Any]:
     """The body of a PowerError, as a response or a mid-stream ``data:`` frame."""
     status = power_error_status(exc)
     code = "model_not_found" if isinstance(exc, InvalidModelName) else exc.code
-    return error_body(exc.message, status=status, param=exc.param, code=_CODES.get(code, code))
+    if code is not None:
+        code = _CODES.get(code, code)
+    return error_body(exc.message, status=status, param=exc.param, code=code)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
