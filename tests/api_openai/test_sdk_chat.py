@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import openai
 import pytest
 from api_openai.wire_reading import MODEL, TokenId
+from conftest import PowerServer, power_cli
 from openai import OpenAI
 from pydantic import BaseModel
 
@@ -332,3 +334,26 @@ def test_unknown_role_is_a_bad_request(client: OpenAI) -> None:
             messages=[{"role": "wizard", "content": "hi"}],  # type: ignore[list-item,misc]
         )
     assert caught.value.param == "messages[0].role"
+
+
+def test_modelfile_parameters_beat_openai_defaults_and_the_request_beats_both(
+    client: OpenAI, power_server: PowerServer, tmp_path: Path
+) -> None:
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM {MODEL}\nPARAMETER temperature 0\n", encoding="utf-8")
+    power_cli(power_server.env, "create", "smollm2-greedy:135m", "-f", str(modelfile))
+    story = [{"role": "user", "content": "Start a story about a dragon."}]
+
+    def reply(model: str, **extra: Any) -> str | None:
+        completion = client.chat.completions.create(
+            model=model, messages=story, max_tokens=8, **extra
+        )
+        return completion.choices[0].message.content
+
+    greedy = reply(MODEL, temperature=0)
+    # the Modelfile's temperature 0 wins over OpenAI's default of 1: greedy, whatever the seed
+    assert reply("smollm2-greedy:135m", seed=1) == greedy
+    assert reply("smollm2-greedy:135m", seed=2) == greedy
+    # a request's own temperature wins over the Modelfile: with it, seeds matter again
+    sampled = {reply("smollm2-greedy:135m", temperature=2.0, seed=s) for s in range(3)}
+    assert sampled != {greedy}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -170,3 +172,17 @@ def test_streamed_reasoning_deltas_and_a_ping_while_reading_the_prompt() -> None
     ]
     assert chunks[-1]["usage"]["total_tokens"] == 15
     assert source.cancelled
+
+
+def test_the_plugin_stays_inside_its_walls() -> None:
+    # the entry point loads without Flask (the CLI imports it at start-up), and no module
+    # of the surface pulls in llama.cpp or the backend
+    code = (
+        "import sys, importlib, pkgutil, power_api_openai, power_api_openai.plugin\n"
+        "assert 'flask' not in sys.modules, 'plugin entry point imported flask'\n"
+        "for m in pkgutil.iter_modules(power_api_openai.__path__):\n"
+        "    importlib.import_module('power_api_openai.' + m.name)\n"
+        "bad = [m for m in sys.modules if m.startswith(('llama_cpp', 'power_backend'))]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
