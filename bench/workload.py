@@ -1,0 +1,66 @@
+"""What the benchmarks ask for: prompts, lengths, and the order targets take turns in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: greedy SmolLM2-135M-Instruct runs this raw prompt to 256 tokens without an end token
+DECODE_PROMPT = "Once upon a time"
+DECODE_TOKENS = 256
+
+#: short prompts, a different one per repetition so no server answers from a cached prefix
+TTFT_PROMPTS = [
+    "The capital of France is",
+    "Water boils at",
+    "My favourite colour is",
+    "The quick brown fox",
+    "In 1969, astronauts",
+    "A good breakfast has",
+    "The tallest mountain is",
+    "Rain falls because",
+    "Cats like to",
+    "The sun rises in the",
+    "Bread is made from",
+    "The ocean is",
+]
+TTFT_TOKENS = 4
+
+CONCURRENT_TOKENS = 128
+_SUBJECTS = [
+    "a lighthouse keeper",
+    "a young dragon",
+    "a lost robot",
+    "two old friends",
+    "a clever fox",
+    "a sailor",
+    "a baker in Paris",
+    "a girl who could fly",
+    "a tiny mouse",
+    "a wizard's apprentice",
+    "a space explorer",
+    "a talking tree",
+    "a brave knight",
+    "a detective",
+    "a musician",
+    "a farmer and his horse",
+]
+
+
+def concurrent_prompts(count: int) -> list[str]:
+    """``count`` different story openings (at most 16)."""
+    return [
+        f"Here is a short story about {subject}.\n\nOnce upon a time"
+        for subject in _SUBJECTS[:count]
+    ]
+
+
+def rotated(items: Sequence[T], rep: int) -> list[T]:
+    """``items`` starting at position ``rep``: each target goes first in turn, so none is
+    always measured right after the same neighbour."""
+    if not items:
+        return []
+    shift = rep % len(items)
+    return list(items[shift:]) + list(items[:shift])
