@@ -251,7 +251,7 @@ def test_required_tool_call_and_result_round_trip(client: OpenAI) -> None:
         tools=[WEATHER_TOOL],  # type: ignore[list-item]
         tool_choice="required",
         temperature=0,
-        max_tokens=60,
+        max_tokens=40,
     )
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"

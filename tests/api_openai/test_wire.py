@@ -92,12 +92,12 @@ def test_streamed_tool_call_deltas(v1: str) -> None:
 
 
 def test_long_prompt_sends_keep_alive_comments_first(v1: str) -> None:
-    # ~1400 tokens: read in batches of 512, with progress after each batch
+    # ~700 tokens: read in batches of 512, with progress after each batch
     stream = post_sse(
         v1 + "/completions",
         {
             "model": MODEL,
-            "prompt": "hello " * 1400,
+            "prompt": "hello " * 700,
             "max_tokens": 1,
             "stream": True,
         },
