@@ -269,3 +269,39 @@ def test_create_with_quantize_is_a_clear_400(client: ollama.Client) -> None:
         client.create(model="ollama-test-q:1", from_=MODEL, quantize="q4_K_M")
     assert caught.value.status_code == 400
     assert "quantize" in caught.value.error
+
+
+THINKING_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n<think>\n"
+)
+
+
+def test_chat_thinking_model_separates_reasoning(client: ollama.Client) -> None:
+    # a template that opens <think> makes every model a "thinking" one
+    client.create(model="ollama-test-thinker:1", from_=MODEL, template=THINKING_TEMPLATE)
+    try:
+        assert "thinking" in (client.show("ollama-test-thinker:1").capabilities or [])
+        question = [{"role": "user", "content": "Why is the sky blue?"}]
+        options = {"temperature": 0, "num_predict": 6}
+        # like Ollama, a thinking model thinks unless told not to
+        result = client.chat(model="ollama-test-thinker:1", messages=question, options=options)
+        assert result.message.thinking
+        assert result.message.content == ""
+        parts = list(
+            client.chat(
+                model="ollama-test-thinker:1",
+                messages=question,
+                options=options,
+                think=True,
+                stream=True,
+            )
+        )
+        assert "".join(p.message.thinking or "" for p in parts)
+        assert all(not p.message.content for p in parts)
+        hidden = client.chat(
+            model="ollama-test-thinker:1", messages=question, options=options, think=False
+        )
+        assert not hidden.message.thinking
+    finally:
+        client.delete("ollama-test-thinker:1")

@@ -85,7 +85,8 @@ def add_model_routes(blueprint: Blueprint, services: PowerServices) -> None:
             "template": model.template or "",
             "system": model.system or "",
             "details": details_json(model.details),
-            "model_info": description.model_info,
+            # the library leaves large arrays out as None unless verbose; Ollama shows []
+            "model_info": {k: [] if v is None else v for k, v in description.model_info.items()},
             "capabilities": list(model.capabilities),
             "modified_at": rfc3339(model.modified_at),
         }
