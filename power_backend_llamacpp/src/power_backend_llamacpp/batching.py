@@ -187,8 +187,8 @@ class ContinuousBatcher:
             self._finish_choice(choice, "stop")
         elif job.max_tokens is not None and 0 < job.max_tokens <= choice.completion_tokens:
             self._finish_choice(choice, "length")
-        elif choice.n_past >= self._n_ctx_seq:
-            # the sequence's context is full: this token can be shown but never decoded
+        elif choice.n_past + 1 >= self._n_ctx_seq:
+            # prompt and output now fill the context: this token takes its last cell
             self._finish_choice(choice, "length")
         else:
             choice.last_token = token

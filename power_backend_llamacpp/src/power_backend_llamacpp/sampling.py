@@ -6,10 +6,13 @@ a fixed seed gives the same text whether or not other requests share the batch.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import math
 from typing import Any
 
 import llama_cpp as lc
+import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from power_core.errors import InvalidRequest
@@ -23,8 +26,9 @@ def grammar_for(json_mode: bool, json_schema: dict[str, Any] | None) -> str | No
     if json_schema is not None:
         try:
             return str(json_schema_to_gbnf(json.dumps(json_schema)))
-        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-            # the converter signals unsupported or malformed schemas in several ways
+        except Exception as exc:
+            # the converter reports unsupported or malformed schemas in many ways (even
+            # with assert), and every one of them means this schema cannot be used
             raise InvalidRequest(
                 f"the JSON schema cannot be used to constrain output: {exc}", param="json_schema"
             ) from exc
@@ -34,9 +38,15 @@ def grammar_for(json_mode: bool, json_schema: dict[str, Any] | None) -> str | No
 
 
 class SamplerChain:
-    """A native ``llama_sampler`` chain owned by one sequence; call :meth:`free` once."""
+    """A native ``llama_sampler`` chain owned by one sequence; call :meth:`free` once.
 
-    __slots__ = ("handle",)
+    A grammar, when there is one, is kept out of the chain: applying it to the whole
+    vocabulary costs far more than a forward pass of a small model, so a token is first
+    sampled without it and only if the grammar rejects that token is the grammar applied to
+    every candidate and the token sampled again (as llama.cpp's own ``common_sampler`` does).
+    """
+
+    __slots__ = ("_candidates", "_grammar", "_one", "handle")
 
     def __init__(
         self,
@@ -50,6 +60,9 @@ class SamplerChain:
         params = lc.llama_sampler_chain_default_params()
         params.no_perf = True
         self.handle = lc.llama_sampler_chain_init(params)
+        self._grammar: Any = None
+        self._candidates: _Candidates | None = None
+        self._one: _Candidates | None = None
         try:
             self._build(vocab, options, seed, grammar, history)
         except BaseException:
@@ -89,7 +102,9 @@ class SamplerChain:
             compiled = lc.llama_sampler_init_grammar(vocab.handle, grammar.encode(), b"root")
             if not compiled:
                 raise InvalidRequest("the output grammar could not be compiled", param="format")
-            self._add(compiled)
+            self._grammar = compiled
+            self._candidates = _Candidates(n_vocab)
+            self._one = _Candidates(1)
         if o.temperature <= 0.0:
             self._add(lc.llama_sampler_init_greedy())
             return
@@ -106,9 +121,66 @@ class SamplerChain:
 
     def sample(self, ctx: Any, index: int) -> int:
         """Choose (and accept) the next token from batch output ``index``."""
-        return int(lc.llama_sampler_sample(self.handle, ctx, index))
+        if self._grammar is None:
+            return int(lc.llama_sampler_sample(self.handle, ctx, index))
+        candidates, one = self._candidates, self._one
+        assert candidates is not None and one is not None
+        logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(candidates.n,))
+        token = candidates.choose(self.handle, logits)
+        one.load_single(token, float(logits[token]))
+        lc.llama_sampler_apply(self._grammar, one.ref)
+        if math.isinf(one.data.logit[0]):  # the grammar forbids it: sample again under it
+            candidates.load(logits)
+            lc.llama_sampler_apply(self._grammar, candidates.ref)
+            token = candidates.choose(self.handle, None)
+        lc.llama_sampler_accept(self._grammar, token)
+        lc.llama_sampler_accept(self.handle, token)
+        return token
 
     def free(self) -> None:
         if self.handle:
             lc.llama_sampler_free(self.handle)
             self.handle = None
+        if self._grammar:
+            lc.llama_sampler_free(self._grammar)
+            self._grammar = None
+
+
+class _Candidates:
+    """A reusable ``llama_token_data_array`` over a numpy buffer."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.data = np.recarray(
+            (n,), dtype=np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+        )
+        self._ids = np.arange(n, dtype=np.intc)
+        self.array = lc.llama_token_data_array(
+            data=self.data.ctypes.data_as(lc.llama_token_data_p), size=n, selected=-1, sorted=False
+        )
+        self.ref = ctypes.byref(self.array)
+
+    def load(self, logits: Any) -> None:
+        """Every token with its logit, unsorted, nothing selected."""
+        self.data.id[:] = self._ids
+        self.data.logit[:] = logits
+        self.data.p[:] = 0.0
+        self._reset(self.n)
+
+    def load_single(self, token: int, logit: float) -> None:
+        self.data[0] = (token, logit, 0.0)
+        self._reset(1)
+
+    def _reset(self, size: int) -> None:
+        self.array.data = self.data.ctypes.data_as(lc.llama_token_data_p)
+        self.array.size = size
+        self.array.selected = -1
+        self.array.sorted = False
+
+    def choose(self, chain: Any, logits: Any) -> int:
+        """Run ``chain`` over the candidates (loading ``logits`` first unless ``None``)."""
+        if logits is not None:
+            self.load(logits)
+        lc.llama_sampler_apply(chain, self.ref)
+        # samplers may point ``data`` at their own buffer, so read through the struct
+        return int(self.array.data[self.array.selected].id)

@@ -1,0 +1,88 @@
+"""Embeddings: one pooled, unit-length vector per input, batched, truncated on request."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+from power_backend_llamacpp import LlamaCppEngine
+
+from power_core.engine import CompletionJob
+from power_core.errors import ContextLengthExceeded, InvalidRequest
+
+from .conftest import GREEDY, chat, done
+
+pytestmark = pytest.mark.model
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+def test_shape_and_unit_norm(engine: LlamaCppEngine) -> None:
+    inputs: list[str | list[int]] = ["The cat sat on the mat.", "Quarterly revenue grew by 4%."]
+    result = engine.embed(inputs, truncate=True)
+    assert len(result.vectors) == 2
+    for vector in result.vectors:
+        assert len(vector) == engine.info.embedding_length == 576
+        assert math.sqrt(sum(v * v for v in vector)) == pytest.approx(1.0, abs=1e-6)
+    expected_tokens = sum(len(engine.tokenize(str(t), add_bos=True)) for t in inputs)
+    assert result.prompt_tokens == expected_tokens
+    assert result.total_ns > 0
+
+
+def test_paraphrase_is_closer_than_an_unrelated_sentence(engine: LlamaCppEngine) -> None:
+    base, paraphrase, unrelated = engine.embed(
+        [
+            "The weather today is sunny and warm.",
+            "It is a warm, sunny day today.",
+            "The compiler reported a type error in the parser module.",
+        ],
+        truncate=True,
+    ).vectors
+    assert cosine(base, paraphrase) > cosine(base, unrelated)
+
+
+def test_batched_vectors_equal_single_ones(engine: LlamaCppEngine) -> None:
+    texts: list[str | list[int]] = [f"Sentence number {i} is about topic {i * 7}." for i in range(20)]
+    together = engine.embed(texts, truncate=True).vectors
+    for text, vector in zip(texts[:3], together, strict=False):
+        (alone,) = engine.embed([text], truncate=True).vectors
+        assert cosine(alone, vector) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_token_inputs(engine: LlamaCppEngine) -> None:
+    tokens = engine.tokenize("A bird in the hand.", add_bos=True)
+    from_tokens, from_text = engine.embed([tokens, "A bird in the hand."], truncate=True).vectors
+    assert cosine(from_tokens, from_text) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_truncation(engine: LlamaCppEngine) -> None:
+    long_text = "lorem ipsum dolor sit amet " * 400
+    with pytest.raises(ContextLengthExceeded):
+        engine.embed([long_text], truncate=False)
+    result = engine.embed([long_text], truncate=True)
+    assert result.prompt_tokens == engine.info.context_length
+    assert len(result.vectors[0]) == 576
+
+
+def test_bad_inputs(engine: LlamaCppEngine) -> None:
+    with pytest.raises(InvalidRequest):
+        engine.embed([], truncate=True)
+    with pytest.raises(InvalidRequest):
+        engine.embed([[10**9]], truncate=True)
+
+
+def test_embedding_while_generating(engine: LlamaCppEngine) -> None:
+    """Embedding runs on the engine thread between decode steps of running jobs."""
+    stream = engine.submit(CompletionJob(chat("Tell me about owls."), sampling=GREEDY, max_tokens=24))
+    results: list[int] = []
+    worker = threading.Thread(
+        target=lambda: results.append(len(engine.embed(["owls"], truncate=True).vectors))
+    )
+    worker.start()
+    events = list(stream)
+    worker.join()
+    assert results == [1]
+    assert done(events).reason in ("stop", "length")
