@@ -76,6 +76,10 @@ class _Waker:
         self._async: Any = None
         self._event: Any = None
         self._signal: WakeSignal | None = None
+        # the producer may still wake after the consumer has gone (a cancelled job's last
+        # events): wake() and close() take this OS lock so a closed waker is never poked
+        self._guard = allocate_native_lock()
+        self._closed = False
         if _patched_gevent_monkey() is not None:
             import gevent
             import gevent.event
@@ -87,11 +91,13 @@ class _Waker:
             self._signal = WakeSignal()
 
     def wake(self) -> None:
-        if self._async is not None:
-            self._async.send()
-        else:
-            assert self._signal is not None
-            self._signal.set()
+        with self._guard:
+            if self._closed:
+                return
+            if self._async is not None:
+                self._async.send()
+            elif self._signal is not None:
+                self._signal.set()
 
     def prepare(self) -> None:
         """Call before re-checking for items, so a wake after the check is not lost."""
@@ -106,9 +112,11 @@ class _Waker:
             self._signal.wait(timeout)
 
     def close(self) -> None:
-        if self._async is not None:
-            self._async.close()
-            self._async = None
+        with self._guard:
+            self._closed = True
+            if self._async is not None:
+                self._async.close()
+                self._async = None
 
 
 class EventChannel(Generic[T]):
