@@ -148,6 +148,12 @@ def test_version_and_head_routes(url: str) -> None:
             "top_logprobs",
         ),
         ("/api/embed", b'{"model": "smollm2:135m", "input": [1, 2]}', 400, "input"),
+        (
+            "/api/generate",
+            b'{"model": "smollm2:135m", "prompt": "def f(", "suffix": "return 1"}',
+            400,
+            "does not support insert",
+        ),
         ("/api/copy", b'{"source": "smollm2:135m"}', 400, "destination"),
         ("/api/create", b'{"model": "x:1"}', 400, "from"),
     ],

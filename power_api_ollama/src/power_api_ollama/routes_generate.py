@@ -10,12 +10,22 @@ from power_core.errors import InvalidRequest, PowerError
 from power_core.generation import GenerationStream
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
-from power_core.types import ChatMessage, GenerationRequest
+from power_core.types import ChatMessage, GenerationEvent, GenerationRequest
 
 from power_api_ollama.errors import error_line, log_stream_failure
 from power_api_ollama.render import OllamaRenderer
 from power_api_ollama.translate import chat_request, generate_request
 from power_api_ollama.wire import json_line, json_response, ndjson_response, wants_stream
+
+
+def _stop_early(stream: GenerationStream, events: Iterator[GenerationEvent]) -> None:
+    """Cancel a generation that was not read to its end, and let it wind down."""
+    stream.cancel()
+    # The engine still sends the cancelled job's closing events (within one step); reading
+    # them lets the stream end from the engine's side, as a finished one would.
+    with suppress(PowerError):
+        for _ in events:
+            pass
 
 
 def ndjson_generation(stream: GenerationStream, renderer: OllamaRenderer) -> Iterator[bytes]:
@@ -33,23 +43,19 @@ def ndjson_generation(stream: GenerationStream, renderer: OllamaRenderer) -> Ite
         yield error_line(exc)
     finally:
         if not renderer.finished:
-            stream.cancel()
-            # The engine still sends the cancelled job's closing events (within one step);
-            # reading them lets the stream end from the engine's side, as it would have.
-            with suppress(PowerError):
-                for _ in events:
-                    pass
+            _stop_early(stream, events)
 
 
 def respond(stream: GenerationStream, renderer: OllamaRenderer, streaming: bool) -> Response:
     """Stream NDJSON, or collect everything into one JSON object for ``stream: false``."""
     if streaming:
         return ndjson_response(ndjson_generation(stream, renderer))
+    events = iter(stream)
     try:
-        payload = renderer.collect(stream)
+        payload = renderer.collect(events)
     finally:
         if not renderer.finished:
-            stream.cancel()
+            _stop_early(stream, events)
     return json_response(payload)
 
 
