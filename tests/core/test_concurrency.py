@@ -96,22 +96,31 @@ def test_under_gevent_a_native_producer_does_not_block_greenlets() -> None:
 
 
 def test_producer_may_keep_putting_after_the_consumer_left() -> None:
-    # a cancelled job's last events arrive after its consumer stopped iterating
-    channel: EventChannel[int] = EventChannel()
-    channel.put(1)
-    for _ in channel:
-        break  # the consumer leaves early; its generator is closed
-    import gc
-
-    gc.collect()
-    errors: list[BaseException] = []
-
-    def produce() -> None:
-        try:
-            channel.put(2)
-            channel.close()
-        except BaseException as exc:  # recorded, so the test sees the producer's failure
-            errors.append(exc)
-
-    assert run_on_native_thread(lambda: produce() or True, "late-producer")
-    assert errors == []
+    # a cancelled job's last events arrive after its consumer stopped iterating; under
+    # gevent that used to raise on the producer (engine) thread and kill it
+    script = textwrap.dedent(
+        """
+        from gevent import monkey; monkey.patch_all()
+        import gc
+        from power_core.concurrency import EventChannel, run_on_native_thread
+        channel = EventChannel()
+        channel.put(1)
+        for _ in channel:
+            break
+        gc.collect()
+        errors = []
+        def produce():
+            try:
+                channel.put(2)
+                channel.close()
+            except BaseException as exc:
+                errors.append(repr(exc))
+            return True
+        assert run_on_native_thread(produce, "late-producer")
+        print("errors:", errors)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "errors: []", result.stdout + result.stderr
