@@ -7,12 +7,12 @@ import math
 
 import jsonschema
 import pytest
-from power_backend_llamacpp import LlamaCppEngine
-
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.types import ChoiceDone, SamplingOptions, TextDelta
 
-from .conftest import GREEDY, chat, done, run, text
+from power_backend_llamacpp import LlamaCppEngine
+
+from .conftest import chat, done, run, text
 
 pytestmark = pytest.mark.model
 
@@ -44,7 +44,9 @@ def test_json_schema_output_validates(engine: LlamaCppEngine) -> None:
 def test_json_schema_holds_with_sampling_too(engine: LlamaCppEngine) -> None:
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
     sampling = SamplingOptions(temperature=1.2, seed=5)
-    events = run(engine, chat("Is water wet?"), sampling=sampling, max_tokens=60, json_schema=schema)
+    events = run(
+        engine, chat("Is water wet?"), sampling=sampling, max_tokens=60, json_schema=schema
+    )
     jsonschema.validate(json.loads(text(events)), schema)
 
 

@@ -6,10 +6,10 @@ import math
 import threading
 
 import pytest
-from power_backend_llamacpp import LlamaCppEngine
-
 from power_core.engine import CompletionJob
 from power_core.errors import ContextLengthExceeded, InvalidRequest
+
+from power_backend_llamacpp import LlamaCppEngine
 
 from .conftest import GREEDY, chat, done
 
@@ -45,7 +45,9 @@ def test_paraphrase_is_closer_than_an_unrelated_sentence(engine: LlamaCppEngine)
 
 
 def test_batched_vectors_equal_single_ones(engine: LlamaCppEngine) -> None:
-    texts: list[str | list[int]] = [f"Sentence number {i} is about topic {i * 7}." for i in range(20)]
+    texts: list[str | list[int]] = [
+        f"Sentence number {i} is about topic {i * 7}." for i in range(20)
+    ]
     together = engine.embed(texts, truncate=True).vectors
     for text, vector in zip(texts[:3], together, strict=False):
         (alone,) = engine.embed([text], truncate=True).vectors
@@ -76,7 +78,9 @@ def test_bad_inputs(engine: LlamaCppEngine) -> None:
 
 def test_embedding_while_generating(engine: LlamaCppEngine) -> None:
     """Embedding runs on the engine thread between decode steps of running jobs."""
-    stream = engine.submit(CompletionJob(chat("Tell me about owls."), sampling=GREEDY, max_tokens=24))
+    stream = engine.submit(
+        CompletionJob(chat("Tell me about owls."), sampling=GREEDY, max_tokens=24)
+    )
     results: list[int] = []
     worker = threading.Thread(
         target=lambda: results.append(len(engine.embed(["owls"], truncate=True).vectors))

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from power_backend_llamacpp import LlamaCppBackend, LlamaCppEngine
-
 from power_core.engine import CompletionJob, EventStream, LoadSpec
 from power_core.errors import (
     BackendUnavailable,
@@ -20,12 +18,13 @@ from power_core.errors import (
 from power_core.types import (
     ChoiceDone,
     EngineEvent,
-    GenerationDone,
     LoadOptions,
     PromptProgress,
     SamplingOptions,
     TextDelta,
 )
+
+from power_backend_llamacpp import LlamaCppBackend, LlamaCppEngine
 
 from .conftest import GREEDY, chat, done, load_engine, run, text
 
@@ -50,7 +49,9 @@ def test_cancel_during_generation_frees_the_sequence(engine: LlamaCppEngine) -> 
     assert [e.reason for e in events if isinstance(e, ChoiceDone)] == ["cancelled"]
     assert engine.active_jobs() == 0
     # every sequence is free again: a full set of parallel jobs runs to the end
-    streams = [engine.submit(CompletionJob(chat("Hi"), sampling=GREEDY, max_tokens=4)) for _ in range(4)]
+    streams = [
+        engine.submit(CompletionJob(chat("Hi"), sampling=GREEDY, max_tokens=4)) for _ in range(4)
+    ]
     assert all(done(drain(s)).reason in ("stop", "length") for s in streams)
     assert engine.active_jobs() == 0
 
@@ -207,7 +208,6 @@ def test_plugin_is_registered_through_the_entry_point() -> None:
     from importlib.metadata import entry_points
 
     import pluggy
-
     from power_core.hookspecs import PROJECT_NAME
 
     (entry,) = [e for e in entry_points(group=PROJECT_NAME) if e.name == "llamacpp"]
@@ -227,5 +227,7 @@ def test_importing_the_plugin_does_not_import_llama_cpp() -> None:
         "import sys, power_backend_llamacpp.plugin;"
         "print(sorted(m for m in ('llama_cpp', 'numpy', 'flask') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

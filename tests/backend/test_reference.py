@@ -9,11 +9,11 @@ from typing import Any
 import llama_cpp
 import llama_cpp.llama_cpp as llama_cpp_lib
 import pytest
-from power_backend_llamacpp import LlamaCppEngine
 from power_backend_llamacpp.backend import use_extra_buffers
-
 from power_core.engine import CompletionJob
 from power_core.types import PromptProgress, SamplingOptions
+
+from power_backend_llamacpp import LlamaCppEngine
 
 from .conftest import GREEDY, THREADS, chat, done, load_engine, run, text
 
@@ -65,7 +65,9 @@ def test_greedy_matches_llama_cpp_python(engine: LlamaCppEngine, reference: Any)
 
 def test_concurrent_greedy_jobs_match_one_at_a_time(engine: LlamaCppEngine) -> None:
     alone = [text(run(engine, p, max_tokens=MAX_TOKENS)) for p in PROMPTS]
-    streams = [engine.submit(CompletionJob(p, sampling=GREEDY, max_tokens=MAX_TOKENS)) for p in PROMPTS]
+    streams = [
+        engine.submit(CompletionJob(p, sampling=GREEDY, max_tokens=MAX_TOKENS)) for p in PROMPTS
+    ]
     together = [text(list(s)) for s in streams]
     assert together == alone
     assert engine.active_jobs() == 0

@@ -113,9 +113,7 @@ class LlamaCppBackend:
 
         max_seqs = int(lc.llama_max_parallel_sequences())
         if options.num_parallel > max_seqs:
-            raise InvalidRequest(
-                f"num_parallel must be at most {max_seqs}", param="num_parallel"
-            )
+            raise InvalidRequest(f"num_parallel must be at most {max_seqs}", param="num_parallel")
         model_params = lc.llama_model_default_params()
         model_params.load_mode = (
             lc.LLAMA_LOAD_MODE_MMAP if options.use_mmap else lc.LLAMA_LOAD_MODE_NONE
@@ -165,7 +163,11 @@ def _engine_info(lc: Any, model: Any, ctx: Any, num_ctx: int) -> Any:
     from power_core.engine import EngineInfo
 
     vocab = lc.llama_model_get_vocab(model)
-    fim = (lc.llama_vocab_fim_pre(vocab), lc.llama_vocab_fim_suf(vocab), lc.llama_vocab_fim_mid(vocab))
+    fim = (
+        lc.llama_vocab_fim_pre(vocab),
+        lc.llama_vocab_fim_suf(vocab),
+        lc.llama_vocab_fim_mid(vocab),
+    )
     return EngineInfo(
         context_length=num_ctx,
         embedding_length=int(lc.llama_model_n_embd(model)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 import llama_cpp as lc
 
@@ -16,10 +17,11 @@ class BatchBuffer:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.tokens = (lc.llama_token * capacity)()
-        self.positions = (lc.llama_pos * capacity)()
-        self.seq_ids = (lc.llama_seq_id * capacity)()
-        self.outputs = (ctypes.c_int8 * capacity)()
+        # typed Any: llama_cpp's annotations of these ctypes types are not accurate
+        self.tokens: Any = (lc.llama_token * capacity)()
+        self.positions: Any = (lc.llama_pos * capacity)()
+        self.seq_ids: Any = (lc.llama_seq_id * capacity)()
+        self.outputs: Any = (ctypes.c_int8 * capacity)()
         self._n_seq_id = (ctypes.c_int32 * capacity)(*([1] * capacity))
         seq_ptr = ctypes.POINTER(lc.llama_seq_id)
         base = ctypes.addressof(self.seq_ids)
@@ -27,14 +29,15 @@ class BatchBuffer:
         self._seq_ptrs = (seq_ptr * capacity)(
             *(ctypes.cast(base + i * size, seq_ptr) for i in range(capacity))
         )
-        self.batch = lc.llama_batch()
-        self.batch.n_tokens = 0
-        self.batch.token = ctypes.cast(self.tokens, ctypes.POINTER(lc.llama_token))
-        self.batch.embd = None
-        self.batch.pos = ctypes.cast(self.positions, ctypes.POINTER(lc.llama_pos))
-        self.batch.n_seq_id = ctypes.cast(self._n_seq_id, ctypes.POINTER(ctypes.c_int32))
-        self.batch.seq_id = ctypes.cast(self._seq_ptrs, ctypes.POINTER(seq_ptr))
-        self.batch.logits = ctypes.cast(self.outputs, ctypes.POINTER(ctypes.c_int8))
+        self.batch: Any = lc.llama_batch(
+            n_tokens=0,
+            token=ctypes.cast(self.tokens, ctypes.POINTER(lc.llama_token)),
+            embd=None,
+            pos=ctypes.cast(self.positions, ctypes.POINTER(lc.llama_pos)),
+            n_seq_id=ctypes.cast(self._n_seq_id, ctypes.POINTER(ctypes.c_int32)),
+            seq_id=ctypes.cast(self._seq_ptrs, ctypes.POINTER(seq_ptr)),
+            logits=ctypes.cast(self.outputs, ctypes.POINTER(ctypes.c_int8)),
+        )
         self._outputs_addr = ctypes.addressof(self.outputs)
 
     def add_one(self, i: int, token: int, pos: int, seq: int) -> None:

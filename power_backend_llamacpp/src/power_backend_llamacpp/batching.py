@@ -14,7 +14,6 @@ from collections import deque
 from typing import Any
 
 import llama_cpp as lc
-
 from power_core.concurrency import allocate_native_lock
 from power_core.errors import BackendUnavailable, PowerError, ServerBusy
 from power_core.types import (

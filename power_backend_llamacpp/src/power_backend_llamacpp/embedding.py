@@ -8,7 +8,6 @@ from typing import Any
 
 import llama_cpp as lc
 import numpy as np
-
 from power_core.errors import ContextLengthExceeded, InvalidRequest, ModelLoadFailed
 from power_core.types import EmbeddingResult
 
@@ -147,4 +146,3 @@ class EmbeddingRunner:
         if self._ctx is not None:
             lc.llama_free(self._ctx)
             self._ctx = None
-

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import llama_cpp as lc
-
 from power_core.concurrency import EventChannel, OneShot, WakeSignal, start_native_thread
 from power_core.engine import CompletionJob, EngineInfo, EventStream
 from power_core.errors import (

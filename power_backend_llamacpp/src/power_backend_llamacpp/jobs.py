@@ -56,6 +56,7 @@ class Job:
     """A submitted :class:`~power_core.engine.CompletionJob`, tokenized and ready to run."""
 
     __slots__ = (
+        "cancelled",
         "channel",
         "choices",
         "logprobs",
@@ -68,7 +69,6 @@ class Job:
         "t_prompt_end",
         "t_prompt_start",
         "t_submit",
-        "cancelled",
     )
 
     def __init__(

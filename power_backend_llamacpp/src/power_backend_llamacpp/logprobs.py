@@ -7,15 +7,12 @@ from typing import Any
 
 import llama_cpp as lc
 import numpy as np
-
 from power_core.types import TokenLogprob
 
 from power_backend_llamacpp.vocab import Vocabulary
 
 
-def token_logprob(
-    ctx: Any, index: int, token: int, top: int, vocab: Vocabulary
-) -> TokenLogprob:
+def token_logprob(ctx: Any, index: int, token: int, top: int, vocab: Vocabulary) -> TokenLogprob:
     """Log-softmax of batch output ``index``'s logits: the chosen token and the ``top`` best.
 
     Reads the raw logits row (before temperature and penalties), as OpenAI reports them.
@@ -32,9 +29,7 @@ def token_logprob(
         k = min(top, vocab.n_vocab)
         best = np.argpartition(logits, -k)[-k:]
         best = best[np.argsort(logits[best])[::-1]]
-        alternatives = [
-            (_text(vocab.piece(int(t))), float(logits[t]) - log_norm) for t in best
-        ]
+        alternatives = [(_text(vocab.piece(int(t))), float(logits[t]) - log_norm) for t in best]
     return TokenLogprob(
         token=_text(piece),
         logprob=float(logits[token]) - log_norm,

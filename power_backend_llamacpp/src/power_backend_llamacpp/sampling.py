@@ -14,7 +14,6 @@ from typing import Any
 import llama_cpp as lc
 import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
-
 from power_core.errors import InvalidRequest
 from power_core.types import SamplingOptions
 
@@ -83,7 +82,7 @@ class SamplerChain:
         n_vocab = vocab.n_vocab
         if o.logit_bias:
             vocab.check_tokens(list(o.logit_bias), param="logit_bias")
-            biases = (lc.llama_logit_bias * len(o.logit_bias))()
+            biases: Any = (lc.llama_logit_bias * len(o.logit_bias))()
             for i, (token, bias) in enumerate(o.logit_bias.items()):
                 biases[i].token = token
                 biases[i].bias = bias
@@ -152,10 +151,11 @@ class _Candidates:
     def __init__(self, n: int) -> None:
         self.n = n
         self.data = np.recarray(
-            (n,), dtype=np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+            (n,),
+            dtype=np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True),
         )
         self._ids = np.arange(n, dtype=np.intc)
-        self.array = lc.llama_token_data_array(
+        self.array: Any = lc.llama_token_data_array(
             data=self.data.ctypes.data_as(lc.llama_token_data_p), size=n, selected=-1, sorted=False
         )
         self.ref = ctypes.byref(self.array)

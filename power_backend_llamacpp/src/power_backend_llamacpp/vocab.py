@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 import llama_cpp as lc
-
 from power_core.errors import InvalidRequest
 
 
@@ -29,9 +29,9 @@ class Vocabulary:
         self._eog = bytearray(self.n_vocab)
 
     @property
-    def handle(self) -> int:
+    def handle(self) -> Any:
         """The native ``llama_vocab *`` (for grammar samplers)."""
-        return self._vocab  # type: ignore[no-any-return]
+        return self._vocab
 
     @property
     def supports_fim(self) -> bool:
@@ -42,7 +42,9 @@ class Vocabulary:
         data = text.encode("utf-8")
         capacity = len(data) + 8
         buf = (lc.llama_token * capacity)()
-        n = lc.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, parse_special)
+        n = lc.llama_tokenize(
+            self._vocab, data, len(data), buf, capacity, add_special, parse_special
+        )
         if n < 0:  # the buffer was too small; -n is the size needed
             capacity = -n
             buf = (lc.llama_token * capacity)()

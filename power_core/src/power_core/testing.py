@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+
 import pytest
 
 from power_core.engine import Backend, CompletionJob, Engine, EventStream, LoadSpec
@@ -140,8 +141,12 @@ class BackendConformance:
         assert engine.active_jobs() == 0
 
     def test_greedy_is_deterministic(self, engine: Engine) -> None:
-        first = text_of(collect(engine.submit(CompletionJob(STORY, sampling=GREEDY, max_tokens=16))))
-        again = text_of(collect(engine.submit(CompletionJob(STORY, sampling=GREEDY, max_tokens=16))))
+        first = text_of(
+            collect(engine.submit(CompletionJob(STORY, sampling=GREEDY, max_tokens=16)))
+        )
+        again = text_of(
+            collect(engine.submit(CompletionJob(STORY, sampling=GREEDY, max_tokens=16)))
+        )
         assert first and first == again
 
     def test_concurrent_jobs_match_sequential(self, engine: Engine) -> None:
@@ -277,4 +282,3 @@ class BackendConformance:
         junk.write_bytes(b"GGUF" + b"\x00\x01garbage" * 64)
         with pytest.raises(ModelLoadFailed):
             self.load(backend, junk, load_options)
-
