@@ -1,0 +1,115 @@
+"""7. CLI start-up: wall time of ``a3s-power list`` and ``a3s-power version`` over
+``python -c pass`` with the same interpreter (what any Python CLI pays at least)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.report import REPO_ROOT, cleaned, machine_facts, num, table, write_result
+from bench.servers import MODEL_NAME, Fleet
+from bench.stats import Summary, paired_ratios
+from bench.workload import rotated
+
+NAME = "cli"
+
+
+def _commands() -> dict[str, list[str]]:
+    script = Path(sys.executable).parent / "a3s-power"
+    cli = (
+        [str(script)] if script.is_file() else [sys.executable, "-m", "power_core.cli.application"]
+    )
+    return {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "a3s-power version": [*cli, "version"],
+        "a3s-power list": [*cli, "list"],
+    }
+
+
+def _time(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        command,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+    )
+    return time.perf_counter() - start
+
+
+def run(fleet: Fleet) -> dict[str, Any]:
+    config = fleet.config
+    reps = config.repetitions(full=10, quick=3)
+    print(f"== cli: start-up, {reps} reps", flush=True)
+    home = Path(tempfile.mkdtemp(prefix="a3s-bench-cli-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("A3S_POWER_")}
+    env["A3S_POWER_HOME"] = str(home)
+    commands = _commands()
+    seconds: dict[str, list[float]] = {label: [] for label in commands}
+    try:
+        modelfile = home / "Modelfile"
+        modelfile.write_text(f"FROM {config.model}\n", encoding="utf-8")
+        # one model in the store, so `list` reads a manifest and its config
+        subprocess.run(
+            [*commands["a3s-power list"][:-1], "create", MODEL_NAME, "-f", str(modelfile)],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        for command in commands.values():  # warm-up: byte-code caches, page cache
+            _time(command, env)
+        for rep in range(reps):
+            for label in rotated(list(commands), rep):
+                seconds[label].append(_time(commands[label], env))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    base = seconds["python -c pass"]
+    summary: dict[str, Any] = {}
+    rows = []
+    for label, values in seconds.items():
+        ratio = Summary.of(paired_ratios(values, base))
+        summary[label] = {
+            "seconds": Summary.of(values).as_dict(),
+            "samples": values,
+            "ratio_to_python": ratio.as_dict(),
+            "command": commands[label],
+        }
+        rows.append([label, Summary.of(values).spread(0, 1000), ratio.spread(2)])
+    print(
+        table(
+            f"CLI start-up, median (min-max) of {reps}",
+            ["command", "wall ms", "ratio to python -c pass"],
+            rows,
+        ),
+        flush=True,
+    )
+    result = {"benchmark": NAME, "machine": machine_facts(), "reps": reps, "results": summary}
+    print(f"  wrote {write_result(NAME, result)}", flush=True)
+    return dict(cleaned(result))
+
+
+def headline(result: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for label in ("a3s-power version", "a3s-power list"):
+        data = result["results"][label]
+        ms = data["seconds"]["median"]
+        rows.append(
+            [
+                "cli",
+                f"{label} / python -c pass",
+                num(data["ratio_to_python"]["median"]),
+                "-",
+                f"info ({num(None if ms is None else ms * 1000, 0, ' ms')})",
+            ]
+        )
+    return rows

@@ -1,0 +1,165 @@
+"""6. Pull: download rate of the 98 MB GGUF from a local HTTP server through our library
+(hashing and verifying in the same pass), over a plain ``requests`` download to disk.
+
+Baselines, both measured in the same run against the same file server: ``requests``
+streaming 1 MiB chunks to a file (the target's denominator), and the same plus ``fsync``
+(our store makes a blob durable before it counts as pulled). Ours: ``ModelLibrary.pull``
+in this process into a fresh store, and ``a3s-power pull URL`` as a user runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.report import REPO_ROOT, check, cleaned, machine_facts, num, table, write_result
+from bench.servers import FileServer, Fleet, quiet_pause
+from bench.stats import Summary, paired_ratios
+from bench.workload import rotated
+
+NAME = "pull"
+CHUNK = 1 << 20
+TARGET_RATIO = 0.9
+
+
+def _plain(url: str, folder: Path, sync: bool) -> None:
+    import requests
+
+    with requests.get(url, stream=True, timeout=60) as response:
+        response.raise_for_status()
+        with open(folder / "model.gguf", "wb") as handle:
+            for chunk in response.iter_content(CHUNK):
+                handle.write(chunk)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+
+
+def _library(url: str, folder: Path) -> None:
+    from power_core.config import Settings
+    from power_core.plugins import get_registry
+    from power_core.services import open_library
+
+    library = open_library(Settings(home=folder), get_registry())
+    library.pull(url, name="bench:pulled")
+
+
+def _cli(url: str, folder: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("A3S_POWER_")}
+    env["A3S_POWER_HOME"] = str(folder)
+    script = Path(sys.executable).parent / "a3s-power"
+    command = (
+        [str(script)] if script.is_file() else [sys.executable, "-m", "power_core.cli.application"]
+    )
+    subprocess.run(
+        [*command, "pull", url, "--name", "bench:pulled"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+
+
+def run(fleet: Fleet) -> dict[str, Any]:
+    config = fleet.config
+    reps = config.repetitions(full=5, quick=2)
+    size = config.model.stat().st_size
+    print(f"== pull: {size / 1e6:.0f} MB from a local http.server, {reps} reps", flush=True)
+    served = Path(tempfile.mkdtemp(prefix="a3s-bench-served-"))
+    os.symlink(config.model, served / config.model.name)
+    server = FileServer(served)
+    server.start(timeout=30)
+    url = f"{server.url}/{config.model.name}"
+    ways: dict[str, Callable[[str, Path], None]] = {
+        "requests to disk": lambda u, f: _plain(u, f, sync=False),
+        "requests to disk + fsync": lambda u, f: _plain(u, f, sync=True),
+        "ModelLibrary.pull": _library,
+        "a3s-power pull": _cli,
+    }
+    seconds: dict[str, list[float]] = {label: [] for label in ways}
+    try:
+        # warm-up: the source file into the page cache, plugins and imports into this process
+        for label in ("requests to disk", "ModelLibrary.pull"):
+            folder = Path(tempfile.mkdtemp(prefix="a3s-bench-pull-"))
+            ways[label](url, folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        for rep in range(reps):
+            for label in rotated(list(ways), rep):
+                folder = Path(tempfile.mkdtemp(prefix="a3s-bench-pull-"))
+                try:
+                    quiet_pause()
+                    start = time.perf_counter()
+                    ways[label](url, folder)
+                    seconds[label].append(time.perf_counter() - start)
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
+                print(
+                    f"  rep {rep + 1}/{reps} {label}: {size / seconds[label][-1] / 1e6:.0f} MB/s",
+                    flush=True,
+                )
+    finally:
+        server.stop()
+        shutil.rmtree(served, ignore_errors=True)
+    rates = {label: [size / s for s in values] for label, values in seconds.items()}
+    base = rates["requests to disk"]
+    summary: dict[str, Any] = {}
+    rows = []
+    for label, values in rates.items():
+        ratio = Summary.of(paired_ratios(values, base))
+        summary[label] = {
+            "mb_per_s": Summary.of([v / 1e6 for v in values]).as_dict(),
+            "seconds": seconds[label],
+            "ratio_to_plain": ratio.as_dict(),
+        }
+        rows.append(
+            [
+                label,
+                Summary.of([v / 1e6 for v in values]).spread(0),
+                ratio.spread(2),
+                check(ratio.median, lambda v: v >= TARGET_RATIO)
+                if label == "ModelLibrary.pull"
+                else "-",
+            ]
+        )
+    print(
+        table(
+            f"Pull of {size / 1e6:.0f} MB over loopback, median (min-max) of {reps}",
+            ["download", "MB/s", "rate / plain requests", "target >= 0.9"],
+            rows,
+        ),
+        flush=True,
+    )
+    result = {
+        "benchmark": NAME,
+        "machine": machine_facts(),
+        "reps": reps,
+        "bytes": size,
+        "results": summary,
+    }
+    print(f"  wrote {write_result(NAME, result)}", flush=True)
+    return dict(cleaned(result))
+
+
+def headline(result: dict[str, Any]) -> list[list[str]]:
+    ratio = result["results"]["ModelLibrary.pull"]["ratio_to_plain"]["median"]
+    synced = result["results"]["requests to disk + fsync"]["ratio_to_plain"]["median"]
+    cli = result["results"]["a3s-power pull"]["ratio_to_plain"]["median"]
+    return [
+        [
+            "pull",
+            "ModelLibrary.pull rate / plain requests",
+            num(ratio),
+            f">= {TARGET_RATIO}",
+            check(ratio, lambda v: v >= TARGET_RATIO),
+        ],
+        ["pull", "(plain requests + fsync) / plain requests", num(synced), "-", "info"],
+        ["pull", "a3s-power pull (CLI) / plain requests", num(cli), "-", "info"],
+    ]

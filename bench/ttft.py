@@ -1,0 +1,111 @@
+"""2. Time to first token: a short prompt over HTTP, minus the same prompt in-process.
+
+Each repetition uses a different short prompt (the same one for every target), so no
+target answers from a prefix cached by the previous repetition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from bench.clients import StreamResult, stream
+from bench.decode import power_targets
+from bench.report import check, cleaned, machine_facts, num, table, verdict, write_result
+from bench.servers import Fleet, quiet_pause
+from bench.stats import Summary
+from bench.workload import TTFT_PROMPTS, TTFT_TOKENS, rotated
+
+NAME = "ttft"
+#: seconds of overhead over in-process that the target allows
+TARGET_OVERHEAD = 0.010
+
+
+def run(fleet: Fleet) -> dict[str, Any]:
+    config = fleet.config
+    reps = config.repetitions(full=12, quick=4)
+    print(f"== ttft: short prompts, {reps} repetitions", flush=True)
+    power = fleet.power()
+    baseline = fleet.baseline()
+    targets = power_targets(power.url)
+    labels = [baseline.label] + [t.label for t in targets]
+    samples: dict[str, list[StreamResult]] = {label: [] for label in labels}
+    clients = {t.label: httpx.Client() for t in targets}
+    try:
+        baseline.generate("Hello", 2)
+        for t in targets:
+            stream(t, "Hello", 2, clients[t.label])
+        for rep in range(reps):
+            prompt = TTFT_PROMPTS[rep % len(TTFT_PROMPTS)]
+            for label in rotated(labels, rep):
+                quiet_pause(0.2)
+                if label == baseline.label:
+                    result = baseline.generate(prompt, TTFT_TOKENS)
+                else:
+                    target = next(t for t in targets if t.label == label)
+                    result = stream(target, prompt, TTFT_TOKENS, clients[label])
+                samples[label].append(result)
+    finally:
+        for client in clients.values():
+            client.close()
+    base = [r.ttft for r in samples[baseline.label]]
+    summary: dict[str, Any] = {}
+    rows = []
+    for label, results in samples.items():
+        ttfts = [r.ttft if r.ok else float("nan") for r in results]
+        overhead = Summary.of([a - b for a, b in zip(ttfts, base, strict=True)])
+        ttft = Summary.of(ttfts)
+        summary[label] = {
+            "ttft_s": ttft.as_dict(),
+            "overhead_s": overhead.as_dict(),
+            "errors": [r.error for r in results if not r.ok],
+            "samples": [r.sample() for r in results],
+        }
+        is_target = label != baseline.label
+        rows.append(
+            [
+                label,
+                ttft.spread(1, 1000),
+                overhead.spread(1, 1000) if is_target else "-",
+                verdict(overhead.median < TARGET_OVERHEAD) if is_target else "baseline",
+            ]
+        )
+    print(
+        table(
+            f"Time to first token, short prompt, median (min-max) of {reps}, ms",
+            ["target", "TTFT ms", "overhead over in-process ms", "target < 10 ms"],
+            rows,
+        ),
+        flush=True,
+    )
+    result = {
+        "benchmark": NAME,
+        "machine": machine_facts(),
+        "fleet": fleet.describe(),
+        "reps": reps,
+        "prompts": TTFT_PROMPTS[:reps],
+        "max_tokens": TTFT_TOKENS,
+        "results": summary,
+    }
+    print(f"  wrote {write_result(NAME, result)}", flush=True)
+    return dict(cleaned(result))
+
+
+def headline(result: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for label, data in result["results"].items():
+        if label == "in-process":
+            continue
+        overhead = data["overhead_s"]["median"]
+        ms = None if overhead is None else overhead * 1000
+        rows.append(
+            [
+                "ttft",
+                f"{label} TTFT - in-process",
+                num(ms, 1, " ms"),
+                "< 10 ms",
+                check(ms, lambda v: v < TARGET_OVERHEAD * 1000),
+            ]
+        )
+    return rows
