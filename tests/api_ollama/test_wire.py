@@ -387,3 +387,24 @@ def test_images_for_a_text_model_on_generate_are_400(url: str) -> None:
         json={"model": MODEL, "prompt": "What is this?", "images": ["not base64!"]},
     )
     assert bad.status_code == 400 and "base64" in bad.json()["error"]
+
+
+def test_create_from_an_older_clients_modelfile(url: str, post_ndjson: Any) -> None:
+    modelfile = f"FROM {MODEL}\nSYSTEM You are terse.\nPARAMETER temperature 0.2\n"
+    response, lines = post_ndjson(
+        url + "/api/create", {"model": "ollama-test-legacy:1", "modelfile": modelfile}
+    )
+    assert response.headers["Content-Type"] == "application/x-ndjson"
+    assert lines[-1] == {"status": "success"}
+    shown = requests.post(url + "/api/show", json={"model": "ollama-test-legacy:1"}, timeout=30)
+    assert shown.json()["system"] == "You are terse."
+    assert "temperature" in shown.json()["parameters"]
+    requests.delete(url + "/api/delete", json={"model": "ollama-test-legacy:1"}, timeout=30)
+
+    local_file = requests.post(
+        url + "/api/create",
+        timeout=30,
+        json={"model": "ollama-test-legacy:2", "modelfile": "FROM /etc/passwd\n"},
+    )
+    assert local_file.status_code == 400
+    assert "blobs" in local_file.json()["error"]
