@@ -17,6 +17,7 @@ import numpy as np
 import ollama
 import pytest
 import requests
+
 from conftest import PowerServer, real_model_path
 
 

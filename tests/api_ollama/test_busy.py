@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+
 from conftest import PowerServer, import_test_model
 
 MODEL = "smollm2:135m"

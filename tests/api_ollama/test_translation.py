@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from power_api_ollama.options import parse_options
 from power_api_ollama.translate import chat_request, embed_request, generate_request
 from power_api_ollama.wire import rfc3339

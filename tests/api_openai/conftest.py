@@ -8,9 +8,10 @@ from pathlib import Path
 
 import gguf
 import pytest
+from openai import OpenAI
+
 from api_openai.wire_reading import KEYS, TokenId
 from conftest import PowerServer, import_test_model
-from openai import OpenAI
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,10 @@ from typing import Any
 import openai
 import pytest
 import requests
+from openai import OpenAI
+
 from api_openai.wire_reading import KEYS, MODEL, NO_EOS, assert_error_shape
 from conftest import PowerServer
-from openai import OpenAI
 
 pytestmark = pytest.mark.model
 

@@ -8,10 +8,11 @@ from typing import Any, Literal
 
 import openai
 import pytest
-from api_openai.wire_reading import MODEL, TokenId
-from conftest import PowerServer, power_cli
 from openai import OpenAI
 from pydantic import BaseModel
+
+from api_openai.wire_reading import MODEL, TokenId
+from conftest import PowerServer, power_cli
 
 pytestmark = pytest.mark.model
 

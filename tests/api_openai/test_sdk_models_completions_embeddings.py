@@ -6,8 +6,9 @@ import math
 
 import openai
 import pytest
-from api_openai.wire_reading import MODEL
 from openai import OpenAI
+
+from api_openai.wire_reading import MODEL
 
 pytestmark = pytest.mark.model
 

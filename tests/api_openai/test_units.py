@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+
 from api_openai.wire_reading import MODEL
 from power_api_openai.blueprint import bearer_key, key_accepted
 from power_api_openai.chat import chat_chunks, chat_completion

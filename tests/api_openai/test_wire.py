@@ -6,6 +6,7 @@ import json
 
 import pytest
 import requests
+
 from api_openai.wire_reading import MODEL, assert_error_shape, post_sse
 
 pytestmark = pytest.mark.model

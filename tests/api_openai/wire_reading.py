@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+
 from conftest import TEST_MODEL_NAME
 
 MODEL = TEST_MODEL_NAME

@@ -7,6 +7,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from power_core.chat.output import OutputParser
 from power_core.chat.tools import forced_tool_call_schema
 from power_core.errors import InvalidRequest

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from power_core.chat.output import OutputParser, opens_thinking
 from power_core.types import (
     GenerationEvent,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from power_core.chat.sandbox import compile_template
 from power_core.chat.template import (
     CHATML_TEMPLATE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from power_core.chat import sandbox
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate, TemplateError
 from power_core.types import ChatMessage

@@ -14,6 +14,7 @@ import gguf
 import numpy as np
 import pytest
 from cleo.testers.application_tester import ApplicationTester
+
 from power_core.cli.application import create_application
 
 CHATML = (

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cleo.io.buffered_io import BufferedIO
+
 from power_core.cli.commands.models import MODEL_COMMANDS
 from power_core.cli.commands.progress import ProgressPrinter
 from power_core.modelfile import parse_modelfile

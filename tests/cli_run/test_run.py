@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+
 from conftest import import_test_model, power_cli, power_env
 
 MODEL = "smollm2:135m"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from power_core.config import load_settings, parse_duration
 from power_core.errors import ConfigError
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import requests
+
 from conftest import PowerServer, power_cli
 from store.conftest import write_gguf
 

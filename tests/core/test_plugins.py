@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from conftest import power_cli, power_env
 from power_core.errors import PluginError
 from power_core.plugins import PluginRegistry

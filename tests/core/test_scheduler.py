@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from power_core.config import Settings
 from power_core.plugins import get_registry
 from power_core.services import PowerServices

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from conftest import PowerServer
 
 

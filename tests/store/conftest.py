@@ -16,6 +16,7 @@ from typing import Any
 import gguf
 import numpy as np
 import pytest
+
 from power_core.library import ModelLibrary
 from power_core.pull.url import UrlSource
 from power_core.store.local import LocalStore

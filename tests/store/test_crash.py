@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from power_core.library import ModelLibrary
 from power_core.pull.url import UrlSource
 from power_core.store.local import LocalStore

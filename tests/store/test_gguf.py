@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from gguf.constants import GGML_QUANT_SIZES, LlamaFileType
+
 from power_core.errors import InvalidModelFile
 from power_core.gguf import (
     FILE_TYPE_NAMES,

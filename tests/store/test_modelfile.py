@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.modelfile import (
     coerce_parameter,

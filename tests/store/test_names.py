@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from power_core.errors import InvalidModelName
 from power_core.names import ModelRef, is_model_name
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from power_core.errors import (
     DigestMismatch,
     InvalidModelName,

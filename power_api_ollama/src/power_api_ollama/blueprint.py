@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from flask import Blueprint
-from power_core.server.surface import ApiContext
 
 from power_api_ollama.errors import register_error_handlers
 from power_api_ollama.routes_embed import add_embed_routes
 from power_api_ollama.routes_generate import add_generate_routes
 from power_api_ollama.routes_models import add_model_routes
 from power_api_ollama.routes_transfer import add_transfer_routes
+from power_core.server.surface import ApiContext
 
 
 def build_blueprint(context: ApiContext) -> Blueprint:

@@ -6,10 +6,10 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Response
-from power_core.errors import PowerError, ServerBusy
 from werkzeug.exceptions import HTTPException
 
 from power_api_ollama.wire import json_line, json_response
+from power_core.errors import PowerError, ServerBusy
 
 log = logging.getLogger("power_api_ollama")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import gevent
 import gevent.queue
+
 from power_core.sources import ProgressCallback, PullProgress
 
 log = logging.getLogger("power_api_ollama")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from power_api_ollama.wire import now_rfc3339
 from power_core.errors import PowerError
 from power_core.types import (
     GenerationDone,
@@ -15,8 +16,6 @@ from power_core.types import (
     ToolCall,
     ToolCallEvent,
 )
-
-from power_api_ollama.wire import now_rfc3339
 
 #: the core's finish reasons as Ollama names them (Ollama says "stop" after tool calls)
 _DONE_REASONS = {"tool_calls": "stop", "cancelled": "stop"}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, Response, request
-from power_core.server.json_body import parse_json_object
-from power_core.services import PowerServices
-from power_core.types import EmbeddingRequest
 
 from power_api_ollama.options import parse_options
 from power_api_ollama.translate import embed_request
 from power_api_ollama.wire import json_response, keep_alive, model_name, opt_str
+from power_core.server.json_body import parse_json_object
+from power_core.services import PowerServices
+from power_core.types import EmbeddingRequest
 
 
 def add_embed_routes(blueprint: Blueprint, services: PowerServices) -> None:

@@ -6,16 +6,16 @@ from collections.abc import Iterator
 from contextlib import suppress
 
 from flask import Blueprint, Response, request
-from power_core.errors import InvalidRequest, PowerError
-from power_core.generation import GenerationStream
-from power_core.server.json_body import parse_json_object
-from power_core.services import PowerServices
-from power_core.types import ChatMessage, GenerationEvent, GenerationRequest
 
 from power_api_ollama.errors import error_line, log_stream_failure
 from power_api_ollama.render import OllamaRenderer
 from power_api_ollama.translate import chat_request, generate_request
 from power_api_ollama.wire import json_line, json_response, ndjson_response, wants_stream
+from power_core.errors import InvalidRequest, PowerError
+from power_core.generation import GenerationStream
+from power_core.server.json_body import parse_json_object
+from power_core.services import PowerServices
+from power_core.types import ChatMessage, GenerationEvent, GenerationRequest
 
 
 def _stop_early(stream: GenerationStream, events: Iterator[GenerationEvent]) -> None:

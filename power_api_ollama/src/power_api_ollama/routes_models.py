@@ -8,14 +8,14 @@ from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, Response, request
+
+from power_api_ollama.wire import json_response, model_name, opt_bool, opt_str, rfc3339
+from power_core import __version__
 from power_core.errors import InvalidRequest
 from power_core.models import ModelDetails
 from power_core.scheduler import LoadedModel
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
-
-from power_api_ollama.wire import json_response, model_name, opt_bool, opt_str, rfc3339
-from power_core import __version__
 
 #: Ollama shows a model kept loaded forever as expiring in ~300 years
 _FOREVER_SECONDS = 300 * 365 * 86_400

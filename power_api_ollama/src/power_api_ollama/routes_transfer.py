@@ -7,11 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Blueprint, Response, request
-from power_core.errors import BlobNotFound, InvalidRequest, UnsupportedFeature
-from power_core.modelfile import parse_modelfile
-from power_core.server.json_body import parse_json_object
-from power_core.services import PowerServices
-from power_core.sources import ProgressCallback, PullProgress
 
 from power_api_ollama.errors import error_line, log_stream_failure
 from power_api_ollama.progress import ProgressRun, progress_json
@@ -26,6 +21,11 @@ from power_api_ollama.wire import (
     wants_stream,
     wrong_type,
 )
+from power_core.errors import BlobNotFound, InvalidRequest, UnsupportedFeature
+from power_core.modelfile import parse_modelfile
+from power_core.server.json_body import parse_json_object
+from power_core.services import PowerServices
+from power_core.sources import ProgressCallback, PullProgress
 
 #: bytes read from an upload at a time (the body is never held whole in memory)
 UPLOAD_CHUNK = 1 << 20

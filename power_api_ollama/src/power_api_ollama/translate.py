@@ -7,16 +7,6 @@ import binascii
 import json
 from typing import Any
 
-from power_core.errors import InvalidRequest
-from power_core.types import (
-    ChatMessage,
-    EmbeddingRequest,
-    GenerationRequest,
-    ResponseFormat,
-    ToolCall,
-    ToolSpec,
-)
-
 from power_api_ollama.options import parse_options
 from power_api_ollama.wire import (
     keep_alive,
@@ -26,6 +16,15 @@ from power_api_ollama.wire import (
     opt_list,
     opt_str,
     wrong_type,
+)
+from power_core.errors import InvalidRequest
+from power_core.types import (
+    ChatMessage,
+    EmbeddingRequest,
+    GenerationRequest,
+    ResponseFormat,
+    ToolCall,
+    ToolSpec,
 )
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")

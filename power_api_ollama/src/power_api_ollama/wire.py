@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response
+
 from power_core.config import parse_duration
 from power_core.errors import InvalidRequest
 

@@ -8,9 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, request
-from power_core.errors import PowerError
-from power_core.server.json_body import parse_json_object
-from power_core.services import PowerServices
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from power_api_openai import URL_PREFIX
@@ -24,6 +21,9 @@ from power_api_openai.errors import (
     power_error_response,
 )
 from power_api_openai.models import list_models, retrieve_model
+from power_core.errors import PowerError
+from power_core.server.json_body import parse_json_object
+from power_core.services import PowerServices
 
 #: the methods of each route, so a wrong method is a 405 in OpenAI's shape, not Flask's
 ROUTE_METHODS = {

@@ -8,6 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Response
+
+from power_api_openai.chat_request import ChatOptions, parse_chat_request
+from power_api_openai.envelope import Envelope, finish_reason, usage_json
+from power_api_openai.errors import json_response
+from power_api_openai.logprobs import chat_logprobs
+from power_api_openai.merge import merged_events
+from power_api_openai.sampling import with_openai_defaults
+from power_api_openai.sse import PING, data_frame, sse_response
 from power_core.chat.tool_calls import new_call_id
 from power_core.generation import GenerationStream
 from power_core.services import PowerServices
@@ -22,14 +30,6 @@ from power_core.types import (
     ToolCallEvent,
     Usage,
 )
-
-from power_api_openai.chat_request import ChatOptions, parse_chat_request
-from power_api_openai.envelope import Envelope, finish_reason, usage_json
-from power_api_openai.errors import json_response
-from power_api_openai.logprobs import chat_logprobs
-from power_api_openai.merge import merged_events
-from power_api_openai.sampling import with_openai_defaults
-from power_api_openai.sse import PING, data_frame, sse_response
 
 CHUNK = "chat.completion.chunk"
 

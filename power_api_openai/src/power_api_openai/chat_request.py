@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, cast
 
+from power_api_openai.sampling import sampling_fields
+from power_api_openai.validation import Fields, invalid_type
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.types import (
     ChatMessage,
@@ -18,9 +20,6 @@ from power_core.types import (
     ToolCall,
     ToolSpec,
 )
-
-from power_api_openai.sampling import sampling_fields
-from power_api_openai.validation import Fields, invalid_type
 
 ROLES = ("developer", "system", "user", "assistant", "tool")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

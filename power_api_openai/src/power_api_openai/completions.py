@@ -11,6 +11,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask import Response
+
+from power_api_openai.envelope import Envelope, finish_reason, usage_json
+from power_api_openai.errors import json_response
+from power_api_openai.logprobs import CompletionLogprobs
+from power_api_openai.merge import cancel_all, merged_events
+from power_api_openai.sampling import sampling_fields, with_openai_defaults
+from power_api_openai.sse import PING, data_frame, sse_response
+from power_api_openai.validation import Fields, invalid_type
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
@@ -23,14 +31,6 @@ from power_core.types import (
     TextDelta,
     Usage,
 )
-
-from power_api_openai.envelope import Envelope, finish_reason, usage_json
-from power_api_openai.errors import json_response
-from power_api_openai.logprobs import CompletionLogprobs
-from power_api_openai.merge import cancel_all, merged_events
-from power_api_openai.sampling import sampling_fields, with_openai_defaults
-from power_api_openai.sse import PING, data_frame, sse_response
-from power_api_openai.validation import Fields, invalid_type
 
 OBJECT = "text_completion"
 #: OpenAI's default ``max_tokens`` for legacy completions

@@ -6,11 +6,10 @@ import base64
 import struct
 from typing import Any
 
+from power_api_openai.validation import Fields, invalid_type
 from power_core.errors import InvalidRequest
 from power_core.services import PowerServices
 from power_core.types import EmbeddingRequest
-
-from power_api_openai.validation import Fields, invalid_type
 
 #: OpenAI's limit on inputs per request
 MAX_INPUTS = 2048

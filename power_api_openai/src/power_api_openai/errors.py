@@ -12,8 +12,9 @@ import logging
 from typing import Any
 
 from flask import Response
-from power_core.errors import Cancelled, InvalidModelName, PowerError, ServerBusy
 from werkzeug.exceptions import HTTPException
+
+from power_core.errors import Cancelled, InvalidModelName, PowerError, ServerBusy
 
 log = logging.getLogger("power_api_openai")
 

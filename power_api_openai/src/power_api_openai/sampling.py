@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from power_core.models import ResolvedModel
-
 from power_api_openai.validation import Fields
+from power_core.models import ResolvedModel
 
 #: what an OpenAI client gets when it sets nothing: plain softmax sampling at temperature 1,
 #: no top-k, no min-p and no repetition penalty (the core's defaults are Ollama's)

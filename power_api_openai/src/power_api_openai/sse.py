@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Response
-from power_core.errors import PowerError
 
 from power_api_openai.errors import error_body, power_error_body
+from power_core.errors import PowerError
 
 log = logging.getLogger("power_api_openai")
 
