@@ -102,8 +102,6 @@ class SamplerChain:
             if not compiled:
                 raise InvalidRequest("the output grammar could not be compiled", param="format")
             self._grammar = compiled
-            self._candidates = _Candidates(n_vocab)
-            self._one = _Candidates(1)
         if o.temperature <= 0.0:
             self._add(lc.llama_sampler_init_greedy())
             return
@@ -123,7 +121,11 @@ class SamplerChain:
         if self._grammar is None:
             return int(lc.llama_sampler_sample(self.handle, ctx, index))
         candidates, one = self._candidates, self._one
-        assert candidates is not None and one is not None
+        if candidates is None or one is None:
+            # allocated on first use, so queued jobs hold no vocabulary-sized buffers
+            n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(lc.llama_get_model(ctx)))
+            candidates = self._candidates = _Candidates(n_vocab)
+            one = self._one = _Candidates(1)
         logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(candidates.n,))
         token = candidates.choose(self.handle, logits)
         one.load_single(token, float(logits[token]))
