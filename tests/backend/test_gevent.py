@@ -36,7 +36,7 @@ def ticker():
         gevent.sleep(0.001)
 
 def generate(i):
-    job = CompletionJob("Once upon a time", max_tokens=24,
+    job = CompletionJob("Once upon a time", max_tokens=12,
                         sampling=SamplingOptions(temperature=0.0, repeat_penalty=1.0))
     for event in engine.submit(job):
         if isinstance(event, TextDelta):
@@ -45,7 +45,7 @@ def generate(i):
 
 def embed():
     log.append("embed-start")
-    result = engine.embed(["some text to embed " * 20] * 16, truncate=True)
+    result = engine.embed(["some text to embed " * 10] * 4, truncate=True)
     log.append(f"embed-done-{len(result.vectors)}")
 
 tick = gevent.spawn(ticker)
@@ -68,13 +68,13 @@ def test_generation_and_embedding_yield_to_other_greenlets(model_path: Path) -> 
         check=True,
     )
     log = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "done0" in log and "done1" in log and "embed-done-16" in log
+    assert "done0" in log and "done1" in log and "embed-done-4" in log
     first_delta = min(log.index("delta0"), log.index("delta1"))
     last_done = max(log.index("done0"), log.index("done1"))
     # the ticker greenlet kept running while both streams were being generated...
     assert "tick" in log[first_delta:last_done]
     # ...and while the embedding ran on the engine thread
-    start, end = log.index("embed-start"), log.index("embed-done-16")
+    start, end = log.index("embed-start"), log.index("embed-done-4")
     assert "tick" in log[start:end]
     # both jobs were generated at once: each produced text before the other finished
     assert log.index("delta0") < log.index("done1")
