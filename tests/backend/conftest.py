@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from power_core.engine import CompletionJob, LoadSpec
-from power_core.types import EngineEvent, GenerationDone, LoadOptions, SamplingOptions, TextDelta
 
 from power_backend_llamacpp import LlamaCppBackend, LlamaCppEngine
+from power_core.engine import CompletionJob, LoadSpec
+from power_core.types import EngineEvent, GenerationDone, LoadOptions, SamplingOptions, TextDelta
 
 #: pure greedy decoding: no repetition penalty, nothing random
 GREEDY = SamplingOptions(temperature=0.0, repeat_penalty=1.0)

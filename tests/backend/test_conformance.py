@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from power_core.testing import BackendConformance
 
 from power_backend_llamacpp import LlamaCppBackend
+from power_core.testing import BackendConformance
 
 pytestmark = pytest.mark.model
 

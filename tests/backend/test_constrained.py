@@ -7,10 +7,10 @@ import math
 
 import jsonschema
 import pytest
-from power_core.errors import InvalidRequest, UnsupportedFeature
-from power_core.types import ChoiceDone, SamplingOptions, TextDelta
 
 from power_backend_llamacpp import LlamaCppEngine
+from power_core.errors import InvalidRequest, UnsupportedFeature
+from power_core.types import ChoiceDone, SamplingOptions, TextDelta
 
 from .conftest import chat, done, run, text
 

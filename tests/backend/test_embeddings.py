@@ -6,10 +6,10 @@ import math
 import threading
 
 import pytest
-from power_core.engine import CompletionJob
-from power_core.errors import ContextLengthExceeded, InvalidRequest
 
 from power_backend_llamacpp import LlamaCppEngine
+from power_core.engine import CompletionJob
+from power_core.errors import ContextLengthExceeded, InvalidRequest
 
 from .conftest import GREEDY, chat, done
 

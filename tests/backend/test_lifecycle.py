@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from power_backend_llamacpp import LlamaCppBackend, LlamaCppEngine
 from power_core.engine import CompletionJob, EventStream, LoadSpec
 from power_core.errors import (
     BackendUnavailable,
@@ -23,8 +25,6 @@ from power_core.types import (
     SamplingOptions,
     TextDelta,
 )
-
-from power_backend_llamacpp import LlamaCppBackend, LlamaCppEngine
 
 from .conftest import GREEDY, chat, done, load_engine, run, text
 
@@ -208,6 +208,7 @@ def test_plugin_is_registered_through_the_entry_point() -> None:
     from importlib.metadata import entry_points
 
     import pluggy
+
     from power_core.hookspecs import PROJECT_NAME
 
     (entry,) = [e for e in entry_points(group=PROJECT_NAME) if e.name == "llamacpp"]

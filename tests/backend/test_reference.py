@@ -9,11 +9,11 @@ from typing import Any
 import llama_cpp
 import llama_cpp.llama_cpp as llama_cpp_lib
 import pytest
+
+from power_backend_llamacpp import LlamaCppEngine
 from power_backend_llamacpp.backend import use_extra_buffers
 from power_core.engine import CompletionJob
 from power_core.types import PromptProgress, SamplingOptions
-
-from power_backend_llamacpp import LlamaCppEngine
 
 from .conftest import GREEDY, THREADS, chat, done, load_engine, run, text
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from power_backend_llamacpp.text import ChoiceText
-from power_core.types import ChoiceDone, TextDelta
 
 from power_backend_llamacpp import LlamaCppEngine
+from power_backend_llamacpp.text import ChoiceText
+from power_core.types import ChoiceDone, TextDelta
 
 from .conftest import chat, done, run, text
 

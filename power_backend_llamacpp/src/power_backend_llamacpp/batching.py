@@ -14,6 +14,11 @@ from collections import deque
 from typing import Any
 
 import llama_cpp as lc
+
+from power_backend_llamacpp.batch import BatchBuffer
+from power_backend_llamacpp.jobs import Choice, Job
+from power_backend_llamacpp.logprobs import token_logprob
+from power_backend_llamacpp.vocab import Vocabulary
 from power_core.concurrency import allocate_native_lock
 from power_core.errors import BackendUnavailable, PowerError, ServerBusy
 from power_core.types import (
@@ -24,11 +29,6 @@ from power_core.types import (
     TextDelta,
     Usage,
 )
-
-from power_backend_llamacpp.batch import BatchBuffer
-from power_backend_llamacpp.jobs import Choice, Job
-from power_backend_llamacpp.logprobs import token_logprob
-from power_backend_llamacpp.vocab import Vocabulary
 
 
 class ContinuousBatcher:

@@ -8,11 +8,11 @@ from typing import Any
 
 import llama_cpp as lc
 import numpy as np
-from power_core.errors import ContextLengthExceeded, InvalidRequest, ModelLoadFailed
-from power_core.types import EmbeddingResult
 
 from power_backend_llamacpp.batch import BatchBuffer
 from power_backend_llamacpp.vocab import Vocabulary
+from power_core.errors import ContextLengthExceeded, InvalidRequest, ModelLoadFailed
+from power_core.types import EmbeddingResult
 
 #: sequences decoded together in one embedding batch
 _MAX_SEQS = 16

@@ -9,6 +9,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import llama_cpp as lc
+
+from power_backend_llamacpp.batching import ContinuousBatcher
+from power_backend_llamacpp.embedding import EmbeddingRunner
+from power_backend_llamacpp.jobs import Choice, Job
+from power_backend_llamacpp.sampling import SamplerChain, grammar_for
+from power_backend_llamacpp.text import ChoiceText
+from power_backend_llamacpp.vocab import Vocabulary
 from power_core.concurrency import EventChannel, OneShot, WakeSignal, start_native_thread
 from power_core.engine import CompletionJob, EngineInfo, EventStream
 from power_core.errors import (
@@ -20,13 +27,6 @@ from power_core.errors import (
     UnsupportedFeature,
 )
 from power_core.types import EmbeddingResult, EngineEvent
-
-from power_backend_llamacpp.batching import ContinuousBatcher
-from power_backend_llamacpp.embedding import EmbeddingRunner
-from power_backend_llamacpp.jobs import Choice, Job
-from power_backend_llamacpp.sampling import SamplerChain, grammar_for
-from power_backend_llamacpp.text import ChoiceText
-from power_backend_llamacpp.vocab import Vocabulary
 
 T = TypeVar("T")
 

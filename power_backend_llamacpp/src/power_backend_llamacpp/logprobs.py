@@ -7,9 +7,9 @@ from typing import Any
 
 import llama_cpp as lc
 import numpy as np
-from power_core.types import TokenLogprob
 
 from power_backend_llamacpp.vocab import Vocabulary
+from power_core.types import TokenLogprob
 
 
 def token_logprob(ctx: Any, index: int, token: int, top: int, vocab: Vocabulary) -> TokenLogprob:

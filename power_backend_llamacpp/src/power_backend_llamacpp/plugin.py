@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from power_backend_llamacpp.backend import LlamaCppBackend
 from power_core.engine import Backend
 from power_core.hookspecs import hookimpl
-
-from power_backend_llamacpp.backend import LlamaCppBackend
 
 
 @hookimpl

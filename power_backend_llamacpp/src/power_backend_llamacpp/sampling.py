@@ -14,10 +14,10 @@ from typing import Any
 import llama_cpp as lc
 import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
-from power_core.errors import InvalidRequest
-from power_core.types import SamplingOptions
 
 from power_backend_llamacpp.vocab import Vocabulary
+from power_core.errors import InvalidRequest
+from power_core.types import SamplingOptions
 
 
 def grammar_for(json_mode: bool, json_schema: dict[str, Any] | None) -> str | None:
@@ -45,7 +45,7 @@ class SamplerChain:
     every candidate and the token sampled again (as llama.cpp's own ``common_sampler`` does).
     """
 
-    __slots__ = ("_candidates", "_grammar", "_one", "handle")
+    __slots__ = ("_candidates", "_grammar", "_one", "_row_type", "handle")
 
     def __init__(
         self,
@@ -62,11 +62,18 @@ class SamplerChain:
         self._grammar: Any = None
         self._candidates: _Candidates | None = None
         self._one: _Candidates | None = None
+        #: set for plain greedy decoding, which is an argmax over the logits row; llama.cpp's
+        #: greedy sampler would first copy the whole vocabulary into a candidate array
+        self._row_type: Any = None
         try:
             self._build(vocab, options, seed, grammar, history)
         except BaseException:
             self.free()
             raise
+        plain = not options.logit_bias and grammar is None
+        no_penalty = (options.repeat_penalty, options.presence_penalty) == (1.0, 0.0)
+        if options.temperature <= 0.0 and plain and no_penalty and not options.frequency_penalty:
+            self._row_type = ctypes.POINTER(ctypes.c_float * vocab.n_vocab)
 
     def _add(self, sampler: Any) -> None:
         lc.llama_sampler_chain_add(self.handle, sampler)
@@ -118,6 +125,10 @@ class SamplerChain:
 
     def sample(self, ctx: Any, index: int) -> int:
         """Choose (and accept) the next token from batch output ``index``."""
+        if self._row_type is not None:
+            row = ctypes.cast(lc.llama_get_logits_ith(ctx, index), self._row_type).contents
+            # argmax returns the first maximum, as llama.cpp's greedy sampler does
+            return int(np.frombuffer(row, dtype=np.float32).argmax())
         if self._grammar is None:
             return int(lc.llama_sampler_sample(self.handle, ctx, index))
         candidates, one = self._candidates, self._one

@@ -6,6 +6,7 @@ import ctypes
 from typing import Any
 
 import llama_cpp as lc
+
 from power_core.errors import InvalidRequest
 
 
