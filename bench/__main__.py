@@ -34,8 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "benchmark",
-        choices=["all", *BENCHMARKS, "summary"],
-        help="what to run; 'summary' prints the table of the latest results",
+        choices=["all", *BENCHMARKS, "summary", "profile"],
+        help="what to run; 'summary' prints the table of the latest results; 'profile' "
+        "samples our server with py-spy during one and eight streams",
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and levels")
     parser.add_argument("--reps", type=int, help="repetitions for every benchmark")
@@ -99,12 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         extra_buffers=default_extra_buffers(),
     )
     names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
+    modules = {**BENCHMARKS, "profile": "bench.profile"}
     fleet = Fleet(config)
     results: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
     try:
         for name in names:
-            results[name] = importlib.import_module(BENCHMARKS[name]).run(fleet)
+            results[name] = importlib.import_module(modules[name]).run(fleet)
     finally:
         fleet.close()
     minutes = (time.monotonic() - started) / 60
