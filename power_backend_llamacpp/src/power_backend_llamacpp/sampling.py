@@ -94,14 +94,23 @@ class SamplerChain:
                 biases[i].token = token
                 biases[i].bias = bias
             self._add(lc.llama_sampler_init_logit_bias(n_vocab, len(o.logit_bias), biases))
-        if o.repeat_penalty != 1.0 or o.presence_penalty != 0.0 or o.frequency_penalty != 0.0:
-            last_n = o.repeat_last_n if o.repeat_last_n >= 0 else -1
+        last_n = o.repeat_last_n if o.repeat_last_n >= 0 else -1
+        penalized = o.repeat_penalty != 1.0 or o.presence_penalty or o.frequency_penalty
+        if penalized and last_n != 0:
+            keep = 1 if o.temperature <= 0.0 else o.top_k
+            lowers = o.repeat_penalty >= 1.0 and min(o.presence_penalty, o.frequency_penalty) >= 0
+            if keep > 0 and last_n > 0 and lowers:
+                # Penalties scan every candidate, which costs more than the rest of the chain.
+                # They only lower the logits of at most last_n tokens, so the best `keep`
+                # after them are among the best `keep + last_n` before them: cutting to
+                # those first gives exactly the same candidates, far cheaper.
+                self._add(lc.llama_sampler_init_top_k(keep + last_n))
             penalties = lc.llama_sampler_init_penalties(
                 n_vocab, last_n, o.repeat_penalty, o.frequency_penalty, o.presence_penalty
             )
             self._add(penalties)
             # the prompt counts as history for repetition, as in llama.cpp's server
-            window = history if last_n < 0 else history[len(history) - last_n :] if last_n else []
+            window = history if last_n < 0 else history[len(history) - last_n :]
             for token in window:
                 lc.llama_sampler_accept(penalties, token)
         if grammar is not None:
