@@ -21,12 +21,14 @@ from pathlib import Path
 import gevent
 
 from power_backend_llamacpp import LlamaCppBackend
+from power_core.concurrency import run_on_native_thread
 from power_core.engine import CompletionJob, LoadSpec
 from power_core.types import LoadOptions, SamplingOptions, TextDelta
 
 spec = LoadSpec("m", Path(sys.argv[1]), "sha256:" + "0" * 64, "gguf",
                 LoadOptions(num_ctx=512, num_parallel=2, num_thread=2))
-engine = LlamaCppBackend().load(spec)
+# the scheduler loads on a helper OS thread, and closes from a greenlet
+engine = run_on_native_thread(lambda: LlamaCppBackend().load(spec), "load")
 log = []
 running = True
 
@@ -53,6 +55,7 @@ gevent.joinall([gevent.spawn(generate, 0), gevent.spawn(generate, 1)])
 gevent.spawn(embed).join()
 closer = gevent.spawn(engine.close)
 closer.join()
+log.append("closed")
 running = False
 tick.join()
 print(json.dumps(log))
@@ -68,7 +71,7 @@ def test_generation_and_embedding_yield_to_other_greenlets(model_path: Path) -> 
         check=True,
     )
     log = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "done0" in log and "done1" in log and "embed-done-4" in log
+    assert "done0" in log and "done1" in log and "embed-done-4" in log and "closed" in log
     first_delta = min(log.index("delta0"), log.index("delta1"))
     last_done = max(log.index("done0"), log.index("done1"))
     # the ticker greenlet kept running while both streams were being generated...

@@ -74,7 +74,10 @@ class LlamaCppEngine:
         self._wake = WakeSignal()
         self._closing = False
         self._drained = False
-        self._stopped: OneShot[None] = OneShot()
+        # made by close(): a OneShot belongs to the thread (and gevent hub) that waits on it,
+        # and load() may run on a helper thread
+        self._stopped: OneShot[None] | None = None
+        self._finished = False
         start_native_thread(self._run, f"a3s-power-engine-{name}")
 
     # ------------------------------------------------------------------------ public API
@@ -150,9 +153,12 @@ class LlamaCppEngine:
         """Stop the engine thread (ending any job with :class:`Cancelled`) and free the model."""
         if self._closing:
             return
+        stopped: OneShot[None] = OneShot()
+        self._stopped = stopped
         self._closing = True
         self._wake.set()
-        self._stopped.wait()
+        if not self._finished:  # else the thread is gone and may not have seen `stopped`
+            stopped.wait()
 
     # ------------------------------------------------------------------------ internals
     def _check_open(self) -> None:
@@ -242,4 +248,6 @@ class LlamaCppEngine:
         if self._model is not None:
             lc.llama_model_free(self._model)
             self._model = None
-        self._stopped.set_result(None)
+        self._finished = True
+        if self._stopped is not None:
+            self._stopped.set_result(None)
