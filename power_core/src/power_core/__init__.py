@@ -1,10 +1,7 @@
 """A3S Power core: model names, the store, configuration, plugins, engines, server and CLI."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("a3s-power")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0"
+# the single source of the version (hatch reads it for the distribution's metadata); a
+# literal, so that `a3s-power version` need not import importlib.metadata
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

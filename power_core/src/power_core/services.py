@@ -7,23 +7,13 @@ import time
 from dataclasses import replace
 
 from power_core.config import Settings, load_settings
-from power_core.errors import ConfigError, InvalidRequest
+from power_core.errors import InvalidRequest
 from power_core.generation import GenerationStream
-from power_core.library import ModelLibrary
 from power_core.models import ResolvedModel
 from power_core.plugins import PluginRegistry, get_registry
 from power_core.scheduler import LoadedModel, ModelScheduler
+from power_core.stores import open_library
 from power_core.types import EmbeddingRequest, EmbeddingResult, GenerationRequest
-
-
-def open_library(settings: Settings, registry: PluginRegistry) -> ModelLibrary:
-    """The model library on the configured store plugin, with every model source."""
-    stores = registry.stores()
-    factory = stores.get(settings.store)
-    if factory is None:
-        known = ", ".join(sorted(stores)) or "none installed"
-        raise ConfigError(f"store '{settings.store}' is not available (stores: {known})")
-    return ModelLibrary(factory(settings.models_path), list(registry.model_sources().values()))
 
 
 class PowerServices:

@@ -46,7 +46,7 @@ class PowerCommand(Command):
     def library(self) -> ModelLibrary:
         """The model library on the configured store (no inference engine loaded)."""
         if self._library is None:
-            from power_core.services import open_library
+            from power_core.stores import open_library
 
             self._library = open_library(self.settings, self.registry)
         return self._library
