@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import simple_websocket
+
 from conftest import PowerServer
-from test_plugins import make_distribution
+from core.test_plugins import make_distribution
 
 WS_PLUGIN = """
     from power_core.hookspecs import hookimpl
