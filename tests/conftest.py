@@ -89,6 +89,7 @@ class PowerServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> PowerServer:
+        self.home.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "power_core.server.run"],
