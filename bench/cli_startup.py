@@ -9,12 +9,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.noise import CpuMeter, Timed, paired_summary, timed
 from bench.report import REPO_ROOT, cleaned, machine_facts, num, table, write_result
-from bench.servers import MODEL_NAME, Fleet
-from bench.stats import Summary, paired_ratios
+from bench.servers import MODEL_NAME, Fleet, quiet_pause
+from bench.stats import Summary
 from bench.workload import rotated
 
 NAME = "cli"
@@ -54,7 +56,8 @@ def run(fleet: Fleet) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("A3S_POWER_")}
     env["A3S_POWER_HOME"] = str(home)
     commands = _commands()
-    seconds: dict[str, list[float]] = {label: [] for label in commands}
+    samples: dict[str, list[Timed]] = {label: [] for label in commands}
+    meter = CpuMeter(list)
     try:
         modelfile = home / "Modelfile"
         modelfile.write_text(f"FROM {config.model}\n", encoding="utf-8")
@@ -69,22 +72,31 @@ def run(fleet: Fleet) -> dict[str, Any]:
         for command in commands.values():  # warm-up: byte-code caches, page cache
             _time(command, env)
         for rep in range(reps):
+            quiet_pause(fleet, max_wait=5)
             for label in rotated(list(commands), rep):
-                seconds[label].append(_time(commands[label], env))
+                samples[label].append(timed(meter, partial(_time, commands[label], env)))
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    base = seconds["python -c pass"]
+    base = samples["python -c pass"]
     summary: dict[str, Any] = {}
     rows = []
-    for label, values in seconds.items():
-        ratio = Summary.of(paired_ratios(values, base))
+    for label, values in samples.items():
+        ratios = paired_summary(values, base, lambda t: t.seconds)
+        wall = Summary.of([t.seconds for t in values])
         summary[label] = {
-            "seconds": Summary.of(values).as_dict(),
-            "samples": values,
-            "ratio_to_python": ratio.as_dict(),
+            "seconds": wall.as_dict(),
+            "samples": [t.seconds for t in values],
+            "others_cores": [t.others_cores for t in values],
+            "ratio_to_python": ratios,
             "command": commands[label],
         }
-        rows.append([label, Summary.of(values).spread(0, 1000), ratio.spread(2)])
+        rows.append(
+            [
+                label,
+                wall.spread(0, 1000),
+                f"{Summary(**ratios['ratio']).spread(2)} [{ratios['basis']}]",
+            ]
+        )
     print(
         table(
             f"CLI start-up, median (min-max) of {reps}",
@@ -107,7 +119,7 @@ def headline(result: dict[str, Any]) -> list[list[str]]:
             [
                 "cli",
                 f"{label} / python -c pass",
-                num(data["ratio_to_python"]["median"]),
+                num(data["ratio_to_python"]["ratio"]["median"]),
                 "-",
                 f"info ({num(None if ms is None else ms * 1000, 0, ' ms')})",
             ]

@@ -45,6 +45,8 @@ class StreamResult:
     chunks: int
     finish_reason: str | None
     text: str = ""
+    #: CPU the rest of the machine used meanwhile, in cores (see bench.noise)
+    others_cores: float = math.nan
 
     @property
     def ttft(self) -> float:
@@ -166,6 +168,7 @@ class Batch:
     mode: str
     t0: float
     results: list[StreamResult] = field(default_factory=list)
+    others_cores: float = math.nan
 
     @property
     def ok(self) -> int:
@@ -200,6 +203,7 @@ class Batch:
             "clients": len(self.results),
             "ok": self.ok,
             "wall": self.wall,
+            "others_cores": self.others_cores,
             "aggregate_tokens_per_s": self.aggregate_tokens_per_s,
             "median_ttft": self.median_ttft,
             "worst_ttft": self.worst_ttft,

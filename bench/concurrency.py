@@ -8,10 +8,11 @@ request after another, with each client's TTFT counted from the first request's 
 
 from __future__ import annotations
 
-import math
+from functools import partial
 from typing import Any
 
 from bench.clients import Batch, Target, run_sequential, run_simultaneous
+from bench.noise import paired_summary, quiet_summary
 from bench.report import check, cleaned, machine_facts, num, table, write_result
 from bench.servers import MODEL_NAME, Fleet, quiet_pause
 from bench.stats import Summary
@@ -29,6 +30,7 @@ def _describe(batches: list[Batch]) -> dict[str, Any]:
         "aggregate_tokens_per_s": Summary.of([b.aggregate_tokens_per_s for b in batches]).as_dict(),
         "median_ttft_s": Summary.of([b.median_ttft for b in batches]).as_dict(),
         "worst_ttft_s": Summary.of([b.worst_ttft for b in batches]).as_dict(),
+        "others_cores": [b.others_cores for b in batches],
         "failed_streams": sum(len(b.results) - b.ok for b in batches),
         "samples": [b.sample() for b in batches],
     }
@@ -52,52 +54,46 @@ def run(fleet: Fleet) -> dict[str, Any]:
             # alternate which mode goes first, so neither always follows the other
             order = ["together", "apart"] if rep % 2 == 0 else ["apart", "together"]
             for mode in order:
-                quiet_pause()
-                if mode == "together":
-                    batch = run_simultaneous(target, prompts, CONCURRENT_TOKENS)
-                    together[n].append(batch)
-                else:
-                    batch = run_sequential(target, prompts, CONCURRENT_TOKENS)
-                    apart[n].append(batch)
+                quiet_pause(fleet)
+                runner = run_simultaneous if mode == "together" else run_sequential
+                batch, others = fleet.meter.measure(
+                    partial(runner, target, prompts, CONCURRENT_TOKENS)
+                )
+                batch.others_cores = others
+                (together if mode == "together" else apart)[n].append(batch)
                 print(
                     f"  rep {rep + 1}/{reps} {n} clients {mode}: "
                     f"{batch.aggregate_tokens_per_s:.1f} tok/s, worst TTFT "
-                    f"{batch.worst_ttft:.2f} s, {len(batch.results) - batch.ok} failed",
+                    f"{batch.worst_ttft:.2f} s, {len(batch.results) - batch.ok} failed "
+                    f"(others {others:.2f} cores)",
                     flush=True,
                 )
-    single = Summary.of([b.aggregate_tokens_per_s for b in together[levels[0]]]).median
+    single = quiet_summary(together[levels[0]], lambda b: b.aggregate_tokens_per_s)[0].median
     summary: dict[str, Any] = {}
     rows = []
     for n in levels:
         conc, seq = _describe(together[n]), _describe(apart[n])
-        share = Summary.of(
-            [
-                c.worst_ttft / s.worst_ttft if s.worst_ttft > 0 else math.nan
-                for c, s in zip(together[n], apart[n], strict=True)
-            ]
+        shares = paired_summary(together[n], apart[n], lambda b: b.worst_ttft)
+        scalings = paired_summary(
+            together[n], together[levels[0]], lambda b: b.aggregate_tokens_per_s
         )
-        scaling = Summary.of(
-            [
-                b.aggregate_tokens_per_s / one.aggregate_tokens_per_s
-                for b, one in zip(together[n], together[levels[0]], strict=True)
-            ]
-        )
+        share, scaling = Summary(**shares["ratio"]), Summary(**scalings["ratio"])
         summary[str(n)] = {
             "simultaneous": conc,
             "sequential": seq,
-            "worst_ttft_share_of_sequential": share.as_dict(),
-            "aggregate_over_single_stream": scaling.as_dict(),
+            "worst_ttft_share_of_sequential": shares,
+            "aggregate_over_single_stream": scalings,
         }
         rows.append(
             [
                 n,
                 Summary(**conc["aggregate_tokens_per_s"]).spread(1),
                 Summary(**seq["aggregate_tokens_per_s"]).spread(1),
-                scaling.spread(2),
+                f"{scaling.spread(2)} [{scalings['basis']}]",
                 Summary(**conc["median_ttft_s"]).spread(2),
                 Summary(**conc["worst_ttft_s"]).spread(2),
                 Summary(**seq["worst_ttft_s"]).spread(2),
-                share.spread(2),
+                f"{share.spread(2)} [{shares['basis']}]",
                 conc["failed_streams"],
             ]
         )
@@ -139,20 +135,21 @@ def headline(result: dict[str, Any]) -> list[list[str]]:
     eight = result["results"].get("8")
     if eight is None:
         return []
-    share = eight["worst_ttft_share_of_sequential"]["median"]
-    scaling = eight["aggregate_over_single_stream"]["median"]
+    shares = eight["worst_ttft_share_of_sequential"]
+    scalings = eight["aggregate_over_single_stream"]
+    share, scaling = shares["ratio"]["median"], scalings["ratio"]["median"]
     worst = eight["simultaneous"]["worst_ttft_s"]["median"]
     return [
         [
             "concurrency",
-            "8 clients: worst TTFT / one-after-another worst TTFT",
+            f"8 clients: worst TTFT / one-after-another worst TTFT [{shares['basis']}]",
             f"{num(share)} ({num(worst)} s)",
             f"< {TARGET_TTFT_SHARE}",
             check(share, lambda v: v < TARGET_TTFT_SHARE),
         ],
         [
             "concurrency",
-            "8 clients: aggregate tok/s / 1 stream",
+            f"8 clients: aggregate tok/s / 1 stream [{scalings['basis']}]",
             num(scaling),
             ">= 1.0",
             check(scaling, lambda v: v >= 1.0),

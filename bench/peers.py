@@ -8,13 +8,16 @@ During each 8-client run a probe times ``GET /v1/models`` on the server under lo
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from typing import Any
 
-from bench.clients import Batch, LatencyProbe, StreamResult, Target, run_simultaneous
-from bench.decode import measure_single
+from bench.clients import Batch, LatencyProbe, Target, run_simultaneous
+from bench.decode import RATE_HEADER, measure_single, rate_row, rate_summary
+from bench.noise import QUIET_CORES, paired_summary, quiet_summary
 from bench.report import check, cleaned, machine_facts, num, table, write_result
 from bench.servers import MODEL_NAME, Fleet, quiet_pause
-from bench.stats import Summary, paired_ratios
+from bench.stats import Summary
 from bench.workload import CONCURRENT_TOKENS, DECODE_TOKENS, concurrent_prompts, rotated
 
 NAME = "peers"
@@ -35,8 +38,9 @@ def _targets(fleet: Fleet) -> list[Target]:
 
 
 def _many(
-    targets: list[Target], reps: int
+    fleet: Fleet, targets: list[Target], reps: int
 ) -> tuple[dict[str, list[Batch]], dict[str, list[float]]]:
+    """``reps`` rounds of 8 simultaneous clients against every target, rotating."""
     batches: dict[str, list[Batch]] = {t.label: [] for t in targets}
     probes: dict[str, list[float]] = {t.label: [] for t in targets}
     prompts = concurrent_prompts(CLIENTS)
@@ -44,16 +48,19 @@ def _many(
         run_simultaneous(t, prompts[:1], 8)  # warm-up
     for rep in range(reps):
         for t in rotated(targets, rep):
-            quiet_pause()
+            quiet_pause(fleet)
             probe = LatencyProbe(t.url, ["/v1/models"], interval=0.05).start()
-            batch = run_simultaneous(t, prompts, CONCURRENT_TOKENS)
+            batch, others = fleet.meter.measure(
+                partial(run_simultaneous, t, prompts, CONCURRENT_TOKENS)
+            )
             probe.stop()
+            batch.others_cores = others
             batches[t.label].append(batch)
             probes[t.label].extend(probe.samples["/v1/models"])
             print(
                 f"  rep {rep + 1}/{reps} {t.label} x{CLIENTS}: "
                 f"{batch.aggregate_tokens_per_s:.1f} tok/s, worst TTFT {batch.worst_ttft:.2f} s, "
-                f"{len(batch.results) - batch.ok} failed",
+                f"{len(batch.results) - batch.ok} failed (others {others:.2f} cores)",
                 flush=True,
             )
     return batches, probes
@@ -69,70 +76,81 @@ def run(fleet: Fleet) -> dict[str, Any]:
     )
     targets = _targets(fleet)
     single = measure_single(fleet, targets, reps)
-    batches, probes = _many(targets, reps)
-    labels = [t.label for t in targets]
-    base = [r.tokens_per_s for r in single["in-process"]]
-    bar_single = [r.tokens_per_s for r in single.get(BAR, [])]
+    batches, probes = _many(fleet, targets, reps)
+    base = single["in-process"]
+    bar_single = single.get(BAR, [])
     bar_batches = batches.get(BAR, [])
-    summary: dict[str, Any] = {"in-process": _single("in-process", single, base, bar_single)}
-    rows = [["in-process", Summary.of(base).spread(1), "-", "-", "-", "-", "-", "-"]]
-    for label in labels:
+    summary: dict[str, Any] = {}
+    single_rows = []
+    many_rows = []
+    for label, results in single.items():
+        entry: dict[str, Any] = {
+            "single_vs_in_process": rate_summary(results, base),
+            "single_vs_llama_server": rate_summary(results, bar_single) if bar_single else None,
+            "single_samples": [r.sample() for r in results],
+        }
+        summary[label] = entry
+        data = entry["single_vs_llama_server"] or entry["single_vs_in_process"]
+        single_rows.append(rate_row(label, data, label == OURS and bool(bar_single), 1.0))
+        if label not in batches:
+            continue
         mine = batches[label]
-        entry = _single(label, single, base, bar_single)
-        aggregate = Summary.of([b.aggregate_tokens_per_s for b in mine])
-        worst = Summary.of([b.worst_ttft for b in mine])
-        agg_ratio = Summary.of(
-            paired_ratios(
-                [b.aggregate_tokens_per_s for b in mine],
-                [b.aggregate_tokens_per_s for b in bar_batches],
-            )
-        )
-        ttft_ratio = Summary.of(
-            paired_ratios([b.worst_ttft for b in mine], [b.worst_ttft for b in bar_batches])
-        )
+        aggregate, agg_basis = quiet_summary(mine, lambda b: b.aggregate_tokens_per_s)
+        worst, worst_basis = quiet_summary(mine, lambda b: b.worst_ttft)
+        agg_ratio = paired_summary(mine, bar_batches, lambda b: b.aggregate_tokens_per_s)
+        ttft_ratio = paired_summary(mine, bar_batches, lambda b: b.worst_ttft)
         models = Summary.of(probes[label])
         entry.update(
             {
                 "clients": CLIENTS,
                 "aggregate_tokens_per_s": aggregate.as_dict(),
+                "aggregate_basis": agg_basis,
                 "median_ttft_s": Summary.of([b.median_ttft for b in mine]).as_dict(),
                 "worst_ttft_s": worst.as_dict(),
-                "aggregate_ratio_to_llama_server": agg_ratio.as_dict(),
-                "worst_ttft_ratio_to_llama_server": ttft_ratio.as_dict(),
+                "worst_ttft_basis": worst_basis,
+                "aggregate_vs_llama_server": agg_ratio,
+                "worst_ttft_vs_llama_server": ttft_ratio,
                 "failed_streams": sum(len(b.results) - b.ok for b in mine),
                 "v1_models_under_load_s": models.as_dict(),
                 "v1_models_samples": probes[label],
                 "batches": [b.sample() for b in mine],
             }
         )
-        summary[label] = entry
-        rows.append(
+        many_rows.append(
             [
                 label,
-                Summary(**entry["tokens_per_s"]).spread(1),
-                Summary(**entry["single_ratio_to_llama_server"]).spread(2),
-                aggregate.spread(1),
-                agg_ratio.spread(2),
-                worst.spread(2),
-                f"{entry['failed_streams']}",
-                f"{models.p99 * 1000:.0f}",
+                f"{aggregate.spread(1)} [{agg_basis}]",
+                f"{Summary(**agg_ratio['ratio']).spread(2)} [{agg_ratio['basis']}]",
+                f"{worst.spread(2)} [{worst_basis}]",
+                f"{Summary(**ttft_ratio['ratio']).spread(2)} [{ttft_ratio['basis']}]",
+                entry["failed_streams"],
+                f"{models.p99 * 1000:.0f}" if models.n else "n/a",
             ]
         )
+    ratio_to = "llama-server" if bar_single else "in-process"
     print(
         table(
-            f"Peers, same model and {config.threads} threads, /v1/completions, "
-            f"median (min-max) of {reps}",
+            f"Peers, single stream of {DECODE_TOKENS} tokens, {config.threads} threads, "
+            f"/v1/completions; ratios to {ratio_to}, paired by round; quiet = others "
+            f"< {QUIET_CORES} cores",
+            [*RATE_HEADER, "ours >= 1.0"],
+            single_rows,
+        )
+    )
+    print(
+        table(
+            f"Peers, {CLIENTS} simultaneous clients x {CONCURRENT_TOKENS} tokens, median "
+            f"(min-max) of {reps}",
             [
                 "server",
-                "single tok/s",
-                "single / llama-server",
-                f"{CLIENTS}-client tok/s",
+                "aggregate tok/s",
                 "aggregate / llama-server",
                 "worst TTFT s",
+                "worst TTFT / llama-server",
                 "failed streams",
                 "/v1/models p99 ms",
             ],
-            rows,
+            many_rows,
         ),
         flush=True,
     )
@@ -141,6 +159,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
         "machine": machine_facts(),
         "fleet": fleet.describe(),
         "reps": reps,
+        "quiet_cores": QUIET_CORES,
         "single_tokens": DECODE_TOKENS,
         "clients": CLIENTS,
         "client_tokens": CONCURRENT_TOKENS,
@@ -150,47 +169,27 @@ def run(fleet: Fleet) -> dict[str, Any]:
     return dict(cleaned(result))
 
 
-def _single(
-    label: str, single: dict[str, list[StreamResult]], base: list[float], bar: list[float]
-) -> dict[str, Any]:
-    rates = [r.tokens_per_s for r in single[label]]
-    return {
-        "tokens_per_s": Summary.of(rates).as_dict(),
-        "single_ratio_to_in_process": Summary.of(paired_ratios(rates, base)).as_dict(),
-        "single_ratio_to_llama_server": Summary.of(paired_ratios(rates, bar)).as_dict(),
-        "single_samples": [r.sample() for r in single[label]],
-    }
-
-
 def headline(result: dict[str, Any]) -> list[list[str]]:
     ours = result["results"].get(OURS)
     if ours is None:
         return []
     if BAR not in result["results"]:
         return [["peers", "llama-server", "not available", "-", "n/a"]]
-    single = ours["single_ratio_to_llama_server"]["median"]
-    aggregate = ours["aggregate_ratio_to_llama_server"]["median"]
-    ttft = ours["worst_ttft_ratio_to_llama_server"]["median"]
-    return [
-        [
-            "peers",
-            "single stream tok/s / llama-server",
-            num(single),
-            ">= 1.0",
-            check(single, lambda v: v >= 1.0),
-        ],
-        [
-            "peers",
+    single = ours["single_vs_llama_server"]
+    aggregate = ours["aggregate_vs_llama_server"]
+    ttft = ours["worst_ttft_vs_llama_server"]
+    rows = []
+    for figure, data, target, ok in [
+        ("single stream tok/s / llama-server", single, ">= 1.0", lambda v: v >= 1.0),
+        (
             f"{CLIENTS}-client aggregate tok/s / llama-server",
-            num(aggregate),
+            aggregate,
             ">= 1.0",
-            check(aggregate, lambda v: v >= 1.0),
-        ],
-        [
-            "peers",
-            f"{CLIENTS}-client worst TTFT / llama-server",
-            num(ttft),
-            "<= 1.0",
-            check(ttft, lambda v: v <= 1.0),
-        ],
-    ]
+            lambda v: v >= 1.0,
+        ),
+        (f"{CLIENTS}-client worst TTFT / llama-server", ttft, "<= 1.0", lambda v: v <= 1.0),
+    ]:
+        value = data["ratio"]["median"]
+        value = None if value is None or math.isnan(value) else value
+        rows.append(["peers", f"{figure} [{data['basis']}]", num(value), target, check(value, ok)])
+    return rows

@@ -14,14 +14,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.noise import CpuMeter, Timed, paired_summary, timed
 from bench.report import REPO_ROOT, check, cleaned, machine_facts, num, table, write_result
 from bench.servers import FileServer, Fleet, quiet_pause
-from bench.stats import Summary, paired_ratios
+from bench.stats import Summary
 from bench.workload import rotated
 
 NAME = "pull"
@@ -84,7 +85,8 @@ def run(fleet: Fleet) -> dict[str, Any]:
         "ModelLibrary.pull": _library,
         "a3s-power pull": _cli,
     }
-    seconds: dict[str, list[float]] = {label: [] for label in ways}
+    samples: dict[str, list[Timed]] = {label: [] for label in ways}
+    meter = CpuMeter(lambda: [pid for pid in (server.pid(),) if pid is not None])
     try:
         # warm-up: the source file into the page cache, plugins and imports into this process
         for label in ("requests to disk", "ModelLibrary.pull"):
@@ -95,35 +97,37 @@ def run(fleet: Fleet) -> dict[str, Any]:
             for label in rotated(list(ways), rep):
                 folder = Path(tempfile.mkdtemp(prefix="a3s-bench-pull-"))
                 try:
-                    quiet_pause()
-                    start = time.perf_counter()
-                    ways[label](url, folder)
-                    seconds[label].append(time.perf_counter() - start)
+                    quiet_pause(fleet)
+                    sample = timed(meter, partial(ways[label], url, folder))
+                    samples[label].append(sample)
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
                 print(
-                    f"  rep {rep + 1}/{reps} {label}: {size / seconds[label][-1] / 1e6:.0f} MB/s",
+                    f"  rep {rep + 1}/{reps} {label}: {size / sample.seconds / 1e6:.0f} MB/s "
+                    f"(others {sample.others_cores:.2f} cores)",
                     flush=True,
                 )
     finally:
         server.stop()
         shutil.rmtree(served, ignore_errors=True)
-    rates = {label: [size / s for s in values] for label, values in seconds.items()}
-    base = rates["requests to disk"]
+    base = samples["requests to disk"]
     summary: dict[str, Any] = {}
     rows = []
-    for label, values in rates.items():
-        ratio = Summary.of(paired_ratios(values, base))
+    for label, values in samples.items():
+        ratios = paired_summary(values, base, lambda t: size / t.seconds)
+        ratio = Summary(**ratios["ratio"])
+        rate = Summary.of([size / t.seconds / 1e6 for t in values])
         summary[label] = {
-            "mb_per_s": Summary.of([v / 1e6 for v in values]).as_dict(),
-            "seconds": seconds[label],
-            "ratio_to_plain": ratio.as_dict(),
+            "mb_per_s": rate.as_dict(),
+            "seconds": [t.seconds for t in values],
+            "others_cores": [t.others_cores for t in values],
+            "ratio_to_plain": ratios,
         }
         rows.append(
             [
                 label,
-                Summary.of([v / 1e6 for v in values]).spread(0),
-                ratio.spread(2),
+                rate.spread(0),
+                f"{ratio.spread(2)} [{ratios['basis']}]",
                 check(ratio.median, lambda v: v >= TARGET_RATIO)
                 if label == "ModelLibrary.pull"
                 else "-",
@@ -149,9 +153,9 @@ def run(fleet: Fleet) -> dict[str, Any]:
 
 
 def headline(result: dict[str, Any]) -> list[list[str]]:
-    ratio = result["results"]["ModelLibrary.pull"]["ratio_to_plain"]["median"]
-    synced = result["results"]["requests to disk + fsync"]["ratio_to_plain"]["median"]
-    cli = result["results"]["a3s-power pull"]["ratio_to_plain"]["median"]
+    ratio = result["results"]["ModelLibrary.pull"]["ratio_to_plain"]["ratio"]["median"]
+    synced = result["results"]["requests to disk + fsync"]["ratio_to_plain"]["ratio"]["median"]
+    cli = result["results"]["a3s-power pull"]["ratio_to_plain"]["ratio"]["median"]
     return [
         [
             "pull",

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from bench.noise import CpuMeter, settle
 from bench.report import BENCH_DIR, REPO_ROOT, RESULTS_DIR
 
 DEFAULT_MODEL = Path.home() / ".cache/a3s-power/models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -400,6 +401,18 @@ class Fleet:
             self._baseline = InProcessBaseline(self.config)
         return self._baseline
 
+    def pids(self) -> list[int]:
+        """The processes under test: servers and the in-process worker."""
+        pids = [pid for s in self.started.values() if (pid := s.pid()) is not None]
+        if self._baseline is not None:
+            pids.append(self._baseline.process.pid)
+        return pids
+
+    @property
+    def meter(self) -> CpuMeter:
+        """Measures how busy everything else on the machine was during a sample."""
+        return CpuMeter(self.pids)
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"config": self.config.as_dict(), "missing": dict(self.missing)}
         for key, server in self.started.items():
@@ -418,9 +431,13 @@ class Fleet:
         self.started.clear()
 
 
-def quiet_pause(seconds: float = 0.5) -> None:
-    """Let the previous target's worker threads go idle before timing the next one."""
-    time.sleep(seconds)
+def quiet_pause(fleet: Fleet | None = None, max_wait: float = 20.0) -> None:
+    """Before a sample: let the previous target's threads go idle and, with a fleet, wait
+    (bounded) for the rest of the machine to be quiet too."""
+    if fleet is None:
+        time.sleep(0.5)
+    else:
+        settle(fleet.pids, max_wait=max_wait)
 
 
 def labels(servers: Sequence[ServerProcess | None]) -> list[str]:

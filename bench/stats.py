@@ -68,3 +68,14 @@ def ratio(numerator: float, denominator: float) -> float:
 def paired_ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[float]:
     """Ratios of samples taken side by side in the same repetition (noise cancels best)."""
     return [ratio(a, b) for a, b in zip(numerators, denominators, strict=False)]
+
+
+def quiet_first(
+    all_values: Sequence[float], quiet_values: Sequence[float], minimum: int = 2
+) -> tuple[Summary, str]:
+    """The summary of the quiet samples when there are at least ``minimum`` of them (the
+    figure a busy neighbour did not bend), else of all samples; and which it is."""
+    quiet = Summary.of(quiet_values)
+    if quiet.n >= minimum:
+        return quiet, "quiet"
+    return Summary.of(all_values), "all"
