@@ -12,14 +12,14 @@ import requests
 from conftest import PowerServer, import_test_model
 
 MODEL = "smollm2:135m"
-LONG = {"temperature": 0, "num_predict": 2000}
+LONG = {"temperature": 0, "num_predict": 4000}
 
 
 @pytest.fixture(scope="module")
 def one_slot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerServer]:
     """One sequence and one waiting place: a third concurrent request finds no room."""
     server = PowerServer(
-        tmp_path_factory.mktemp("busy-home"), num_ctx="2048", num_parallel="1", max_queue="1"
+        tmp_path_factory.mktemp("busy-home"), num_ctx="4096", num_parallel="1", max_queue="1"
     )
     import_test_model(server.env)
     server.start()
