@@ -43,10 +43,10 @@ def _many(
     """``reps`` rounds of 8 simultaneous clients against every target, rotating."""
     batches: dict[str, list[Batch]] = {t.label: [] for t in targets}
     probes: dict[str, list[float]] = {t.label: [] for t in targets}
-    prompts = concurrent_prompts(CLIENTS)
     for t in targets:
-        run_simultaneous(t, prompts[:1], 8)  # warm-up
+        run_simultaneous(t, concurrent_prompts(1, rep=99), 8)  # warm-up
     for rep in range(reps):
+        prompts = concurrent_prompts(CLIENTS, rep)
         for t in rotated(targets, rep):
             quiet_pause(fleet)
             probe = LatencyProbe(t.url, ["/v1/models"], interval=0.05).start()

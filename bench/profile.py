@@ -18,10 +18,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.clients import Target, run_simultaneous
+import httpx
+
+from bench.clients import Target, run_simultaneous, stream
 from bench.report import RESULTS_DIR, cleaned, machine_facts, table, write_result
 from bench.servers import MODEL_NAME, PEERS_DIR, Fleet
-from bench.workload import CONCURRENT_TOKENS, DECODE_PROMPT, DECODE_TOKENS, concurrent_prompts
+from bench.workload import (
+    CONCURRENT_TOKENS,
+    DECODE_PROMPT,
+    DECODE_TOKENS,
+    TTFT_PROMPTS,
+    TTFT_TOKENS,
+    concurrent_prompts,
+)
 
 NAME = "profile"
 TOP = 15
@@ -127,9 +136,17 @@ def run(fleet: Fleet) -> dict[str, Any]:
     pid = power.pid()
     assert pid is not None
     target = Target("a3s-power", power.url, "openai", MODEL_NAME)
+
+    def short_requests() -> None:
+        # the per-request path (parse, resolve, template, tokenize, first token, render)
+        with httpx.Client() as client:
+            for i in range(60):
+                stream(target, TTFT_PROMPTS[i % len(TTFT_PROMPTS)], TTFT_TOKENS, client)
+
     scenarios = {
         "single": lambda: run_simultaneous(target, [DECODE_PROMPT], DECODE_TOKENS),
         "8 clients": lambda: run_simultaneous(target, concurrent_prompts(8), CONCURRENT_TOKENS),
+        "short requests": short_requests,
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}

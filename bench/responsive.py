@@ -25,13 +25,13 @@ TARGET_P99 = 0.050
 
 
 def probe_under_load(
-    target: Target, paths: list[str], streams: int = STREAMS, tokens: int = STREAM_TOKENS
+    target: Target, paths: list[str], rep: int, streams: int = STREAMS, tokens: int = STREAM_TOKENS
 ) -> tuple[LatencyProbe, Batch]:
     """Latencies of ``paths`` sampled while ``streams`` generations stream from ``target``."""
     holder: list[Batch] = []
+    prompts = concurrent_prompts(streams, rep)
     load = threading.Thread(
-        target=lambda: holder.append(run_simultaneous(target, concurrent_prompts(streams), tokens)),
-        daemon=True,
+        target=lambda: holder.append(run_simultaneous(target, prompts, tokens)), daemon=True
     )
     probe = LatencyProbe(target.url, paths)
     load.start()
@@ -72,7 +72,9 @@ def run(fleet: Fleet) -> dict[str, Any]:
     for rep in range(reps):
         for label, target, paths in servers:
             quiet_pause(fleet)
-            (probe, batch), others = fleet.meter.measure(partial(probe_under_load, target, paths))
+            (probe, batch), others = fleet.meter.measure(
+                partial(probe_under_load, target, paths, rep)
+            )
             batch.others_cores = others
             reps_taken[label].append((others, probe, batch))
             p99 = {p: Summary.of(probe.samples[p]).p99 * 1000 for p in paths}

@@ -49,11 +49,13 @@ _SUBJECTS = [
 ]
 
 
-def concurrent_prompts(count: int) -> list[str]:
-    """``count`` different story openings (at most 16)."""
+def concurrent_prompts(count: int, rep: int = 0) -> list[str]:
+    """``count`` different story openings (at most 16), different again for each ``rep``:
+    the numbered opening keeps a server's prompt cache from answering a later repetition
+    (or the warm-up) from the KV cells of an earlier one, so every run pays its prefill."""
     return [
-        f"Here is a short story about {subject}.\n\nOnce upon a time"
-        for subject in _SUBJECTS[:count]
+        f"Story {rep * 100 + index}. Here is a short story about {subject}.\n\nOnce upon a time"
+        for index, subject in enumerate(_SUBJECTS[:count])
     ]
 
 
