@@ -20,6 +20,7 @@ BENCHMARKS = {
     "pull": "bench.pull",
     "decode": "bench.decode",
     "ttft": "bench.ttft",
+    "ceiling": "bench.ceiling",
     "concurrency": "bench.concurrency",
     "responsive": "bench.responsive",
     "peers": "bench.peers",

@@ -55,6 +55,9 @@ def run(fleet: Fleet) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="a3s-bench-cli-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("A3S_POWER_")}
     env["A3S_POWER_HOME"] = str(home)
+    # as after a pip install: byte-code caches exist (the warm-up writes them here), rather
+    # than every start compiling the sources again
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     commands = _commands()
     samples: dict[str, list[Timed]] = {label: [] for label in commands}
     meter = CpuMeter(list)
