@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.fleet import Fleet
 from bench.report import RESULTS_DIR, machine_facts, table, write_result
-from bench.servers import DEFAULT_MODEL, BenchConfig, Fleet, default_extra_buffers
+from bench.servers import DEFAULT_MODEL, BenchConfig, default_extra_buffers
 
 #: benchmark name -> module; ``all`` runs them in this order (no servers needed first)
 BENCHMARKS = {

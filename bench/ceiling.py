@@ -18,9 +18,9 @@ import sys
 import time
 from typing import Any
 
+from bench.fleet import Fleet, quiet_pause
 from bench.noise import QUIET_CORES, CpuMeter
 from bench.report import REPO_ROOT, cleaned, machine_facts, num, table, write_result
-from bench.servers import Fleet, quiet_pause
 from bench.stats import Summary
 from bench.workload import CONCURRENT_TOKENS, concurrent_prompts
 

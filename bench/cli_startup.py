@@ -13,9 +13,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.fleet import Fleet, quiet_pause
 from bench.noise import CpuMeter, Timed, paired_summary, quiet_summary, timed
 from bench.report import REPO_ROOT, cleaned, machine_facts, num, table, write_result
-from bench.servers import MODEL_NAME, Fleet, quiet_pause
+from bench.servers import MODEL_NAME
 from bench.workload import rotated
 
 NAME = "cli"

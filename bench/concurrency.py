@@ -12,9 +12,10 @@ from functools import partial
 from typing import Any
 
 from bench.clients import Batch, Target, run_sequential, run_simultaneous
+from bench.fleet import Fleet, quiet_pause
 from bench.noise import paired_summary, quiet_summary
 from bench.report import check, cleaned, machine_facts, num, table, write_result
-from bench.servers import MODEL_NAME, Fleet, quiet_pause
+from bench.servers import MODEL_NAME
 from bench.stats import Summary
 from bench.workload import CONCURRENT_TOKENS, concurrent_prompts
 

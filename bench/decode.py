@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 
 from bench.clients import StreamResult, Target, stream
+from bench.fleet import Fleet, quiet_pause
 from bench.noise import QUIET_CORES, is_quiet, paired_summary
 from bench.report import check, cleaned, machine_facts, num, table, verdict, write_result
-from bench.servers import MODEL_NAME, Fleet, quiet_pause
+from bench.servers import MODEL_NAME
 from bench.stats import Summary
 from bench.workload import DECODE_PROMPT, DECODE_TOKENS, rotated
 

@@ -14,9 +14,10 @@ from typing import Any
 
 from bench.clients import Batch, LatencyProbe, Target, run_simultaneous
 from bench.decode import RATE_HEADER, measure_single, rate_row, rate_summary
+from bench.fleet import Fleet, quiet_pause
 from bench.noise import QUIET_CORES, paired_summary, quiet_summary
 from bench.report import check, cleaned, machine_facts, num, table, write_result
-from bench.servers import MODEL_NAME, Fleet, quiet_pause
+from bench.servers import MODEL_NAME
 from bench.stats import Summary
 from bench.workload import CONCURRENT_TOKENS, DECODE_TOKENS, concurrent_prompts, rotated
 

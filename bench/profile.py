@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 
 from bench.clients import Target, run_simultaneous, stream
+from bench.fleet import Fleet
 from bench.report import RESULTS_DIR, cleaned, machine_facts, table, write_result
-from bench.servers import MODEL_NAME, PEERS_DIR, Fleet
+from bench.servers import MODEL_NAME, PEERS_DIR
 from bench.workload import (
     CONCURRENT_TOKENS,
     DECODE_PROMPT,

@@ -19,9 +19,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.fleet import Fleet, quiet_pause
 from bench.noise import CpuMeter, Timed, paired_summary, timed
 from bench.report import REPO_ROOT, check, cleaned, machine_facts, num, table, write_result
-from bench.servers import FileServer, Fleet, quiet_pause
+from bench.servers import FileServer
 from bench.stats import Summary
 from bench.workload import rotated
 

@@ -10,9 +10,10 @@ from functools import partial
 from typing import Any
 
 from bench.clients import Batch, LatencyProbe, Target, run_simultaneous
+from bench.fleet import Fleet, quiet_pause
 from bench.noise import is_quiet
 from bench.report import check, cleaned, machine_facts, num, table, write_result
-from bench.servers import MODEL_NAME, Fleet, quiet_pause
+from bench.servers import MODEL_NAME
 from bench.stats import Summary
 from bench.workload import concurrent_prompts
 

@@ -12,14 +12,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.noise import CpuMeter, settle
 from bench.report import BENCH_DIR, REPO_ROOT, RESULTS_DIR
 
 DEFAULT_MODEL = Path.home() / ".cache/a3s-power/models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -339,106 +337,3 @@ class FileServer(ServerProcess):
             "--directory",
             str(self.directory),
         ]
-
-
-@dataclass
-class Fleet:
-    """Servers started on first use and stopped together; shared by the benchmarks of one run."""
-
-    config: BenchConfig
-    started: dict[str, ServerProcess] = field(default_factory=dict)
-    missing: dict[str, str] = field(default_factory=dict)
-    _baseline: Any = None
-
-    def _get(self, key: str, factory: Any) -> ServerProcess | None:
-        if key in self.started:
-            return self.started[key]
-        if key in self.missing:
-            return None
-        server = factory()
-        if server is None:
-            return None
-        print(f"  starting {server.label} on {server.url} ...", flush=True)
-        server.start()
-        self.started[key] = server
-        return server
-
-    def power(self) -> PowerServer:
-        server = self._get("power", lambda: PowerServer(self.config))
-        assert isinstance(server, PowerServer)
-        return server
-
-    def lcpp(self) -> LlamaCppPythonServer | None:
-        def make() -> LlamaCppPythonServer | None:
-            python = find_lcpp_python()
-            if python is None:
-                self.missing["lcpp"] = f"no llama-cpp-python[server] venv at {LCPP_PYTHON}"
-                return None
-            return LlamaCppPythonServer(self.config, python)
-
-        server = self._get("lcpp", make)
-        return server if isinstance(server, LlamaCppPythonServer) else None
-
-    def llama_server(self) -> LlamaServer | None:
-        def make() -> LlamaServer | None:
-            binary = find_llama_server()
-            if binary is None:
-                self.missing["llama-server"] = (
-                    f"no llama-server binary ($LLAMA_SERVER, PATH, {LLAMA_SERVER_BUILT})"
-                )
-                return None
-            return LlamaServer(self.config, binary)
-
-        server = self._get("llama-server", make)
-        return server if isinstance(server, LlamaServer) else None
-
-    def baseline(self) -> Any:
-        """The in-process llama-cpp-python worker (see :mod:`bench.inprocess`)."""
-        if self._baseline is None:
-            from bench.inprocess import InProcessBaseline
-
-            print("  starting the in-process llama-cpp-python baseline ...", flush=True)
-            self._baseline = InProcessBaseline(self.config)
-        return self._baseline
-
-    def pids(self) -> list[int]:
-        """The processes under test: servers and the in-process worker."""
-        pids = [pid for s in self.started.values() if (pid := s.pid()) is not None]
-        if self._baseline is not None:
-            pids.append(self._baseline.process.pid)
-        return pids
-
-    @property
-    def meter(self) -> CpuMeter:
-        """Measures how busy everything else on the machine was during a sample."""
-        return CpuMeter(self.pids)
-
-    def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"config": self.config.as_dict(), "missing": dict(self.missing)}
-        for key, server in self.started.items():
-            entry: dict[str, Any] = {"url": server.url, "command": server.command()}
-            if isinstance(server, LlamaServer):
-                entry["version"] = server.version()
-            info[key] = entry
-        return info
-
-    def close(self) -> None:
-        if self._baseline is not None:
-            self._baseline.close()
-            self._baseline = None
-        for server in reversed(list(self.started.values())):
-            server.stop()
-        self.started.clear()
-
-
-def quiet_pause(fleet: Fleet | None = None, max_wait: float = 20.0) -> None:
-    """Before a sample: let the previous target's threads go idle and, with a fleet, wait
-    (bounded) for the rest of the machine to be quiet too."""
-    if fleet is None:
-        time.sleep(0.5)
-    else:
-        settle(fleet.pids, max_wait=max_wait)
-
-
-def labels(servers: Sequence[ServerProcess | None]) -> list[str]:
-    return [s.label for s in servers if s is not None]

@@ -13,9 +13,9 @@ import httpx
 
 from bench.clients import StreamResult, stream
 from bench.decode import power_targets
+from bench.fleet import Fleet, quiet_pause
 from bench.noise import is_quiet
 from bench.report import check, cleaned, machine_facts, num, table, verdict, write_result
-from bench.servers import Fleet, quiet_pause
 from bench.stats import Summary, quiet_first
 from bench.workload import TTFT_PROMPTS, TTFT_TOKENS, rotated
 

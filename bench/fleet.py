@@ -1,0 +1,119 @@
+"""The servers of one run: started on first use, shared by the benchmarks, stopped together."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.noise import CpuMeter, settle
+from bench.servers import (
+    LCPP_PYTHON,
+    LLAMA_SERVER_BUILT,
+    BenchConfig,
+    LlamaCppPythonServer,
+    LlamaServer,
+    PowerServer,
+    ServerProcess,
+    find_lcpp_python,
+    find_llama_server,
+)
+
+
+@dataclass
+class Fleet:
+    """Servers started on first use and stopped together; shared by the benchmarks of one run."""
+
+    config: BenchConfig
+    started: dict[str, ServerProcess] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    _baseline: Any = None
+
+    def _get(self, key: str, factory: Any) -> ServerProcess | None:
+        if key in self.started:
+            return self.started[key]
+        if key in self.missing:
+            return None
+        server = factory()
+        if server is None:
+            return None
+        print(f"  starting {server.label} on {server.url} ...", flush=True)
+        server.start()
+        self.started[key] = server
+        return server
+
+    def power(self) -> PowerServer:
+        server = self._get("power", lambda: PowerServer(self.config))
+        assert isinstance(server, PowerServer)
+        return server
+
+    def lcpp(self) -> LlamaCppPythonServer | None:
+        def make() -> LlamaCppPythonServer | None:
+            python = find_lcpp_python()
+            if python is None:
+                self.missing["lcpp"] = f"no llama-cpp-python[server] venv at {LCPP_PYTHON}"
+                return None
+            return LlamaCppPythonServer(self.config, python)
+
+        server = self._get("lcpp", make)
+        return server if isinstance(server, LlamaCppPythonServer) else None
+
+    def llama_server(self) -> LlamaServer | None:
+        def make() -> LlamaServer | None:
+            binary = find_llama_server()
+            if binary is None:
+                self.missing["llama-server"] = (
+                    f"no llama-server binary ($LLAMA_SERVER, PATH, {LLAMA_SERVER_BUILT})"
+                )
+                return None
+            return LlamaServer(self.config, binary)
+
+        server = self._get("llama-server", make)
+        return server if isinstance(server, LlamaServer) else None
+
+    def baseline(self) -> Any:
+        """The in-process llama-cpp-python worker (see :mod:`bench.inprocess`)."""
+        if self._baseline is None:
+            from bench.inprocess import InProcessBaseline
+
+            print("  starting the in-process llama-cpp-python baseline ...", flush=True)
+            self._baseline = InProcessBaseline(self.config)
+        return self._baseline
+
+    def pids(self) -> list[int]:
+        """The processes under test: servers and the in-process worker."""
+        pids = [pid for s in self.started.values() if (pid := s.pid()) is not None]
+        if self._baseline is not None:
+            pids.append(self._baseline.process.pid)
+        return pids
+
+    @property
+    def meter(self) -> CpuMeter:
+        """Measures how busy everything else on the machine was during a sample."""
+        return CpuMeter(self.pids)
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"config": self.config.as_dict(), "missing": dict(self.missing)}
+        for key, server in self.started.items():
+            entry: dict[str, Any] = {"url": server.url, "command": server.command()}
+            if isinstance(server, LlamaServer):
+                entry["version"] = server.version()
+            info[key] = entry
+        return info
+
+    def close(self) -> None:
+        if self._baseline is not None:
+            self._baseline.close()
+            self._baseline = None
+        for server in reversed(list(self.started.values())):
+            server.stop()
+        self.started.clear()
+
+
+def quiet_pause(fleet: Fleet | None = None, max_wait: float = 20.0) -> None:
+    """Before a sample: let the previous target's threads go idle and, with a fleet, wait
+    (bounded) for the rest of the machine to be quiet too."""
+    if fleet is None:
+        time.sleep(0.5)
+    else:
+        settle(fleet.pids, max_wait=max_wait)
