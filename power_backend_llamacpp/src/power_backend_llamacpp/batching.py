@@ -163,6 +163,9 @@ class ContinuousBatcher:
             self._sample(choice, job.out_index)
             if choice.reason is None:
                 self._generating.append(choice)
+        # llama.cpp decodes a batch whose sequence ids ascend in one pass but splits one
+        # whose ids fall, at about half the throughput (bench: `ceiling`), so keep order
+        self._generating.sort(key=lambda c: c.seq_id)
 
     def _sample(self, choice: Choice, index: int) -> None:
         """Choose ``choice``'s next token from batch output ``index`` and emit its text."""
@@ -209,6 +212,7 @@ class ContinuousBatcher:
         if choice.seq_id >= 0:
             lc.llama_memory_seq_rm(self._memory, choice.seq_id, -1, -1)
             self._free_seqs.append(choice.seq_id)
+            self._free_seqs.sort(reverse=True)  # pop() hands out the lowest free id
             choice.seq_id = -1
         choice.sampler.free()
 
