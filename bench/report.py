@@ -118,7 +118,7 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> s
     """A fixed-width text table (also valid Markdown)."""
     cells = [[str(c) for c in header]] + [[_fmt(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = [f"### {title}", ""]
+    lines = ["", f"### {title}", ""]
     for index, row in enumerate(cells):
         lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
         if index == 0:
@@ -134,8 +134,9 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def num(value: float | None, digits: int = 2, unit: str = "") -> str:
-    """A number for the summary, ``n/a`` when it was not measured."""
+def num(value: float | None, digits: int = 3, unit: str = "") -> str:
+    """A number for the summary, ``n/a`` when it was not measured (three decimals by
+    default, so a ratio of 0.997 never reads as a passing 1.00)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.{digits}f}{unit}"
