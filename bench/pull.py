@@ -47,7 +47,7 @@ def _plain(url: str, folder: Path, sync: bool) -> None:
 def _library(url: str, folder: Path) -> None:
     from power_core.config import Settings
     from power_core.plugins import get_registry
-    from power_core.services import open_library
+    from power_core.stores import open_library
 
     library = open_library(Settings(home=folder), get_registry())
     library.pull(url, name="bench:pulled")
