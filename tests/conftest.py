@@ -15,6 +15,10 @@ import requests
 
 DEFAULT_TEST_MODEL = Path.home() / ".cache/a3s-power/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 TEST_MODEL_NAME = "smollm2:135m"
+# A raw prompt SmolLM2 continues greedily (temperature 0) without ever choosing its end token:
+# it counts on until num_predict or the context runs out (4000 of 4000 tokens, measured). Tests
+# that need a generation still running seconds later use it; prose prompts end within ~100.
+ENDLESS_RAW_PROMPT = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
 
 
 def real_model_path() -> Path:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import PowerServer, import_test_model
+from conftest import ENDLESS_RAW_PROMPT, PowerServer, import_test_model
 
 MODEL = "smollm2:135m"
 LONG = {"temperature": 0, "num_predict": 4000}
@@ -32,7 +32,7 @@ def _stream(url: str) -> requests.Response:
         url + "/api/generate",
         stream=True,
         timeout=120,
-        json={"model": MODEL, "prompt": "Count: 1, 2, 3,", "raw": True, "options": LONG},
+        json={"model": MODEL, "prompt": ENDLESS_RAW_PROMPT, "raw": True, "options": LONG},
     )
 
 
@@ -45,7 +45,9 @@ def test_full_queue_is_503_with_retry_after(one_slot_server: PowerServer) -> Non
     url = one_slot_server.url
     running = _stream(url)
     assert running.status_code == 200
-    next(running.iter_lines())  # generating
+    # keep the line iterator: a discarded one is collected, and closes the connection
+    running_lines = running.iter_lines()
+    next(running_lines)  # generating
     # The queued request's answer only begins with its first token, so its place in the
     # queue shows as a second lease on the model.
     with ThreadPoolExecutor(1) as pool:
@@ -53,7 +55,7 @@ def test_full_queue_is_503_with_retry_after(one_slot_server: PowerServer) -> Non
         deadline = time.monotonic() + 60
         while _leases(url) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _leases(url) == 2
+        assert _leases(url) == 2, "the running and the queued request should both hold leases"
         try:
             refused = requests.post(
                 url + "/api/generate",

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from conftest import ENDLESS_RAW_PROMPT
+
 MODEL = "smollm2:135m"
 
 
@@ -22,7 +24,7 @@ def test_hanging_up_mid_stream_cancels_the_generation(url: str) -> None:
     body = json.dumps(
         {
             "model": MODEL,
-            "prompt": "Count from 1 to 1000, separated by commas: 1, 2, 3,",
+            "prompt": ENDLESS_RAW_PROMPT,
             "raw": True,
             # ~2000 tokens take well over 15 s on any CPU this runs on (~100 tokens/s at best),
             # so the lease can only drop within the wait below if the generation was cancelled
