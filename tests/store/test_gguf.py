@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from gguf.constants import GGML_QUANT_SIZES, LlamaFileType
 
+from power_core import gguf
 from power_core.errors import InvalidModelFile
 from power_core.gguf import (
     FILE_TYPE_NAMES,
@@ -287,3 +288,18 @@ def test_real_smollm2(model_path: Path) -> None:
     assert info.chat_template is not None and "<|im_start|>" in info.chat_template
     assert info.large_arrays["tokenizer.ggml.tokens"] == 49152
     assert info.data_offset < info.file_size
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("buffer_size", [4099, 65_536 + 7])
+def test_vocabularies_are_skipped_across_small_read_buffers(
+    model_path: Path, buffer_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every read buffer boundary splits a token string or its length somewhere; skipping
+    # must land exactly where reading every string does.
+    whole = read_gguf_info(model_path)
+    monkeypatch.setattr(gguf, "_BUFFER", buffer_size)
+    assert read_gguf_info(model_path) == whole
+    full = read_gguf_info(model_path, include_large_arrays=True)
+    assert len(full.metadata["tokenizer.ggml.tokens"]) == 49152
+    assert full.tensors == whole.tensors and full.data_offset == whole.data_offset
