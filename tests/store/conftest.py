@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
 import socket
@@ -151,6 +152,10 @@ class ServedFile:
     #: once ``gate_after`` bytes are sent, wait for ``gate`` to be set before the rest
     gate: threading.Event | None = None
     gate_after: int = 0
+    #: send the body gzip-compressed (``Content-Encoding: gzip``), ignoring Range
+    gzip: bool = False
+    #: send the body with ``Transfer-Encoding: chunked`` and no ``Content-Length``
+    chunked: bool = False
 
 
 @dataclass
@@ -191,6 +196,9 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+                return
+            if served.gzip or served.chunked:
+                self._send_encoded(served, headers)
                 return
             data, start, status = served.data, 0, 200
             wanted = self.headers.get("Range")
@@ -236,6 +244,28 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 # Break the transfer mid-body: the client sees a short read.
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
+
+        def _send_encoded(self, served: ServedFile, headers: dict[str, str]) -> None:
+            server.requests.append((self.path, headers, 200))
+            body = gzip.compress(served.data) if served.gzip else served.data
+            self.send_response(200)
+            self.send_header("Content-Type", served.content_type)
+            if served.gzip:
+                self.send_header("Content-Encoding", "gzip")
+            if served.chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for start in range(0, len(body), served.chunk):
+                piece = body[start : start + served.chunk]
+                if served.chunked:
+                    self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                else:
+                    self.wfile.write(piece)
+            if served.chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
 
     return Handler
 

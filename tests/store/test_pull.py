@@ -18,6 +18,7 @@ from power_core.errors import (
     UnsupportedFeature,
 )
 from power_core.library import ModelLibrary
+from power_core.names import ModelRef
 from power_core.sources import PullProgress
 from power_core.store.local import LocalStore
 
@@ -119,6 +120,23 @@ def test_a_truncated_gguf_is_refused(library: ModelLibrary, file_server, big_ggu
     with pytest.raises(PullFailed, match=r"not a usable GGUF model: .*beyond the end"):
         library.pull(file_server.url("/cut.gguf"))
     assert blobs(library.store) == [] and part_files(library.store) == []  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "encoding", [{"gzip": True}, {"chunked": True}, {"gzip": True, "chunked": True}]
+)
+def test_compressed_and_chunked_bodies_are_stored_as_the_file(
+    library: ModelLibrary, file_server, big_gguf: bytes, encoding: dict[str, bool], check_store
+) -> None:
+    # a server may compress despite "Accept-Encoding: identity", or send no length
+    file_server.add("/encoded.gguf", big_gguf, **encoding)
+    library.pull(file_server.url("/encoded.gguf"), name="encoded")
+    stored = library.store.read_manifest(ModelRef.parse("encoded"))
+    assert stored is not None
+    weights = stored.manifest.layer("model")
+    assert weights is not None and weights.digest == sha(big_gguf)
+    assert library.store.blob_path(weights.digest).read_bytes() == big_gguf
+    check_store(library.store.root)
 
 
 def test_an_interrupted_download_resumes_with_range(

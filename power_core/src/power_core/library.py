@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -370,6 +371,8 @@ class ModelLibrary:
             )
         ref = target or ModelRef.parse(fetched.suggested_name)
         blob = StoredBlob(fetched.digest, fetched.size)
+        if fetched.gguf_info is not None:
+            self._remember_gguf_info(fetched.digest, fetched.gguf_info)
         return self._create(ref.display, None, blob, LayerChanges(), progress)
 
     # ------------------------------------------------------------------ blobs
@@ -398,11 +401,14 @@ class ModelLibrary:
         # Blobs never change, so a header parsed once stays true.
         info = self._gguf.get(digest)
         if info is None:
-            info = read_gguf_info(path)
-            info.tensors = []  # not needed after the checks; keeps the cache small
-            self._gguf[digest] = info
-            while len(self._gguf) > _GGUF_CACHE_SIZE:
-                self._gguf.popitem(last=False)
+            info = self._remember_gguf_info(digest, read_gguf_info(path))
+        return info
+
+    def _remember_gguf_info(self, digest: str, info: GGUFInfo) -> GGUFInfo:
+        info = replace(info, tensors=[])  # not needed after the checks; keeps the cache small
+        self._gguf[digest] = info
+        while len(self._gguf) > _GGUF_CACHE_SIZE:
+            self._gguf.popitem(last=False)
         return info
 
     def _config(self, manifest: Manifest) -> ModelConfig:

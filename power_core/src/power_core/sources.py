@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from power_core.gguf import GGUFInfo
     from power_core.store.base import ModelStore
 
 
@@ -28,6 +29,8 @@ class FetchedBlob:
     size: int
     #: a model name derived from the reference (file name), used when none is given
     suggested_name: str
+    #: the GGUF header, when the source parsed it to check the file (saves a second parse)
+    gguf_info: GGUFInfo | None = None
 
 
 ProgressCallback = Callable[[PullProgress], None]

@@ -1,7 +1,9 @@
 """The built-in ``url`` source: GGUF files over HTTP(S), resumable, verified as they arrive.
 
-Bytes go to a partial download beside the store, hashed in the same pass (1 MiB chunks,
-so hashing costs next to nothing). An interrupted pull keeps its partial file; the next
+Bytes go from the socket straight into one reusable buffer, then to a partial download
+beside the store, hashed in the same pass; the disk starts writing them back while the
+download goes on (see :mod:`power_core.pull.writeback`). An interrupted pull keeps its
+partial file; the next
 pull re-hashes what it has and asks the server for the rest with ``Range`` (guarded by
 ``If-Range`` so a changed file is never stitched onto an old one). A server that ignores
 ``Range`` gets a clean restart. Only a complete, verified GGUF becomes a blob.
@@ -11,12 +13,15 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import http.client
 import re
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from power_core.errors import DigestMismatch, InvalidModelFile, PullFailed
 from power_core.gguf import check_gguf_magic, read_gguf_info
 from power_core.pull.naming import suggest_model_name
+from power_core.pull.writeback import EarlyWriteback
 from power_core.sources import FetchedBlob, ProgressCallback, PullProgress
 from power_core.store.base import ModelStore, PartialDownload
 from power_core.store.digests import digest_hex, normalize_digest
@@ -97,12 +102,14 @@ class UrlSource:
                     param="digest",
                 )
             try:
-                read_gguf_info(partial.path)
+                info = read_gguf_info(partial.path)
             except InvalidModelFile as exc:
                 partial.discard()
                 raise PullFailed(f"{url} is not a usable GGUF model: {exc.message}") from exc
             blob = store.commit_partial(partial, digest="sha256:" + hex_digest, size=size)
-        return FetchedBlob(digest=blob.digest, size=blob.size, suggested_name=suggested)
+        return FetchedBlob(
+            digest=blob.digest, size=blob.size, suggested_name=suggested, gguf_info=info
+        )
 
     @staticmethod
     def _existing(
@@ -180,23 +187,21 @@ class UrlSource:
                 if offset:  # the server ignored Range (or the file changed): start over
                     offset, hasher = 0, hashlib.sha256()
                 length = response.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
+                # a compressed body's length is not the file's
+                plain = not _is_encoded(response)
+                total = int(length) if plain and length and length.isdigit() else None
             else:
                 raise PullFailed(f"cannot download {url}: unexpected HTTP {response.status_code}")
             validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
             partial.write_state({"url": url, "validator": validator, "total": total})
             try:
                 mode = "ab" if offset else "wb"
-                with open(partial.path, mode) as handle:
+                with open(partial.path, mode, buffering=0) as handle:
                     size = self._stream(
                         response, handle, hasher, offset, total, url, expected, label, progress
                     )
             except OSError as exc:
                 raise _disk_failure(exc, url) from exc
-        if total is not None and size != total:
-            raise PullFailed(
-                f"download of {url} stopped at {size} of {total} bytes; pull again to resume"
-            )
         return hasher.hexdigest(), size
 
     @staticmethod
@@ -211,43 +216,98 @@ class UrlSource:
         label: str,
         progress: ProgressCallback,
     ) -> int:
-        import requests
+        """Copy the body to ``handle`` and ``hasher``; returns the bytes now in the file.
 
+        Network failures become PullFailed (the partial file stays for a resume); disk
+        failures propagate as OSError.
+        """
         completed = offset
         head = b""
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        read_into = _body_reader(response)
+        network_errors = _network_errors()
         progress(PullProgress(f"pulling {label}", digest=expected, total=total, completed=offset))
-        try:
-            for chunk in response.iter_content(CHUNK_SIZE):
-                if not chunk:
-                    continue
+        with EarlyWriteback(handle.fileno()) as writeback:
+            while True:
+                try:
+                    count = read_into(buffer)
+                except network_errors as exc:
+                    raise PullFailed(
+                        f"download of {url} was interrupted at {completed} bytes "
+                        f"({_reason(exc)}); pull again to resume"
+                    ) from exc
+                if not count:
+                    break
+                chunk = view[:count]
                 if completed < _HEAD_BYTES:
                     # Refuse an HTML error page or any other non-GGUF body before
                     # downloading gigabytes of it.
-                    head += chunk[: _HEAD_BYTES - completed]
+                    head += bytes(chunk[: _HEAD_BYTES - completed])
                     if len(head) >= _HEAD_BYTES and not check_gguf_magic(head):
                         raise _NotGGUF(
                             f"{url} is not a GGUF file (it starts with {head[:8]!r}, "
                             f"content type {response.headers.get('Content-Type', '?')})"
                         )
-                handle.write(chunk)
-                hasher.update(chunk)
-                completed += len(chunk)
+                completed += count
                 if total is not None and completed > total:
                     raise PullFailed(f"{url} sent more bytes than announced ({total})")
+                _write_all(handle, chunk)
+                hasher.update(chunk)
+                writeback.wrote(count)
                 progress(
                     PullProgress(
                         f"pulling {label}", digest=expected, total=total, completed=completed
                     )
                 )
-        except requests.RequestException as exc:
-            handle.flush()
-            raise PullFailed(
-                f"download of {url} was interrupted at {completed} bytes ({_reason(exc)}); "
-                "pull again to resume"
-            ) from exc
         if completed < _HEAD_BYTES and not check_gguf_magic(head):
             raise _NotGGUF(f"{url} is not a GGUF file ({completed} bytes)")
+        if total is not None and completed < total:  # the connection closed early
+            raise PullFailed(
+                f"download of {url} was interrupted at {completed} of {total} bytes "
+                "(the connection closed); pull again to resume"
+            )
         return completed
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    import requests
+    import urllib3.exceptions
+
+    return (
+        OSError,
+        http.client.HTTPException,
+        urllib3.exceptions.HTTPError,
+        requests.RequestException,
+    )
+
+
+def _body_reader(response: requests.Response) -> Callable[[bytearray], int]:
+    """``readinto`` for the body: from the socket straight into our buffer when nothing
+    needs decoding, else through urllib3 (which decodes a compressed body)."""
+    raw = response.raw
+    connection_body = getattr(raw, "_fp", None)
+    if isinstance(connection_body, http.client.HTTPResponse) and not _is_encoded(response):
+        return connection_body.readinto
+
+    def decoded_into(buffer: bytearray) -> int:
+        data = raw.read(len(buffer), decode_content=True)
+        buffer[: len(data)] = data
+        return len(data)
+
+    return decoded_into
+
+
+def _is_encoded(response: requests.Response) -> bool:
+    """Whether the body is compressed (a server may ignore ``Accept-Encoding: identity``)."""
+    codings = response.headers.get("Content-Encoding", "").replace(",", " ").split()
+    return any(coding.lower() != "identity" for coding in codings)
+
+
+def _write_all(handle: IO[bytes], chunk: memoryview) -> None:
+    """Unbuffered writes may be short (a signal, a nearly full disk): write the rest."""
+    while chunk:
+        chunk = chunk[handle.write(chunk) :]
 
 
 def _hash_prefix(partial: PartialDownload, hasher: Any, size: int) -> int:
@@ -276,7 +336,7 @@ def _file_label(url: str) -> str:
     return name[:80] or "model"
 
 
-def _reason(exc: requests.RequestException) -> str:
+def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
