@@ -13,6 +13,7 @@ from power_api_ollama.translate import chat_request, generate_request
 from power_api_ollama.wire import json_line, json_response, ndjson_response, wants_stream
 from power_core.errors import InvalidRequest, PowerError
 from power_core.generation import GenerationStream
+from power_core.models import ResolvedModel
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
 from power_core.types import ChatMessage, GenerationEvent, GenerationRequest
@@ -73,9 +74,10 @@ def _load_or_unload(
 
 def _apply_model_defaults(
     services: PowerServices, gen: GenerationRequest, images: list[bytes]
-) -> None:
+) -> ResolvedModel | None:
+    """Ollama's defaults that depend on the model; returns it if it had to be resolved."""
     if gen.think is not None and not images:
-        return
+        return None
     model = services.library.resolve(gen.model)
     if gen.think is None and "thinking" in model.capabilities:
         gen.think = True  # Ollama separates reasoning by default on thinking models
@@ -85,6 +87,7 @@ def _apply_model_defaults(
         # Images travel on messages, so the prompt becomes a single user turn.
         gen.messages = [ChatMessage(role="user", content=gen.prompt or "", images=images)]
         gen.prompt = None
+    return model
 
 
 def add_generate_routes(blueprint: Blueprint, services: PowerServices) -> None:
@@ -98,8 +101,8 @@ def add_generate_routes(blueprint: Blueprint, services: PowerServices) -> None:
         renderer = OllamaRenderer(gen.model, chat=False)
         if not gen.prompt:
             return _load_or_unload(services, gen, renderer)
-        _apply_model_defaults(services, gen, images)
-        return respond(services.generate(gen), renderer, streaming)
+        model = _apply_model_defaults(services, gen, images)
+        return respond(services.generate(gen, model), renderer, streaming)
 
     @blueprint.post("/api/chat")
     def chat() -> Response:
@@ -109,5 +112,5 @@ def add_generate_routes(blueprint: Blueprint, services: PowerServices) -> None:
         renderer = OllamaRenderer(gen.model, chat=True)
         if not gen.messages:
             return _load_or_unload(services, gen, renderer)
-        _apply_model_defaults(services, gen, [])
-        return respond(services.generate(gen), renderer, streaming)
+        model = _apply_model_defaults(services, gen, [])
+        return respond(services.generate(gen, model), renderer, streaming)

@@ -105,14 +105,14 @@ def _jinja(source: object) -> str | None:
     return None
 
 
-def chat_template_for(model: ResolvedModel, override: str | None) -> ChatTemplate:
+def chat_template_for(model: ResolvedModel, engine: Engine, override: str | None) -> ChatTemplate:
     """The request's template, else the Modelfile's, else the GGUF's, else ChatML."""
     source = (
         _jinja(override)
         or _jinja(model.template)
         or _jinja(model.metadata.get("tokenizer.chat_template"))
     )
-    bos, eos = special_tokens_of(model)
+    bos, eos = special_tokens_of(model, engine)
     return ChatTemplate(
         source if isinstance(source, str) and source else CHATML_TEMPLATE,
         bos_token=bos,
@@ -167,13 +167,13 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
     if request.raw and request.messages is None:
         text = request.prompt or ""
     else:
-        template = chat_template_for(model, request.template)
+        template = chat_template_for(model, engine, request.template)
         text = template.render(
             conversation(model, request),
             tools=request.tools if parse_tools else None,
             add_generation_prompt=True,
         )
-    bos, _ = special_tokens_of(model)
+    bos, _ = special_tokens_of(model, engine)
     job.add_bos = not (bos and text.startswith(bos))
     if request.context:
         job.prompt = list(request.context) + engine.tokenize(text, add_bos=False)

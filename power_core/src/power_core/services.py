@@ -31,11 +31,17 @@ class PowerServices:
         return cls(settings or load_settings(), get_registry())
 
     # ---------------------------------------------------------------------- generation
-    def generate(self, request: GenerationRequest) -> GenerationStream:
+    def generate(
+        self, request: GenerationRequest, model: ResolvedModel | None = None
+    ) -> GenerationStream:
         """Start generating; model errors, load errors and a full queue raise here, before
-        the first event, so surfaces can still answer with a proper status code."""
+        the first event, so surfaces can still answer with a proper status code.
+
+        ``model`` is ``request.model`` already resolved by the caller, if it was.
+        """
         started = time.perf_counter_ns()
-        model = self.library.resolve(request.model)
+        if model is None:
+            model = self.library.resolve(request.model)
         has_images = bool(request.messages) and any(m.images for m in request.messages or [])
         if has_images and "vision" not in model.capabilities:
             raise InvalidRequest(f"model '{model.name}' does not support images", param="images")
