@@ -26,7 +26,8 @@ TARGET_OVERHEAD = 0.010
 
 def run(fleet: Fleet) -> dict[str, Any]:
     config = fleet.config
-    reps = config.repetitions(full=12, quick=4)
+    # three passes over the twelve prompts: medians of tens of milliseconds need many samples
+    reps = config.repetitions(full=36, quick=4)
     print(f"== ttft: short prompts, {reps} repetitions", flush=True)
     power = fleet.power()
     baseline = fleet.baseline()
@@ -98,7 +99,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
         "machine": machine_facts(),
         "fleet": fleet.describe(),
         "reps": reps,
-        "prompts": TTFT_PROMPTS[:reps],
+        "prompts": [TTFT_PROMPTS[rep % len(TTFT_PROMPTS)] for rep in range(reps)],
         "max_tokens": TTFT_TOKENS,
         "results": summary,
     }
