@@ -28,6 +28,9 @@ def merged_events(streams: list[GenerationStream]) -> Iterator[tuple[int, Genera
     An error in any stream is raised here; closing this iterator (or an error) cancels
     every stream.
     """
+    if len(streams) == 1:  # nothing to interleave: no pump, no queue, one switch less
+        yield from _single(streams[0])
+        return
     items: queue.Queue[_Item] = queue.Queue()
 
     def pump(index: int, stream: GenerationStream) -> None:
@@ -55,6 +58,14 @@ def merged_events(streams: list[GenerationStream]) -> Iterator[tuple[int, Genera
             yield index, event
     finally:
         cancel_all(streams)
+
+
+def _single(stream: GenerationStream) -> Iterator[tuple[int, GenerationEvent]]:
+    try:
+        for event in stream:
+            yield 0, event
+    finally:
+        stream.cancel()
 
 
 def cancel_all(streams: list[GenerationStream]) -> None:
