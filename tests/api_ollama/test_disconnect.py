@@ -62,3 +62,32 @@ def test_hanging_up_mid_stream_cancels_the_generation(url: str) -> None:
         },
     )
     assert answer.status_code == 200 and answer.json()["done"] is True
+
+
+def test_hanging_up_on_a_non_streamed_request_cancels_it(url: str) -> None:
+    parts = urlsplit(url)
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "prompt": ENDLESS_RAW_PROMPT,
+            "raw": True,
+            "stream": False,
+            "options": {"temperature": 0, "num_predict": 2000},
+        }
+    ).encode()
+    request = (
+        f"POST /api/generate HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection((parts.hostname, parts.port), timeout=120) as sock:
+        sock.sendall(request)
+        deadline = time.monotonic() + 60
+        while _active_leases(url) == 0:
+            assert time.monotonic() < deadline, "the generation never started"
+            time.sleep(0.05)
+    # nothing was written yet; the server notices by looking at the socket
+
+    deadline = time.monotonic() + 10
+    while _active_leases(url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _active_leases(url) == 0

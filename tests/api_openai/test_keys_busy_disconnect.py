@@ -135,3 +135,31 @@ def test_busy_server_answers_503_and_a_disconnect_frees_the_sequence(
     assert queued["status"] == 200, queued
     assert queued["body"]["usage"]["completion_tokens"] == 2
     _wait_for_leases(keyed_server, 0)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_a_client_leaving_a_non_streamed_request_frees_the_sequence(
+    keyed_server: PowerServer, path: str
+) -> None:
+    # nothing is written before the end, so only a look at the socket can notice
+    body: dict[str, Any] = {"model": MODEL, "logit_bias": NO_EOS, "max_tokens": 4000}
+    if path == "/v1/chat/completions":
+        body["messages"] = [{"role": "user", "content": "Tell a story."}]
+    else:
+        body["prompt"] = "Once upon a time"
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", keyed_server.port), timeout=60)
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\n".encode()
+        + f"Authorization: {AUTH['Authorization']}\r\n".encode()
+        + b"Content-Type: application/json\r\n"
+        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    _wait_for_leases(keyed_server, 1)
+    sock.close()
+    # 4000 tokens take well over 30 s here; the lease must go within a few checks
+    deadline = time.monotonic() + 10
+    while _active_leases(keyed_server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _active_leases(keyed_server) == 0, "the abandoned generation kept running"

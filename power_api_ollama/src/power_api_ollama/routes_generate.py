@@ -14,6 +14,7 @@ from power_api_ollama.wire import json_line, json_response, ndjson_response, wan
 from power_core.errors import InvalidRequest, PowerError
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
+from power_core.server.disconnect import cancel_when_client_leaves
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
 from power_core.types import ChatMessage, GenerationEvent, GenerationRequest
@@ -51,6 +52,7 @@ def respond(stream: GenerationStream, renderer: OllamaRenderer, streaming: bool)
     """Stream NDJSON, or collect everything into one JSON object for ``stream: false``."""
     if streaming:
         return ndjson_response(ndjson_generation(stream, renderer))
+    cancel_when_client_leaves(stream)
     events = iter(stream)
     try:
         payload = renderer.collect(events)

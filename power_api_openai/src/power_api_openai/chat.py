@@ -18,6 +18,7 @@ from power_api_openai.sampling import with_openai_defaults
 from power_api_openai.sse import PING, data_frame, sse_response
 from power_core.chat.tool_calls import new_call_id
 from power_core.generation import GenerationStream
+from power_core.server.disconnect import cancel_when_client_leaves
 from power_core.services import PowerServices
 from power_core.types import (
     ChoiceDone,
@@ -41,10 +42,11 @@ def create_chat_completion(services: PowerServices, body: dict[str, Any]) -> Res
     request.sampling = with_openai_defaults(request.sampling, model)
     if "thinking" in model.capabilities:
         request.think = True  # reasoning goes to `reasoning_content`, as local servers do
-    stream = services.generate(request)
+    stream = services.generate(request, model)
     envelope = Envelope.for_model("chatcmpl", stream.model)
     if options.stream:
         return sse_response(chat_chunks(stream, envelope, options), stream.cancel)
+    cancel_when_client_leaves(stream)
     try:
         return json_response(chat_completion(stream, envelope, options))
     finally:

@@ -22,6 +22,7 @@ from power_api_openai.validation import Fields, invalid_type
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
+from power_core.server.disconnect import cancel_when_client_leaves
 from power_core.services import PowerServices
 from power_core.types import (
     ChoiceDone,
@@ -123,9 +124,11 @@ def create_completion(services: PowerServices, body: dict[str, Any]) -> Response
     try:
         for prompt in options.prompts:
             if isinstance(prompt, str):
-                streams.append(services.generate(replace(template, prompt=prompt)))
+                streams.append(services.generate(replace(template, prompt=prompt), model))
             else:  # token ids travel as the context before an empty text prompt
-                streams.append(services.generate(replace(template, prompt="", context=prompt)))
+                streams.append(
+                    services.generate(replace(template, prompt="", context=prompt), model)
+                )
     except BaseException:
         cancel_all(streams)
         raise
@@ -134,6 +137,7 @@ def create_completion(services: PowerServices, body: dict[str, Any]) -> Response
         return sse_response(
             completion_chunks(streams, envelope, options), lambda: cancel_all(streams)
         )
+    cancel_when_client_leaves(*streams)
     try:
         return json_response(completion(streams, envelope, options))
     finally:

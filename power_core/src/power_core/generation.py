@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
 from typing import Any
 
@@ -19,7 +19,7 @@ from power_core.chat.output import OutputParser, opens_thinking
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
 from power_core.chat.tools import forced_tool_call_schema
 from power_core.engine import CompletionJob, Engine, EventStream
-from power_core.errors import InvalidRequest, UnsupportedFeature
+from power_core.errors import Cancelled, InvalidRequest, UnsupportedFeature
 from power_core.models import ResolvedModel
 from power_core.scheduler import LoadedModel, ModelScheduler
 from power_core.special_tokens import special_tokens_of
@@ -34,6 +34,8 @@ from power_core.types import (
     TextDelta,
 )
 
+#: seconds between looks at a watched client (see GenerationStream.cancel_when)
+CLIENT_CHECK_INTERVAL = 0.25
 _SAMPLING_FIELDS = {f.name: f for f in fields(SamplingOptions)}
 _FLOAT_OPTIONS = {
     "temperature",
@@ -206,6 +208,8 @@ class GenerationStream:
         self._load_ns = load_ns
         self._released = False
         self._done = False
+        self._client_gone: Callable[[], bool] | None = None
+        self._next_client_check = 0.0
         try:
             self.job = build_job(entry.model, entry.engine, request)
             self.prompt_text = self.job.prompt if isinstance(self.job.prompt, str) else None
@@ -222,9 +226,23 @@ class GenerationStream:
             for i in range(request.n)
         ]
 
+    def cancel_when(self, client_gone: Callable[[], bool]) -> None:
+        """While iterating, ask ``client_gone()`` every :data:`CLIENT_CHECK_INTERVAL`
+        seconds; once it says yes, cancel and raise :class:`Cancelled`."""
+        self._client_gone = client_gone
+
+    def _check_client(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_client_check:
+            self._next_client_check = now + CLIENT_CHECK_INTERVAL
+            if self._client_gone is not None and self._client_gone():
+                raise Cancelled("the client closed the connection")
+
     def __iter__(self) -> Iterator[GenerationEvent]:
         try:
             for event in self._stream:
+                if self._client_gone is not None:
+                    self._check_client()
                 if isinstance(event, TextDelta):
                     yield from self._parsers[event.choice].feed(event.text, event.logprobs)
                 elif isinstance(event, ChoiceDone):

@@ -15,24 +15,36 @@ import logging  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
 
 from power_core.errors import PowerError  # noqa: E402
+from power_core.server.disconnect import CLIENT_SOCKET  # noqa: E402
 
 log = logging.getLogger("power_core.server")
 
 
-class NoDelayHandler(WSGIHandler):
-    """pywsgi sends headers and body in separate writes; with Nagle's algorithm on, a
-    keep-alive client then waits ~40 ms for each body (delayed ACK). Streams suffer too."""
+class PowerHandler(WSGIHandler):
+    """pywsgi's handler, with TCP_NODELAY and the client's socket in the environment.
+
+    pywsgi sends headers and body in separate writes; with Nagle's algorithm on, a
+    keep-alive client then waits ~40 ms for each body (delayed ACK). Streams suffer too.
+    The socket lets a non-streamed generation notice that its client left (see
+    :mod:`power_core.server.disconnect`).
+    """
 
     def handle(self) -> None:
         # not a TCP socket (a Unix socket, say): nothing to tune
         with contextlib.suppress(OSError):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().handle()
+
+    def get_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environ()
+        environ[CLIENT_SOCKET] = self.socket
+        return environ
 
 
 def _reap_forever(services: object) -> None:
@@ -83,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             app,
             log=None,
             error_log=log,
-            handler_class=NoDelayHandler,
+            handler_class=PowerHandler,
         )
         server.init_socket()
     except OSError as exc:
