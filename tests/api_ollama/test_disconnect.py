@@ -19,15 +19,17 @@ def _active_leases(url: str) -> int:
     return sum(m["active"] for m in models if m["name"] == MODEL)
 
 
-def test_hanging_up_mid_stream_cancels_the_generation(url: str) -> None:
+def _send_endless_generation(url: str, stream: bool) -> socket.socket:
+    """POST a generation that only cancelling ends early, on a raw socket."""
     parts = urlsplit(url)
     body = json.dumps(
         {
             "model": MODEL,
             "prompt": ENDLESS_RAW_PROMPT,
             "raw": True,
+            "stream": stream,
             # ~2000 tokens take well over 15 s on any CPU this runs on (~100 tokens/s at best),
-            # so the lease can only drop within the wait below if the generation was cancelled
+            # so the lease can only drop within the waits below if the generation was cancelled
             "options": {"temperature": 0, "num_predict": 2000},
         }
     ).encode()
@@ -35,8 +37,14 @@ def test_hanging_up_mid_stream_cancels_the_generation(url: str) -> None:
         f"POST /api/generate HTTP/1.1\r\nHost: {parts.netloc}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
-    with socket.create_connection((parts.hostname, parts.port), timeout=120) as sock:
-        sock.sendall(request)
+    assert parts.hostname is not None and parts.port is not None
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=120)
+    sock.sendall(request)
+    return sock
+
+
+def test_hanging_up_mid_stream_cancels_the_generation(url: str) -> None:
+    with _send_endless_generation(url, stream=True) as sock:
         received = b""
         while received.count(b'"done":false') < 3:
             chunk = sock.recv(4096)
@@ -65,22 +73,7 @@ def test_hanging_up_mid_stream_cancels_the_generation(url: str) -> None:
 
 
 def test_hanging_up_on_a_non_streamed_request_cancels_it(url: str) -> None:
-    parts = urlsplit(url)
-    body = json.dumps(
-        {
-            "model": MODEL,
-            "prompt": ENDLESS_RAW_PROMPT,
-            "raw": True,
-            "stream": False,
-            "options": {"temperature": 0, "num_predict": 2000},
-        }
-    ).encode()
-    request = (
-        f"POST /api/generate HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    with socket.create_connection((parts.hostname, parts.port), timeout=120) as sock:
-        sock.sendall(request)
+    with _send_endless_generation(url, stream=False):
         deadline = time.monotonic() + 60
         while _active_leases(url) == 0:
             assert time.monotonic() < deadline, "the generation never started"
