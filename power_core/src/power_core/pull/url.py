@@ -19,11 +19,11 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from power_core.errors import DigestMismatch, InvalidModelFile, PullFailed
-from power_core.gguf import check_gguf_magic, read_gguf_info
+from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
 from power_core.pull.naming import suggest_model_name
 from power_core.pull.writeback import EarlyWriteback
 from power_core.sources import FetchedBlob, ProgressCallback, PullProgress
-from power_core.store.base import ModelStore, PartialDownload
+from power_core.store.base import ModelStore, PartialDownload, StoredBlob
 from power_core.store.digests import digest_hex, normalize_digest
 
 CHUNK_SIZE = 1 << 20
@@ -72,24 +72,47 @@ class UrlSource:
         download is discarded, nothing is stored).
         """
         url = reference
-        suggested = suggest_model_name(url)
         expected = normalize_digest(expected_digest) if expected_digest else None
         label = expected[7:19] if expected else _file_label(url)
+        blob, info = self.download_blob(url, store, progress, expected=expected, label=label)
+        return FetchedBlob(
+            digest=blob.digest,
+            size=blob.size,
+            suggested_name=suggest_model_name(url),
+            gguf_info=info,
+        )
+
+    def download_blob(
+        self,
+        url: str,
+        store: ModelStore,
+        progress: ProgressCallback,
+        *,
+        expected: str | None,
+        label: str,
+        gguf: bool = True,
+    ) -> tuple[StoredBlob, GGUFInfo | None]:
+        """Download ``url`` into ``store`` as a verified blob, resuming a kept partial file.
+
+        With ``gguf`` the body must be a usable GGUF file (its parsed header is returned);
+        without, any bytes are stored (the text layers of a registry model). A blob already
+        stored under ``expected`` is not downloaded again.
+        """
         if expected and store.has_blob(expected):
-            return self._existing(store, expected, label, suggested, progress)
+            return self._existing(store, expected, label, progress), None
         key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:40]
         with store.partial_download(key) as partial:
             # Another process may have finished this download while we waited.
             if expected and store.has_blob(expected):
-                return self._existing(store, expected, label, suggested, progress)
+                return self._existing(store, expected, label, progress), None
             if partial.read_state().get("url") != url:
                 partial.discard()
             try:
                 try:
-                    hex_digest, size = self._download(url, partial, expected, label, progress)
+                    hex_digest, size = self._download(url, partial, expected, label, progress, gguf)
                 except _Restart:
                     partial.discard()
-                    hex_digest, size = self._download(url, partial, expected, label, progress)
+                    hex_digest, size = self._download(url, partial, expected, label, progress, gguf)
             except _NotGGUF:
                 partial.discard()
                 raise
@@ -101,24 +124,24 @@ class UrlSource:
                     f"expected {expected}",
                     param="digest",
                 )
-            try:
-                info = read_gguf_info(partial.path)
-            except InvalidModelFile as exc:
-                partial.discard()
-                raise PullFailed(f"{url} is not a usable GGUF model: {exc.message}") from exc
+            info = None
+            if gguf:
+                try:
+                    info = read_gguf_info(partial.path)
+                except InvalidModelFile as exc:
+                    partial.discard()
+                    raise PullFailed(f"{url} is not a usable GGUF model: {exc.message}") from exc
             blob = store.commit_partial(partial, digest="sha256:" + hex_digest, size=size)
-        return FetchedBlob(
-            digest=blob.digest, size=blob.size, suggested_name=suggested, gguf_info=info
-        )
+        return blob, info
 
     @staticmethod
     def _existing(
-        store: ModelStore, digest: str, label: str, suggested: str, progress: ProgressCallback
-    ) -> FetchedBlob:
+        store: ModelStore, digest: str, label: str, progress: ProgressCallback
+    ) -> StoredBlob:
         size = store.blob_path(digest).stat().st_size
         progress(PullProgress(f"pulling {label}", digest=digest, total=size, completed=size))
         progress(PullProgress(status="verifying sha256 digest"))
-        return FetchedBlob(digest=digest, size=size, suggested_name=suggested)
+        return StoredBlob(digest, size)
 
     def _download(
         self,
@@ -127,6 +150,7 @@ class UrlSource:
         expected: str | None,
         label: str,
         progress: ProgressCallback,
+        gguf: bool,
     ) -> tuple[str, int]:
         state = partial.read_state()
         offset = partial.size() if state else 0
@@ -146,7 +170,7 @@ class UrlSource:
         session = self._session or requests.Session()
         try:
             return self._request(
-                url, session, headers, partial, hasher, offset, expected, label, progress
+                url, session, headers, partial, hasher, offset, expected, label, progress, gguf
             )
         finally:
             if session is not self._session:
@@ -163,6 +187,7 @@ class UrlSource:
         expected: str | None,
         label: str,
         progress: ProgressCallback,
+        gguf: bool,
     ) -> tuple[str, int]:
         import requests
 
@@ -198,7 +223,16 @@ class UrlSource:
                 mode = "ab" if offset else "wb"
                 with open(partial.path, mode, buffering=0) as handle:
                     size = self._stream(
-                        response, handle, hasher, offset, total, url, expected, label, progress
+                        response,
+                        handle,
+                        hasher,
+                        offset,
+                        total,
+                        url,
+                        expected,
+                        label,
+                        progress,
+                        gguf,
                     )
             except OSError as exc:
                 raise _disk_failure(exc, url) from exc
@@ -215,6 +249,7 @@ class UrlSource:
         expected: str | None,
         label: str,
         progress: ProgressCallback,
+        gguf: bool,
     ) -> int:
         """Copy the body to ``handle`` and ``hasher``; returns the bytes now in the file.
 
@@ -240,7 +275,7 @@ class UrlSource:
                 if not count:
                     break
                 chunk = view[:count]
-                if completed < _HEAD_BYTES:
+                if gguf and completed < _HEAD_BYTES:
                     # Refuse an HTML error page or any other non-GGUF body before
                     # downloading gigabytes of it.
                     head += bytes(chunk[: _HEAD_BYTES - completed])
@@ -260,7 +295,7 @@ class UrlSource:
                         f"pulling {label}", digest=expected, total=total, completed=completed
                     )
                 )
-        if completed < _HEAD_BYTES and not check_gguf_magic(head):
+        if gguf and completed < _HEAD_BYTES and not check_gguf_magic(head):
             raise _NotGGUF(f"{url} is not a GGUF file ({completed} bytes)")
         if total is not None and completed < total:  # the connection closed early
             raise PullFailed(
