@@ -11,6 +11,8 @@ import ollama
 import pytest
 import requests
 
+from registry_server import RegistryServer
+
 
 def test_pull_by_url_streams_ollama_progress(
     client: ollama.Client, gguf_server: Any, real_gguf_copy: Path
@@ -84,14 +86,18 @@ def test_two_clients_pulling_the_same_url_share_one_download(
 @pytest.mark.parametrize(
     ("reference", "status", "needle"),
     [
-        ("library/llama3", 400, "registry"),
+        ("127.0.0.1:9/library/none", 502, "cannot pull"),  # a registry nobody runs
         ("ftp://example.com/model.gguf", 400, "source"),
     ],
 )
 def test_pull_refusals_have_status_codes(
     url: str, reference: str, status: int, needle: str
 ) -> None:
-    response = requests.post(url + "/api/pull", json={"model": reference}, timeout=30)
+    # stream: false answers once, so a failure found after "pulling manifest" still gets
+    # its status code (streamed, it is an error line after a 200)
+    response = requests.post(
+        url + "/api/pull", json={"model": reference, "stream": False}, timeout=30
+    )
     assert response.status_code == status
     assert needle in response.json()["error"]
 
@@ -111,3 +117,27 @@ def test_failed_download_is_an_error_line(url: str, gguf_server: Any) -> None:
     )
     assert single.status_code == 502
     assert "404" in single.json()["error"]
+
+
+def test_pull_by_name_from_a_registry_then_chat(
+    client: ollama.Client, real_gguf_copy: Path
+) -> None:
+    registry = RegistryServer()
+    try:
+        params = b'{"stop":["<|im_end|>"],"num_ctx":2048}'
+        registry.add_model("smollm2", "135m", real_gguf_copy.read_bytes(), {"params": params})
+        name = registry.name("smollm2", "135m")
+        progress = list(client.pull(name, stream=True))
+        assert [p.status for p in progress][-2:] == ["writing manifest", "success"]
+        assert name in {m.model for m in client.list().models}
+        shown = client.show(name)
+        assert shown.parameters is not None and "num_ctx" in shown.parameters
+        answer = client.chat(
+            model=name,
+            messages=[{"role": "user", "content": "Say hi"}],
+            options={"temperature": 0, "num_predict": 4},
+        )
+        assert answer.message.content
+    finally:
+        registry.close()
+    client.delete(name)

@@ -17,6 +17,7 @@ from power_core.cli.commands.models import MODEL_COMMANDS
 from power_core.cli.commands.progress import ProgressPrinter
 from power_core.modelfile import parse_modelfile
 from power_core.sources import PullProgress
+from registry_server import RegistryServer
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -111,8 +112,8 @@ def test_clear_errors(run: Run, tmp_path: Path, tiny_gguf: Path) -> None:
     assert status == 1 and "invalid model name" in err
     status, _, err = run("show x --system --license")
     assert status == 1 and "choose only one" in err
-    status, _, err = run("pull smollm2")
-    assert status == 1 and "registry is not supported" in err
+    status, _, err = run("pull 127.0.0.1:9/library/none")  # a registry nobody runs
+    assert status == 1 and "cannot pull" in err
     status, _, err = run("cp ghost other")
     assert status == 1 and "not found" in err
 
@@ -135,6 +136,22 @@ def test_pull_over_http(run: Run, served_folder: tuple[Path, str], tiny_gguf: Pa
     assert status == 1 and "HTTP 404" in err
     status, _, err = run(f"pull {base}/Tiny.Q8_0.gguf --digest sha256:xyz")
     assert status == 1 and "invalid digest" in err
+
+
+def test_pull_by_name_from_a_registry(run: Run, tiny_gguf: Path) -> None:
+    registry = RegistryServer()
+    try:
+        registry.add_model("tiny", "1b", tiny_gguf.read_bytes(), {"system": b"Be brief."})
+        name = registry.name("tiny", "1b")
+        status, out, err = run(f"pull {name}")
+        assert status == 0, err
+        assert out.splitlines()[-2:] == ["success", f"pulled {name}"]
+        status, out, _ = run(f"show {name} --system")
+        assert status == 0 and out.strip() == "Be brief."
+        status, _, err = run(f"pull {registry.name('tiny', 'missing')}")
+        assert status == 1 and "not found" in err
+    finally:
+        registry.close()
 
 
 def test_progress_on_a_terminal_draws_one_line() -> None:

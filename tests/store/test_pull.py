@@ -15,7 +15,6 @@ from power_core.errors import (
     InvalidModelName,
     InvalidRequest,
     PullFailed,
-    UnsupportedFeature,
 )
 from power_core.library import ModelLibrary
 from power_core.names import ModelRef
@@ -227,7 +226,8 @@ def test_concurrent_pulls_of_one_url_share_one_download(
 
 
 def test_references_no_source_handles(library: ModelLibrary, file_server) -> None:
-    with pytest.raises(UnsupportedFeature, match="registry is not supported"):
+    # this library has only the url source: names need the registry source
+    with pytest.raises(InvalidRequest, match="no model source"):
         library.pull("smollm2:135m")
     with pytest.raises(InvalidRequest, match="no model source"):
         library.pull("ftp://example.com/x.gguf")

@@ -331,12 +331,6 @@ class ModelLibrary:
         for source in self.sources:
             if source.handles(reference):
                 return source
-        if is_model_name(reference):
-            raise UnsupportedFeature(
-                f"cannot pull '{reference}': pulling from a registry is not supported; "
-                "give the http(s) URL of a GGUF file",
-                param="model",
-            )
         raise InvalidRequest(f"no model source understands '{reference}'", param="model")
 
     def pull(
@@ -370,9 +364,15 @@ class ModelLibrary:
                 f"{reference} has digest {fetched.digest}, expected {expected}", param="digest"
             )
         ref = target or ModelRef.parse(fetched.suggested_name)
-        blob = StoredBlob(fetched.digest, fetched.size)
         if fetched.gguf_info is not None:
             self._remember_gguf_info(fetched.digest, fetched.gguf_info)
+        if fetched.manifest is not None:
+            progress(PullProgress(status="writing manifest"))
+            with self.store.write_lock():
+                self.store.write_manifest(ref, fetched.manifest)
+            progress(PullProgress(status="success"))
+            return ref.display
+        blob = StoredBlob(fetched.digest, fetched.size)
         return self._create(ref.display, None, blob, LayerChanges(), progress)
 
     # ------------------------------------------------------------------ blobs

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from power_core.gguf import GGUFInfo
     from power_core.store.base import ModelStore
+    from power_core.store.manifest import Manifest
 
 
 @dataclass
@@ -31,6 +32,9 @@ class FetchedBlob:
     suggested_name: str
     #: the GGUF header, when the source parsed it to check the file (saves a second parse)
     gguf_info: GGUFInfo | None = None
+    #: a whole model (a registry's manifest, every blob it lists already stored): the
+    #: library stores it as it is instead of building one around ``digest``
+    manifest: Manifest | None = None
 
 
 ProgressCallback = Callable[[PullProgress], None]

@@ -1,4 +1,4 @@
-"""``a3s-power pull URL``: download a GGUF model into the store."""
+"""``a3s-power pull NAME|URL``: download a model from a registry, or a GGUF file."""
 
 from __future__ import annotations
 
@@ -14,12 +14,20 @@ from power_core.cli.commands.progress import ProgressPrinter
 
 class PullCommand(PowerCommand):
     name = "pull"
-    description = "Download a GGUF model from an http(s) URL (resumes interrupted downloads)."
+    description = (
+        "Download a model by name from a registry (default registry.ollama.ai) or a GGUF "
+        "file from an http(s) URL; interrupted downloads resume."
+    )
     arguments: ClassVar[list[Argument]] = [
-        argument("url", description="http(s) URL of a GGUF file")
+        argument("model", description="a model name (smollm2:135m) or the http(s) URL of a GGUF")
     ]
     options: ClassVar[list[Option]] = [
-        option("name", None, "Store it under this name (default: from the file name)", flag=False),
+        option(
+            "name",
+            None,
+            "Store it under this name (default: the name pulled, or from the file name)",
+            flag=False,
+        ),
         option("digest", None, "Expected sha256 digest of the file (sha256:<hex>)", flag=False),
     ]
 
@@ -27,7 +35,7 @@ class PullCommand(PowerCommand):
         printer = ProgressPrinter(self.io)
         try:
             name = self.library.pull(
-                self.argument("url"),
+                self.argument("model"),
                 name=self.option("name"),
                 expected_digest=self.option("digest"),
                 progress=printer,

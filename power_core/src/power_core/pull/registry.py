@@ -1,0 +1,129 @@
+"""The built-in ``registry`` source: ``pull smollm2:135m`` from an Ollama registry.
+
+The protocol is the Docker registry v2 API that Ollama's registry speaks: the manifest at
+``/v2/<namespace>/<model>/manifests/<tag>``, then every blob it lists at
+``/v2/<namespace>/<model>/blobs/<digest>`` (the registry answers with a redirect to its
+storage). Blobs are downloaded, resumed and verified against their digests exactly as URL
+pulls are, skipped when the store already holds them, and the manifest is stored last, under
+the name that was pulled. Our store has Ollama's layout, so the pulled model is what
+``ollama pull`` would have stored.
+
+The registry is reached over HTTPS, except on loopback hosts (``localhost``,
+``127.0.0.1``), which are plain HTTP, as Docker treats local registries.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from power_core.errors import InvalidModelFile, ModelNotFound, PullFailed
+from power_core.names import ModelRef, is_model_name
+from power_core.pull.url import CONNECT_TIMEOUT, READ_TIMEOUT, UrlSource
+from power_core.sources import FetchedBlob, ProgressCallback
+from power_core.store.manifest import MANIFEST_MEDIA_TYPE, Manifest, layer_media_type
+
+if TYPE_CHECKING:
+    import requests
+
+    from power_core.gguf import GGUFInfo
+    from power_core.store.base import ModelStore
+
+MAX_MANIFEST_RESPONSE = 1 << 20
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
+
+
+def registry_base(ref: ModelRef) -> str:
+    """``scheme://host/v2/namespace/model`` for ``ref``."""
+    hostname = ref.host.split(":", 1)[0]
+    scheme = "http" if hostname in _LOOPBACK_HOSTS else "https"
+    return f"{scheme}://{ref.host}/v2/{ref.namespace}/{ref.model}"
+
+
+class RegistrySource:
+    """Pulls models by name from Ollama-compatible registries."""
+
+    name = "registry"
+
+    def __init__(self, session: requests.Session | None = None) -> None:
+        self._session = session
+        self._blobs = UrlSource(session)
+
+    def handles(self, reference: str) -> bool:
+        """True for model names (``[host/][namespace/]model[:tag]``)."""
+        return is_model_name(reference)
+
+    def fetch(
+        self,
+        reference: str,
+        store: ModelStore,
+        progress: ProgressCallback,
+        *,
+        expected_digest: str | None = None,
+    ) -> FetchedBlob:
+        """Download the manifest of ``reference`` and every blob it lists into ``store``.
+
+        Raises ModelNotFound when the registry has no such model or tag, PullFailed for
+        other HTTP errors and interrupted transfers (partial blobs are kept for the next
+        pull), InvalidModelFile for a manifest that is not one, DigestMismatch when a blob
+        does not hash to its digest. ``expected_digest``, if given, must be the weights'.
+        """
+        ref = ModelRef.parse(reference)
+        base = registry_base(ref)
+        manifest = self._manifest(ref, base)
+        weights = manifest.layer("model")
+        if weights is None:
+            raise InvalidModelFile(f"the registry's manifest of '{ref.display}' has no model")
+        if expected_digest is not None and weights.digest != expected_digest:
+            raise PullFailed(
+                f"'{ref.display}' has weights {weights.digest}, expected {expected_digest}"
+            )
+        info: GGUFInfo | None = None
+        for layer in [*manifest.layers, manifest.config]:
+            is_weights = layer.media_type == layer_media_type("model")
+            _, parsed = self._blobs.download_blob(
+                f"{base}/blobs/{layer.digest}",
+                store,
+                progress,
+                expected=layer.digest,
+                label=layer.digest[7:19],
+                gguf=is_weights,
+            )
+            if is_weights:
+                info = parsed
+        return FetchedBlob(
+            digest=weights.digest,
+            size=weights.size,
+            suggested_name=ref.display,
+            gguf_info=info,
+            manifest=manifest,
+        )
+
+    def _manifest(self, ref: ModelRef, base: str) -> Manifest:
+        import requests  # here, not at module import: keeps `a3s-power list` fast
+
+        url = f"{base}/manifests/{ref.tag}"
+        session = self._session or requests.Session()
+        try:
+            response = session.get(
+                url,
+                headers={"Accept": MANIFEST_MEDIA_TYPE},
+                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                stream=True,
+            )
+            with response:
+                if response.status_code == 404:
+                    raise ModelNotFound(ref.display)
+                if response.status_code >= 400:
+                    raise PullFailed(
+                        f"cannot pull '{ref.display}': the registry answered HTTP "
+                        f"{response.status_code} {response.reason or ''}".rstrip()
+                    )
+                raw = response.raw.read(MAX_MANIFEST_RESPONSE + 1, decode_content=True)
+        except requests.RequestException as exc:
+            raise PullFailed(
+                f"cannot pull '{ref.display}': {type(exc).__name__}: {exc}"[:300]
+            ) from exc
+        finally:
+            if session is not self._session:
+                session.close()
+        return Manifest.from_bytes(raw, where=f"the registry's manifest of '{ref.display}'")

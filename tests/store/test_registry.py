@@ -1,0 +1,132 @@
+"""Pulling models by name from a local registry that speaks Ollama's protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from power_core.errors import DigestMismatch, InvalidModelFile, ModelNotFound, PullFailed
+from power_core.library import ModelLibrary
+from power_core.names import ModelRef
+from power_core.pull.registry import RegistrySource, registry_base
+from power_core.pull.url import UrlSource
+from power_core.sources import PullProgress
+from power_core.store.local import LocalStore
+from registry_server import MANIFEST_TYPE, RegistryServer, digest_of
+
+TEMPLATE = b"{{ .System }} {{ .Prompt }}"
+PARAMS = b'{"stop":["<|im_end|>"],"temperature":0.2}'
+
+
+@pytest.fixture
+def registry() -> Iterator[RegistryServer]:
+    server = RegistryServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def puller(store: LocalStore) -> ModelLibrary:
+    return ModelLibrary(store, [UrlSource(), RegistrySource()])
+
+
+@pytest.fixture
+def published(registry: RegistryServer, tiny_gguf: Path) -> bytes:
+    gguf = tiny_gguf.read_bytes()
+    registry.add_model("tiny", "1b", gguf, {"template": TEMPLATE, "params": PARAMS})
+    return gguf
+
+
+def test_a_model_pulled_by_name_has_every_layer(
+    puller: ModelLibrary,
+    registry: RegistryServer,
+    published: bytes,
+    check_store: Callable[[Path], None],
+) -> None:
+    events: list[PullProgress] = []
+    name = puller.pull(registry.name("tiny", "1b"), progress=events.append)
+    assert name == registry.name("tiny", "1b")
+    model = puller.resolve(name)
+    assert model.model_digest == digest_of(published)
+    assert model.template == TEMPLATE.decode()
+    assert model.parameters == {"stop": ["<|im_end|>"], "temperature": 0.2}
+    assert registry.accept_headers == [MANIFEST_TYPE]
+    statuses = [e.status for e in events]
+    assert statuses[0] == "pulling manifest"
+    assert f"pulling {digest_of(published)[7:19]}" in statuses
+    assert statuses[-2:] == ["writing manifest", "success"]
+    check_store(puller.store.root)  # type: ignore[attr-defined]
+
+
+def test_blobs_already_stored_are_not_downloaded_again(
+    puller: ModelLibrary, registry: RegistryServer, published: bytes, tiny_gguf: Path
+) -> None:
+    puller.pull(registry.name("tiny", "1b"))
+    assert registry.storage_gets() == 4  # weights, template, params, config
+    # the same weights under another tag, with another template: only new bytes travel
+    registry.add_model("tiny", "chat", published, {"template": b"{{ .Prompt }}!"})
+    puller.pull(registry.name("tiny", "chat"))
+    assert registry.storage_gets() == 5  # only the new template (same config bytes)
+    puller.pull(registry.name("tiny", "1b"))
+    assert registry.storage_gets() == 5
+
+
+def test_an_unknown_model_or_tag_is_not_found(
+    puller: ModelLibrary, registry: RegistryServer, published: bytes
+) -> None:
+    with pytest.raises(ModelNotFound):
+        puller.pull(registry.name("tiny", "7b"))
+    with pytest.raises(ModelNotFound):
+        puller.pull(registry.name("ghost", "latest"))
+    assert puller.list_models() == []
+
+
+def test_a_blob_that_does_not_match_its_digest_stores_no_model(
+    puller: ModelLibrary, registry: RegistryServer, published: bytes
+) -> None:
+    registry.blobs[digest_of(TEMPLATE)] = b"tampered"
+    with pytest.raises(DigestMismatch):
+        puller.pull(registry.name("tiny", "1b"))
+    assert puller.list_models() == []
+
+
+def test_a_manifest_that_is_not_one_is_refused(
+    puller: ModelLibrary, registry: RegistryServer, published: bytes
+) -> None:
+    registry.manifests[("library", "broken", "latest")] = b"<html>not json</html>"
+    with pytest.raises(InvalidModelFile, match="manifest of"):
+        puller.pull(registry.name("broken", "latest"))
+    registry.manifests[("library", "noweights", "latest")] = (
+        b'{"schemaVersion":2,"config":{"mediaType":"application/vnd.docker.container.image.v1'
+        b'+json","digest":"sha256:' + b"0" * 64 + b'","size":2},"layers":[]}'
+    )
+    with pytest.raises(InvalidModelFile, match="has no model"):
+        puller.pull(registry.name("noweights", "latest"))
+
+
+def test_weights_that_are_not_gguf_are_refused(
+    puller: ModelLibrary, registry: RegistryServer
+) -> None:
+    registry.add_model("html", "latest", b"<html><body>oops</body></html>")
+    with pytest.raises(PullFailed, match="not a GGUF file"):
+        puller.pull(registry.name("html", "latest"))
+    assert puller.list_models() == []
+
+
+def test_an_unreachable_registry_is_a_pull_failure(puller: ModelLibrary) -> None:
+    with pytest.raises(PullFailed, match="cannot pull"):
+        puller.pull("127.0.0.1:9/library/none:latest")  # discard port: nothing listens
+
+
+def test_registries_are_https_except_on_loopback() -> None:
+    assert registry_base(ModelRef.parse("smollm2:135m")) == (
+        "https://registry.ollama.ai/v2/library/smollm2"
+    )
+    assert registry_base(ModelRef.parse("example.com:5000/me/model")) == (
+        "https://example.com:5000/v2/me/model"
+    )
+    assert registry_base(ModelRef.parse("localhost:5000/me/model")) == (
+        "http://localhost:5000/v2/me/model"
+    )
