@@ -3,6 +3,7 @@ client has gone: open, open with a pipelined request waiting, closed, reset."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 
@@ -40,3 +41,19 @@ def test_a_reset_tcp_connection_is_gone() -> None:
             assert gone() is True
         finally:
             accepted.close()
+
+
+def test_descriptors_above_select_s_limit_are_checked_too() -> None:
+    # a busy server has connections numbered past 1023, which select() cannot watch
+    server_side, client_side = socket.socketpair()
+    high = os.dup2(server_side.fileno(), 1500)
+    busy = socket.socket(fileno=high)
+    try:
+        gone = client_gone_check({CLIENT_SOCKET: busy})
+        assert gone is not None
+        assert gone() is False
+        client_side.close()
+        assert gone() is True
+    finally:
+        busy.close()
+        server_side.close()

@@ -7,10 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from power_core.errors import DigestMismatch, InvalidModelFile, ModelNotFound, PullFailed
+from power_core.errors import (
+    DigestMismatch,
+    InvalidModelFile,
+    InvalidRequest,
+    ModelNotFound,
+    PullFailed,
+)
 from power_core.library import ModelLibrary
 from power_core.names import ModelRef
-from power_core.pull.registry import RegistrySource, registry_base
+from power_core.pull.registry import RegistrySource, registry_base, registry_tag
 from power_core.pull.url import UrlSource
 from power_core.sources import PullProgress
 from power_core.store.local import LocalStore
@@ -121,12 +127,22 @@ def test_an_unreachable_registry_is_a_pull_failure(puller: ModelLibrary) -> None
 
 
 def test_registries_are_https_except_on_loopback() -> None:
-    assert registry_base(ModelRef.parse("smollm2:135m")) == (
-        "https://registry.ollama.ai/v2/library/smollm2"
-    )
-    assert registry_base(ModelRef.parse("example.com:5000/me/model")) == (
-        "https://example.com:5000/v2/me/model"
-    )
-    assert registry_base(ModelRef.parse("localhost:5000/me/model")) == (
-        "http://localhost:5000/v2/me/model"
-    )
+    assert registry_base("smollm2:135m") == "https://registry.ollama.ai/v2/library/smollm2"
+    assert registry_base("example.com:5000/me/model") == "https://example.com:5000/v2/me/model"
+    assert registry_base("localhost:5000/me/model") == "http://localhost:5000/v2/me/model"
+
+
+def test_registry_addresses_keep_the_spelling_given() -> None:
+    # the store lower-cases names; a registry such as hf.co may not
+    name = "hf.co/Bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M"
+    assert registry_base(name) == "https://hf.co/v2/Bartowski/Llama-3.2-1B-Instruct-GGUF"
+    assert registry_tag(name) == "Q4_K_M"
+    assert registry_tag("Me/Model") == "latest"
+    assert ModelRef.parse(name).display == "hf.co/bartowski/llama-3.2-1b-instruct-gguf:q4_k_m"
+
+
+def test_file_paths_are_not_model_names_to_pull(puller: ModelLibrary) -> None:
+    for path in ("./model.gguf", "models/tiny.gguf", "~/m.gguf"):
+        assert not RegistrySource().handles(path)
+        with pytest.raises(InvalidRequest, match="create"):
+            puller.pull(path)

@@ -35,6 +35,11 @@ def _original(module: str, name: str) -> Any:
     return getattr(__import__(module), name)
 
 
+def unpatched(module: str, name: str) -> Any:
+    """``module.name`` as the standard library defines it, even under gevent's patching."""
+    return _original(module, name)
+
+
 def allocate_native_lock() -> Any:
     """A real OS lock, even when gevent has patched ``threading``."""
     return _original("_thread", "allocate_lock")()

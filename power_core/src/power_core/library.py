@@ -331,6 +331,12 @@ class ModelLibrary:
         for source in self.sources:
             if source.handles(reference):
                 return source
+        if "://" not in reference and looks_like_path(reference.strip()):
+            raise InvalidRequest(
+                f"cannot pull '{reference}': pull takes a model name or an http(s) URL; "
+                "import a local GGUF file with `create` (Modelfile: FROM <path>)",
+                param="model",
+            )
         raise InvalidRequest(f"no model source understands '{reference}'", param="model")
 
     def pull(

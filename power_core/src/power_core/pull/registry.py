@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from power_core.errors import InvalidModelFile, ModelNotFound, PullFailed
+from power_core.errors import DigestMismatch, InvalidModelFile, ModelNotFound, PullFailed
 from power_core.names import ModelRef, is_model_name
-from power_core.pull.url import CONNECT_TIMEOUT, READ_TIMEOUT, UrlSource
+from power_core.pull.url import CONNECT_TIMEOUT, READ_TIMEOUT, UrlSource, network_errors
 from power_core.sources import FetchedBlob, ProgressCallback
+from power_core.store.layers import looks_like_path
 from power_core.store.manifest import MANIFEST_MEDIA_TYPE, Manifest, layer_media_type
 
 if TYPE_CHECKING:
@@ -32,11 +33,27 @@ MAX_MANIFEST_RESPONSE = 1 << 20
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 
 
-def registry_base(ref: ModelRef) -> str:
-    """``scheme://host/v2/namespace/model`` for ``ref``."""
-    hostname = ref.host.split(":", 1)[0]
-    scheme = "http" if hostname in _LOOPBACK_HOSTS else "https"
-    return f"{scheme}://{ref.host}/v2/{ref.namespace}/{ref.model}"
+def registry_base(reference: str) -> str:
+    """``scheme://host/v2/namespace/model`` for a model name, spelt as given: the store
+    keeps names in lower case, but a registry (hf.co) may care about case."""
+    ref = ModelRef.parse(reference)
+    path = reference.strip()
+    colon, slash = path.rfind(":"), path.rfind("/")
+    if colon > slash:
+        path = path[:colon]
+    parts = path.split("/")
+    model = parts[-1]
+    namespace = parts[-2] if len(parts) >= 2 else ref.namespace
+    host = parts[0] if len(parts) == 3 else ref.host
+    scheme = "http" if host.split(":", 1)[0].lower() in _LOOPBACK_HOSTS else "https"
+    return f"{scheme}://{host}/v2/{namespace}/{model}"
+
+
+def registry_tag(reference: str) -> str:
+    """The tag of a model name, spelt as given (``latest`` when there is none)."""
+    path = reference.strip()
+    colon, slash = path.rfind(":"), path.rfind("/")
+    return path[colon + 1 :] if colon > slash else ModelRef.parse(reference).tag
 
 
 class RegistrySource:
@@ -49,8 +66,8 @@ class RegistrySource:
         self._blobs = UrlSource(session)
 
     def handles(self, reference: str) -> bool:
-        """True for model names (``[host/][namespace/]model[:tag]``)."""
-        return is_model_name(reference)
+        """True for model names (``[host/][namespace/]model[:tag]``), not file paths."""
+        return is_model_name(reference) and not looks_like_path(reference.strip())
 
     def fetch(
         self,
@@ -68,14 +85,15 @@ class RegistrySource:
         does not hash to its digest. ``expected_digest``, if given, must be the weights'.
         """
         ref = ModelRef.parse(reference)
-        base = registry_base(ref)
-        manifest = self._manifest(ref, base)
+        base = registry_base(reference)
+        manifest = self._manifest(ref, f"{base}/manifests/{registry_tag(reference)}")
         weights = manifest.layer("model")
         if weights is None:
             raise InvalidModelFile(f"the registry's manifest of '{ref.display}' has no model")
         if expected_digest is not None and weights.digest != expected_digest:
-            raise PullFailed(
-                f"'{ref.display}' has weights {weights.digest}, expected {expected_digest}"
+            raise DigestMismatch(
+                f"'{ref.display}' has weights {weights.digest}, expected {expected_digest}",
+                param="digest",
             )
         info: GGUFInfo | None = None
         for layer in [*manifest.layers, manifest.config]:
@@ -98,10 +116,9 @@ class RegistrySource:
             manifest=manifest,
         )
 
-    def _manifest(self, ref: ModelRef, base: str) -> Manifest:
+    def _manifest(self, ref: ModelRef, url: str) -> Manifest:
         import requests  # here, not at module import: keeps `a3s-power list` fast
 
-        url = f"{base}/manifests/{ref.tag}"
         session = self._session or requests.Session()
         try:
             response = session.get(
@@ -119,7 +136,7 @@ class RegistrySource:
                         f"{response.status_code} {response.reason or ''}".rstrip()
                     )
                 raw = response.raw.read(MAX_MANIFEST_RESPONSE + 1, decode_content=True)
-        except requests.RequestException as exc:
+        except network_errors() as exc:
             raise PullFailed(
                 f"cannot pull '{ref.display}': {type(exc).__name__}: {exc}"[:300]
             ) from exc

@@ -11,9 +11,11 @@ pull re-hashes what it has and asks the server for the rest with ``Range`` (guar
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import http.client
+import os
 import re
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
@@ -138,7 +140,11 @@ class UrlSource:
     def _existing(
         store: ModelStore, digest: str, label: str, progress: ProgressCallback
     ) -> StoredBlob:
-        size = store.blob_path(digest).stat().st_size
+        path = store.blob_path(digest)
+        size = path.stat().st_size
+        # wanted again: fresh, so clean-up of unreferenced blobs leaves it for this pull
+        with contextlib.suppress(OSError):
+            os.utime(path)
         progress(PullProgress(f"pulling {label}", digest=digest, total=size, completed=size))
         progress(PullProgress(status="verifying sha256 digest"))
         return StoredBlob(digest, size)
@@ -218,6 +224,10 @@ class UrlSource:
             else:
                 raise PullFailed(f"cannot download {url}: unexpected HTTP {response.status_code}")
             validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+            if _is_encoded(response):
+                if response.status_code == 206:
+                    raise _Restart()  # a slice of compressed bytes cannot follow decoded ones
+                validator = None  # decoded bytes on disk: never resume from their offset
             partial.write_state({"url": url, "validator": validator, "total": total})
             try:
                 mode = "ab" if offset else "wb"
@@ -261,13 +271,13 @@ class UrlSource:
         buffer = bytearray(CHUNK_SIZE)
         view = memoryview(buffer)
         read_into = _body_reader(response)
-        network_errors = _network_errors()
+        read_errors = network_errors()
         progress(PullProgress(f"pulling {label}", digest=expected, total=total, completed=offset))
         with EarlyWriteback(handle.fileno()) as writeback:
             while True:
                 try:
                     count = read_into(buffer)
-                except network_errors as exc:
+                except read_errors as exc:
                     raise PullFailed(
                         f"download of {url} was interrupted at {completed} bytes "
                         f"({_reason(exc)}); pull again to resume"
@@ -305,7 +315,8 @@ class UrlSource:
         return completed
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
+def network_errors() -> tuple[type[BaseException], ...]:
+    """What reading a response body can raise when the network fails."""
     import requests
     import urllib3.exceptions
 

@@ -15,6 +15,8 @@ from types import TracebackType
 from power_core.concurrency import OneShot, WakeSignal, start_native_thread
 
 SYNC_EVERY = 32 << 20
+#: fdatasync where the platform has it (Linux), else fsync (macOS, Windows)
+_flush_to_disk = getattr(os, "fdatasync", os.fsync)
 
 
 class EarlyWriteback:
@@ -62,8 +64,8 @@ class EarlyWriteback:
                 if self._closing:
                     return
                 try:
-                    os.fdatasync(self._fd)
-                except OSError:
-                    return  # the final fsync meets the same error and reports it
+                    _flush_to_disk(self._fd)
+                except Exception:
+                    return
         finally:
             self._stopped.set_result(None)

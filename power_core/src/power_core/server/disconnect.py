@@ -8,6 +8,7 @@ WSGI environment; :func:`cancel_when_client_leaves` has the stream look at it no
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 from collections.abc import Callable
@@ -15,10 +16,12 @@ from typing import Any
 
 from flask import request
 
+from power_core.concurrency import unpatched
 from power_core.generation import GenerationStream
 
 #: the WSGI environment key under which the server handler leaves the client's socket
 CLIENT_SOCKET = "a3s_power.client_socket"
+_GONE_ERRNOS = {errno.ECONNRESET, errno.ENOTCONN, errno.EPIPE, errno.EBADF, errno.ETIMEDOUT}
 
 
 def client_gone_check(environ: dict[str, Any]) -> Callable[[], bool] | None:
@@ -29,13 +32,22 @@ def client_gone_check(environ: dict[str, Any]) -> Callable[[], bool] | None:
         return None
 
     def gone() -> bool:
+        fd = client.fileno()
+        if fd < 0:  # closed on our side
+            return True
+        # poll, not select: select cannot watch descriptors above 1023 (a busy server)
+        poller = unpatched("select", "poll")()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(0):
+            return False
         try:
-            readable, _, _ = select.select([client], [], [], 0)
             # readable with nothing to read is the end of the stream; a pipelined next
             # request would be data, and means the client is still there
-            return bool(readable) and client.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):  # reset, or already closed on our side
-            return True
+            return bool(client.recv(1, socket.MSG_PEEK) == b"")
+        except OSError as exc:
+            return exc.errno in _GONE_ERRNOS
+        except ValueError:  # a socket type that cannot peek (TLS): assume still there
+            return False
 
     return gone
 
