@@ -33,7 +33,7 @@ class FetchedBlob:
     #: the GGUF header, when the source parsed it to check the file (saves a second parse)
     gguf_info: GGUFInfo | None = None
     #: a whole model (a registry's manifest, every blob it lists already stored): the
-    #: library stores it as it is instead of building one around ``digest``
+    #: library stores it (same config and layers) instead of building one around ``digest``
     manifest: Manifest | None = None
 
 
