@@ -364,7 +364,9 @@ class ModelLibrary:
         def work(emit: ProgressCallback) -> FetchedBlob:
             return source.fetch(reference, self.store, emit, expected_digest=expected)
 
-        fetched = self._downloads.run(f"{source.name}\0{reference}", work, progress)
+        # one download for every spelling of a model name (smollm2, library/smollm2:latest)
+        shared = ModelRef.parse(reference).full if is_model_name(reference) else reference
+        fetched = self._downloads.run(f"{source.name}\0{shared}", work, progress)
         if expected is not None and fetched.digest != expected:
             raise DigestMismatch(
                 f"{reference} has digest {fetched.digest}, expected {expected}", param="digest"
