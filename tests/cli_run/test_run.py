@@ -11,7 +11,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import import_test_model, power_cli, power_env
+from conftest import import_test_model, power_cli, power_env, real_model_path
+from registry_server import RegistryServer
 
 MODEL = "smollm2:135m"
 #: greedy and short, so the same prompt always gives the same answer
@@ -118,7 +119,6 @@ def test_think_shows_reasoning_apart_and_hidethinking_hides_it(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "no-such-model", "hi"], "Error: model 'no-such-model' not found"),
         (["run", MODEL, "--parameter", "temp=1", "hi"], "unknown parameter 'temp'"),
         (["run", MODEL, "--parameter", "top_k=many", "hi"], "'top_k' must be an integer"),
         (["run", MODEL, "--keepalive", "soon", "hi"], "--keepalive"),
@@ -245,3 +245,25 @@ def test_ctrl_d_leaves_the_chat(chat: pexpect.spawn) -> None:
     chat.expect(pexpect.EOF)
     chat.close()
     assert chat.exitstatus == 0
+
+
+# ----------------------------------------------------------------------------- pulling
+def test_a_missing_model_is_pulled_first_then_answers(env: dict[str, str], tmp_path: Path) -> None:
+    registry = RegistryServer()
+    try:
+        weights = real_model_path().read_bytes()
+        registry.add_model("smollm2", "135m", weights, {"params": b'{"num_ctx":2048}'})
+        name = registry.name("smollm2", "135m")
+        pulled = run(env, "run", name, "--prompt", "Name a fruit.", *GREEDY)
+        assert answer_of(pulled) == answer_of(run(env, "run", MODEL, "Name a fruit.", *GREEDY))
+        assert "pulling manifest" in pulled.stderr and "success" in pulled.stderr
+        # params and config: the weights are already stored (the imported smollm2:135m)
+        assert registry.storage_gets() == 2
+        again = run(env, "run", name, "--prompt", "Name a fruit.", *GREEDY)
+        assert answer_of(again) and registry.storage_gets() == 2 and again.stderr == ""
+
+        absent = run(env, "run", registry.name("no-such-model", "latest"), "hi")
+        assert absent.returncode == 1 and absent.stdout == ""
+        assert absent.stderr.strip().endswith("no-such-model:latest' not found"), absent.stderr
+    finally:
+        registry.close()

@@ -13,6 +13,7 @@ from typing import ClassVar
 from cleo.helpers import argument, option
 from cleo.io.inputs.argument import Argument
 from cleo.io.inputs.option import Option
+from cleo.io.io import IO
 from cleo.io.outputs.output import Type as OutputType
 
 from power_core.cli.base import PowerCommand
@@ -23,8 +24,9 @@ from power_core.cli.chat_session import (
     model_info,
     usage_lines,
 )
+from power_core.cli.commands.progress import ProgressPrinter
 from power_core.config import parse_duration
-from power_core.errors import InvalidRequest, PowerError
+from power_core.errors import InvalidRequest, ModelNotFound, PowerError
 from power_core.models import ResolvedModel
 from power_core.types import ResponseFormat
 
@@ -97,7 +99,7 @@ class RunCommand(PowerCommand):
 
     def handle(self) -> int:
         options = self._session_options()
-        model = self.services.library.resolve(self.argument("model"))
+        model = self._model_pulled_if_missing(self.argument("model"))
         prompt = self._one_shot_prompt()
         session = ChatSession(self.services, model, options, self.io)
         if prompt is None:
@@ -111,6 +113,20 @@ class RunCommand(PowerCommand):
             for line in usage_lines(answer.usage):
                 self.io.write_error_line(line, type=OutputType.RAW)
         return 0
+
+    def _model_pulled_if_missing(self, name: str) -> ResolvedModel:
+        """As ``ollama run`` does: a model not in the store is pulled by name first, with
+        its progress on stderr (stdout carries only the answer)."""
+        library = self.services.library
+        try:
+            return library.resolve(name)
+        except ModelNotFound:
+            errors = self.io.error_output
+            with contextlib.ExitStack() as stack:
+                printer = ProgressPrinter(IO(self.io.input, errors, errors))
+                stack.callback(printer.finish)
+                library.pull(name, progress=printer)
+            return library.resolve(name)
 
     def _session_options(self) -> SessionOptions:
         options = SessionOptions(verbose=self.io.is_verbose())
