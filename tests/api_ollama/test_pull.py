@@ -141,3 +141,11 @@ def test_pull_by_name_from_a_registry_then_chat(
     finally:
         registry.close()
     client.delete(name)
+
+
+def test_push_is_refused_clearly(client: ollama.Client, url: str) -> None:
+    response = requests.post(url + "/api/push", json={"model": "smollm2:135m"}, timeout=30)
+    assert response.status_code == 400
+    assert "pushing models to a registry is not supported" in response.json()["error"]
+    with pytest.raises(ollama.ResponseError, match="not supported"):
+        client.push("smollm2:135m")

@@ -1,4 +1,5 @@
-"""Routes that move model data: ``/api/pull``, ``/api/create``, ``/api/blobs/:digest``."""
+"""Routes that move model data: ``/api/pull``, ``/api/push`` (refused), ``/api/create``,
+``/api/blobs/:digest``."""
 
 from __future__ import annotations
 
@@ -123,6 +124,14 @@ def add_transfer_routes(blueprint: Blueprint, services: PowerServices) -> None:
         reference = model_name(body)
         return progress_response(
             lambda progress: library.pull(reference, progress=progress), wants_stream(body)
+        )
+
+    @blueprint.post("/api/push")
+    def push() -> Response:
+        body = parse_json_object(request.get_data())
+        name = model_name(body)
+        raise UnsupportedFeature(
+            f"cannot push '{name}': pushing models to a registry is not supported", param="model"
         )
 
     @blueprint.post("/api/create")
