@@ -24,7 +24,7 @@ def digest_of(data: bytes) -> str:
 class RegistryServer:
     """Serves models added with :meth:`add_model`; counts requests per path."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "127.0.0.1") -> None:
         self.manifests: dict[tuple[str, str, str], bytes] = {}
         self.blobs: dict[str, bytes] = {}
         self.requests: Counter[str] = Counter()
@@ -65,9 +65,9 @@ class RegistryServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer((address, 0), Handler)
         self._httpd.daemon_threads = True
-        self.host = f"127.0.0.1:{self._httpd.server_address[1]}"
+        self.host = f"{address}:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 

@@ -149,3 +149,17 @@ def test_push_is_refused_clearly(client: ollama.Client, url: str) -> None:
     assert "pushing models to a registry is not supported" in response.json()["error"]
     with pytest.raises(ollama.ResponseError, match="not supported"):
         client.push("smollm2:135m")
+
+
+def test_insecure_pulls_reach_a_plain_http_registry(client: ollama.Client, tiny_gguf: Path) -> None:
+    lan = RegistryServer("127.0.0.2")  # not localhost: HTTPS unless insecure
+    try:
+        lan.add_model("tiny", "1b", tiny_gguf.read_bytes())
+        name = lan.name("tiny", "1b")
+        with pytest.raises(ollama.ResponseError, match="cannot pull"):
+            client.pull(name)
+        assert client.pull(name, insecure=True).status == "success"
+        assert name in {m.model for m in client.list().models}
+    finally:
+        lan.close()
+    client.delete(name)

@@ -152,6 +152,15 @@ def test_pull_by_name_from_a_registry(run: Run, tiny_gguf: Path) -> None:
         assert status == 1 and "not found" in err
     finally:
         registry.close()
+    lan = RegistryServer("127.0.0.2")  # plain HTTP on a host that is not localhost
+    try:
+        lan.add_model("tiny", "lan", tiny_gguf.read_bytes())
+        status, _, err = run(f"pull {lan.name('tiny', 'lan')}")
+        assert status == 1 and "cannot pull" in err
+        status, out, err = run(f"pull --insecure {lan.name('tiny', 'lan')}")
+        assert status == 0 and out.splitlines()[-1] == f"pulled {lan.name('tiny', 'lan')}", err
+    finally:
+        lan.close()
 
 
 def test_progress_on_a_terminal_draws_one_line() -> None:

@@ -126,10 +126,30 @@ def test_an_unreachable_registry_is_a_pull_failure(puller: ModelLibrary) -> None
         puller.pull("127.0.0.1:9/library/none:latest")  # discard port: nothing listens
 
 
+def test_insecure_pulls_speak_plain_http_to_any_registry(
+    puller: ModelLibrary, tiny_gguf: Path
+) -> None:
+    # 127.0.0.2 is loopback too, but not a name the source treats as local: HTTPS unless
+    # the pull is insecure; this registry speaks plain HTTP only
+    lan = RegistryServer("127.0.0.2")
+    try:
+        lan.add_model("tiny", "1b", tiny_gguf.read_bytes())
+        with pytest.raises(PullFailed, match="cannot pull"):
+            puller.pull(lan.name("tiny", "1b"))
+        assert lan.requests == {}  # the TLS handshake failed before any request
+        assert puller.pull(lan.name("tiny", "1b"), insecure=True) == lan.name("tiny", "1b")
+        assert puller.resolve(lan.name("tiny", "1b")).model_digest == digest_of(
+            tiny_gguf.read_bytes()
+        )
+    finally:
+        lan.close()
+
+
 def test_registries_are_https_except_on_loopback() -> None:
     assert registry_base("smollm2:135m") == "https://registry.ollama.ai/v2/library/smollm2"
     assert registry_base("example.com:5000/me/model") == "https://example.com:5000/v2/me/model"
     assert registry_base("localhost:5000/me/model") == "http://localhost:5000/v2/me/model"
+    assert registry_base("lan:5000/me/model", insecure=True) == "http://lan:5000/v2/me/model"
 
 
 def test_registry_addresses_keep_the_spelling_given() -> None:

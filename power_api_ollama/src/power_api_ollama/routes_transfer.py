@@ -16,6 +16,7 @@ from power_api_ollama.wire import (
     json_response,
     model_name,
     ndjson_response,
+    opt_bool,
     opt_list,
     opt_object,
     opt_str,
@@ -122,8 +123,10 @@ def add_transfer_routes(blueprint: Blueprint, services: PowerServices) -> None:
     def pull() -> Response:
         body = parse_json_object(request.get_data())
         reference = model_name(body)
+        insecure = opt_bool(body, "insecure", False)
         return progress_response(
-            lambda progress: library.pull(reference, progress=progress), wants_stream(body)
+            lambda progress: library.pull(reference, progress=progress, insecure=insecure),
+            wants_stream(body),
         )
 
     @blueprint.post("/api/push")

@@ -346,8 +346,10 @@ class ModelLibrary:
         name: str | None = None,
         expected_digest: str | None = None,
         progress: ProgressCallback = _ignore,
+        insecure: bool = False,
     ) -> str:
         """Download a model and store it under ``name`` (default: from the file name).
+        ``insecure`` allows plain HTTP to registries and unverified TLS (Ollama's option).
 
         Concurrent pulls of the same reference in this process share one download.
         Progress follows Ollama: ``pulling manifest``, ``pulling <id>`` with ``total``
@@ -362,7 +364,9 @@ class ModelLibrary:
         progress(PullProgress(status="pulling manifest"))
 
         def work(emit: ProgressCallback) -> FetchedBlob:
-            return source.fetch(reference, self.store, emit, expected_digest=expected)
+            return source.fetch(
+                reference, self.store, emit, expected_digest=expected, insecure=insecure
+            )
 
         # one download for every spelling of a model name (smollm2, library/smollm2:latest)
         shared = ModelRef.parse(reference).full if is_model_name(reference) else reference

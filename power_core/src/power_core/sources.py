@@ -58,8 +58,11 @@ class ModelSource(Protocol):
         progress: ProgressCallback,
         *,
         expected_digest: str | None = None,
+        insecure: bool = False,
     ) -> FetchedBlob:
         """Download into ``store`` as a verified blob, reporting progress as it goes.
+
+        ``insecure`` (Ollama's pull option) allows plain HTTP and unverified TLS.
 
         Raises :class:`~power_core.errors.PullFailed` (or ``DigestMismatch``) with a clear
         message; leaves no partial blob visible, only a resumable partial download.

@@ -33,9 +33,10 @@ MAX_MANIFEST_RESPONSE = 1 << 20
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 
 
-def registry_base(reference: str) -> str:
+def registry_base(reference: str, insecure: bool = False) -> str:
     """``scheme://host/v2/namespace/model`` for a model name, spelt as given: the store
-    keeps names in lower case, but a registry (hf.co) may care about case."""
+    keeps names in lower case, but a registry (hf.co) may care about case. Plain HTTP on
+    loopback hosts, or anywhere when ``insecure``."""
     ref = ModelRef.parse(reference)
     path = reference.strip()
     colon, slash = path.rfind(":"), path.rfind("/")
@@ -45,7 +46,8 @@ def registry_base(reference: str) -> str:
     model = parts[-1]
     namespace = parts[-2] if len(parts) >= 2 else ref.namespace
     host = parts[0] if len(parts) == 3 else ref.host
-    scheme = "http" if host.split(":", 1)[0].lower() in _LOOPBACK_HOSTS else "https"
+    plain = insecure or host.split(":", 1)[0].lower() in _LOOPBACK_HOSTS
+    scheme = "http" if plain else "https"
     return f"{scheme}://{host}/v2/{namespace}/{model}"
 
 
@@ -76,6 +78,7 @@ class RegistrySource:
         progress: ProgressCallback,
         *,
         expected_digest: str | None = None,
+        insecure: bool = False,
     ) -> FetchedBlob:
         """Download the manifest of ``reference`` and every blob it lists into ``store``.
 
@@ -83,9 +86,10 @@ class RegistrySource:
         other HTTP errors and interrupted transfers (partial blobs are kept for the next
         pull), InvalidModelFile for a manifest that is not one, DigestMismatch when a blob
         does not hash to its digest. ``expected_digest``, if given, must be the weights'.
+        ``insecure`` speaks plain HTTP to the registry (Ollama's ``--insecure``).
         """
         ref = ModelRef.parse(reference)
-        base = registry_base(reference)
+        base = registry_base(reference, insecure)
         manifest = self._manifest(ref, f"{base}/manifests/{registry_tag(reference)}")
         weights = manifest.layer("model")
         if weights is None:
@@ -105,6 +109,7 @@ class RegistrySource:
                 expected=layer.digest,
                 label=layer.digest[7:19],
                 gguf=is_weights,
+                insecure=insecure,
             )
             if is_weights:
                 info = parsed

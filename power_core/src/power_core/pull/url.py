@@ -65,8 +65,10 @@ class UrlSource:
         progress: ProgressCallback,
         *,
         expected_digest: str | None = None,
+        insecure: bool = False,
     ) -> FetchedBlob:
-        """Download ``reference`` into ``store`` as a verified blob.
+        """Download ``reference`` into ``store`` as a verified blob (``insecure``: without
+        checking the server's TLS certificate).
 
         Raises PullFailed for HTTP errors, interrupted transfers (the partial file is
         kept for the next pull), content that is not GGUF, and a full disk; raises
@@ -76,7 +78,9 @@ class UrlSource:
         url = reference
         expected = normalize_digest(expected_digest) if expected_digest else None
         label = expected[7:19] if expected else _file_label(url)
-        blob, info = self.download_blob(url, store, progress, expected=expected, label=label)
+        blob, info = self.download_blob(
+            url, store, progress, expected=expected, label=label, insecure=insecure
+        )
         return FetchedBlob(
             digest=blob.digest,
             size=blob.size,
@@ -93,6 +97,7 @@ class UrlSource:
         expected: str | None,
         label: str,
         gguf: bool = True,
+        insecure: bool = False,
     ) -> tuple[StoredBlob, GGUFInfo | None]:
         """Download ``url`` into ``store`` as a verified blob, resuming a kept partial file.
 
@@ -111,10 +116,14 @@ class UrlSource:
                 partial.discard()
             try:
                 try:
-                    hex_digest, size = self._download(url, partial, expected, label, progress, gguf)
+                    hex_digest, size = self._download(
+                        url, partial, expected, label, progress, gguf, insecure
+                    )
                 except _Restart:
                     partial.discard()
-                    hex_digest, size = self._download(url, partial, expected, label, progress, gguf)
+                    hex_digest, size = self._download(
+                        url, partial, expected, label, progress, gguf, insecure
+                    )
             except _NotGGUF:
                 partial.discard()
                 raise
@@ -157,6 +166,7 @@ class UrlSource:
         label: str,
         progress: ProgressCallback,
         gguf: bool,
+        insecure: bool,
     ) -> tuple[str, int]:
         state = partial.read_state()
         offset = partial.size() if state else 0
@@ -174,6 +184,8 @@ class UrlSource:
         import requests  # here, not at module import: keeps `a3s-power list` fast
 
         session = self._session or requests.Session()
+        if insecure and session is not self._session:
+            session.verify = False
         try:
             return self._request(
                 url, session, headers, partial, hasher, offset, expected, label, progress, gguf

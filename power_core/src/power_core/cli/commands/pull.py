@@ -29,6 +29,12 @@ class PullCommand(PowerCommand):
             flag=False,
         ),
         option("digest", None, "Expected sha256 digest of the file (sha256:<hex>)", flag=False),
+        option(
+            "insecure",
+            None,
+            "Allow plain HTTP to the registry and unverified TLS (development registries)",
+            flag=True,
+        ),
     ]
 
     def handle(self) -> int:
@@ -39,6 +45,7 @@ class PullCommand(PowerCommand):
                 name=self.option("name"),
                 expected_digest=self.option("digest"),
                 progress=printer,
+                insecure=bool(self.option("insecure")),
             )
         finally:
             printer.finish()
