@@ -1,5 +1,6 @@
-"""An idle engine hands its thread back (and with it llama.cpp's OpenMP team), and starts a
-new one for the next job; closing an engine without a thread still frees it."""
+"""With two engines loaded, an idle one hands its thread back (and with it llama.cpp's
+OpenMP team, which would otherwise slow the other's decoding) and starts a new one for its
+next job; a lone engine keeps its thread; closing an engine without a thread frees it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from power_backend_llamacpp import engine as engine_module
+from power_backend_llamacpp.engine import LlamaCppEngine
 from power_core.engine import CompletionJob
 
 from .conftest import GREEDY, load_engine, text
@@ -19,29 +21,46 @@ def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def _wait_for_threads(count: int, seconds: float = 30) -> int:
-    deadline = time.monotonic() + seconds
-    while _threads() > count and time.monotonic() < deadline:
+def _settle(seconds: float = 2.0) -> int:
+    """The thread count once it has stopped changing for ``seconds``."""
+    count, since = _threads(), time.monotonic()
+    deadline = since + 60
+    while time.monotonic() - since < seconds and time.monotonic() < deadline:
         time.sleep(0.05)
-    return _threads()
+        now = _threads()
+        if now != count:
+            count, since = now, time.monotonic()
+    return count
 
 
-def test_an_idle_engine_ends_its_thread_and_restarts_for_work(
+def _hello(engine: LlamaCppEngine) -> str:
+    return text(list(engine.submit(CompletionJob("Hello", sampling=GREEDY, max_tokens=4))))
+
+
+def test_an_idle_engine_ends_its_thread_while_another_runs(
     model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "IDLE_THREAD_SECONDS", 0.5)
-    before = _threads()
-    engine = load_engine(model_path)
+    monkeypatch.setattr(engine_module, "IDLE_THREAD_SECONDS", 0.3)
+    before = _settle()
+    first = load_engine(model_path)
     try:
-        first = text(list(engine.submit(CompletionJob("Hello", sampling=GREEDY, max_tokens=4))))
-        assert _threads() > before  # the engine thread and llama.cpp's workers
-        assert _wait_for_threads(before) == before  # all gone once idle
-        again = text(list(engine.submit(CompletionJob("Hello", sampling=GREEDY, max_tokens=4))))
-        assert again == first  # a new thread serves the same engine
-        assert _wait_for_threads(before) == before
-        vectors = engine.embed(["Hello"], truncate=True)  # tasks start a thread too
-        assert len(vectors.vectors) == 1
+        answer = _hello(first)
+        alone = _settle()
+        assert alone > before  # a lone engine keeps its thread (and llama.cpp's workers)
+        second = load_engine(model_path)
+        try:
+            assert _hello(second) == answer
+            # each waits for the other to leave first; one of them does, the other stays
+            assert _settle() == alone
+            assert _hello(first) == answer  # a new thread serves an engine that left
+            assert _settle() == alone
+            vectors = second.embed(["Hello"], truncate=True)  # tasks start a thread too
+            assert len(vectors.vectors) == 1
+            assert _settle() == alone
+        finally:
+            second.close()  # with or without its thread, it shuts down
+        assert _hello(first) == answer  # alone again: its thread comes back, and stays
+        assert _settle() == alone
     finally:
-        assert _wait_for_threads(before) == before
-        engine.close()  # no thread left: one starts to shut the engine down
-    assert _wait_for_threads(before) == before
+        first.close()
+    assert _settle() == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -36,12 +37,44 @@ from power_core.types import EmbeddingResult, EngineEvent
 
 T = TypeVar("T")
 
-#: an engine thread idle this long ends (a new one starts with the next job): llama.cpp's
-#: OpenMP keeps a team of worker threads per calling thread, and once libgomp manages more
-#: threads than there are cores it makes every team sleep between decodes instead of
-#: spinning. Measured on 2 cores: a model decoded at 30 tokens/s instead of 90 once a
-#: second loaded model had run once, until that model's thread ended.
-IDLE_THREAD_SECONDS = 2.0
+#: An idle engine's thread ends while another engine's thread runs, at once when another
+#: engine starts a thread and after this long otherwise (a new one starts with its next
+#: job): llama.cpp's OpenMP build keeps a team of worker threads per calling thread, and
+#: once libgomp manages more threads than there are cores it makes every team sleep
+#: between decodes instead of spinning. Measured on 2 cores: a model decoded at 30
+#: tokens/s instead of 90 once a second loaded model had run, until that model's thread
+#: ended. A lone engine keeps its thread (no restart before each request).
+IDLE_THREAD_SECONDS = 0.5
+
+
+class _EngineThreads:
+    """The engines of this process and how many engine threads run."""
+
+    def __init__(self) -> None:
+        self._lock = allocate_native_lock()
+        self._count = 0
+        self._engines: weakref.WeakSet[LlamaCppEngine] = weakref.WeakSet()
+
+    def started(self, engine: LlamaCppEngine) -> None:
+        """``engine`` starts a thread: the idle ones of the other engines should leave."""
+        with self._lock:
+            self._count += 1
+            self._engines.add(engine)
+            others = [e for e in self._engines if e is not engine]
+        for other in others:
+            other._leave_when_idle()
+
+    def ended(self) -> None:
+        with self._lock:
+            self._count -= 1
+
+    def others(self) -> bool:
+        """Whether an engine thread besides the caller's runs."""
+        with self._lock:
+            return self._count > 1
+
+
+_threads = _EngineThreads()
 
 
 class LlamaCppEngine:
@@ -93,6 +126,7 @@ class LlamaCppEngine:
         self._finished = False
         self._thread_lock = allocate_native_lock()
         self._thread_alive = False
+        self._asked_to_leave = False
         self._ensure_thread()
 
     # ------------------------------------------------------------------------ public API
@@ -242,6 +276,7 @@ class LlamaCppEngine:
         with self._thread_lock:
             if not self._thread_alive and not self._finished:
                 self._thread_alive = True
+                _threads.started(self)
                 start_native_thread(self._run, f"a3s-power-engine-{self.name}")
 
     def _run(self) -> None:
@@ -249,6 +284,7 @@ class LlamaCppEngine:
         try:
             went_idle = self._serve()
         finally:
+            _threads.ended()
             if not went_idle:
                 self._shutdown()
 
@@ -259,7 +295,9 @@ class LlamaCppEngine:
             while self._tasks:
                 self._tasks.popleft()()
             if batcher.idle():
-                if not self._wake.wait(IDLE_THREAD_SECONDS) and self._leave_if_idle():
+                woken = self._wake.wait(IDLE_THREAD_SECONDS)
+                asked, self._asked_to_leave = self._asked_to_leave, False
+                if (asked or not woken) and _threads.others() and self._leave_if_idle():
                     return True
                 continue
             try:
@@ -267,6 +305,11 @@ class LlamaCppEngine:
             except Exception as exc:  # a bug must not strand clients: they get the error
                 batcher.abort_all(PowerError(f"inference engine error: {exc!r}"))
         return False
+
+    def _leave_when_idle(self) -> None:
+        """Another engine started a thread: leave now if there is nothing to do."""
+        self._asked_to_leave = True
+        self._wake.set()
 
     def _leave_if_idle(self) -> bool:
         # Under the lock that _ensure_thread takes after every enqueue: work queued before
