@@ -1,4 +1,4 @@
-"""``python -m bench all|decode|ttft|concurrency|responsive|peers|pull|cli|summary``."""
+"""``python -m bench all|decode|ttft|concurrency|responsive|peers|two_models|pull|cli|summary``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ BENCHMARKS = {
     "concurrency": "bench.concurrency",
     "responsive": "bench.responsive",
     "peers": "bench.peers",
+    "two_models": "bench.two_models",
 }
 
 
