@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import QUIET_CORES, CpuMeter
-from bench.report import REPO_ROOT, cleaned, machine_facts, num, table, write_result
+from bench.report import REPO_ROOT, num, save_result, table
 from bench.stats import Summary
 from bench.workload import CONCURRENT_TOKENS, concurrent_prompts
 
@@ -180,17 +180,14 @@ def run(fleet: Fleet) -> dict[str, Any]:
         ),
         flush=True,
     )
-    result = {
-        "benchmark": NAME,
-        "machine": machine_facts(),
-        "fleet": fleet.describe(),
-        "reps": reps,
-        "sequences": SEQUENCES,
-        "max_tokens": CONCURRENT_TOKENS,
-        "results": summary,
-    }
-    print(f"  wrote {write_result(NAME, result)}", flush=True)
-    return dict(cleaned(result))
+    return save_result(
+        NAME,
+        summary,
+        fleet=fleet.describe(),
+        reps=reps,
+        sequences=SEQUENCES,
+        max_tokens=CONCURRENT_TOKENS,
+    )
 
 
 def headline(result: dict[str, Any]) -> list[list[str]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import CpuMeter, Timed, paired_summary, quiet_summary, timed
-from bench.report import REPO_ROOT, cleaned, machine_facts, num, table, write_result
+from bench.report import REPO_ROOT, num, save_result, table
 from bench.servers import MODEL_NAME
 from bench.workload import rotated
 
@@ -107,9 +107,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
         ),
         flush=True,
     )
-    result = {"benchmark": NAME, "machine": machine_facts(), "reps": reps, "results": summary}
-    print(f"  wrote {write_result(NAME, result)}", flush=True)
-    return dict(cleaned(result))
+    return save_result(NAME, summary, reps=reps)
 
 
 def headline(result: dict[str, Any]) -> list[list[str]]:

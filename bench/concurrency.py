@@ -14,7 +14,7 @@ from typing import Any
 from bench.clients import Batch, Target, run_sequential, run_simultaneous
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import paired_summary, quiet_summary
-from bench.report import check, cleaned, machine_facts, num, table, write_result
+from bench.report import check, num, save_result, table
 from bench.servers import MODEL_NAME
 from bench.stats import Summary
 from bench.workload import CONCURRENT_TOKENS, concurrent_prompts
@@ -117,19 +117,16 @@ def run(fleet: Fleet) -> dict[str, Any]:
         ),
         flush=True,
     )
-    result = {
-        "benchmark": NAME,
-        "machine": machine_facts(),
-        "fleet": fleet.describe(),
-        "reps": reps,
-        "levels": levels,
-        "max_tokens": CONCURRENT_TOKENS,
-        "api": "/api/generate",
-        "single_stream_tokens_per_s": single,
-        "results": summary,
-    }
-    print(f"  wrote {write_result(NAME, result)}", flush=True)
-    return dict(cleaned(result))
+    return save_result(
+        NAME,
+        summary,
+        fleet=fleet.describe(),
+        reps=reps,
+        levels=levels,
+        max_tokens=CONCURRENT_TOKENS,
+        api="/api/generate",
+        single_stream_tokens_per_s=single,
+    )
 
 
 def headline(result: dict[str, Any]) -> list[list[str]]:

@@ -15,7 +15,7 @@ import httpx
 from bench.clients import StreamResult, Target, stream
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import QUIET_CORES, is_quiet, paired_summary
-from bench.report import check, cleaned, machine_facts, num, table, verdict, write_result
+from bench.report import check, num, save_result, table, verdict
 from bench.servers import MODEL_NAME
 from bench.stats import Summary
 from bench.workload import DECODE_PROMPT, DECODE_TOKENS, rotated
@@ -161,18 +161,15 @@ def run(fleet: Fleet) -> dict[str, Any]:
         ),
         flush=True,
     )
-    result = {
-        "benchmark": NAME,
-        "machine": machine_facts(),
-        "fleet": fleet.describe(),
-        "reps": reps,
-        "quiet_cores": QUIET_CORES,
-        "prompt": DECODE_PROMPT,
-        "max_tokens": DECODE_TOKENS,
-        "results": summary,
-    }
-    print(f"  wrote {write_result(NAME, result)}", flush=True)
-    return dict(cleaned(result))
+    return save_result(
+        NAME,
+        summary,
+        fleet=fleet.describe(),
+        reps=reps,
+        quiet_cores=QUIET_CORES,
+        prompt=DECODE_PROMPT,
+        max_tokens=DECODE_TOKENS,
+    )
 
 
 def headline(result: dict[str, Any]) -> list[list[str]]:

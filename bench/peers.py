@@ -16,7 +16,7 @@ from bench.clients import Batch, LatencyProbe, Target, run_simultaneous
 from bench.decode import RATE_HEADER, measure_single, rate_row, rate_summary
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import QUIET_CORES, paired_summary, quiet_summary
-from bench.report import check, cleaned, machine_facts, num, table, write_result
+from bench.report import check, num, save_result, table
 from bench.servers import MODEL_NAME
 from bench.stats import Summary
 from bench.workload import CONCURRENT_TOKENS, DECODE_TOKENS, concurrent_prompts, rotated
@@ -155,19 +155,16 @@ def run(fleet: Fleet) -> dict[str, Any]:
         ),
         flush=True,
     )
-    result = {
-        "benchmark": NAME,
-        "machine": machine_facts(),
-        "fleet": fleet.describe(),
-        "reps": reps,
-        "quiet_cores": QUIET_CORES,
-        "single_tokens": DECODE_TOKENS,
-        "clients": CLIENTS,
-        "client_tokens": CONCURRENT_TOKENS,
-        "results": summary,
-    }
-    print(f"  wrote {write_result(NAME, result)}", flush=True)
-    return dict(cleaned(result))
+    return save_result(
+        NAME,
+        summary,
+        fleet=fleet.describe(),
+        reps=reps,
+        quiet_cores=QUIET_CORES,
+        single_tokens=DECODE_TOKENS,
+        clients=CLIENTS,
+        client_tokens=CONCURRENT_TOKENS,
+    )
 
 
 def headline(result: dict[str, Any]) -> list[list[str]]:

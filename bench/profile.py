@@ -22,7 +22,7 @@ import httpx
 
 from bench.clients import Target, run_simultaneous, stream
 from bench.fleet import Fleet
-from bench.report import RESULTS_DIR, cleaned, machine_facts, table, write_result
+from bench.report import RESULTS_DIR, save_result, table
 from bench.servers import MODEL_NAME, PEERS_DIR
 from bench.workload import (
     CONCURRENT_TOKENS,
@@ -188,14 +188,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
             ),
             flush=True,
         )
-    result = {
-        "benchmark": NAME,
-        "machine": machine_facts(),
-        "fleet": fleet.describe(),
-        "results": summary,
-    }
-    print(f"  wrote {write_result(NAME, result)}", flush=True)
-    return dict(cleaned(result))
+    return save_result(NAME, summary, fleet=fleet.describe())
 
 
 def headline(result: dict[str, Any]) -> list[list[str]]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import CpuMeter, Timed, paired_summary, timed
-from bench.report import REPO_ROOT, check, cleaned, machine_facts, num, table, write_result
+from bench.report import REPO_ROOT, check, num, save_result, table
 from bench.servers import FileServer
 from bench.stats import Summary
 from bench.workload import rotated
@@ -142,15 +142,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
         ),
         flush=True,
     )
-    result = {
-        "benchmark": NAME,
-        "machine": machine_facts(),
-        "reps": reps,
-        "bytes": size,
-        "results": summary,
-    }
-    print(f"  wrote {write_result(NAME, result)}", flush=True)
-    return dict(cleaned(result))
+    return save_result(NAME, summary, reps=reps, bytes=size)
 
 
 def headline(result: dict[str, Any]) -> list[list[str]]:

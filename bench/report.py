@@ -103,6 +103,20 @@ def cleaned(value: Any) -> Any:
     return value
 
 
+def save_result(
+    name: str, results: Any, fleet: dict[str, Any] | None = None, **details: Any
+) -> dict[str, Any]:
+    """A benchmark's result (its name, machine facts, the fleet's servers if any, the
+    settings in ``details``, then ``results``), written and announced; returns it cleaned."""
+    result: dict[str, Any] = {"benchmark": name, "machine": machine_facts()}
+    if fleet is not None:
+        result["fleet"] = fleet
+    result.update(details)
+    result["results"] = results
+    print(f"  wrote {write_result(name, result)}", flush=True)
+    return dict(cleaned(result))
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     """Write ``results/<name>-<UTC time>.json`` and ``<name>-latest.json``; returns the first."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

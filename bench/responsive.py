@@ -12,7 +12,7 @@ from typing import Any
 from bench.clients import Batch, LatencyProbe, Target, run_simultaneous
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import is_quiet
-from bench.report import check, cleaned, machine_facts, num, table, write_result
+from bench.report import check, num, save_result, table
 from bench.servers import MODEL_NAME
 from bench.stats import Summary
 from bench.workload import concurrent_prompts
@@ -152,17 +152,9 @@ def run(fleet: Fleet) -> dict[str, Any]:
         ),
         flush=True,
     )
-    result = {
-        "benchmark": NAME,
-        "machine": machine_facts(),
-        "fleet": fleet.describe(),
-        "reps": reps,
-        "streams": STREAMS,
-        "max_tokens": STREAM_TOKENS,
-        "results": summary,
-    }
-    print(f"  wrote {write_result(NAME, result)}", flush=True)
-    return dict(cleaned(result))
+    return save_result(
+        NAME, summary, fleet=fleet.describe(), reps=reps, streams=STREAMS, max_tokens=STREAM_TOKENS
+    )
 
 
 def headline(result: dict[str, Any]) -> list[list[str]]:

@@ -15,7 +15,7 @@ from bench.clients import StreamResult, stream
 from bench.decode import power_targets
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import is_quiet
-from bench.report import check, cleaned, machine_facts, num, table, verdict, write_result
+from bench.report import check, num, save_result, table, verdict
 from bench.stats import Summary, quiet_first
 from bench.workload import TTFT_PROMPTS, TTFT_TOKENS, rotated
 
@@ -94,17 +94,14 @@ def run(fleet: Fleet) -> dict[str, Any]:
         ),
         flush=True,
     )
-    result = {
-        "benchmark": NAME,
-        "machine": machine_facts(),
-        "fleet": fleet.describe(),
-        "reps": reps,
-        "prompts": [TTFT_PROMPTS[rep % len(TTFT_PROMPTS)] for rep in range(reps)],
-        "max_tokens": TTFT_TOKENS,
-        "results": summary,
-    }
-    print(f"  wrote {write_result(NAME, result)}", flush=True)
-    return dict(cleaned(result))
+    return save_result(
+        NAME,
+        summary,
+        fleet=fleet.describe(),
+        reps=reps,
+        prompts=[TTFT_PROMPTS[rep % len(TTFT_PROMPTS)] for rep in range(reps)],
+        max_tokens=TTFT_TOKENS,
+    )
 
 
 def headline(result: dict[str, Any]) -> list[list[str]]:

@@ -22,7 +22,7 @@ import httpx
 
 from bench.clients import StreamResult, Target, stream
 from bench.fleet import Fleet, quiet_pause
-from bench.report import check, cleaned, machine_facts, num, table, write_result
+from bench.report import check, num, save_result, table
 from bench.servers import MODEL_NAME
 from bench.stats import Summary
 from bench.workload import DECODE_PROMPT
@@ -79,14 +79,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
         ),
         flush=True,
     )
-    result = {
-        "benchmark": NAME,
-        "machine": machine_facts(),
-        "reps": reps,
-        "results": summary,
-    }
-    print(f"  wrote {write_result(NAME, result)}", flush=True)
-    return dict(cleaned(result))
+    return save_result(NAME, summary, fleet=fleet.describe(), reps=reps)
 
 
 def headline(result: dict[str, Any]) -> list[list[str]]:
