@@ -21,6 +21,7 @@ from typing import Any
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import QUIET_CORES, CpuMeter
 from bench.report import REPO_ROOT, num, save_result, table
+from bench.servers import worker_parser
 from bench.stats import Summary
 from bench.workload import CONCURRENT_TOKENS, concurrent_prompts
 
@@ -100,19 +101,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
         flush=True,
     )
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.ceiling",
-            "--worker",
-            "--model",
-            str(config.model),
-            "--threads",
-            str(config.threads),
-            "--num-ctx",
-            str(config.num_ctx),
-            "--extra-buffers" if config.extra_buffers else "--no-extra-buffers",
-        ],
+        config.worker_command("bench.ceiling", "--worker"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -206,13 +195,8 @@ def headline(result: dict[str, Any]) -> list[list[str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.ceiling")
+    parser = worker_parser("python -m bench.ceiling")
     parser.add_argument("--worker", action="store_true", required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--num-ctx", type=int, default=2048)
-    parser.add_argument("--extra-buffers", dest="extra_buffers", action="store_true")
-    parser.add_argument("--no-extra-buffers", dest="extra_buffers", action="store_false")
     _worker(parser.parse_args())
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.clients import StreamResult
 from bench.report import REPO_ROOT
-from bench.servers import BenchConfig
+from bench.servers import BenchConfig, worker_parser
 
 
 class InProcessBaseline:
@@ -26,22 +26,8 @@ class InProcessBaseline:
     label = "in-process"
 
     def __init__(self, config: BenchConfig) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "bench.inprocess",
-            "--model",
-            str(config.model),
-            "--threads",
-            str(config.threads),
-            "--num-ctx",
-            str(config.num_ctx),
-            "--num-batch",
-            str(config.num_batch),
-            "--extra-buffers" if config.extra_buffers else "--no-extra-buffers",
-        ]
         self.process = subprocess.Popen(
-            command,
+            config.worker_command("bench.inprocess"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -158,14 +144,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.inprocess")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--num-ctx", type=int, default=2048)
-    parser.add_argument("--num-batch", type=int, default=512)
-    parser.add_argument("--extra-buffers", dest="extra_buffers", action="store_true")
-    parser.add_argument("--no-extra-buffers", dest="extra_buffers", action="store_false")
-    _serve(parser.parse_args())
+    _serve(worker_parser("python -m bench.inprocess").parse_args())
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ fleet that started them.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import socket
@@ -57,6 +58,24 @@ class BenchConfig:
             return self.reps
         return quick if self.quick else full
 
+    def worker_command(self, module: str, *flags: str) -> list[str]:
+        """``python -m module`` with these llama.cpp settings (read by :func:`worker_parser`)."""
+        return [
+            sys.executable,
+            "-m",
+            module,
+            *flags,
+            "--model",
+            str(self.model),
+            "--threads",
+            str(self.threads),
+            "--num-ctx",
+            str(self.num_ctx),
+            "--num-batch",
+            str(self.num_batch),
+            "--extra-buffers" if self.extra_buffers else "--no-extra-buffers",
+        ]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": str(self.model),
@@ -67,6 +86,18 @@ class BenchConfig:
             "extra_buffers": self.extra_buffers,
             "quick": self.quick,
         }
+
+
+def worker_parser(prog: str) -> argparse.ArgumentParser:
+    """The arguments of :meth:`BenchConfig.worker_command`, for a worker's ``main``."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--num-ctx", type=int, default=2048)
+    parser.add_argument("--num-batch", type=int, default=512)
+    parser.add_argument("--extra-buffers", dest="extra_buffers", action="store_true")
+    parser.add_argument("--no-extra-buffers", dest="extra_buffers", action="store_false")
+    return parser
 
 
 def default_extra_buffers() -> bool:
