@@ -107,14 +107,17 @@ def _jinja(source: object) -> str | None:
     return None
 
 
-def chat_template_for(model: ResolvedModel, engine: Engine, override: str | None) -> ChatTemplate:
-    """The request's template, else the Modelfile's, else the GGUF's, else ChatML."""
+def chat_template_for(
+    model: ResolvedModel, override: str | None, special_tokens: tuple[str, str]
+) -> ChatTemplate:
+    """The request's template, else the Modelfile's, else the GGUF's, else ChatML; it
+    prints ``special_tokens`` as ``bos_token`` and ``eos_token``."""
     source = (
         _jinja(override)
         or _jinja(model.template)
         or _jinja(model.metadata.get("tokenizer.chat_template"))
     )
-    bos, eos = special_tokens_of(model, engine)
+    bos, eos = special_tokens
     return ChatTemplate(
         source if isinstance(source, str) and source else CHATML_TEMPLATE,
         bos_token=bos,
@@ -166,16 +169,17 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
             )
         job.prompt, job.suffix = request.prompt or "", request.suffix
         return job
+    special = special_tokens_of(model, engine)
     if request.raw and request.messages is None:
         text = request.prompt or ""
     else:
-        template = chat_template_for(model, engine, request.template)
+        template = chat_template_for(model, request.template, special)
         text = template.render(
             conversation(model, request),
             tools=request.tools if parse_tools else None,
             add_generation_prompt=True,
         )
-    bos, _ = special_tokens_of(model, engine)
+    bos = special[0]
     job.add_bos = not (bos and text.startswith(bos))
     if request.context:
         job.prompt = list(request.context) + engine.tokenize(text, add_bos=False)

@@ -29,6 +29,33 @@ _NAMESPACE = re.compile(r"[a-z0-9_][a-z0-9_\-]*")
 _HOST = re.compile(r"[a-z0-9_][a-z0-9_.\-]*(:[0-9]{1,5})?")
 
 
+def spelled_parts(name: str) -> tuple[str, str, str, str]:
+    """Host, namespace, model and tag of ``name`` as written, Ollama's defaults for the
+    parts left out; only the shape is checked (:meth:`ModelRef.parse` checks the rest).
+
+    The tag is after the last ``:`` that comes after the last ``/``; a ``:`` before the
+    last ``/`` belongs to a host's port.
+    """
+    tag, path = DEFAULT_TAG, name
+    colon, slash = name.rfind(":"), name.rfind("/")
+    if colon > slash:
+        path, tag = name[:colon], name[colon + 1 :]
+    parts = path.split("/")
+    if len(parts) > 3:
+        raise InvalidModelName(
+            f"invalid model name {name!r}: expected [host/][namespace/]model[:tag]",
+            param="model",
+        )
+    host, namespace = DEFAULT_HOST, DEFAULT_NAMESPACE
+    if len(parts) == 3:
+        host, namespace, model = parts
+    elif len(parts) == 2:
+        namespace, model = parts
+    else:
+        (model,) = parts
+    return host, namespace, model, tag
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A fully qualified, lower-case model name.
@@ -67,31 +94,9 @@ class ModelRef:
             raise InvalidModelName(
                 f"invalid model name {text!r}: a URL is not a model name", param="model"
             )
-        lowered = text.lower()
-
-        # The tag is after the last ':' that comes after the last '/'; a ':' before
-        # the last '/' belongs to a host's port.
-        tag = DEFAULT_TAG
-        path = lowered
-        colon, slash = lowered.rfind(":"), lowered.rfind("/")
-        if colon > slash:
-            path, tag = lowered[:colon], lowered[colon + 1 :]
-            _check_part(text, "tag", tag, _PART, MAX_PART_LENGTH)
-
-        parts = path.split("/")
-        if len(parts) > 3:
-            raise InvalidModelName(
-                f"invalid model name {text!r}: expected [host/][namespace/]model[:tag]",
-                param="model",
-            )
-        host, namespace = DEFAULT_HOST, DEFAULT_NAMESPACE
-        if len(parts) == 3:
-            host, namespace, model = parts
-            _check_part(text, "host", host, _HOST, MAX_HOST_LENGTH)
-        elif len(parts) == 2:
-            namespace, model = parts
-        else:
-            (model,) = parts
+        host, namespace, model, tag = spelled_parts(text.lower())
+        _check_part(text, "tag", tag, _PART, MAX_PART_LENGTH)
+        _check_part(text, "host", host, _HOST, MAX_HOST_LENGTH)
         _check_part(text, "namespace", namespace, _NAMESPACE, MAX_PART_LENGTH)
         _check_part(text, "model", model, _PART, MAX_PART_LENGTH)
         return cls(host=host, namespace=namespace, model=model, tag=tag)

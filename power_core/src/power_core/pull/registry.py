@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from power_core.errors import DigestMismatch, InvalidModelFile, ModelNotFound, PullFailed
-from power_core.names import ModelRef, is_model_name
+from power_core.names import ModelRef, is_model_name, spelled_parts
 from power_core.pull.url import CONNECT_TIMEOUT, READ_TIMEOUT, UrlSource, network_errors
 from power_core.sources import FetchedBlob, ProgressCallback
 from power_core.store.layers import looks_like_path
@@ -37,15 +37,8 @@ def registry_base(reference: str, insecure: bool = False) -> str:
     """``scheme://host/v2/namespace/model`` for a model name, spelt as given: the store
     keeps names in lower case, but a registry (hf.co) may care about case. Plain HTTP on
     loopback hosts, or anywhere when ``insecure``."""
-    ref = ModelRef.parse(reference)
-    path = reference.strip()
-    colon, slash = path.rfind(":"), path.rfind("/")
-    if colon > slash:
-        path = path[:colon]
-    parts = path.split("/")
-    model = parts[-1]
-    namespace = parts[-2] if len(parts) >= 2 else ref.namespace
-    host = parts[0] if len(parts) == 3 else ref.host
+    ModelRef.parse(reference)  # a valid name, whatever its case
+    host, namespace, model, _ = spelled_parts(reference.strip())
     plain = insecure or host.split(":", 1)[0].lower() in _LOOPBACK_HOSTS
     scheme = "http" if plain else "https"
     return f"{scheme}://{host}/v2/{namespace}/{model}"
@@ -53,9 +46,8 @@ def registry_base(reference: str, insecure: bool = False) -> str:
 
 def registry_tag(reference: str) -> str:
     """The tag of a model name, spelt as given (``latest`` when there is none)."""
-    path = reference.strip()
-    colon, slash = path.rfind(":"), path.rfind("/")
-    return path[colon + 1 :] if colon > slash else ModelRef.parse(reference).tag
+    ModelRef.parse(reference)
+    return spelled_parts(reference.strip())[3]
 
 
 class RegistrySource:
