@@ -22,7 +22,7 @@ def chat(user: str) -> str:
     return f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def load_engine(model_path: Path, **options: int) -> LlamaCppEngine:
+def load_engine(model_path: Path, **options: int | bool) -> LlamaCppEngine:
     settings = {"num_ctx": 1024, "num_batch": 256, "num_parallel": 4, "num_thread": THREADS}
     settings.update(options)
     spec = LoadSpec(

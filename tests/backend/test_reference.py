@@ -30,8 +30,8 @@ MAX_TOKENS = 40
 
 @pytest.fixture(scope="module")
 def reference(model_path: Path) -> Iterator[Any]:
-    """``llama_cpp.Llama`` on the same file, threads and kernels (flash attention on, as
-    llama.cpp chooses for this engine on CPU; extra weight buffers as the backend sets them)."""
+    """``llama_cpp.Llama`` on the same file, threads and kernels (flash attention off, as
+    the backend loads by default; extra weight buffers as the backend sets them)."""
     default_params = llama_cpp_lib.llama_model_default_params
 
     def model_params() -> Any:
@@ -46,7 +46,7 @@ def reference(model_path: Path) -> Iterator[Any]:
             n_ctx=1024,
             n_threads=THREADS,
             n_threads_batch=THREADS,
-            flash_attn=True,
+            flash_attn=False,
             seed=0,
             verbose=False,
         )

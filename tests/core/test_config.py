@@ -8,6 +8,7 @@ import pytest
 
 from power_core.config import load_settings, parse_duration
 from power_core.errors import ConfigError
+from power_core.scheduler import load_options_from
 
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
@@ -44,6 +45,16 @@ def test_all_documented_fields_parse(tmp_path: Path) -> None:
     assert settings.keep_alive == 5400
     assert settings.origins == ("https://example.org",)
     assert settings.use_mmap is False
+
+
+def test_flash_attention_is_off_unless_configured(tmp_path: Path) -> None:
+    assert load_settings(environ=env_for(tmp_path)).flash_attention is False
+    settings = load_settings(environ=env_for(tmp_path, A3S_POWER_FLASH_ATTENTION="true"))
+    assert settings.flash_attention is True
+    assert load_options_from(settings, {}).flash_attention is True
+    (tmp_path / "config.yaml").write_text("flash_attention: yes please\n")
+    with pytest.raises(ConfigError, match="'flash_attention' must be true or false"):
+        load_settings(environ=env_for(tmp_path))
 
 
 def test_rust_tool_toml_is_read(tmp_path: Path) -> None:

@@ -69,6 +69,8 @@ class Settings:
     num_batch: int = 512
     num_thread: int | None = None
     use_mmap: bool = True
+    #: llama.cpp's flash attention; off by default: on CPUs its kernels decode slower
+    flash_attention: bool = False
     #: extra CORS origins besides localhost ones (``*`` allows any)
     origins: tuple[str, ...] = ()
     #: name of the store plugin
@@ -101,12 +103,14 @@ _FIELD_TYPES: dict[str, str] = {
     "num_batch": "a positive integer",
     "num_thread": "a positive integer",
     "use_mmap": "true or false",
+    "flash_attention": "true or false",
     "origins": "a list of origins",
     "store": "a store plugin name",
     "api_keys": "a list of strings",
     "max_body_bytes": "a positive integer",
     "log_level": "one of debug, info, warning, error",
 }
+_BOOLS = {"use_mmap", "flash_attention"}
 _POSITIVE_INTS = {
     "max_loaded_models",
     "num_parallel",
@@ -134,7 +138,7 @@ def _coerce(key: str, value: Any, from_text: bool) -> Any:
             return parse_duration(value)
         except ValueError:
             raise ValueError(expected) from None
-    if key == "use_mmap":
+    if key in _BOOLS:
         if (
             from_text
             and isinstance(value, str)

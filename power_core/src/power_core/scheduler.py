@@ -57,6 +57,7 @@ def load_options_from(settings: Settings, overrides: dict[str, Any]) -> LoadOpti
         num_batch=settings.num_batch,
         num_thread=settings.num_thread,
         use_mmap=settings.use_mmap,
+        flash_attention=settings.flash_attention,
         num_parallel=settings.num_parallel,
         max_queue=settings.max_queue,
     )

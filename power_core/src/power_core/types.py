@@ -40,6 +40,7 @@ class LoadOptions:
     num_batch: int = 512
     num_thread: int | None = None
     use_mmap: bool = True
+    flash_attention: bool = False
     num_parallel: int = 4
     #: jobs that may wait for a free sequence; beyond them ``submit`` raises ``ServerBusy``
     max_queue: int = 512
