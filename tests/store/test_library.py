@@ -132,6 +132,16 @@ def test_create_from_an_existing_model_merges_parameters(
     assert len([p for p in library.store.blobs_dir.iterdir() if p.stat().st_size > 1000]) == 1  # type: ignore[attr-defined]
 
 
+def test_a_model_created_again_resolves_to_its_new_layers(
+    library: ModelLibrary, tiny_gguf: Path, tmp_path: Path
+) -> None:
+    library.create_from_modelfile("m", f"FROM {tiny_gguf}\nSYSTEM one", tmp_path)
+    first = library.resolve("m")
+    assert library.resolve("m") is first  # remembered: every request resolves its model
+    library.create_from_modelfile("m", f"FROM {tiny_gguf}\nSYSTEM two", tmp_path)
+    assert library.resolve("m").system == "two"
+
+
 def test_modelfile_errors(library: ModelLibrary, tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest, match=r"line 1: FROM file not found: \./missing\.gguf"):
         library.create_from_modelfile("x", "FROM ./missing.gguf", tmp_path)

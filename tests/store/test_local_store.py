@@ -164,6 +164,29 @@ def test_manifest_round_trip_and_model_id(store: LocalStore) -> None:
     assert temp_files(store) == []
 
 
+def test_a_rewritten_manifest_is_read_afresh(store: LocalStore) -> None:
+    """Manifests read once are remembered, never past a change of the file."""
+    ref = ModelRef.parse("tiny:1b")
+    first = store.write_manifest(ref, manifest_for(store, b"weights one"))
+    assert store.read_manifest(ref).digest == first  # type: ignore[union-attr]
+    second = store.write_manifest(ref, manifest_for(store, b"weights two"))
+    assert store.read_manifest(ref).digest == second  # type: ignore[union-attr]
+    # rewritten in place by someone else: same inode and size, a later time
+    other = ModelRef.parse("other:1b")
+    third = store.write_manifest(other, manifest_for(store, b"weights six"))
+    library = store.manifests_dir / "registry.ollama.ai" / "library"
+    path = library / "tiny" / "1b"
+    replacement = (library / "other" / "1b").read_bytes()
+    assert len(replacement) == path.stat().st_size
+    with open(path, "r+b") as handle:
+        handle.write(replacement)
+    status = path.stat()
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000))
+    assert store.read_manifest(ref).digest == third  # type: ignore[union-attr]
+    path.unlink()
+    assert store.read_manifest(ref) is None
+
+
 def test_manifest_refuses_missing_or_wrong_sized_blobs(store: LocalStore) -> None:
     manifest = manifest_for(store, b"weights")
     missing = Layer(layer_media_type("template"), sha(b"never stored"), 12)

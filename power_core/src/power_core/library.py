@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ _TEXT_KINDS = ("template", "system", "license", "params", "messages")
 #: the most bytes a text layer (template, system, license, params, messages) may have
 MAX_TEXT_LAYER = 8 << 20
 _GGUF_CACHE_SIZE = 64
+_RESOLUTION_CACHE_SIZE = 64
 
 
 def _ignore(_: PullProgress) -> None:
@@ -64,6 +66,11 @@ class ModelLibrary:
         self.store = store
         self.sources = list(sources)
         self._gguf: OrderedDict[str, GGUFInfo] = OrderedDict()
+        #: (manifest digest, name, modified) -> resolution; blobs never change, so a
+        #: manifest resolves the same until it is rewritten (which changes the key)
+        self._resolutions: OrderedDict[
+            tuple[str, str, datetime], tuple[ResolvedModel, dict[str, Any]]
+        ] = OrderedDict()
         self._downloads: InflightDownloads[FetchedBlob] = InflightDownloads()
 
     # ------------------------------------------------------------------ reading
@@ -107,6 +114,24 @@ class ModelLibrary:
         return self._resolved(stored)[0]
 
     def _resolved(self, stored: StoredManifest) -> tuple[ResolvedModel, dict[str, Any]]:
+        """The model a manifest describes; remembered, as every request resolves its model.
+
+        The result is shared between callers, who must not change it.
+        """
+        key = (stored.digest, stored.ref.display, stored.modified_at)
+        cached = self._resolutions.get(key)
+        if cached is not None:
+            # the texts were read already and cannot change; the weights must still be there
+            self._layer_path(stored.ref.display, cached[0].model_digest)
+            self._resolutions.move_to_end(key)
+            return cached
+        resolution = self._resolve_layers(stored)
+        self._resolutions[key] = resolution
+        while len(self._resolutions) > _RESOLUTION_CACHE_SIZE:
+            self._resolutions.popitem(last=False)
+        return resolution
+
+    def _resolve_layers(self, stored: StoredManifest) -> tuple[ResolvedModel, dict[str, Any]]:
         manifest, display = stored.manifest, stored.ref.display
         weights = manifest.layer("model")
         if weights is None:

@@ -50,6 +50,10 @@ CHUNK_SIZE = 1 << 20
 STALE_SECONDS = 3600.0
 
 
+#: manifests remembered by :meth:`LocalStore.read_manifest` (more are read afresh)
+_MANIFEST_CACHE_SIZE = 256
+
+
 class InsufficientStorage(PowerError):
     """The disk holding the store is full."""
 
@@ -89,6 +93,8 @@ class LocalStore:
         self.partial_dir = self.root / "partial"
         self._lock_path = self.root / ".lock"
         self.stale_seconds = stale_seconds
+        #: path -> (file identity, manifest read from it); see :meth:`read_manifest`
+        self._manifests: dict[Path, tuple[tuple[int, int, int], StoredManifest]] = {}
 
     # ------------------------------------------------------------------------ blobs
     def _blob_file(self, digest: str) -> Path:
@@ -282,14 +288,30 @@ class LocalStore:
         return current if current.is_file() else None
 
     def read_manifest(self, ref: ModelRef) -> StoredManifest | None:
-        """The manifest stored under ``ref``, or ``None``; raises InvalidModelFile if damaged."""
+        """The manifest stored under ``ref``, or ``None``; raises InvalidModelFile if damaged.
+
+        Every request reads its model's manifest, so one read is remembered while the file
+        keeps its inode, size and modification time: manifests are replaced by renaming a
+        new file over them, which changes the inode, and any other writer (another
+        process, an editor) changes the time.
+        """
         path = self._find_manifest(ref)
         if path is None:
             return None
         try:
-            return self._load(path, ref)
+            status = path.stat()
+            identity = (status.st_ino, status.st_size, status.st_mtime_ns)
+            cached = self._manifests.get(path)
+            if cached is not None and cached[0] == identity and cached[1].ref == ref:
+                return cached[1]
+            stored = self._load(path, ref)
         except FileNotFoundError:  # deleted meanwhile
+            self._manifests.pop(path, None)
             return None
+        if len(self._manifests) >= _MANIFEST_CACHE_SIZE:
+            self._manifests.clear()
+        self._manifests[path] = (identity, stored)
+        return stored
 
     def write_manifest(self, ref: ModelRef, manifest: Manifest) -> str:
         """Check every referenced blob is committed, then write the manifest atomically."""
