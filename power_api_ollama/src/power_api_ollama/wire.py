@@ -24,9 +24,17 @@ JSON = "application/json; charset=utf-8"
 # ------------------------------------------------------------------------------ time
 
 
+#: the last second formatted, with its text: a stream stamps every token, many per second
+_last_second: tuple[int, str] = (-1, "")
+
+
 def _format_ns(epoch_ns: int) -> str:
+    global _last_second
     seconds, fraction = divmod(epoch_ns, 1_000_000_000)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    cached, stamp = _last_second
+    if cached != seconds:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, stamp)  # one tuple: threads never see a torn pair
     return f"{stamp}.{fraction:09d}Z"
 
 
@@ -51,9 +59,13 @@ def rfc3339(moment: datetime | float) -> str:
 # ------------------------------------------------------------------------------ framing
 
 
+#: compact, UTF-8 as is; made once (``json.dumps`` with options builds an encoder per call)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def json_line(payload: dict[str, Any]) -> bytes:
     """One NDJSON line."""
-    return (json.dumps(payload, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    return (_ENCODER.encode(payload) + "\n").encode()
 
 
 def json_response(payload: dict[str, Any], status: int = 200) -> Response:

@@ -23,9 +23,13 @@ PING = ": ping\n\n"
 DONE = "data: [DONE]\n\n"
 
 
+#: compact, UTF-8 as is; made once (``json.dumps`` with options builds an encoder per call)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def data_frame(payload: Any) -> str:
     """One ``data:`` frame carrying ``payload`` as compact JSON."""
-    return "data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")) + "\n\n"
+    return "data: " + _ENCODER.encode(payload) + "\n\n"
 
 
 def event_stream(frames: Iterator[str], cancel: Callable[[], None]) -> Iterator[str]:

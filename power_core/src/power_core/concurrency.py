@@ -75,23 +75,29 @@ class WakeSignal:
 
 
 class _Waker:
-    """Wakes a consumer from another thread; cooperative under gevent, an OS lock otherwise."""
+    """Wakes a consumer from another thread; cooperative under gevent, an OS lock otherwise.
+
+    Under gevent the hub's ``async_`` watcher stays started for the waker's life: its
+    callback runs on the hub, sets a flag and switches to the waiting greenlet, if any. That
+    is one ``Waiter`` per wait and no timer; a stream waits once per token, and a gevent
+    ``Event`` waited on with a timeout cost 18-20 us of CPU per item against 14-18 us
+    (a native thread feeding a greenlet every 0.5 ms, idle machine).
+    """
 
     def __init__(self) -> None:
         self._async: Any = None
-        self._event: Any = None
         self._signal: WakeSignal | None = None
+        self._woken = False
+        self._waiter: Any = None
         # the producer may still wake after the consumer has gone (a cancelled job's last
         # events): wake() and close() take this OS lock so a closed waker is never poked
         self._guard = allocate_native_lock()
         self._closed = False
         if _patched_gevent_monkey() is not None:
             import gevent
-            import gevent.event
 
-            self._event = gevent.event.Event()
             self._async = gevent.get_hub().loop.async_()
-            self._async.start(self._event.set)
+            self._async.start(self._on_wake)
         else:
             self._signal = WakeSignal()
 
@@ -104,17 +110,35 @@ class _Waker:
             elif self._signal is not None:
                 self._signal.set()
 
+    def _on_wake(self) -> None:
+        # on the hub: the only other place that touches _woken and _waiter is the consumer,
+        # a greenlet of the same thread, so no lock is needed
+        self._woken = True
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.switch(None)
+
     def prepare(self) -> None:
         """Call before re-checking for items, so a wake after the check is not lost."""
-        if self._event is not None:
-            self._event.clear()
+        self._woken = False
 
-    def wait(self, timeout: float) -> None:
-        if self._event is not None:
-            self._event.wait(timeout)
-        else:
-            assert self._signal is not None
-            self._signal.wait(timeout)
+    def wait(self) -> None:
+        """Until the next wake (one after :meth:`prepare` returns at once)."""
+        if self._signal is not None:
+            # the lock stays released after a wake, so none is lost; the timeout only
+            # bounds each wait of the loop around it
+            self._signal.wait(0.5)
+            return
+        if self._woken:
+            return
+        from gevent.hub import Waiter
+
+        waiter = Waiter()
+        self._waiter = waiter
+        try:
+            waiter.get()
+        finally:
+            self._waiter = None
 
     def close(self) -> None:
         with self._guard:
@@ -167,7 +191,7 @@ class EventChannel(Generic[T]):
                 self._waker.prepare()
                 if self._items or self._closed:
                     continue
-                self._waker.wait(0.5)
+                self._waker.wait()
         finally:
             self._waker.close()
 
