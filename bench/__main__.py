@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.clients import CLIENT_KINDS, use_client
 from bench.fleet import Fleet
 from bench.report import RESULTS_DIR, machine_facts, table, write_result
 from bench.servers import DEFAULT_MODEL, BenchConfig, default_extra_buffers
@@ -54,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path(os.environ.get("A3S_POWER_TEST_MODEL", str(DEFAULT_MODEL))),
         help="the GGUF to serve (SmolLM2-135M-Instruct Q4_1)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=CLIENT_KINDS,
+        default="lean",
+        help="what reads the streams: a minimal HTTP/1.1 reader (lean, the default) or httpx, "
+        "as the OpenAI and Ollama SDKs use (about twice the CPU per token)",
     )
     return parser
 
@@ -101,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         reps=args.reps,
         extra_buffers=default_extra_buffers(),
+        client=args.client,
     )
+    use_client(args.client)
     names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
     modules = {**BENCHMARKS, "profile": "bench.profile"}
     fleet = Fleet(config)

@@ -10,9 +10,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-import httpx
-
-from bench.clients import StreamResult, Target, stream
+from bench.clients import StreamResult, Target, new_client, stream
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import QUIET_CORES, is_quiet, paired_summary
 from bench.report import check, num, save_result, table, verdict
@@ -47,7 +45,7 @@ def measure_single(
     baseline = fleet.baseline()
     labels = [baseline.label] + [t.label for t in targets]
     samples: dict[str, list[StreamResult]] = {label: [] for label in labels}
-    clients = {t.label: httpx.Client() for t in targets}
+    clients = {t.label: new_client() for t in targets}
     extra = reps // 2 + 1
     try:
         # warm-up: first requests pay for connections, caches and lazy imports

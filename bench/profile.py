@@ -18,9 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.clients import Target, run_simultaneous, stream
+from bench.clients import Target, new_client, run_simultaneous, stream
 from bench.fleet import Fleet
 from bench.report import RESULTS_DIR, save_result, table
 from bench.servers import MODEL_NAME, PEERS_DIR
@@ -140,7 +138,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
 
     def short_requests() -> None:
         # the per-request path (parse, resolve, template, tokenize, first token, render)
-        with httpx.Client() as client:
+        with new_client() as client:
             for i in range(60):
                 stream(target, TTFT_PROMPTS[i % len(TTFT_PROMPTS)], TTFT_TOKENS, client)
 

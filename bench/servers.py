@@ -51,6 +51,8 @@ class BenchConfig:
     extra_buffers: bool = True
     quick: bool = False
     reps: int | None = None
+    #: what reads the streams (bench.clients.CLIENT_KINDS)
+    client: str = "lean"
 
     def repetitions(self, full: int, quick: int) -> int:
         """``--reps`` if given, else the benchmark's own count for full or quick runs."""
@@ -85,6 +87,7 @@ class BenchConfig:
             "num_batch": self.num_batch,
             "extra_buffers": self.extra_buffers,
             "quick": self.quick,
+            "client": self.client,
         }
 
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-import httpx
-
-from bench.clients import StreamResult, stream
+from bench.clients import StreamResult, new_client, stream
 from bench.decode import power_targets
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import is_quiet
@@ -34,7 +32,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
     targets = power_targets(power.url)
     labels = [baseline.label] + [t.label for t in targets]
     samples: dict[str, list[StreamResult]] = {label: [] for label in labels}
-    clients = {t.label: httpx.Client() for t in targets}
+    clients = {t.label: new_client() for t in targets}
     try:
         baseline.generate("Hello", 2)
         for t in targets:

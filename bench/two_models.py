@@ -18,9 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
-
-from bench.clients import StreamResult, Target, stream
+from bench.clients import StreamResult, Target, new_client, stream
 from bench.fleet import Fleet, quiet_pause
 from bench.report import check, num, save_result, table
 from bench.servers import MODEL_NAME
@@ -44,7 +42,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
     first = Target("model A", power.url, "ollama", MODEL_NAME)
     second = Target("model B", power.url, "ollama", SECOND)
     samples: dict[str, list[StreamResult]] = {"alone": [], "B idle": [], "B just ran": []}
-    with httpx.Client() as client:
+    with new_client() as client:
         stream(second, DECODE_PROMPT, 4, client)  # loads B
         for rep in range(reps):
             time.sleep(SETTLE_SECONDS)
