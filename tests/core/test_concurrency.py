@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 from power_core.concurrency import (
     EventChannel,
@@ -124,3 +125,46 @@ def test_producer_may_keep_putting_after_the_consumer_left() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "errors: []", result.stdout + result.stderr
+
+
+def test_a_waiting_consumer_lets_the_producer_handle_items_until_one_is_declined() -> None:
+    channel: EventChannel[int] = EventChannel()
+    handled: list[int] = []
+
+    def handler(item: int) -> bool:
+        handled.append(item)
+        return item < 3  # takes 1 and 2, declines 3
+
+    consumed: list[int] = []
+    first = WakeSignal()
+
+    def consume() -> None:
+        for item in channel:
+            consumed.append(item)
+            first.set()
+
+    channel.put(0)  # queued: no handler yet
+    start_native_thread(consume, "consumer")
+    assert first.wait(10)
+    channel.deliver_while_waiting(handler)
+    deadline = time.monotonic() + 10
+    while not channel._consumer_waiting and time.monotonic() < deadline:
+        time.sleep(0.001)
+    for item in range(1, 6):
+        channel.put(item)
+    channel.close()
+    while len(consumed) < 4 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    # 1 and 2 went to the handler; 3 was declined, so it and everything after is queued
+    assert handled == [1, 2, 3]
+    assert consumed == [0, 3, 4, 5]
+
+
+def test_items_queued_before_the_consumer_waits_are_never_overtaken() -> None:
+    channel: EventChannel[int] = EventChannel()
+    handled: list[int] = []
+    channel.put(1)
+    channel.deliver_while_waiting(lambda item: handled.append(item) is None)
+    channel.put(2)  # the consumer has not waited yet: queued behind 1
+    channel.close()
+    assert list(channel) == [1, 2] and handled == []

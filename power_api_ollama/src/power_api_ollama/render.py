@@ -111,14 +111,19 @@ class OllamaRenderer:
         self.finished = True
         return payload
 
+    def text_chunk(self, text: str) -> dict[str, Any]:
+        """The streamed object of one piece of answer text."""
+        payload = self._piece(text)
+        payload["done"] = False
+        return payload
+
     def stream(self, events: Iterable[GenerationEvent]) -> Iterator[dict[str, Any]]:
         """One object per text, thinking or tool-call event, then the final one."""
         for event in events:
             if isinstance(event, TextDelta):
                 if event.choice != 0 or (not event.text and not event.logprobs):
                     continue
-                payload = self._piece(event.text)
-                payload["done"] = False
+                payload = self.text_chunk(event.text)
                 if event.logprobs:
                     payload["logprobs"] = [logprob_json(e) for e in event.logprobs]
                 yield payload

@@ -14,6 +14,7 @@ from power_api_ollama.wire import json_line, json_response, ndjson_response, wan
 from power_core.errors import InvalidRequest, PowerError
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
+from power_core.server.direct import DirectWriter, direct_writer
 from power_core.server.disconnect import cancel_when_client_leaves
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
@@ -30,16 +31,31 @@ def _stop_early(stream: GenerationStream, events: Iterator[GenerationEvent]) -> 
             pass
 
 
-def ndjson_generation(stream: GenerationStream, renderer: OllamaRenderer) -> Iterator[bytes]:
+def _write_text_directly(
+    stream: GenerationStream, renderer: OllamaRenderer, writer: DirectWriter
+) -> None:
+    stream.deliver_text_directly(
+        lambda text: writer.write_nowait(json_line(renderer.text_chunk(text)))
+    )
+
+
+def ndjson_generation(
+    stream: GenerationStream, renderer: OllamaRenderer, writer: DirectWriter | None = None
+) -> Iterator[bytes]:
     """The NDJSON lines of a streamed generation.
 
-    When the client goes away, gevent's server fails a write and closes this generator;
-    the ``finally`` then cancels the generation so its engine slot is freed at once.
+    After the first line, plain text goes from the engine's thread straight to ``writer``
+    when there is one (:mod:`power_core.server.direct`). When the client goes away,
+    gevent's server fails a write and closes this generator; the ``finally`` then cancels
+    the generation so its engine slot is freed at once.
     """
     events = iter(stream)
     try:
         for payload in renderer.stream(events):
             yield json_line(payload)
+            if writer is not None and not payload["done"]:
+                _write_text_directly(stream, renderer, writer)
+                writer = None  # once is enough
     except Exception as exc:  # the status line is already out: report in-band, logged
         log_stream_failure(exc)
         yield error_line(exc)
@@ -51,7 +67,7 @@ def ndjson_generation(stream: GenerationStream, renderer: OllamaRenderer) -> Ite
 def respond(stream: GenerationStream, renderer: OllamaRenderer, streaming: bool) -> Response:
     """Stream NDJSON, or collect everything into one JSON object for ``stream: false``."""
     if streaming:
-        return ndjson_response(ndjson_generation(stream, renderer))
+        return ndjson_response(ndjson_generation(stream, renderer, direct_writer()))
     cancel_when_client_leaves(stream)
     events = iter(stream)
     try:

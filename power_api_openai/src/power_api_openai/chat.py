@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from flask import Response
@@ -18,6 +19,7 @@ from power_api_openai.sampling import with_openai_defaults
 from power_api_openai.sse import PING, data_frame, sse_response
 from power_core.chat.tool_calls import new_call_id
 from power_core.generation import GenerationStream
+from power_core.server.direct import DirectWriter, direct_writer
 from power_core.server.disconnect import cancel_when_client_leaves
 from power_core.services import PowerServices
 from power_core.types import (
@@ -45,7 +47,7 @@ def create_chat_completion(services: PowerServices, body: dict[str, Any]) -> Res
     stream = services.generate(request, model)
     envelope = Envelope.for_model("chatcmpl", stream.model)
     if options.stream:
-        return sse_response(chat_chunks(stream, envelope, options), stream.cancel)
+        return sse_response(chat_chunks(stream, envelope, options, direct_writer()), stream.cancel)
     cancel_when_client_leaves(stream)
     try:
         return json_response(chat_completion(stream, envelope, options))
@@ -122,15 +124,24 @@ def _message(choice: _Choice) -> dict[str, Any]:
     return message
 
 
+def _write_content(writer: DirectWriter, chunk: Callable[..., str], text: str) -> bool:
+    """Send the content chunk of ``text`` from the engine's thread (power_core.server.direct)."""
+    return writer.write_nowait(chunk(0, {"content": text}).encode())
+
+
 def chat_chunks(
-    stream: GenerationStream, envelope: Envelope, options: ChatOptions
+    stream: GenerationStream,
+    envelope: Envelope,
+    options: ChatOptions,
+    writer: DirectWriter | None = None,
 ) -> Iterator[str]:
     """The ``chat.completion.chunk`` frames of a generation, every choice by its index.
 
     Each choice opens with a role delta, then carries content, reasoning or tool-call deltas
     (name and id first, the arguments after), then a delta with its ``finish_reason``. With
     ``include_usage`` a last chunk has no choices and the usage; the others have
-    ``usage: null``.
+    ``usage: null``. After the first content chunk, plain content goes from the engine's
+    thread straight to ``writer`` when there is one (:mod:`power_core.server.direct`).
     """
     extra: dict[str, Any] = {"usage": None} if options.include_usage else {}
     opened: set[int] = set()
@@ -165,6 +176,9 @@ def chat_chunks(
             if event.text or event.logprobs:
                 logprobs = event.logprobs if options.logprobs else None
                 yield chunk(event.choice, {"content": event.text}, logprobs=logprobs)
+                if writer is not None:
+                    stream.deliver_text_directly(partial(_write_content, writer, chunk))
+                    writer = None  # once is enough
         elif isinstance(event, ThinkingDelta):
             yield from open_choice(event.choice)
             yield chunk(event.choice, {"reasoning_content": event.text})

@@ -6,8 +6,9 @@ generation starts before the response does, so a bad prompt is a plain 4xx.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from flask import Response
@@ -22,6 +23,7 @@ from power_api_openai.validation import Fields, invalid_type
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
+from power_core.server.direct import DirectWriter, direct_writer
 from power_core.server.disconnect import cancel_when_client_leaves
 from power_core.services import PowerServices
 from power_core.types import (
@@ -135,7 +137,8 @@ def create_completion(services: PowerServices, body: dict[str, Any]) -> Response
     envelope = Envelope.for_model("cmpl", streams[0].model)
     if options.stream:
         return sse_response(
-            completion_chunks(streams, envelope, options), lambda: cancel_all(streams)
+            completion_chunks(streams, envelope, options, direct_writer()),
+            lambda: cancel_all(streams),
         )
     cancel_when_client_leaves(*streams)
     try:
@@ -199,6 +202,11 @@ def completion(
     )
 
 
+def _write_frame(writer: DirectWriter, frame: Callable[[str], str], text: str) -> bool:
+    """Send the SSE frame of ``text`` from the engine's thread (see power_core.server.direct)."""
+    return writer.write_nowait(frame(text).encode())
+
+
 def _add_usage(total: Usage, more: Usage) -> Usage:
     return Usage(
         prompt_tokens=total.prompt_tokens + more.prompt_tokens,
@@ -207,10 +215,17 @@ def _add_usage(total: Usage, more: Usage) -> Usage:
 
 
 def completion_chunks(
-    streams: list[GenerationStream], envelope: Envelope, options: CompletionOptions
+    streams: list[GenerationStream],
+    envelope: Envelope,
+    options: CompletionOptions,
+    writer: DirectWriter | None = None,
 ) -> Iterator[str]:
     """``text_completion`` chunks: the echoed prompt first, text as it comes, then each
-    choice's ``finish_reason``; with ``include_usage`` a last chunk with the total usage."""
+    choice's ``finish_reason``; with ``include_usage`` a last chunk with the total usage.
+
+    After the first text chunk of a single generation, its plain text goes from the
+    engine's thread straight to ``writer`` when there is one (:mod:`power_core.server.direct`).
+    """
     n = options.n
     extra: dict[str, Any] = {"usage": None} if options.include_usage else {}
     offsets = [CompletionLogprobs(len(_echoed(options, i // n))) for i in range(len(streams) * n)]
@@ -237,6 +252,11 @@ def completion_chunks(
                 logprobs = offsets[index].add(event.logprobs)
             if event.text or logprobs:
                 yield chunk(index, event.text, logprobs=logprobs)
+                if writer is not None and len(streams) == 1:
+                    streams[0].deliver_text_directly(
+                        partial(_write_frame, writer, partial(chunk, 0))
+                    )
+                    writer = None  # once is enough
         elif isinstance(event, ChoiceDone):
             yield chunk(prompt_index * n + event.choice, "", finish=finish_reason(event.reason))
         elif isinstance(event, GenerationDone):

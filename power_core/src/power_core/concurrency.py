@@ -154,6 +154,10 @@ class EventChannel(Generic[T]):
     Create it on the consuming side. The producer calls :meth:`put` and finally
     :meth:`close`; iterating yields items until the channel is closed and drained.
     :meth:`cancel` runs the ``on_cancel`` callback once (the engine then drops the job).
+
+    With :meth:`deliver_while_waiting` the consumer lets the producer's thread handle
+    items itself while the consumer waits for the next one: a streamed token then reaches
+    its client without waking the server's thread (see :mod:`power_core.server.direct`).
     """
 
     def __init__(self, on_cancel: Callable[[], None] | None = None) -> None:
@@ -163,12 +167,30 @@ class EventChannel(Generic[T]):
         self._waker = _Waker()
         self._on_cancel = on_cancel
         self._cancelled = False
+        #: takes an item on the producer's thread (True) or declines it (False)
+        self._handler: Callable[[T], bool] | None = None
+        #: the consumer waits in __iter__ with nothing left to do: the handler may run
+        self._consumer_waiting = False
+        self._handler_lock = allocate_native_lock()
 
     # producer side (any thread) ---------------------------------------------------------
     def put(self, item: T) -> None:
-        """Append an item and wake the consumer."""
+        """Hand the item to the consumer's handler, or else append it and wake the consumer."""
+        if self._handler is not None and self._consumer_waiting and self._take(item):
+            return
         self._items.append(item)
         self._waker.wake()
+
+    def _take(self, item: T) -> bool:
+        with self._handler_lock:
+            handler = self._handler
+            # re-checked under the lock: the consumer stops waiting under it too
+            if handler is None or not self._consumer_waiting or self._items:
+                return False
+            if handler(item):
+                return True
+            self._handler = None  # declined: this and every later item go through the queue
+            return False
 
     def close(self, error: BaseException | None = None) -> None:
         """No more items; the consumer re-raises ``error`` after draining, if given."""
@@ -191,9 +213,35 @@ class EventChannel(Generic[T]):
                 self._waker.prepare()
                 if self._items or self._closed:
                     continue
-                self._waker.wait()
+                self._wait()
         finally:
             self._waker.close()
+
+    def _wait(self) -> None:
+        if self._handler is None:
+            self._waker.wait()
+            return
+        with self._handler_lock:
+            self._consumer_waiting = True
+        try:
+            self._waker.wait()
+        finally:
+            # once this returns no handler call is running, and none starts until the
+            # consumer waits again: what it does meanwhile never overlaps the handler
+            with self._handler_lock:
+                self._consumer_waiting = False
+
+    def deliver_while_waiting(self, handler: Callable[[T], bool]) -> None:
+        """From now on, while the consumer waits with nothing queued, the producer's thread
+        calls ``handler(item)`` instead of queueing the item.
+
+        ``handler`` returns True when it took the item, False to decline it: the item is
+        then queued, and so is every later one (the handler is dropped). It runs under a
+        lock that the consumer takes to stop waiting, so it never overlaps the consumer's
+        own work; it must be quick, must not block, and must not raise.
+        """
+        with self._handler_lock:
+            self._handler = handler
 
     def cancel(self) -> None:
         """Ask the producer to stop; safe to call more than once."""

@@ -8,6 +8,7 @@ calls for the API surfaces to render.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from power_core.chat.messages import merge_system, prepend_history
 from power_core.chat.output import OutputParser, opens_thinking
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
 from power_core.chat.tools import forced_tool_call_schema
+from power_core.concurrency import EventChannel
 from power_core.engine import CompletionJob, Engine, EventStream
 from power_core.errors import Cancelled, InvalidRequest, UnsupportedFeature
 from power_core.models import ResolvedModel
@@ -33,6 +35,8 @@ from power_core.types import (
     SamplingOptions,
     TextDelta,
 )
+
+log = logging.getLogger(__name__)
 
 #: seconds between looks at a watched client (see GenerationStream.cancel_when)
 CLIENT_CHECK_INTERVAL = 0.25
@@ -273,6 +277,34 @@ class GenerationStream:
             if not self._done:  # the consumer stopped early: free the engine's slot
                 self._stream.cancel()
             self._release()
+
+    def deliver_text_directly(self, write: Callable[[str], bool]) -> bool:
+        """Let the engine's thread hand this stream's plain text to ``write`` itself while
+        the consumer waits for its next event (see :mod:`power_core.server.direct`).
+
+        Only text of a single choice with nothing to parse out of it (no reasoning, no tool
+        calls) and no log-probabilities goes that way; ``write`` returns False to decline a
+        piece, and that piece and every later event come through iteration as usual. Call
+        it only between two events (the consumer's own writes never overlap ``write``).
+        Returns False when the engine's stream cannot do this (another backend's).
+        """
+        if not isinstance(self._stream, EventChannel) or self.request.n != 1:
+            return False
+        parser = self._parsers[0]
+        if not parser.passes_text_through or self._client_gone is not None:
+            return False
+
+        def take(event: Any) -> bool:
+            if type(event) is not TextDelta or event.logprobs or not event.text:
+                return False
+            try:
+                return write(event.text)
+            except Exception:  # a bug here must not reach the engine thread: decline
+                log.exception("writing a streamed token directly failed")
+                return False
+
+        self._stream.deliver_while_waiting(take)
+        return True
 
     def cancel(self) -> None:
         """Stop generating (client went away) and give the model back."""

@@ -139,6 +139,11 @@ class OutputParser:
         self._finished = False
 
     @property
+    def passes_text_through(self) -> bool:
+        """Whether every piece of output is answer text as it comes (nothing to split off)."""
+        return self._reasoning is None and self._scanner is None and not self._finished
+
+    @property
     def tool_calls(self) -> list[ToolCall]:
         """The tool calls found so far."""
         return list(self._scanner.calls) if self._scanner is not None else []

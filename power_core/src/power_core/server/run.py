@@ -21,19 +21,25 @@ import gevent  # noqa: E402
 from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
 
 from power_core.errors import PowerError  # noqa: E402
+from power_core.server.direct import DIRECT_WRITER, DirectWriter  # noqa: E402
 from power_core.server.disconnect import CLIENT_SOCKET  # noqa: E402
 
 log = logging.getLogger("power_core.server")
 
 
 class PowerHandler(WSGIHandler):
-    """pywsgi's handler, with TCP_NODELAY and the client's socket in the environment.
+    """pywsgi's handler, with TCP_NODELAY, and the client's socket and a direct writer in
+    the environment.
 
     pywsgi sends headers and body in separate writes; with Nagle's algorithm on, a
     keep-alive client then waits ~40 ms for each body (delayed ACK). Streams suffer too.
     The socket lets a non-streamed generation notice that its client left (see
-    :mod:`power_core.server.disconnect`).
+    :mod:`power_core.server.disconnect`); the writer lets the engine thread send streamed
+    tokens itself (:mod:`power_core.server.direct`), and whatever it left unsent goes out
+    here before pywsgi's next write.
     """
+
+    _direct: DirectWriter | None = None
 
     def handle(self) -> None:
         # not a TCP socket (a Unix socket, say): nothing to tune
@@ -44,7 +50,28 @@ class PowerHandler(WSGIHandler):
     def get_environ(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environ()
         environ[CLIENT_SOCKET] = self.socket
+        # raw writes would bypass TLS, should anyone serve this handler over it
+        self._direct = None if hasattr(self.socket, "cipher") else DirectWriter(self)
+        environ[DIRECT_WRITER] = self._direct
         return environ
+
+    def log_request(self) -> None:
+        super().log_request()
+        direct = self._direct
+        if direct is not None and direct.written:
+            log.debug(
+                "%s %s: %d chunks sent by the engine thread (%d finished by the server's)",
+                self.command,
+                self.path,
+                direct.written,
+                direct.deferred,
+            )
+
+    def _sendall(self, data: bytes) -> None:
+        # pywsgi sends every header, chunk and terminator through here
+        if self._direct is not None and self._direct.pending:
+            super()._sendall(self._direct.take_pending())
+        super()._sendall(data)
 
 
 def _reap_forever(services: object) -> None:
