@@ -126,12 +126,19 @@ class PowerServer:
                 self.process.wait()
 
 
+def serving_test_model(home: Path, **settings: str) -> Iterator[PowerServer]:
+    """A started server with the SmolLM2 model imported as smollm2:135m (for fixtures)."""
+    server = PowerServer(home, **settings)
+    import_test_model(server.env)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def power_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerServer]:
     """One real server for the API suites, with the SmolLM2 model imported as smollm2:135m."""
     home = tmp_path_factory.mktemp("power-home")
-    server = PowerServer(home, num_ctx="2048", num_parallel="4", keep_alive="10m")
-    import_test_model(server.env)
-    server.start()
-    yield server
-    server.stop()
+    yield from serving_test_model(home, num_ctx="2048", num_parallel="4", keep_alive="10m")

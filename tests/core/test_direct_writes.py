@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import ENDLESS_RAW_PROMPT, TEST_MODEL_NAME, PowerServer, import_test_model
+from conftest import ENDLESS_RAW_PROMPT, TEST_MODEL_NAME, PowerServer, serving_test_model
 from power_core.server.direct import DirectWriter
 
 DIRECT_LOG = re.compile(
@@ -31,11 +31,7 @@ GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerServer]:
     home = tmp_path_factory.mktemp("direct-home")
-    server = PowerServer(home, num_ctx="2048", num_parallel="2", log_level="debug")
-    import_test_model(server.env)
-    server.start()
-    yield server
-    server.stop()
+    yield from serving_test_model(home, num_ctx="2048", num_parallel="2", log_level="debug")
 
 
 def direct_writes(server: PowerServer, path: str) -> list[tuple[int, int]]:
