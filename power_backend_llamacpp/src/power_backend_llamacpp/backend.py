@@ -137,9 +137,11 @@ class LlamaCppBackend:
         ctx_params.n_ubatch = min(n_batch, options.num_batch) or n_batch
         ctx_params.n_threads = threads
         ctx_params.n_threads_batch = threads
-        # llama.cpp's default ("auto") turns it on wherever the device supports it; on CPUs
-        # its kernels decode slower (measured with SmolLM2-135M on 2 cores: 3% at a short
-        # context, 25% at 1,200 tokens), so it is on only when asked for, as in Ollama
+        # llama.cpp's default ("auto") turns it on wherever the device supports it. On CPUs
+        # one stream decodes far slower with it once the context grows (SmolLM2-135M, 2
+        # cores: 36 tokens/s against 64 at 1,200 tokens; 3% slower at a short context),
+        # though 8 short streams batched went 9% faster; it is on only when asked for, as
+        # in Ollama
         ctx_params.flash_attn_type = (
             lc.LLAMA_FLASH_ATTN_TYPE_ENABLED
             if options.flash_attention
