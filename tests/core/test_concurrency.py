@@ -8,6 +8,7 @@ import textwrap
 import time
 
 from power_core.concurrency import (
+    Delivery,
     EventChannel,
     WakeSignal,
     run_on_native_thread,
@@ -131,40 +132,41 @@ def test_a_waiting_consumer_lets_the_producer_handle_items_until_one_is_declined
     channel: EventChannel[int] = EventChannel()
     handled: list[int] = []
 
-    def handler(item: int) -> bool:
+    def handler(item: int) -> Delivery:
         handled.append(item)
-        return item < 3  # takes 1 and 2, declines 3
+        if item == 2:
+            return Delivery.QUEUED  # this one to the consumer, the handler stays
+        return Delivery.TAKEN if item < 3 else Delivery.DECLINED
 
     consumed: list[int] = []
-    first = WakeSignal()
 
     def consume() -> None:
         for item in channel:
             consumed.append(item)
-            first.set()
 
-    channel.put(0)  # queued: no handler yet
     start_native_thread(consume, "consumer")
-    assert first.wait(10)
     channel.deliver_while_waiting(handler)
-    deadline = time.monotonic() + 10
-    while not channel._consumer_waiting and time.monotonic() < deadline:
-        time.sleep(0.001)
-    for item in range(1, 6):
+    for item in (1, 2, 3):
+        deadline = time.monotonic() + 10
+        while (channel._items or not channel._consumer_waiting) and time.monotonic() < deadline:
+            time.sleep(0.001)  # each item finds the consumer waiting with nothing queued
         channel.put(item)
+    channel.put(4)
+    channel.put(5)
     channel.close()
-    while len(consumed) < 4 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 10
+    while consumed[-1:] != [5] and time.monotonic() < deadline:
         time.sleep(0.001)
-    # 1 and 2 went to the handler; 3 was declined, so it and everything after is queued
+    # 1 was taken and 2 queued; 3 was declined, so it and every later item is queued
     assert handled == [1, 2, 3]
-    assert consumed == [0, 3, 4, 5]
+    assert consumed == [2, 3, 4, 5]
 
 
 def test_items_queued_before_the_consumer_waits_are_never_overtaken() -> None:
     channel: EventChannel[int] = EventChannel()
     handled: list[int] = []
     channel.put(1)
-    channel.deliver_while_waiting(lambda item: handled.append(item) is None)
+    channel.deliver_while_waiting(lambda item: handled.append(item) or Delivery.TAKEN)
     channel.put(2)  # the consumer has not waited yet: queued behind 1
     channel.close()
     assert list(channel) == [1, 2] and handled == []

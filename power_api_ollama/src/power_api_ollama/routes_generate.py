@@ -44,18 +44,18 @@ def ndjson_generation(
 ) -> Iterator[bytes]:
     """The NDJSON lines of a streamed generation.
 
-    After the first line, plain text goes from the engine's thread straight to ``writer``
-    when there is one (:mod:`power_core.server.direct`). When the client goes away,
-    gevent's server fails a write and closes this generator; the ``finally`` then cancels
-    the generation so its engine slot is freed at once.
+    With a ``writer``, the headers go out at once and plain text goes from the engine's
+    thread straight to the client (:mod:`power_core.server.direct`). When the client goes
+    away, gevent's server fails a write and closes this generator; the ``finally`` then
+    cancels the generation so its engine slot is freed at once.
     """
     events = iter(stream)
     try:
+        if writer is not None:
+            writer.send_headers()
+            _write_text_directly(stream, renderer, writer)
         for payload in renderer.stream(events):
             yield json_line(payload)
-            if writer is not None and not payload["done"]:
-                _write_text_directly(stream, renderer, writer)
-                writer = None  # once is enough
     except Exception as exc:  # the status line is already out: report in-band, logged
         log_stream_failure(exc)
         yield error_line(exc)

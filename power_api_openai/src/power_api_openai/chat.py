@@ -140,8 +140,9 @@ def chat_chunks(
     Each choice opens with a role delta, then carries content, reasoning or tool-call deltas
     (name and id first, the arguments after), then a delta with its ``finish_reason``. With
     ``include_usage`` a last chunk has no choices and the usage; the others have
-    ``usage: null``. After the first content chunk, plain content goes from the engine's
-    thread straight to ``writer`` when there is one (:mod:`power_core.server.direct`).
+    ``usage: null``. With a ``writer`` and one choice, that choice opens at once and plain
+    content goes from the engine's thread straight to the client
+    (:mod:`power_core.server.direct`).
     """
     extra: dict[str, Any] = {"usage": None} if options.include_usage else {}
     opened: set[int] = set()
@@ -167,6 +168,9 @@ def chat_chunks(
             opened.add(index)
             yield chunk(index, {"role": "assistant", "content": "", "refusal": None})
 
+    if writer is not None and stream.request.n == 1:
+        yield from open_choice(0)  # the role chunk comes first, and it sends the headers
+        stream.deliver_text_directly(partial(_write_content, writer, chunk))
     for _, event in merged_events([stream]):
         if isinstance(event, PromptProgress):
             if event.processed < event.total:
@@ -176,9 +180,6 @@ def chat_chunks(
             if event.text or event.logprobs:
                 logprobs = event.logprobs if options.logprobs else None
                 yield chunk(event.choice, {"content": event.text}, logprobs=logprobs)
-                if writer is not None:
-                    stream.deliver_text_directly(partial(_write_content, writer, chunk))
-                    writer = None  # once is enough
         elif isinstance(event, ThinkingDelta):
             yield from open_choice(event.choice)
             yield chunk(event.choice, {"reasoning_content": event.text})

@@ -223,8 +223,8 @@ def completion_chunks(
     """``text_completion`` chunks: the echoed prompt first, text as it comes, then each
     choice's ``finish_reason``; with ``include_usage`` a last chunk with the total usage.
 
-    After the first text chunk of a single generation, its plain text goes from the
-    engine's thread straight to ``writer`` when there is one (:mod:`power_core.server.direct`).
+    With a ``writer`` and a single generation, the headers go out at once and plain text
+    goes from the engine's thread straight to the client (:mod:`power_core.server.direct`).
     """
     n = options.n
     extra: dict[str, Any] = {"usage": None} if options.include_usage else {}
@@ -236,10 +236,14 @@ def completion_chunks(
         choice = {"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish}
         return data_frame(envelope.object(OBJECT, choices=[choice], **extra))
 
+    if writer is not None and len(streams) == 1:
+        writer.send_headers()
     for index in range(len(streams) * n):
         echoed = _echoed(options, index // n)
         if echoed:
             yield chunk(index, echoed)
+    if writer is not None and len(streams) == 1:
+        streams[0].deliver_text_directly(partial(_write_frame, writer, partial(chunk, 0)))
     usage = Usage()
     for prompt_index, event in merged_events(streams):
         if isinstance(event, PromptProgress):
@@ -252,11 +256,6 @@ def completion_chunks(
                 logprobs = offsets[index].add(event.logprobs)
             if event.text or logprobs:
                 yield chunk(index, event.text, logprobs=logprobs)
-                if writer is not None and len(streams) == 1:
-                    streams[0].deliver_text_directly(
-                        partial(_write_frame, writer, partial(chunk, 0))
-                    )
-                    writer = None  # once is enough
         elif isinstance(event, ChoiceDone):
             yield chunk(prompt_index * n + event.choice, "", finish=finish_reason(event.reason))
         elif isinstance(event, GenerationDone):

@@ -12,6 +12,7 @@ call documented as safe from other threads; without gevent (the CLI) it is an OS
 from __future__ import annotations
 
 import contextlib
+import enum
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -148,6 +149,17 @@ class _Waker:
                 self._async = None
 
 
+class Delivery(enum.Enum):
+    """What a handler did with an item (see :meth:`EventChannel.deliver_while_waiting`)."""
+
+    #: dealt with: the consumer never sees it
+    TAKEN = "taken"
+    #: the consumer gets this one as usual; the handler sees the next
+    QUEUED = "queued"
+    #: the consumer gets this one and every later one; the handler is dropped
+    DECLINED = "declined"
+
+
 class EventChannel(Generic[T]):
     """A one-consumer stream of items produced on another thread.
 
@@ -167,8 +179,8 @@ class EventChannel(Generic[T]):
         self._waker = _Waker()
         self._on_cancel = on_cancel
         self._cancelled = False
-        #: takes an item on the producer's thread (True) or declines it (False)
-        self._handler: Callable[[T], bool] | None = None
+        #: deals with items on the producer's thread while the consumer waits
+        self._handler: Callable[[T], Delivery] | None = None
         #: the consumer waits in __iter__ with nothing left to do: the handler may run
         self._consumer_waiting = False
         self._handler_lock = allocate_native_lock()
@@ -187,10 +199,10 @@ class EventChannel(Generic[T]):
             # re-checked under the lock: the consumer stops waiting under it too
             if handler is None or not self._consumer_waiting or self._items:
                 return False
-            if handler(item):
-                return True
-            self._handler = None  # declined: this and every later item go through the queue
-            return False
+            delivery = handler(item)
+            if delivery is Delivery.DECLINED:
+                self._handler = None  # this and every later item go through the queue
+            return delivery is Delivery.TAKEN
 
     def close(self, error: BaseException | None = None) -> None:
         """No more items; the consumer re-raises ``error`` after draining, if given."""
@@ -231,14 +243,13 @@ class EventChannel(Generic[T]):
             with self._handler_lock:
                 self._consumer_waiting = False
 
-    def deliver_while_waiting(self, handler: Callable[[T], bool]) -> None:
+    def deliver_while_waiting(self, handler: Callable[[T], Delivery]) -> None:
         """From now on, while the consumer waits with nothing queued, the producer's thread
-        calls ``handler(item)`` instead of queueing the item.
+        offers each item to ``handler`` first.
 
-        ``handler`` returns True when it took the item, False to decline it: the item is
-        then queued, and so is every later one (the handler is dropped). It runs under a
-        lock that the consumer takes to stop waiting, so it never overlaps the consumer's
-        own work; it must be quick, must not block, and must not raise.
+        ``handler`` says what became of the item (:class:`Delivery`). It runs under a lock
+        that the consumer takes to stop waiting, so it never overlaps the consumer's own
+        work; it must be quick, must not block, and must not raise.
         """
         with self._handler_lock:
             self._handler = handler

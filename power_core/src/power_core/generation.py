@@ -19,7 +19,7 @@ from power_core.chat.messages import merge_system, prepend_history
 from power_core.chat.output import OutputParser, opens_thinking
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
 from power_core.chat.tools import forced_tool_call_schema
-from power_core.concurrency import EventChannel
+from power_core.concurrency import Delivery, EventChannel
 from power_core.engine import CompletionJob, Engine, EventStream
 from power_core.errors import Cancelled, InvalidRequest, UnsupportedFeature
 from power_core.models import ResolvedModel
@@ -32,6 +32,7 @@ from power_core.types import (
     GenerationDone,
     GenerationEvent,
     GenerationRequest,
+    PromptProgress,
     SamplingOptions,
     TextDelta,
 )
@@ -283,9 +284,11 @@ class GenerationStream:
         the consumer waits for its next event (see :mod:`power_core.server.direct`).
 
         Only text of a single choice with nothing to parse out of it (no reasoning, no tool
-        calls) and no log-probabilities goes that way; ``write`` returns False to decline a
-        piece, and that piece and every later event come through iteration as usual. Call
-        it only between two events (the consumer's own writes never overlap ``write``).
+        calls) and no log-probabilities goes that way; prompt progress still comes through
+        iteration, and the first other event, or a piece ``write`` declines (returns
+        False), ends the direct way: it and every later event come through iteration as
+        usual. Call it only between two events (the consumer's writes never overlap
+        ``write``).
         Returns False when the engine's stream cannot do this (another backend's).
         """
         if not isinstance(self._stream, EventChannel) or self.request.n != 1:
@@ -294,14 +297,16 @@ class GenerationStream:
         if not parser.passes_text_through or self._client_gone is not None:
             return False
 
-        def take(event: Any) -> bool:
+        def take(event: Any) -> Delivery:
+            if type(event) is PromptProgress:
+                return Delivery.QUEUED  # the consumer's (a keep-alive ping, or nothing)
             if type(event) is not TextDelta or event.logprobs or not event.text:
-                return False
+                return Delivery.DECLINED
             try:
-                return write(event.text)
+                return Delivery.TAKEN if write(event.text) else Delivery.DECLINED
             except Exception:  # a bug here must not reach the engine thread: decline
                 log.exception("writing a streamed token directly failed")
-                return False
+                return Delivery.DECLINED
 
         self._stream.deliver_while_waiting(take)
         return True
