@@ -97,6 +97,28 @@ def test_under_gevent_a_native_producer_does_not_block_greenlets() -> None:
     assert result.stdout.strip() == "ok", result.stderr
 
 
+def test_under_gevent_a_channel_waited_on_by_another_thread_fails_loudly() -> None:
+    # its wake-ups go to the hub of the thread that made it: waiting elsewhere would hang
+    script = textwrap.dedent(
+        """
+        from gevent import monkey; monkey.patch_all()
+        from power_core.concurrency import EventChannel, run_on_native_thread
+        channel = EventChannel()
+        def wait_elsewhere():
+            try:
+                next(iter(channel))
+            except RuntimeError as exc:
+                return str(exc)
+            return "no error"
+        print(run_on_native_thread(wait_elsewhere, "elsewhere"))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert "only by the thread that created it" in result.stdout, result.stderr
+
+
 def test_producer_may_keep_putting_after_the_consumer_left() -> None:
     # a cancelled job's last events arrive after its consumer stopped iterating; under
     # gevent that used to raise on the producer (engine) thread and kill it

@@ -171,17 +171,17 @@ def test_a_rewritten_manifest_is_read_afresh(store: LocalStore) -> None:
     assert store.read_manifest(ref).digest == first  # type: ignore[union-attr]
     second = store.write_manifest(ref, manifest_for(store, b"weights two"))
     assert store.read_manifest(ref).digest == second  # type: ignore[union-attr]
-    # rewritten in place by someone else: same inode and size, a later time
+    # rewritten in place by someone else: same inode, size and modification time
     other = ModelRef.parse("other:1b")
     third = store.write_manifest(other, manifest_for(store, b"weights six"))
     library = store.manifests_dir / "registry.ollama.ai" / "library"
     path = library / "tiny" / "1b"
     replacement = (library / "other" / "1b").read_bytes()
     assert len(replacement) == path.stat().st_size
+    before = path.stat()
     with open(path, "r+b") as handle:
         handle.write(replacement)
-    status = path.stat()
-    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 1_000_000))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # the time put back, as cp -p
     assert store.read_manifest(ref).digest == third  # type: ignore[union-attr]
     path.unlink()
     assert store.read_manifest(ref) is None

@@ -87,6 +87,7 @@ class _Waker:
 
     def __init__(self) -> None:
         self._async: Any = None
+        self._hub: Any = None
         self._signal: WakeSignal | None = None
         self._woken = False
         self._waiter: Any = None
@@ -97,7 +98,8 @@ class _Waker:
         if _patched_gevent_monkey() is not None:
             import gevent
 
-            self._async = gevent.get_hub().loop.async_()
+            self._hub = gevent.get_hub()
+            self._async = self._hub.loop.async_()
             self._async.start(self._on_wake)
         else:
             self._signal = WakeSignal()
@@ -132,7 +134,10 @@ class _Waker:
             return
         if self._woken:
             return
-        from gevent.hub import Waiter
+        from gevent.hub import Waiter, get_hub
+
+        if get_hub() is not self._hub:  # its wake-ups would never reach this thread
+            raise RuntimeError("a channel is waited on only by the thread that created it")
 
         waiter = Waiter()
         self._waiter = waiter

@@ -219,6 +219,8 @@ class GenerationStream:
         self._done = False
         self._client_gone: Callable[[], bool] | None = None
         self._next_client_check = 0.0
+        #: what failed on the engine thread in deliver_text_directly, for the consumer to log
+        self._direct_error: Exception | None = None
         try:
             self.job = build_job(entry.model, entry.engine, request)
             self.prompt_text = self.job.prompt if isinstance(self.job.prompt, str) else None
@@ -250,6 +252,11 @@ class GenerationStream:
     def __iter__(self) -> Iterator[GenerationEvent]:
         try:
             for event in self._stream:
+                if self._direct_error is not None:
+                    log.error(
+                        "writing a streamed token directly failed", exc_info=self._direct_error
+                    )
+                    self._direct_error = None
                 if self._client_gone is not None:
                     self._check_client()
                 if isinstance(event, TextDelta):
@@ -299,13 +306,16 @@ class GenerationStream:
 
         def take(event: Any) -> Delivery:
             if type(event) is PromptProgress:
-                return Delivery.QUEUED  # the consumer's (a keep-alive ping, or nothing)
+                # the surfaces only ping while a prompt is unfinished; the finished one comes
+                # in the same engine step as the first token, which it must not hold back
+                done = event.processed >= event.total
+                return Delivery.TAKEN if done else Delivery.QUEUED
             if type(event) is not TextDelta or event.logprobs or not event.text:
                 return Delivery.DECLINED
             try:
                 return Delivery.TAKEN if write(event.text) else Delivery.DECLINED
-            except Exception:  # a bug here must not reach the engine thread: decline
-                log.exception("writing a streamed token directly failed")
+            except Exception as exc:  # a bug must not reach the engine thread: decline, and
+                self._direct_error = exc  # let the consumer log it (this thread holds a lock)
                 return Delivery.DECLINED
 
         self._stream.deliver_while_waiting(take)

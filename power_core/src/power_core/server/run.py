@@ -57,7 +57,8 @@ class PowerHandler(WSGIHandler):
 
     def log_request(self) -> None:
         super().log_request()
-        direct = self._direct
+        # this request's writer, never the last one's (a bad request line has no environ)
+        direct, self._direct = self._direct, None
         if direct is not None and direct.written:
             log.debug(
                 "%s %s: %d chunks sent by the engine thread (%d finished by the server's)",

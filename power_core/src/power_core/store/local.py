@@ -94,7 +94,7 @@ class LocalStore:
         self._lock_path = self.root / ".lock"
         self.stale_seconds = stale_seconds
         #: path -> (file identity, manifest read from it); see :meth:`read_manifest`
-        self._manifests: dict[Path, tuple[tuple[int, int, int], StoredManifest]] = {}
+        self._manifests: dict[Path, tuple[tuple[int, int, int, int], StoredManifest]] = {}
 
     # ------------------------------------------------------------------------ blobs
     def _blob_file(self, digest: str) -> Path:
@@ -291,16 +291,16 @@ class LocalStore:
         """The manifest stored under ``ref``, or ``None``; raises InvalidModelFile if damaged.
 
         Every request reads its model's manifest, so one read is remembered while the file
-        keeps its inode, size and modification time: manifests are replaced by renaming a
-        new file over them, which changes the inode, and any other writer (another
-        process, an editor) changes the time.
+        keeps its inode, size, modification and change times: manifests are replaced by
+        renaming a new file over them, which changes the inode, and any other write changes
+        the change time (which, unlike the modification time, cannot be set back).
         """
         path = self._find_manifest(ref)
         if path is None:
             return None
         try:
             status = path.stat()
-            identity = (status.st_ino, status.st_size, status.st_mtime_ns)
+            identity = (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
             cached = self._manifests.get(path)
             if cached is not None and cached[0] == identity and cached[1].ref == ref:
                 return cached[1]
@@ -335,6 +335,7 @@ class LocalStore:
                 os.fsync(handle.fileno())
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temp, target)
+            self._manifests.pop(target, None)
             _fsync_dir(target.parent)
         except OSError as exc:
             raise disk_error(exc, self.root) from exc
@@ -353,6 +354,7 @@ class LocalStore:
             with suppress(InvalidModelFile, OSError):
                 candidates = self._load(path, ref).manifest.digests
             path.unlink()
+            self._manifests.pop(path, None)
             _fsync_dir(path.parent)
             parent = path.parent
             while parent != self.manifests_dir and parent.is_relative_to(self.manifests_dir):
