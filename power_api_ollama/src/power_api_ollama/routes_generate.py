@@ -14,7 +14,7 @@ from power_api_ollama.wire import json_line, json_response, ndjson_response, wan
 from power_core.errors import InvalidRequest, PowerError
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
-from power_core.server.direct import DirectWriter, direct_writer
+from power_core.server.direct import DirectWriter, direct_writer, write_text_directly
 from power_core.server.disconnect import cancel_when_client_leaves
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
@@ -31,14 +31,6 @@ def _stop_early(stream: GenerationStream, events: Iterator[GenerationEvent]) -> 
             pass
 
 
-def _write_text_directly(
-    stream: GenerationStream, renderer: OllamaRenderer, writer: DirectWriter
-) -> None:
-    stream.deliver_text_directly(
-        lambda text: writer.write_nowait(json_line(renderer.text_chunk(text)))
-    )
-
-
 def ndjson_generation(
     stream: GenerationStream, renderer: OllamaRenderer, writer: DirectWriter | None = None
 ) -> Iterator[bytes]:
@@ -52,8 +44,7 @@ def ndjson_generation(
     events = iter(stream)
     try:
         if writer is not None:
-            writer.send_headers()
-            _write_text_directly(stream, renderer, writer)
+            write_text_directly(stream, writer, lambda text: json_line(renderer.text_chunk(text)))
         for payload in renderer.stream(events):
             yield json_line(payload)
     except Exception as exc:  # the status line is already out: report in-band, logged

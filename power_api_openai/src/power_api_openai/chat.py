@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from flask import Response
@@ -19,7 +18,7 @@ from power_api_openai.sampling import with_openai_defaults
 from power_api_openai.sse import PING, data_frame, sse_response
 from power_core.chat.tool_calls import new_call_id
 from power_core.generation import GenerationStream
-from power_core.server.direct import DirectWriter, direct_writer
+from power_core.server.direct import DirectWriter, direct_writer, write_text_directly
 from power_core.server.disconnect import cancel_when_client_leaves
 from power_core.services import PowerServices
 from power_core.types import (
@@ -124,11 +123,6 @@ def _message(choice: _Choice) -> dict[str, Any]:
     return message
 
 
-def _write_content(writer: DirectWriter, chunk: Callable[..., str], text: str) -> bool:
-    """Send the content chunk of ``text`` from the engine's thread (power_core.server.direct)."""
-    return writer.write_nowait(chunk(0, {"content": text}).encode())
-
-
 def chat_chunks(
     stream: GenerationStream,
     envelope: Envelope,
@@ -170,7 +164,7 @@ def chat_chunks(
 
     if writer is not None and stream.request.n == 1:
         yield from open_choice(0)  # the role chunk comes first, and it sends the headers
-        stream.deliver_text_directly(partial(_write_content, writer, chunk))
+        write_text_directly(stream, writer, lambda text: chunk(0, {"content": text}).encode())
     for _, event in merged_events([stream]):
         if isinstance(event, PromptProgress):
             if event.processed < event.total:

@@ -6,9 +6,8 @@ generation starts before the response does, so a bad prompt is a plain 4xx.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Any
 
 from flask import Response
@@ -23,7 +22,7 @@ from power_api_openai.validation import Fields, invalid_type
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
-from power_core.server.direct import DirectWriter, direct_writer
+from power_core.server.direct import DirectWriter, direct_writer, write_text_directly
 from power_core.server.disconnect import cancel_when_client_leaves
 from power_core.services import PowerServices
 from power_core.types import (
@@ -202,11 +201,6 @@ def completion(
     )
 
 
-def _write_frame(writer: DirectWriter, frame: Callable[[str], str], text: str) -> bool:
-    """Send the SSE frame of ``text`` from the engine's thread (see power_core.server.direct)."""
-    return writer.write_nowait(frame(text).encode())
-
-
 def _add_usage(total: Usage, more: Usage) -> Usage:
     return Usage(
         prompt_tokens=total.prompt_tokens + more.prompt_tokens,
@@ -236,14 +230,12 @@ def completion_chunks(
         choice = {"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish}
         return data_frame(envelope.object(OBJECT, choices=[choice], **extra))
 
-    if writer is not None and len(streams) == 1:
-        writer.send_headers()
     for index in range(len(streams) * n):
         echoed = _echoed(options, index // n)
         if echoed:
             yield chunk(index, echoed)
     if writer is not None and len(streams) == 1:
-        streams[0].deliver_text_directly(partial(_write_frame, writer, partial(chunk, 0)))
+        write_text_directly(streams[0], writer, lambda text: chunk(0, text).encode())
     usage = Usage()
     for prompt_index, event in merged_events(streams):
         if isinstance(event, PromptProgress):

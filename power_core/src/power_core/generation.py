@@ -295,8 +295,8 @@ class GenerationStream:
         iteration, and the first other event, or a piece ``write`` declines (returns
         False), ends the direct way: it and every later event come through iteration as
         usual. Call it only between two events (the consumer's writes never overlap
-        ``write``).
-        Returns False when the engine's stream cannot do this (another backend's).
+        ``write``). Returns False when the engine's stream cannot do this (another
+        backend's), or the request can not (several choices, reasoning, tools).
         """
         if not isinstance(self._stream, EventChannel) or self.request.n != 1:
             return False

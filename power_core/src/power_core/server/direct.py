@@ -20,9 +20,12 @@ thread sends it, before anything else, at its next write.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from flask import request
+
+from power_core.generation import GenerationStream
 
 #: the WSGI environment key under which the server handler leaves the request's writer
 DIRECT_WRITER = "a3s_power.direct_writer"
@@ -92,3 +95,13 @@ def direct_writer() -> DirectWriter | None:
     :mod:`power_core.server.run`; not under a test client or another WSGI server)."""
     writer = request.environ.get(DIRECT_WRITER)
     return writer if isinstance(writer, DirectWriter) else None
+
+
+def write_text_directly(
+    stream: GenerationStream, writer: DirectWriter, chunk_of: Callable[[str], bytes]
+) -> None:
+    """Send the headers if they are not out yet, then let ``stream``'s plain text reach the
+    client as ``chunk_of(text)`` from the engine's thread. Call it from the response's
+    body generator, between two of its chunks."""
+    writer.send_headers()
+    stream.deliver_text_directly(lambda text: writer.write_nowait(chunk_of(text)))
