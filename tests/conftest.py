@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -19,6 +20,19 @@ TEST_MODEL_NAME = "smollm2:135m"
 # it counts on until num_predict or the context runs out (4000 of 4000 tokens, measured). Tests
 # that need a generation still running seconds later use it; prose prompts end within ~100.
 ENDLESS_RAW_PROMPT = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
+
+
+def raw_post(host: str, path: str, body: dict, *, close: bool = False) -> bytes:
+    """The bytes of an HTTP/1.1 POST of ``body`` as JSON, for tests that drive a socket."""
+    data = json.dumps(body).encode()
+    headers = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(data)}",
+        *(["Connection: close"] if close else []),
+    ]
+    return ("\r\n".join(headers) + "\r\n\r\n").encode() + data
 
 
 def real_model_path() -> Path:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from urllib.parse import urlsplit
 
 import requests
 
-from conftest import ENDLESS_RAW_PROMPT
+from conftest import ENDLESS_RAW_PROMPT, raw_post
 
 MODEL = "smollm2:135m"
 
@@ -22,21 +21,16 @@ def _active_leases(url: str) -> int:
 def _send_endless_generation(url: str, stream: bool) -> socket.socket:
     """POST a generation that only cancelling ends early, on a raw socket."""
     parts = urlsplit(url)
-    body = json.dumps(
-        {
-            "model": MODEL,
-            "prompt": ENDLESS_RAW_PROMPT,
-            "raw": True,
-            "stream": stream,
-            # ~2000 tokens take well over 15 s on any CPU this runs on (~100 tokens/s at best),
-            # so the lease can only drop within the waits below if the generation was cancelled
-            "options": {"temperature": 0, "num_predict": 2000},
-        }
-    ).encode()
-    request = (
-        f"POST /api/generate HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    body = {
+        "model": MODEL,
+        "prompt": ENDLESS_RAW_PROMPT,
+        "raw": True,
+        "stream": stream,
+        # ~2000 tokens take well over 15 s on any CPU this runs on (~100 tokens/s at best),
+        # so the lease can only drop within the waits below if the generation was cancelled
+        "options": {"temperature": 0, "num_predict": 2000},
+    }
+    request = raw_post(parts.netloc, "/api/generate", body)
     assert parts.hostname is not None and parts.port is not None
     sock = socket.create_connection((parts.hostname, parts.port), timeout=120)
     sock.sendall(request)

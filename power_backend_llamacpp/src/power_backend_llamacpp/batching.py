@@ -9,6 +9,7 @@ and from a stream's ``cancel()`` on the consumer's side.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from typing import Any
@@ -29,6 +30,8 @@ from power_core.types import (
     TextDelta,
     Usage,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ContinuousBatcher:
@@ -84,6 +87,10 @@ class ContinuousBatcher:
     def idle(self) -> bool:
         return not self._running and not self._pending
 
+    def starts_from_idle(self) -> bool:
+        """Jobs are queued and none runs: the next step starts only new prompts."""
+        return not self._running and bool(self._pending)
+
     def step(self) -> None:
         """Admit, decode one batch, sample every sequence that produced logits."""
         if self._cancel_requested:
@@ -135,6 +142,7 @@ class ContinuousBatcher:
 
     def _admit(self) -> None:
         pending = self._pending
+        admitted = 0
         while pending and len(self._free_seqs) >= len(pending[0].choices):
             job = pending.popleft()
             if job.cancelled:
@@ -145,6 +153,9 @@ class ContinuousBatcher:
             job.open_choices = len(job.choices)
             self._running.append(job)
             self._prompting.append(job)
+            admitted += 1
+        if admitted:
+            log.debug("%d job(s) admitted, %d running", admitted, len(self._running))
 
     def _start_generation(self, job: Job) -> None:
         self._prompting.remove(job)

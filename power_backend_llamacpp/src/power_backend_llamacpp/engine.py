@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 import weakref
@@ -17,6 +18,7 @@ from power_backend_llamacpp.jobs import Choice, Job
 from power_backend_llamacpp.sampling import SamplerChain, grammar_for
 from power_backend_llamacpp.text import ChoiceText
 from power_backend_llamacpp.vocab import Vocabulary
+from power_core.arrivals import ARRIVING
 from power_core.concurrency import (
     EventChannel,
     OneShot,
@@ -37,6 +39,8 @@ from power_core.types import EmbeddingResult, EngineEvent
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 #: An idle engine's thread ends while another engine's thread runs, at once when another
 #: engine starts a thread and after this long otherwise (a new one starts with its next
 #: job): llama.cpp's OpenMP build keeps a team of worker threads per calling thread, and
@@ -45,6 +49,11 @@ T = TypeVar("T")
 #: tokens/s instead of 90 once a second loaded model had run, until that model's thread
 #: ended. A lone engine keeps its thread (no restart before each request).
 IDLE_THREAD_SECONDS = 0.5
+
+#: An idle engine with a new job waits up to this long for the generation requests still on
+#: their way from the server (see :mod:`power_core.arrivals`), to start them in one step.
+#: A burst of eight requests is read and queued within a few milliseconds.
+BURST_WAIT_SECONDS = 0.025
 
 
 class _EngineThreads:
@@ -300,6 +309,9 @@ class LlamaCppEngine:
                 if (asked or not woken) and _threads.others() and self._leave_if_idle():
                     return True
                 continue
+            if batcher.starts_from_idle() and ARRIVING.count():
+                waited = ARRIVING.wait_until_none_on_the_way(self._wake.wait, BURST_WAIT_SECONDS)
+                log.debug("waited %.1f ms for requests on their way", waited * 1000)
             try:
                 batcher.step()
             except Exception as exc:  # a bug must not strand clients: they get the error

@@ -29,6 +29,11 @@ def _patched_gevent_monkey() -> ModuleType | None:
     return None
 
 
+def patched_gevent() -> bool:
+    """True in a process whose ``threading`` gevent has patched (the server)."""
+    return _patched_gevent_monkey() is not None
+
+
 def _original(module: str, name: str) -> Any:
     monkey = _patched_gevent_monkey()
     if monkey is not None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
 from typing import Any
 
+from power_core.arrivals import ARRIVING, let_arrived_requests_in
 from power_core.chat.messages import merge_system, prepend_history
 from power_core.chat.output import OutputParser, opens_thinking
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
@@ -193,6 +194,16 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
     return job
 
 
+def _submit(engine: Engine, job: CompletionJob) -> EventStream:
+    """Queue ``job``; to an idle engine, together with the requests that arrived with it
+    (see :mod:`power_core.arrivals`)."""
+    if engine.active_jobs():
+        return engine.submit(job)
+    with ARRIVING.on_the_way():
+        let_arrived_requests_in()
+        return engine.submit(job)
+
+
 class GenerationStream:
     """Events of one generation; iterate once. :meth:`cancel` stops it early.
 
@@ -224,7 +235,7 @@ class GenerationStream:
         try:
             self.job = build_job(entry.model, entry.engine, request)
             self.prompt_text = self.job.prompt if isinstance(self.job.prompt, str) else None
-            self._stream: EventStream = entry.engine.submit(self.job)
+            self._stream: EventStream = _submit(entry.engine, self.job)
         except BaseException:
             self._release()
             raise
