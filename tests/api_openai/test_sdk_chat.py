@@ -358,3 +358,26 @@ def test_modelfile_parameters_beat_openai_defaults_and_the_request_beats_both(
     # a request's own temperature wins over the Modelfile: with it, seeds matter again
     sampled = {reply("smollm2-greedy:135m", temperature=2.0, seed=s) for s in range(3)}
     assert sampled != {greedy}
+
+
+def test_a_conversation_reuses_the_cached_prompt_of_its_last_turn(client: OpenAI) -> None:
+    """The second turn resends the first; the engine decodes only what is new, and says so
+    in ``usage.prompt_tokens_details.cached_tokens`` as OpenAI's API does."""
+    turn = [{"role": "user", "content": "Name a colour of the sky at dusk."}]
+    first = client.chat.completions.create(
+        model=MODEL, messages=turn, temperature=0, max_completion_tokens=12
+    )
+    answer = first.choices[0].message.content
+    assert first.usage is not None and answer
+    follow_up = [
+        *turn,
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "And at noon?"},
+    ]
+    second = client.chat.completions.create(
+        model=MODEL, messages=follow_up, temperature=0, max_completion_tokens=6
+    )
+    assert second.usage is not None and second.usage.prompt_tokens_details is not None
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert cached is not None
+    assert first.usage.prompt_tokens <= cached < second.usage.prompt_tokens

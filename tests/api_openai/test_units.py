@@ -138,7 +138,7 @@ THOUGHTFUL = [
     ThinkingDelta(0, "Let me think."),
     TextDelta(0, "Four."),
     ChoiceDone(0, "stop", 5),
-    GenerationDone(Usage(prompt_tokens=10, completion_tokens=5), "stop"),
+    GenerationDone(Usage(prompt_tokens=10, cached_tokens=7, completion_tokens=5), "stop"),
 ]
 
 
@@ -153,7 +153,12 @@ def test_reasoning_is_reported_as_reasoning_content() -> None:
         "refusal": None,
         "reasoning_content": "Let me think.",
     }
-    assert reply["usage"] == {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    assert reply["usage"] == {
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "total_tokens": 15,
+        "prompt_tokens_details": {"cached_tokens": 7},
+    }
 
 
 def test_streamed_reasoning_deltas_and_a_ping_while_reading_the_prompt() -> None:

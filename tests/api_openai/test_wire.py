@@ -38,11 +38,17 @@ def test_chat_stream_framing_and_chunk_order(v1: str) -> None:
     assert finish["choices"][0]["delta"] == {}
     assert finish["choices"][0]["finish_reason"] == "length"
     assert usage["choices"] == []
-    assert usage["usage"] == {
-        "prompt_tokens": usage["usage"]["prompt_tokens"],
+    counts = usage["usage"]
+    prompt_tokens = counts["prompt_tokens"]
+    assert counts == {
+        "prompt_tokens": prompt_tokens,
         "completion_tokens": 4,
-        "total_tokens": usage["usage"]["prompt_tokens"] + 4,
+        "total_tokens": prompt_tokens + 4,
+        "prompt_tokens_details": {
+            "cached_tokens": counts["prompt_tokens_details"]["cached_tokens"]
+        },
     }
+    assert 0 <= counts["prompt_tokens_details"]["cached_tokens"] < prompt_tokens
     assert all(c["usage"] is None for c in chunks[:-1])
 
 

@@ -204,6 +204,7 @@ def completion(
 def _add_usage(total: Usage, more: Usage) -> Usage:
     return Usage(
         prompt_tokens=total.prompt_tokens + more.prompt_tokens,
+        cached_tokens=total.cached_tokens + more.cached_tokens,
         completion_tokens=total.completion_tokens + more.completion_tokens,
     )
 

@@ -46,12 +46,13 @@ class Envelope:
         }
 
 
-def usage_json(usage: Usage) -> dict[str, int]:
-    """OpenAI's ``usage`` object."""
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """OpenAI's ``usage`` object; ``cached_tokens``: prompt tokens reused from the cache."""
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     }
 
 

@@ -19,6 +19,7 @@ import llama_cpp as lc
 from power_backend_llamacpp.batch import BatchBuffer
 from power_backend_llamacpp.jobs import Choice, Job
 from power_backend_llamacpp.logprobs import token_logprob
+from power_backend_llamacpp.slots import SequenceSlots
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.concurrency import allocate_native_lock
 from power_core.errors import BackendUnavailable, PowerError, ServerBusy
@@ -53,7 +54,7 @@ class ContinuousBatcher:
         self._n_ctx_seq = n_ctx_seq
         self._max_jobs = n_parallel + max_queue
         self._batch = BatchBuffer(n_batch)
-        self._free_seqs = list(range(n_parallel - 1, -1, -1))
+        self._slots = SequenceSlots(self._memory, n_parallel)
         self._pending: deque[Job] = deque()
         self._prompting: list[Job] = []
         self._generating: list[Choice] = []
@@ -113,7 +114,7 @@ class ContinuousBatcher:
             take = min(budget, len(job.prompt) - start)
             last = start + take == len(job.prompt)
             batch.add_run(n, job.prompt[start : start + take], start, job.choices[0].seq_id, last)
-            if start == 0:
+            if not job.t_prompt_start:
                 job.t_prompt_start = time.perf_counter_ns()
             if last:
                 job.out_index = n + take - 1
@@ -143,13 +144,17 @@ class ContinuousBatcher:
     def _admit(self) -> None:
         pending = self._pending
         admitted = 0
-        while pending and len(self._free_seqs) >= len(pending[0].choices):
+        slots = self._slots
+        while pending and slots.free_count() >= len(pending[0].choices):
             job = pending.popleft()
             if job.cancelled:
                 self._end_job(job, "cancelled")
                 continue
-            for choice in job.choices:
-                choice.seq_id = self._free_seqs.pop()
+            first = job.choices[0]
+            first.seq_id, job.cached_tokens = slots.take_for(job.prompt)
+            job.prompt_done = job.cached_tokens
+            for choice in job.choices[1:]:
+                choice.seq_id = slots.take_empty()
             job.open_choices = len(job.choices)
             self._running.append(job)
             self._prompting.append(job)
@@ -189,8 +194,7 @@ class ContinuousBatcher:
         choice.completion_tokens += 1
         if job.logprobs is not None:
             choice.logprobs.append(token_logprob(self._ctx, index, token, job.logprobs, vocab))
-        if choice.tokens is not None:
-            choice.tokens.append(token)
+        choice.tokens.append(token)
         text, stopped = choice.text.feed(vocab.piece(token))
         if text:
             job.channel.put(TextDelta(choice.index, text, choice.logprobs))
@@ -219,11 +223,11 @@ class ContinuousBatcher:
         if job.open_choices == 0:
             self._end_job(job, job.choices[0].reason or reason)
 
-    def _release_sequence(self, choice: Choice) -> None:
+    def _release_sequence(self, choice: Choice, *, keep: bool = True) -> None:
+        """Free ``choice``'s sequence; its cells stay as a prompt cache if ``keep``."""
         if choice.seq_id >= 0:
-            lc.llama_memory_seq_rm(self._memory, choice.seq_id, -1, -1)
-            self._free_seqs.append(choice.seq_id)
-            self._free_seqs.sort(reverse=True)  # pop() hands out the lowest free id
+            kept = choice.job.kv_tokens(choice) if keep else None
+            self._slots.release(choice.seq_id, kept)
             choice.seq_id = -1
         choice.sampler.free()
 
@@ -241,10 +245,11 @@ class ContinuousBatcher:
         prompt_end = job.t_prompt_end or now
         context = None
         first = job.choices[0]
-        if job.return_context and first.tokens is not None:
+        if job.return_context:
             context = job.prompt + first.tokens
         usage = Usage(
             prompt_tokens=len(job.prompt),
+            cached_tokens=job.cached_tokens,
             completion_tokens=sum(c.completion_tokens for c in job.choices),
             prompt_eval_ns=prompt_end - job.t_prompt_start if job.t_prompt_start else 0,
             eval_ns=now - prompt_end,
@@ -288,7 +293,7 @@ class ContinuousBatcher:
         for choice in job.choices:
             if choice.reason is None:
                 choice.reason = "error"
-                self._release_sequence(choice)
+                self._release_sequence(choice, keep=False)  # the failed decode's cells
         self._generating = [c for c in self._generating if c.reason is None]
         self._end_job(job, "error", error)
 
@@ -304,3 +309,4 @@ class ContinuousBatcher:
             self._abort(job, error)
         while self._pending:
             self._end_job(self._pending.popleft(), "error", error)
+        self._slots.forget_all()  # after an engine error no cell is trusted

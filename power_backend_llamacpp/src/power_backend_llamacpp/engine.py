@@ -181,9 +181,7 @@ class LlamaCppEngine:
                 sampler = SamplerChain(
                     self._vocab, job.sampling, seed=seed + index, grammar=grammar, history=prompt
                 )
-                state.choices.append(
-                    Choice(state, index, sampler, ChoiceText(job.stop), job.return_context)
-                )
+                state.choices.append(Choice(state, index, sampler, ChoiceText(job.stop)))
             self._batcher.enqueue(state)
         except BaseException:
             state.free_samplers()

@@ -30,9 +30,7 @@ class Choice:
         "tokens",
     )
 
-    def __init__(
-        self, job: Job, index: int, sampler: SamplerChain, text: ChoiceText, keep_tokens: bool
-    ) -> None:
+    def __init__(self, job: Job, index: int, sampler: SamplerChain, text: ChoiceText) -> None:
         self.job = job
         self.index = index
         self.sampler = sampler
@@ -48,14 +46,15 @@ class Choice:
         #: log-probabilities not yet sent (their text is held for a stop string or a split
         #: character)
         self.logprobs: list[TokenLogprob] = []
-        #: generated token ids, kept only when the job returns its context
-        self.tokens: list[int] | None = [] if keep_tokens else None
+        #: generated token ids (the first ``n_past - len(prompt)`` are in the KV cache)
+        self.tokens: list[int] = []
 
 
 class Job:
     """A submitted :class:`~power_core.engine.CompletionJob`, tokenized and ready to run."""
 
     __slots__ = (
+        "cached_tokens",
         "cancelled",
         "channel",
         "choices",
@@ -90,6 +89,8 @@ class Job:
         self.t_prompt_end = 0
         #: prompt tokens already decoded (into choice 0's sequence)
         self.prompt_done = 0
+        #: of those, how many its sequence held from an earlier job (the prompt cache)
+        self.cached_tokens = 0
         self.out_index = -1
         self.choices: list[Choice] = []
         self.open_choices = 0
@@ -97,6 +98,14 @@ class Job:
         self.cancelled = False
         #: created by ``submit`` on the consumer's side; the engine only puts and closes
         self.channel = channel
+
+    def kv_tokens(self, choice: Choice) -> list[int]:
+        """The tokens in ``choice``'s KV cells, from position 0."""
+        if choice.n_past:
+            return self.prompt + choice.tokens[: choice.n_past - len(self.prompt)]
+        if choice is self.choices[0]:  # ended while its prompt was being read
+            return self.prompt[: self.prompt_done]
+        return []
 
     def free_samplers(self) -> None:
         for choice in self.choices:

@@ -201,6 +201,8 @@ class Usage:
     """Token counts and timings of a finished generation (durations in nanoseconds)."""
 
     prompt_tokens: int = 0
+    #: of the prompt tokens, how many the engine reused from an earlier job (prompt cache)
+    cached_tokens: int = 0
     completion_tokens: int = 0
     load_ns: int = 0
     prompt_eval_ns: int = 0
