@@ -47,6 +47,14 @@ class Fleet:
         assert isinstance(server, PowerServer)
         return server
 
+    def power_flash_attention(self) -> PowerServer:
+        """Ours with flash attention on, as ``llama-server`` runs by default on a CPU."""
+        server = self._get(
+            "power-flash-attention", lambda: PowerServer(self.config, flash_attention=True)
+        )
+        assert isinstance(server, PowerServer)
+        return server
+
     def lcpp(self) -> LlamaCppPythonServer | None:
         def make() -> LlamaCppPythonServer | None:
             python = find_lcpp_python()
@@ -70,6 +78,12 @@ class Fleet:
 
         server = self._get("llama-server", make)
         return server if isinstance(server, LlamaServer) else None
+
+    def llama_server_available(self) -> bool:
+        """True when llama-server runs, or can be found to start."""
+        return "llama-server" in self.started or (
+            "llama-server" not in self.missing and find_llama_server() is not None
+        )
 
     def baseline(self) -> Any:
         """The in-process llama-cpp-python worker (see :mod:`bench.inprocess`)."""

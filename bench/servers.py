@@ -198,9 +198,13 @@ class PowerServer(ServerProcess):
 
     label = "a3s-power"
 
-    def __init__(self, config: BenchConfig) -> None:
+    def __init__(self, config: BenchConfig, *, flash_attention: bool = False) -> None:
         super().__init__()
         self.config = config
+        #: ours runs without by default; with it, the kernels llama-server picks on a CPU
+        self.flash_attention = flash_attention
+        if flash_attention:
+            self.label = "a3s-power flash-attn"
         self.home = Path(tempfile.mkdtemp(prefix="a3s-power-bench-"))
 
     def environment(self) -> dict[str, str]:
@@ -216,6 +220,7 @@ class PowerServer(ServerProcess):
             A3S_POWER_KEEP_ALIVE="-1",
             A3S_POWER_LOG_LEVEL="warning",
             A3S_POWER_LLAMACPP_EXTRA_BUFFERS="1" if self.config.extra_buffers else "0",
+            A3S_POWER_FLASH_ATTENTION="true" if self.flash_attention else "false",
         )
         return env
 
