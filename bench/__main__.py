@@ -27,6 +27,7 @@ BENCHMARKS = {
     "responsive": "bench.responsive",
     "peers": "bench.peers",
     "two_models": "bench.two_models",
+    "chat_turns": "bench.chat_turns",
 }
 
 

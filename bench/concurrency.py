@@ -46,15 +46,17 @@ def run(fleet: Fleet) -> dict[str, Any]:
     )
     power = fleet.power()
     target = Target("a3s-power /api/generate", power.url, "ollama", MODEL_NAME)
-    run_simultaneous(target, concurrent_prompts(2, rep=99), 8)  # warm-up
+    run_simultaneous(target, concurrent_prompts(2, rep=99, series=8), 8)  # warm-up
     together: dict[int, list[Batch]] = {n: [] for n in levels}
     apart: dict[int, list[Batch]] = {n: [] for n in levels}
     for rep in range(reps):
-        for n in levels:
-            prompts = concurrent_prompts(n, rep)
+        for level, n in enumerate(levels):
             # alternate which mode goes first, so neither always follows the other
             order = ["together", "apart"] if rep % 2 == 0 else ["apart", "together"]
             for mode in order:
+                # every level and mode its own prompts: none cached by an earlier one
+                series = 2 * level + (mode == "apart")
+                prompts = concurrent_prompts(n, rep, series)
                 quiet_pause(fleet)
                 runner = run_simultaneous if mode == "together" else run_sequential
                 batch, others = fleet.meter.measure(

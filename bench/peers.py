@@ -51,9 +51,10 @@ def _many(
     batches: dict[str, list[Batch]] = {t.label: [] for t in targets}
     probes: dict[str, list[float]] = {t.label: [] for t in targets}
     for t in targets:
-        run_simultaneous(t, concurrent_prompts(1, rep=99), 8)  # warm-up
+        run_simultaneous(t, concurrent_prompts(1, rep=99, series=12), 8)  # warm-up
     for rep in range(reps):
-        prompts = concurrent_prompts(CLIENTS, rep)
+        # none cached by another benchmark on our server; each server reads them once
+        prompts = concurrent_prompts(CLIENTS, rep, series=11)
         for t in rotated(targets, rep):
             quiet_pause(fleet)
             probe = LatencyProbe(t.url, ["/v1/models"], interval=0.05).start()

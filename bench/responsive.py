@@ -30,7 +30,7 @@ def probe_under_load(
 ) -> tuple[LatencyProbe, Batch]:
     """Latencies of ``paths`` sampled while ``streams`` generations stream from ``target``."""
     holder: list[Batch] = []
-    prompts = concurrent_prompts(streams, rep)
+    prompts = concurrent_prompts(streams, rep, series=10)  # none cached by another benchmark
     load = threading.Thread(
         target=lambda: holder.append(run_simultaneous(target, prompts, tokens)), daemon=True
     )

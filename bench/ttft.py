@@ -15,7 +15,7 @@ from bench.fleet import Fleet, quiet_pause
 from bench.noise import is_quiet
 from bench.report import check, num, save_result, table, verdict
 from bench.stats import Summary, quiet_first
-from bench.workload import TTFT_PROMPTS, TTFT_TOKENS, rotated
+from bench.workload import TTFT_TOKENS, rotated, ttft_prompt
 
 NAME = "ttft"
 #: seconds of overhead over in-process that the target allows
@@ -38,8 +38,8 @@ def run(fleet: Fleet) -> dict[str, Any]:
         for t in targets:
             stream(t, "Hello", 2, clients[t.label])
         for rep in range(reps):
-            prompt = TTFT_PROMPTS[rep % len(TTFT_PROMPTS)]
             for label in rotated(labels, rep):
+                prompt = ttft_prompt(rep, labels.index(label))
                 quiet_pause(fleet, max_wait=5)
                 if label == baseline.label:
                     work = partial(baseline.generate, prompt, TTFT_TOKENS)
@@ -97,7 +97,10 @@ def run(fleet: Fleet) -> dict[str, Any]:
         summary,
         fleet=fleet.describe(),
         reps=reps,
-        prompts=[TTFT_PROMPTS[rep % len(TTFT_PROMPTS)] for rep in range(reps)],
+        prompts={
+            label: [ttft_prompt(rep, index) for rep in range(reps)]
+            for index, label in enumerate(labels)
+        },
         max_tokens=TTFT_TOKENS,
     )
 

@@ -49,14 +49,24 @@ _SUBJECTS = [
 ]
 
 
-def concurrent_prompts(count: int, rep: int = 0) -> list[str]:
-    """``count`` different story openings (at most 16), different again for each ``rep``:
-    the numbered opening keeps a server's prompt cache from answering a later repetition
-    (or the warm-up) from the KV cells of an earlier one, so every run pays its prefill."""
+def concurrent_prompts(count: int, rep: int = 0, series: int = 0) -> list[str]:
+    """``count`` different story openings (at most 16), different again for each ``rep`` and
+    each ``series``: our engine keeps every sequence's last prompt and llama-server its
+    slots', so a request that repeats an earlier one (a later repetition, another mode or
+    level of the same run, the warm-up) would skip its prefill. The number comes first, so
+    two openings share no more than the word before it."""
     return [
-        f"Story {rep * 100 + index}. Here is a short story about {subject}.\n\nOnce upon a time"
+        f"Story {series + 1}{rep:02d}{index:02d}. Here is a short story about {subject}.\n\n"
+        "Once upon a time"
         for index, subject in enumerate(_SUBJECTS[:count])
     ]
+
+
+def ttft_prompt(rep: int, target: int) -> str:
+    """The short prompt of repetition ``rep`` for the ``target``-th target: the same words
+    for every target, after a number no other request of the run starts with (see
+    :func:`concurrent_prompts`: two targets of one server would share a cache)."""
+    return f"{target + 1}{rep:02d}. {TTFT_PROMPTS[rep % len(TTFT_PROMPTS)]}"
 
 
 def rotated(items: Sequence[T], rep: int) -> list[T]:
