@@ -99,7 +99,9 @@ def run(fleet: Fleet) -> dict[str, Any]:
         }
         summary[label] = entry
         data = entry["single_vs_llama_server"] or entry["single_vs_in_process"]
-        single_rows.append(rate_row(label, data, label == OURS and bool(bar_single), 1.0))
+        base_label = BAR if bar_single else "in-process"
+        other = "baseline" if label == base_label else "-"
+        single_rows.append(rate_row(label, data, label == OURS and bool(bar_single), 1.0, other))
         if label not in batches:
             continue
         mine = batches[label]
