@@ -12,6 +12,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -123,3 +125,35 @@ def test_requests_sent_together_start_in_one_step(server: PowerServer) -> None:
         answer = json.loads(body)
         assert answer["done"] is True and answer["eval_count"] == 4
     assert admitted(server)[before:] == [len(PROMPTS)]
+
+
+BUSY_HUB = r"""
+import gevent.monkey
+gevent.monkey.patch_all()
+
+import gevent
+
+from power_core.arrivals import let_arrived_requests_in
+
+busy = True
+
+def yield_forever():
+    # a greenlet that yields in a loop: gevent's idle watchers never get to run
+    while busy:
+        gevent.sleep(0)
+
+gevent.spawn(yield_forever)
+gevent.sleep(0.01)
+with gevent.Timeout(10):  # raises, failing the script, if the wait had no limit
+    let_arrived_requests_in()
+busy = False
+print("caught up")
+"""
+
+
+def test_a_hub_that_is_never_idle_delays_a_request_only_so_long() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", BUSY_HUB], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "caught up"

@@ -29,6 +29,9 @@ from power_core.concurrency import allocate_native_lock, patched_gevent
 
 #: how often an engine looks again while it waits (an arriving job also wakes it)
 POLL_SECONDS = 0.0005
+#: the most a request waits for the server to catch up: a hub that is never idle (a greenlet
+#: yielding in a loop keeps gevent's idle watchers from ever running) delays it no longer
+CATCH_UP_LIMIT_SECONDS = 0.025
 
 
 class ArrivingRequests:
@@ -74,9 +77,11 @@ ARRIVING = ArrivingRequests()
 
 
 def let_arrived_requests_in() -> None:
-    """Under gevent, return once the hub has nothing else to do: every request that has
-    already arrived has been read up to its own wait here. Elsewhere (the CLI) a no-op."""
+    """Under gevent, return once the hub has nothing else to do (every request that has
+    already arrived has been read up to its own wait here), or after
+    :data:`CATCH_UP_LIMIT_SECONDS`. Elsewhere (the CLI) a no-op."""
     if patched_gevent():
         import gevent
 
-        gevent.idle()
+        with gevent.Timeout(CATCH_UP_LIMIT_SECONDS, False):
+            gevent.idle()
