@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import ENDLESS_RAW_PROMPT, TEST_MODEL_NAME, PowerServer, raw_post, serving_test_model
+from conftest import ENDLESS_RAW_PROMPT, TEST_MODEL_NAME, PowerServer, serving_test_model
 from power_core.server.direct import DirectWriter
 
 DIRECT_LOG = re.compile(
@@ -153,51 +153,6 @@ def test_a_client_that_stops_reading_still_gets_every_chunk(server: PowerServer)
     assert ndjson_text(lines) == ndjson_text([json.loads(x) for x in fast.text.splitlines()])
     written = direct_writes(server, "/api/generate")[before:]
     assert written and written[0][0] >= tokens - 10
-
-
-@pytest.mark.model
-@pytest.mark.parametrize(
-    ("path", "body", "first_text"),
-    [
-        (
-            "/api/generate",
-            {
-                "model": TEST_MODEL_NAME,
-                "prompt": "Once upon a time",
-                "raw": True,
-                "options": {**GREEDY, "num_predict": 8},
-            },
-            b'"response":"',
-        ),
-        (
-            "/v1/chat/completions",
-            {
-                "model": TEST_MODEL_NAME,
-                "messages": [{"role": "user", "content": "Say hello."}],
-                "stream": True,
-                "max_tokens": 8,
-                **GREEDY,
-            },
-            b'"delta":{"content":"',
-        ),
-    ],
-)
-def test_the_headers_wait_for_the_first_token_and_leave_with_it(
-    server: PowerServer, path: str, body: dict[str, Any], first_text: bytes
-) -> None:
-    """Neither the client nor the server's thread wakes while the prompt is decoded: the
-    status line, the headers (and a chat's role chunk) go out in the first token's write."""
-    request = raw_post("test", path, body, close=True)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
-        sock.sendall(request)
-        first_read = sock.recv(65536)
-        rest = read_response(sock)
-    head, _, payload = first_read.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200")
-    assert first_text in payload
-    if path.startswith("/v1/chat"):
-        assert payload.index(b'"role":"assistant"') < payload.index(first_text)
-    assert rest  # and the stream goes on
 
 
 class _Handler:

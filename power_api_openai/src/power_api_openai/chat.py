@@ -163,11 +163,8 @@ def chat_chunks(
             yield chunk(index, {"role": "assistant", "content": "", "refusal": None})
 
     if writer is not None and stream.request.n == 1:
-        opened.add(0)  # the role chunk goes first, with the headers and the first token
-        role = chunk(0, {"role": "assistant", "content": "", "refusal": None}).encode()
-        write_text_directly(
-            stream, writer, lambda text: chunk(0, {"content": text}).encode(), opening=role
-        )
+        yield from open_choice(0)  # the role chunk comes first, and it sends the headers
+        write_text_directly(stream, writer, lambda text: chunk(0, {"content": text}).encode())
     for _, event in merged_events([stream]):
         if isinstance(event, PromptProgress):
             if event.processed < event.total:

@@ -7,12 +7,10 @@ because every wake-up runs with cold caches between two decodes; with the engine
 writing the chunk, 50-110 us, and one stream decoded at 1.00 of in-process instead of
 0.95 (bench/README.md).
 
-So a streamed response holds its headers (and any opening chunk) for the first token,
-and the API asks its :class:`~power_core.generation.GenerationStream` to hand plain text
-straight to a :class:`DirectWriter`: the engine thread renders the chunk, frames it as
-pywsgi would, and sends it, the held bytes first, in one write that never blocks. Until the
-first token neither the server's thread nor the client wakes: on 2 cores either would take
-a core from the prompt's decode. Everything else (thinking, tool calls,
+So a streamed response sends its headers at once, and the API asks its
+:class:`~power_core.generation.GenerationStream` to hand plain text straight to a
+:class:`DirectWriter`: the engine thread renders the chunk, frames it as pywsgi would, and
+sends it without blocking. Everything else (thinking, tool calls,
 log-probabilities, the final chunk, any error) still goes through the server's thread,
 which takes over for good the first time the direct path declines an event. A client too
 slow to take a chunk at once leaves the rest in :attr:`DirectWriter.pending`; the server's
@@ -44,10 +42,6 @@ class DirectWriter:
         self._handler = handler
         #: bytes a full socket did not take; the server's thread sends them first
         self.pending = b""
-        #: the status line, headers and opening chunk, held for the first direct write (or
-        #: the server's thread's next write, whichever comes first)
-        self.head = b""
-        self._holding = False
         #: the client went away during a direct write
         self.broken = False
         #: chunks written from another thread, and how many of them only in part (for the
@@ -55,25 +49,12 @@ class DirectWriter:
         self.written = 0
         self.deferred = 0
 
-    def hold_headers(self, opening: bytes = b"") -> None:
-        """Take the status line and headers, and ``opening`` (a first body chunk), without
-        sending them (on the server's thread): the first token carries them, so it can go
-        the direct way too, instead of waiting for the server's thread to wake on a machine
-        whose cores llama.cpp keeps busy (0.5-9 ms measured)."""
+    def send_headers(self) -> None:
+        """Send the status line and headers now, before any body (on the server's thread):
+        the first token can then go the direct way too, instead of waiting for the server's
+        thread to wake on a machine whose cores llama.cpp keeps busy (0.5-9 ms measured)."""
         if not self._handler.headers_sent:
-            self._holding = True
-            try:
-                self._handler.write(b"")  # pywsgi renders the headers into capture()
-            finally:
-                self._holding = False
-        if opening:
-            self.head += self._framed(opening)
-
-    def capture(self, data: bytes) -> bool:
-        """Keep ``data`` instead of sending it, while :meth:`hold_headers` runs."""
-        if self._holding:
-            self.head += bytes(data)
-        return self._holding
+            self._handler.write(b"")  # pywsgi sends the headers and skips the empty body
 
     def ready(self) -> bool:
         """Whether a direct write may happen now: headers out, nothing pending, socket fine."""
@@ -88,9 +69,8 @@ class DirectWriter:
         """
         if not self.ready() or not body:
             return False
-        body = self._framed(body)
-        if self.head:
-            body, self.head = self.head + body, b""
+        if self._handler.response_use_chunked:
+            body = b"%x\r\n%b\r\n" % (len(body), body)
         try:
             sent = os.write(self._handler.socket.fileno(), body)
         except BlockingIOError:
@@ -105,15 +85,9 @@ class DirectWriter:
         return True
 
     def take_pending(self) -> bytes:
-        """The held head and the unsent rest, now the caller's to send (on the server's
-        thread)."""
-        pending, self.head, self.pending = self.head + self.pending, b"", b""
+        """The unsent rest, now the caller's to send (on the server's thread)."""
+        pending, self.pending = self.pending, b""
         return pending
-
-    def _framed(self, body: bytes) -> bytes:
-        if self._handler.response_use_chunked:
-            return b"%x\r\n%b\r\n" % (len(body), body)
-        return body
 
 
 def direct_writer() -> DirectWriter | None:
@@ -124,14 +98,10 @@ def direct_writer() -> DirectWriter | None:
 
 
 def write_text_directly(
-    stream: GenerationStream,
-    writer: DirectWriter,
-    chunk_of: Callable[[str], bytes],
-    opening: bytes = b"",
+    stream: GenerationStream, writer: DirectWriter, chunk_of: Callable[[str], bytes]
 ) -> None:
-    """Hold the headers if they are not out yet, and ``opening`` (a body chunk that must come
-    first), then let ``stream``'s plain text reach the client as ``chunk_of(text)`` from the
-    engine's thread. Call it from the response's body generator, between two of its chunks
-    (instead of yielding ``opening``)."""
-    writer.hold_headers(opening)
+    """Send the headers if they are not out yet, then let ``stream``'s plain text reach the
+    client as ``chunk_of(text)`` from the engine's thread. Call it from the response's
+    body generator, between two of its chunks."""
+    writer.send_headers()
     stream.deliver_text_directly(lambda text: writer.write_nowait(chunk_of(text)))

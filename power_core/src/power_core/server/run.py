@@ -70,12 +70,8 @@ class PowerHandler(WSGIHandler):
 
     def _sendall(self, data: bytes) -> None:
         # pywsgi sends every header, chunk and terminator through here
-        direct = self._direct
-        if direct is not None:
-            if direct.capture(data):
-                return
-            if direct.head or direct.pending:
-                super()._sendall(direct.take_pending())
+        if self._direct is not None and self._direct.pending:
+            super()._sendall(self._direct.take_pending())
         super()._sendall(data)
 
 
