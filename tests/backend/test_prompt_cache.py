@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from power_backend_llamacpp.engine import LlamaCppEngine
-from power_backend_llamacpp.slots import common_prefix
+from power_backend_llamacpp.slots import SequenceSlots, common_prefix
 from power_core.engine import CompletionJob
 from power_core.types import SamplingOptions
 
@@ -96,6 +96,51 @@ def test_a_busy_sequence_is_never_shared(model_path: Path) -> None:
         assert counts[0] == 0 and counts[1] == done(inner).usage.prompt_tokens - 1
     finally:
         engine.close()
+
+
+def test_a_new_conversation_leaves_another_conversations_cache_alone(model_path: Path) -> None:
+    """Sharing only a start (a system prompt) is no reason to cut a sequence's cache."""
+    engine = load_engine(model_path, num_parallel=2)
+    try:
+        run(engine, FIRST_TURN, max_tokens=4)
+        other = "<|im_start|>user\nWhat is a volcano?<|im_end|>\n<|im_start|>assistant\n"
+        assert done(run(engine, other, max_tokens=4)).usage.cached_tokens == 0  # empty one
+        follow_up = run(engine, FIRST_TURN + "Rivers", max_tokens=4)
+        assert done(follow_up).usage.cached_tokens >= len(engine.tokenize(FIRST_TURN))
+    finally:
+        engine.close()
+
+
+def slots_holding(held: dict[int, list[int]], n_parallel: int = 4) -> SequenceSlots:
+    """Free sequences holding ``held`` (choose() never touches the memory)."""
+    slots = SequenceSlots(None, n_parallel)
+    for seq, tokens in held.items():
+        slots._free.remove(seq)
+        slots.release(seq, tokens)
+    return slots
+
+
+def test_a_sequence_is_chosen_for_a_prefix_that_keeps_half_of_it() -> None:
+    slots = slots_holding({0: [1, 2, 3, 4, 5, 6], 2: [1, 2, 3, 7]})
+    assert slots.choose([1, 2, 3, 4, 5, 6, 8]) == (0, 6)  # the follow-up of 0's
+    assert slots.choose([1, 2, 3, 7, 9]) == (2, 4)
+    assert slots.choose([1, 2, 3, 9]) == (0, 3)  # half of 0 and 3 of 4 of 2: the lower id
+    assert slots.choose([1, 2, 9]) == (2, 2)  # half of what 2 holds
+    assert slots.choose([1, 9]) == (1, 0)  # less than half of either: the lowest empty one
+
+
+def test_without_an_empty_sequence_the_lowest_free_one_is_taken() -> None:
+    slots = slots_holding({0: [5, 6, 7, 8], 1: [1, 2, 3, 4]}, n_parallel=2)
+    assert slots.choose([5, 9]) == (0, 1)
+    assert slots.choose([9]) == (0, 0)
+
+
+def test_fresh_sequences_go_lowest_first() -> None:
+    slots = SequenceSlots(None, 4)
+    taken = [slots.take_for([1, 2, 3])[0] for _ in range(3)]
+    assert taken == [0, 1, 2]
+    slots.release(1, [1, 2, 3])
+    assert slots.take_empty() == 3  # the empty one, not 1's cache
 
 
 @pytest.mark.parametrize(
