@@ -54,8 +54,7 @@ class SequenceSlots:
                 if shared > reused and 2 * shared >= len(held):
                     best, reused = seq, shared
         if best < 0:
-            empty = [seq for seq in self._free if seq not in self._held]
-            best = empty[0] if empty else self._free[0]
+            best = self._lowest_empty_else_free()
             reused = common_prefix(self._held.get(best, []), prompt)
         return best, reused
 
@@ -75,8 +74,7 @@ class SequenceSlots:
     def take_empty(self) -> int:
         """The lowest empty free sequence, else the lowest free one, emptied (for the extra
         choices of ``n > 1``)."""
-        empty = [seq for seq in self._free if seq not in self._held]
-        seq = empty[0] if empty else self._free[0]
+        seq = self._lowest_empty_else_free()
         self._free.remove(seq)
         if self._held.pop(seq, None):
             self._clear(seq)
@@ -96,6 +94,9 @@ class SequenceSlots:
         for seq in self._free:
             if self._held.pop(seq, None):
                 self._clear(seq)
+
+    def _lowest_empty_else_free(self) -> int:
+        return next((seq for seq in self._free if seq not in self._held), self._free[0])
 
     def _keep_only(self, seq: int, n: int) -> bool:
         """Drop ``seq``'s cells from position ``n`` on; False if the cache cannot do it

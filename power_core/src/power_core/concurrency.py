@@ -56,7 +56,7 @@ def start_native_thread(target: Callable[[], None], name: str) -> int:
 
     def run() -> None:
         threading = sys.modules.get("threading")
-        if threading is not None and _patched_gevent_monkey() is None:
+        if threading is not None and not patched_gevent():
             threading.current_thread().name = name
         target()
 
@@ -100,7 +100,7 @@ class _Waker:
         # events): wake() and close() take this OS lock so a closed waker is never poked
         self._guard = allocate_native_lock()
         self._closed = False
-        if _patched_gevent_monkey() is not None:
+        if patched_gevent():
             import gevent
 
             self._hub = gevent.get_hub()
