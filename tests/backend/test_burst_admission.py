@@ -27,7 +27,9 @@ ENGINE_LOG = "power_backend_llamacpp.engine"
 
 
 def admissions(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == BATCHING_LOG]
+    """The admission messages, without the sequence ids (which earlier jobs' caches decide)."""
+    messages = [r.getMessage() for r in caplog.records if r.name == BATCHING_LOG]
+    return [m.split(" in sequences")[0] for m in messages if "admitted" in m]
 
 
 def waits(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from power_backend_llamacpp.engine import LlamaCppEngine
-from power_backend_llamacpp.slots import SequenceSlots, common_prefix
+from power_backend_llamacpp.slots import Placement, SequenceSlots, common_prefix
 from power_core.engine import CompletionJob
 from power_core.types import SamplingOptions
 
@@ -122,17 +122,17 @@ def slots_holding(held: dict[int, list[int]], n_parallel: int = 4) -> SequenceSl
 
 def test_a_sequence_is_chosen_for_a_prefix_that_keeps_half_of_it() -> None:
     slots = slots_holding({0: [1, 2, 3, 4, 5, 6], 2: [1, 2, 3, 7]})
-    assert slots.choose([1, 2, 3, 4, 5, 6, 8]) == (0, 6)  # the follow-up of 0's
-    assert slots.choose([1, 2, 3, 7, 9]) == (2, 4)
-    assert slots.choose([1, 2, 3, 9]) == (0, 3)  # half of 0 and 3 of 4 of 2: the lower id
-    assert slots.choose([1, 2, 9]) == (2, 2)  # half of what 2 holds
-    assert slots.choose([1, 9]) == (1, 0)  # less than half of either: the lowest empty one
+    assert slots.choose([1, 2, 3, 4, 5, 6, 8]) == Placement(0, 6)  # the follow-up of 0's
+    assert slots.choose([1, 2, 3, 7, 9]) == Placement(2, 4)
+    assert slots.choose([1, 2, 3, 9]) == Placement(0, 3)  # half of 0 and 3 of 4 of 2: the lower id
+    assert slots.choose([1, 2, 9]) == Placement(2, 2)  # half of what 2 holds
+    assert slots.choose([1, 9]) == Placement(1, 0)  # less than half of either: the lowest empty one
 
 
 def test_without_an_empty_sequence_the_lowest_free_one_is_taken() -> None:
     slots = slots_holding({0: [5, 6, 7, 8], 1: [1, 2, 3, 4]}, n_parallel=2)
-    assert slots.choose([5, 9]) == (0, 1)
-    assert slots.choose([9]) == (0, 0)
+    assert slots.choose([5, 9]) == Placement(0, 1)
+    assert slots.choose([9]) == Placement(0, 0)
 
 
 def test_fresh_sequences_go_lowest_first() -> None:
@@ -140,7 +140,8 @@ def test_fresh_sequences_go_lowest_first() -> None:
     taken = [slots.take_for([1, 2, 3])[0] for _ in range(3)]
     assert taken == [0, 1, 2]
     slots.release(1, [1, 2, 3])
-    assert slots.take_empty() == 3  # the empty one, not 1's cache
+    # n > 1: the next choice goes between 0 and 2, where 1's cache moves out of its way
+    assert slots.choose([]) == Placement(1, 0, ((1, 3),))
 
 
 @pytest.mark.parametrize(

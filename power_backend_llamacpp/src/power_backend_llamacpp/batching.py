@@ -34,6 +34,19 @@ from power_core.types import (
 
 log = logging.getLogger(__name__)
 
+#: a job that may generate fewer tokens than this is not worth copying a sequence for
+#: (see :mod:`power_backend_llamacpp.slots`)
+MOVE_MIN_TOKENS = 16
+
+
+def sequences_can_move(ctx: Any) -> bool:
+    """Whether a sequence's cells can be copied whole to another sequence id: a plain KV
+    cache (not recurrent, hybrid or sliding-window)."""
+    model = lc.llama_get_model(ctx)
+    if lc.llama_model_is_recurrent(model) or lc.llama_model_is_hybrid(model):
+        return False
+    return int(lc.llama_model_n_swa(model)) == 0
+
 
 class ContinuousBatcher:
     """The scheduler of one context: a queue of jobs and up to ``n_parallel`` sequences."""
@@ -54,7 +67,7 @@ class ContinuousBatcher:
         self._n_ctx_seq = n_ctx_seq
         self._max_jobs = n_parallel + max_queue
         self._batch = BatchBuffer(n_batch)
-        self._slots = SequenceSlots(self._memory, n_parallel)
+        self._slots = SequenceSlots(self._memory, n_parallel, can_move=sequences_can_move(ctx))
         self._pending: deque[Job] = deque()
         self._prompting: list[Job] = []
         self._generating: list[Choice] = []
@@ -143,24 +156,49 @@ class ContinuousBatcher:
 
     def _admit(self) -> None:
         pending = self._pending
+        if not pending:
+            return
         admitted = 0
         slots = self._slots
+        keep = self._caches_to_keep()
         while pending and slots.free_count() >= len(pending[0].choices):
             job = pending.popleft()
             if job.cancelled:
                 self._end_job(job, "cancelled")
                 continue
             first = job.choices[0]
-            first.seq_id, job.cached_tokens = slots.take_for(job.prompt)
+            may_move = job.max_tokens is None or job.max_tokens >= MOVE_MIN_TOKENS
+            first.seq_id, job.cached_tokens = slots.take_for(
+                job.prompt, may_move=may_move, keep=keep
+            )
             job.prompt_done = job.cached_tokens
             for choice in job.choices[1:]:
-                choice.seq_id = slots.take_empty()
+                choice.seq_id = slots.take_empty(may_move=may_move, keep=keep)
             job.open_choices = len(job.choices)
             self._running.append(job)
             self._prompting.append(job)
             admitted += 1
         if admitted:
-            log.debug("%d job(s) admitted, %d running", admitted, len(self._running))
+            log.debug(
+                "%d job(s) admitted, %d running in sequences %s",
+                admitted,
+                len(self._running),
+                sorted(c.seq_id for job in self._running for c in job.choices if c.seq_id >= 0),
+            )
+
+    def _caches_to_keep(self) -> frozenset[int]:
+        """The cached sequences that the jobs this step admits will take for their prompts:
+        placing one of them must not evict another's cache."""
+        slots = self._slots
+        room = slots.free_count()
+        keep = set()
+        for job in self._pending:
+            room -= len(job.choices)
+            if room < 0:
+                break
+            keep.add(slots.best_cache(job.prompt)[0])
+        keep.discard(-1)
+        return frozenset(keep)
 
     def _start_generation(self, job: Job) -> None:
         self._prompting.remove(job)
