@@ -129,10 +129,10 @@ def test_a_sequence_is_chosen_for_a_prefix_that_keeps_half_of_it() -> None:
     assert slots.choose([1, 9]) == Placement(1, 0)  # less than half of either: the lowest empty one
 
 
-def test_without_an_empty_sequence_the_lowest_free_one_is_taken() -> None:
-    slots = slots_holding({0: [5, 6, 7, 8], 1: [1, 2, 3, 4]}, n_parallel=2)
-    assert slots.choose([5, 9]) == Placement(0, 1)
-    assert slots.choose([9]) == Placement(0, 0)
+def test_without_an_empty_sequence_the_oldest_cache_is_evicted() -> None:
+    slots = slots_holding({1: [1, 2, 3, 4], 0: [5, 6, 7, 8]}, n_parallel=2)  # 1 is older
+    assert slots.choose([5, 9]) == Placement(1, 0)  # 0's one shared token is no reason
+    assert slots.choose([1, 9]) == Placement(1, 1)
 
 
 def test_fresh_sequences_go_lowest_first() -> None:

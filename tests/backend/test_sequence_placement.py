@@ -1,9 +1,9 @@
-"""Where a job runs: next to the running sequences, its cache copied there if need be.
+"""Where a job runs, on the real model: next to the running sequences, its cache copied
+there if need be (the rule itself: test_sequence_slots.py).
 
-llama.cpp decodes running sequences 0 and 2 in two passes over the weights, 0 and 1 in
-one. The unit tests check the placement rule; the real-model tests check that a cache
-copied to another sequence id gives the same output as the cache left in place, that the
-cache moved out of the way still serves its conversation, and that short jobs never move.
+A cache copied to another sequence id gives the same output as the cache left in place;
+the cache moved out of its way still serves its conversation; short jobs never move;
+conversations returning in one step do not evict each other's caches.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import pytest
 
 from power_backend_llamacpp import engine as engine_module
 from power_backend_llamacpp.engine import LlamaCppEngine
-from power_backend_llamacpp.slots import Placement, SequenceSlots, count_runs
 from power_core.arrivals import ARRIVING
 from power_core.engine import CompletionJob
 from power_core.types import EngineEvent, TextDelta
@@ -27,97 +26,6 @@ from .conftest import GREEDY, chat, done, load_engine, run, text
 SLOTS_LOG = "power_backend_llamacpp.slots"
 BATCHING_LOG = "power_backend_llamacpp.batching"
 
-
-def slots_with(
-    held: dict[int, list[int]], n_parallel: int, busy: tuple[int, ...] = ()
-) -> SequenceSlots:
-    """Slots (no context: only :meth:`SequenceSlots.choose` may be called) where ``held``
-    sequences hold those tokens and ``busy`` ones run."""
-    slots = SequenceSlots(None, n_parallel)
-    for seq, tokens in held.items():
-        slots._free.remove(seq)
-        slots.release(seq, tokens)
-    for seq in busy:
-        slots._free.remove(seq)
-    return slots
-
-
-A, B, C = [1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]
-#: the next turn of conversation C
-C_NEXT = [*C, 13]
-
-
-@pytest.mark.parametrize(
-    ("seqs", "runs"),
-    [(set(), 0), ({3}, 1), ({0, 1, 2}, 1), ({0, 2}, 2), ({0, 1, 4, 6, 7}, 3)],
-)
-def test_count_runs(seqs: set[int], runs: int) -> None:
-    assert count_runs(seqs) == runs
-
-
-def test_with_nothing_running_a_cache_is_taken_where_it_is() -> None:
-    slots = slots_with({2: C}, 4)
-    assert slots.choose(C_NEXT) == Placement(2, 4)
-
-
-def test_a_cache_next_to_the_running_sequences_stays_where_it_is() -> None:
-    slots = slots_with({1: C}, 4, busy=(0,))
-    assert slots.choose(C_NEXT) == Placement(1, 4)
-
-
-def test_a_cache_apart_from_them_is_copied_to_an_empty_sequence_next_to_them() -> None:
-    slots = slots_with({2: C}, 4, busy=(0,))
-    assert slots.choose(C_NEXT) == Placement(1, 4, ((2, 1),))
-
-
-def test_a_cache_in_the_way_moves_to_an_empty_sequence_first() -> None:
-    slots = slots_with({1: B, 2: C}, 4, busy=(0,))
-    assert slots.choose(C_NEXT) == Placement(1, 4, ((1, 3), (2, 1)))
-
-
-def test_with_no_empty_sequence_the_older_cache_beside_them_is_evicted() -> None:
-    slots = slots_with({1: B, 2: C}, 3, busy=(0,))
-    assert slots.choose(C_NEXT) == Placement(1, 4, ((2, 1),))
-    slots = slots_with({1: A, 3: B, 0: C}, 4, busy=(2,))  # C returns; 1 and 3 are spots
-    assert slots.choose(C_NEXT) == Placement(1, 4, ((0, 1),))  # 1 is older than 3
-
-
-def test_a_cache_another_job_of_the_same_step_takes_is_never_evicted() -> None:
-    slots = slots_with({1: A, 3: B, 0: C}, 4, busy=(2,))
-    assert slots.choose(C_NEXT, keep=frozenset({1})) == Placement(3, 4, ((0, 3),))
-    assert slots.choose(C_NEXT, keep=frozenset({1, 3})) == Placement(0, 4)
-    assert slots.choose([20], keep=frozenset({1})) == Placement(3, 0)
-
-
-def test_a_short_job_never_moves() -> None:
-    slots = slots_with({2: C}, 4, busy=(0,))
-    assert slots.choose(C_NEXT, may_move=False) == Placement(2, 4)
-
-
-def test_a_model_whose_sequences_cannot_move_never_moves() -> None:
-    slots = SequenceSlots(None, 4, can_move=False)
-    slots._free.remove(0)
-    slots._free.remove(2)
-    slots.release(2, C)
-    assert slots.choose(C_NEXT) == Placement(2, 4)
-
-
-def test_a_new_conversation_fills_a_gap_between_running_sequences() -> None:
-    slots = slots_with({1: B}, 4, busy=(0, 2))
-    assert slots.choose([20, 21]) == Placement(1, 0, ((1, 3),))  # B's cache parked in 3
-
-
-def test_a_new_conversation_with_no_empty_sequence_left_evicts_beside_the_running_ones() -> None:
-    slots = slots_with({0: A, 1: B, 2: C}, 4, busy=(3,))
-    assert slots.choose([20, 21]) == Placement(2, 0)  # not the oldest cache, 0: a run more
-
-
-def test_another_choice_of_the_same_job_goes_next_to_the_first() -> None:
-    slots = slots_with({1: B}, 4, busy=(0,))
-    assert slots.choose([]) == Placement(1, 0, ((1, 2),))
-
-
-# --------------------------------------------------------------------- real model ---------
 
 #: the first turn of three conversations
 FIRST = {
@@ -229,13 +137,6 @@ def test_a_short_job_runs_where_its_cache_is(
     with_a_running(engine, "c", max_tokens=4)
     assert moves(caplog) == []
     assert sequences_running(caplog)[-1] == "[0, 2]"
-
-
-def test_with_no_empty_sequence_the_cache_used_longest_ago_goes() -> None:
-    slots = slots_with({2: C, 0: A, 1: B}, 3)  # released in this order: 2 is the oldest
-    assert slots.choose([20, 21]) == Placement(2, 0)
-    slots = slots_with({3: C, 0: B, 1: A}, 4, busy=(2,))  # spots 1 and 3: 3 is older
-    assert slots.choose([20, 21]) == Placement(3, 0)
 
 
 def test_conversations_returning_in_one_step_keep_each_others_caches(

@@ -160,12 +160,14 @@ class ContinuousBatcher:
             return
         admitted = 0
         slots = self._slots
-        keep = self._caches_to_keep()
+        caches = self._caches_wanted()
         while pending and slots.free_count() >= len(pending[0].choices):
             job = pending.popleft()
             if job.cancelled:
                 self._end_job(job, "cancelled")
                 continue
+            # the caches that the jobs admitted after this one will take
+            keep = frozenset(seq for seq in caches[admitted + 1 :] if seq >= 0)
             first = job.choices[0]
             may_move = job.max_tokens is None or job.max_tokens >= MOVE_MIN_TOKENS
             first.seq_id, job.cached_tokens = slots.take_for(
@@ -186,19 +188,20 @@ class ContinuousBatcher:
                 sorted(c.seq_id for job in self._running for c in job.choices if c.seq_id >= 0),
             )
 
-    def _caches_to_keep(self) -> frozenset[int]:
-        """The cached sequences that the jobs this step admits will take for their prompts:
-        placing one of them must not evict another's cache."""
+    def _caches_wanted(self) -> list[int]:
+        """For each job this step will admit, in order, the sequence holding the cache it
+        would take (-1 for none)."""
         slots = self._slots
         room = slots.free_count()
-        keep = set()
+        caches = []
         for job in self._pending:
+            if job.cancelled:
+                continue
             room -= len(job.choices)
             if room < 0:
                 break
-            keep.add(slots.best_cache(job.prompt)[0])
-        keep.discard(-1)
-        return frozenset(keep)
+            caches.append(slots.best_cache(job.prompt)[0])
+        return caches
 
     def _start_generation(self, job: Job) -> None:
         self._prompting.remove(job)

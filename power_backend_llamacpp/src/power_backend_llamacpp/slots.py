@@ -6,20 +6,22 @@ prompt and decodes only the rest: a chat resends its whole history every turn, a
 what llama-server's and Ollama's slots do too. A sequence is taken for its prefix only if
 that keeps at least half of what it holds, so a new conversation that merely starts the
 same way (a system prompt) does not cut another conversation's cache: it takes an empty
-sequence, else the one whose cache was used longest ago.
+sequence, else (with nothing running) the one whose cache was used longest ago.
 
 Where a job runs matters as much as what it reuses. With one KV stream per sequence,
 llama.cpp splits a decode batch into one pass over the weights per run of consecutive
 sequence ids: running sequences 0 and 2 decode at the speed of one stream, 0 and 1 at 1.4
-times it (SmolLM2-135M, 2 cores). So while other sequences run, a job is placed where it
-adds no run (next to them, or in a gap between them), and a cache that sits elsewhere is
-copied there (``llama_memory_seq_cp`` copies a whole stream: about 10 ms for 2,048 cells of
-this model, against 8-11 ms that every later step would lose). Of two places the one
-whose cache was used longest ago is taken; that cache moves to an empty sequence if there
-is one, else it is evicted, as a new conversation evicts the oldest cache. A cache that
-another job admitted in the same step will take is never evicted. Jobs that may generate
-only a few tokens, and models whose memory is not a plain KV cache (recurrent, hybrid,
-sliding-window), never move.
+times it (SmolLM2-135M, 2 cores). So while other sequences run, a job goes where it adds
+no run (beside them, or into a gap between them): an empty sequence there first, else the
+one there whose cache was used longest ago. A cache of at least ``MOVE_MIN_REUSED``
+tokens that sits elsewhere is copied there (``llama_memory_seq_cp`` copies a whole
+stream: about 10 ms for 2,048 cells of this model, against 8-11 ms that every later step
+would lose). The cache in the way moves to the empty sequence farthest from the running
+ones, else it is evicted; a cache that a job admitted later in the same step will take is
+never evicted nor taken. Jobs that may generate only a few tokens, and models whose memory
+is not a plain KV cache (recurrent, hybrid, sliding-window), copy nothing: they take an
+empty sequence beside the running ones, else stay where their cache is, or take an empty
+sequence elsewhere rather than evict a cache beside them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from typing import Any
 import llama_cpp as lc
 
 log = logging.getLogger(__name__)
+
+#: a shorter cached prefix is decoded again beside the running sequences rather than
+#: copied there (a whole stream copy costs about as much as decoding a few tokens)
+MOVE_MIN_REUSED = 16
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -84,36 +90,44 @@ class SequenceSlots:
     def choose(
         self, prompt: list[int], *, may_move: bool = True, keep: frozenset[int] = frozenset()
     ) -> Placement:
-        """Where :meth:`take_for` would put ``prompt`` (nothing is changed). ``may_move``:
-        the job is worth a copy (it may generate more than a few tokens). ``keep``: caches
-        that other jobs admitted with this one will take, never evicted for it."""
+        """Where :meth:`take_for` would put ``prompt`` (nothing is changed).
+
+        ``may_move``: the job is worth a copy (it may generate more than a few tokens).
+        ``keep``: caches that jobs admitted after this one in the same step will take; none
+        is evicted or taken for this one.
+        """
         source, reused = self.best_cache(prompt)
-        if source >= 0:
-            keep = keep - {source}
         busy = set(range(self._n_parallel)).difference(self._free)
-        spots = self._spots(busy) if busy and may_move and self._can_move else []
-        candidates = [seq for seq in spots if seq not in keep]
-        if source >= 0 and (source in spots or not candidates):
-            return Placement(source, reused)
-        beside = bool(candidates)
-        if not beside:  # nothing runs, or nothing may move: any free sequence will do
-            candidates = [seq for seq in self._free if seq not in keep] or self._free
-        spot = self._empty_else_oldest(candidates)
-        moves: tuple[tuple[int, int], ...] = ()
-        if beside and spot in self._held:
-            # the cache in the way moves to an empty sequence if there is one
-            parking = next((seq for seq in self._free if seq not in self._held), None)
-            if parking is not None:
-                moves = ((spot, parking),)
-        if source >= 0:
-            return Placement(spot, reused, (*moves, (source, spot)))
-        return Placement(spot, common_prefix(self._held.get(spot, []), prompt), moves)
+        spots = self._spots(busy) if busy else []
+        movable = may_move and self._can_move
+        if source >= 0 and (not spots or source in spots):
+            return Placement(source, reused)  # where it is adds no run
+        if source >= 0 and reused >= MOVE_MIN_REUSED:
+            candidates = [seq for seq in spots if seq not in keep and seq != source]
+            if not movable or not candidates:
+                return Placement(source, reused)
+            spot = self._empty_else_oldest(candidates)
+            parking = self._park(spot, busy) if spot in self._held else ()
+            return Placement(spot, reused, (*parking, (source, spot)))
+        # nothing worth copying: beside the running sequences (an empty one first), else
+        # the sequence worth least anywhere
+        free = [seq for seq in self._free if seq not in keep] or self._free
+        candidates = [seq for seq in spots if seq in free]
+        if candidates:
+            spot = self._empty_else_oldest(candidates)
+            parking = self._park(spot, busy) if movable and spot in self._held else ()
+            if spot not in self._held or parking or all(seq in self._held for seq in free):
+                return Placement(spot, common_prefix(self._held.get(spot, []), prompt), parking)
+            # the cache beside them cannot move and an empty sequence is left: keep both
+        seq = self._empty_else_oldest(free)
+        return Placement(seq, common_prefix(self._held.get(seq, []), prompt))
 
     def take_for(
         self, prompt: list[int], *, may_move: bool = True, keep: frozenset[int] = frozenset()
     ) -> tuple[int, int]:
-        """A free sequence for ``prompt``, and how many of its first tokens that sequence
-        already holds (at most all but one: the last is decoded again for its logits)."""
+        """A free sequence for ``prompt`` (after the copies :meth:`choose` asks for), and how
+        many of its first tokens that sequence already holds (at most all but one: the last
+        is decoded again for its logits)."""
         placement = self.choose(prompt, may_move=may_move, keep=keep)
         for source, destination in placement.moves:
             self._copy(source, destination)
@@ -172,6 +186,16 @@ class SequenceSlots:
         runs = {seq: count_runs(busy | {seq}) for seq in self._free}
         fewest = min(runs.values())
         return [seq for seq in self._free if runs[seq] == fewest]
+
+    def _park(self, spot: int, busy: set[int]) -> tuple[tuple[int, int], ...]:
+        """The move of ``spot``'s cache to the empty sequence farthest from the running ones
+        (so the next job beside them does not move it again); none if no sequence is empty."""
+        taken = busy | {spot}
+        empty = [seq for seq in self._free if seq not in self._held and seq != spot]
+        if not empty:
+            return ()
+        parking = max(empty, key=lambda seq: (min(abs(seq - t) for t in taken), seq))
+        return ((spot, parking),)
 
     def _empty_else_oldest(self, candidates: list[int]) -> int:
         """The lowest empty one of ``candidates``, else the one released longest ago."""
