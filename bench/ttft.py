@@ -39,7 +39,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
             stream(t, "Hello", 2, clients[t.label])
         for rep in range(reps):
             for label in rotated(labels, rep):
-                prompt = ttft_prompt(rep, labels.index(label))
+                prompt = ttft_prompt(rep, labels.index(label), len(labels))
                 quiet_pause(fleet, max_wait=5)
                 if label == baseline.label:
                     work = partial(baseline.generate, prompt, TTFT_TOKENS)
@@ -98,7 +98,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
         fleet=fleet.describe(),
         reps=reps,
         prompts={
-            label: [ttft_prompt(rep, index) for rep in range(reps)]
+            label: [ttft_prompt(rep, index, len(labels)) for rep in range(reps)]
             for index, label in enumerate(labels)
         },
         max_tokens=TTFT_TOKENS,

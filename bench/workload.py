@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -62,11 +63,19 @@ def concurrent_prompts(count: int, rep: int = 0, series: int = 0) -> list[str]:
     ]
 
 
-def ttft_prompt(rep: int, target: int) -> str:
-    """The short prompt of repetition ``rep`` for the ``target``-th target: the same words
-    for every target, after a number no other request of the run starts with (see
-    :func:`concurrent_prompts`: two targets of one server would share a cache)."""
-    return f"{target + 1}{rep:02d}. {TTFT_PROMPTS[rep % len(TTFT_PROMPTS)]}"
+#: the first letters of the short prompts, a different one for each of 52 requests in turn
+_LEADS = string.ascii_uppercase + string.ascii_lowercase
+
+
+def ttft_prompt(rep: int, target: int, targets: int) -> str:
+    """The short prompt of repetition ``rep`` for the ``target``-th of ``targets``: the same
+    words for every target, after a letter and a number. No request shares its first token
+    with any of the 51 before it, so none decodes fewer tokens than another: llama-cpp-
+    python's ``Llama`` reuses the prefix its last prompt shares (digits are single tokens
+    here: "100." and "101." share two), and a server evicting a cached sequence keeps the
+    prefix that sequence shares."""
+    lead = _LEADS[(rep * targets + target) % len(_LEADS)]
+    return f"{lead}{target + 1}{rep:02d}. {TTFT_PROMPTS[rep % len(TTFT_PROMPTS)]}"
 
 
 def rotated(items: Sequence[T], rep: int) -> list[T]:
