@@ -27,6 +27,7 @@ from power_core.pull.writeback import EarlyWriteback
 from power_core.sources import FetchedBlob, ProgressCallback, PullProgress
 from power_core.store.base import ModelStore, PartialDownload, StoredBlob
 from power_core.store.digests import digest_hex, normalize_digest
+from power_core.store.writes import write_all
 
 CHUNK_SIZE = 1 << 20
 CONNECT_TIMEOUT = 15.0
@@ -309,7 +310,7 @@ class UrlSource:
                 completed += count
                 if total is not None and completed > total:
                     raise PullFailed(f"{url} sent more bytes than announced ({total})")
-                _write_all(handle, chunk)
+                write_all(handle, chunk)
                 hasher.update(chunk)
                 writeback.wrote(count)
                 progress(
@@ -360,12 +361,6 @@ def _is_encoded(response: requests.Response) -> bool:
     """Whether the body is compressed (a server may ignore ``Accept-Encoding: identity``)."""
     codings = response.headers.get("Content-Encoding", "").replace(",", " ").split()
     return any(coding.lower() != "identity" for coding in codings)
-
-
-def _write_all(handle: IO[bytes], chunk: memoryview) -> None:
-    """Unbuffered writes may be short (a signal, a nearly full disk): write the rest."""
-    while chunk:
-        chunk = chunk[handle.write(chunk) :]
 
 
 def _hash_prefix(partial: PartialDownload, hasher: Any, size: int) -> int:

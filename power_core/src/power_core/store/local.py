@@ -42,6 +42,7 @@ from power_core.store.digests import blob_file_name, digest_from_hex, digest_hex
 from power_core.store.locks import file_lock
 from power_core.store.manifest import MAX_MANIFEST_BYTES, Manifest
 from power_core.store.partial import LocalPartialDownload, open_partial
+from power_core.store.writes import write_all
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class LocalStore:
 
     def _write(self, handle: BinaryIO, chunk: bytes) -> None:
         try:
-            handle.write(chunk)
+            write_all(handle, chunk)
         except OSError as exc:
             raise disk_error(exc, self.root) from exc
 
