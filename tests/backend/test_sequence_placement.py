@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from power_backend_llamacpp import batching
 from power_backend_llamacpp import engine as engine_module
 from power_backend_llamacpp.engine import LlamaCppEngine
 from power_core.arrivals import ARRIVING
@@ -163,3 +164,30 @@ def test_conversations_returning_in_one_step_keep_each_others_caches(
     for name in returning:
         cached = done(events[name]).usage.cached_tokens
         assert cached >= len(engine.tokenize(FIRST[name] + FOLLOW_UPS[name]))
+
+
+def test_prompts_admitted_out_of_order_are_batched_in_ascending_sequence_order(
+    engine: LlamaCppEngine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for number in range(6):  # 0-3 hold caches, then 0 and 1 again: 2 is the oldest
+        run(engine, chat(f"Question {number}: what is {number} times {number}?"), max_tokens=2)
+    batches: list[list[int]] = []
+    real_decode = batching.lc.llama_decode
+
+    def recording_decode(ctx: object, batch: object) -> int:
+        count = batch.n_tokens  # type: ignore[attr-defined]
+        batches.append([batch.seq_id[i][0] for i in range(count)])  # type: ignore[attr-defined]
+        return int(real_decode(ctx, batch))
+
+    monkeypatch.setattr(batching.lc, "llama_decode", recording_decode)
+    monkeypatch.setattr(engine_module, "BURST_WAIT_SECONDS", 30.0)
+    caplog.set_level(logging.DEBUG)
+    streams = []
+    with ARRIVING.on_the_way():  # four new conversations start in one step
+        for name in ("a", "b", "c", "d"):
+            streams.append(engine.submit(CompletionJob(FIRST[name], sampling=GREEDY, max_tokens=2)))
+    for stream in streams:
+        assert text(list(stream))
+    assert sequences_running(caplog) == ["[0, 1, 2, 3]"]
+    first = batches[0]
+    assert len(set(first)) == 4 and first == sorted(first)  # admitted as 2, 3, 1, 0

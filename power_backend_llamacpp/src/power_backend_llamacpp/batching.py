@@ -120,7 +120,7 @@ class ContinuousBatcher:
             n += 1
         chunks: list[tuple[Job, int]] = []
         budget = batch.capacity - n
-        for job in self._prompting:
+        for job in self._prompting:  # ascending sequence ids, as the generating ones
             if budget <= 0:
                 break
             start = job.prompt_done
@@ -180,6 +180,9 @@ class ContinuousBatcher:
             self._running.append(job)
             self._prompting.append(job)
             admitted += 1
+        # llama.cpp splits a batch into one pass per run of ascending, consecutive sequence
+        # ids; jobs placed beside the running ones are admitted in no such order
+        self._prompting.sort(key=lambda job: job.choices[0].seq_id)
         if admitted:
             log.debug(
                 "%d job(s) admitted, %d running in sequences %s",
