@@ -5,8 +5,8 @@ maps the very pages the write left in the page cache. The kernel caches a larger
 larger folios, and on this project's machine (Linux 6.18, ext4, a 2-core VM) prompts
 decoded markedly slower from weights cached that way: a 9-token prompt of SmolLM2-135M
 took 45.0 ms from a copy written in 1 MiB writes, 41.3-41.6 ms in 256 or 128 KiB writes,
-38.9 ms in 64 KiB writes and 38.7 ms from a file read back from disk (medians of 18,
-interleaved, ad hoc; one token at a time decoded at the same speed from all of them).
+38.9 ms in 64 KiB writes, against 38.3-38.8 ms from the original file in the same runs
+(medians of 18, interleaved, ad hoc; one token at a time decoded at the same speed).
 So every blob is written in slices of at most :data:`WRITE_SLICE` bytes, which costs
 about 2 ms more per 100 MB here than 1 MiB writes.
 """
