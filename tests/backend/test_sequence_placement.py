@@ -191,3 +191,52 @@ def test_prompts_admitted_out_of_order_are_batched_in_ascending_sequence_order(
     assert sequences_running(caplog) == ["[0, 1, 2, 3]"]
     first = batches[0]
     assert len(set(first)) == 4 and first == sorted(first)  # admitted as 2, 3, 1, 0
+
+
+def stories(engine: LlamaCppEngine, order: tuple[str, ...]) -> dict[str, list[EngineEvent]]:
+    """Three jobs started in one step, in sequences 0, 1, 2 in this ``order``: two long
+    stories and one short answer ("short")."""
+    prompts = {
+        "first": ("Once upon a time, in a small village by the sea,", 40),
+        "second": ("Once upon a time, a young dragon", 40),
+        "short": (FIRST["b"], 3),
+    }
+    events: dict[str, list[EngineEvent]] = {name: [] for name in order}
+    readers = []
+    with ARRIVING.on_the_way():
+        for name in order:
+            prompt, tokens = prompts[name]
+            stream = engine.submit(CompletionJob(prompt, sampling=GREEDY, max_tokens=tokens))
+            reader = threading.Thread(target=events[name].extend, args=(stream,))
+            reader.start()
+            readers.append(reader)
+    for reader in readers:
+        reader.join(timeout=60)
+    return events
+
+
+def test_a_sequence_that_finishes_between_running_ones_leaves_no_gap(
+    model_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "BURST_WAIT_SECONDS", 30.0)
+    caplog.set_level(logging.DEBUG)
+    reference = load_engine(model_path, num_parallel=4)
+    try:  # the short answer last: nothing to close
+        expected = stories(reference, ("first", "second", "short"))
+        assert moves(caplog) == []
+    finally:
+        reference.close()
+    caplog.clear()
+    engine = load_engine(model_path, num_parallel=4)
+    try:  # the short answer in the middle: the second story moves into its place
+        events = stories(engine, ("first", "short", "second"))
+        assert sequences_running(caplog) == ["[0, 1, 2]"]
+        assert moves(caplog) == ["sequence 1 copied to 3", "running sequence 2 moved to 1"]
+        for name in ("first", "second"):
+            assert done(events[name]).usage.completion_tokens == 40
+            assert text(events[name]) == text(expected[name])
+        # the short answer's cache, moved out of the way, still serves its conversation
+        follow_up = run(engine, FIRST["b"] + "Paris.", max_tokens=2)
+        assert done(follow_up).usage.cached_tokens >= len(engine.tokenize(FIRST["b"]))
+    finally:
+        engine.close()

@@ -183,3 +183,24 @@ def test_moves_keep_the_cells_and_the_bookkeeping_in_step(memory: Any) -> None:
     slots.release(0, A)  # (7 was never decoded)
     assert_held_matches_cells(slots, kv)
     assert slots.take_for([*B, 9]) == (3, LENGTH)  # B's parked cache serves it
+
+
+def test_a_gap_between_running_sequences_closes_and_its_cache_is_kept(memory: Any) -> None:
+    kv, decode = memory
+    slots = SequenceSlots(kv, 4)
+    for prompt in (A, B, [*C, 13, 14]):  # three jobs run in 0, 1, 2
+        seq, _ = slots.take_for(prompt)
+        decode(seq, prompt, 0)
+    slots.release(1, B)  # the middle one finishes: a gap
+    assert slots.close_gap({0, 2}, 2) == 1
+    assert slots._free == [2, 3] and slots._held == {3: B}
+    assert cells(kv, 1) == (0, LENGTH + 1) and cells(kv, 2) == (-1, -1)
+    assert_held_matches_cells(slots, kv)
+    decode(0, [7], LENGTH)  # the next decode makes the copies
+    assert slots.take_for([*B, 9]) == (2, LENGTH)  # B's parked cache, copied beside them
+    assert slots.close_gap({0, 1, 2}, 2) is None  # no gap
+
+
+def test_with_no_gap_or_nothing_movable_nothing_moves() -> None:
+    assert slots_with({}, 4, busy=(0, 1)).close_gap({0, 1}, 1) is None
+    assert slots_with({}, 4, busy=(0, 2), can_move=False).close_gap({0, 2}, 2) is None

@@ -148,6 +148,7 @@ class ContinuousBatcher:
             finished = finished or choice.reason is not None
         if finished:
             self._generating = [c for c in self._generating if c.reason is None]
+            self._close_gap()
         for job, take in chunks:
             job.prompt_done += take
             job.channel.put(PromptProgress(processed=job.prompt_done, total=len(job.prompt)))
@@ -190,6 +191,22 @@ class ContinuousBatcher:
                 len(self._running),
                 sorted(c.seq_id for job in self._running for c in job.choices if c.seq_id >= 0),
             )
+
+    def _close_gap(self) -> None:
+        """A sequence that finished between running ones splits every later step into two
+        passes over the weights; the highest running sequence moves into the gap (a whole
+        stream copy, about 10 ms here, against 8-11 ms per step) unless it is nearly done."""
+        generating = self._generating
+        if self._prompting or len(generating) < 2:
+            return
+        last = generating[-1]  # ascending sequence ids
+        job = last.job
+        if job.max_tokens is not None and job.max_tokens - last.completion_tokens < MOVE_MIN_TOKENS:
+            return
+        gap = self._slots.close_gap({c.seq_id for c in generating}, last.seq_id)
+        if gap is not None:
+            last.seq_id = gap
+            generating.sort(key=lambda c: c.seq_id)
 
     def _caches_wanted(self) -> list[int]:
         """For each job this step will admit, in order, the sequence holding the cache it

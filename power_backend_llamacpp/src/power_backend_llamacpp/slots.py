@@ -21,7 +21,10 @@ ones, else it is evicted; a cache that a job admitted later in the same step wil
 never evicted nor taken. Jobs that may generate only a few tokens, and models whose memory
 is not a plain KV cache (recurrent, hybrid, sliding-window), copy nothing: they take an
 empty sequence beside the running ones, else stay where their cache is, or take an empty
-sequence elsewhere rather than evict a cache beside them.
+sequence elsewhere rather than evict a cache beside them. When a sequence between running
+ones finishes, the highest running sequence moves into its place (:meth:`close_gap`):
+ad hoc, two 128-token stories with a 4-token answer between them finished in 2.05 s
+instead of 2.77 s (their 2-token steps took 14.5-15.1 ms instead of 19.6-20.5 ms).
 """
 
 from __future__ import annotations
@@ -162,6 +165,35 @@ class SequenceSlots:
         self._releases += 1
         self._released[seq] = self._releases
         bisect.insort(self._free, seq)
+
+    def close_gap(self, running: set[int], last: int) -> int | None:
+        """When the ``running`` sequences (all of them, none reading a prompt) leave a free
+        sequence between them, move ``last``, the highest, into the lowest such gap and
+        return the gap (``last`` is then free and empty); None when nothing moves. The
+        cache the gap held moves to an empty sequence, else to where the oldest cache is,
+        unless it is the oldest itself (the move then evicts it)."""
+        if not self._can_move or count_runs(running) <= 1:
+            return None
+        gap = next((seq for seq in self._free if min(running) < seq < last), None)
+        if gap is None:
+            return None
+        if gap in self._held:
+            moves = self._park(gap, running)
+            others = [seq for seq in self._free if seq != gap]
+            if not moves and others:
+                oldest = min(others, key=lambda seq: self._released.get(seq, 0))
+                if self._released.get(oldest, 0) < self._released.get(gap, 0):
+                    moves = ((gap, oldest),)
+            for source, destination in moves:
+                self._copy(source, destination)
+            self._held.pop(gap, None)
+        # the running sequence's cells: copied before the next decode, which writes neither
+        lc.llama_memory_seq_cp(self._memory, last, gap, -1, -1)
+        self._clear(last)
+        self._free.remove(gap)
+        bisect.insort(self._free, last)
+        log.debug("running sequence %d moved to %d", last, gap)
+        return gap
 
     def forget_all(self) -> None:
         """Empty every free sequence (the engine is closing or its context is unusable)."""
