@@ -191,12 +191,14 @@ def test_a_gap_between_running_sequences_closes_and_its_cache_is_kept(memory: An
     for prompt in (A, B, [*C, 13, 14]):  # three jobs run in 0, 1, 2
         seq, _ = slots.take_for(prompt)
         decode(seq, prompt, 0)
+    expected = decode(2, [15], LENGTH + 2)  # the third job's next step, where it runs
+    lc.llama_memory_seq_rm(kv, 2, LENGTH + 2, -1)
     slots.release(1, B)  # the middle one finishes: a gap
     assert slots.close_gap({0, 2}, 2) == 1
     assert slots._free == [2, 3] and slots._held == {3: B}
     assert cells(kv, 1) == (0, LENGTH + 1) and cells(kv, 2) == (-1, -1)
     assert_held_matches_cells(slots, kv)
-    decode(0, [7], LENGTH)  # the next decode makes the copies
+    assert decode(1, [15], LENGTH + 2) == expected  # this decode makes the copies first
     assert slots.take_for([*B, 9]) == (2, LENGTH)  # B's parked cache, copied beside them
     assert slots.close_gap({0, 1, 2}, 2) is None  # no gap
 
