@@ -97,7 +97,7 @@ class SequenceSlots:
 
         ``may_move``: the job is worth a copy (it may generate more than a few tokens).
         ``keep``: caches that jobs admitted after this one in the same step will take; none
-        is evicted or taken for this one.
+        is evicted or taken for this one while another sequence will do.
         """
         source, reused = self.best_cache(prompt)
         busy = set(range(self._n_parallel)).difference(self._free)
