@@ -80,6 +80,23 @@ def with_a_running(
     return running, other
 
 
+def together(
+    engine: LlamaCppEngine, jobs: dict[str, CompletionJob]
+) -> dict[str, list[EngineEvent]]:
+    """Submit ``jobs`` so that they start in one step (the engine waits while a request is
+    on its way; the caller sets ``BURST_WAIT_SECONDS`` high) and collect their events."""
+    events: dict[str, list[EngineEvent]] = {name: [] for name in jobs}
+    readers = []
+    with ARRIVING.on_the_way():
+        for name, job in jobs.items():
+            reader = threading.Thread(target=events[name].extend, args=(engine.submit(job),))
+            reader.start()
+            readers.append(reader)
+    for reader in readers:
+        reader.join(timeout=60)
+    return events
+
+
 def moves(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == SLOTS_LOG]
 
@@ -148,16 +165,10 @@ def test_conversations_returning_in_one_step_keep_each_others_caches(
     monkeypatch.setattr(engine_module, "BURST_WAIT_SECONDS", 30.0)
     caplog.set_level(logging.DEBUG)
     returning = ("c", "a", "b")
-    events: dict[str, list[EngineEvent]] = {name: [] for name in returning}
-    readers = []
-    with ARRIVING.on_the_way():  # the engine waits until all three are queued
-        for name in returning:
-            stream = engine.submit(CompletionJob(follow_up(name), sampling=GREEDY, max_tokens=20))
-            reader = threading.Thread(target=events[name].extend, args=(stream,))
-            reader.start()
-            readers.append(reader)
-    for reader in readers:
-        reader.join(timeout=60)
+    jobs = {
+        name: CompletionJob(follow_up(name), sampling=GREEDY, max_tokens=20) for name in returning
+    }
+    events = together(engine, jobs)
     # c stays in 2; a moves beside it into d's place (3), not into b's (1), which b takes
     assert moves(caplog) == ["sequence 0 copied to 3"]
     assert sequences_running(caplog) == ["[1, 2, 3]"]
@@ -182,12 +193,11 @@ def test_prompts_admitted_out_of_order_are_batched_in_ascending_sequence_order(
     monkeypatch.setattr(batching.lc, "llama_decode", recording_decode)
     monkeypatch.setattr(engine_module, "BURST_WAIT_SECONDS", 30.0)
     caplog.set_level(logging.DEBUG)
-    streams = []
-    with ARRIVING.on_the_way():  # four new conversations start in one step
-        for name in ("a", "b", "c", "d"):
-            streams.append(engine.submit(CompletionJob(FIRST[name], sampling=GREEDY, max_tokens=2)))
-    for stream in streams:
-        assert text(list(stream))
+    names = ("a", "b", "c", "d")  # four new conversations start in one step
+    events = together(
+        engine, {name: CompletionJob(FIRST[name], sampling=GREEDY, max_tokens=2) for name in names}
+    )
+    assert all(text(events[name]) for name in names)
     assert sequences_running(caplog) == ["[0, 1, 2, 3]"]
     first = batches[0]
     assert len(set(first)) == 4 and first == sorted(first)  # admitted as 2, 3, 1, 0
@@ -201,18 +211,11 @@ def stories(engine: LlamaCppEngine, order: tuple[str, ...]) -> dict[str, list[En
         "second": ("Once upon a time, a young dragon", 40),
         "short": (FIRST["b"], 3),
     }
-    events: dict[str, list[EngineEvent]] = {name: [] for name in order}
-    readers = []
-    with ARRIVING.on_the_way():
-        for name in order:
-            prompt, tokens = prompts[name]
-            stream = engine.submit(CompletionJob(prompt, sampling=GREEDY, max_tokens=tokens))
-            reader = threading.Thread(target=events[name].extend, args=(stream,))
-            reader.start()
-            readers.append(reader)
-    for reader in readers:
-        reader.join(timeout=60)
-    return events
+    jobs = {}
+    for name in order:
+        prompt, tokens = prompts[name]
+        jobs[name] = CompletionJob(prompt, sampling=GREEDY, max_tokens=tokens)
+    return together(engine, jobs)
 
 
 def test_a_sequence_that_finishes_between_running_ones_leaves_no_gap(

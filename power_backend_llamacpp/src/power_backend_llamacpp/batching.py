@@ -210,13 +210,19 @@ class ContinuousBatcher:
             last.seq_id = gap
             generating.sort(key=lambda c: c.seq_id)
 
+    def _queued(self) -> list[Job]:
+        """The queued jobs now: ``enqueue`` appends from other threads, and iterating a deque
+        while it grows raises."""
+        with self._lock:
+            return list(self._pending)
+
     def _caches_wanted(self) -> list[int]:
         """For each job this step will admit, in order, the sequence holding the cache it
         would take (-1 for none)."""
         slots = self._slots
         room = slots.free_count()
         caches = []
-        for job in self._pending:
+        for job in self._queued():
             if job.cancelled:
                 continue
             room -= len(job.choices)
@@ -331,7 +337,7 @@ class ContinuousBatcher:
                 if choice.reason is None:
                     self._finish_choice(choice, "cancelled")
         self._generating = [c for c in self._generating if c.reason is None]
-        if any(job.cancelled for job in self._pending):
+        if any(job.cancelled for job in self._queued()):
             kept: deque[Job] = deque()
             while self._pending:
                 job = self._pending.popleft()
