@@ -187,6 +187,38 @@ def test_a_rewritten_manifest_is_read_afresh(store: LocalStore) -> None:
     assert store.read_manifest(ref) is None
 
 
+def test_the_listing_follows_changes_made_by_another_process(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listings are polled while models run, so they read only manifests that changed; a
+    second store on the same folder stands in for another process (a CLI pull or rm)."""
+    other = LocalStore(store.root)
+    tiny, small = ModelRef.parse("tiny:1b"), ModelRef.parse("small:2b")
+    first = other.write_manifest(tiny, manifest_for(other, b"weights one"))
+    assert {s.ref: s.digest for s in store.list_manifests()} == {tiny: first}
+    second = other.write_manifest(small, manifest_for(other, b"weights two"))
+    assert {s.ref: s.digest for s in store.list_manifests()} == {tiny: first, small: second}
+
+    loads: list[ModelRef] = []
+    load = store._load
+    monkeypatch.setattr(store, "_load", lambda path, ref: loads.append(ref) or load(path, ref))
+    assert len(store.list_manifests()) == 2 and loads == []  # nothing changed, nothing read
+
+    # rewritten in place (same inode, size and modification time) by the other process
+    path = store.manifests_dir.joinpath(*tiny.manifest_parts)
+    replacement = store.manifests_dir.joinpath(*small.manifest_parts).read_bytes()
+    assert len(replacement) == path.stat().st_size
+    before = path.stat()
+    with open(path, "r+b") as handle:
+        handle.write(replacement)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert {s.ref: s.digest for s in store.list_manifests()} == {tiny: second, small: second}
+    assert loads == [tiny]
+
+    other.delete_manifest(small)
+    assert [s.ref for s in store.list_manifests()] == [tiny]
+
+
 def test_manifest_refuses_missing_or_wrong_sized_blobs(store: LocalStore) -> None:
     manifest = manifest_for(store, b"weights")
     missing = Layer(layer_media_type("template"), sha(b"never stored"), 12)

@@ -53,6 +53,7 @@ _TEXT_KINDS = ("template", "system", "license", "params", "messages")
 MAX_TEXT_LAYER = 8 << 20
 _GGUF_CACHE_SIZE = 64
 _RESOLUTION_CACHE_SIZE = 64
+_CONFIG_CACHE_SIZE = 256
 
 
 def _ignore(_: PullProgress) -> None:
@@ -72,6 +73,9 @@ class ModelLibrary:
             tuple[str, str, datetime], tuple[ResolvedModel, dict[str, Any]]
         ] = OrderedDict()
         self._downloads: InflightDownloads[FetchedBlob] = InflightDownloads()
+        #: config blobs by digest (content-addressed, so never stale): listing models,
+        #: which clients poll, then reads no blob
+        self._config_blobs: OrderedDict[str, bytes] = OrderedDict()
 
     # ------------------------------------------------------------------ reading
     def list_models(self) -> list[ModelSummary]:
@@ -449,10 +453,16 @@ class ModelLibrary:
         return info
 
     def _config(self, manifest: Manifest) -> ModelConfig:
-        try:
-            raw = self.store.read_blob_bytes(manifest.config.digest, max_size=MAX_TEXT_LAYER)
-        except (BlobNotFound, InvalidModelFile):
-            return ModelConfig()
+        digest = manifest.config.digest
+        raw = self._config_blobs.get(digest)
+        if raw is None:
+            try:
+                raw = self.store.read_blob_bytes(digest, max_size=MAX_TEXT_LAYER)
+            except (BlobNotFound, InvalidModelFile):
+                return ModelConfig()
+            self._config_blobs[digest] = raw
+            while len(self._config_blobs) > _CONFIG_CACHE_SIZE:
+                self._config_blobs.popitem(last=False)
         return ModelConfig.from_bytes(raw)
 
     def _texts(self, display: str, manifest: Manifest, kind: str) -> list[str]:

@@ -27,6 +27,7 @@ _PART = re.compile(r"[a-z0-9_][a-z0-9_.\-]*")
 # Ollama forbids dots in namespaces (they would be confused with hosts).
 _NAMESPACE = re.compile(r"[a-z0-9_][a-z0-9_\-]*")
 _HOST = re.compile(r"[a-z0-9_][a-z0-9_.\-]*(:[0-9]{1,5})?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def spelled_parts(name: str) -> tuple[str, str, str, str]:
@@ -84,7 +85,7 @@ class ModelRef:
             raise InvalidModelName("model name is empty", param="model")
         if len(text) > MAX_HOST_LENGTH + 3 * (MAX_PART_LENGTH + 1):
             raise InvalidModelName("model name is too long", param="model")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        if _CONTROL.search(text):
             raise InvalidModelName(
                 f"invalid model name {text!r}: control characters", param="model"
             )

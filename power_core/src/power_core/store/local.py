@@ -240,14 +240,12 @@ class LocalStore:
 
     # -------------------------------------------------------------------- manifests
     def _manifest_files(self) -> Iterator[tuple[Path, tuple[str, str, str, str]]]:
-        if not self.manifests_dir.is_dir():
-            return
-        for host in sorted(self.manifests_dir.iterdir()):
-            for namespace in sorted(_subdirs(host)):
-                for model in sorted(_subdirs(namespace)):
-                    for tag in sorted(model.iterdir()):
-                        if tag.is_file() and not tag.name.startswith("."):
-                            yield tag, (host.name, namespace.name, model.name, tag.name)
+        for host in _sorted_entries(self.manifests_dir, dirs=True):
+            for namespace in _sorted_entries(host.path, dirs=True):
+                for model in _sorted_entries(namespace.path, dirs=True):
+                    for tag in _sorted_entries(model.path, dirs=False):
+                        names = (host.name, namespace.name, model.name, tag.name)
+                        yield Path(tag.path), names
 
     def _load(self, path: Path, ref: ModelRef) -> StoredManifest:
         with open(path, "rb") as handle:
@@ -262,13 +260,19 @@ class LocalStore:
         )
 
     def list_manifests(self) -> list[StoredManifest]:
-        """Every readable manifest; damaged ones and odd names are skipped with a warning."""
+        """Every readable manifest; damaged ones and odd names are skipped with a warning.
+
+        Clients poll the listing (``/api/tags``, ``/v1/models``) while models generate, so
+        it reads only manifests that changed since this store last read them.
+        """
         found: dict[ModelRef, StoredManifest] = {}
         for path, (host, namespace, model, tag) in self._manifest_files():
             try:
                 ref = ModelRef.parse(f"{host}/{namespace}/{model}:{tag}")
                 if ref not in found:
-                    found[ref] = self._load(path, ref)
+                    stored = self._remembered_load(path, ref)
+                    if stored is not None:
+                        found[ref] = stored
             except (InvalidModelName, InvalidModelFile, OSError) as exc:
                 log.warning("skipping manifest %s: %s", path, exc)
         return list(found.values())
@@ -290,15 +294,15 @@ class LocalStore:
 
     def read_manifest(self, ref: ModelRef) -> StoredManifest | None:
         """The manifest stored under ``ref``, or ``None``; raises InvalidModelFile if damaged.
-
-        Every request reads its model's manifest, so one read is remembered while the file
-        keeps its inode, size, modification and change times: manifests are replaced by
-        renaming a new file over them, which changes the inode, and any other write changes
-        the change time (which, unlike the modification time, cannot be set back).
-        """
+        Every request reads its model's manifest, so reads are remembered."""
         path = self._find_manifest(ref)
-        if path is None:
-            return None
+        return None if path is None else self._remembered_load(path, ref)
+
+    def _remembered_load(self, path: Path, ref: ModelRef) -> StoredManifest | None:
+        """The manifest at ``path`` (``None`` if it is gone), read again only when the file
+        changed: manifests are replaced by renaming a new file over them, which changes the
+        inode, and any other write changes the change time (which, unlike the modification
+        time, cannot be set back)."""
         try:
             status = path.stat()
             identity = (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
@@ -447,6 +451,16 @@ def _read_chunks(handle: BinaryIO, path: Path) -> Iterator[bytes]:
         yield chunk
 
 
-def _subdirs(path: Path) -> Iterator[Path]:
-    if path.is_dir():
-        yield from (p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _sorted_entries(folder: Path | str, *, dirs: bool) -> list[os.DirEntry[str]]:
+    """The folders (or files) in ``folder`` by name, hidden ones left out; none if it is
+    missing or not a folder."""
+    try:
+        with os.scandir(folder) as entries:
+            found = [
+                e
+                for e in entries
+                if not e.name.startswith(".") and (e.is_dir() if dirs else e.is_file())
+            ]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(found, key=lambda e: e.name)
