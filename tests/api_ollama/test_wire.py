@@ -408,3 +408,25 @@ def test_create_from_an_older_clients_modelfile(url: str, post_ndjson: Any) -> N
     )
     assert local_file.status_code == 400
     assert "blobs" in local_file.json()["error"]
+
+
+def test_a_chat_longer_than_the_context_loses_its_oldest_turns(url: str) -> None:
+    messages = [{"role": "system", "content": "You are terse."}]
+    for i in range(24):
+        messages.append({"role": "user", "content": f"Note {i}: the fox jumps over the dog."})
+        messages.append({"role": "assistant", "content": f"Noted, note {i}."})
+    messages.append({"role": "user", "content": "Say hi."})
+    body = {"model": MODEL, "messages": messages, "stream": False}
+    small = {"num_ctx": 256, **GREEDY}
+
+    refused = requests.post(
+        url + "/api/chat", json={**body, "options": small, "truncate": False}, timeout=120
+    )
+    assert refused.status_code == 400 and "context" in refused.json()["error"]
+
+    answer = requests.post(url + "/api/chat", json={**body, "options": small}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    final = answer.json()
+    _check_final(final)
+    # as much history as fits with room for the 8 tokens asked for, not the last turn alone
+    assert 128 < final["prompt_eval_count"] <= 256 - 8

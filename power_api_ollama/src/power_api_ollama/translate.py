@@ -194,6 +194,8 @@ def chat_request(body: dict[str, Any]) -> GenerationRequest:
     request = _base_request(body)
     messages = opt_list(body, "messages") or []
     request.messages = [chat_message(m) for m in messages]
+    # as Ollama: a conversation too long for the context loses its oldest turns
+    request.fit_history = opt_bool(body, "truncate", True)
     tools = opt_list(body, "tools") or []
     request.tools = [_tool(t) for t in tools]
     return request

@@ -16,6 +16,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from power_core.arrivals import ARRIVING, let_arrived_requests_in
+from power_core.chat.fitting import fitted_prompt, reply_room
 from power_core.chat.messages import merge_system, prepend_history
 from power_core.chat.output import OutputParser, opens_thinking
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
@@ -180,11 +181,22 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
         text = request.prompt or ""
     else:
         template = chat_template_for(model, request.template, special)
-        text = template.render(
-            conversation(model, request),
-            tools=request.tools if parse_tools else None,
-            add_generation_prompt=True,
-        )
+        tools = request.tools if parse_tools else None
+
+        def render(messages: list[ChatMessage]) -> str:
+            return template.render(messages, tools=tools, add_generation_prompt=True)
+
+        messages = conversation(model, request)
+        if request.fit_history and request.messages is not None:
+            context = engine.info.context_length
+            text = fitted_prompt(
+                messages,
+                render,
+                lambda prompt: len(engine.tokenize(prompt, add_bos=True)),
+                budget=context - reply_room(context, job.max_tokens),
+            )
+        else:
+            text = render(messages)
     bos = special[0]
     job.add_bos = not (bos and text.startswith(bos))
     if request.context:

@@ -126,6 +126,9 @@ class GenerationRequest:
     think: bool | None = None
     #: previous token context (Ollama ``/api/generate`` ``context``), prepended to the prompt
     context: list[int] | None = None
+    #: drop the oldest turns of a conversation too long for the context, leaving room for
+    #: the reply (Ollama's ``truncate``; see :mod:`power_core.chat.fitting`)
+    fit_history: bool = False
 
 
 @dataclass

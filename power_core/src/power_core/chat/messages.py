@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from power_core.types import ChatMessage
 
-_SYSTEM_ROLES = ("system", "developer")
+#: roles whose messages set the scene rather than take a turn
+SYSTEM_ROLES = ("system", "developer")
 
 
 def merge_system(
@@ -20,11 +21,11 @@ def merge_system(
     if not system:
         return list(messages)
     lead = 0
-    while lead < len(messages) and messages[lead].role in _SYSTEM_ROLES:
+    while lead < len(messages) and messages[lead].role in SYSTEM_ROLES:
         lead += 1
     if replace:
         return [ChatMessage(role="system", content=system), *messages[lead:]]
-    if any(message.role in _SYSTEM_ROLES for message in messages):
+    if any(message.role in SYSTEM_ROLES for message in messages):
         return list(messages)
     return [ChatMessage(role="system", content=system), *messages]
 
@@ -38,6 +39,6 @@ def prepend_history(messages: list[ChatMessage], history: list[ChatMessage]) -> 
     if not history:
         return list(messages)
     lead = 0
-    while lead < len(messages) and messages[lead].role in _SYSTEM_ROLES:
+    while lead < len(messages) and messages[lead].role in SYSTEM_ROLES:
         lead += 1
     return [*messages[:lead], *history, *messages[lead:]]

@@ -1,0 +1,112 @@
+"""A conversation too long for the context loses its oldest turns, and only those."""
+
+from __future__ import annotations
+
+import random
+
+from power_core.chat.fitting import fitted_prompt, reply_room
+from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
+from power_core.types import ChatMessage
+
+CHATML = ChatTemplate(CHATML_TEMPLATE)
+
+
+def render(messages: list[ChatMessage]) -> str:
+    return CHATML.render(messages, add_generation_prompt=True)
+
+
+def words(text: str) -> int:
+    """A stand-in tokenizer: one token per word (never more tokens than bytes, as a real
+    tokenizer)."""
+    return len(text.split())
+
+
+def turn(i: int) -> list[ChatMessage]:
+    return [
+        ChatMessage("user", f"question {i} " + "word " * 20),
+        ChatMessage("assistant", f"answer {i} " + "word " * 20),
+    ]
+
+
+def conversation(turns: int) -> list[ChatMessage]:
+    messages = [ChatMessage("system", "You are terse.")]
+    for i in range(turns):
+        messages += turn(i)
+    return [*messages, ChatMessage("user", "the last question")]
+
+
+def kept_contents(text: str, messages: list[ChatMessage]) -> list[str]:
+    return [m.content for m in messages if m.content in text]
+
+
+def test_a_conversation_that_fits_is_rendered_whole() -> None:
+    messages = conversation(3)
+    assert fitted_prompt(messages, render, words, budget=10_000) == render(messages)
+
+
+def test_the_oldest_turns_go_first_and_system_and_last_stay() -> None:
+    messages = conversation(10)
+    budget = words(render(messages)) // 2
+    text = fitted_prompt(messages, render, words, budget)
+    kept = kept_contents(text, messages)
+    assert words(text) <= budget
+    assert kept[0] == "You are terse." and kept[-1] == "the last question"
+    turns = kept[1:-1]
+    # a suffix of whole turns, starting with a question, and no shorter cut would fit
+    assert turns and turns[0].startswith("question")
+    assert turns == [m.content for m in messages[-1 - len(turns) : -1]]
+    one_more = [messages[0], *messages[-3 - len(turns) :]]
+    assert words(render(one_more)) > budget
+
+
+def test_a_system_message_in_the_middle_stays_too() -> None:
+    messages = conversation(6)
+    messages.insert(5, ChatMessage("system", "Answer in French from now on."))
+    text = fitted_prompt(messages, render, words, budget=words(render(messages)) // 3)
+    assert "Answer in French from now on." in text and "question 0 " not in text
+
+
+def test_the_kept_history_never_starts_with_an_answer_or_a_tool_result() -> None:
+    messages = [
+        ChatMessage("system", "s"),
+        ChatMessage("user", "call the tool " + "word " * 30),
+        ChatMessage("assistant", "calling " + "word " * 30),
+        ChatMessage("tool", "result " + "word " * 30),
+        ChatMessage("assistant", "it said " + "word " * 30),
+        ChatMessage("user", "and now?"),
+    ]
+    # room for the tool result and what followed, but not for the question before them
+    budget = words(render([messages[0], *messages[3:]])) + 1
+    text = fitted_prompt(messages, render, words, budget)
+    assert kept_contents(text, messages) == ["s", "and now?"]
+
+
+def test_nothing_is_dropped_when_even_the_last_message_does_not_fit() -> None:
+    messages = [*conversation(2)[:-1], ChatMessage("user", "long " * 500)]
+    assert fitted_prompt(messages, render, words, budget=100) == render(messages)
+
+
+def test_the_cut_is_the_smallest_that_fits_for_any_length() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        messages = [ChatMessage("system", "sys")]
+        for i in range(rng.randint(1, 12)):
+            messages.append(ChatMessage("user", f"q{i} " + "w " * rng.randint(0, 40)))
+            messages.append(ChatMessage("assistant", f"a{i} " + "w " * rng.randint(0, 40)))
+        messages.append(ChatMessage("user", "last " + "w " * rng.randint(0, 20)))
+        budget = rng.randint(10, words(render(messages)) + 10)
+        starts = [i for i in range(2, len(messages) - 1) if messages[i].role == "user"]
+        expected = render(messages)
+        for start in [0, *starts, len(messages) - 1]:
+            candidate = render([messages[0], *messages[max(start, 1) :]])
+            if words(candidate) <= budget:
+                expected = candidate
+                break
+        assert fitted_prompt(messages, render, words, budget) == expected
+
+
+def test_the_reply_keeps_its_room() -> None:
+    assert reply_room(4096, None) == 1024
+    assert reply_room(4096, -1) == 1024
+    assert reply_room(4096, 100) == 100
+    assert reply_room(4096, 100_000) == 2048
