@@ -79,6 +79,18 @@ class Fleet:
         server = self._get("llama-server", make)
         return server if isinstance(server, LlamaServer) else None
 
+    def llama_server_without_flash_attention(self) -> LlamaServer | None:
+        """``llama-server -fa off``: the attention kernels ours runs by default."""
+
+        def make() -> LlamaServer | None:
+            binary = find_llama_server()
+            if binary is None:
+                return None
+            return LlamaServer(self.config, binary, flash_attention=False)
+
+        server = self._get("llama-server-no-flash-attention", make)
+        return server if isinstance(server, LlamaServer) else None
+
     def llama_server_available(self) -> bool:
         """True when llama-server runs, or can be found to start."""
         return "llama-server" in self.started or (

@@ -25,9 +25,12 @@ NAME = "peers"
 CLIENTS = 8
 OURS = "a3s-power"
 #: ours with flash attention on: the kernels llama-server's defaults pick on a CPU (ours are
-#: off by default: a long context decodes at half the speed with them here)
+#: off by default: a long context decodes at half the speed with them here, in llama-server
+#: too), like for like with llama-server
 OURS_LIKE_FOR_LIKE = "a3s-power flash-attn"
 BAR = "llama-server"
+#: llama-server with flash attention off: like for like with ours by default
+BAR_WITHOUT_FLASH = "llama-server no-flash-attn"
 
 
 def _targets(fleet: Fleet) -> list[Target]:
@@ -41,6 +44,9 @@ def _targets(fleet: Fleet) -> list[Target]:
     llama = fleet.llama_server()
     if llama is not None:
         targets.append(Target(BAR, llama.url, "openai", MODEL_NAME))
+        plain = fleet.llama_server_without_flash_attention()
+        if plain is not None:
+            targets.append(Target(BAR_WITHOUT_FLASH, plain.url, "openai", MODEL_NAME))
     return targets
 
 
@@ -110,6 +116,16 @@ def run(fleet: Fleet) -> dict[str, Any]:
         agg_ratio = paired_summary(mine, bar_batches, lambda b: b.aggregate_tokens_per_s)
         ttft_ratio = paired_summary(mine, bar_batches, lambda b: b.worst_ttft)
         models = Summary.of(probes[label])
+        if label == OURS and single.get(BAR_WITHOUT_FLASH) and batches.get(BAR_WITHOUT_FLASH):
+            entry["vs_llama_server_without_flash_attention"] = {
+                "single": rate_summary(results, single[BAR_WITHOUT_FLASH]),
+                "aggregate": paired_summary(
+                    mine, batches[BAR_WITHOUT_FLASH], lambda b: b.aggregate_tokens_per_s
+                ),
+                "worst_ttft": paired_summary(
+                    mine, batches[BAR_WITHOUT_FLASH], lambda b: b.worst_ttft
+                ),
+            }
         entry.update(
             {
                 "clients": CLIENTS,
@@ -182,42 +198,60 @@ def headline(result: dict[str, Any]) -> list[list[str]]:
         return []
     if BAR not in result["results"]:
         return [["peers", "llama-server", "not available", "-", "n/a"]]
-    rows = _ratio_rows(ours, "", targets=True)
+    rows = _ratio_rows(
+        "",
+        ours["single_vs_llama_server"],
+        ours["aggregate_vs_llama_server"],
+        ours["worst_ttft_vs_llama_server"],
+        targets=True,
+    )
+    plain = ours.get("vs_llama_server_without_flash_attention")
+    if plain is not None:
+        rows += _ratio_rows(
+            " (both without flash attention)",
+            plain["single"],
+            plain["aggregate"],
+            plain["worst_ttft"],
+            targets=False,
+        )
     flash = result["results"].get(OURS_LIKE_FOR_LIKE)
     if flash is not None:
-        rows += _ratio_rows(flash, " (ours with flash attention)", targets=False)
+        rows += _ratio_rows(
+            " (both with flash attention)",
+            flash["single_vs_llama_server"],
+            flash["aggregate_vs_llama_server"],
+            flash["worst_ttft_vs_llama_server"],
+            targets=False,
+        )
     return rows
 
 
-def _ratio_rows(entry: dict[str, Any], suffix: str, *, targets: bool) -> list[list[str]]:
-    """The three ratios to llama-server; checked against the targets, or for information."""
+def _ratio_rows(
+    suffix: str,
+    single: dict[str, Any],
+    aggregate: dict[str, Any],
+    worst_ttft: dict[str, Any],
+    *,
+    targets: bool,
+) -> list[list[str]]:
+    """The three ratios to a llama-server: the targets (against its defaults), or the same
+    figures like for like (checked against the same bounds, for information)."""
     rows = []
-    for figure, key, target, ok in [
-        ("single stream tok/s / llama-server", "single_vs_llama_server", ">= 1.0", _at_least_1),
-        (
-            f"{CLIENTS}-client aggregate tok/s / llama-server",
-            "aggregate_vs_llama_server",
-            ">= 1.0",
-            _at_least_1,
-        ),
-        (
-            f"{CLIENTS}-client worst TTFT / llama-server",
-            "worst_ttft_vs_llama_server",
-            "<= 1.0",
-            _at_most_1,
-        ),
+    for figure, data, bound, ok in [
+        ("single stream tok/s / llama-server", single, ">= 1.0", _at_least_1),
+        (f"{CLIENTS}-client aggregate tok/s / llama-server", aggregate, ">= 1.0", _at_least_1),
+        (f"{CLIENTS}-client worst TTFT / llama-server", worst_ttft, "<= 1.0", _at_most_1),
     ]:
-        data = entry[key]
         value = data["ratio"]["median"]
         value = None if value is None or math.isnan(value) else value
-        verdict = check(value, ok) if targets else "info"
+        verdict = check(value, ok)
         rows.append(
             [
                 "peers",
                 f"{figure}{suffix} [{data['basis']}]",
                 num(value),
-                target if targets else "-",
-                verdict,
+                bound if targets else f"({bound})",
+                verdict if targets else f"info: {verdict}",
             ]
         )
     return rows

@@ -312,10 +312,14 @@ class LlamaServer(ServerProcess):
 
     label = "llama-server"
 
-    def __init__(self, config: BenchConfig, binary: Path) -> None:
+    def __init__(self, config: BenchConfig, binary: Path, *, flash_attention: bool = True) -> None:
         super().__init__()
         self.config = config
         self.binary = binary
+        #: its default on a CPU is on; off, it runs the attention kernels ours runs by default
+        self.flash_attention = flash_attention
+        if not flash_attention:
+            self.label = "llama-server no-flash-attn"
 
     def command(self) -> list[str]:
         c = self.config
@@ -342,6 +346,8 @@ class LlamaServer(ServerProcess):
         ]
         if not c.extra_buffers:
             command.append("--no-repack")
+        if not self.flash_attention:
+            command += ["-fa", "off"]
         return command
 
     def version(self) -> str:
