@@ -198,31 +198,18 @@ def headline(result: dict[str, Any]) -> list[list[str]]:
         return []
     if BAR not in result["results"]:
         return [["peers", "llama-server", "not available", "-", "n/a"]]
-    rows = _ratio_rows(
-        "",
-        ours["single_vs_llama_server"],
-        ours["aggregate_vs_llama_server"],
-        ours["worst_ttft_vs_llama_server"],
-        targets=True,
-    )
+    keys = ("single_vs_llama_server", "aggregate_vs_llama_server", "worst_ttft_vs_llama_server")
+    rows = _ratio_rows("", *(ours[k] for k in keys), targets=True)
+    like_for_like = []
     plain = ours.get("vs_llama_server_without_flash_attention")
     if plain is not None:
-        rows += _ratio_rows(
-            " (both without flash attention)",
-            plain["single"],
-            plain["aggregate"],
-            plain["worst_ttft"],
-            targets=False,
-        )
+        figures = (plain["single"], plain["aggregate"], plain["worst_ttft"])
+        like_for_like.append((" (both without flash attention)", figures))
     flash = result["results"].get(OURS_LIKE_FOR_LIKE)
     if flash is not None:
-        rows += _ratio_rows(
-            " (both with flash attention)",
-            flash["single_vs_llama_server"],
-            flash["aggregate_vs_llama_server"],
-            flash["worst_ttft_vs_llama_server"],
-            targets=False,
-        )
+        like_for_like.append((" (both with flash attention)", tuple(flash[k] for k in keys)))
+    for suffix, (single, aggregate, worst_ttft) in like_for_like:
+        rows += _ratio_rows(suffix, single, aggregate, worst_ttft, targets=False)
     return rows
 
 
