@@ -430,3 +430,23 @@ def test_a_chat_longer_than_the_context_loses_its_oldest_turns(url: str) -> None
     _check_final(final)
     # as much history as fits with room for the 8 tokens asked for, not the last turn alone
     assert 128 < final["prompt_eval_count"] <= 256 - 8
+
+
+def test_a_full_context_shifts_and_generation_goes_on(url: str) -> None:
+    body = {"model": MODEL, "prompt": "Once upon a time", "raw": True, "stream": False}
+    options = {"num_ctx": 128, "temperature": 0}
+
+    def generate(**extra: Any) -> dict[str, Any]:
+        response = requests.post(url + "/api/generate", json={**body, **extra}, timeout=120)
+        assert response.status_code == 200, response.text
+        final: dict[str, Any] = response.json()
+        _check_final(final)
+        return final
+
+    stopped = generate(options={**options, "num_predict": 200}, shift=False)
+    assert stopped["done_reason"] == "length"
+    assert stopped["prompt_eval_count"] + stopped["eval_count"] == 128
+    filled = generate(options={**options, "num_predict": -2})  # Ollama: fill the context
+    assert filled["eval_count"] == stopped["eval_count"]
+    shifted = generate(options={**options, "num_predict": 200, "num_keep": 1})
+    assert shifted["done_reason"] == "length" and shifted["eval_count"] == 200

@@ -128,6 +128,29 @@ def test_generation_stops_when_the_context_is_full(model_path: Path) -> None:
 
 
 @pytest.mark.model
+def test_a_context_that_shifts_goes_on_past_its_end(model_path: Path) -> None:
+    engine = load_engine(model_path, num_ctx=64, num_parallel=2)
+    try:
+        prompt = engine.tokenize(chat("Count to a thousand."), add_bos=True)
+        events = run(
+            engine, prompt, sampling=NO_END, max_tokens=150, shift_keep=4, return_context=True
+        )
+        assert done(events).reason == "length"
+        assert done(events).usage.completion_tokens == 150  # past the 64-token context
+        # the shifted cells are never taken for a cache of the tokens they held before
+        output = done(events).usage.context
+        assert output is not None
+        again = run(engine, output[:60], sampling=NO_END, max_tokens=1)
+        assert done(again).usage.cached_tokens == 0
+        assert done(run(engine, output[:60], max_tokens=1)).usage.cached_tokens == 59
+        # without max_tokens, ten contexts' worth (Ollama's cap for num_predict -1)
+        unlimited = run(engine, prompt, sampling=NO_END, shift_keep=len(prompt))
+        assert done(unlimited).usage.completion_tokens == 640
+    finally:
+        engine.close()
+
+
+@pytest.mark.model
 def test_prompt_longer_than_the_context(engine: LlamaCppEngine) -> None:
     too_long = "word " * 2000
     with pytest.raises(ContextLengthExceeded) as error:

@@ -3,8 +3,8 @@
 Every option Ollama documents is accepted and type-checked (a wrong type is a 400 naming
 the option). Sampling options go to ``GenerationRequest.sampling``, load-time ones to
 ``GenerationRequest.load`` (a change reloads the model), ``num_predict`` becomes
-``max_tokens`` and ``stop`` stays ``stop``. Options this engine has no use for are
-ignored with a logged warning, as are unknown keys.
+``max_tokens``, ``stop`` stays ``stop`` and ``num_keep`` is what a context shift keeps.
+Options this engine has no use for are ignored with a logged warning, as are unknown keys.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ SAMPLING = {
 LOAD = {"num_ctx": _INT, "num_batch": _INT, "num_thread": _INT, "use_mmap": _BOOL}
 #: documented Ollama options this engine cannot honour
 IGNORED = {
-    "num_keep": _INT,
     "tfs_z": _FLOAT,
     "mirostat": _INT,
     "mirostat_tau": _FLOAT,
@@ -53,7 +52,7 @@ IGNORED = {
     "use_mlock": _BOOL,
     "embedding_only": _BOOL,
 }
-_OTHER = {"num_predict": _INT, "stop": _STOP}
+_OTHER = {"num_predict": _INT, "stop": _STOP, "num_keep": _INT}
 KNOWN = {**SAMPLING, **LOAD, **IGNORED, **_OTHER}
 
 
@@ -65,6 +64,10 @@ class ParsedOptions:
     load: dict[str, Any] = field(default_factory=dict)
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
+    #: ``num_predict: -2``: generate until the context is full (no context shift)
+    fill_context: bool = False
+    #: ``num_keep``: the first tokens a context shift keeps
+    keep_tokens: int | None = None
 
 
 def _checked(key: str, kind: str, value: Any) -> Any:
@@ -117,8 +120,11 @@ def parse_options(options: Any) -> ParsedOptions:
         elif key == "num_predict":
             # Ollama: -1 generates until the end, -2 until the context is full
             parsed.max_tokens = value if value >= 0 else None
+            parsed.fill_context = value == -2
         elif key == "stop":
             parsed.stop = value
+        elif key == "num_keep":
+            parsed.keep_tokens = value
         else:
             ignored.append(key)
     if ignored:

@@ -165,6 +165,9 @@ def _base_request(body: dict[str, Any]) -> GenerationRequest:
         keep_alive=keep_alive(body),
         logprobs=_logprobs(body),
         think=_think(body.get("think")),
+        # as Ollama: a full context drops its older half and generation goes on
+        shift_context=opt_bool(body, "shift", True) and not options.fill_context,
+        keep_tokens=options.keep_tokens,
     )
 
 

@@ -68,6 +68,7 @@ class ContinuousBatcher:
         self._max_jobs = n_parallel + max_queue
         self._batch = BatchBuffer(n_batch)
         self._slots = SequenceSlots(self._memory, n_parallel, can_move=sequences_can_move(ctx))
+        self._can_shift = bool(lc.llama_memory_can_shift(self._memory))
         self._pending: deque[Job] = deque()
         self._prompting: list[Job] = []
         self._generating: list[Choice] = []
@@ -201,8 +202,8 @@ class ContinuousBatcher:
             return  # a queued job fills the gap at the next step, and keeps its own cache
         last = generating[-1]  # ascending sequence ids
         job = last.job
-        if job.cancelled:
-            return
+        if job.cancelled or last.shifted:
+            return  # a shifted sequence stays: a copy would have to carry its pending rotation
         if job.max_tokens is not None and job.max_tokens - last.completion_tokens < MOVE_MIN_TOKENS:
             return
         gap = self._slots.close_gap({c.seq_id for c in generating}, last.seq_id)
@@ -273,11 +274,31 @@ class ContinuousBatcher:
             self._finish_choice(choice, "stop")
         elif job.max_tokens is not None and 0 < job.max_tokens <= choice.completion_tokens:
             self._finish_choice(choice, "length")
-        elif choice.n_past + 1 >= self._n_ctx_seq:
+        elif choice.n_past + 1 >= self._n_ctx_seq and not self._shift(choice):
             # prompt and output now fill the context: this token takes its last cell
             self._finish_choice(choice, "length")
         else:
             choice.last_token = token
+
+    def _shift(self, choice: Choice) -> bool:
+        """Make room in ``choice``'s full context, as Ollama does: keep the job's first
+        tokens, drop the older half of the rest and move the newer half down (llama.cpp
+        re-rotates those keys at the next decode). False when the job does not shift or
+        this model's memory cannot (recurrent or sliding-window)."""
+        keep = choice.job.shift_keep
+        if keep is None or not self._can_shift:
+            return False
+        keep = min(keep, choice.n_past // 2)
+        discard = (choice.n_past - keep) // 2
+        if discard < 1:
+            return False
+        seq = choice.seq_id
+        lc.llama_memory_seq_rm(self._memory, seq, keep, keep + discard)
+        lc.llama_memory_seq_add(self._memory, seq, keep + discard, -1, -discard)
+        choice.n_past -= discard
+        choice.shifted = True
+        log.debug("sequence %d full: %d tokens dropped after the first %d", seq, discard, keep)
+        return True
 
     def _finish_choice(self, choice: Choice, reason: FinishReason) -> None:
         job = choice.job

@@ -54,6 +54,9 @@ IDLE_THREAD_SECONDS = 0.5
 #: their way from the server (see :mod:`power_core.arrivals`), to start them in one step.
 #: A burst of eight requests is read and queued within a few milliseconds.
 BURST_WAIT_SECONDS = 0.025
+#: a job that shifts its context and sets no max_tokens ends after this many contexts'
+#: worth of output (as Ollama caps num_predict -1)
+SHIFTED_OUTPUT_CONTEXTS = 10
 
 
 class _EngineThreads:
@@ -161,6 +164,12 @@ class LlamaCppEngine:
         if seed is None:
             seed = random.getrandbits(32)
         max_tokens = job.max_tokens if job.max_tokens is not None and job.max_tokens >= 0 else None
+        shift_keep = job.shift_keep
+        if shift_keep is not None:
+            # a negative count keeps the whole prompt, as llama.cpp's n_keep = -1
+            shift_keep = len(prompt) if shift_keep < 0 else shift_keep
+            if max_tokens is None:  # a model that never ends would otherwise run forever
+                max_tokens = SHIFTED_OUTPUT_CONTEXTS * self._n_ctx
 
         def on_cancel() -> None:
             self._batcher.cancel(state)
@@ -174,6 +183,7 @@ class LlamaCppEngine:
             logprobs=job.logprobs,
             return_context=job.return_context,
             t_submit=time.perf_counter_ns(),
+            shift_keep=shift_keep,
         )
         try:
             for index in range(job.n):

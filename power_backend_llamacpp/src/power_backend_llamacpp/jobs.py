@@ -26,6 +26,7 @@ class Choice:
         "reason",
         "sampler",
         "seq_id",
+        "shifted",
         "text",
         "tokens",
     )
@@ -46,8 +47,11 @@ class Choice:
         #: log-probabilities not yet sent (their text is held for a stop string or a split
         #: character)
         self.logprobs: list[TokenLogprob] = []
-        #: generated token ids (the first ``n_past - len(prompt)`` are in the KV cache)
+        #: generated token ids (the first ``n_past - len(prompt)`` are in the KV cache,
+        #: unless the context was shifted)
         self.tokens: list[int] = []
+        #: part of the context was dropped to go on (see ``ContinuousBatcher._shift``)
+        self.shifted = False
 
 
 class Job:
@@ -65,6 +69,7 @@ class Job:
         "prompt",
         "prompt_done",
         "return_context",
+        "shift_keep",
         "t_prompt_end",
         "t_prompt_start",
         "t_submit",
@@ -79,9 +84,13 @@ class Job:
         logprobs: int | None,
         return_context: bool,
         t_submit: int,
+        shift_keep: int | None = None,
     ) -> None:
         self.prompt = prompt
         self.max_tokens = max_tokens
+        #: when the context fills: ``None`` ends the choice; else the first tokens kept
+        #: while the older half of the rest is dropped
+        self.shift_keep = shift_keep
         self.logprobs = logprobs
         self.return_context = return_context
         self.t_submit = t_submit
@@ -100,7 +109,10 @@ class Job:
         self.channel = channel
 
     def kv_tokens(self, choice: Choice) -> list[int]:
-        """The tokens in ``choice``'s KV cells, from position 0."""
+        """The tokens in ``choice``'s KV cells, from position 0 (none once shifted: the
+        moved cells are not what decoding those tokens afresh would give)."""
+        if choice.shifted:
+            return []
         if choice.n_past:
             return self.prompt + choice.tokens[: choice.n_past - len(self.prompt)]
         if choice is self.choices[0]:  # ended while its prompt was being read

@@ -69,6 +69,10 @@ class CompletionJob:
     suffix: str | None = None
     #: return the prompt + output token ids of choice 0 in the final usage
     return_context: bool = False
+    #: when prompt and output fill the context: ``None`` ends the choice (``length``); a
+    #: number keeps that many first tokens, drops the older half of the rest and goes on
+    #: (Ollama's context shift), then ``max_tokens`` defaults to ten contexts' worth
+    shift_keep: int | None = None
 
 
 @runtime_checkable

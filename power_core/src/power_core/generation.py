@@ -104,6 +104,19 @@ def _max_tokens(model: ResolvedModel, request: GenerationRequest) -> int | None:
     return int(value) if isinstance(value, int | float) and value > 0 else None
 
 
+#: the first tokens a context shift keeps when neither request nor model says (Ollama's)
+DEFAULT_SHIFT_KEEP = 4
+
+
+def _shift_keep(model: ResolvedModel, request: GenerationRequest) -> int | None:
+    if not request.shift_context:
+        return None
+    if request.keep_tokens is not None:
+        return request.keep_tokens
+    value = model.parameters.get("num_keep")
+    return int(value) if isinstance(value, int | float) else DEFAULT_SHIFT_KEEP
+
+
 _GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if \.|range \.|end\b)")
 
 
@@ -168,6 +181,7 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
         logprobs=request.logprobs,
         n=request.n,
         return_context=request.prompt is not None and request.messages is None,
+        shift_keep=_shift_keep(model, request),
     )
     if request.suffix is not None:
         if not engine.info.supports_fim:

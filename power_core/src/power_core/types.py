@@ -129,6 +129,12 @@ class GenerationRequest:
     #: drop the oldest turns of a conversation too long for the context, leaving room for
     #: the reply (Ollama's ``truncate``; see :mod:`power_core.chat.fitting`)
     fit_history: bool = False
+    #: when prompt and output fill the context, drop the older half of what follows the
+    #: first ``keep_tokens`` and go on (Ollama's ``shift``); else the output ends there
+    shift_context: bool = False
+    #: ``None``: the model's ``num_keep`` parameter, else 4 (Ollama's default); negative:
+    #: the whole prompt
+    keep_tokens: int | None = None
 
 
 @dataclass

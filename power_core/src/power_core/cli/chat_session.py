@@ -136,7 +136,9 @@ class SessionOptions:
             keep_alive=self.keep_alive,
             response_format=self.response_format,
             think=self.think,
-            fit_history=True,  # a long chat goes on, as in `ollama run`
+            # a long chat goes on, as in `ollama run`
+            fit_history=True,
+            shift_context=True,
         )
 
 
