@@ -449,4 +449,22 @@ def test_a_full_context_shifts_and_generation_goes_on(url: str) -> None:
     filled = generate(options={**options, "num_predict": -2})  # Ollama: fill the context
     assert filled["eval_count"] == stopped["eval_count"]
     shifted = generate(options={**options, "num_predict": 200, "num_keep": 1})
-    assert shifted["done_reason"] == "length" and shifted["eval_count"] == 200
+    # past the full context (up to 200 tokens, unless the story ends after a shift)
+    assert shifted["eval_count"] > stopped["eval_count"]
+    assert shifted["eval_count"] == 200 or shifted["done_reason"] == "stop"
+
+    # its context, longer than the model's, comes back: the middle is cut, as Ollama does
+    context = shifted["context"]
+    assert len(context) > 128
+    more = {
+        "raw": False,
+        "prompt": "The end.",
+        "context": context,
+        "options": {**options, "num_predict": 4},
+    }
+    refused = requests.post(
+        url + "/api/generate", json={**body, **more, "truncate": False}, timeout=120
+    )
+    assert refused.status_code == 400 and "context" in refused.json()["error"]
+    went_on = generate(**more)
+    assert went_on["prompt_eval_count"] <= 128 - 4

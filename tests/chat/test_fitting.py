@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 
-from power_core.chat.fitting import fitted_prompt, reply_room
-from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
+import pytest
+
+from power_core.chat.fitting import fitted_prompt, kept_ends, reply_room
+from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate, TemplateError
 from power_core.types import ChatMessage
 
 CHATML = ChatTemplate(CHATML_TEMPLATE)
@@ -41,13 +43,13 @@ def kept_contents(text: str, messages: list[ChatMessage]) -> list[str]:
 
 def test_a_conversation_that_fits_is_rendered_whole() -> None:
     messages = conversation(3)
-    assert fitted_prompt(messages, render, words, budget=10_000) == render(messages)
+    assert fitted_prompt(messages, render, words, budget=10_000, limit=10_000) == render(messages)
 
 
 def test_the_oldest_turns_go_first_and_system_and_last_stay() -> None:
     messages = conversation(10)
     budget = words(render(messages)) // 2
-    text = fitted_prompt(messages, render, words, budget)
+    text = fitted_prompt(messages, render, words, budget, limit=budget)
     kept = kept_contents(text, messages)
     assert words(text) <= budget
     assert kept[0] == "You are terse." and kept[-1] == "the last question"
@@ -62,13 +64,16 @@ def test_the_oldest_turns_go_first_and_system_and_last_stay() -> None:
 def test_a_system_message_in_the_middle_stays_too() -> None:
     messages = conversation(6)
     messages.insert(5, ChatMessage("system", "Answer in French from now on."))
-    text = fitted_prompt(messages, render, words, budget=words(render(messages)) // 3)
+    budget = words(render(messages)) // 3
+    text = fitted_prompt(messages, render, words, budget, limit=budget)
     assert "Answer in French from now on." in text and "question 0 " not in text
 
 
 def test_the_kept_history_never_starts_with_an_answer_or_a_tool_result() -> None:
     messages = [
         ChatMessage("system", "s"),
+        ChatMessage("user", "first " + "word " * 30),
+        ChatMessage("assistant", "reply " + "word " * 30),
         ChatMessage("user", "call the tool " + "word " * 30),
         ChatMessage("assistant", "calling " + "word " * 30),
         ChatMessage("tool", "result " + "word " * 30),
@@ -76,14 +81,66 @@ def test_the_kept_history_never_starts_with_an_answer_or_a_tool_result() -> None
         ChatMessage("user", "and now?"),
     ]
     # room for the tool result and what followed, but not for the question before them
-    budget = words(render([messages[0], *messages[3:]])) + 1
-    text = fitted_prompt(messages, render, words, budget)
+    budget = words(render([messages[0], *messages[5:]])) + 1
+    text = fitted_prompt(messages, render, words, budget, limit=budget)
     assert kept_contents(text, messages) == ["s", "and now?"]
+
+
+def test_a_last_turn_with_a_tool_result_or_a_begun_answer_stays_whole() -> None:
+    for last in (ChatMessage("tool", "42"), ChatMessage("assistant", "Once upon")):
+        messages = [
+            *conversation(6)[:-1],
+            ChatMessage("user", "the last question"),
+            ChatMessage("assistant", "calling the tool"),
+            last,
+        ]
+        budget = words(render([messages[0], *messages[-3:]])) + 2
+        text = fitted_prompt(messages, render, words, budget, limit=budget)
+        assert kept_contents(text, messages)[-3:] == [
+            "the last question",
+            "calling the tool",
+            last.content,
+        ]
+        assert "question 5 " not in text
+
+
+def test_a_cut_the_template_refuses_is_passed_over() -> None:
+    # a template with a rule about the first message, as some check that roles alternate
+    strict = ChatTemplate(
+        "{% if messages[0].content.startswith('three') %}"
+        "{{ raise_exception('not like this') }}{% endif %}"
+        "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+    )
+
+    def render_strict(messages: list[ChatMessage]) -> str:
+        return strict.render(messages, add_generation_prompt=False)
+
+    messages = [
+        ChatMessage("user", "one " + "word " * 30),
+        ChatMessage("assistant", "two " + "word " * 30),
+        ChatMessage("user", "three"),
+        ChatMessage("assistant", "four"),
+        ChatMessage("user", "five"),
+    ]
+    with pytest.raises(TemplateError):
+        render_strict(messages[2:])
+    budget = words(render(messages[2:])) + 1
+    text = fitted_prompt(messages, render_strict, words, budget, limit=budget)
+    assert text == render_strict(messages[4:])
+
+
+def test_without_room_for_the_reply_the_most_trimmed_prompt_that_fits_is_used() -> None:
+    messages = conversation(8)
+    last_turn = render([messages[0], messages[-1]])
+    # the last turn alone does not leave the reply its room, but fits the context
+    text = fitted_prompt(messages, render, words, budget=5, limit=words(last_turn))
+    assert text == last_turn
+    assert fitted_prompt(messages, render, words, budget=5, limit=5) == render(messages)
 
 
 def test_nothing_is_dropped_when_even_the_last_message_does_not_fit() -> None:
     messages = [*conversation(2)[:-1], ChatMessage("user", "long " * 500)]
-    assert fitted_prompt(messages, render, words, budget=100) == render(messages)
+    assert fitted_prompt(messages, render, words, budget=100, limit=200) == render(messages)
 
 
 def test_the_cut_is_the_smallest_that_fits_for_any_length() -> None:
@@ -102,7 +159,7 @@ def test_the_cut_is_the_smallest_that_fits_for_any_length() -> None:
             if words(candidate) <= budget:
                 expected = candidate
                 break
-        assert fitted_prompt(messages, render, words, budget) == expected
+        assert fitted_prompt(messages, render, words, budget, limit=budget) == expected
 
 
 def test_the_reply_keeps_its_room() -> None:
@@ -110,3 +167,11 @@ def test_the_reply_keeps_its_room() -> None:
     assert reply_room(4096, -1) == 1024
     assert reply_room(4096, 100) == 100
     assert reply_room(4096, 100_000) == 2048
+
+
+def test_a_prompt_too_long_keeps_its_start_and_its_end() -> None:
+    tokens = list(range(100))
+    assert kept_ends(tokens, 4, 10) == [0, 1, 2, 3, 94, 95, 96, 97, 98, 99]
+    assert kept_ends(tokens, 50, 10) == [0, 1, 2, 3, 4, 95, 96, 97, 98, 99]
+    assert kept_ends(tokens, -1, 10) == [0, 1, 2, 3, 4, 95, 96, 97, 98, 99]
+    assert kept_ends(tokens, 0, 3) == [97, 98, 99]

@@ -165,7 +165,9 @@ def _base_request(body: dict[str, Any]) -> GenerationRequest:
         keep_alive=keep_alive(body),
         logprobs=_logprobs(body),
         think=_think(body.get("think")),
-        # as Ollama: a full context drops its older half and generation goes on
+        # as Ollama: input too long for the context loses its oldest turns (a chat) or its
+        # middle (a prompt), and a full context drops its older half and generation goes on
+        fit_history=opt_bool(body, "truncate", True),
         shift_context=opt_bool(body, "shift", True) and not options.fill_context,
         keep_tokens=options.keep_tokens,
     )
@@ -197,8 +199,6 @@ def chat_request(body: dict[str, Any]) -> GenerationRequest:
     request = _base_request(body)
     messages = opt_list(body, "messages") or []
     request.messages = [chat_message(m) for m in messages]
-    # as Ollama: a conversation too long for the context loses its oldest turns
-    request.fit_history = opt_bool(body, "truncate", True)
     tools = opt_list(body, "tools") or []
     request.tools = [_tool(t) for t in tools]
     return request

@@ -282,9 +282,9 @@ class ContinuousBatcher:
 
     def _shift(self, choice: Choice) -> bool:
         """Make room in ``choice``'s full context, as Ollama does: keep the job's first
-        tokens, drop the older half of the rest and move the newer half down (llama.cpp
-        re-rotates those keys at the next decode). False when the job does not shift or
-        this model's memory cannot (recurrent or sliding-window)."""
+        tokens (at most half the context), drop the older half of the rest and move the
+        newer half down (llama.cpp re-rotates those keys at the next decode). False when the
+        job does not shift or llama.cpp cannot shift this model's memory."""
         keep = choice.job.shift_keep
         if keep is None or not self._can_shift:
             return False
@@ -293,7 +293,8 @@ class ContinuousBatcher:
         if discard < 1:
             return False
         seq = choice.seq_id
-        lc.llama_memory_seq_rm(self._memory, seq, keep, keep + discard)
+        if not lc.llama_memory_seq_rm(self._memory, seq, keep, keep + discard):
+            return False
         lc.llama_memory_seq_add(self._memory, seq, keep + discard, -1, -discard)
         choice.n_past -= discard
         choice.shifted = True

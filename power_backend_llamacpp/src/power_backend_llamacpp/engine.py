@@ -166,7 +166,8 @@ class LlamaCppEngine:
         max_tokens = job.max_tokens if job.max_tokens is not None and job.max_tokens >= 0 else None
         shift_keep = job.shift_keep
         if shift_keep is not None:
-            # a negative count keeps the whole prompt, as llama.cpp's n_keep = -1
+            # a negative count keeps the whole prompt (as llama.cpp's n_keep = -1), at most
+            # half the context as any count
             shift_keep = len(prompt) if shift_keep < 0 else shift_keep
             if max_tokens is None:  # a model that never ends would otherwise run forever
                 max_tokens = SHIFTED_OUTPUT_CONTEXTS * self._n_ctx

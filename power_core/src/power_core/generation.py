@@ -16,7 +16,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from power_core.arrivals import ARRIVING, let_arrived_requests_in
-from power_core.chat.fitting import fitted_prompt, reply_room
+from power_core.chat.fitting import fitted_prompt, kept_ends, reply_room
 from power_core.chat.messages import merge_system, prepend_history
 from power_core.chat.output import OutputParser, opens_thinking
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
@@ -108,13 +108,17 @@ def _max_tokens(model: ResolvedModel, request: GenerationRequest) -> int | None:
 DEFAULT_SHIFT_KEEP = 4
 
 
-def _shift_keep(model: ResolvedModel, request: GenerationRequest) -> int | None:
-    if not request.shift_context:
-        return None
+def _keep_tokens(model: ResolvedModel, request: GenerationRequest) -> int:
+    """The first tokens a context shift or a cut prompt keeps: the request's ``num_keep``,
+    else the model's, else Ollama's default."""
     if request.keep_tokens is not None:
         return request.keep_tokens
     value = model.parameters.get("num_keep")
     return int(value) if isinstance(value, int | float) else DEFAULT_SHIFT_KEEP
+
+
+def _shift_keep(model: ResolvedModel, request: GenerationRequest) -> int | None:
+    return _keep_tokens(model, request) if request.shift_context else None
 
 
 _GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if \.|range \.|end\b)")
@@ -191,33 +195,63 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
         job.prompt, job.suffix = request.prompt or "", request.suffix
         return job
     special = special_tokens_of(model, engine)
+    bos = special[0]
     if request.raw and request.messages is None:
         text = request.prompt or ""
     else:
-        template = chat_template_for(model, request.template, special)
-        tools = request.tools if parse_tools else None
-
-        def render(messages: list[ChatMessage]) -> str:
-            return template.render(messages, tools=tools, add_generation_prompt=True)
-
-        messages = conversation(model, request)
-        if request.fit_history and request.messages is not None:
-            context = engine.info.context_length
-            text = fitted_prompt(
-                messages,
-                render,
-                lambda prompt: len(engine.tokenize(prompt, add_bos=True)),
-                budget=context - reply_room(context, job.max_tokens),
-            )
-        else:
-            text = render(messages)
-    bos = special[0]
+        text = _templated(model, engine, request, special, job.max_tokens, parse_tools)
     job.add_bos = not (bos and text.startswith(bos))
     if request.context:
         job.prompt = list(request.context) + engine.tokenize(text, add_bos=False)
     else:
         job.prompt = text
+    if request.fit_history and request.messages is None:
+        _fit_input(engine, job, _keep_tokens(model, request))
     return job
+
+
+def _templated(
+    model: ResolvedModel,
+    engine: Engine,
+    request: GenerationRequest,
+    special: tuple[str, str],
+    max_tokens: int | None,
+    parse_tools: bool,
+) -> str:
+    """The request's conversation rendered by the chat template, its oldest turns dropped
+    when ``fit_history`` asks and it does not fit (see :mod:`power_core.chat.fitting`)."""
+    template = chat_template_for(model, request.template, special)
+    tools = request.tools if parse_tools else None
+    bos = special[0]
+
+    def render(messages: list[ChatMessage]) -> str:
+        return template.render(messages, tools=tools, add_generation_prompt=True)
+
+    def count_tokens(prompt: str) -> int:
+        return len(engine.tokenize(prompt, add_bos=not (bos and prompt.startswith(bos))))
+
+    messages = conversation(model, request)
+    if not (request.fit_history and request.messages is not None):
+        return render(messages)
+    context = engine.info.context_length
+    budget = context - reply_room(context, max_tokens)
+    return fitted_prompt(messages, render, count_tokens, budget=budget, limit=context - 1)
+
+
+def _fit_input(engine: Engine, job: CompletionJob, keep: int) -> None:
+    """A prompt (with any ``context``) too long for the context keeps its first ``keep``
+    tokens and its end, as Ollama truncates its input (a ``context`` that earlier output
+    grew past the context by shifting comes back this long)."""
+    context = engine.info.context_length
+    budget = context - reply_room(context, job.max_tokens)
+    prompt = job.prompt
+    if isinstance(prompt, str):
+        if len(prompt.encode("utf-8")) + 3 <= budget:
+            return
+        prompt = engine.tokenize(prompt, add_bos=job.add_bos)
+    if len(prompt) > budget:
+        job.prompt = kept_ends(prompt, keep, budget)
+        log.info("prompt of %d tokens cut to %d to fit the context", len(prompt), budget)
 
 
 def _submit(engine: Engine, job: CompletionJob) -> EventStream:

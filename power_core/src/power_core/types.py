@@ -126,14 +126,15 @@ class GenerationRequest:
     think: bool | None = None
     #: previous token context (Ollama ``/api/generate`` ``context``), prepended to the prompt
     context: list[int] | None = None
-    #: drop the oldest turns of a conversation too long for the context, leaving room for
-    #: the reply (Ollama's ``truncate``; see :mod:`power_core.chat.fitting`)
+    #: input too long for the context, with room for the reply, loses the oldest turns of
+    #: its conversation, or the middle of its prompt tokens (Ollama's ``truncate``; see
+    #: :mod:`power_core.chat.fitting`)
     fit_history: bool = False
     #: when prompt and output fill the context, drop the older half of what follows the
     #: first ``keep_tokens`` and go on (Ollama's ``shift``); else the output ends there
     shift_context: bool = False
-    #: ``None``: the model's ``num_keep`` parameter, else 4 (Ollama's default); negative:
-    #: the whole prompt
+    #: the first tokens a shift or a cut prompt keeps (at most half the context); ``None``:
+    #: the model's ``num_keep`` parameter, else 4 (Ollama's default); negative: the prompt
     keep_tokens: int | None = None
 
 

@@ -2,11 +2,13 @@
 
 Ollama trims a chat that no longer fits its context (its ``truncate``, on by default) so
 that a long conversation goes on instead of failing. The rules here: system (and developer)
-messages always stay, and so does the last message; the turns in between are dropped
+messages always stay, and so does the last turn (from the last user message on: a tool
+result or an answer the client began belongs to it); the turns before it are dropped
 oldest first, and the kept history starts at a user message (chat templates that insist
-on alternating roles raise on a history that starts with an answer or a tool result). When
-even the system messages and the last message do not fit, nothing is dropped and the engine
-reports the prompt as too long.
+on alternating roles raise on a history that starts with an answer or a tool result). The
+prompt should leave room for the reply; when no cut does, the most trimmed one that fits
+the context at all is used (the context then shifts as the reply grows); when not even
+that fits, nothing is dropped and the engine reports the prompt as too long.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 from collections.abc import Callable
 
 from power_core.chat.messages import SYSTEM_ROLES
+from power_core.chat.template import TemplateError
 from power_core.types import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -28,29 +31,43 @@ def reply_room(context_length: int, max_tokens: int | None) -> int:
     return context_length // 4
 
 
+def kept_ends(tokens: list[int], keep: int, budget: int) -> list[int]:
+    """``tokens`` cut to ``budget``: the first ``keep`` (at most half the budget; negative:
+    half the budget) and as many of the last as fit."""
+    head = budget // 2 if keep < 0 else min(keep, budget // 2)
+    return tokens[:head] + tokens[len(tokens) - (budget - head) :]
+
+
 def fitted_prompt(
     messages: list[ChatMessage],
     render: Callable[[list[ChatMessage]], str],
     count_tokens: Callable[[str], int],
     budget: int,
+    limit: int,
 ) -> str:
     """``render``'s text of ``messages`` with the fewest oldest turns dropped that bring it
-    to at most ``budget`` tokens; of them all when they fit or when nothing may go."""
+    to at most ``budget`` tokens; else the most trimmed if that is under ``limit`` (the
+    context); else of them all."""
     whole = render(messages)
     if _fits(whole, count_tokens, budget):
         return whole
     cuts = _cut_points(messages)
     # dropping more history never lengthens the prompt: the first cut that fits is found by
     # bisection, rendering a few candidates however long the conversation
-    low, high, fitting = 0, len(cuts), whole
+    low, high, fitting = 0, len(cuts), None
     while low < high:
         middle = (low + high) // 2
-        text = render(_kept(messages, cuts[middle]))
-        if _fits(text, count_tokens, budget):
+        text = _rendered(render, _kept(messages, cuts[middle]))
+        if text is not None and _fits(text, count_tokens, budget):
             high, fitting = middle, text
         else:
             low = middle + 1
-    if low == len(cuts):
+    if fitting is None and cuts:
+        low = len(cuts) - 1
+        text = _rendered(render, _kept(messages, cuts[low]))
+        if text is not None and _fits(text, count_tokens, limit):
+            fitting = text
+    if fitting is None:
         return whole
     dropped = len(messages) - len(_kept(messages, cuts[low]))
     log.info(
@@ -59,21 +76,29 @@ def fitted_prompt(
     return fitting
 
 
+def _rendered(
+    render: Callable[[list[ChatMessage]], str], messages: list[ChatMessage]
+) -> str | None:
+    """The text of ``messages``, ``None`` when the template refuses the trimmed history."""
+    try:
+        return render(messages)
+    except TemplateError:
+        return None
+
+
 def _fits(text: str, count_tokens: Callable[[str], int], budget: int) -> bool:
-    # a token is at least one byte of text, plus a BOS the tokenizer may add: most chats
-    # fit without being tokenized here
-    return len(text.encode("utf-8")) + 1 <= budget or count_tokens(text) <= budget
+    # a token holds at least one byte of text; a tokenizer adds at most BOS, EOS and a
+    # leading space of its own: most chats fit without being tokenized here
+    return len(text.encode("utf-8")) + 3 <= budget or count_tokens(text) <= budget
 
 
 def _cut_points(messages: list[ChatMessage]) -> list[int]:
     """Where the kept history may start, oldest first: at a user message after the first
-    message that is not a system one, or at the last message."""
-    last = len(messages) - 1
+    message that is not a system one, up to the last user message."""
     first_turn = next(
         (i for i, m in enumerate(messages) if m.role not in SYSTEM_ROLES), len(messages)
     )
-    cuts = [i for i in range(first_turn + 1, last) if messages[i].role == "user"]
-    return [*cuts, last] if last > first_turn else cuts
+    return [i for i in range(first_turn + 1, len(messages)) if messages[i].role == "user"]
 
 
 def _kept(messages: list[ChatMessage], cut: int) -> list[ChatMessage]:
