@@ -30,7 +30,7 @@ def test_options_are_sorted_for_the_core() -> None:
     assert parsed.load == {"num_ctx": 1024, "use_mmap": False}
     assert parsed.max_tokens == 12
     assert parsed.stop == ["\n"]
-    assert parse_options({"num_predict": -1}).max_tokens is None
+    assert parse_options({"num_predict": -1}).max_tokens == -1  # no limit, over a Modelfile's
     assert parse_options(None).sampling == {}
 
 

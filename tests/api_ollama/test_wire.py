@@ -468,3 +468,26 @@ def test_a_full_context_shifts_and_generation_goes_on(url: str) -> None:
     assert refused.status_code == 400 and "context" in refused.json()["error"]
     went_on = generate(**more)
     assert went_on["prompt_eval_count"] <= 128 - 4
+
+
+def test_a_request_without_limit_overrides_the_modelfiles_num_predict(url: str) -> None:
+    created = requests.post(
+        url + "/api/create",
+        json={"model": "ollama-test-short:1", "from": MODEL, "parameters": {"num_predict": 2}},
+        timeout=60,
+    )
+    assert created.status_code == 200, created.text
+    body = {
+        "model": "ollama-test-short:1",
+        "prompt": "Write one sentence about the sea.",
+        "stream": False,
+        "options": {"temperature": 0, "stop": ["."]},
+    }
+    try:
+        short = requests.post(url + "/api/generate", json=body, timeout=120).json()
+        assert short["eval_count"] == 2 and short["done_reason"] == "length"
+        body["options"]["num_predict"] = -1
+        unlimited = requests.post(url + "/api/generate", json=body, timeout=120).json()
+        assert unlimited["eval_count"] > 2 and unlimited["done_reason"] == "stop"
+    finally:
+        requests.delete(url + "/api/delete", json={"model": "ollama-test-short:1"}, timeout=30)

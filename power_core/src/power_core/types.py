@@ -115,6 +115,7 @@ class GenerationRequest:
     #: load-time options the client set (num_ctx, num_batch, num_thread, use_mmap)
     load: dict[str, Any] = field(default_factory=dict)
     stop: list[str] = field(default_factory=list)
+    #: ``None``: the model's ``num_predict``; negative: no limit
     max_tokens: int | None = None
     #: seconds to keep the model loaded afterwards; ``None`` uses the configured default,
     #: ``0`` unloads right after, negative keeps it loaded
