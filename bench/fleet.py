@@ -29,7 +29,9 @@ class Fleet:
     missing: dict[str, str] = field(default_factory=dict)
     _baseline: Any = None
 
-    def _get(self, key: str, factory: Any) -> ServerProcess | None:
+    def _get(self, key: str, factory: Any, *, optional: bool = False) -> ServerProcess | None:
+        """The server under ``key``, started on first use; an ``optional`` one that fails to
+        start is recorded as missing instead of ending the run."""
         if key in self.started:
             return self.started[key]
         if key in self.missing:
@@ -38,7 +40,14 @@ class Fleet:
         if server is None:
             return None
         print(f"  starting {server.label} on {server.url} ...", flush=True)
-        server.start()
+        try:
+            server.start()
+        except RuntimeError as exc:
+            if not optional:
+                raise
+            self.missing[key] = f"{server.label} did not start: {exc}"
+            print(f"  {self.missing[key]}", flush=True)
+            return None
         self.started[key] = server
         return server
 
@@ -88,7 +97,8 @@ class Fleet:
                 return None
             return LlamaServer(self.config, binary, flash_attention=False)
 
-        server = self._get("llama-server-no-flash-attention", make)
+        # optional: a llama-server older than `-fa on|off|auto` refuses the flag
+        server = self._get("llama-server-no-flash-attention", make, optional=True)
         return server if isinstance(server, LlamaServer) else None
 
     def llama_server_available(self) -> bool:

@@ -199,12 +199,12 @@ class PowerServer(ServerProcess):
     label = "a3s-power"
 
     def __init__(self, config: BenchConfig, *, flash_attention: bool = False) -> None:
+        if flash_attention:
+            self.label = "a3s-power flash-attn"  # before the log file is named after it
         super().__init__()
         self.config = config
         #: ours runs without by default; with it, the kernels llama-server picks on a CPU
         self.flash_attention = flash_attention
-        if flash_attention:
-            self.label = "a3s-power flash-attn"
         self.home = Path(tempfile.mkdtemp(prefix="a3s-power-bench-"))
 
     def environment(self) -> dict[str, str]:
@@ -313,13 +313,13 @@ class LlamaServer(ServerProcess):
     label = "llama-server"
 
     def __init__(self, config: BenchConfig, binary: Path, *, flash_attention: bool = True) -> None:
+        if not flash_attention:
+            self.label = "llama-server no-flash-attn"  # before the log file is named after it
         super().__init__()
         self.config = config
         self.binary = binary
         #: its default on a CPU is on; off, it runs the attention kernels ours runs by default
         self.flash_attention = flash_attention
-        if not flash_attention:
-            self.label = "llama-server no-flash-attn"
 
     def command(self) -> list[str]:
         c = self.config

@@ -467,7 +467,7 @@ def test_a_full_context_shifts_and_generation_goes_on(url: str) -> None:
     )
     assert refused.status_code == 400 and "context" in refused.json()["error"]
     went_on = generate(**more)
-    assert went_on["prompt_eval_count"] <= 128 - 4
+    assert went_on["prompt_eval_count"] == 127  # all the context holds; the reply shifts it
 
 
 def test_a_request_without_limit_overrides_the_modelfiles_num_predict(url: str) -> None:
@@ -491,3 +491,18 @@ def test_a_request_without_limit_overrides_the_modelfiles_num_predict(url: str) 
         assert unlimited["eval_count"] > 2 and unlimited["done_reason"] == "stop"
     finally:
         requests.delete(url + "/api/delete", json={"model": "ollama-test-short:1"}, timeout=30)
+
+
+def test_a_prompt_is_cut_only_where_it_would_not_fit(url: str) -> None:
+    body = {"model": MODEL, "prompt": "word " * 110, "raw": True, "stream": False}
+    options = {"num_ctx": 128, "temperature": 0, "num_predict": 40}
+
+    def prompt_tokens(**extra: Any) -> int:
+        response = requests.post(url + "/api/generate", json={**body, **extra}, timeout=120)
+        assert response.status_code == 200, response.text
+        return int(response.json()["prompt_eval_count"])
+
+    whole = prompt_tokens(options=options)  # fits the context; the reply shifts it if needed
+    assert 100 < whole < 128
+    # without the shift the reply keeps its room: the prompt loses its middle
+    assert prompt_tokens(options=options, shift=False) == 128 - 40

@@ -240,6 +240,17 @@ def test_interactive_chat(chat: pexpect.spawn, env: dict[str, str]) -> None:
     assert chat.exitstatus == 0
 
 
+def test_a_chat_longer_than_the_context_goes_on(chat: pexpect.spawn) -> None:
+    for setting in ("num_ctx 128", "num_predict 24", "temperature 0", "num_keep 8"):
+        assert "Set parameter" in command(chat, f"/set parameter {setting}")
+    # each turn adds about 50 tokens: by the third the history no longer fits 128
+    for topic in ("the sea", "a mountain", "a forest", "the desert", "a river", "the moon"):
+        answer = ask(chat, f"Describe {topic} in two short sentences, please.")
+        assert answer and "num_ctx" not in answer, answer  # the 400 named num_ctx
+    chat.sendline("/bye")
+    chat.expect(pexpect.EOF)
+
+
 def test_ctrl_d_leaves_the_chat(chat: pexpect.spawn) -> None:
     chat.sendeof()
     chat.expect(pexpect.EOF)

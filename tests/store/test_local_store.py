@@ -313,6 +313,17 @@ def test_odd_names_in_the_manifest_tree_are_skipped(store: LocalStore) -> None:
     assert store.list_manifests() == []
 
 
+def test_broken_links_in_the_manifest_tree_hide_nothing_else(store: LocalStore) -> None:
+    good = ModelRef.parse("tiny:1b")
+    store.write_manifest(good, manifest_for(store, b"weights"))
+    library = store.manifests_dir / "registry.ollama.ai" / "library"
+    (library / "dangling").symlink_to(store.root / "nowhere" / "at-all")
+    (library / "through-a-file").symlink_to(library / "tiny" / "1b" / "below")
+    (library / "tiny" / "loop").symlink_to(library / "tiny" / "loop")
+    (store.manifests_dir / "looping-host").symlink_to(store.manifests_dir / "looping-host")
+    assert [s.ref for s in store.list_manifests()] == [good]
+
+
 def test_partial_downloads_live_outside_blobs(store: LocalStore) -> None:
     key = "ab" * 20
     with store.partial_download(key) as partial:

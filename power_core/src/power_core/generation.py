@@ -241,9 +241,13 @@ def _templated(
 def _fit_input(engine: Engine, job: CompletionJob, keep: int) -> None:
     """A prompt (with any ``context``) too long for the context keeps its first ``keep``
     tokens and its end, as Ollama truncates its input (a ``context`` that earlier output
-    grew past the context by shifting comes back this long)."""
+    grew past the context by shifting comes back this long). A job that shifts is cut
+    only beyond the context, as Ollama does; one that does not leaves the reply room."""
     context = engine.info.context_length
-    budget = context - reply_room(context, job.max_tokens)
+    if job.shift_keep is not None:
+        budget = context - 1
+    else:
+        budget = context - reply_room(context, job.max_tokens)
     prompt = job.prompt
     if isinstance(prompt, str):
         if len(prompt.encode("utf-8")) + 3 <= budget:

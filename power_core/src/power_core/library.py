@@ -54,6 +54,7 @@ MAX_TEXT_LAYER = 8 << 20
 _GGUF_CACHE_SIZE = 64
 _RESOLUTION_CACHE_SIZE = 64
 _CONFIG_CACHE_SIZE = 256
+_CONFIG_CACHE_BLOB_BYTES = 64 << 10
 
 
 def _ignore(_: PullProgress) -> None:
@@ -455,14 +456,17 @@ class ModelLibrary:
     def _config(self, manifest: Manifest) -> ModelConfig:
         digest = manifest.config.digest
         raw = self._config_blobs.get(digest)
-        if raw is None:
+        if raw is not None:
+            self._config_blobs.move_to_end(digest)
+        else:
             try:
                 raw = self.store.read_blob_bytes(digest, max_size=MAX_TEXT_LAYER)
             except (BlobNotFound, InvalidModelFile):
                 return ModelConfig()
-            self._config_blobs[digest] = raw
-            while len(self._config_blobs) > _CONFIG_CACHE_SIZE:
-                self._config_blobs.popitem(last=False)
+            if len(raw) <= _CONFIG_CACHE_BLOB_BYTES:  # a config is a few hundred bytes
+                self._config_blobs[digest] = raw
+                while len(self._config_blobs) > _CONFIG_CACHE_SIZE:
+                    self._config_blobs.popitem(last=False)
         return ModelConfig.from_bytes(raw)
 
     def _texts(self, display: str, manifest: Manifest, kind: str) -> list[str]:

@@ -41,7 +41,8 @@ PARAMETERS: dict[str, tuple[str, str]] = {
     "presence_penalty": ("float", "penalise tokens that appeared at all"),
     "frequency_penalty": ("float", "penalise tokens by how often they appeared"),
     "seed": ("int", "random seed for repeatable answers (-1: random)"),
-    "num_predict": ("int", "most tokens to generate (-1: until the model stops)"),
+    "num_predict": ("int", "most tokens to generate (-1: until it stops, -2: fill the context)"),
+    "num_keep": ("int", "first tokens kept when a full context shifts (-1: the whole prompt)"),
     "stop": ("strings", "stop generating at any of these strings"),
     "num_ctx": ("int", "context window in tokens (reloads the model)"),
     "num_batch": ("int", "prompt tokens processed per step (reloads the model)"),
@@ -114,11 +115,14 @@ class SessionOptions:
         load: dict[str, Any] = {}
         max_tokens: int | None = None
         stop: list[str] = []
+        keep: int | None = None
         for name, value in self.parameters.items():
             if name == "stop":
                 stop = list(value)
             elif name == "num_predict":
                 max_tokens = -1 if value < 0 else value
+            elif name == "num_keep":
+                keep = value
             elif name in _LOAD:
                 load[name] = value
             elif name == "seed":
@@ -136,9 +140,10 @@ class SessionOptions:
             keep_alive=self.keep_alive,
             response_format=self.response_format,
             think=self.think,
-            # a long chat goes on, as in `ollama run`
+            # a long chat goes on, as in `ollama run` (num_predict -2: until the context is full)
             fit_history=True,
-            shift_context=True,
+            shift_context=self.parameters.get("num_predict") != -2,
+            keep_tokens=keep,
         )
 
 

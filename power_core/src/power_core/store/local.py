@@ -51,8 +51,9 @@ CHUNK_SIZE = 1 << 20
 STALE_SECONDS = 3600.0
 
 
-#: manifests remembered by :meth:`LocalStore.read_manifest` (more are read afresh)
-_MANIFEST_CACHE_SIZE = 256
+#: manifests remembered by :meth:`LocalStore.read_manifest` and listings (more are read
+#: afresh); above every store's model count, or each listing would empty it partway
+_MANIFEST_CACHE_SIZE = 4096
 
 
 class InsufficientStorage(PowerError):
@@ -453,14 +454,20 @@ def _read_chunks(handle: BinaryIO, path: Path) -> Iterator[bytes]:
 
 def _sorted_entries(folder: Path | str, *, dirs: bool) -> list[os.DirEntry[str]]:
     """The folders (or files) in ``folder`` by name, hidden ones left out; none if it is
-    missing or not a folder."""
+    missing, not a folder or a symlink loop. An entry that cannot be examined (a dangling
+    or looping symlink) is left out, not the folder."""
     try:
         with os.scandir(folder) as entries:
-            found = [
-                e
-                for e in entries
-                if not e.name.startswith(".") and (e.is_dir() if dirs else e.is_file())
-            ]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+            found = [e for e in entries if not e.name.startswith(".") and _is(e, dirs)]
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return []
+        raise
     return sorted(found, key=lambda e: e.name)
+
+
+def _is(entry: os.DirEntry[str], folder: bool) -> bool:
+    try:
+        return entry.is_dir() if folder else entry.is_file()
+    except OSError:
+        return False
