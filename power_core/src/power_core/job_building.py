@@ -1,0 +1,240 @@
+"""From a :class:`GenerationRequest` to the engine's :class:`CompletionJob`.
+
+Modelfile parameters fill what the client left unset, the chat template renders the
+messages (the oldest turns dropped when they do not fit, see :mod:`power_core.chat.fitting`),
+a prompt too long for the context loses its middle, tool choice and response format become
+output constraints, and a context that fills up shifts or ends the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import fields, replace
+from typing import Any
+
+from power_core.chat.fitting import fitted_prompt, kept_ends, reply_room
+from power_core.chat.messages import merge_system, prepend_history
+from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
+from power_core.chat.tools import forced_tool_call_schema
+from power_core.engine import CompletionJob, Engine
+from power_core.errors import InvalidRequest, UnsupportedFeature
+from power_core.models import ResolvedModel
+from power_core.special_tokens import special_tokens_of
+from power_core.types import ChatMessage, GenerationRequest, SamplingOptions
+
+log = logging.getLogger(__name__)
+
+_SAMPLING_FIELDS = {f.name: f for f in fields(SamplingOptions)}
+_FLOAT_OPTIONS = {
+    "temperature",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+}
+_INT_OPTIONS = {"top_k", "repeat_last_n", "seed"}
+
+
+def sampling_options(model: ResolvedModel, requested: dict[str, Any]) -> SamplingOptions:
+    """Defaults, overridden by the model's Modelfile parameters, overridden by the request."""
+    values: dict[str, Any] = {}
+    for source, where in ((model.parameters, "model parameter"), (requested, "option")):
+        for key, value in source.items():
+            if key not in _SAMPLING_FIELDS or value is None:
+                continue
+            values[key] = _checked_option(key, value, where)
+    return replace(SamplingOptions(), **values)
+
+
+def _checked_option(key: str, value: Any, where: str) -> Any:
+    if key in _FLOAT_OPTIONS:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidRequest(f"{where} '{key}' must be a number", param=key)
+        return float(value)
+    if key in _INT_OPTIONS:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequest(f"{where} '{key}' must be an integer", param=key)
+        return value
+    if key == "logit_bias":
+        if not isinstance(value, dict):
+            raise InvalidRequest(f"{where} 'logit_bias' must map token ids to numbers", param=key)
+        try:
+            return {int(k): float(v) for k, v in value.items()}
+        except (TypeError, ValueError):
+            raise InvalidRequest(
+                f"{where} 'logit_bias' must map token ids to numbers", param=key
+            ) from None
+    return value
+
+
+def _stop_strings(model: ResolvedModel, request: GenerationRequest) -> list[str]:
+    if request.stop:
+        return list(request.stop)
+    stop = model.parameters.get("stop", [])
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+def _max_tokens(model: ResolvedModel, request: GenerationRequest) -> int | None:
+    if request.max_tokens is not None:
+        return request.max_tokens
+    value = model.parameters.get("num_predict")
+    return int(value) if isinstance(value, int | float) and value > 0 else None
+
+
+#: the first tokens a context shift keeps when neither request nor model says (Ollama's)
+DEFAULT_SHIFT_KEEP = 4
+
+
+def _keep_tokens(model: ResolvedModel, request: GenerationRequest) -> int:
+    """The first tokens a context shift or a cut prompt keeps: the request's ``num_keep``,
+    else the model's, else Ollama's default."""
+    if request.keep_tokens is not None:
+        return request.keep_tokens
+    value = model.parameters.get("num_keep")
+    return int(value) if isinstance(value, int | float) else DEFAULT_SHIFT_KEEP
+
+
+def _shift_keep(model: ResolvedModel, request: GenerationRequest) -> int | None:
+    return _keep_tokens(model, request) if request.shift_context else None
+
+
+_GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if \.|range \.|end\b)")
+
+
+def _jinja(source: object) -> str | None:
+    # models pulled by Ollama carry Go templates; those are skipped for the GGUF's own Jinja
+    if isinstance(source, str) and source and not _GO_TEMPLATE.search(source):
+        return source
+    return None
+
+
+def chat_template_for(
+    model: ResolvedModel, override: str | None, special_tokens: tuple[str, str]
+) -> ChatTemplate:
+    """The request's template, else the Modelfile's, else the GGUF's, else ChatML; it
+    prints ``special_tokens`` as ``bos_token`` and ``eos_token``."""
+    source = (
+        _jinja(override)
+        or _jinja(model.template)
+        or _jinja(model.metadata.get("tokenizer.chat_template"))
+    )
+    bos, eos = special_tokens
+    return ChatTemplate(
+        source if isinstance(source, str) and source else CHATML_TEMPLATE,
+        bos_token=bos,
+        eos_token=eos,
+    )
+
+
+def conversation(model: ResolvedModel, request: GenerationRequest) -> list[ChatMessage]:
+    """The messages to render: Modelfile history and system applied."""
+    if request.messages is not None:
+        messages = list(request.messages)
+    else:
+        messages = [ChatMessage(role="user", content=request.prompt or "")]
+    messages = prepend_history(messages, model.messages)
+    if request.system:  # the request's own system prompt replaces the conversation's
+        return merge_system(messages, request.system, replace=True)
+    return merge_system(messages, model.system)
+
+
+def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) -> CompletionJob:
+    """Turn a request into the engine's job: prompt text or tokens plus constraints."""
+    if request.n < 1:
+        raise InvalidRequest("'n' must be at least 1", param="n")
+    parse_tools = bool(request.tools) and request.tool_choice != "none"
+    schema = None
+    json_mode = False
+    if parse_tools:
+        schema = forced_tool_call_schema(
+            request.tools, request.tool_choice, request.parallel_tool_calls
+        )
+    if schema is None and request.response_format is not None:
+        json_mode = True
+        schema = request.response_format.schema
+    job = CompletionJob(
+        prompt="",
+        sampling=sampling_options(model, request.sampling),
+        max_tokens=_max_tokens(model, request),
+        stop=_stop_strings(model, request),
+        json_mode=json_mode or schema is not None,
+        json_schema=schema,
+        logprobs=request.logprobs,
+        n=request.n,
+        return_context=request.prompt is not None and request.messages is None,
+        shift_keep=_shift_keep(model, request),
+    )
+    if request.suffix is not None:
+        if not engine.info.supports_fim:
+            raise UnsupportedFeature(
+                f"model '{model.name}' does not support insert (suffix)", param="suffix"
+            )
+        job.prompt, job.suffix = request.prompt or "", request.suffix
+        return job
+    special = special_tokens_of(model, engine)
+    bos = special[0]
+    if request.raw and request.messages is None:
+        text = request.prompt or ""
+    else:
+        text = _templated(model, engine, request, special, job.max_tokens, parse_tools)
+    job.add_bos = not (bos and text.startswith(bos))
+    if request.context:
+        job.prompt = list(request.context) + engine.tokenize(text, add_bos=False)
+    else:
+        job.prompt = text
+    if request.fit_history and request.messages is None:
+        _fit_input(engine, job, _keep_tokens(model, request))
+    return job
+
+
+def _templated(
+    model: ResolvedModel,
+    engine: Engine,
+    request: GenerationRequest,
+    special: tuple[str, str],
+    max_tokens: int | None,
+    parse_tools: bool,
+) -> str:
+    """The request's conversation rendered by the chat template, its oldest turns dropped
+    when ``fit_history`` asks and it does not fit (see :mod:`power_core.chat.fitting`)."""
+    template = chat_template_for(model, request.template, special)
+    tools = request.tools if parse_tools else None
+    bos = special[0]
+
+    def render(messages: list[ChatMessage]) -> str:
+        return template.render(messages, tools=tools, add_generation_prompt=True)
+
+    def count_tokens(prompt: str) -> int:
+        return len(engine.tokenize(prompt, add_bos=not (bos and prompt.startswith(bos))))
+
+    messages = conversation(model, request)
+    if not (request.fit_history and request.messages is not None):
+        return render(messages)
+    context = engine.info.context_length
+    budget = context - reply_room(context, max_tokens)
+    return fitted_prompt(messages, render, count_tokens, budget=budget, limit=context - 1)
+
+
+def _fit_input(engine: Engine, job: CompletionJob, keep: int) -> None:
+    """A prompt (with any ``context``) too long for the context keeps its first ``keep``
+    tokens and its end, as Ollama truncates its input (a ``context`` that earlier output
+    grew past the context by shifting comes back this long). A job that shifts is cut
+    only beyond the context, as Ollama does; one that does not leaves the reply room."""
+    context = engine.info.context_length
+    if job.shift_keep is not None:
+        budget = context - 1
+    else:
+        budget = context - reply_room(context, job.max_tokens)
+    prompt = job.prompt
+    if isinstance(prompt, str):
+        if len(prompt.encode("utf-8")) + 3 <= budget:
+            return
+        prompt = engine.tokenize(prompt, add_bos=job.add_bos)
+    if len(prompt) > budget:
+        job.prompt = kept_ends(prompt, keep, budget)
+        log.info("prompt of %d tokens cut to %d to fit the context", len(prompt), budget)
