@@ -448,6 +448,17 @@ def test_a_full_context_shifts_and_generation_goes_on(url: str) -> None:
     assert stopped["prompt_eval_count"] + stopped["eval_count"] == 128
     filled = generate(options={**options, "num_predict": -2})  # Ollama: fill the context
     assert filled["eval_count"] == stopped["eval_count"]
+    created = requests.post(
+        url + "/api/create",
+        json={"model": "ollama-test-fill:1", "from": MODEL, "parameters": {"num_predict": -2}},
+        timeout=60,
+    )
+    assert created.status_code == 200, created.text
+    try:  # the same from a Modelfile
+        filled = generate(model="ollama-test-fill:1", options=options)
+        assert filled["eval_count"] == stopped["eval_count"]
+    finally:
+        requests.delete(url + "/api/delete", json={"model": "ollama-test-fill:1"}, timeout=30)
     shifted = generate(options={**options, "num_predict": 200, "num_keep": 1})
     # past the full context (up to 200 tokens, unless the story ends after a shift)
     assert shifted["eval_count"] > stopped["eval_count"]

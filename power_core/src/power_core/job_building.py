@@ -100,7 +100,10 @@ def _keep_tokens(model: ResolvedModel, request: GenerationRequest) -> int:
 
 
 def _shift_keep(model: ResolvedModel, request: GenerationRequest) -> int | None:
-    return _keep_tokens(model, request) if request.shift_context else None
+    fills_context = request.max_tokens is None and model.parameters.get("num_predict") == -2
+    if not request.shift_context or fills_context:  # a Modelfile's -2 is its own limit
+        return None
+    return _keep_tokens(model, request)
 
 
 _GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if \.|range \.|end\b)")
