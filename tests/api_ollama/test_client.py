@@ -130,6 +130,22 @@ def test_chat_streaming(client: ollama.Client) -> None:
     assert "".join(p.message.content or "" for p in parts)
 
 
+def test_a_long_chat_streams_on_with_its_oldest_turns_dropped(client: ollama.Client) -> None:
+    history: list[dict[str, str]] = []
+    for i in range(20):
+        history.append({"role": "user", "content": f"Remember item {i}: a red box."})
+        history.append({"role": "assistant", "content": f"Item {i} noted."})
+    history.append({"role": "user", "content": "Say hello."})
+    parts = list(
+        client.chat(model=MODEL, messages=history, options={**GREEDY, "num_ctx": 256}, stream=True)
+    )
+    assert "".join(p.message.content or "" for p in parts)
+    final = parts[-1]
+    assert final.done is True and final.prompt_eval_count is not None
+    # the 41 messages hold over 500 tokens: the newest turns that fit, with room for 8
+    assert 128 < final.prompt_eval_count <= 256 - 8
+
+
 def _call_weather(client: ollama.Client, **extra: Any) -> Any:
     return client.chat(
         model=MODEL,
