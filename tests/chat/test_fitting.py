@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from power_core.chat.fitting import fitted_prompt, kept_ends, reply_room
+from power_core.chat.fitting import fitted_prompt, kept_count, kept_ends, reply_room
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate, TemplateError
 from power_core.types import ChatMessage
 
@@ -175,3 +175,12 @@ def test_a_prompt_too_long_keeps_its_start_and_its_end() -> None:
     assert kept_ends(tokens, 50, 10) == [0, 1, 2, 3, 4, 95, 96, 97, 98, 99]
     assert kept_ends(tokens, -1, 10) == [0, 1, 2, 3, 4, 95, 96, 97, 98, 99]
     assert kept_ends(tokens, 0, 3) == [97, 98, 99]
+
+
+def test_num_keep_counts_as_ollamas_runner_does() -> None:
+    prompt = [1, 50, 51, 52, 53]  # 1 is BOS
+    assert kept_count(4, prompt, bos=1) == 5  # the BOS on top of the four
+    assert kept_count(4, prompt[1:], bos=1) == 4  # no BOS at the start
+    assert kept_count(4, prompt, bos=None) == 4  # a model without one
+    assert kept_count(0, prompt, bos=1) == 1
+    assert kept_count(-1, prompt, bos=1) == 5  # the whole prompt

@@ -19,6 +19,7 @@ from power_backend_llamacpp.sampling import SamplerChain, grammar_for
 from power_backend_llamacpp.text import ChoiceText
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.arrivals import ARRIVING
+from power_core.chat.fitting import kept_count
 from power_core.concurrency import (
     EventChannel,
     OneShot,
@@ -166,9 +167,8 @@ class LlamaCppEngine:
         max_tokens = job.max_tokens if job.max_tokens is not None and job.max_tokens >= 0 else None
         shift_keep = job.shift_keep
         if shift_keep is not None:
-            # a negative count keeps the whole prompt (as llama.cpp's n_keep = -1), at most
-            # half the context as any count
-            shift_keep = len(prompt) if shift_keep < 0 else shift_keep
+            bos = self._vocab.bos if self._vocab.adds_bos else None
+            shift_keep = kept_count(shift_keep, prompt, bos)  # at most half the context
             if max_tokens is None:  # a model that never ends would otherwise run forever
                 max_tokens = SHIFTED_OUTPUT_CONTEXTS * self._n_ctx
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import fields, replace
 from typing import Any
 
-from power_core.chat.fitting import fitted_prompt, kept_ends, reply_room
+from power_core.chat.fitting import fitted_prompt, kept_count, kept_ends, reply_room
 from power_core.chat.messages import merge_system, prepend_history
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
 from power_core.chat.tools import forced_tool_call_schema
@@ -239,5 +239,6 @@ def _fit_input(engine: Engine, job: CompletionJob, keep: int) -> None:
             return
         prompt = engine.tokenize(prompt, add_bos=job.add_bos)
     if len(prompt) > budget:
-        job.prompt = kept_ends(prompt, keep, budget)
+        bos = engine.tokenize("", add_bos=True)  # [BOS] where the model starts with one
+        job.prompt = kept_ends(prompt, kept_count(keep, prompt, bos[0] if bos else None), budget)
         log.info("prompt of %d tokens cut to %d to fit the context", len(prompt), budget)

@@ -31,6 +31,15 @@ def reply_room(context_length: int, max_tokens: int | None) -> int:
     return context_length // 4
 
 
+def kept_count(num_keep: int, tokens: list[int], bos: int | None) -> int:
+    """How many first ``tokens`` a shift or a cut keeps for ``num_keep``, as Ollama's llama.cpp
+    runner counts it: a negative count is the whole prompt; a BOS that starts the prompt
+    is kept on top of the count."""
+    if num_keep < 0:
+        return len(tokens)
+    return num_keep + 1 if bos is not None and tokens[:1] == [bos] else num_keep
+
+
 def kept_ends(tokens: list[int], keep: int, budget: int) -> list[int]:
     """``tokens`` cut to ``budget``: the first ``keep`` (at most half the budget; negative:
     half the budget) and as many of the last as fit."""
