@@ -173,7 +173,18 @@ def test_a_prompt_too_long_keeps_its_start_and_its_end() -> None:
     tokens = list(range(100))
     assert kept_ends(tokens, 4, 10) == [0, 1, 2, 3, 94, 95, 96, 97, 98, 99]
     assert kept_ends(tokens, 50, 10) == [0, 1, 2, 3, 4, 95, 96, 97, 98, 99]
-    assert kept_ends(tokens, -1, 10) == [0, 1, 2, 3, 4, 95, 96, 97, 98, 99]
+    assert kept_ends(tokens, kept_count(-1, tokens, bos=None), 10) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        95,
+        96,
+        97,
+        98,
+        99,
+    ]
     assert kept_ends(tokens, 0, 3) == [97, 98, 99]
 
 

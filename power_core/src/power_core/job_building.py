@@ -13,7 +13,13 @@ import re
 from dataclasses import fields, replace
 from typing import Any
 
-from power_core.chat.fitting import fitted_prompt, kept_count, kept_ends, reply_room
+from power_core.chat.fitting import (
+    fits_by_size,
+    fitted_prompt,
+    kept_count,
+    kept_ends,
+    reply_room,
+)
 from power_core.chat.messages import merge_system, prepend_history
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
 from power_core.chat.tools import forced_tool_call_schema
@@ -235,7 +241,7 @@ def _fit_input(engine: Engine, job: CompletionJob, keep: int) -> None:
         budget = context - reply_room(context, job.max_tokens)
     prompt = job.prompt
     if isinstance(prompt, str):
-        if len(prompt.encode("utf-8")) + 3 <= budget:
+        if fits_by_size(prompt, budget):
             return
         prompt = engine.tokenize(prompt, add_bos=job.add_bos)
     if len(prompt) > budget:

@@ -41,10 +41,17 @@ def kept_count(num_keep: int, tokens: list[int], bos: int | None) -> int:
 
 
 def kept_ends(tokens: list[int], keep: int, budget: int) -> list[int]:
-    """``tokens`` cut to ``budget``: the first ``keep`` (at most half the budget; negative:
-    half the budget) and as many of the last as fit."""
-    head = budget // 2 if keep < 0 else min(keep, budget // 2)
+    """``tokens`` cut to ``budget``: the first ``keep`` (see :func:`kept_count`; at most half
+    the budget) and as many of the last as fit."""
+    head = min(keep, budget // 2)
     return tokens[:head] + tokens[len(tokens) - (budget - head) :]
+
+
+def fits_by_size(text: str, budget: int) -> bool:
+    """Whether ``text`` surely tokenizes to at most ``budget`` tokens without tokenizing it:
+    a token holds at least one byte of text, and a tokenizer adds at most BOS, EOS and a
+    leading space of its own."""
+    return len(text.encode("utf-8")) + 3 <= budget
 
 
 def fitted_prompt(
@@ -96,9 +103,8 @@ def _rendered(
 
 
 def _fits(text: str, count_tokens: Callable[[str], int], budget: int) -> bool:
-    # a token holds at least one byte of text; a tokenizer adds at most BOS, EOS and a
-    # leading space of its own: most chats fit without being tokenized here
-    return len(text.encode("utf-8")) + 3 <= budget or count_tokens(text) <= budget
+    # most chats fit without being tokenized here
+    return fits_by_size(text, budget) or count_tokens(text) <= budget
 
 
 def _cut_points(messages: list[ChatMessage]) -> list[int]:
