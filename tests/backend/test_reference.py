@@ -11,7 +11,7 @@ import llama_cpp.llama_cpp as llama_cpp_lib
 import pytest
 
 from power_backend_llamacpp import LlamaCppEngine
-from power_backend_llamacpp.backend import use_extra_buffers
+from power_backend_llamacpp.extra_buffers import use_extra_buffers
 from power_core.engine import CompletionJob
 from power_core.types import PromptProgress, SamplingOptions
 

@@ -116,4 +116,8 @@ def test_utf8_output_is_never_broken(engine: LlamaCppEngine, prompt: str, expect
     # characters spanned several tokens: fewer deltas than tokens, each delta whole text
     assert len(deltas) < usage.completion_tokens
     assert usage.context is not None
-    assert engine.detokenize(usage.context[usage.prompt_tokens :]) == output
+    decoded = engine.detokenize(usage.context[usage.prompt_tokens :])
+    if done(events).reason == "length" and decoded.endswith("\ufffd"):
+        # cut by max_tokens inside a character: the stream holds back its first bytes
+        decoded = decoded.rstrip("\ufffd")
+    assert decoded == output

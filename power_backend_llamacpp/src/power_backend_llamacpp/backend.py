@@ -10,6 +10,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from power_backend_llamacpp.extra_buffers import use_extra_buffers
 from power_core.concurrency import allocate_native_lock
 from power_core.engine import LoadSpec
 from power_core.errors import InvalidRequest, ModelLoadFailed
@@ -55,30 +56,6 @@ def default_threads() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return cores if cores <= 4 else cores // 2
-
-
-def use_extra_buffers() -> bool:
-    """Whether llama.cpp may put weights in its extra CPU buffer types (repacked, AMX).
-
-    Its AMX kernels fault (``ldtilecfg``) under some hypervisors even when the kernel grants
-    AMX, taking the whole server down, so on CPUs with AMX they stay off unless
-    ``A3S_POWER_LLAMACPP_EXTRA_BUFFERS=1``; ``=0`` turns them off everywhere.
-    """
-    setting = os.environ.get("A3S_POWER_LLAMACPP_EXTRA_BUFFERS", "").strip()
-    if setting in ("0", "1"):
-        return setting == "1"
-    return not _cpu_has_amx()
-
-
-def _cpu_has_amx() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("flags"):
-                    return "amx_tile" in line.split()
-    except OSError:  # not Linux
-        pass
-    return False
 
 
 class LlamaCppBackend:

@@ -1,0 +1,155 @@
+"""The child process of :mod:`power_backend_llamacpp.extra_buffers`: one trial of llama.cpp's
+extra CPU weight buffers (repacked, AMX) on a tiny model written here.
+
+``python -m power_backend_llamacpp.extra_buffers_probe FOLDER`` writes a one-layer llama
+model with Q4_0 weights into ``FOLDER``, decodes one batch of tokens with the plain weight
+buffers and then with the extra ones, and prints ``extra-buffers: same`` (exit status 0)
+when both give the same logits, ``extra-buffers: different`` (1) when they differ. A build
+whose kernels fault ends by a signal instead, which is why this runs in a child.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from pathlib import Path
+from typing import Any
+
+#: sizes the AMX kernels take (output rows a multiple of 32, inputs of the 32-weight block)
+_EMBED = 128
+_FEED_FORWARD = 256
+_VOCAB = 256
+_HEADS = 4
+#: a batch, so that the matrix-matrix kernels run (one token takes a vector path)
+_BATCH = 16
+#: the two paths quantize activations alike; only the order of sums may differ
+_TOLERANCE = 1e-3
+
+
+def write_probe_model(path: Path) -> Path:
+    """A one-layer llama model with random Q4_0 weights and a 256-token vocabulary."""
+    import gguf
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(64)
+    writer.add_embedding_length(_EMBED)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(_FEED_FORWARD)
+    writer.add_head_count(_HEADS)
+    writer.add_head_count_kv(_HEADS)
+    writer.add_rope_dimension_count(_EMBED // _HEADS)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(["<unk>", "<s>", "</s>", *(f"t{i}" for i in range(3, _VOCAB))])
+    writer.add_token_scores([0.0] * _VOCAB)
+    writer.add_token_types([2, 3, 3, *([1] * (_VOCAB - 3))])
+
+    def dense(name: str, rows: int, columns: int) -> None:
+        weights = rng.normal(0.0, 0.5, size=(rows, columns)).astype(np.float32)
+        quantized = gguf.quants.quantize(weights, gguf.GGMLQuantizationType.Q4_0)
+        writer.add_tensor(name, quantized, raw_dtype=gguf.GGMLQuantizationType.Q4_0)
+
+    def norm(name: str) -> None:
+        writer.add_tensor(name, np.ones(_EMBED, dtype=np.float32))
+
+    writer.add_tensor(
+        "token_embd.weight", rng.normal(0.0, 1.0, size=(_VOCAB, _EMBED)).astype(np.float32)
+    )
+    norm("output_norm.weight")
+    dense("output.weight", _VOCAB, _EMBED)
+    norm("blk.0.attn_norm.weight")
+    for part in ("q", "k", "v", "output"):
+        dense(f"blk.0.attn_{part}.weight", _EMBED, _EMBED)
+    norm("blk.0.ffn_norm.weight")
+    dense("blk.0.ffn_gate.weight", _FEED_FORWARD, _EMBED)
+    dense("blk.0.ffn_up.weight", _FEED_FORWARD, _EMBED)
+    dense("blk.0.ffn_down.weight", _EMBED, _FEED_FORWARD)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def batch_logits(path: Path, extra_buffers: bool) -> list[list[float]]:
+    """The logits of every position of one batch of ``_BATCH`` tokens."""
+    import llama_cpp as lc
+
+    model_params = lc.llama_model_default_params()
+    model_params.use_extra_bufts = extra_buffers
+    model = lc.llama_model_load_from_file(str(path).encode(), model_params)
+    if not model:
+        raise RuntimeError(f"llama.cpp could not load {path}")
+    ctx_params = lc.llama_context_default_params()
+    ctx_params.n_ctx = 64
+    ctx_params.n_batch = ctx_params.n_ubatch = _BATCH
+    ctx_params.n_threads = ctx_params.n_threads_batch = 2
+    ctx = lc.llama_init_from_model(model, ctx_params)
+    batch: Any = lc.llama_batch_init(_BATCH, 0, 1)
+    try:
+        if not ctx:
+            raise RuntimeError("llama.cpp could not create a context")
+        for i in range(_BATCH):
+            batch.token[i] = 3 + (i * 37) % (_VOCAB - 3)
+            batch.pos[i] = i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = True
+        batch.n_tokens = _BATCH
+        if lc.llama_decode(ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+        rows = []
+        for i in range(_BATCH):
+            logits = ctypes.cast(lc.llama_get_logits_ith(ctx, i), ctypes.POINTER(ctypes.c_float))
+            rows.append(logits[:_VOCAB])
+        return rows
+    finally:
+        lc.llama_batch_free(batch)
+        if ctx:
+            lc.llama_free(ctx)
+        lc.llama_model_free(model)
+
+
+def same_logits(plain: list[list[float]], extra: list[list[float]]) -> bool:
+    """Whether ``extra`` matches ``plain`` within the tolerance, relative to the largest."""
+    scale = max(abs(value) for row in plain for value in row) or 1.0
+    return all(
+        abs(a - b) <= _TOLERANCE * scale
+        for row_plain, row_extra in zip(plain, extra, strict=True)
+        for a, b in zip(row_plain, row_extra, strict=True)
+    )
+
+
+#: the log callback must outlive every native call that may log
+_log_callback: Any = None
+
+
+def _silence_llama_cpp() -> None:
+    global _log_callback
+    import llama_cpp as lc
+
+    _log_callback = lc.llama_log_callback(lambda _level, _text, _user_data: None)
+    lc.llama_log_set(_log_callback, ctypes.c_void_p(0))
+    lc.llama_backend_init()
+
+
+def main(argv: list[str]) -> int:
+    """Exit status: 0 same logits, 1 different, 2 usage or a failure before the trial."""
+    if len(argv) != 2:
+        print("usage: python -m power_backend_llamacpp.extra_buffers_probe FOLDER", file=sys.stderr)
+        return 2
+    _silence_llama_cpp()
+    model = write_probe_model(Path(argv[1]) / "probe.gguf")
+    plain = batch_logits(model, extra_buffers=False)
+    extra = batch_logits(model, extra_buffers=True)
+    same = same_logits(plain, extra)
+    # the parent reads this line: a server's child watcher may take the exit status
+    print("extra-buffers: same" if same else "extra-buffers: different", flush=True)
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
