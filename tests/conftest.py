@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,21 @@ TEST_MODEL_NAME = "smollm2:135m"
 # it counts on until num_predict or the context runs out (4000 of 4000 tokens, measured). Tests
 # that need a generation still running seconds later use it; prose prompts end within ~100.
 ENDLESS_RAW_PROMPT = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
+
+
+_CACHE_FOLDER = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Per-machine caches (the verdicts of llama.cpp's AMX trial) go to a folder of this
+    session, inherited by every server the tests start, never to the user's."""
+    folder = tempfile.mkdtemp(prefix="a3s-power-test-cache-")
+    config.stash[_CACHE_FOLDER] = folder
+    os.environ["XDG_CACHE_HOME"] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(config.stash.get(_CACHE_FOLDER, ""), ignore_errors=True)
 
 
 def raw_post(host: str, path: str, body: dict, *, close: bool = False) -> bytes:

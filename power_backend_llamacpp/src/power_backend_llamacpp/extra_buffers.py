@@ -10,9 +10,11 @@ whole process down. (``python3 dev.py`` builds llama-cpp-python with ``-fno-dse`
 keeps those stores.) Nothing visible from Python tells a faulty build from a sound one, so
 on an AMX CPU the first load tries the extra buffers in a child process
 (:mod:`power_backend_llamacpp.extra_buffers_probe`) and uses them only if the child
-decodes a batch with them to the same logits as without. The verdict is kept per llama.cpp
-library (its files' sizes and times) and CPU in ``~/.cache/a3s-power`` (``$XDG_CACHE_HOME``),
-so each build is tried once.
+decodes with them to the same logits as without. A verdict (the same logits; different
+ones; a crash) is kept per llama.cpp build (a digest of its libraries) and CPU in
+``~/.cache/a3s-power`` (``$XDG_CACHE_HOME``), so each build is tried once; a trial that
+ends otherwise (timed out, killed, failed to start) leaves the buffers off in this process
+only, and the next process tries again.
 
 ``A3S_POWER_LLAMACPP_EXTRA_BUFFERS=1`` or ``=0`` decides without a trial.
 """
@@ -25,27 +27,39 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
+from power_backend_llamacpp.extra_buffers_probe import VERDICT_FILE
 from power_core.concurrency import allocate_native_lock, unpatched
 
 log = logging.getLogger(__name__)
 
 #: bump when the trial changes, so that earlier verdicts are not reused
-_PROBE_VERSION = 1
-#: a trial takes about 0.7 s here; one that hangs is counted as a failure
+_PROBE_VERSION = 2
+#: a trial takes about 0.25 s here; one that hangs is stopped
 _PROBE_TIMEOUT = 120.0
 _VERDICTS_FILE = "llamacpp-extra-buffers.json"
-#: what the child prints after comparing the logits (its exit status may be lost: a server
-#: under gevent can reap children before we wait for them)
-_SAME = b"extra-buffers: same"
+#: signals a faulty kernel dies of; others (SIGKILL, SIGTERM, SIGINT) come from outside
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+#: what faulthandler prints in the child when one of those arrives
+_CRASH_REPORT = re.compile(rb"Fatal Python error: ([^\n]+)")
 
 _lock = allocate_native_lock()
 _decided: bool | None = None
+
+
+class Trial(NamedTuple):
+    """What a trial found: ``works``; ``conclusive`` when it is worth recording."""
+
+    works: bool
+    conclusive: bool
+    detail: str
 
 
 def use_extra_buffers() -> bool:
@@ -58,7 +72,11 @@ def use_extra_buffers() -> bool:
         return True
     with _lock:
         if _decided is None:
-            _decided = extra_buffers_work(verdicts_folder())
+            try:
+                _decided = extra_buffers_work(verdicts_folder())
+            except Exception:  # the trial itself broke: be safe, without recording it
+                log.exception("could not try llama.cpp's AMX buffers; running without them")
+                _decided = False
         return _decided
 
 
@@ -74,60 +92,85 @@ def verdicts_folder() -> Path:
 
 
 def extra_buffers_work(folder: Path) -> bool:
-    """The recorded verdict for this llama.cpp build and CPU, else a trial's (recorded)."""
+    """The recorded verdict for this llama.cpp build and CPU, else a trial's."""
     key = build_key()
-    verdicts = _read_verdicts(folder)
-    recorded = verdicts.get(key)
+    recorded = _read_verdicts(folder).get(key)
     if isinstance(recorded, dict) and isinstance(recorded.get("works"), bool):
         return bool(recorded["works"])
-    works, detail = run_probe()
-    if not works:
+    trial = run_probe()
+    if trial.conclusive:
+        if not trial.works:
+            log.warning(
+                "llama.cpp's AMX kernels failed a trial run (%s); weights stay in plain "
+                "buffers, which decode about half as fast on this CPU. A llama.cpp built by "
+                "GCC 12 faults in them: rebuild llama-cpp-python with "
+                'CMAKE_ARGS="-DCMAKE_CXX_FLAGS=-fno-dse" (python3 dev.py does)',
+                trial.detail,
+            )
+        _record(folder, key, {"works": trial.works, "detail": trial.detail})
+    else:
         log.warning(
-            "llama.cpp's AMX kernels failed a trial run (%s); weights stay in plain buffers, "
-            "which decode about half as fast on this CPU. A llama.cpp built by GCC 12 faults "
-            'in them: rebuild llama-cpp-python with CMAKE_ARGS="-DCMAKE_CXX_FLAGS=-fno-dse" '
-            "(python3 dev.py does)",
-            detail,
+            "could not try llama.cpp's AMX buffers (%s); running without them this time",
+            trial.detail,
         )
-    verdicts[key] = {"works": works, "detail": detail, "checked": int(time.time())}
-    _write_verdicts(folder, verdicts)
-    return works
+    return trial.works
 
 
 def build_key() -> str:
-    """Identifies the installed llama.cpp libraries (paths, sizes, times) and the CPU."""
+    """A digest of the CPU's flags and of the llama.cpp libraries that will be loaded: the
+    contents of ggml's CPU backend (where the AMX kernels are), the size and time of the
+    rest (hashing them all would take 30 ms)."""
     digest = hashlib.sha256(f"probe {_PROBE_VERSION}\n{_cpu_flags()}\n".encode())
     for library in _llama_cpp_libraries():
         stat = library.stat()
         digest.update(f"{library}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        if library.name.startswith("libggml-cpu") or library.name.startswith("ggml-cpu"):
+            with library.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
     return digest.hexdigest()
 
 
-def run_probe(
-    command: list[str] | None = None, timeout: float = _PROBE_TIMEOUT
-) -> tuple[bool, str]:
-    """Run the trial (``command`` plus a scratch folder) in a child; returns whether it
-    passed and what happened."""
+def run_probe(command: list[str] | None = None, timeout: float = _PROBE_TIMEOUT) -> Trial:
+    """Run the trial (``command`` plus a scratch folder) in a child process."""
     argv = command or [sys.executable, "-m", "power_backend_llamacpp.extra_buffers_probe"]
     with tempfile.TemporaryDirectory(prefix="a3s-power-probe-") as folder:
         output, status = _run_child([*argv, folder], timeout)
-    if _SAME in output.splitlines():
-        return True, "same logits with and without them"
+        try:
+            verdict = (Path(folder) / VERDICT_FILE).read_text(encoding="utf-8").strip()
+        except OSError:
+            verdict = ""
+    return judge(verdict, output, status)
+
+
+def judge(verdict: str, output: bytes, status: int | None) -> Trial:
+    """A trial's result from the verdict file, the child's output and its exit status
+    (negative: a signal; None: another waiter took it)."""
+    if verdict == "same":
+        return Trial(True, True, "same logits with and without them")
+    if verdict == "different":
+        return Trial(False, True, "different logits with them")
+    tail = output[-300:].decode("utf-8", errors="replace").strip() or "no output"
+    report = _CRASH_REPORT.search(output)
+    if status is None and report is not None:  # another waiter took the status
+        return Trial(False, True, f"the trial process crashed ({report[1].decode()})")
     if status is not None and status < 0:
-        return False, f"the trial process died of signal {-status}"
-    tail = output[-300:].decode("utf-8", errors="replace").strip()
-    return False, f"the trial process exited with status {status}: {tail or 'no output'}"
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return Trial(False, -status in _CRASH_SIGNALS, f"the trial process died of {name}")
+    return Trial(False, False, f"the trial process ended with status {status}: {tail}")
 
 
 def _run_child(argv: list[str], timeout: float) -> tuple[bytes, int | None]:
-    """Spawn ``argv`` with stdout and stderr on a pipe; read until it closes; returns the
-    output and the exit status (negative: a signal), or None where it could not be had.
+    """Spawn ``argv`` in its own session with stdout and stderr on a pipe and read until
+    it exits or ``timeout`` passes (then kill it); returns the output and the exit status
+    (negative: a signal), or None where it could not be had.
 
-    Uses the original ``os`` and ``select`` functions: this runs on a native thread of a
-    server that gevent has patched."""
-    select = unpatched("select", "select")
+    Uses the original ``os``, ``select`` and ``time`` functions: this runs on a native
+    thread of a server that gevent has patched, whose child watcher may reap the child."""
     spawn = unpatched("os", "posix_spawn")  # gevent's would watch the child from its hub
-    waitpid = unpatched("os", "waitpid")
     read_end, write_end = os.pipe()
     try:
         pid = spawn(
@@ -139,42 +182,75 @@ def _run_child(argv: list[str], timeout: float) -> tuple[bytes, int | None]:
                 (os.POSIX_SPAWN_DUP2, write_end, 2),
                 (os.POSIX_SPAWN_CLOSE, read_end),
             ],
+            setsid=True,  # a Ctrl-C meant for the server is not the trial's failure
         )
+    except BaseException:
+        os.close(read_end)
+        raise
     finally:
         os.close(write_end)
-    chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
     try:
-        while True:
-            remaining = deadline - time.monotonic()
-            ready, _, _ = select([read_end], [], [], max(remaining, 0))
-            if not ready:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                break
-            chunk = os.read(read_end, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
+        _read_until_closed(read_end, chunks, deadline)
     finally:
         os.close(read_end)
+        status = _reap(pid, deadline)
+    return b"".join(chunks), status
+
+
+def _read_until_closed(fd: int, chunks: list[bytes], deadline: float) -> None:
+    poller = unpatched("select", "poll")()
+    poller.register(fd, unpatched("select", "POLLIN"))
+    while True:
+        remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+        if not poller.poll(remaining_ms):
+            return  # timed out
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        chunks.append(chunk)
+
+
+def _reap(pid: int, deadline: float) -> int | None:
+    """Wait for ``pid`` until ``deadline``, then kill it; its exit status, or None when
+    another waiter (gevent's child watcher) reaped it first."""
+    waitpid = unpatched("os", "waitpid")
+    sleep = unpatched("time", "sleep")
     try:
-        _, raw_status = waitpid(pid, 0)
-    except ChildProcessError:  # reaped by someone else (gevent's child watcher)
-        return b"".join(chunks), None
-    return b"".join(chunks), os.waitstatus_to_exitcode(raw_status)
+        while True:
+            done, raw_status = waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(raw_status)
+            if time.monotonic() >= deadline:
+                os.kill(pid, signal.SIGKILL)
+                _, raw_status = waitpid(pid, 0)
+                return os.waitstatus_to_exitcode(raw_status)
+            sleep(0.01)
+    except (ChildProcessError, ProcessLookupError):
+        return None
 
 
 def _llama_cpp_libraries() -> list[Path]:
-    spec = importlib.util.find_spec("llama_cpp")
-    if spec is None or spec.origin is None:
+    configured = os.environ.get("LLAMA_CPP_LIB_PATH")
+    if configured:
+        folder = Path(configured)
+    else:
+        spec = importlib.util.find_spec("llama_cpp")
+        if spec is None or spec.origin is None:
+            return []
+        folder = Path(spec.origin).parent / "lib"
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
         return []
-    package = Path(spec.origin).parent
-    return sorted(
+    return [
         path
-        for path in package.rglob("*")
-        if path.is_file() and (".so" in path.suffixes or path.suffix in (".dylib", ".dll"))
-    )
+        for path in entries
+        if path.is_file()
+        and not path.is_symlink()
+        and (".so" in path.suffixes or path.suffix in (".dylib", ".dll"))
+    ]
 
 
 def _cpu_flags() -> str:
@@ -196,9 +272,14 @@ def _read_verdicts(folder: Path) -> dict[str, object]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _write_verdicts(folder: Path, verdicts: dict[str, object]) -> None:
+def _record(folder: Path, key: str, verdict: dict[str, object]) -> None:
+    """Add ``verdict`` under ``key`` (re-reading the file: another process may have added
+    one meanwhile) and replace the file whole."""
+    scratch: Path | None = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        verdicts = _read_verdicts(folder)
+        verdicts[key] = {**verdict, "checked": int(time.time())}
         with tempfile.NamedTemporaryFile(
             "w", dir=folder, prefix=".verdicts-", delete=False, encoding="utf-8"
         ) as handle:
@@ -207,3 +288,6 @@ def _write_verdicts(folder: Path, verdicts: dict[str, object]) -> None:
         os.replace(scratch, folder / _VERDICTS_FILE)
     except OSError as exc:  # a read-only home: try again next time
         log.debug("could not record the extra-buffer verdict in %s: %s", folder, exc)
+        if scratch is not None:
+            with contextlib.suppress(OSError):
+                scratch.unlink()

@@ -2,16 +2,20 @@
 extra CPU weight buffers (repacked, AMX) on a tiny model written here.
 
 ``python -m power_backend_llamacpp.extra_buffers_probe FOLDER`` writes a one-layer llama
-model with Q4_0 weights into ``FOLDER``, decodes one batch of tokens with the plain weight
-buffers and then with the extra ones, and prints ``extra-buffers: same`` (exit status 0)
-when both give the same logits, ``extra-buffers: different`` (1) when they differ. A build
-whose kernels fault ends by a signal instead, which is why this runs in a child.
+model with Q4_0, Q4_1 and Q8_0 weights into ``FOLDER``, decodes a batch of tokens and then
+one more token (the matrix and the vector kernels) with the plain weight buffers and then
+with the extra ones, and writes ``same`` (exit status 0) or ``different`` (1) to
+``FOLDER/verdict``; any other failure exits with 2 and writes nothing. A build whose
+kernels fault ends by a signal instead, which is why this runs in a child.
 """
 
 from __future__ import annotations
 
 import ctypes
+import faulthandler
+import itertools
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +24,19 @@ _EMBED = 128
 _FEED_FORWARD = 256
 _VOCAB = 256
 _HEADS = 4
-#: a batch, so that the matrix-matrix kernels run (one token takes a vector path)
-_BATCH = 16
+#: a batch with whole and partial 32-row tiles, so that the matrix kernels run; then one
+#: token, which takes the vector path
+_BATCH = 48
+_QUANT_TYPES = ("Q4_0", "Q4_1", "Q8_0")
+#: the file in FOLDER that receives the verdict
+VERDICT_FILE = "verdict"
 #: the two paths quantize activations alike; only the order of sums may differ
 _TOLERANCE = 1e-3
 
 
 def write_probe_model(path: Path) -> Path:
-    """A one-layer llama model with random Q4_0 weights and a 256-token vocabulary."""
+    """A one-layer llama model with random Q4_0, Q4_1 and Q8_0 weights and a 256-token
+    vocabulary."""
     import gguf
     import numpy as np
 
@@ -47,10 +56,12 @@ def write_probe_model(path: Path) -> Path:
     writer.add_token_scores([0.0] * _VOCAB)
     writer.add_token_types([2, 3, 3, *([1] * (_VOCAB - 3))])
 
+    kinds = itertools.cycle(gguf.GGMLQuantizationType[name] for name in _QUANT_TYPES)
+
     def dense(name: str, rows: int, columns: int) -> None:
         weights = rng.normal(0.0, 0.5, size=(rows, columns)).astype(np.float32)
-        quantized = gguf.quants.quantize(weights, gguf.GGMLQuantizationType.Q4_0)
-        writer.add_tensor(name, quantized, raw_dtype=gguf.GGMLQuantizationType.Q4_0)
+        kind = next(kinds)
+        writer.add_tensor(name, gguf.quants.quantize(weights, kind), raw_dtype=kind)
 
     def norm(name: str) -> None:
         writer.add_tensor(name, np.ones(_EMBED, dtype=np.float32))
@@ -74,8 +85,8 @@ def write_probe_model(path: Path) -> Path:
     return path
 
 
-def batch_logits(path: Path, extra_buffers: bool) -> list[list[float]]:
-    """The logits of every position of one batch of ``_BATCH`` tokens."""
+def trial_logits(path: Path, extra_buffers: bool) -> list[list[float]]:
+    """The logits of every position of one batch of ``_BATCH`` tokens, then of one more."""
     import llama_cpp as lc
 
     model_params = lc.llama_model_default_params()
@@ -92,25 +103,30 @@ def batch_logits(path: Path, extra_buffers: bool) -> list[list[float]]:
     try:
         if not ctx:
             raise RuntimeError("llama.cpp could not create a context")
-        for i in range(_BATCH):
-            batch.token[i] = 3 + (i * 37) % (_VOCAB - 3)
-            batch.pos[i] = i
-            batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = True
-        batch.n_tokens = _BATCH
-        if lc.llama_decode(ctx, batch) != 0:
-            raise RuntimeError("llama_decode failed")
-        rows = []
-        for i in range(_BATCH):
-            logits = ctypes.cast(lc.llama_get_logits_ith(ctx, i), ctypes.POINTER(ctypes.c_float))
-            rows.append(logits[:_VOCAB])
-        return rows
+        rows = _decode(lc, ctx, batch, range(_BATCH))
+        return rows + _decode(lc, ctx, batch, range(_BATCH, _BATCH + 1))
     finally:
         lc.llama_batch_free(batch)
         if ctx:
             lc.llama_free(ctx)
         lc.llama_model_free(model)
+
+
+def _decode(lc: Any, ctx: Any, batch: Any, positions: range) -> list[list[float]]:
+    for i, position in enumerate(positions):
+        batch.token[i] = 3 + (position * 37) % (_VOCAB - 3)
+        batch.pos[i] = position
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = 0
+        batch.logits[i] = True
+    batch.n_tokens = len(positions)
+    if lc.llama_decode(ctx, batch) != 0:
+        raise RuntimeError("llama_decode failed")
+    rows = []
+    for i in range(len(positions)):
+        logits = ctypes.cast(lc.llama_get_logits_ith(ctx, i), ctypes.POINTER(ctypes.c_float))
+        rows.append(logits[:_VOCAB])
+    return rows
 
 
 def same_logits(plain: list[list[float]], extra: list[list[float]]) -> bool:
@@ -137,17 +153,23 @@ def _silence_llama_cpp() -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Exit status: 0 same logits, 1 different, 2 usage or a failure before the trial."""
+    """Exit status: 0 same logits, 1 different, 2 a failure before a verdict."""
     if len(argv) != 2:
         print("usage: python -m power_backend_llamacpp.extra_buffers_probe FOLDER", file=sys.stderr)
         return 2
-    _silence_llama_cpp()
-    model = write_probe_model(Path(argv[1]) / "probe.gguf")
-    plain = batch_logits(model, extra_buffers=False)
-    extra = batch_logits(model, extra_buffers=True)
-    same = same_logits(plain, extra)
-    # the parent reads this line: a server's child watcher may take the exit status
-    print("extra-buffers: same" if same else "extra-buffers: different", flush=True)
+    folder = Path(argv[1])
+    # a crash is reported on stderr too, for a parent whose child watcher took the status
+    faulthandler.enable()
+    try:
+        _silence_llama_cpp()
+        model = write_probe_model(folder / "probe.gguf")
+        same = same_logits(trial_logits(model, False), trial_logits(model, True))
+    except Exception:
+        traceback.print_exc()
+        return 2
+    # the verdict goes to a file: the parent may not get the exit status (a server's child
+    # watcher can reap the process first), and output may interleave with llama.cpp's
+    (folder / VERDICT_FILE).write_text("same" if same else "different", encoding="utf-8")
     return 0 if same else 1
 
 
