@@ -1,10 +1,13 @@
 """With two engines loaded, an idle one hands its thread back (and with it llama.cpp's
 OpenMP team, which would otherwise slow the other's decoding) and starts a new one for its
-next job; a lone engine keeps its thread; closing an engine without a thread frees it."""
+next job; a lone engine keeps its thread; closing an engine without a thread frees it; a
+load leaves no thread of its caller's behind."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,3 +67,27 @@ def test_an_idle_engine_ends_its_thread_while_another_runs(
     finally:
         first.close()
     assert _settle() == before
+
+
+def test_loading_leaves_no_thread_of_the_caller_behind(model_path: Path) -> None:
+    # Putting weights in AMX buffers starts an OpenMP team on the loading thread; kept alive
+    # by the caller's thread, it made libgomp's barriers sleep in every decode step of the
+    # engine's thread (7 times slower). The load runs on a thread that ends, so it adds only
+    # the engine's own thread. A fresh process: this one's main thread has teams already.
+    script = f"""
+import os, sys, time
+sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+from pathlib import Path
+from backend.conftest import load_engine
+count = lambda: len(os.listdir("/proc/self/task"))
+before = count()
+engine = load_engine(Path({str(model_path)!r}))
+time.sleep(1.0)
+print(count() - before)
+engine.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "1"

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from power_backend_llamacpp.extra_buffers import use_extra_buffers
-from power_core.concurrency import allocate_native_lock
+from power_core.concurrency import allocate_native_lock, start_native_thread
 from power_core.engine import LoadSpec
 from power_core.errors import InvalidRequest, ModelLoadFailed
 
 if TYPE_CHECKING:
     from power_backend_llamacpp.engine import LlamaCppEngine
+
+T = TypeVar("T")
 
 _init_lock = allocate_native_lock()
 _initialised = False
@@ -58,6 +61,35 @@ def default_threads() -> int:
     return cores if cores <= 4 else cores // 2
 
 
+def _on_a_passing_thread(load: Callable[[], T]) -> T:
+    """Run ``load`` on a new OS thread that ends right after, blocking this one meanwhile.
+
+    Putting weights in AMX buffers converts them with an OpenMP team of the loading thread,
+    which lives as long as that thread. libgomp counts the threads of all live teams, and
+    once they outnumber the CPUs its barriers stop spinning and sleep at once; a decode step
+    crosses hundreds of them. Loaded on a thread that stays (a caller's main thread), the
+    engine's thread then decoded 7 times slower (SmolLM2-135M, 2 cores, a bare ctypes loop:
+    33-35 ms a token against 4.7, back to 4.7 as soon as the loading thread ended)."""
+    done = allocate_native_lock()
+    done.acquire()
+    outcome: list[tuple[bool, Any]] = []
+
+    def work() -> None:
+        try:
+            outcome.append((True, load()))
+        except BaseException as exc:  # re-raised on the calling thread
+            outcome.append((False, exc))
+        finally:
+            done.release()
+
+    start_native_thread(work, "a3s-power-llama-load")
+    done.acquire()
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    return cast(T, value)
+
+
 class LlamaCppBackend:
     """Runs GGUF models with llama.cpp (via llama-cpp-python's low-level bindings)."""
 
@@ -96,7 +128,9 @@ class LlamaCppBackend:
             lc.LLAMA_LOAD_MODE_MMAP if options.use_mmap else lc.LLAMA_LOAD_MODE_NONE
         )
         model_params.use_extra_bufts = use_extra_buffers()
-        model = lc.llama_model_load_from_file(str(spec.path).encode(), model_params)
+        model = _on_a_passing_thread(
+            lambda: lc.llama_model_load_from_file(str(spec.path).encode(), model_params)
+        )
         if not model:
             raise ModelLoadFailed(
                 f"llama.cpp could not load '{spec.name}' from {spec.path}: not a valid GGUF "
