@@ -33,6 +33,7 @@ def _worker(args: argparse.Namespace) -> None:
     import ctypes
 
     import llama_cpp as lc
+    import numpy as np
 
     silence = lc.llama_log_callback(lambda level, text, data: None)
     lc.llama_log_set(silence, ctypes.c_void_p(0))
@@ -47,9 +48,15 @@ def _worker(args: argparse.Namespace) -> None:
     cparams.n_threads = cparams.n_threads_batch = args.threads
     ctx = lc.llama_init_from_model(model, cparams)
     vocab = lc.llama_model_get_vocab(model)
+    n_vocab = lc.llama_vocab_n_tokens(vocab)
     batch = lc.llama_batch_init(512, 0, n)
-    greedy = lc.llama_sampler_init_greedy()
     memory = lc.llama_get_memory(ctx)
+
+    def greedy(index: int) -> int:
+        # an argmax over the logits row, as our engine samples greedy decoding (llama.cpp's
+        # greedy sampler first copies the whole vocabulary into a candidate array)
+        row = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(n_vocab,))
+        return int(row.argmax())
 
     def tokens(text: str) -> list[int]:
         data = text.encode()
@@ -76,7 +83,7 @@ def _worker(args: argparse.Namespace) -> None:
             outputs.append(k - 1)
         batch.n_tokens = k
         assert lc.llama_decode(ctx, batch) == 0
-        last = [lc.llama_sampler_sample(greedy, ctx, outputs[s]) for s in range(n)]
+        last = [greedy(outputs[s]) for s in range(n)]
         first = time.perf_counter() - start
         positions = [len(p) for p in prompts]
         for _ in range(request["tokens"] - 1):
@@ -85,7 +92,7 @@ def _worker(args: argparse.Namespace) -> None:
                 positions[s] += 1
             batch.n_tokens = n
             assert lc.llama_decode(ctx, batch) == 0
-            last = [lc.llama_sampler_sample(greedy, ctx, s) for s in range(n)]
+            last = [greedy(s) for s in range(n)]
         elapsed = time.perf_counter() - start
         print(
             json.dumps({"tokens_per_s": n * request["tokens"] / elapsed, "prefill_s": first}),
