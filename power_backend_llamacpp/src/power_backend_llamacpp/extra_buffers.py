@@ -103,8 +103,9 @@ def extra_buffers_work(folder: Path) -> bool:
             log.warning(
                 "llama.cpp's AMX kernels failed a trial run (%s); weights stay in plain "
                 "buffers, which decode about half as fast on this CPU. A llama.cpp built by "
-                "GCC 12 faults in them: rebuild llama-cpp-python with "
-                'CMAKE_ARGS="-DCMAKE_CXX_FLAGS=-fno-dse" (python3 dev.py does)',
+                "GCC 12 faults in them: rebuild llama-cpp-python with CXXFLAGS=-fno-dse "
+                "(pip install --force-reinstall --no-cache-dir --no-binary llama-cpp-python "
+                "llama-cpp-python; python3 dev.py does)",
                 trial.detail,
             )
         _record(folder, key, {"works": trial.works, "detail": trial.detail})
