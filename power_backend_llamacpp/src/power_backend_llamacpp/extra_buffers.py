@@ -12,9 +12,10 @@ on an AMX CPU the first load tries the extra buffers in a child process
 (:mod:`power_backend_llamacpp.extra_buffers_probe`) and uses them only if the child
 decodes with them to the same logits as without. A verdict (the same logits; different
 ones; a crash once the plain buffers have decoded) is kept per llama.cpp build (a digest of
-its libraries) and CPU in ``~/.cache/a3s-power`` (``$XDG_CACHE_HOME``), so each build is
-tried once; a trial that ends otherwise (timed out, killed, crashed before the extra buffers
-were tried) leaves the buffers off in this process only, and the next process tries again.
+its libraries), kernel and CPU in ``~/.cache/a3s-power`` (``$XDG_CACHE_HOME``), so each
+build is tried once; a trial that ends otherwise (timed out, killed, crashed before the
+extra buffers were tried) leaves them off in this process only, and the next one tries
+again.
 
 ``A3S_POWER_LLAMACPP_EXTRA_BUFFERS=1`` or ``=0`` decides without a trial.
 """
@@ -131,10 +132,11 @@ def rebuild_command() -> str:
 
 
 def build_key() -> str:
-    """A digest of the CPU's flags and of the llama.cpp libraries that will be loaded: the
-    contents of ggml's CPU backend (where the AMX kernels are), the size and time of the
-    rest (hashing them all would take 30 ms)."""
-    digest = hashlib.sha256(f"probe {_PROBE_VERSION}\n{_cpu_flags()}\n".encode())
+    """A digest of the CPU's flags, the kernel (which grants AMX state to threads) and the
+    llama.cpp libraries that will be loaded: the contents of ggml's CPU backend (where the
+    AMX kernels are), the size and time of the rest (hashing them all would take 30 ms)."""
+    kernel = " ".join(os.uname()) if hasattr(os, "uname") else sys.platform
+    digest = hashlib.sha256(f"probe {_PROBE_VERSION}\n{_cpu_flags()}\n{kernel}\n".encode())
     for library in _llama_cpp_libraries():
         stat = library.stat()
         digest.update(f"{library}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
