@@ -96,9 +96,22 @@ def verdicts_folder() -> Path:
 def extra_buffers_work(folder: Path) -> bool:
     """The recorded verdict for this llama.cpp build and CPU, else a trial's."""
     key = build_key()
+    recorded = recorded_verdict(folder, key)
+    if recorded is not None:
+        return bool(recorded["works"])
+    return try_and_record(folder, key).works
+
+
+def recorded_verdict(folder: Path, key: str) -> dict[str, object] | None:
+    """The verdict recorded in ``folder`` for ``key`` (``works``, ``detail``, ``checked``)."""
     recorded = _read_verdicts(folder).get(key)
     if isinstance(recorded, dict) and isinstance(recorded.get("works"), bool):
-        return bool(recorded["works"])
+        return recorded
+    return None
+
+
+def try_and_record(folder: Path, key: str) -> Trial:
+    """Run a trial now and record its verdict, if it reached one; warns when it failed."""
     trial = run_probe()
     if trial.conclusive:
         if not trial.works:
@@ -116,7 +129,33 @@ def extra_buffers_work(folder: Path) -> bool:
             "could not try llama.cpp's AMX buffers (%s); running without them this time",
             trial.detail,
         )
-    return trial.works
+    return trial
+
+
+def explain(retry: bool = False) -> tuple[bool | None, str]:
+    """Whether a model loaded now would use the extra buffers (None: not tried yet), and
+    why; ``retry`` runs a new trial first (``a3s-power llamacpp --retry``)."""
+    setting = os.environ.get("A3S_POWER_LLAMACPP_EXTRA_BUFFERS", "").strip()
+    if setting in ("0", "1"):
+        return setting == "1", f"A3S_POWER_LLAMACPP_EXTRA_BUFFERS={setting}"
+    if not cpu_has_amx():
+        return True, "no AMX on this CPU, nothing to try"
+    folder, key = verdicts_folder(), build_key()
+    if retry:
+        trial = try_and_record(folder, key)
+        kept = "recorded" if trial.conclusive else "not recorded: no verdict"
+        return trial.works, f"{trial.detail} (tried now, {kept})"
+    recorded = recorded_verdict(folder, key)
+    if recorded is None:
+        return None, "not tried yet for this build: the first model load tries them"
+    checked = recorded.get("checked")
+    when = (
+        time.strftime("%Y-%m-%d %H:%M", time.localtime(checked))
+        if isinstance(checked, int)
+        else "earlier"
+    )
+    where = folder / _VERDICTS_FILE
+    return bool(recorded["works"]), f"{recorded.get('detail', '')} (tried {when}; {where})"
 
 
 def rebuild_command() -> str:

@@ -1,0 +1,55 @@
+"""``a3s-power llamacpp``: how llama.cpp runs here, for when a model is slower than it
+should be: the llama-cpp-python build, the CPU features llama.cpp uses, the default
+threads, and whether weights go to the AMX buffers, and why (``--retry`` tries them again).
+
+Imports nothing heavy at module level: every CLI start loads the plugin that registers it.
+"""
+
+from __future__ import annotations
+
+from cleo.helpers import option
+
+from power_core.cli.base import PowerCommand
+
+
+class LlamaCppCommand(PowerCommand):
+    name = "llamacpp"
+    description = (
+        "Show how llama.cpp runs here: its build, the CPU features it uses, and whether "
+        "weights go to its AMX buffers."
+    )
+    options = [  # noqa: RUF012 - cleo reads this class attribute
+        option(
+            "retry",
+            None,
+            "Try llama.cpp's AMX buffers again in a child process and record the verdict.",
+        )
+    ]
+
+    def handle(self) -> int:
+        import importlib.metadata
+        from pathlib import Path
+
+        import llama_cpp
+
+        from power_backend_llamacpp import extra_buffers
+        from power_backend_llamacpp.backend import default_threads
+
+        try:
+            version = importlib.metadata.version("llama-cpp-python")
+        except importlib.metadata.PackageNotFoundError:
+            version = "?"
+        uses, why = extra_buffers.explain(retry=bool(self.option("retry")))
+        state = {True: "on", False: "off", None: "undecided"}[uses]
+        system = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+        rows = [
+            ("llama-cpp-python", f"{version} ({Path(llama_cpp.__file__).parent})"),
+            ("llama.cpp", " ".join(system.split())),
+            ("threads", f"{default_threads()} unless num_thread says otherwise"),
+            ("AMX", "yes" if extra_buffers.cpu_has_amx() else "no"),
+            ("extra buffers", f"{state}: {why}"),
+        ]
+        width = max(len(label) for label, _ in rows)
+        for label, value in rows:
+            self.line(f"{label.ljust(width)}    {value}")
+        return 0
