@@ -110,3 +110,12 @@ def test_durations(value: object, seconds: float) -> None:
 def test_bad_durations(value: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(value)
+
+
+def test_kv_cache_type_takes_ollamas_names(tmp_path: Path) -> None:
+    settings = load_settings(environ=env_for(tmp_path, A3S_POWER_KV_CACHE_TYPE="Q8_0"))
+    assert settings.kv_cache_type == "q8_0"
+    assert load_options_from(settings, {}).kv_cache_type == "q8_0"
+    assert load_settings(environ=env_for(tmp_path)).kv_cache_type == "f16"
+    with pytest.raises(ConfigError, match=r"A3S_POWER_KV_CACHE_TYPE.*one of f16, q8_0, q4_0"):
+        load_settings(environ=env_for(tmp_path, A3S_POWER_KV_CACHE_TYPE="q5_1"))

@@ -6,6 +6,7 @@ plugin loader (run by every CLI command) stays fast.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -20,11 +21,17 @@ if TYPE_CHECKING:
     from power_backend_llamacpp.engine import LlamaCppEngine
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _init_lock = allocate_native_lock()
 _initialised = False
 #: the log callback must outlive every native call that may log
 _log_callback: Any = None
+
+#: KV cache types by Ollama's names: ggml's types, and bytes per element (f16: 2; q8_0:
+#: 34 bytes a block of 32; q4_0: 18)
+_GGML_TYPES = {"f16": "GGML_TYPE_F16", "q8_0": "GGML_TYPE_Q8_0", "q4_0": "GGML_TYPE_Q4_0"}
+_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
 #: llama.cpp's ``GGML_LOG_LEVEL_ERROR``; everything below it is progress chatter
 _LOG_LEVEL_ERROR = 4
@@ -129,6 +136,7 @@ class LlamaCppBackend:
             raise InvalidRequest("num_thread must be at least 1", param="num_thread")
         if options.max_queue < 0:
             raise InvalidRequest("max_queue must not be negative", param="max_queue")
+        cache_type = _kv_cache_type(options.kv_cache_type, options.flash_attention)
         if not spec.path.is_file():
             raise ModelLoadFailed(f"model file for '{spec.name}' not found at {spec.path}")
         _init_llama_cpp()
@@ -175,6 +183,7 @@ class LlamaCppBackend:
             if options.flash_attention
             else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
+        ctx_params.type_k = ctx_params.type_v = getattr(lc, _GGML_TYPES[cache_type])
         ctx_params.no_perf = True
         ctx = lc.llama_init_from_model(model, ctx_params)
         if not ctx:
@@ -184,7 +193,7 @@ class LlamaCppBackend:
                 f"num_ctx={options.num_ctx} x num_parallel={options.num_parallel} "
                 "(not enough memory?)"
             )
-        info = _engine_info(lc, model, ctx, options.num_ctx)
+        info = _engine_info(lc, model, ctx, options.num_ctx, cache_type)
         return LlamaCppEngine(
             name=spec.name,
             model=model,
@@ -197,7 +206,20 @@ class LlamaCppBackend:
         )
 
 
-def _engine_info(lc: Any, model: Any, ctx: Any, num_ctx: int) -> Any:
+def _kv_cache_type(requested: str, flash_attention: bool) -> str:
+    """The KV cache type to use: a quantized one only with flash attention (llama.cpp needs
+    it for quantized values; Ollama falls back to f16 the same way, with a warning)."""
+    if requested not in _GGML_TYPES:
+        raise InvalidRequest(
+            f"kv_cache_type must be one of {', '.join(_GGML_TYPES)}", param="kv_cache_type"
+        )
+    if requested != "f16" and not flash_attention:
+        log.warning("kv_cache_type %s needs flash_attention; the KV cache stays f16", requested)
+        return "f16"
+    return requested
+
+
+def _engine_info(lc: Any, model: Any, ctx: Any, num_ctx: int, cache_type: str) -> Any:
     from power_core.engine import EngineInfo
 
     vocab = lc.llama_model_get_vocab(model)
@@ -210,14 +232,15 @@ def _engine_info(lc: Any, model: Any, ctx: Any, num_ctx: int) -> Any:
         context_length=num_ctx,
         embedding_length=int(lc.llama_model_n_embd(model)),
         vocab_size=int(lc.llama_vocab_n_tokens(vocab)),
-        size_bytes=int(lc.llama_model_size(model)) + _kv_cache_bytes(lc, model, ctx),
+        size_bytes=int(lc.llama_model_size(model)) + _kv_cache_bytes(lc, model, ctx, cache_type),
         supports_fim=min(fim) >= 0,
     )
 
 
-def _kv_cache_bytes(lc: Any, model: Any, ctx: Any) -> int:
-    """Estimated size of the context's KV cache (f16 keys and values for every cell)."""
+def _kv_cache_bytes(lc: Any, model: Any, ctx: Any, cache_type: str) -> int:
+    """Estimated size of the context's KV cache (keys and values for every cell)."""
     n_head = max(1, int(lc.llama_model_n_head(model)))
     head_dim = int(lc.llama_model_n_embd(model)) // n_head
     kv_width = int(lc.llama_model_n_head_kv(model)) * head_dim
-    return 2 * 2 * kv_width * int(lc.llama_model_n_layer(model)) * int(lc.llama_n_ctx(ctx))
+    elements = 2 * kv_width * int(lc.llama_model_n_layer(model)) * int(lc.llama_n_ctx(ctx))
+    return int(elements * _BYTES_PER_ELEMENT[cache_type])

@@ -71,6 +71,9 @@ class Settings:
     use_mmap: bool = True
     #: llama.cpp's flash attention; off by default: on CPUs its kernels decode slower
     flash_attention: bool = False
+    #: the KV cache's element type (Ollama's OLLAMA_KV_CACHE_TYPE); a quantized one needs
+    #: flash attention and is used only with it
+    kv_cache_type: str = "f16"
     #: extra CORS origins besides localhost ones (``*`` allows any)
     origins: tuple[str, ...] = ()
     #: name of the store plugin
@@ -104,6 +107,7 @@ _FIELD_TYPES: dict[str, str] = {
     "num_thread": "a positive integer",
     "use_mmap": "true or false",
     "flash_attention": "true or false",
+    "kv_cache_type": "one of f16, q8_0, q4_0",
     "origins": "a list of origins",
     "store": "a store plugin name",
     "api_keys": "a list of strings",
@@ -111,6 +115,8 @@ _FIELD_TYPES: dict[str, str] = {
     "log_level": "one of debug, info, warning, error",
 }
 _BOOLS = {"use_mmap", "flash_attention"}
+#: KV cache element types, as Ollama names them
+KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 _POSITIVE_INTS = {
     "max_loaded_models",
     "num_parallel",
@@ -160,6 +166,10 @@ def _coerce(key: str, value: Any, from_text: bool) -> Any:
         return Path(value).expanduser()
     if key == "log_level":
         if not isinstance(value, str) or value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError(expected)
+        return value.lower()
+    if key == "kv_cache_type":
+        if not isinstance(value, str) or value.lower() not in KV_CACHE_TYPES:
             raise ValueError(expected)
         return value.lower()
     if not isinstance(value, str) or not value:

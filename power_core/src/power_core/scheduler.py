@@ -58,6 +58,7 @@ def load_options_from(settings: Settings, overrides: dict[str, Any]) -> LoadOpti
         num_thread=settings.num_thread,
         use_mmap=settings.use_mmap,
         flash_attention=settings.flash_attention,
+        kv_cache_type=settings.kv_cache_type,
         num_parallel=settings.num_parallel,
         max_queue=settings.max_queue,
     )

@@ -41,6 +41,8 @@ class LoadOptions:
     num_thread: int | None = None
     use_mmap: bool = True
     flash_attention: bool = False
+    #: "f16", "q8_0" or "q4_0"; quantized types apply only with flash attention
+    kv_cache_type: str = "f16"
     num_parallel: int = 4
     #: jobs that may wait for a free sequence; beyond them ``submit`` raises ``ServerBusy``
     max_queue: int = 512
