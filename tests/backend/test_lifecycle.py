@@ -128,8 +128,16 @@ def test_generation_stops_when_the_context_is_full(model_path: Path) -> None:
 
 
 @pytest.mark.model
-def test_a_context_that_shifts_goes_on_past_its_end(model_path: Path) -> None:
-    engine = load_engine(model_path, num_ctx=64, num_parallel=2)
+@pytest.mark.parametrize(
+    "cache",
+    [{}, {"flash_attention": True, "kv_cache_type": "q8_0"}],
+    ids=["f16", "q8_0 with flash attention"],
+)
+def test_a_context_that_shifts_goes_on_past_its_end(
+    model_path: Path, cache: dict[str, bool | str]
+) -> None:
+    # a quantized cache shifts too: llama.cpp dequantizes the keys to rotate them
+    engine = load_engine(model_path, num_ctx=64, num_parallel=2, **cache)  # type: ignore[arg-type]
     try:
         prompt = engine.tokenize(chat("Count to a thousand."), add_bos=True)
         events = run(
