@@ -67,6 +67,62 @@ def test_a_quantized_cache_without_flash_attention_is_reported(
     assert "kv_cache_type q4_0 needs flash_attention; the KV cache stays f16" in caplog.text
 
 
-def test_an_unknown_cache_type_is_refused_before_loading(model_path: Path) -> None:
+def test_an_unknown_cache_type_is_refused_before_loading(tmp_path: Path) -> None:
+    # before the file is even looked for (a missing one would be ModelLoadFailed)
     with pytest.raises(InvalidRequest, match="kv_cache_type must be one of f16, q8_0, q4_0"):
-        load_engine(model_path, kv_cache_type="q5_1")  # type: ignore[arg-type]
+        load_engine(tmp_path / "absent.gguf", kv_cache_type="q5_1")  # type: ignore[arg-type]
+
+
+def write_model_with_heads_of_80(path: Path) -> Path:
+    """A one-layer llama model (random weights) whose two heads hold 80 values each."""
+    import gguf
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    embed, heads, vocab, feed_forward = 160, 2, 64, 256
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(256)
+    writer.add_embedding_length(embed)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(feed_forward)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(heads)
+    writer.add_rope_dimension_count(embed // heads)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(["<unk>", "<s>", "</s>", *(f"t{i}" for i in range(3, vocab))])
+    writer.add_token_scores([0.0] * vocab)
+    writer.add_token_types([2, 3, 3, *([1] * (vocab - 3))])
+
+    def tensor(name: str, *shape: int) -> None:
+        writer.add_tensor(name, rng.normal(0.0, 0.1, size=shape).astype(np.float32))
+
+    tensor("token_embd.weight", vocab, embed)
+    writer.add_tensor("output_norm.weight", np.ones(embed, dtype=np.float32))
+    tensor("output.weight", vocab, embed)
+    writer.add_tensor("blk.0.attn_norm.weight", np.ones(embed, dtype=np.float32))
+    for part in ("q", "k", "v", "output"):
+        tensor(f"blk.0.attn_{part}.weight", embed, embed)
+    writer.add_tensor("blk.0.ffn_norm.weight", np.ones(embed, dtype=np.float32))
+    tensor("blk.0.ffn_gate.weight", feed_forward, embed)
+    tensor("blk.0.ffn_up.weight", feed_forward, embed)
+    tensor("blk.0.ffn_down.weight", embed, feed_forward)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_heads_that_are_not_whole_blocks_keep_an_f16_cache(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # llama.cpp refuses a q8_0 cache for heads of 80 values (Phi-2's): the load would fail
+    model = write_model_with_heads_of_80(tmp_path / "heads80.gguf")
+    with caplog.at_level(logging.WARNING):
+        engine = load_engine(model, num_parallel=1, flash_attention=True, kv_cache_type="q8_0")  # type: ignore[arg-type]
+    try:
+        assert len(run(engine, [1, 5, 6, 7], max_tokens=3)) > 0
+        assert "heads of a multiple of 32 values (this model's: 80)" in caplog.text
+    finally:
+        engine.close()

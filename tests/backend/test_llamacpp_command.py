@@ -59,3 +59,11 @@ def test_the_environment_setting_is_shown(tmp_path: Path) -> None:
     assert extra_buffers_line(power_cli(env, "llamacpp").stdout) == (
         "off: A3S_POWER_LLAMACPP_EXTRA_BUFFERS=0"
     )
+    assert extra_buffers_line(power_cli(env, "llamacpp", "--retry").stdout) == (
+        "off: A3S_POWER_LLAMACPP_EXTRA_BUFFERS=0 (no trial: nothing to retry)"
+    )
+
+
+def test_it_shows_the_configured_threads(tmp_path: Path) -> None:
+    env = dict(power_env(tmp_path / "home", num_thread="3"), XDG_CACHE_HOME=str(tmp_path))
+    assert "threads             3 (num_thread;" in power_cli(env, "llamacpp").stdout

@@ -183,6 +183,7 @@ class LlamaCppBackend:
             if options.flash_attention
             else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
+        cache_type = _cache_type_for_heads(cache_type, _head_sizes(lc, model))
         ctx_params.type_k = ctx_params.type_v = getattr(lc, _GGML_TYPES[cache_type])
         ctx_params.no_perf = True
         ctx = lc.llama_init_from_model(model, ctx_params)
@@ -217,6 +218,34 @@ def _kv_cache_type(requested: str, flash_attention: bool) -> str:
         log.warning("kv_cache_type %s needs flash_attention; the KV cache stays f16", requested)
         return "f16"
     return requested
+
+
+def _cache_type_for_heads(cache_type: str, head_sizes: tuple[int, int]) -> str:
+    """``cache_type``, or f16 where a head's size is not a whole number of the type's
+    32-value blocks (llama.cpp then refuses the context, e.g. Phi-2's heads of 80)."""
+    if cache_type != "f16" and any(size % 32 for size in head_sizes):
+        log.warning(
+            "kv_cache_type %s needs heads of a multiple of 32 values (this model's: %s); "
+            "the KV cache stays f16",
+            cache_type,
+            ", ".join(str(size) for size in sorted(set(head_sizes))),
+        )
+        return "f16"
+    return cache_type
+
+
+def _head_sizes(lc: Any, model: Any) -> tuple[int, int]:
+    """The sizes of the model's key and value heads (GGUF ``key_length``/``value_length``,
+    else the embedding size over the heads)."""
+    from power_backend_llamacpp.embedding import model_meta
+
+    default = int(lc.llama_model_n_embd(model)) // max(1, int(lc.llama_model_n_head(model)))
+    arch = model_meta(model, "general.architecture") or ""
+    sizes = []
+    for part in ("key_length", "value_length"):
+        value = model_meta(model, f"{arch}.attention.{part}")
+        sizes.append(int(value) if value and value.isdigit() else default)
+    return sizes[0], sizes[1]
 
 
 def _engine_info(lc: Any, model: Any, ctx: Any, num_ctx: int, cache_type: str) -> Any:

@@ -30,7 +30,12 @@ class LlamaCppCommand(PowerCommand):
         import importlib.metadata
         from pathlib import Path
 
-        import llama_cpp
+        from power_core.errors import PowerError
+
+        try:
+            import llama_cpp
+        except (ImportError, OSError, RuntimeError) as exc:  # a build that cannot load
+            raise PowerError(f"llama-cpp-python cannot be imported: {exc}") from exc
 
         from power_backend_llamacpp import extra_buffers
         from power_backend_llamacpp.backend import default_threads
@@ -45,7 +50,7 @@ class LlamaCppCommand(PowerCommand):
         rows = [
             ("llama-cpp-python", f"{version} ({Path(llama_cpp.__file__).parent})"),
             ("llama.cpp", " ".join(system.split())),
-            ("threads", f"{default_threads()} unless num_thread says otherwise"),
+            ("threads", self._threads(default_threads())),
             ("AMX", "yes" if extra_buffers.cpu_has_amx() else "no"),
             ("extra buffers", f"{state}: {why}"),
         ]
@@ -53,3 +58,9 @@ class LlamaCppCommand(PowerCommand):
         for label, value in rows:
             self.line(f"{label.ljust(width)}    {value}")
         return 0
+
+    def _threads(self, default: int) -> str:
+        configured = self.settings.num_thread
+        if configured is not None:
+            return f"{configured} (num_thread; a model's own option can change it)"
+        return f"{default}, the usable cores (num_thread unset)"

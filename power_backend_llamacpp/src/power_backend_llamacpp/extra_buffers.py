@@ -136,14 +136,20 @@ def explain(retry: bool = False) -> tuple[bool | None, str]:
     """Whether a model loaded now would use the extra buffers (None: not tried yet), and
     why; ``retry`` runs a new trial first (``a3s-power llamacpp --retry``)."""
     setting = os.environ.get("A3S_POWER_LLAMACPP_EXTRA_BUFFERS", "").strip()
+    nothing_to_try = " (no trial: nothing to retry)" if retry else ""
     if setting in ("0", "1"):
-        return setting == "1", f"A3S_POWER_LLAMACPP_EXTRA_BUFFERS={setting}"
+        return setting == "1", f"A3S_POWER_LLAMACPP_EXTRA_BUFFERS={setting}{nothing_to_try}"
     if not cpu_has_amx():
-        return True, "no AMX on this CPU, nothing to try"
+        return True, f"no AMX on this CPU, nothing to try{nothing_to_try}"
     folder, key = verdicts_folder(), build_key()
     if retry:
         trial = try_and_record(folder, key)
-        kept = "recorded" if trial.conclusive else "not recorded: no verdict"
+        if not trial.conclusive:
+            kept = "not recorded: no verdict"
+        elif recorded_verdict(folder, key) is None:
+            kept = f"could not be recorded in {folder}"
+        else:
+            kept = "recorded"
         return trial.works, f"{trial.detail} (tried now, {kept})"
     recorded = recorded_verdict(folder, key)
     if recorded is None:
