@@ -11,6 +11,7 @@ import llama_cpp as lc
 import pytest
 
 from power_backend_llamacpp import LlamaCppEngine
+from power_backend_llamacpp.extra_buffers_probe import write_probe_model
 from power_core.errors import InvalidRequest
 
 from .conftest import load_engine, run, text
@@ -73,52 +74,11 @@ def test_an_unknown_cache_type_is_refused_before_loading(tmp_path: Path) -> None
         load_engine(tmp_path / "absent.gguf", kv_cache_type="q5_1")  # type: ignore[arg-type]
 
 
-def write_model_with_heads_of_80(path: Path) -> Path:
-    """A one-layer llama model (random weights) whose two heads hold 80 values each."""
-    import gguf
-    import numpy as np
-
-    rng = np.random.default_rng(3)
-    embed, heads, vocab, feed_forward = 160, 2, 64, 256
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_context_length(256)
-    writer.add_embedding_length(embed)
-    writer.add_block_count(1)
-    writer.add_feed_forward_length(feed_forward)
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(heads)
-    writer.add_rope_dimension_count(embed // heads)
-    writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(["<unk>", "<s>", "</s>", *(f"t{i}" for i in range(3, vocab))])
-    writer.add_token_scores([0.0] * vocab)
-    writer.add_token_types([2, 3, 3, *([1] * (vocab - 3))])
-
-    def tensor(name: str, *shape: int) -> None:
-        writer.add_tensor(name, rng.normal(0.0, 0.1, size=shape).astype(np.float32))
-
-    tensor("token_embd.weight", vocab, embed)
-    writer.add_tensor("output_norm.weight", np.ones(embed, dtype=np.float32))
-    tensor("output.weight", vocab, embed)
-    writer.add_tensor("blk.0.attn_norm.weight", np.ones(embed, dtype=np.float32))
-    for part in ("q", "k", "v", "output"):
-        tensor(f"blk.0.attn_{part}.weight", embed, embed)
-    writer.add_tensor("blk.0.ffn_norm.weight", np.ones(embed, dtype=np.float32))
-    tensor("blk.0.ffn_gate.weight", feed_forward, embed)
-    tensor("blk.0.ffn_up.weight", feed_forward, embed)
-    tensor("blk.0.ffn_down.weight", embed, feed_forward)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
 def test_heads_that_are_not_whole_blocks_keep_an_f16_cache(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # llama.cpp refuses a q8_0 cache for heads of 80 values (Phi-2's): the load would fail
-    model = write_model_with_heads_of_80(tmp_path / "heads80.gguf")
+    model = write_probe_model(tmp_path / "heads80.gguf", embed=160, heads=2)
     with caplog.at_level(logging.WARNING):
         engine = load_engine(model, num_parallel=1, flash_attention=True, kv_cache_type="q8_0")  # type: ignore[arg-type]
     try:

@@ -37,21 +37,21 @@ PLAIN_DONE = "plain buffers done"
 _TOLERANCE = 1e-3
 
 
-def write_probe_model(path: Path) -> Path:
+def write_probe_model(path: Path, embed: int = _EMBED, heads: int = _HEADS) -> Path:
     """A one-layer llama model with random Q4_0, Q4_1 and Q8_0 weights and a 256-token
-    vocabulary."""
+    vocabulary; ``embed`` (a multiple of 32) values in ``heads`` heads."""
     import gguf
     import numpy as np
 
     rng = np.random.default_rng(7)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_context_length(64)
-    writer.add_embedding_length(_EMBED)
+    writer.add_embedding_length(embed)
     writer.add_block_count(1)
     writer.add_feed_forward_length(_FEED_FORWARD)
-    writer.add_head_count(_HEADS)
-    writer.add_head_count_kv(_HEADS)
-    writer.add_rope_dimension_count(_EMBED // _HEADS)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(heads)
+    writer.add_rope_dimension_count(embed // heads)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0)
     writer.add_tokenizer_model("llama")
@@ -67,20 +67,20 @@ def write_probe_model(path: Path) -> Path:
         writer.add_tensor(name, gguf.quants.quantize(weights, kind), raw_dtype=kind)
 
     def norm(name: str) -> None:
-        writer.add_tensor(name, np.ones(_EMBED, dtype=np.float32))
+        writer.add_tensor(name, np.ones(embed, dtype=np.float32))
 
     writer.add_tensor(
-        "token_embd.weight", rng.normal(0.0, 1.0, size=(_VOCAB, _EMBED)).astype(np.float32)
+        "token_embd.weight", rng.normal(0.0, 1.0, size=(_VOCAB, embed)).astype(np.float32)
     )
     norm("output_norm.weight")
-    dense("output.weight", _VOCAB, _EMBED)
+    dense("output.weight", _VOCAB, embed)
     norm("blk.0.attn_norm.weight")
     for part in ("q", "k", "v", "output"):
-        dense(f"blk.0.attn_{part}.weight", _EMBED, _EMBED)
+        dense(f"blk.0.attn_{part}.weight", embed, embed)
     norm("blk.0.ffn_norm.weight")
-    dense("blk.0.ffn_gate.weight", _FEED_FORWARD, _EMBED)
-    dense("blk.0.ffn_up.weight", _FEED_FORWARD, _EMBED)
-    dense("blk.0.ffn_down.weight", _EMBED, _FEED_FORWARD)
+    dense("blk.0.ffn_gate.weight", _FEED_FORWARD, embed)
+    dense("blk.0.ffn_up.weight", _FEED_FORWARD, embed)
+    dense("blk.0.ffn_down.weight", embed, _FEED_FORWARD)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
