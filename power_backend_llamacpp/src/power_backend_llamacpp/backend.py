@@ -183,7 +183,8 @@ class LlamaCppBackend:
             if options.flash_attention
             else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
-        cache_type = _cache_type_for_heads(cache_type, _head_sizes(lc, model))
+        head_sizes = _head_sizes(lc, model)
+        cache_type = _cache_type_for_heads(cache_type, head_sizes)
         ctx_params.type_k = ctx_params.type_v = getattr(lc, _GGML_TYPES[cache_type])
         ctx_params.no_perf = True
         ctx = lc.llama_init_from_model(model, ctx_params)
@@ -194,7 +195,8 @@ class LlamaCppBackend:
                 f"num_ctx={options.num_ctx} x num_parallel={options.num_parallel} "
                 "(not enough memory?)"
             )
-        info = _engine_info(lc, model, ctx, options.num_ctx, cache_type)
+        kv_bytes = _kv_cache_bytes(lc, model, ctx, head_sizes, cache_type)
+        info = _engine_info(lc, model, options.num_ctx, kv_bytes)
         return LlamaCppEngine(
             name=spec.name,
             model=model,
@@ -248,7 +250,7 @@ def _head_sizes(lc: Any, model: Any) -> tuple[int, int]:
     return sizes[0], sizes[1]
 
 
-def _engine_info(lc: Any, model: Any, ctx: Any, num_ctx: int, cache_type: str) -> Any:
+def _engine_info(lc: Any, model: Any, num_ctx: int, kv_bytes: int) -> Any:
     from power_core.engine import EngineInfo
 
     vocab = lc.llama_model_get_vocab(model)
@@ -261,15 +263,15 @@ def _engine_info(lc: Any, model: Any, ctx: Any, num_ctx: int, cache_type: str) -
         context_length=num_ctx,
         embedding_length=int(lc.llama_model_n_embd(model)),
         vocab_size=int(lc.llama_vocab_n_tokens(vocab)),
-        size_bytes=int(lc.llama_model_size(model)) + _kv_cache_bytes(lc, model, ctx, cache_type),
+        size_bytes=int(lc.llama_model_size(model)) + kv_bytes,
         supports_fim=min(fim) >= 0,
     )
 
 
-def _kv_cache_bytes(lc: Any, model: Any, ctx: Any, cache_type: str) -> int:
+def _kv_cache_bytes(
+    lc: Any, model: Any, ctx: Any, head_sizes: tuple[int, int], cache_type: str
+) -> int:
     """Estimated size of the context's KV cache (keys and values for every cell)."""
-    n_head = max(1, int(lc.llama_model_n_head(model)))
-    head_dim = int(lc.llama_model_n_embd(model)) // n_head
-    kv_width = int(lc.llama_model_n_head_kv(model)) * head_dim
-    elements = 2 * kv_width * int(lc.llama_model_n_layer(model)) * int(lc.llama_n_ctx(ctx))
+    per_cell = int(lc.llama_model_n_head_kv(model)) * sum(head_sizes)
+    elements = per_cell * int(lc.llama_model_n_layer(model)) * int(lc.llama_n_ctx(ctx))
     return int(elements * _BYTES_PER_ELEMENT[cache_type])
