@@ -28,6 +28,7 @@ BENCHMARKS = {
     "peers": "bench.peers",
     "two_models": "bench.two_models",
     "chat_turns": "bench.chat_turns",
+    "long_chat": "bench.long_chat",
     "conversations": "bench.conversations",
 }
 

@@ -37,11 +37,12 @@ _ANSWER = (
 )
 
 
-def conversation(opening: str) -> list[str]:
-    """The prompt of every turn: the conversation so far and the new question."""
+def conversation(opening: str, turns: int = TURNS) -> list[str]:
+    """The prompt of every turn: the conversation so far and the new question (each turn
+    adds 104 tokens)."""
     history = f"<|im_start|>system\n{opening} You are a helpful assistant.<|im_end|>\n"
     prompts = []
-    for turn in range(1, TURNS + 1):
+    for turn in range(1, turns + 1):
         question = f"<|im_start|>user\nQuestion {turn}. {_QUESTION}<|im_end|>\n"
         prompts.append(history + question + "<|im_start|>assistant\n")
         history += question + f"<|im_start|>assistant\n{_ANSWER}<|im_end|>\n"

@@ -104,19 +104,25 @@ def run(fleet: Fleet) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     rows = []
     for label, pairs in samples.items():
-        returning = Summary.of([pair_decode_rate(r) for r, _ in pairs])
-        new = Summary.of([pair_decode_rate(n) for _, n in pairs])
+        returning_rate = Summary.of([pair_decode_rate(r) for r, _ in pairs])
+        new_rate = Summary.of([pair_decode_rate(n) for _, n in pairs])
         ratio = Summary.of([pair_decode_rate(r) / pair_decode_rate(n) for r, n in pairs])
         ttft = Summary.of([r.worst_ttft for r, _ in pairs])
         summary[label] = {
-            "returning_tokens_per_s": returning.as_dict(),
-            "new_tokens_per_s": new.as_dict(),
+            "returning_tokens_per_s": returning_rate.as_dict(),
+            "new_tokens_per_s": new_rate.as_dict(),
             "returning_over_new": ratio.as_dict(),
             "returning_worst_ttft_s": ttft.as_dict(),
             "samples": [{"returning": r.sample(), "new": n.sample()} for r, n in pairs],
         }
         rows.append(
-            [label, returning.spread(1), new.spread(1), ratio.spread(2), ttft.spread(0, 1000)]
+            [
+                label,
+                returning_rate.spread(1),
+                new_rate.spread(1),
+                ratio.spread(2),
+                ttft.spread(0, 1000),
+            ]
         )
     print(
         table(
