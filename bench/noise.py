@@ -124,15 +124,18 @@ def settle(pids: Callable[[], Iterable[int]], max_wait: float = 20.0, window: fl
 
 
 class Timed:
-    """A wall time and how busy the rest of the machine was meanwhile."""
+    """A wall time, how busy the rest of the machine was meanwhile, and the CPU time the
+    whole machine spent (every process and the kernel, this work included)."""
 
-    def __init__(self, seconds: float, others_cores: float) -> None:
+    def __init__(self, seconds: float, others_cores: float, machine_cpu_s: float) -> None:
         self.seconds = seconds
         self.others_cores = others_cores
+        self.machine_cpu_s = machine_cpu_s
 
 
 def timed(meter: CpuMeter, work: Callable[[], object]) -> Timed:
-    """Run ``work()`` and return its wall time with ``others_cores``."""
-    start = time.perf_counter()
+    """Run ``work()`` and return its wall time with ``others_cores`` and the machine's CPU."""
+    busy, start = _machine_busy(), time.perf_counter()
     _, others = meter.measure(work)
-    return Timed(time.perf_counter() - start, others)
+    seconds = time.perf_counter() - start
+    return Timed(seconds, others, (_machine_busy() - busy) / _TICK if busy else math.nan)
