@@ -58,6 +58,12 @@ def test_chat_stream_and_single_answer(url: str, post_ndjson: Any) -> None:
     assert RFC3339_NANO.match(answer["created_at"])
 
 
+def test_version_is_an_ollama_release_that_clients_accept(url: str) -> None:
+    version = requests.get(url + "/api/version", timeout=10).json()["version"]
+    # VS Code's Copilot compares each number and refuses an Ollama older than 0.6.4
+    assert tuple(int(part) for part in version.split(".")) >= (0, 6, 4), version
+
+
 def test_version_and_head_routes(url: str) -> None:
     assert isinstance(requests.get(url + "/api/version", timeout=10).json()["version"], str)
     for path in ("/", "/api/version", "/api/tags"):

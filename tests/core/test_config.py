@@ -119,3 +119,12 @@ def test_kv_cache_type_takes_ollamas_names(tmp_path: Path) -> None:
     assert load_settings(environ=env_for(tmp_path)).kv_cache_type == "f16"
     with pytest.raises(ConfigError, match=r"A3S_POWER_KV_CACHE_TYPE.*one of f16, q8_0, q4_0"):
         load_settings(environ=env_for(tmp_path, A3S_POWER_KV_CACHE_TYPE="q5_1"))
+
+
+def test_ollama_version_is_a_release_number(tmp_path: Path) -> None:
+    assert load_settings(environ=env_for(tmp_path)).ollama_version is None
+    settings = load_settings(environ=env_for(tmp_path, A3S_POWER_OLLAMA_VERSION=" 0.14.2 "))
+    assert settings.ollama_version == "0.14.2"
+    for bad in ("latest", "0.13.0-rc1", "13", ""):
+        with pytest.raises(ConfigError, match=r"A3S_POWER_OLLAMA_VERSION.*like 0\.13\.0"):
+            load_settings(environ=env_for(tmp_path, A3S_POWER_OLLAMA_VERSION=bad))

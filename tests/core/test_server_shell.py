@@ -14,7 +14,11 @@ from conftest import PowerServer
 
 @pytest.fixture(scope="module")
 def bare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerServer]:
-    server = PowerServer(tmp_path_factory.mktemp("bare-home"), origins="https://trusted.example")
+    server = PowerServer(
+        tmp_path_factory.mktemp("bare-home"),
+        origins="https://trusted.example",
+        ollama_version="0.14.2",
+    )
     server.start()
     yield server
     server.stop()
@@ -32,6 +36,11 @@ def test_health_reports_backends(bare_server: PowerServer) -> None:
     assert body["status"] == "ok"
     assert isinstance(body["backends"], list)
     assert body["loaded_models"] == []
+
+
+def test_configured_ollama_version_is_reported(bare_server: PowerServer) -> None:
+    response = requests.get(bare_server.url + "/api/version", timeout=5)
+    assert response.json() == {"version": "0.14.2"}
 
 
 def test_unknown_route_is_a_json_404(bare_server: PowerServer) -> None:

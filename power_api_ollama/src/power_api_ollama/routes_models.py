@@ -10,12 +10,18 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from power_api_ollama.wire import json_response, model_name, opt_bool, opt_str, rfc3339
-from power_core import __version__
 from power_core.errors import InvalidRequest
 from power_core.models import ModelDetails
 from power_core.scheduler import LoadedModel
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
+
+#: the Ollama release whose API these routes follow, which ``/api/version`` reports (the
+#: ``ollama_version`` setting overrides it). Clients compare it with a minimum: VS Code's
+#: Copilot refuses an Ollama below 0.6.4, others gate features (structured outputs from
+#: 0.5). 0.13.0 takes everything these routes take (``logprobs``, ``think``, ``truncate``,
+#: ``shift``, ``dimensions``)
+OLLAMA_API_VERSION = "0.13.0"
 
 #: Ollama shows a model kept loaded forever as expiring in ~300 years
 _FOREVER_SECONDS = 300 * 365 * 86_400
@@ -54,9 +60,11 @@ def add_model_routes(blueprint: Blueprint, services: PowerServices) -> None:
     """Register the model-management routes on ``blueprint``."""
     library = services.library
 
+    reported_version = services.settings.ollama_version or OLLAMA_API_VERSION
+
     @blueprint.get("/api/version")
     def version() -> Response:
-        return json_response({"version": __version__})
+        return json_response({"version": reported_version})
 
     @blueprint.get("/api/tags")
     def tags() -> Response:

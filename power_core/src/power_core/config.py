@@ -83,6 +83,9 @@ class Settings:
     #: request bodies larger than this are refused (bytes)
     max_body_bytes: int = 64 * 1024 * 1024
     log_level: str = "info"
+    #: the Ollama release ``/api/version`` reports; None: the one whose API the Ollama
+    #: plugin follows (tools such as VS Code's Copilot refuse servers below a minimum)
+    ollama_version: str | None = None
 
     @property
     def models_path(self) -> Path:
@@ -113,8 +116,11 @@ _FIELD_TYPES: dict[str, str] = {
     "api_keys": "a list of strings",
     "max_body_bytes": "a positive integer",
     "log_level": "one of debug, info, warning, error",
+    "ollama_version": "a version like 0.13.0",
 }
 _BOOLS = {"use_mmap", "flash_attention"}
+#: a release number as clients compare them: numbers and dots
+_RELEASE = re.compile(r"\d+(\.\d+){1,3}")
 #: KV cache element types, as Ollama names them
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 _POSITIVE_INTS = {
@@ -168,6 +174,10 @@ def _coerce(key: str, value: Any, from_text: bool) -> Any:
         if not isinstance(value, str) or value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError(expected)
         return value.lower()
+    if key == "ollama_version":
+        if not isinstance(value, str) or not _RELEASE.fullmatch(value.strip()):
+            raise ValueError(expected)
+        return value.strip()
     if key == "kv_cache_type":
         if not isinstance(value, str) or value.lower() not in KV_CACHE_TYPES:
             raise ValueError(expected)
