@@ -18,6 +18,7 @@ import pytest
 from power_backend_llamacpp import batching
 from power_backend_llamacpp import engine as engine_module
 from power_backend_llamacpp.engine import LlamaCppEngine
+from power_backend_llamacpp.slots import count_runs
 from power_core.arrivals import ARRIVING
 from power_core.engine import CompletionJob
 from power_core.types import EngineEvent, TextDelta
@@ -241,5 +242,81 @@ def test_a_sequence_that_finishes_between_running_ones_leaves_no_gap(
         # the short answer's cache, moved out of the way, still serves its conversation
         follow_up = run(engine, FIRST["b"] + "Paris.", max_tokens=2)
         assert done(follow_up).usage.cached_tokens >= len(engine.tokenize(FIRST["b"]))
+    finally:
+        engine.close()
+
+
+def test_a_sequence_cancelled_between_running_ones_leaves_no_gap(
+    model_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "BURST_WAIT_SECONDS", 30.0)
+    reference = load_engine(model_path, num_parallel=4)
+    try:
+        expected = stories(reference, ("first", "second", "short"))
+    finally:
+        reference.close()
+    caplog.set_level(logging.DEBUG)
+    engine = load_engine(model_path, num_parallel=4)
+    try:
+        prompts = {
+            "first": "Once upon a time, in a small village by the sea,",
+            "middle": "Once upon a time, a lost robot",
+            "second": "Once upon a time, a young dragon",
+        }
+        with ARRIVING.on_the_way():  # in sequences 0, 1, 2
+            streams = {
+                name: engine.submit(CompletionJob(prompt, sampling=GREEDY, max_tokens=40))
+                for name, prompt in prompts.items()
+            }
+        seen = 0
+        for event in streams["middle"]:  # the client in the middle goes away after 3 tokens
+            seen += isinstance(event, TextDelta)
+            if seen == 3:
+                break
+        streams["middle"].cancel()
+        events = {name: list(streams[name]) for name in ("first", "second")}
+        assert sequences_running(caplog) == ["[0, 1, 2]"]
+        # its cache kept (moved out of the way), the second story moved into its place
+        assert moves(caplog) == ["sequence 1 copied to 3", "running sequence 2 moved to 1"]
+        for name in ("first", "second"):
+            assert done(events[name]).usage.completion_tokens == 40
+            assert text(events[name]) == text(expected[name])
+    finally:
+        engine.close()
+
+
+def test_two_sequences_cancelled_in_one_step_leave_no_gap(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[set[int]] = []
+    real_decode = batching.lc.llama_decode
+
+    def recording_decode(ctx: object, batch: object) -> int:
+        count = batch.n_tokens  # type: ignore[attr-defined]
+        batches.append({batch.seq_id[i][0] for i in range(count)})  # type: ignore[attr-defined]
+        return int(real_decode(ctx, batch))
+
+    monkeypatch.setattr(batching.lc, "llama_decode", recording_decode)
+    monkeypatch.setattr(engine_module, "BURST_WAIT_SECONDS", 30.0)
+    engine = load_engine(model_path, num_parallel=5)
+    try:
+        subjects = ("a baker", "a lost robot", "a sailor", "a young dragon", "a clever fox")
+        with ARRIVING.on_the_way():  # in sequences 0-4
+            streams = [
+                engine.submit(
+                    CompletionJob(f"Once upon a time, {who}", sampling=GREEDY, max_tokens=40)
+                )
+                for who in subjects
+            ]
+        seen = 0
+        for event in streams[1]:
+            seen += isinstance(event, TextDelta)
+            if seen == 3:
+                break
+        streams[1].cancel()  # 1 and 2 go: the highest two move into their places
+        streams[2].cancel()
+        for index in (0, 3, 4):
+            assert done(list(streams[index])).usage.completion_tokens == 40
+        assert batches and all(count_runs(seqs) == 1 for seqs in batches), batches
     finally:
         engine.close()
