@@ -29,6 +29,7 @@ BENCHMARKS = {
     "two_models": "bench.two_models",
     "chat_turns": "bench.chat_turns",
     "long_chat": "bench.long_chat",
+    "mixed_lengths": "bench.mixed_lengths",
     "conversations": "bench.conversations",
 }
 

@@ -250,15 +250,19 @@ class Batch:
         }
 
 
-def run_simultaneous(target: Target, prompts: Sequence[str], max_tokens: int) -> Batch:
-    """One client thread per prompt, all released at once; waits for every stream."""
+def run_simultaneous(
+    target: Target, prompts: Sequence[str], max_tokens: int | Sequence[int]
+) -> Batch:
+    """One client thread per prompt, all released at once; waits for every stream.
+    ``max_tokens``: for every client, or one number per client."""
     clients = [new_client() for _ in prompts]
     results: list[StreamResult | None] = [None] * len(prompts)
     barrier = threading.Barrier(len(prompts) + 1)
+    lengths = [max_tokens] * len(prompts) if isinstance(max_tokens, int) else list(max_tokens)
 
     def work(index: int) -> None:
         barrier.wait()
-        results[index] = stream(target, prompts[index], max_tokens, clients[index])
+        results[index] = stream(target, prompts[index], lengths[index], clients[index])
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(prompts))]
     for thread in threads:

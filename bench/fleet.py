@@ -101,6 +101,20 @@ class Fleet:
         server = self._get("llama-server-no-flash-attention", make, optional=True)
         return server if isinstance(server, LlamaServer) else None
 
+    def llama_server_unified_cache(self) -> LlamaServer | None:
+        """``llama-server --kv-unified``: one KV stream for all slots (its default, one per
+        slot, decodes sequences that are not neighbours in separate passes)."""
+
+        def make() -> LlamaServer | None:
+            binary = find_llama_server()
+            if binary is None:
+                return None
+            return LlamaServer(self.config, binary, unified_cache=True)
+
+        # optional: a llama-server older than `--kv-unified` refuses the flag
+        server = self._get("llama-server-kv-unified", make, optional=True)
+        return server if isinstance(server, LlamaServer) else None
+
     def llama_server_available(self) -> bool:
         """True when llama-server runs, or can be found to start."""
         return "llama-server" in self.started or (

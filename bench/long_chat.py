@@ -18,32 +18,16 @@ from typing import Any
 from bench.chat_turns import conversation
 from bench.clients import StreamResult, Target, new_client, stream
 from bench.fleet import Fleet, quiet_pause
+from bench.peers import BAR, OURS, OURS_LIKE_FOR_LIKE, flash_attention_pairs
 from bench.report import num, save_result, table
-from bench.servers import MODEL_NAME
 from bench.stats import Summary
 
 NAME = "long_chat"
 #: 12 turns: the last prompt is 1,240 tokens
 TURNS = 12
 TOKENS = 128
-OURS = "a3s-power"
-OURS_FLASH = "a3s-power flash-attn"
-BAR = "llama-server"
-BAR_WITHOUT_FLASH = "llama-server no-flash-attn"
 #: the last turn's answer begins a story: greedy SmolLM2 then runs past TOKENS
 _STORY = "Here is a story about the walk.\n\nOnce upon a time"
-
-
-def _targets(fleet: Fleet) -> list[Target]:
-    targets = [Target(OURS, fleet.power().url, "openai", MODEL_NAME)]
-    llama = fleet.llama_server()
-    if llama is not None:
-        targets.append(Target(BAR, llama.url, "openai", MODEL_NAME))
-        targets.append(Target(OURS_FLASH, fleet.power_flash_attention().url, "openai", MODEL_NAME))
-        plain = fleet.llama_server_without_flash_attention()
-        if plain is not None:
-            targets.append(Target(BAR_WITHOUT_FLASH, plain.url, "openai", MODEL_NAME))
-    return targets
 
 
 def _last_turn(target: Target, rep: int, client: Any) -> StreamResult:
@@ -62,7 +46,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
         f"{reps} reps",
         flush=True,
     )
-    targets = _targets(fleet)
+    targets = flash_attention_pairs(fleet)
     samples: dict[str, list[StreamResult]] = {t.label: [] for t in targets}
     for rep in range(reps):
         for target in targets:
@@ -145,7 +129,7 @@ def headline(result: dict[str, Any]) -> list[list[str]]:
             "info",
         ],
     ]
-    flash = result["results"].get(OURS_FLASH)
+    flash = result["results"].get(OURS_LIKE_FOR_LIKE)
     if flash is not None:
         decode = ours["decode_tokens_per_s"]["median"] / flash["decode_tokens_per_s"]["median"]
         rows.append([NAME, "ours: decode without / with flash attention", num(decode), "-", "info"])

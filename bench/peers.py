@@ -50,6 +50,21 @@ def _targets(fleet: Fleet) -> list[Target]:
     return targets
 
 
+def flash_attention_pairs(fleet: Fleet) -> list[Target]:
+    """Ours and llama-server, each with flash attention off and on (llama-server's default
+    is on, ours off); only ours when llama-server cannot be found."""
+    targets = [Target(OURS, fleet.power().url, "openai", MODEL_NAME)]
+    llama = fleet.llama_server()
+    if llama is not None:
+        targets.append(Target(BAR, llama.url, "openai", MODEL_NAME))
+        flash = fleet.power_flash_attention()
+        targets.append(Target(OURS_LIKE_FOR_LIKE, flash.url, "openai", MODEL_NAME))
+        plain = fleet.llama_server_without_flash_attention()
+        if plain is not None:
+            targets.append(Target(BAR_WITHOUT_FLASH, plain.url, "openai", MODEL_NAME))
+    return targets
+
+
 def _many(
     fleet: Fleet, targets: list[Target], reps: int
 ) -> tuple[dict[str, list[Batch]], dict[str, list[float]]]:

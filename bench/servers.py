@@ -313,14 +313,27 @@ class LlamaServer(ServerProcess):
 
     label = "llama-server"
 
-    def __init__(self, config: BenchConfig, binary: Path, *, flash_attention: bool = True) -> None:
+    def __init__(
+        self,
+        config: BenchConfig,
+        binary: Path,
+        *,
+        flash_attention: bool = True,
+        unified_cache: bool = False,
+    ) -> None:
+        # the label names the log file: set before the base class opens it
         if not flash_attention:
-            self.label = "llama-server no-flash-attn"  # before the log file is named after it
+            self.label = "llama-server no-flash-attn"
+        elif unified_cache:
+            self.label = "llama-server kv-unified"
         super().__init__()
         self.config = config
         self.binary = binary
         #: its default on a CPU is on; off, it runs the attention kernels ours runs by default
         self.flash_attention = flash_attention
+        #: one KV stream shared by every slot (``--kv-unified``) instead of one per slot,
+        #: its default with these settings
+        self.unified_cache = unified_cache
 
     def command(self) -> list[str]:
         c = self.config
@@ -349,6 +362,8 @@ class LlamaServer(ServerProcess):
             command.append("--no-repack")
         if not self.flash_attention:
             command += ["-fa", "off"]
+        if self.unified_cache:
+            command.append("--kv-unified")
         return command
 
     def version(self) -> str:
