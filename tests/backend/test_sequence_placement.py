@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from power_backend_llamacpp import engine as engine_module
 from power_backend_llamacpp.engine import LlamaCppEngine
 from power_backend_llamacpp.slots import count_runs
 from power_core.arrivals import ARRIVING
-from power_core.engine import CompletionJob
+from power_core.engine import CompletionJob, EventStream
 from power_core.types import EngineEvent, TextDelta
 
 from .conftest import GREEDY, chat, done, load_engine, run, text
@@ -246,77 +246,153 @@ def test_a_sequence_that_finishes_between_running_ones_leaves_no_gap(
         engine.close()
 
 
-def test_a_sequence_cancelled_between_running_ones_leaves_no_gap(
-    model_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(engine_module, "BURST_WAIT_SECONDS", 30.0)
-    reference = load_engine(model_path, num_parallel=4)
-    try:
-        expected = stories(reference, ("first", "second", "short"))
-    finally:
-        reference.close()
-    caplog.set_level(logging.DEBUG)
-    engine = load_engine(model_path, num_parallel=4)
-    try:
-        prompts = {
-            "first": "Once upon a time, in a small village by the sea,",
-            "middle": "Once upon a time, a lost robot",
-            "second": "Once upon a time, a young dragon",
-        }
-        with ARRIVING.on_the_way():  # in sequences 0, 1, 2
-            streams = {
-                name: engine.submit(CompletionJob(prompt, sampling=GREEDY, max_tokens=40))
-                for name, prompt in prompts.items()
-            }
-        seen = 0
-        for event in streams["middle"]:  # the client in the middle goes away after 3 tokens
-            seen += isinstance(event, TextDelta)
-            if seen == 3:
-                break
-        streams["middle"].cancel()
-        events = {name: list(streams[name]) for name in ("first", "second")}
-        assert sequences_running(caplog) == ["[0, 1, 2]"]
-        # its cache kept (moved out of the way), the second story moved into its place
-        assert moves(caplog) == ["sequence 1 copied to 3", "running sequence 2 moved to 1"]
-        for name in ("first", "second"):
-            assert done(events[name]).usage.completion_tokens == 40
-            assert text(events[name]) == text(expected[name])
-    finally:
-        engine.close()
-
-
-def test_two_sequences_cancelled_in_one_step_leave_no_gap(
-    model_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def cancel_at_step(
+    monkeypatch: pytest.MonkeyPatch, step: int, victims: Callable[[], list[EventStream]]
+) -> list[set[int]]:
+    """Cancel ``victims()`` on the engine's thread right after its ``step``-th decode, so
+    that the cancellations land in one step whatever the readers do; returns the sequence
+    ids of every decode batch, as they happen."""
     batches: list[set[int]] = []
     real_decode = batching.lc.llama_decode
 
-    def recording_decode(ctx: object, batch: object) -> int:
+    def decode_then_cancel(ctx: object, batch: object) -> int:
         count = batch.n_tokens  # type: ignore[attr-defined]
         batches.append({batch.seq_id[i][0] for i in range(count)})  # type: ignore[attr-defined]
-        return int(real_decode(ctx, batch))
+        status = int(real_decode(ctx, batch))
+        if len(batches) == step:
+            for stream in victims():
+                stream.cancel()
+        return status
 
-    monkeypatch.setattr(batching.lc, "llama_decode", recording_decode)
+    monkeypatch.setattr(batching.lc, "llama_decode", decode_then_cancel)
     monkeypatch.setattr(engine_module, "BURST_WAIT_SECONDS", 30.0)
-    engine = load_engine(model_path, num_parallel=5)
+    return batches
+
+
+def stories_cancelled(
+    model_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    subjects: list[str],
+    cancelled: list[int],
+    parallel: int,
+) -> tuple[dict[str, str], list[set[int]]]:
+    """Stories about ``subjects`` started in one step (sequences 0, 1, ... in this order), 40
+    tokens each, on an engine of ``parallel`` sequences; the ``cancelled`` ones (positions)
+    end after 4 decode steps. Returns the others' texts and every decode batch's sequence
+    ids."""
+    streams: list[EventStream] = []
+    batches = cancel_at_step(monkeypatch, 4, lambda: [streams[i] for i in cancelled])
+    engine = load_engine(model_path, num_parallel=parallel)
     try:
-        subjects = ("a baker", "a lost robot", "a sailor", "a young dragon", "a clever fox")
-        with ARRIVING.on_the_way():  # in sequences 0-4
+        with ARRIVING.on_the_way():
             streams = [
                 engine.submit(
                     CompletionJob(f"Once upon a time, {who}", sampling=GREEDY, max_tokens=40)
                 )
                 for who in subjects
             ]
-        seen = 0
-        for event in streams[1]:
-            seen += isinstance(event, TextDelta)
-            if seen == 3:
-                break
-        streams[1].cancel()  # 1 and 2 go: the highest two move into their places
-        streams[2].cancel()
-        for index in (0, 3, 4):
-            assert done(list(streams[index])).usage.completion_tokens == 40
-        assert batches and all(count_runs(seqs) == 1 for seqs in batches), batches
+        texts = {}
+        for index, stream in enumerate(streams):
+            events = list(stream)
+            if index not in cancelled:
+                assert done(events).usage.completion_tokens == 40
+                texts[subjects[index]] = text(events)
+        return texts, batches
+    finally:
+        engine.close()
+
+
+def test_a_sequence_cancelled_between_running_ones_leaves_no_gap(
+    model_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the story cancelled last: nothing to close
+    expected, _ = stories_cancelled(
+        model_path, monkeypatch, ["a baker", "a sailor", "a lost robot"], [2], parallel=4
+    )
+    caplog.set_level(logging.DEBUG)
+    # the story cancelled in the middle: the sailor's moves into its place
+    texts, batches = stories_cancelled(
+        model_path, monkeypatch, ["a baker", "a lost robot", "a sailor"], [1], parallel=4
+    )
+    assert sequences_running(caplog) == ["[0, 1, 2]"]
+    # the cancelled story's cache kept (moved out of the way), the last story in its place
+    assert moves(caplog) == ["sequence 1 copied to 3", "running sequence 2 moved to 1"]
+    assert all(count_runs(seqs) == 1 for seqs in batches), batches
+    assert texts == expected
+
+
+def test_two_sequences_cancelled_in_one_step_leave_no_gap(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subjects = ["a baker", "a lost robot", "a sailor", "a young dragon", "a clever fox"]
+    # the two cancelled last: nothing moves
+    expected, _ = stories_cancelled(
+        model_path, monkeypatch, [subjects[i] for i in (0, 3, 4, 1, 2)], [3, 4], parallel=5
+    )
+    # the two cancelled in 1 and 2: the stories in 3 and 4 move into their places
+    texts, batches = stories_cancelled(model_path, monkeypatch, subjects, [1, 2], parallel=5)
+    assert all(count_runs(seqs) == 1 for seqs in batches), batches
+    assert texts == expected
+
+
+def test_a_sequence_cancelled_with_a_queued_job_leaves_no_gap(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # three run, the fourth waits for a sequence; it and one running story are cancelled
+    expected, _ = stories_cancelled(
+        model_path, monkeypatch, ["a baker", "a sailor", "a lost robot", "a mouse"], [2, 3], 3
+    )
+    texts, batches = stories_cancelled(
+        model_path, monkeypatch, ["a baker", "a lost robot", "a sailor", "a mouse"], [1, 3], 3
+    )
+    assert all(count_runs(seqs) == 1 for seqs in batches), batches
+    assert texts == expected
+
+
+def test_a_gap_left_while_a_prompt_is_read_closes_when_it_is_read(
+    model_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    streams: list[EventStream] = []
+    batches: list[set[int]] = []
+    real_decode = batching.lc.llama_decode
+
+    def decode(ctx: object, batch: object) -> int:
+        count = batch.n_tokens  # type: ignore[attr-defined]
+        seqs = [batch.seq_id[i][0] for i in range(count)]  # type: ignore[attr-defined]
+        batches.append(set(seqs))
+        status = int(real_decode(ctx, batch))
+        if seqs.count(3) > 1 and not streams[1].cancelled:  # the long prompt is being read
+            streams[1].cancel()
+        return status
+
+    monkeypatch.setattr(batching.lc, "llama_decode", decode)
+    monkeypatch.setattr(engine_module, "BURST_WAIT_SECONDS", 30.0)
+    caplog.set_level(logging.DEBUG)
+    engine = load_engine(model_path, num_parallel=4)
+    try:
+        with ARRIVING.on_the_way():  # in sequences 0, 1, 2
+            streams = [
+                engine.submit(
+                    CompletionJob(f"Once upon a time, {who}", sampling=GREEDY, max_tokens=60)
+                )
+                for who in ("a baker", "a lost robot", "a sailor")
+            ]
+        first = iter(streams[0])
+        next(event for event in first if isinstance(event, TextDelta))
+        # a prompt of several batches (256 tokens each) arrives beside them, in 3
+        question = " ".join(f"Fact {n}: the number {n} comes after {n - 1}." for n in range(60))
+        long = engine.submit(CompletionJob(chat(question), sampling=GREEDY, max_tokens=40))
+        events = list(long)
+        for stream in streams:
+            list(stream)
+        assert done(events).usage.completion_tokens == 40
+        assert done(events).usage.prompt_tokens > 2 * 256
+        # while it was read, sequence 1 ended: the gap stays (its prompt goes on in 3), and
+        # closes once the prompt is read, by moving the new sequence into it
+        assert "running sequence 3 moved to 1" in moves(caplog)
+        # the steps while all three generate (the long answer's 40 tokens): one run each
+        read = max(i for i, seqs in enumerate(batches) if 3 in seqs) + 1
+        together = batches[read : read + 30]
+        assert len(together) == 30 and all(count_runs(seqs) == 1 for seqs in together), batches
     finally:
         engine.close()

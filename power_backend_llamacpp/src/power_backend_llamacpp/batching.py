@@ -150,11 +150,17 @@ class ContinuousBatcher:
         if finished:
             self._generating = [c for c in self._generating if c.reason is None]
             self._close_gap()
+        started = False
         for job, take in chunks:
             job.prompt_done += take
             job.channel.put(PromptProgress(processed=job.prompt_done, total=len(job.prompt)))
             if job.prompt_done == len(job.prompt):
                 self._start_generation(job)
+                started = True
+        if started:
+            # a sequence that ended while a prompt was read left a gap the prompt's did not
+            # fill (gaps stay open while prompts are read, see _close_gap)
+            self._close_gap()
 
     def _admit(self) -> None:
         pending = self._pending
@@ -363,7 +369,6 @@ class ContinuousBatcher:
                 if choice.reason is None:
                     self._finish_choice(choice, "cancelled")
         self._generating = [c for c in self._generating if c.reason is None]
-        self._close_gap()
         if any(job.cancelled for job in self._queued()):
             kept: deque[Job] = deque()
             while self._pending:
@@ -374,6 +379,7 @@ class ContinuousBatcher:
                     kept.append(job)
             # a job submitted meanwhile was popped and kept too, or lands behind these
             self._pending.extendleft(reversed(kept))
+        self._close_gap()  # after the queue: a cancelled queued job fills no gap
 
     def _fail_batch(self, status: int, chunks: list[tuple[Job, int]]) -> None:
         """A decode failed: every job in the batch ends with an error, the rest go on."""
