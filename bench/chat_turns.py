@@ -1,4 +1,4 @@
-"""8. Chat turns: the time to first token of a conversation's last turn, which resends the
+"""9. Chat turns: the time to first token of a conversation's last turn, which resends the
 whole conversation, against the same prompt with nothing cached; beside llama-server and
 the in-process baseline, which both cache prompts too.
 

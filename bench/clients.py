@@ -259,6 +259,8 @@ def run_simultaneous(
     results: list[StreamResult | None] = [None] * len(prompts)
     barrier = threading.Barrier(len(prompts) + 1)
     lengths = [max_tokens] * len(prompts) if isinstance(max_tokens, int) else list(max_tokens)
+    if len(lengths) != len(prompts):
+        raise ValueError(f"{len(lengths)} lengths for {len(prompts)} prompts")
 
     def work(index: int) -> None:
         barrier.wait()

@@ -1,4 +1,4 @@
-"""9. Conversations: two conversations that come back at once decode as fast together as
+"""10. Conversations: two conversations that come back at once decode as fast together as
 two new ones, on ours and on llama-server.
 
 Four conversations each send a first turn, one after another, so that every server keeps

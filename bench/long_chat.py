@@ -1,4 +1,4 @@
-"""10. Long chat: the next turn of a conversation that has grown to about 1,200 tokens, on
+"""11. Long chat: the next turn of a conversation that has grown to about 1,200 tokens, on
 ours and on llama-server, each with flash attention off and on.
 
 llama-server turns flash attention on by default on a CPU, ours leaves it off: with short
@@ -13,11 +13,13 @@ ChatML completions, the same tokens for every server.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from bench.chat_turns import conversation
 from bench.clients import StreamResult, Target, new_client, stream
 from bench.fleet import Fleet, quiet_pause
+from bench.noise import paired_summary, quiet_summary
 from bench.peers import BAR, OURS, OURS_LIKE_FOR_LIKE, flash_attention_pairs
 from bench.report import num, save_result, table
 from bench.stats import Summary
@@ -30,13 +32,18 @@ TOKENS = 128
 _STORY = "Here is a story about the walk.\n\nOnce upon a time"
 
 
-def _last_turn(target: Target, rep: int, client: Any) -> StreamResult:
-    """A new conversation up to its last turn, then the last turn, timed."""
+def _last_turn(fleet: Fleet, target: Target, rep: int, client: Any) -> StreamResult:
+    """A new conversation up to its last turn, then the last turn, timed (with how busy
+    the rest of the machine was meanwhile)."""
     prompts = conversation(f"Long chat {rep + 1}.", TURNS)
     for prompt in prompts[:-1]:
         stream(target, prompt, 4, client)
-    quiet_pause()
-    return stream(target, prompts[-1] + _STORY, TOKENS, client)
+    quiet_pause(fleet)
+    result, others = fleet.meter.measure(
+        partial(stream, target, prompts[-1] + _STORY, TOKENS, client)
+    )
+    result.others_cores = others
+    return result
 
 
 def run(fleet: Fleet) -> dict[str, Any]:
@@ -52,40 +59,40 @@ def run(fleet: Fleet) -> dict[str, Any]:
         for target in targets:
             client = new_client()
             try:
-                result = _last_turn(target, rep, client)
+                result = _last_turn(fleet, target, rep, client)
             finally:
                 client.close()
             samples[target.label].append(result)
             print(
                 f"  rep {rep + 1}/{reps} {target.label}: TTFT {result.ttft * 1000:.0f} ms, "
-                f"decode {result.decode_tokens_per_s:.1f} tok/s, {result.tokens} tokens",
+                f"decode {result.decode_tokens_per_s:.1f} tok/s, {result.tokens} tokens "
+                f"(others {result.others_cores:.2f} cores)",
                 flush=True,
             )
     bar = samples.get(BAR)
     summary: dict[str, Any] = {}
     rows = []
     for label, results in samples.items():
-        ttft = Summary.of([r.ttft for r in results])
-        decode = Summary.of([r.decode_tokens_per_s for r in results])
-        paired = list(zip(results, bar, strict=True)) if bar else []
-        decode_vs_bar = Summary.of(
-            [r.decode_tokens_per_s / b.decode_tokens_per_s for r, b in paired]
-        )
-        ttft_vs_bar = Summary.of([r.ttft / b.ttft for r, b in paired])
+        ttft, ttft_basis = quiet_summary(results, _ttft)
+        decode, decode_basis = quiet_summary(results, _decode)
+        decode_vs_bar = paired_summary(results, bar, _decode) if bar else None
+        ttft_vs_bar = paired_summary(results, bar, _ttft) if bar else None
         summary[label] = {
             "ttft_s": ttft.as_dict(),
+            "ttft_basis": ttft_basis,
             "decode_tokens_per_s": decode.as_dict(),
-            "decode_vs_llama_server": decode_vs_bar.as_dict() if bar else None,
-            "ttft_vs_llama_server": ttft_vs_bar.as_dict() if bar else None,
+            "decode_basis": decode_basis,
+            "decode_vs_llama_server": decode_vs_bar,
+            "ttft_vs_llama_server": ttft_vs_bar,
             "samples": [r.sample() for r in results],
         }
         rows.append(
             [
                 label,
-                ttft.spread(0, scale=1000),
-                decode.spread(1),
-                decode_vs_bar.spread(2) if bar else "n/a",
-                ttft_vs_bar.spread(2) if bar else "n/a",
+                f"{ttft.spread(0, scale=1000)} [{ttft_basis}]",
+                f"{decode.spread(1)} [{decode_basis}]",
+                _ratio_cell(decode_vs_bar),
+                _ratio_cell(ttft_vs_bar),
                 min((r.tokens for r in results), default=0),
             ]
         )
@@ -108,27 +115,38 @@ def run(fleet: Fleet) -> dict[str, Any]:
     return save_result(NAME, summary, fleet=fleet.describe(), reps=reps, turns=TURNS, tokens=TOKENS)
 
 
+def _ttft(result: StreamResult) -> float:
+    return result.ttft
+
+
+def _decode(result: StreamResult) -> float:
+    return result.decode_tokens_per_s
+
+
+def _ratio_cell(paired: dict[str, Any] | None) -> str:
+    if paired is None:
+        return "n/a"
+    return f"{Summary(**paired['ratio']).spread(2)} [{paired['basis']}]"
+
+
 def headline(result: dict[str, Any]) -> list[list[str]]:
     ours = result["results"].get(OURS)
     if ours is None or ours.get("decode_vs_llama_server") is None:
         return []
     turns = result.get("turns", TURNS)
-    rows = [
-        [
-            NAME,
-            f"turn {turns} decode tok/s / llama-server (its defaults)",
-            num(ours["decode_vs_llama_server"]["median"]),
-            "-",
-            "info",
-        ],
-        [
-            NAME,
-            f"turn {turns} TTFT / llama-server (its defaults)",
-            num(ours["ttft_vs_llama_server"]["median"]),
-            "-",
-            "info",
-        ],
-    ]
+    rows = []
+    for key, figure in (
+        ("decode_vs_llama_server", f"turn {turns} decode tok/s / llama-server (its defaults)"),
+        ("ttft_vs_llama_server", f"turn {turns} TTFT / llama-server (its defaults)"),
+    ):
+        paired = ours[key]
+        # results written before the quiet-round bases were kept: a plain summary
+        median, basis = (
+            (paired["ratio"]["median"], f" [{paired['basis']}]")
+            if "ratio" in paired
+            else (paired["median"], "")
+        )
+        rows.append([NAME, f"{figure}{basis}", num(median), "-", "info"])
     flash = result["results"].get(OURS_LIKE_FOR_LIKE)
     if flash is not None:
         decode = ours["decode_tokens_per_s"]["median"] / flash["decode_tokens_per_s"]["median"]

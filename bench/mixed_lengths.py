@@ -36,6 +36,11 @@ SERIES = 40
 BAR_UNIFIED = "llama-server kv-unified"
 
 
+def rate(batch: Batch) -> float:
+    """All the batch's tokens over the time until its last stream ended."""
+    return batch.aggregate_tokens_per_s
+
+
 def _targets(fleet: Fleet) -> list[Target]:
     targets = flash_attention_pairs(fleet)
     unified = fleet.llama_server_unified_cache()
@@ -77,10 +82,6 @@ def run(fleet: Fleet) -> dict[str, Any]:
     rows = []
     for label, modes in samples.items():
         mixed, equal = modes["mixed"], modes["equal"]
-
-        def rate(batch: Batch) -> float:
-            return batch.aggregate_tokens_per_s
-
         mixed_rate, basis = quiet_summary(mixed, rate)
         equal_rate, _ = quiet_summary(equal, rate)
         own = paired_summary(mixed, equal, rate)

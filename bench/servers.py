@@ -324,8 +324,8 @@ class LlamaServer(ServerProcess):
         # the label names the log file: set before the base class opens it
         if not flash_attention:
             self.label = "llama-server no-flash-attn"
-        elif unified_cache:
-            self.label = "llama-server kv-unified"
+        if unified_cache:
+            self.label += " kv-unified"
         super().__init__()
         self.config = config
         self.binary = binary

@@ -125,6 +125,6 @@ def test_ollama_version_is_a_release_number(tmp_path: Path) -> None:
     assert load_settings(environ=env_for(tmp_path)).ollama_version is None
     settings = load_settings(environ=env_for(tmp_path, A3S_POWER_OLLAMA_VERSION=" 0.14.2 "))
     assert settings.ollama_version == "0.14.2"
-    for bad in ("latest", "0.13.0-rc1", "13", ""):
+    for bad in ("latest", "0.13.0-rc1", "13", "0.13", "1.2.3.4", "\u0661.\u0662.\u0663", ""):
         with pytest.raises(ConfigError, match=r"A3S_POWER_OLLAMA_VERSION.*like 0\.13\.0"):
             load_settings(environ=env_for(tmp_path, A3S_POWER_OLLAMA_VERSION=bad))

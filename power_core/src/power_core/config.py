@@ -119,8 +119,8 @@ _FIELD_TYPES: dict[str, str] = {
     "ollama_version": "a version like 0.13.0",
 }
 _BOOLS = {"use_mmap", "flash_attention"}
-#: a release number as clients compare them: numbers and dots
-_RELEASE = re.compile(r"\d+(\.\d+){1,3}")
+#: an Ollama release number, as clients parse it: major.minor.patch in ASCII digits
+_RELEASE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 #: KV cache element types, as Ollama names them
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 _POSITIVE_INTS = {
