@@ -352,6 +352,41 @@ def test_load_options_reload_and_keep_alive_sets_expiry(url: str) -> None:
     assert _ps_entry(url)["context_length"] == 2048
 
 
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"num_thread": 100_000}, "num_thread must be at most 512"),  # crashed the server
+        ({"num_ctx": 1_000_000_000}, "of KV cache, more than the"),  # 52 s, then a 500
+        ({"num_ctx": 2_000_000_000}, "num_ctx x num_parallel must be at most"),  # wrapped
+    ],
+)
+def test_load_options_llama_cpp_cannot_honour_are_400s(
+    url: str, options: dict[str, int], needle: str
+) -> None:
+    body = {"model": MODEL, "prompt": "hi", "options": options, "stream": False}
+    response = requests.post(url + "/api/generate", json=body, timeout=120)
+    assert response.status_code == 400, response.text
+    assert needle in response.json()["error"]
+    # the server lives on, and loads the model again with the usual options
+    answer = requests.post(
+        url + "/api/generate",
+        json={"model": MODEL, "prompt": "hi", "stream": False, "options": {"num_predict": 2}},
+        timeout=120,
+    )
+    assert answer.status_code == 200 and answer.json()["eval_count"] > 0
+
+
+def test_a_batch_larger_than_the_context_is_cut_to_it(url: str) -> None:
+    body = {
+        "model": MODEL,
+        "prompt": "hi",
+        "stream": False,
+        "options": {"num_batch": 1_000_000_000, "num_predict": 2},
+    }
+    response = requests.post(url + "/api/generate", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+
+
 def test_show_leaves_large_arrays_out_unless_verbose(url: str) -> None:
     brief = requests.post(url + "/api/show", json={"model": MODEL}, timeout=30).json()
     assert brief["model_info"]["tokenizer.ggml.tokens"] == []

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from power_backend_llamacpp.extra_buffers import use_extra_buffers
+from power_backend_llamacpp.limits import check_kv_cache_fits, check_options
 from power_core.concurrency import allocate_native_lock, start_native_thread
 from power_core.engine import LoadSpec
 from power_core.errors import InvalidRequest, ModelLoadFailed
@@ -136,6 +137,7 @@ class LlamaCppBackend:
             raise InvalidRequest("num_thread must be at least 1", param="num_thread")
         if options.max_queue < 0:
             raise InvalidRequest("max_queue must not be negative", param="max_queue")
+        check_options(options)
         cache_type = _kv_cache_type(options.kv_cache_type, options.flash_attention)
         if not spec.path.is_file():
             raise ModelLoadFailed(f"model file for '{spec.name}' not found at {spec.path}")
@@ -162,10 +164,12 @@ class LlamaCppBackend:
                 "file, or an architecture this llama.cpp does not support"
             )
         threads = options.num_thread or default_threads()
-        # generating sequences take one batch slot each, so the batch always fits them
-        n_batch = max(options.num_batch, options.num_parallel)
+        cells = options.num_ctx * options.num_parallel
+        # generating sequences take one batch slot each, so the batch always fits them; a
+        # batch larger than the context could never fill
+        n_batch = min(max(options.num_batch, options.num_parallel), cells)
         ctx_params = lc.llama_context_default_params()
-        ctx_params.n_ctx = options.num_ctx * options.num_parallel
+        ctx_params.n_ctx = cells
         ctx_params.n_seq_max = options.num_parallel
         # one KV stream per sequence: each gets exactly num_ctx cells and attends to its own
         ctx_params.kv_unified = False
@@ -185,6 +189,11 @@ class LlamaCppBackend:
         )
         head_sizes = _head_sizes(lc, model)
         cache_type = _cache_type_for_heads(cache_type, head_sizes)
+        try:
+            check_kv_cache_fits(options, _kv_cache_bytes(lc, model, cells, head_sizes, cache_type))
+        except InvalidRequest:
+            lc.llama_model_free(model)
+            raise
         ctx_params.type_k = ctx_params.type_v = getattr(lc, _GGML_TYPES[cache_type])
         ctx_params.no_perf = True
         ctx = lc.llama_init_from_model(model, ctx_params)
@@ -195,7 +204,7 @@ class LlamaCppBackend:
                 f"num_ctx={options.num_ctx} x num_parallel={options.num_parallel} "
                 "(not enough memory?)"
             )
-        kv_bytes = _kv_cache_bytes(lc, model, ctx, head_sizes, cache_type)
+        kv_bytes = _kv_cache_bytes(lc, model, int(lc.llama_n_ctx(ctx)), head_sizes, cache_type)
         info = _engine_info(lc, model, options.num_ctx, kv_bytes)
         return LlamaCppEngine(
             name=spec.name,
@@ -269,9 +278,9 @@ def _engine_info(lc: Any, model: Any, num_ctx: int, kv_bytes: int) -> Any:
 
 
 def _kv_cache_bytes(
-    lc: Any, model: Any, ctx: Any, head_sizes: tuple[int, int], cache_type: str
+    lc: Any, model: Any, cells: int, head_sizes: tuple[int, int], cache_type: str
 ) -> int:
-    """Estimated size of the context's KV cache (keys and values for every cell)."""
+    """Estimated size of a KV cache of ``cells`` cells (keys and values for each)."""
     per_cell = int(lc.llama_model_n_head_kv(model)) * sum(head_sizes)
-    elements = per_cell * int(lc.llama_model_n_layer(model)) * int(lc.llama_n_ctx(ctx))
+    elements = per_cell * int(lc.llama_model_n_layer(model)) * cells
     return int(elements * _BYTES_PER_ELEMENT[cache_type])
