@@ -376,6 +376,20 @@ def test_load_options_llama_cpp_cannot_honour_are_400s(
     assert answer.status_code == 200 and answer.json()["eval_count"] > 0
 
 
+def test_options_refused_before_loading_leave_the_loaded_model_loaded(url: str) -> None:
+    usual = {"model": MODEL, "prompt": "hi", "stream": False, "options": {"num_predict": 1}}
+    assert requests.post(url + "/api/generate", json=usual, timeout=120).status_code == 200
+    before = _ps_entry(url)
+    for options in ({"num_thread": 100_000}, {"num_ctx": 2_000_000_000}):
+        body = {**usual, "options": options}
+        assert requests.post(url + "/api/generate", json=body, timeout=120).status_code == 400
+    # still loaded (a refused load after unloading it left none): nobody else pays for a
+    # reload
+    after = _ps_entry(url)
+    assert after["context_length"] == before["context_length"]
+    assert after["digest"] == before["digest"]
+
+
 def test_a_batch_larger_than_the_context_is_cut_to_it(url: str) -> None:
     body = {
         "model": MODEL,

@@ -12,11 +12,12 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from power_backend_llamacpp import limits
 from power_backend_llamacpp.extra_buffers import use_extra_buffers
-from power_backend_llamacpp.limits import check_kv_cache_fits, check_options
 from power_core.concurrency import allocate_native_lock, start_native_thread
 from power_core.engine import LoadSpec
 from power_core.errors import InvalidRequest, ModelLoadFailed
+from power_core.types import LoadOptions
 
 if TYPE_CHECKING:
     from power_backend_llamacpp.engine import LlamaCppEngine
@@ -123,6 +124,11 @@ class LlamaCppBackend:
         """Whether ``model_format`` is ``"gguf"``."""
         return model_format.lower() == "gguf"
 
+    def check_options(self, options: LoadOptions) -> None:
+        """Refuse load options llama.cpp cannot honour (:class:`InvalidRequest`); the
+        scheduler asks before it unloads a model to reload it with them."""
+        limits.check_options(options)
+
     def load(self, spec: LoadSpec) -> LlamaCppEngine:
         """Load ``spec.path`` and start its engine thread.
 
@@ -130,14 +136,7 @@ class LlamaCppBackend:
         context, :class:`InvalidRequest` for impossible options.
         """
         options = spec.options
-        for field in ("num_ctx", "num_batch", "num_parallel"):
-            if getattr(options, field) < 1:
-                raise InvalidRequest(f"{field} must be at least 1", param=field)
-        if options.num_thread is not None and options.num_thread < 1:
-            raise InvalidRequest("num_thread must be at least 1", param="num_thread")
-        if options.max_queue < 0:
-            raise InvalidRequest("max_queue must not be negative", param="max_queue")
-        check_options(options)
+        self.check_options(options)
         cache_type = _kv_cache_type(options.kv_cache_type, options.flash_attention)
         if not spec.path.is_file():
             raise ModelLoadFailed(f"model file for '{spec.name}' not found at {spec.path}")
@@ -190,7 +189,9 @@ class LlamaCppBackend:
         head_sizes = _head_sizes(lc, model)
         cache_type = _cache_type_for_heads(cache_type, head_sizes)
         try:
-            check_kv_cache_fits(options, _kv_cache_bytes(lc, model, cells, head_sizes, cache_type))
+            limits.check_kv_cache_fits(
+                options, _kv_cache_bytes(lc, model, cells, head_sizes, cache_type)
+            )
         except InvalidRequest:
             lc.llama_model_free(model)
             raise

@@ -22,7 +22,15 @@ MAX_CELLS = 2**32 - 1
 
 
 def check_options(options: LoadOptions) -> None:
-    """Refuse thread counts and context sizes llama.cpp cannot take (InvalidRequest)."""
+    """Refuse counts, thread numbers and context sizes llama.cpp cannot take
+    (InvalidRequest)."""
+    for field in ("num_ctx", "num_batch", "num_parallel"):
+        if getattr(options, field) < 1:
+            raise InvalidRequest(f"{field} must be at least 1", param=field)
+    if options.num_thread is not None and options.num_thread < 1:
+        raise InvalidRequest("num_thread must be at least 1", param="num_thread")
+    if options.max_queue < 0:
+        raise InvalidRequest("max_queue must not be negative", param="max_queue")
     if options.num_thread is not None and options.num_thread > MAX_THREADS:
         raise InvalidRequest(
             f"num_thread must be at most {MAX_THREADS} (got {options.num_thread})",

@@ -123,7 +123,12 @@ class Engine(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """A plugin's inference engine factory."""
+    """A plugin's inference engine factory.
+
+    Optionally it has ``check_options(options: LoadOptions) -> None``, which raises
+    :class:`~power_core.errors.InvalidRequest` for load options it cannot honour; the
+    scheduler asks before it unloads a model to reload it with a request's options.
+    """
 
     #: unique name, e.g. ``"llamacpp"``
     name: str

@@ -117,9 +117,14 @@ class ModelScheduler:
         with self._lock:
             self.reap_expired()
             entry = self._loaded.get(model.name)
-            if entry is not None and (
+            stale = entry is not None and (
                 entry.options != options or entry.model.digest != model.digest
-            ):
+            )
+            if entry is None or stale:
+                # options the backend cannot honour unload nothing: a 400, and the model
+                # stays loaded for everyone else
+                self._check_options(model, options)
+            if entry is not None and stale:
                 self._wait_idle(entry)
                 self._unload(entry)
                 entry = None
@@ -207,6 +212,12 @@ class ModelScheduler:
                 "no backend available: install one, e.g. `pip install a3s-power-llamacpp`"
             )
         raise BackendUnavailable(f"no installed backend can load {model.format} models")
+
+    def _check_options(self, model: ResolvedModel, options: LoadOptions) -> None:
+        """The backend's own refusal of ``options`` (its optional ``check_options``)."""
+        check = getattr(self._backend_for(model), "check_options", None)
+        if check is not None:
+            check(options)
 
     def _load(self, model: ResolvedModel, options: LoadOptions) -> LoadedModel:
         backend = self._backend_for(model)
