@@ -148,8 +148,9 @@ class LlamaCppEngine:
         self._check_open()
         prompt = self._prompt_tokens(job)
         if len(prompt) >= self._n_ctx:
+            tokens = f"{len(prompt)} token" + ("s" if len(prompt) != 1 else "")
             raise ContextLengthExceeded(
-                f"the prompt has {len(prompt)} tokens but the context holds {self._n_ctx} "
+                f"the prompt has {tokens} but the context holds {self._n_ctx} "
                 "(including the generated tokens); shorten it or load with a larger num_ctx",
                 param="prompt",
             )
