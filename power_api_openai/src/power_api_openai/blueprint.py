@@ -21,6 +21,7 @@ from power_api_openai.errors import (
     power_error_response,
 )
 from power_api_openai.models import list_models, retrieve_model
+from power_api_openai.responses import create_response
 from power_core.errors import PowerError
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
@@ -30,6 +31,7 @@ ROUTE_METHODS = {
     "chat/completions": ("POST",),
     "completions": ("POST",),
     "embeddings": ("POST",),
+    "responses": ("POST",),
     "models": ("GET", "HEAD"),
 }
 _ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -89,6 +91,11 @@ def openai_blueprint(services: PowerServices) -> Blueprint:
     @handled
     def completions() -> Response:
         return create_completion(services, body())
+
+    @bp.post("/responses")
+    @handled
+    def responses() -> Response:
+        return create_response(services, body())
 
     @bp.post("/embeddings")
     @handled

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,7 +23,7 @@ from power_core.types import (
 )
 
 ROLES = ("developer", "system", "user", "assistant", "tool")
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,(.*)$", re.DOTALL)
 
 
@@ -120,7 +121,29 @@ def parse_messages(items: list[Any]) -> list[ChatMessage]:
     return messages
 
 
+#: reads one content part of a known ``type``: its text, an image's bytes, or ``None`` when
+#: the type is not one this API has
+PartReader = Callable[[str, Fields], "str | bytes | None"]
+
+
 def _content(fields: Fields, *, required: bool) -> tuple[str, list[bytes]]:
+    return message_content(fields, _chat_part, required=required)
+
+
+def _chat_part(kind: str, part: Fields) -> str | bytes | None:
+    if kind == "text":
+        return part.string("text", required=True) or ""
+    if kind == "refusal":
+        return part.string("refusal", required=True) or ""
+    if kind == "image_url":
+        return _image(part)
+    return None
+
+
+def message_content(
+    fields: Fields, read_part: PartReader, *, required: bool = True
+) -> tuple[str, list[bytes]]:
+    """A message's ``content``: a string, or parts read by ``read_part``."""
     value = fields.raw("content")
     param = fields.param("content")
     if value is None:
@@ -131,44 +154,51 @@ def _content(fields: Fields, *, required: bool) -> tuple[str, list[bytes]]:
         return value, []
     if not isinstance(value, list):
         raise invalid_type(param, "a string or an array of content parts", value)
+    return content_parts(value, param, read_part)
+
+
+def content_parts(parts: list[Any], param: str, read_part: PartReader) -> tuple[str, list[bytes]]:
+    """Text parts joined as paragraphs (separate paragraphs of one message, as OpenAI's
+    models see them), and the bytes of inline images."""
     texts: list[str] = []
     images: list[bytes] = []
-    for index, part in enumerate(value):
+    for index, part in enumerate(parts):
         part_param = f"{param}[{index}]"
         if not isinstance(part, dict):
             raise invalid_type(part_param, "an object", part)
         part_fields = Fields(part, f"{part_param}.")
-        kind = part_fields.string("type", required=True)
-        if kind == "text":
-            texts.append(part_fields.string("text", required=True) or "")
-        elif kind == "refusal":
-            texts.append(part_fields.string("refusal", required=True) or "")
-        elif kind == "image_url":
-            images.append(_image(part_fields))
-        else:
+        kind = part_fields.string("type", required=True) or ""
+        piece = read_part(kind, part_fields)
+        if piece is None:
             raise UnsupportedFeature(
                 f"content parts of type {kind!r} are not supported.", param=f"{part_param}.type"
             )
-    # parts are separate paragraphs of one message, as OpenAI's models see them
+        if isinstance(piece, bytes):
+            images.append(piece)
+        else:
+            texts.append(piece)
     return "\n".join(texts), images
 
 
 def _image(fields: Fields) -> bytes:
     image = fields.object("image_url", required=True) or {}
     url = Fields(image, fields.param("image_url.")).string("url", required=True) or ""
+    return image_from_data_url(url, fields.param("image_url.url"))
+
+
+def image_from_data_url(url: str, param: str) -> bytes:
+    """The bytes of an inline ``data:image/...;base64,`` URL (``param`` names it in errors)."""
     match = _DATA_URL.match(url)
     if match is None:
         raise UnsupportedFeature(
             "images must be sent inline as 'data:image/...;base64,' URLs; this server does "
             "not download them.",
-            param=fields.param("image_url.url"),
+            param=param,
         )
     try:
         return base64.b64decode(match.group(1), validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequest(
-            "the image is not valid base64.", param=fields.param("image_url.url")
-        ) from None
+        raise InvalidRequest("the image is not valid base64.", param=param) from None
 
 
 def _assistant_tool_calls(fields: Fields) -> list[ToolCall]:
@@ -183,20 +213,20 @@ def _assistant_tool_calls(fields: Fields) -> list[ToolCall]:
         function_fields = Fields(function, f"{param}.function.")
         name = function_fields.string("name", required=True, non_empty=True) or ""
         raw_arguments = function_fields.string("arguments") or "{}"
-        try:
-            arguments = json.loads(raw_arguments) if raw_arguments.strip() else {}
-        except ValueError:
-            raise InvalidRequest(
-                f"'{param}.function.arguments' is not valid JSON.",
-                param=f"{param}.function.arguments",
-            ) from None
-        if not isinstance(arguments, dict):
-            raise InvalidRequest(
-                f"'{param}.function.arguments' must encode a JSON object.",
-                param=f"{param}.function.arguments",
-            )
+        arguments = call_arguments(raw_arguments, function_fields.param("arguments"))
         calls.append(ToolCall(name=name, arguments=arguments, id=call_id))
     return calls
+
+
+def call_arguments(raw: str, param: str) -> dict[str, Any]:
+    """A tool call's ``arguments``: a string encoding a JSON object (empty: no arguments)."""
+    try:
+        arguments = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise InvalidRequest(f"'{param}' is not valid JSON.", param=param) from None
+    if not isinstance(arguments, dict):
+        raise InvalidRequest(f"'{param}' must encode a JSON object.", param=param)
+    return arguments
 
 
 # ----------------------------------------------------------------------------- tools
@@ -214,29 +244,37 @@ def parse_tools(items: list[Any]) -> list[ToolSpec]:
                 f"tools of type {kind!r} are not supported.", param=f"{param}.type"
             )
         function = Fields(fields.object("function", required=True) or {}, f"{param}.function.")
-        name = function.string("name", required=True) or ""
-        if not _NAME.match(name):
-            raise InvalidRequest(
-                f"Invalid '{param}.function.name': {name!r} must be 1 to 64 letters, digits, "
-                "underscores or dashes.",
-                param=f"{param}.function.name",
-            )
-        if any(tool.name == name for tool in tools):
-            raise InvalidRequest(
-                f"Duplicate function name {name!r} in 'tools'.", param=f"{param}.function.name"
-            )
-        function.boolean("strict")
-        parameters = function.object("parameters")
-        tools.append(
-            ToolSpec(
-                name=name,
-                description=function.string("description") or "",
-                parameters=parameters
-                if parameters is not None
-                else {"type": "object", "properties": {}},
-            )
-        )
+        tools.append(function_spec(function, tools))
     return tools
+
+
+def function_spec(function: Fields, earlier: list[ToolSpec]) -> ToolSpec:
+    """A function tool from its ``name``, ``description``, ``parameters`` and ``strict``
+    fields; its name must be OpenAI-style and not among the ``earlier`` tools'."""
+    name = function.string("name", required=True) or ""
+    checked_name(name, function.param("name"))
+    if any(tool.name == name for tool in earlier):
+        raise InvalidRequest(
+            f"Duplicate function name {name!r} in 'tools'.", param=function.param("name")
+        )
+    function.boolean("strict")
+    parameters = function.object("parameters")
+    return ToolSpec(
+        name=name,
+        description=function.string("description") or "",
+        parameters=parameters if parameters is not None else {"type": "object", "properties": {}},
+    )
+
+
+def checked_name(name: str, param: str) -> str:
+    """``name`` when it is 1 to 64 letters, digits, underscores or dashes (OpenAI's rule for
+    function and schema names); else a 400 naming ``param``."""
+    if not NAME_PATTERN.match(name):
+        raise InvalidRequest(
+            f"Invalid '{param}': {name!r} must be 1 to 64 letters, digits, underscores or dashes.",
+            param=param,
+        )
+    return name
 
 
 def parse_tool_choice(value: Any, tools: list[ToolSpec]) -> str:
@@ -263,7 +301,11 @@ def parse_tool_choice(value: Any, tools: list[ToolSpec]) -> str:
             "only function tool choices are supported.", param="tool_choice.type"
         )
     function = Fields(fields.object("function", required=True) or {}, "tool_choice.function.")
-    name = function.string("name", required=True) or ""
+    return chosen_function(function.string("name", required=True) or "", tools)
+
+
+def chosen_function(name: str, tools: list[ToolSpec]) -> str:
+    """The function ``tool_choice`` names, which must be one of the ``tools``."""
     if not any(tool.name == name for tool in tools):
         raise InvalidRequest(
             f"'tool_choice' names function {name!r}, which is not among the 'tools'.",
@@ -284,13 +326,13 @@ def parse_response_format(value: dict[str, Any] | None) -> ResponseFormat | None
     if kind == "json_object":
         return ResponseFormat(schema=None)
     spec = Fields(fields.object("json_schema", required=True) or {}, "response_format.json_schema.")
-    name = spec.string("name", required=True) or ""
-    if not _NAME.match(name):
-        raise InvalidRequest(
-            f"Invalid 'response_format.json_schema.name': {name!r} must be 1 to 64 letters, "
-            "digits, underscores or dashes.",
-            param="response_format.json_schema.name",
-        )
+    return json_schema_format(spec)
+
+
+def json_schema_format(spec: Fields) -> ResponseFormat:
+    """A ``json_schema`` format from its ``name``, ``schema``, ``strict`` and
+    ``description`` fields (chat nests them under ``json_schema``, Responses does not)."""
+    checked_name(spec.string("name", required=True) or "", spec.param("name"))
     spec.boolean("strict")
     spec.string("description")
     schema = spec.object("schema")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Response
@@ -32,30 +32,49 @@ def data_frame(payload: Any) -> str:
     return "data: " + _ENCODER.encode(payload) + "\n\n"
 
 
-def event_stream(frames: Iterator[str], cancel: Callable[[], None]) -> Iterator[str]:
-    """Frames, then ``[DONE]``; an error becomes a final error frame.
+def event_stream(
+    frames: Iterator[str],
+    cancel: Callable[[], None],
+    *,
+    end: str | None = DONE,
+    error_frames: Callable[[dict[str, Any]], Iterable[str]] | None = None,
+) -> Iterator[str]:
+    """Frames, then ``end`` (``[DONE]``); an error becomes the ``error_frames`` of its body
+    (by default one ``data:`` frame of it) and nothing follows them.
 
     ``cancel`` runs however the stream ends: when the client disconnects, the server closes
     this generator, and ``cancel`` stops the generation so its sequence is freed at once.
     """
+    errors = error_frames or _error_frame
     try:
         yield from frames
     except PowerError as exc:
-        yield data_frame(power_error_body(exc))
+        yield from errors(power_error_body(exc))
         return
     except Exception:  # a bug mid-stream: logged with its traceback, reported as a frame
         log.exception("error while streaming a response")
-        yield data_frame(error_body("internal error while generating", status=500))
+        yield from errors(error_body("internal error while generating", status=500))
         return
     finally:
         cancel()
-    yield DONE
+    if end is not None:
+        yield end
 
 
-def sse_response(frames: Iterator[str], cancel: Callable[[], None]) -> Response:
+def _error_frame(body: dict[str, Any]) -> list[str]:
+    return [data_frame(body)]
+
+
+def sse_response(
+    frames: Iterator[str],
+    cancel: Callable[[], None],
+    *,
+    end: str | None = DONE,
+    error_frames: Callable[[dict[str, Any]], Iterable[str]] | None = None,
+) -> Response:
     """A streaming ``text/event-stream`` response of :func:`event_stream`."""
     return Response(
-        event_stream(frames, cancel),
+        event_stream(frames, cancel, end=end, error_frames=error_frames),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

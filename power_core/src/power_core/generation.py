@@ -137,6 +137,17 @@ class GenerationStream:
                 self._stream.cancel()
             self._release()
 
+    @property
+    def can_deliver_text_directly(self) -> bool:
+        """Whether :meth:`deliver_text_directly` would take over: this engine's stream, one
+        choice, nothing to parse out of its text, no client check."""
+        return (
+            isinstance(self._stream, EventChannel)
+            and self.request.n == 1
+            and self._parsers[0].passes_text_through
+            and self._client_gone is None
+        )
+
     def deliver_text_directly(self, write: Callable[[str], bool]) -> bool:
         """Let the engine's thread hand this stream's plain text to ``write`` itself while
         the consumer waits for its next event (see :mod:`power_core.server.direct`).
@@ -149,10 +160,8 @@ class GenerationStream:
         ``write``). Returns False when the engine's stream cannot do this (another
         backend's), or the request can not (several choices, reasoning, tools).
         """
-        if not isinstance(self._stream, EventChannel) or self.request.n != 1:
-            return False
-        parser = self._parsers[0]
-        if not parser.passes_text_through or self._client_gone is not None:
+        channel = self._stream
+        if not self.can_deliver_text_directly or not isinstance(channel, EventChannel):
             return False
 
         def take(event: Any) -> Delivery:
@@ -169,7 +178,7 @@ class GenerationStream:
                 self._direct_error = exc  # let the consumer log it (this thread holds a lock)
                 return Delivery.DECLINED
 
-        self._stream.deliver_while_waiting(take)
+        channel.deliver_while_waiting(take)
         return True
 
     def cancel(self) -> None:

@@ -1,0 +1,358 @@
+"""``POST /v1/responses``: one generation as a Responses API ``response`` or its events.
+
+One :class:`ResponseBuilder` turns the generation's events into output items (a
+``reasoning`` item for a thinking model's reasoning, a ``message`` for the text, one
+``function_call`` per tool call) and, for a stream, into the semantic events OpenAI sends:
+``response.created``, ``response.in_progress``, then per item ``output_item.added``, its
+deltas and ``output_item.done``, and last ``response.completed`` (or
+``response.incomplete`` when ``max_output_tokens`` cut the output). Every event carries a
+``sequence_number``; each SSE frame names its event, and no ``[DONE]`` follows. An answer
+that is not streamed is the same builder's final response.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response
+
+from power_api_openai.chat import tool_call_json
+from power_api_openai.errors import json_response
+from power_api_openai.logprobs import chat_token_logprobs
+from power_api_openai.merge import merged_events
+from power_api_openai.responses_request import ResponsesOptions, parse_responses_request
+from power_api_openai.sampling import with_openai_defaults
+from power_api_openai.sse import PING, sse_response
+from power_core.generation import GenerationStream
+from power_core.models import ResolvedModel
+from power_core.server.direct import DirectWriter, direct_writer, write_text_directly
+from power_core.server.disconnect import cancel_when_client_leaves
+from power_core.services import PowerServices
+from power_core.types import (
+    ChoiceDone,
+    GenerationDone,
+    GenerationEvent,
+    PromptProgress,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallEvent,
+    Usage,
+)
+
+#: compact, UTF-8 as is
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def item_id(prefix: str) -> str:
+    """An id in the Responses API's style: ``resp_``, ``msg_``, ``fc_``, ``rs_`` and hex."""
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def event_frame(event: dict[str, Any]) -> str:
+    """One SSE frame naming its event, as the Responses API streams them."""
+    return f"event: {event['type']}\ndata: {_ENCODER.encode(event)}\n\n"
+
+
+def create_response(services: PowerServices, body: dict[str, Any]) -> Response:
+    """Validate, start generating (errors so far are plain 4xx/5xx), then answer or stream."""
+    request, options = parse_responses_request(body)
+    model = services.library.resolve(request.model)
+    request.sampling = with_openai_defaults(request.sampling, model)
+    if "thinking" in model.capabilities:
+        request.think = True  # reasoning becomes a reasoning item, not answer text
+    stream = services.generate(request, model)
+    sampling = _echoed_sampling(request.sampling, model)
+    builder = ResponseBuilder(stream.model.name, options, sampling)
+    if options.stream:
+        frames = response_events(stream, builder, direct_writer())
+        return sse_response(frames, stream.cancel, end=None, error_frames=builder.failed_frames)
+    cancel_when_client_leaves(stream)
+    try:
+        for event in stream:
+            builder.feed(event)
+        builder.finish()
+        return json_response(builder.response())
+    finally:
+        stream.cancel()  # a no-op after a complete generation; frees the slot after an error
+
+
+def _echoed_sampling(sampling: dict[str, Any], model: ResolvedModel) -> dict[str, Any]:
+    """``temperature`` and ``top_p`` as the generation uses them, for the response."""
+    return {
+        key: float(sampling.get(key, model.parameters.get(key, 1.0)))
+        for key in ("temperature", "top_p")
+    }
+
+
+def response_events(
+    stream: GenerationStream, builder: ResponseBuilder, writer: DirectWriter | None
+) -> Iterator[str]:
+    """The SSE frames of a streamed response.
+
+    With a ``writer`` and plain text to stream (no tools, no reasoning, no
+    log-probabilities), the message opens at once and its deltas go from the engine's
+    thread straight to the client (:mod:`power_core.server.direct`); the builder keeps
+    their text and sequence numbers all the same.
+    """
+    yield from map(event_frame, builder.start())
+    if writer is not None and stream.can_deliver_text_directly:
+        yield from map(event_frame, builder.open_message())
+        write_text_directly(
+            stream, writer, lambda text: event_frame(builder.text_delta(text)).encode()
+        )
+    for _, event in merged_events([stream]):
+        if isinstance(event, PromptProgress):
+            if event.processed < event.total:
+                yield PING  # the prompt is still being read: keep the connection alive
+            continue
+        yield from map(event_frame, builder.feed(event))
+    yield from map(event_frame, builder.finish())
+
+
+class ResponseBuilder:
+    """The output items of one response, built from generation events; also its events."""
+
+    def __init__(self, model: str, options: ResponsesOptions, sampling: dict[str, Any]) -> None:
+        self.id = item_id("resp")
+        self.created_at = int(time.time())
+        self.model = model
+        self.options = options
+        self.sampling = sampling
+        self.output: list[dict[str, Any]] = []
+        self.usage = Usage()
+        self.status = "in_progress"
+        self._sequence = 0
+        #: the item whose deltas are arriving: a message or a reasoning item, and its text
+        self._open: dict[str, Any] | None = None
+        self._text: list[str] = []
+        self._logprobs: list[dict[str, Any]] = []
+        self._cut_short = False
+
+    # ------------------------------------------------------------------ events
+    def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        event = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        return event
+
+    def start(self) -> list[dict[str, Any]]:
+        """``response.created`` and ``response.in_progress``."""
+        return [
+            self._event("response.created", response=self.response()),
+            self._event("response.in_progress", response=self.response()),
+        ]
+
+    def feed(self, event: GenerationEvent) -> list[dict[str, Any]]:
+        """Take one generation event; returns the stream events it makes."""
+        if isinstance(event, TextDelta):
+            events = self.open_message()
+            if event.text or event.logprobs:
+                events.append(self.text_delta(event.text, chat_token_logprobs(event.logprobs)))
+            return events
+        if isinstance(event, ThinkingDelta):
+            events = self._open_reasoning()
+            self._text.append(event.text)
+            assert self._open is not None
+            events.append(
+                self._event(
+                    "response.reasoning_text.delta",
+                    item_id=self._open["id"],
+                    output_index=len(self.output) - 1,
+                    content_index=0,
+                    delta=event.text,
+                )
+            )
+            return events
+        if isinstance(event, ToolCallEvent):
+            return [*self._close(), *self._function_call(event)]
+        if isinstance(event, ChoiceDone):
+            self._cut_short = event.reason == "length"
+        elif isinstance(event, GenerationDone):
+            self.usage = event.usage
+        return []
+
+    def open_message(self) -> list[dict[str, Any]]:
+        """Open the assistant message (if it is not the open item): its events."""
+        if self._open is not None and self._open["type"] == "message":
+            return []
+        events = self._close()
+        self._open = {
+            "id": item_id("msg"),
+            "type": "message",
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [],
+        }
+        index = len(self.output)
+        self.output.append(self._open)
+        events.append(
+            self._event("response.output_item.added", output_index=index, item=self._open)
+        )
+        part = _output_text("", [])
+        events.append(
+            self._event(
+                "response.content_part.added",
+                item_id=self._open["id"],
+                output_index=index,
+                content_index=0,
+                part=part,
+            )
+        )
+        return events
+
+    def text_delta(self, text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The ``response.output_text.delta`` event of answer text (message open)."""
+        assert self._open is not None and self._open["type"] == "message"
+        self._text.append(text)
+        self._logprobs.extend(logprobs or [])
+        return self._event(
+            "response.output_text.delta",
+            item_id=self._open["id"],
+            output_index=len(self.output) - 1,
+            content_index=0,
+            delta=text,
+            logprobs=logprobs or [],
+        )
+
+    def _open_reasoning(self) -> list[dict[str, Any]]:
+        if self._open is not None and self._open["type"] == "reasoning":
+            return []
+        events = self._close()
+        self._open = {"id": item_id("rs"), "type": "reasoning", "summary": [], "content": []}
+        self.output.append(self._open)
+        events.append(
+            self._event(
+                "response.output_item.added", output_index=len(self.output) - 1, item=self._open
+            )
+        )
+        return events
+
+    def _close(self) -> list[dict[str, Any]]:
+        """Finish the open item: its done events, its full content in :attr:`output`."""
+        item, self._open = self._open, None
+        if item is None:
+            return []
+        index = self.output.index(item)
+        text, self._text = "".join(self._text), []
+        common = {"item_id": item["id"], "output_index": index, "content_index": 0}
+        if item["type"] == "reasoning":
+            item["content"] = [{"type": "reasoning_text", "text": text}]
+            events = [self._event("response.reasoning_text.done", **common, text=text)]
+        else:
+            logprobs, self._logprobs = self._logprobs, []
+            part = _output_text(text, logprobs if self.options.logprobs else [])
+            item["content"] = [part]
+            item["status"] = "incomplete" if self._cut_short else "completed"
+            events = [
+                self._event("response.output_text.done", **common, text=text, logprobs=logprobs),
+                self._event("response.content_part.done", **common, part=part),
+            ]
+        events.append(self._event("response.output_item.done", output_index=index, item=item))
+        return events
+
+    def _function_call(self, event: ToolCallEvent) -> list[dict[str, Any]]:
+        call = tool_call_json(event.call)
+        arguments = call["function"]["arguments"]
+        item = {
+            "id": item_id("fc"),
+            "type": "function_call",
+            "status": "in_progress",
+            "call_id": call["id"],
+            "name": event.call.name,
+            "arguments": "",
+        }
+        index = len(self.output)
+        self.output.append(item)
+        added = self._event("response.output_item.added", output_index=index, item=dict(item))
+        common = {"item_id": item["id"], "output_index": index}
+        delta = self._event("response.function_call_arguments.delta", **common, delta=arguments)
+        item["arguments"] = arguments
+        done = self._event(
+            "response.function_call_arguments.done",
+            **common,
+            name=event.call.name,
+            arguments=arguments,
+        )
+        item["status"] = "completed"
+        return [added, delta, done, self._event("response.output_item.done", **common, item=item)]
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Close the open item, then ``response.completed`` (or ``.incomplete``)."""
+        if not self.output and self._open is None:
+            self.open_message()  # no text and no calls: still one (empty) message
+        events = self._close()
+        self.status = "incomplete" if self._cut_short else "completed"
+        events.append(self._event(f"response.{self.status}", response=self.response()))
+        return events
+
+    def failed_frames(self, body: dict[str, Any]) -> list[str]:
+        """An error after the stream began: an ``error`` event, then ``response.failed``."""
+        error = body["error"]
+        self.status = "failed"
+        events = [
+            self._event(
+                "error", code=error["code"], message=error["message"], param=error["param"]
+            ),
+            self._event("response.failed", response=self.response(error)),
+        ]
+        return [event_frame(event) for event in events]
+
+    # ------------------------------------------------------------------ the response object
+    def response(self, error: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The ``response`` object as it stands."""
+        options = self.options
+        done = self.status in ("completed", "incomplete", "failed")
+        return {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": self.status,
+            "background": False,
+            "error": (
+                {"code": error.get("code") or "server_error", "message": error["message"]}
+                if error is not None
+                else None
+            ),
+            "incomplete_details": (
+                {"reason": "max_output_tokens"} if self.status == "incomplete" else None
+            ),
+            "instructions": options.instructions,
+            "max_output_tokens": options.max_output_tokens,
+            "max_tool_calls": options.max_tool_calls,
+            "model": self.model,
+            "output": [dict(item) for item in self.output],
+            "parallel_tool_calls": options.parallel_tool_calls,
+            "previous_response_id": None,
+            "prompt_cache_key": options.prompt_cache_key,
+            "reasoning": options.reasoning,
+            "safety_identifier": options.safety_identifier,
+            "store": False,
+            "temperature": self.sampling["temperature"],
+            "text": options.text,
+            "tool_choice": options.tool_choice,
+            "tools": options.tools,
+            "top_logprobs": options.top_logprobs,
+            "top_p": self.sampling["top_p"],
+            "truncation": options.truncation,
+            "usage": _usage_json(self.usage) if done and error is None else None,
+            "user": options.user,
+            "metadata": options.metadata,
+        }
+
+
+def _output_text(text: str, logprobs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
+
+
+def _usage_json(usage: Usage) -> dict[str, Any]:
+    """The Responses API's ``usage``: input and output tokens, with the cached ones."""
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.total_tokens,
+    }

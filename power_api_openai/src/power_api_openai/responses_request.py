@@ -1,0 +1,365 @@
+"""Reading a ``/v1/responses`` body into the core's :class:`GenerationRequest`.
+
+The Responses API is served statelessly, as Ollama serves it: every request carries the
+whole conversation in ``input`` (messages, the model's earlier ``function_call`` items and
+their ``function_call_output`` results). Nothing is stored, so ``previous_response_id``,
+``conversation`` and ``item_reference`` are refused with a 400 that says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from power_api_openai.chat_request import (
+    ROLES,
+    call_arguments,
+    chosen_function,
+    content_parts,
+    function_spec,
+    image_from_data_url,
+    json_schema_format,
+    message_content,
+    parse_tool_choice,
+)
+from power_api_openai.sampling import sampling_fields
+from power_api_openai.validation import Fields, invalid_type
+from power_core.errors import InvalidRequest, UnsupportedFeature
+from power_core.types import (
+    ChatMessage,
+    GenerationRequest,
+    ResponseFormat,
+    Role,
+    ToolCall,
+    ToolSpec,
+)
+
+#: ``include`` value that asks for the log-probabilities of the output text
+INCLUDE_LOGPROBS = "message.output_text.logprobs"
+#: the roles a message item may have (``tool`` results are ``function_call_output`` items)
+MESSAGE_ROLES = tuple(role for role in ROLES if role != "tool")
+_STATEFUL = {
+    "previous_response_id": "'previous_response_id'",
+    "conversation": "'conversation'",
+}
+
+
+@dataclass
+class ResponsesOptions:
+    """What shapes the response rather than the generation, and what it echoes back."""
+
+    stream: bool
+    logprobs: bool
+    instructions: str | None = None
+    max_output_tokens: int | None = None
+    max_tool_calls: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    #: ``text`` and ``tools`` as the response object repeats them
+    text: dict[str, Any] = field(default_factory=lambda: {"format": {"type": "text"}})
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = "auto"
+    parallel_tool_calls: bool = True
+    reasoning: dict[str, Any] = field(default_factory=lambda: {"effort": None, "summary": None})
+    top_logprobs: int = 0
+    truncation: str = "disabled"
+    user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+
+
+def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, ResponsesOptions]:
+    """The generation a Responses body asks for; sampling defaults are applied later."""
+    fields = Fields(body)
+    for name, what in _STATEFUL.items():
+        if fields.has(name):
+            raise UnsupportedFeature(
+                f"{what} is not supported: this server stores no responses. Send the whole "
+                "conversation in 'input' instead.",
+                param=name,
+            )
+    if fields.boolean("background"):
+        raise UnsupportedFeature("background responses are not supported.", param="background")
+    if fields.has("prompt"):
+        raise UnsupportedFeature("stored prompt templates are not supported.", param="prompt")
+    model = fields.model()
+    instructions = fields.string("instructions")
+    messages = parse_input(fields.raw("input"))
+    if instructions:
+        messages.insert(0, ChatMessage(role="system", content=instructions))
+    if not messages:
+        raise InvalidRequest("'input' must contain at least one item.", param="input")
+    stream = fields.boolean("stream")
+    _stream_options(fields, stream)
+    include = _strings(fields, "include")
+    top_logprobs = fields.integer("top_logprobs", 0, 20)
+    want_logprobs = INCLUDE_LOGPROBS in include or bool(top_logprobs)
+    tools, tool_json = parse_function_tools(fields.array("tools") or [])
+    tool_choice = parse_responses_tool_choice(fields.raw("tool_choice"), tools)
+    text = fields.object("text") or {}
+    text_fields = Fields(text, "text.")
+    text_fields.choice("verbosity", ("low", "medium", "high"), "medium")
+    format_json = text_fields.object("format") or {"type": "text"}
+    truncation = fields.choice("truncation", ("auto", "disabled"), "disabled")
+    reasoning = fields.object("reasoning") or {}
+    reasoning_fields = Fields(reasoning, "reasoning.")
+    reasoning_fields.string("effort")
+    reasoning_fields.string("summary")
+    max_output_tokens = fields.integer("max_output_tokens", 1)
+    parallel_tool_calls = fields.boolean("parallel_tool_calls", default=True)
+    request = GenerationRequest(
+        model=model,
+        messages=messages,
+        sampling=sampling_fields(fields),
+        max_tokens=max_output_tokens,
+        stop=fields.stop(),
+        logprobs=(top_logprobs or 0) if want_logprobs else None,
+        response_format=parse_text_format(format_json),
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel_tool_calls,
+        # 'auto' drops the oldest turns of a conversation too long for the context
+        fit_history=truncation == "auto",
+    )
+    fields.boolean("store", default=True)  # accepted; nothing is stored either way
+    options = ResponsesOptions(
+        stream=stream,
+        logprobs=want_logprobs,
+        instructions=instructions,
+        max_output_tokens=max_output_tokens,
+        max_tool_calls=fields.integer("max_tool_calls", 0),
+        metadata=_metadata(fields),
+        text={**text, "format": format_json},
+        tools=tool_json,
+        tool_choice=fields.raw("tool_choice") or "auto",
+        parallel_tool_calls=parallel_tool_calls,
+        reasoning={"effort": None, "summary": None, **reasoning},
+        top_logprobs=top_logprobs or 0,
+        truncation=truncation,
+        user=fields.string("user"),
+        safety_identifier=fields.string("safety_identifier"),
+        prompt_cache_key=fields.string("prompt_cache_key"),
+    )
+    return request, options
+
+
+def _stream_options(fields: Fields, stream: bool) -> None:
+    options = fields.object("stream_options")
+    if options is not None and not stream:
+        raise InvalidRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
+    if options is not None:
+        Fields(options, "stream_options.").boolean("include_obfuscation")
+
+
+def _strings(fields: Fields, name: str) -> list[str]:
+    values = fields.array(name) or []
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            raise invalid_type(f"{name}[{index}]", "a string", value)
+    return cast(list[str], values)
+
+
+def _metadata(fields: Fields) -> dict[str, str]:
+    """``metadata``: at most 16 string pairs, keys up to 64 and values up to 512 characters."""
+    value = fields.object("metadata") or {}
+    if len(value) > 16:
+        raise InvalidRequest("'metadata' may have at most 16 keys.", param="metadata")
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise invalid_type(f"metadata.{key}", "a string", item)
+        if len(key) > 64 or len(item) > 512:
+            raise InvalidRequest(
+                f"'metadata.{key}': keys may have up to 64 characters and values up to 512.",
+                param="metadata",
+            )
+    return dict(value)
+
+
+# ----------------------------------------------------------------------------- input items
+def parse_input(value: Any) -> list[ChatMessage]:
+    """``input``: a string (one user message) or a list of items, as core messages.
+
+    A ``function_call`` item joins the assistant message just before it (an answer with
+    text and calls is one turn), a ``reasoning`` item becomes the next assistant turn's
+    thinking, and a ``function_call_output`` learns its tool's name from its call.
+    """
+    if value is None:
+        raise InvalidRequest("Missing required parameter: 'input'.", param="input")
+    if isinstance(value, str):
+        return [ChatMessage(role="user", content=value)]
+    if not isinstance(value, list):
+        raise invalid_type("input", "a string or an array of input items", value)
+    reader = _InputReader()
+    for index, item in enumerate(value):
+        param = f"input[{index}]"
+        if not isinstance(item, dict):
+            raise invalid_type(param, "an object", item)
+        reader.read(Fields(item, f"{param}."), param)
+    return reader.messages
+
+
+class _InputReader:
+    def __init__(self) -> None:
+        self.messages: list[ChatMessage] = []
+        self._names_by_call_id: dict[str, str] = {}
+        self._thinking: list[str] = []
+
+    def read(self, fields: Fields, param: str) -> None:
+        kind = fields.string("type") or ("message" if fields.has("role") else None)
+        if kind == "message":
+            self._message(fields, param)
+        elif kind == "function_call":
+            self._function_call(fields)
+        elif kind == "function_call_output":
+            self._function_call_output(fields)
+        elif kind == "reasoning":
+            self._reasoning(fields)
+        elif kind == "item_reference":
+            raise UnsupportedFeature(
+                "'item_reference' items are not supported: this server stores no items. Send "
+                "the items themselves.",
+                param=f"{param}.type",
+            )
+        elif kind is None:
+            raise InvalidRequest(
+                f"Missing required parameter: '{param}.type'.", param=f"{param}.type"
+            )
+        else:
+            raise UnsupportedFeature(
+                f"input items of type {kind!r} are not supported.", param=f"{param}.type"
+            )
+
+    def _message(self, fields: Fields, param: str) -> None:
+        role = fields.choice("role", MESSAGE_ROLES, "")
+        if not role:
+            raise InvalidRequest(
+                f"Missing required parameter: '{param}.role'.", param=f"{param}.role"
+            )
+        text, images = message_content(fields, _input_part)
+        if role == "assistant":
+            message = self._assistant()
+            message.content = "\n".join(part for part in (message.content, text) if part)
+        else:
+            self.messages.append(ChatMessage(role=cast(Role, role), content=text, images=images))
+
+    def _assistant(self) -> ChatMessage:
+        """The assistant turn being read: the last message if it is one and no later item
+        began another turn, else a new one (with any pending reasoning)."""
+        if self.messages and self.messages[-1].role == "assistant" and not self._thinking:
+            return self.messages[-1]
+        thinking = "".join(self._thinking) or None
+        self._thinking = []
+        message = ChatMessage(role="assistant", thinking=thinking)
+        self.messages.append(message)
+        return message
+
+    def _function_call(self, fields: Fields) -> None:
+        call_id = fields.string("call_id", required=True, non_empty=True) or ""
+        name = fields.string("name", required=True, non_empty=True) or ""
+        raw = fields.string("arguments", required=True) or ""
+        arguments = call_arguments(raw, fields.param("arguments"))
+        self._names_by_call_id[call_id] = name
+        self._assistant().tool_calls.append(ToolCall(name=name, arguments=arguments, id=call_id))
+
+    def _function_call_output(self, fields: Fields) -> None:
+        call_id = fields.string("call_id", required=True, non_empty=True) or ""
+        output = fields.raw("output")
+        if isinstance(output, list):
+            text, _ = content_parts(output, fields.param("output"), _input_part)
+        elif isinstance(output, str):
+            text = output
+        else:
+            raise invalid_type(fields.param("output"), "a string or an array of parts", output)
+        self.messages.append(
+            ChatMessage(
+                role="tool",
+                content=text,
+                tool_call_id=call_id,
+                tool_name=self._names_by_call_id.get(call_id),
+            )
+        )
+
+    def _reasoning(self, fields: Fields) -> None:
+        # the model's own words (content) if given, else its summary
+        for name in ("content", "summary"):
+            parts = fields.array(name) or []
+            texts = [part.get("text") for part in parts if isinstance(part, dict)]
+            if any(isinstance(text, str) and text for text in texts):
+                self._thinking.append("".join(t for t in texts if isinstance(t, str)))
+                return
+
+
+def _input_part(kind: str, part: Fields) -> str | bytes | None:
+    if kind in ("input_text", "output_text"):
+        return part.string("text", required=True) or ""
+    if kind == "refusal":
+        return part.string("refusal", required=True) or ""
+    if kind == "input_image":
+        if part.has("file_id"):
+            raise UnsupportedFeature(
+                "images by 'file_id' are not supported; send a data URL in 'image_url'.",
+                param=part.param("file_id"),
+            )
+        url = part.string("image_url", required=True) or ""
+        return image_from_data_url(url, part.param("image_url"))
+    return None
+
+
+# ----------------------------------------------------------------------------- tools, format
+def parse_function_tools(items: list[Any]) -> tuple[list[ToolSpec], list[dict[str, Any]]]:
+    """``tools``: function tools as the core's specs, and as the response repeats them."""
+    tools: list[ToolSpec] = []
+    echoed: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        param = f"tools[{index}]"
+        if not isinstance(item, dict):
+            raise invalid_type(param, "an object", item)
+        fields = Fields(item, f"{param}.")
+        kind = fields.string("type", required=True)
+        if kind != "function":
+            raise UnsupportedFeature(
+                f"tools of type {kind!r} are not supported; only 'function' tools are.",
+                param=f"{param}.type",
+            )
+        spec = function_spec(fields, tools)
+        tools.append(spec)
+        echoed.append(
+            {
+                "type": "function",
+                "name": spec.name,
+                "description": spec.description or None,
+                "parameters": spec.parameters,
+                "strict": fields.boolean("strict", default=True),
+            }
+        )
+    return tools, echoed
+
+
+def parse_responses_tool_choice(value: Any, tools: list[ToolSpec]) -> str:
+    """``tool_choice``: a mode, or ``{"type": "function", "name": ...}``."""
+    if value is None or isinstance(value, str):
+        return parse_tool_choice(value, tools)
+    if not isinstance(value, dict):
+        raise invalid_type("tool_choice", "a string or an object", value)
+    fields = Fields(value, "tool_choice.")
+    kind = fields.string("type", required=True)
+    if kind != "function":
+        raise UnsupportedFeature(
+            f"tool choices of type {kind!r} are not supported; name a function.",
+            param="tool_choice.type",
+        )
+    return chosen_function(fields.string("name", required=True) or "", tools)
+
+
+def parse_text_format(value: dict[str, Any]) -> ResponseFormat | None:
+    """``text.format``: ``text`` (no constraint), ``json_object``, or ``json_schema`` with
+    ``name`` and ``schema`` beside ``type``."""
+    fields = Fields(value, "text.format.")
+    kind = fields.choice("type", ("text", "json_object", "json_schema"), "text")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ResponseFormat(schema=None)
+    return json_schema_format(fields)

@@ -1,0 +1,407 @@
+"""The Responses API (``/v1/responses``) through the official ``openai`` SDK, unchanged,
+against the real SmolLM2 model; and its wire read with ``requests``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import openai
+import pytest
+import requests
+from openai import OpenAI
+from pydantic import BaseModel
+
+from api_openai import test_sdk_chat as chat_tools
+from api_openai.wire_reading import MODEL, NO_EOS, assert_error_shape
+from conftest import PowerServer
+
+pytestmark = pytest.mark.model
+
+#: the chat tests' tools, in the Responses API's flat shape
+WEATHER_TOOL: dict[str, Any] = {"type": "function", **chat_tools.WEATHER_TOOL["function"]}
+TIME_TOOL: dict[str, Any] = {"type": "function", **chat_tools.TIME_TOOL["function"]}
+
+
+THINKER = "responses-thinker:1"
+THINKING_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n<think>\n"
+)
+
+
+class Answer(BaseModel):
+    color: str
+    apples: int
+
+
+def test_create_returns_a_complete_response(client: OpenAI) -> None:
+    reply = client.responses.create(
+        model=MODEL,
+        input="Say hello.",
+        instructions="Answer in one short sentence.",
+        temperature=0,
+        max_output_tokens=40,
+        metadata={"ticket": "42"},
+    )
+    assert reply.id.startswith("resp_")
+    assert reply.object == "response"
+    assert reply.model == MODEL
+    assert reply.created_at > 0
+    assert reply.status in ("completed", "incomplete")
+    assert reply.error is None
+    assert reply.instructions == "Answer in one short sentence."
+    assert reply.metadata == {"ticket": "42"}
+    assert reply.temperature == 0
+    assert reply.max_output_tokens == 40
+    [message] = reply.output
+    assert message.type == "message"
+    assert message.id.startswith("msg_")
+    assert message.role == "assistant"
+    [part] = message.content
+    assert part.type == "output_text"
+    assert part.text and part.text == reply.output_text
+    assert reply.usage is not None
+    assert reply.usage.input_tokens > 0
+    assert 0 < reply.usage.output_tokens <= 40
+    assert reply.usage.total_tokens == reply.usage.input_tokens + reply.usage.output_tokens
+
+
+def test_max_output_tokens_makes_an_incomplete_response(client: OpenAI) -> None:
+    reply = client.responses.create(
+        model=MODEL,
+        input="Write a long poem about the sea.",
+        temperature=0,
+        max_output_tokens=3,
+        extra_body={"logit_bias": NO_EOS},
+    )
+    assert reply.status == "incomplete"
+    assert reply.incomplete_details is not None
+    assert reply.incomplete_details.reason == "max_output_tokens"
+    assert reply.output[0].type == "message"
+    assert reply.output[0].status == "incomplete"
+    assert reply.usage is not None and reply.usage.output_tokens == 3
+
+
+def test_stream_deltas_make_the_same_text_as_a_plain_answer(client: OpenAI) -> None:
+    """Greedy, so streamed and not streamed must agree; the SDK's helper checks every event
+    against the items it has seen (an item's index, a part's index)."""
+    asked: dict[str, Any] = {"model": MODEL, "input": "Name three fruits.", "temperature": 0}
+    plain = client.responses.create(**asked, max_output_tokens=48)
+    deltas: list[str] = []
+    numbers: list[int] = []
+    kinds: list[str] = []
+    with client.responses.stream(**asked, max_output_tokens=48) as stream:
+        for event in stream:
+            numbers.append(event.sequence_number)
+            kinds.append(event.type)
+            if event.type == "response.output_text.delta":
+                deltas.append(event.delta)
+    assert numbers == list(range(len(numbers)))
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    final_kind = "response.completed" if plain.status == "completed" else "response.incomplete"
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        final_kind,
+    ]
+    assert "".join(deltas) == plain.output_text
+    if plain.status == "completed":
+        assert stream.get_final_response().output_text == plain.output_text
+
+
+def test_parse_returns_a_pydantic_object(client: OpenAI) -> None:
+    reply = client.responses.parse(
+        model=MODEL,
+        input="Pick a color and how many apples you see.",
+        text_format=Answer,
+        temperature=0,
+        max_output_tokens=60,
+    )
+    assert isinstance(reply.output_parsed, Answer)
+    assert Answer.model_validate_json(reply.output_text) == reply.output_parsed
+
+
+def test_json_object_format_gives_an_object(client: OpenAI) -> None:
+    reply = client.responses.create(
+        model=MODEL,
+        input="Describe a cat as JSON.",
+        text={"format": {"type": "json_object"}},
+        temperature=0,
+        max_output_tokens=60,
+    )
+    if reply.status == "completed":
+        assert isinstance(json.loads(reply.output_text), dict)
+    else:  # cut short by max_output_tokens: still the start of an object
+        assert reply.output_text.lstrip().startswith("{")
+
+
+def test_required_function_call_and_its_output_round_trip(client: OpenAI) -> None:
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    reply = client.responses.create(
+        model=MODEL,
+        input=[question],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice="required",
+        temperature=0,
+        max_output_tokens=40,
+    )
+    assert reply.status == "completed"
+    [call] = reply.output
+    assert call.type == "function_call"
+    assert call.name == "get_weather"
+    assert call.call_id.startswith("call_")
+    assert call.id is not None and call.id.startswith("fc_")
+    assert isinstance(json.loads(call.arguments).get("city"), str)
+    assert reply.output_text == ""
+    assert [tool.type for tool in reply.tools] == ["function"]
+
+    # stateless: the next request carries the call and its output
+    answer = client.responses.create(
+        model=MODEL,
+        input=[
+            question,
+            call.model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 22 C"},
+        ],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice="none",
+        temperature=0,
+        max_output_tokens=16,
+    )
+    assert answer.output_text
+    assert all(item.type == "message" for item in answer.output)
+
+
+def test_named_function_streams_through_the_sdk_helper(client: OpenAI) -> None:
+    with client.responses.stream(
+        model=MODEL,
+        input="What time is it in Berlin?",
+        tools=[WEATHER_TOOL, TIME_TOOL],  # type: ignore[list-item]
+        tool_choice={"type": "function", "name": "get_time"},
+        temperature=0,
+        max_output_tokens=40,
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    [call] = final.output
+    assert call.type == "function_call"
+    assert call.name == "get_time"
+    assert json.loads(call.arguments)["timezone"] in ("UTC", "CET")
+    assert "response.function_call_arguments.delta" in kinds
+    assert "response.function_call_arguments.done" in kinds
+
+
+def test_input_items_carry_a_whole_conversation(client: OpenAI) -> None:
+    reply = client.responses.create(
+        model=MODEL,
+        input=[
+            {"role": "developer", "content": "You are a terse assistant."},
+            {"role": "user", "content": [{"type": "input_text", "text": "My name is Ada."}]},
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "Hello Ada.", "annotations": []}],
+            },
+            {"role": "user", "content": "What is my name?"},
+        ],  # type: ignore[list-item]
+        temperature=0,
+        max_output_tokens=12,
+    )
+    assert reply.output_text
+    assert reply.usage is not None and reply.usage.input_tokens > 20
+
+
+def test_logprobs_when_included(client: OpenAI) -> None:
+    reply = client.responses.create(
+        model=MODEL,
+        input="Say hello.",
+        include=["message.output_text.logprobs"],
+        top_logprobs=2,
+        temperature=0,
+        max_output_tokens=4,
+    )
+    [part] = reply.output[0].content  # type: ignore[union-attr]
+    assert part.type == "output_text"
+    assert part.logprobs
+    assert "".join(item.token for item in part.logprobs) == part.text
+    for item in part.logprobs:
+        assert item.logprob <= 0
+        assert len(item.top_logprobs) == 2
+        assert item.top_logprobs[0].logprob >= item.top_logprobs[1].logprob
+
+
+def test_stateful_fields_are_refused(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model=MODEL, input="Hi", previous_response_id="resp_123")
+    assert caught.value.param == "previous_response_id"
+    assert "whole conversation" in str(caught.value)
+
+
+def test_unknown_model_is_not_found(client: OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="ghost:1b", input="Hi")
+
+
+# ----------------------------------------------------------------------------- the wire
+def read_events(response: requests.Response) -> list[tuple[str, dict[str, Any]]]:
+    """Every ``event:``/``data:`` pair of a Responses stream, checking the framing."""
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    events: list[tuple[str, dict[str, Any]]] = []
+    for frame in response.text.split("\n\n"):
+        if not frame or frame.startswith(":"):
+            continue
+        name_line, data_line = frame.split("\n")
+        assert name_line.startswith("event: ") and data_line.startswith("data: "), frame
+        name, data = name_line[len("event: ") :], json.loads(data_line[len("data: ") :])
+        assert data["type"] == name
+        events.append((name, data))
+    assert response.text.endswith("\n\n")
+    return events
+
+
+def test_stream_framing_ends_with_the_final_response_and_no_done(v1: str) -> None:
+    response = requests.post(
+        v1 + "/responses",
+        json={
+            "model": MODEL,
+            "input": "Write a long poem about the sea.",
+            "stream": True,
+            "max_output_tokens": 5,
+            "logit_bias": NO_EOS,
+            "temperature": 0,
+        },
+        timeout=120,
+    )
+    assert "[DONE]" not in response.text
+    events = read_events(response)
+    assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
+    name, last = events[-1]
+    assert name == "response.incomplete"
+    final = last["response"]
+    assert final["status"] == "incomplete"
+    assert final["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert final["usage"]["output_tokens"] == 5
+    deltas = [data["delta"] for name, data in events if name == "response.output_text.delta"]
+    [message] = final["output"]
+    assert message["content"][0]["text"] == "".join(deltas)
+    created = events[0][1]["response"]
+    assert created["status"] == "in_progress" and created["output"] == []
+    assert created["id"] == final["id"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": MODEL}, "input"),
+        ({"model": MODEL, "input": 3}, "input"),
+        ({"model": MODEL, "input": []}, "input"),
+        ({"input": "Hi"}, "model"),
+        ({"model": MODEL, "input": [{"role": "wizard", "content": "x"}]}, "input[0].role"),
+        ({"model": MODEL, "input": [{"type": "function_call_output"}]}, "input[0].call_id"),
+        (
+            {"model": MODEL, "input": [{"type": "function_call", "call_id": "c", "name": "f"}]},
+            "input[0].arguments",
+        ),
+        (
+            {
+                "model": MODEL,
+                "input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{"}],
+            },
+            "input[0].arguments",
+        ),
+        ({"model": MODEL, "input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
+        ({"model": MODEL, "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+        (
+            {"model": MODEL, "input": "x", "tools": [{"type": "function", "name": "bad name"}]},
+            "tools[0].name",
+        ),
+        (
+            {"model": MODEL, "input": "x", "tool_choice": {"type": "function", "name": "f"}},
+            "tool_choice",
+        ),
+        ({"model": MODEL, "input": "x", "text": {"format": {"type": "yaml"}}}, "text.format.type"),
+        ({"model": MODEL, "input": "x", "max_output_tokens": 0}, "max_output_tokens"),
+        ({"model": MODEL, "input": "x", "temperature": "hot"}, "temperature"),
+        ({"model": MODEL, "input": "x", "truncation": "middle"}, "truncation"),
+        ({"model": MODEL, "input": "x", "conversation": "conv_1"}, "conversation"),
+        ({"model": MODEL, "input": "x", "background": True}, "background"),
+        ({"model": MODEL, "input": "x", "stream_options": {}}, "stream_options"),
+        ({"model": MODEL, "input": "x", "metadata": {"k": 1}}, "metadata.k"),
+    ],
+)
+def test_bad_requests_are_400_naming_the_field(v1: str, body: dict, param: str) -> None:
+    response = requests.post(v1 + "/responses", json=body, timeout=60)
+    assert_error_shape(response, 400, param=param)
+
+
+def test_wrong_method_is_405(v1: str) -> None:
+    response = requests.get(v1 + "/responses", timeout=60)
+    assert_error_shape(response, 405)
+    assert response.headers["Allow"] == "POST"
+
+
+def test_truncation_auto_drops_the_oldest_turns_of_a_long_conversation(v1: str) -> None:
+    # five turns of about 500 tokens each do not fit a 2,048-token context
+    turns: list[dict[str, Any]] = []
+    for index in range(5):
+        turns.append({"role": "user", "content": f"Note {index}: " + "hello " * 500})
+        turns.append({"role": "assistant", "content": "Noted."})
+    turns.append({"role": "user", "content": "Say hi."})
+    body = {"model": MODEL, "input": turns, "max_output_tokens": 4, "temperature": 0}
+    refused = requests.post(v1 + "/responses", json=body, timeout=120)
+    assert_error_shape(refused, 400, code="context_length_exceeded")
+    answered = requests.post(v1 + "/responses", json={**body, "truncation": "auto"}, timeout=120)
+    assert answered.status_code == 200, answered.text
+    reply = answered.json()
+    assert reply["truncation"] == "auto"
+    assert 0 < reply["usage"]["input_tokens"] < 2048
+
+
+def test_a_thinking_models_reasoning_is_a_reasoning_item(
+    client: OpenAI, power_server: PowerServer
+) -> None:
+    # a template that opens <think> makes every model a "thinking" one
+    created = requests.post(
+        power_server.url + "/api/create",
+        json={"model": THINKER, "from": MODEL, "template": THINKING_TEMPLATE, "stream": False},
+        timeout=120,
+    )
+    assert created.status_code == 200, created.text
+    try:
+        reply = client.responses.create(
+            model=THINKER, input="Why is the sky blue?", temperature=0, max_output_tokens=6
+        )
+        [item] = reply.output
+        assert item.type == "reasoning"
+        assert item.id.startswith("rs_")
+        assert item.content and item.content[0].type == "reasoning_text"
+        assert item.content[0].text
+        assert reply.output_text == ""
+        assert reply.status == "incomplete"
+
+        streamed = requests.post(
+            power_server.url + "/v1/responses",
+            json={
+                "model": THINKER,
+                "input": "Why is the sky blue?",
+                "stream": True,
+                "temperature": 0,
+                "max_output_tokens": 6,
+            },
+            timeout=120,
+        )
+        events = read_events(streamed)
+        deltas = [d["delta"] for name, d in events if name == "response.reasoning_text.delta"]
+        [done] = [d for name, d in events if name == "response.reasoning_text.done"]
+        assert deltas and done["text"] == "".join(deltas) == item.content[0].text
+        assert not [name for name, _ in events if name.startswith("response.output_text")]
+    finally:
+        requests.delete(power_server.url + "/api/delete", json={"model": THINKER}, timeout=60)
