@@ -4,12 +4,24 @@ error after a stream began."""
 from __future__ import annotations
 
 import json
+import socket
+from types import SimpleNamespace
 
 import pytest
 
-from power_api_openai.responses import ResponseBuilder, event_frame
+from power_api_openai.responses import ResponseBuilder, direct_delta, event_frame
 from power_api_openai.responses_request import ResponsesOptions, parse_input
 from power_core.errors import InvalidRequest
+from power_core.server.direct import DirectWriter
+from power_core.types import (
+    ChoiceDone,
+    GenerationDone,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallEvent,
+    Usage,
+)
 
 
 def test_a_string_is_one_user_message() -> None:
@@ -104,24 +116,105 @@ def test_inline_images_are_decoded_and_file_ids_refused() -> None:
 
 
 def test_an_error_mid_stream_is_an_error_event_then_response_failed() -> None:
-    builder = ResponseBuilder(
-        "m:1", ResponsesOptions(stream=True, logprobs=False), {"temperature": 1.0, "top_p": 1.0}
-    )
+    builder = _builder()
     started = builder.start()
     body = {
         "error": {
             "message": "the model was unloaded",
             "type": "server_error",
             "param": None,
-            "code": None,
+            "code": "cancelled",
         }
     }
     frames = builder.failed_frames(body)
     events = [json.loads(frame.split("\n")[1][len("data: ") :]) for frame in frames]
     assert [e["type"] for e in events] == ["error", "response.failed"]
     assert [e["sequence_number"] for e in events] == [len(started), len(started) + 1]
-    assert events[0]["message"] == "the model was unloaded"
+    assert (events[0]["message"], events[0]["code"]) == ("the model was unloaded", "cancelled")
     failed = events[1]["response"]
     assert failed["status"] == "failed"
     assert failed["error"] == {"code": "server_error", "message": "the model was unloaded"}
     assert frames[0].startswith("event: error\n") and frames == [event_frame(e) for e in events]
+
+
+def _builder() -> ResponseBuilder:
+    return ResponseBuilder(
+        "m:1", ResponsesOptions(stream=True, logprobs=False), {"temperature": 1.0, "top_p": 1.0}
+    )
+
+
+def test_an_empty_output_still_opens_and_closes_one_message() -> None:
+    builder = _builder()
+    events = builder.start()
+    events += builder.feed(ChoiceDone(choice=0, reason="stop", completion_tokens=1))
+    events += builder.feed(
+        GenerationDone(usage=Usage(prompt_tokens=5, completion_tokens=1), reason="stop")
+    )
+    events += builder.finish()
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert [e["type"] for e in events][2:] == [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    [message] = events[-1]["response"]["output"]
+    assert message["content"][0]["text"] == "" and message["status"] == "completed"
+
+
+def test_reasoning_text_and_a_call_are_three_items_in_order() -> None:
+    builder = _builder()
+    events = builder.start()
+    for event in (
+        ThinkingDelta(choice=0, text="Let me "),
+        ThinkingDelta(choice=0, text="see."),
+        TextDelta(choice=0, text="Checking"),
+        TextDelta(choice=0, text=" now."),
+        ToolCallEvent(choice=0, index=0, call=ToolCall(name="weather", arguments={"city": "Oslo"})),
+        ChoiceDone(choice=0, reason="tool_calls", completion_tokens=9),
+    ):
+        events += builder.feed(event)
+    events += builder.finish()
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    added = [
+        (e["output_index"], e["item"]["type"]) for e in events if e["type"].endswith("item.added")
+    ]
+    assert added == [(0, "reasoning"), (1, "message"), (2, "function_call")]
+    done = [e for e in events if e["type"] == "response.output_item.done"]
+    assert [e["output_index"] for e in done] == [0, 1, 2]
+    reasoning, message, call = events[-1]["response"]["output"]
+    assert reasoning["content"] == [{"type": "reasoning_text", "text": "Let me see."}]
+    assert message["content"][0]["text"] == "Checking now." and message["status"] == "completed"
+    assert (call["name"], json.loads(call["arguments"])) == ("weather", {"city": "Oslo"})
+    assert call["status"] == "completed" and call["call_id"].startswith("call_")
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert {(e["output_index"], e["item_id"]) for e in deltas} == {(1, message["id"])}
+
+
+def test_a_direct_write_the_writer_declines_is_not_counted() -> None:
+    """A declined piece comes back through ``feed``: counted there, once."""
+    ours, theirs = socket.socketpair()
+    try:
+        ours.setblocking(False)
+        handler = SimpleNamespace(headers_sent=True, response_use_chunked=False, socket=ours)
+        writer = DirectWriter(handler)
+        builder = _builder()
+        events = builder.start() + builder.open_message()
+        frame = direct_delta(builder, writer)
+        writer.pending = b"unsent"  # a slow client: the writer declines until it is sent
+        assert frame("Hello") == b"" and not writer.write_nowait(frame("Hello"))
+        events += builder.feed(TextDelta(choice=0, text="Hello"))
+        writer.pending = b""
+        sent = frame(" world")
+        assert writer.write_nowait(sent)
+        assert theirs.recv(4096) == sent
+        events += builder.finish()
+        direct_number = json.loads(sent.split(b"\ndata: ")[1])["sequence_number"]
+        numbers = sorted([*(e["sequence_number"] for e in events), direct_number])
+        assert numbers == list(range(len(events) + 1))
+        assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Hello world"
+    finally:
+        ours.close()
+        theirs.close()

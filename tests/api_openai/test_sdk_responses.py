@@ -198,24 +198,59 @@ def test_named_function_streams_through_the_sdk_helper(client: OpenAI) -> None:
     assert "response.function_call_arguments.done" in kinds
 
 
-def test_input_items_carry_a_whole_conversation(client: OpenAI) -> None:
+def test_instructions_and_input_items_make_the_prompt_chat_makes(client: OpenAI) -> None:
+    """The same conversation as Responses items and as chat messages: the same prompt."""
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "input_text", "text": "My name is Ada."}]},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Hello Ada.", "annotations": []}],
+        },
+        {"role": "user", "content": "What is my name?"},
+    ]
     reply = client.responses.create(
         model=MODEL,
-        input=[
-            {"role": "developer", "content": "You are a terse assistant."},
-            {"role": "user", "content": [{"type": "input_text", "text": "My name is Ada."}]},
-            {
-                "type": "message",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": "Hello Ada.", "annotations": []}],
-            },
-            {"role": "user", "content": "What is my name?"},
-        ],  # type: ignore[list-item]
+        instructions="You are a terse assistant.",
+        input=history,  # type: ignore[arg-type]
         temperature=0,
-        max_output_tokens=12,
+        max_output_tokens=4,
     )
-    assert reply.output_text
-    assert reply.usage is not None and reply.usage.input_tokens > 20
+    chat = client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "system", "content": "You are a terse assistant."},
+            {"role": "user", "content": "My name is Ada."},
+            {"role": "assistant", "content": "Hello Ada."},
+            {"role": "user", "content": "What is my name?"},
+        ],
+        temperature=0,
+        max_tokens=4,
+    )
+    assert reply.usage is not None and chat.usage is not None
+    assert reply.usage.input_tokens == chat.usage.prompt_tokens
+    alone = client.responses.create(
+        model=MODEL, input="What is my name?", temperature=0, max_output_tokens=4
+    )
+    assert alone.usage is not None and alone.usage.input_tokens < reply.usage.input_tokens
+
+
+def test_an_empty_answer_streams_one_empty_message(client: OpenAI) -> None:
+    # tools keep the text off the engine thread's direct way; <|im_end|> forced ends at once
+    with client.responses.stream(
+        model=MODEL,
+        input="Say hello.",
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        temperature=0,
+        max_output_tokens=8,
+        extra_body={"logit_bias": {"2": 100}},
+    ) as stream:
+        numbers = [event.sequence_number for event in stream]
+        final = stream.get_final_response()
+    assert numbers == list(range(len(numbers)))
+    [message] = final.output
+    assert message.type == "message" and message.content[0].text == ""  # type: ignore[union-attr]
+    assert final.status == "completed"
 
 
 def test_logprobs_when_included(client: OpenAI) -> None:
@@ -235,6 +270,14 @@ def test_logprobs_when_included(client: OpenAI) -> None:
         assert item.logprob <= 0
         assert len(item.top_logprobs) == 2
         assert item.top_logprobs[0].logprob >= item.top_logprobs[1].logprob
+
+
+def test_top_logprobs_alone_adds_no_logprobs(client: OpenAI) -> None:
+    # as OpenAI: log-probabilities come only when 'include' asks for them
+    reply = client.responses.create(
+        model=MODEL, input="Say hello.", top_logprobs=2, temperature=0, max_output_tokens=3
+    )
+    assert reply.output[0].content[0].logprobs == []  # type: ignore[union-attr]
 
 
 def test_stateful_fields_are_refused(client: OpenAI) -> None:
@@ -316,6 +359,30 @@ def test_stream_framing_ends_with_the_final_response_and_no_done(v1: str) -> Non
                 "input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{"}],
             },
             "input[0].arguments",
+        ),
+        (
+            {
+                "model": MODEL,
+                "input": [
+                    {"type": "function_call", "call_id": "c", "name": "f", "arguments": "[" * 10**5}
+                ],
+            },
+            "input[0].arguments",
+        ),
+        (
+            {
+                "model": MODEL,
+                "input": [
+                    {
+                        "type": "function_call_output",
+                        "call_id": "c",
+                        "output": [
+                            {"type": "input_image", "image_url": "data:image/png;base64,aGk="}
+                        ],
+                    }
+                ],
+            },
+            "images",  # this model has no vision: the image is refused, not dropped
         ),
         ({"model": MODEL, "input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
         ({"model": MODEL, "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),

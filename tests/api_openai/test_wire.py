@@ -195,6 +195,14 @@ def test_non_streamed_chat_shape(v1: str) -> None:
             b' "tools": [{"type": "function", "function": {"name": "bad name"}}]}',
             "tools[0].function.name",
         ),
+        (
+            # arguments nested past any request body's depth (it used to be a 500)
+            b'{"model": "smollm2:135m", "messages": [{"role": "assistant", "tool_calls":'
+            b' [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "'
+            + b"[" * 10**5
+            + b'"}}]}]}',
+            "messages[0].tool_calls[0].function.arguments",
+        ),
     ],
 )
 def test_bad_chat_requests_are_400_in_openai_shape(v1: str, data: bytes, param: str | None) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any, cast
 from power_api_openai.sampling import sampling_fields
 from power_api_openai.validation import Fields, invalid_type
 from power_core.errors import InvalidRequest, UnsupportedFeature
+from power_core.server.json_body import parse_json_object
 from power_core.types import (
     ChatMessage,
     GenerationRequest,
@@ -219,14 +219,9 @@ def _assistant_tool_calls(fields: Fields) -> list[ToolCall]:
 
 
 def call_arguments(raw: str, param: str) -> dict[str, Any]:
-    """A tool call's ``arguments``: a string encoding a JSON object (empty: no arguments)."""
-    try:
-        arguments = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise InvalidRequest(f"'{param}' is not valid JSON.", param=param) from None
-    if not isinstance(arguments, dict):
-        raise InvalidRequest(f"'{param}' must encode a JSON object.", param=param)
-    return arguments
+    """A tool call's ``arguments``: a string encoding a JSON object (empty: no arguments),
+    nested no deeper than a request body may be."""
+    return parse_json_object(raw.encode(), allow_empty=True, what=f"'{param}'", param=param)
 
 
 # ----------------------------------------------------------------------------- tools

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Response
@@ -63,7 +63,8 @@ def create_response(services: PowerServices, body: dict[str, Any]) -> Response:
     model = services.library.resolve(request.model)
     request.sampling = with_openai_defaults(request.sampling, model)
     if "thinking" in model.capabilities:
-        request.think = True  # reasoning becomes a reasoning item, not answer text
+        # reasoning becomes a reasoning item, not answer text; effort "none" turns it off
+        request.think = options.reasoning.get("effort") != "none"
     stream = services.generate(request, model)
     sampling = _echoed_sampling(request.sampling, model)
     builder = ResponseBuilder(stream.model.name, options, sampling)
@@ -101,9 +102,7 @@ def response_events(
     yield from map(event_frame, builder.start())
     if writer is not None and stream.can_deliver_text_directly:
         yield from map(event_frame, builder.open_message())
-        write_text_directly(
-            stream, writer, lambda text: event_frame(builder.text_delta(text)).encode()
-        )
+        write_text_directly(stream, writer, direct_delta(builder, writer))
     for _, event in merged_events([stream]):
         if isinstance(event, PromptProgress):
             if event.processed < event.total:
@@ -111,6 +110,20 @@ def response_events(
             continue
         yield from map(event_frame, builder.feed(event))
     yield from map(event_frame, builder.finish())
+
+
+def direct_delta(builder: ResponseBuilder, writer: DirectWriter) -> Callable[[str], bytes]:
+    """The frame of a text delta for the engine's thread to write, made only when the
+    writer will take it: a piece it declines (a slow client's bytes still pending, a
+    client gone) comes through the builder's :meth:`~ResponseBuilder.feed` instead, and
+    must not be counted twice."""
+
+    def frame(text: str) -> bytes:
+        if not writer.ready():
+            return b""  # declined: nothing written, nothing counted
+        return event_frame(builder.text_delta(text)).encode()
+
+    return frame
 
 
 class ResponseBuilder:
@@ -222,10 +235,18 @@ class ResponseBuilder:
             return []
         events = self._close()
         self._open = {"id": item_id("rs"), "type": "reasoning", "summary": [], "content": []}
+        index = len(self.output)
         self.output.append(self._open)
         events.append(
+            self._event("response.output_item.added", output_index=index, item=self._open)
+        )
+        events.append(
             self._event(
-                "response.output_item.added", output_index=len(self.output) - 1, item=self._open
+                "response.content_part.added",
+                item_id=self._open["id"],
+                output_index=index,
+                content_index=0,
+                part=_reasoning_text(""),
             )
         )
         return events
@@ -239,8 +260,12 @@ class ResponseBuilder:
         text, self._text = "".join(self._text), []
         common = {"item_id": item["id"], "output_index": index, "content_index": 0}
         if item["type"] == "reasoning":
-            item["content"] = [{"type": "reasoning_text", "text": text}]
-            events = [self._event("response.reasoning_text.done", **common, text=text)]
+            part = _reasoning_text(text)
+            item["content"] = [part]
+            events = [
+                self._event("response.reasoning_text.done", **common, text=text),
+                self._event("response.content_part.done", **common, part=part),
+            ]
         else:
             logprobs, self._logprobs = self._logprobs, []
             part = _output_text(text, logprobs if self.options.logprobs else [])
@@ -281,9 +306,10 @@ class ResponseBuilder:
 
     def finish(self) -> list[dict[str, Any]]:
         """Close the open item, then ``response.completed`` (or ``.incomplete``)."""
+        events = []
         if not self.output and self._open is None:
-            self.open_message()  # no text and no calls: still one (empty) message
-        events = self._close()
+            events = self.open_message()  # no text and no calls: still one (empty) message
+        events += self._close()
         self.status = "incomplete" if self._cut_short else "completed"
         events.append(self._event(f"response.{self.status}", response=self.response()))
         return events
@@ -312,7 +338,7 @@ class ResponseBuilder:
             "status": self.status,
             "background": False,
             "error": (
-                {"code": error.get("code") or "server_error", "message": error["message"]}
+                {"code": _response_error_code(error), "message": error["message"]}
                 if error is not None
                 else None
             ),
@@ -343,8 +369,19 @@ class ResponseBuilder:
         }
 
 
+def _response_error_code(error: dict[str, Any]) -> str:
+    """A failed response's ``error.code``, one of OpenAI's: a busy server's error is
+    ``rate_limit_exceeded``, any other ``server_error`` (the ``error`` event before it
+    carries our own code)."""
+    return "rate_limit_exceeded" if error["type"] == "rate_limit_exceeded" else "server_error"
+
+
 def _output_text(text: str, logprobs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
+
+
+def _reasoning_text(text: str) -> dict[str, Any]:
+    return {"type": "reasoning_text", "text": text}
 
 
 def _usage_json(usage: Usage) -> dict[str, Any]:

@@ -92,7 +92,8 @@ def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, Re
     _stream_options(fields, stream)
     include = _strings(fields, "include")
     top_logprobs = fields.integer("top_logprobs", 0, 20)
-    want_logprobs = INCLUDE_LOGPROBS in include or bool(top_logprobs)
+    # as OpenAI: log-probabilities only when 'include' asks, 'top_logprobs' alternatives each
+    want_logprobs = INCLUDE_LOGPROBS in include
     tools, tool_json = parse_function_tools(fields.array("tools") or [])
     tool_choice = parse_responses_tool_choice(fields.raw("tool_choice"), tools)
     text = fields.object("text") or {}
@@ -266,8 +267,9 @@ class _InputReader:
     def _function_call_output(self, fields: Fields) -> None:
         call_id = fields.string("call_id", required=True, non_empty=True) or ""
         output = fields.raw("output")
+        images: list[bytes] = []
         if isinstance(output, list):
-            text, _ = content_parts(output, fields.param("output"), _input_part)
+            text, images = content_parts(output, fields.param("output"), _input_part)
         elif isinstance(output, str):
             text = output
         else:
@@ -276,6 +278,7 @@ class _InputReader:
             ChatMessage(
                 role="tool",
                 content=text,
+                images=images,
                 tool_call_id=call_id,
                 tool_name=self._names_by_call_id.get(call_id),
             )

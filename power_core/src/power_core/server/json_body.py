@@ -23,20 +23,27 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-def parse_json_object(raw: bytes, *, allow_empty: bool = False) -> dict[str, Any]:
-    """Parse ``raw`` as one JSON object; bad JSON, other types or deep nesting are 400s."""
+def parse_json_object(
+    raw: bytes, *, allow_empty: bool = False, what: str = "request body", param: str | None = None
+) -> dict[str, Any]:
+    """Parse ``raw`` as one JSON object; bad JSON, other types or deep nesting are 400s.
+
+    ``what`` names the text in messages and ``param`` in the error, for JSON that arrives
+    inside a field (a tool call's ``arguments``)."""
     if not raw.strip():
         if allow_empty:
             return {}
-        raise InvalidRequest("request body is empty; expected a JSON object")
+        raise InvalidRequest(f"{what} is empty; expected a JSON object", param=param)
     try:
         value = json.loads(raw)
     except RecursionError:
-        raise InvalidRequest("request body is nested too deeply") from None
+        raise InvalidRequest(f"{what} is nested too deeply", param=param) from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+        raise InvalidRequest(f"{what} is not valid JSON: {exc}", param=param) from None
     if not isinstance(value, dict):
-        raise InvalidRequest(f"request body must be a JSON object, not {type(value).__name__}")
+        raise InvalidRequest(
+            f"{what} must be a JSON object, not {type(value).__name__}", param=param
+        )
     if _depth_exceeds(value, MAX_JSON_DEPTH):
-        raise InvalidRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
+        raise InvalidRequest(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels", param=param)
     return value
