@@ -1,7 +1,8 @@
 """Continuous batching: every running sequence advances in one shared ``llama_decode``.
 
 Each :meth:`ContinuousBatcher.step` puts the next token of every generating sequence and
-chunks of newly admitted prompts (up to the batch size) into one batch, decodes it, then
+chunks of newly admitted prompts (up to the batch size, a quarter of it while sequences
+generate: :func:`prompt_budget`) into one batch, decodes it, then
 samples each sequence with its own sampler chain. Everything here runs on the engine's one
 native thread, except :meth:`enqueue` and :meth:`cancel`, which are called from ``submit``
 and from a stream's ``cancel()`` on the consumer's side.
@@ -46,6 +47,32 @@ def sequences_can_move(ctx: Any) -> bool:
     if lc.llama_model_is_recurrent(model) or lc.llama_model_is_hybrid(model):
         return False
     return int(lc.llama_model_n_swa(model)) == 0
+
+
+#: while sequences generate, prompts fill at most this fraction of a batch
+PROMPT_SHARE_WHILE_GENERATING = 4
+#: ... but at least this many tokens, so a prompt always advances
+MIN_PROMPT_CHUNK = 16
+
+
+def prompt_budget(capacity: int, generating: int) -> int:
+    """How many prompt tokens one step reads beside the tokens of ``generating`` sequences.
+
+    With nothing generating, a whole batch. While sequences generate, every step is a pause
+    in their streams as long as the step: a prompt then advances a quarter of a batch at a
+    time (128 tokens of the default 512), and never less than :data:`MIN_PROMPT_CHUNK`
+    tokens while the batch has room. A long prompt arriving then holds the others back for
+    several short steps instead of a few long ones. Ad hoc, engine alone on this 2-core VM,
+    4 sequences generating and a 1,650-token prompt arriving: its longest step took 288 ms
+    instead of 1,023, its first token came after 3.05 s instead of 2.98; with flash
+    attention, 291 ms instead of 746, and 2.88 s instead of 2.30 (``bench long_prompt``
+    measures it through the server).
+    """
+    room = capacity - generating
+    if not generating:
+        return room
+    share = capacity // PROMPT_SHARE_WHILE_GENERATING - generating
+    return min(room, max(share, MIN_PROMPT_CHUNK))
 
 
 class ContinuousBatcher:
@@ -120,7 +147,7 @@ class ContinuousBatcher:
             choice.out_index = n
             n += 1
         chunks: list[tuple[Job, int]] = []
-        budget = batch.capacity - n
+        budget = prompt_budget(batch.capacity, n)
         for job in self._prompting:  # ascending sequence ids, as the generating ones
             if budget <= 0:
                 break
