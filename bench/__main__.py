@@ -30,6 +30,7 @@ BENCHMARKS = {
     "chat_turns": "bench.chat_turns",
     "long_chat": "bench.long_chat",
     "mixed_lengths": "bench.mixed_lengths",
+    "long_prompt": "bench.long_prompt",
     "conversations": "bench.conversations",
 }
 

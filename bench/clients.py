@@ -74,6 +74,8 @@ class StreamResult:
     text: str = ""
     #: CPU the rest of the machine used meanwhile, in cores (see bench.noise)
     others_cores: float = math.nan
+    #: when each chunk with text arrived (``perf_counter``); not in :meth:`sample`
+    arrivals: list[float] = field(default_factory=list)
 
     @property
     def ttft(self) -> float:
@@ -97,6 +99,7 @@ class StreamResult:
     def sample(self) -> dict[str, Any]:
         """The raw sample for the JSON results (text cut short)."""
         data = asdict(self)
+        data.pop("arrivals")
         data["text"] = self.text[:80]
         data.update(
             ttft=self.ttft,
@@ -151,6 +154,7 @@ def stream(target: Target, prompt: str, max_tokens: int, client: StreamClient) -
     reported: int | None = None
     finish: str | None = None
     pieces: list[str] = []
+    arrivals: list[float] = []
     try:
         for line in _response_lines(client, target.url + path, body):
             if target.api == "ollama":
@@ -175,8 +179,9 @@ def stream(target: Target, prompt: str, max_tokens: int, client: StreamClient) -
                 if choices and choices[0].get("finish_reason"):
                     finish = choices[0]["finish_reason"]
             if text:
+                arrivals.append(time.perf_counter())
                 if chunks == 0:
-                    first = time.perf_counter()
+                    first = arrivals[0]
                 chunks += 1
                 pieces.append(text)
         end = time.perf_counter()
@@ -196,7 +201,9 @@ def stream(target: Target, prompt: str, max_tokens: int, client: StreamClient) -
     if chunks == 0:
         return StreamResult(False, "no content", start, end, end, 0, 0, finish)
     tokens = reported if reported else (max_tokens if finish == "length" else chunks)
-    return StreamResult(True, None, start, first, end, tokens, chunks, finish, "".join(pieces))
+    return StreamResult(
+        True, None, start, first, end, tokens, chunks, finish, "".join(pieces), arrivals=arrivals
+    )
 
 
 @dataclass

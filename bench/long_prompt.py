@@ -1,0 +1,242 @@
+"""13. A long prompt arrives while 4 streams run: how long the running streams pause while
+it is read, and how soon its own first token comes; on ours and on llama-server, each with
+flash attention off and on.
+
+Every step that reads part of a prompt is a pause in the running streams as long as that
+step. llama-server reads an arriving prompt beside its running slots in batches of up to
+``-b`` tokens (2,048 by default); ours reads a quarter of a batch at a time while sequences
+generate (128 of the default 512 tokens, ``power_backend_llamacpp.batching.prompt_budget``).
+Baseline, same server, same round: the running streams' median gap between two tokens
+outside the new prompt's reading. Figures: their worst gap while it is read, and its time to
+first token (from its request), each against llama-server's in the same round.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from bench.clients import (
+    STREAM_TIMEOUT,
+    Batch,
+    StreamResult,
+    Target,
+    new_client,
+    run_simultaneous,
+    stream,
+)
+from bench.fleet import Fleet, quiet_pause
+from bench.noise import paired_summary, quiet_summary
+from bench.peers import BAR, OURS, flash_attention_pairs
+from bench.report import num, save_result, table
+from bench.stats import Summary
+from bench.workload import concurrent_prompts, rotated
+
+NAME = "long_prompt"
+RUNNERS = 4
+RUNNER_TOKENS = 256
+#: seconds after the running streams start that the long prompt is sent
+ARRIVAL_DELAY = 0.5
+NEWCOMER_TOKENS = 8
+#: about 11 tokens; repeated to a prompt of about 1,650
+PARAGRAPH = "The history of the old harbour city is long and varied. "
+REPEATS = 150
+#: story openings no other benchmark of a run sends (see workload.concurrent_prompts)
+SERIES = 50
+
+
+def long_prompt(rep: int) -> str:
+    """A prompt of about 1,650 tokens that no earlier request of the run starts with."""
+    return f"Record {SERIES}{rep:02d}. " + PARAGRAPH * REPEATS + "\nIn one sentence, the city is"
+
+
+@dataclass
+class Arrival:
+    """One round: the running streams and the stream of the prompt that arrived."""
+
+    runners: list[StreamResult]
+    newcomer: StreamResult
+    others_cores: float = math.nan
+
+    @property
+    def ok(self) -> bool:
+        return self.newcomer.ok and all(r.ok for r in self.runners)
+
+    @property
+    def ttft(self) -> float:
+        """The new prompt's time to first token, from its request."""
+        return self.newcomer.ttft if self.ok else math.nan
+
+    def _gaps(self, during: bool) -> list[float]:
+        """The runners' gaps between two tokens that overlap the new prompt's reading (from
+        its request to its first token), or that do not."""
+        start, end = self.newcomer.start, self.newcomer.first
+        gaps = []
+        for runner in self.runners:
+            for a, b in zip(runner.arrivals, runner.arrivals[1:], strict=False):
+                if (b > start and a < end) == during:
+                    gaps.append(b - a)
+        return gaps
+
+    @property
+    def worst_gap(self) -> float:
+        gaps = self._gaps(during=True)
+        return max(gaps) if self.ok and gaps else math.nan
+
+    @property
+    def usual_gap(self) -> float:
+        gaps = self._gaps(during=False)
+        return statistics.median(gaps) if self.ok and gaps else math.nan
+
+    @property
+    def stall(self) -> float:
+        """The worst gap over the usual one."""
+        return self.worst_gap / self.usual_gap if self.usual_gap > 0 else math.nan
+
+    def sample(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "others_cores": self.others_cores,
+            "ttft": self.ttft,
+            "worst_gap": self.worst_gap,
+            "usual_gap": self.usual_gap,
+            "gaps_during": self._gaps(during=True),
+            "runners": [r.sample() for r in self.runners],
+            "newcomer": self.newcomer.sample(),
+        }
+
+
+def run_arrival(target: Target, runner_prompts: list[str], prompt: str) -> Arrival:
+    """Start the running streams together; :data:`ARRIVAL_DELAY` later send ``prompt``."""
+    running: list[Batch] = []
+    runners = threading.Thread(
+        target=lambda: running.append(run_simultaneous(target, runner_prompts, RUNNER_TOKENS)),
+        daemon=True,
+    )
+    runners.start()
+    time.sleep(ARRIVAL_DELAY)
+    client = new_client()
+    try:
+        newcomer = stream(target, prompt, NEWCOMER_TOKENS, client)
+    finally:
+        client.close()
+    runners.join(STREAM_TIMEOUT + 60)
+    if not running:
+        failed = StreamResult(False, "runners did not finish", 0, math.nan, 0, 0, 0, None)
+        return Arrival([failed], newcomer)
+    return Arrival(running[0].results, newcomer)
+
+
+def run(fleet: Fleet) -> dict[str, Any]:
+    reps = fleet.config.repetitions(full=3, quick=1)
+    print(
+        f"== long_prompt: {RUNNERS} streams of {RUNNER_TOKENS} tokens, a prompt of about "
+        f"{REPEATS * 11} tokens arriving after {ARRIVAL_DELAY} s, {reps} reps",
+        flush=True,
+    )
+    targets = flash_attention_pairs(fleet)
+    samples: dict[str, list[Arrival]] = {t.label: [] for t in targets}
+    for rep in range(reps):
+        runner_prompts = concurrent_prompts(RUNNERS, rep, SERIES)
+        for t in rotated(targets, rep):
+            quiet_pause(fleet)
+            arrival, others = fleet.meter.measure(
+                partial(run_arrival, t, runner_prompts, long_prompt(rep))
+            )
+            arrival.others_cores = others
+            samples[t.label].append(arrival)
+            print(
+                f"  rep {rep + 1}/{reps} {t.label}: runners' worst gap "
+                f"{arrival.worst_gap * 1000:.0f} ms (usual {arrival.usual_gap * 1000:.0f}), "
+                f"new prompt's TTFT {arrival.ttft * 1000:.0f} ms "
+                f"({arrival.newcomer.tokens} tokens; others {others:.2f} cores)",
+                flush=True,
+            )
+    bar = samples.get(BAR, [])
+    summary: dict[str, Any] = {}
+    rows = []
+    for label, arrivals in samples.items():
+        worst, basis = quiet_summary(arrivals, lambda a: a.worst_gap)
+        usual, _ = quiet_summary(arrivals, lambda a: a.usual_gap)
+        ttft, _ = quiet_summary(arrivals, lambda a: a.ttft)
+        stall, _ = quiet_summary(arrivals, lambda a: a.stall)
+        gap_vs = paired_summary(arrivals, bar, lambda a: a.worst_gap) if bar else None
+        ttft_vs = paired_summary(arrivals, bar, lambda a: a.ttft) if bar else None
+        summary[label] = {
+            "worst_gap_s": worst.as_dict(),
+            "usual_gap_s": usual.as_dict(),
+            "ttft_s": ttft.as_dict(),
+            "worst_over_usual_gap": stall.as_dict(),
+            "worst_gap_vs_llama_server": gap_vs,
+            "ttft_vs_llama_server": ttft_vs,
+            "failed_rounds": sum(1 for a in arrivals if not a.ok),
+            "rounds": [a.sample() for a in arrivals],
+        }
+        rows.append(
+            [
+                label,
+                f"{worst.spread(0, 1000)} [{basis}]",
+                usual.spread(0, 1000),
+                stall.spread(1),
+                ttft.spread(0, 1000),
+                f"{Summary(**gap_vs['ratio']).spread(2)} [{gap_vs['basis']}]" if gap_vs else "n/a",
+                f"{Summary(**ttft_vs['ratio']).spread(2)}" if ttft_vs else "n/a",
+                summary[label]["failed_rounds"],
+            ]
+        )
+    print(
+        table(
+            f"A long prompt (about {REPEATS * 11} tokens) arrives while {RUNNERS} streams run, "
+            f"ms, median (min-max) of {reps}",
+            [
+                "server",
+                "runners' worst gap",
+                "usual gap",
+                "worst / usual",
+                "new prompt's TTFT",
+                "worst gap / llama-server",
+                "TTFT / llama-server",
+                "failed rounds",
+            ],
+            rows,
+        ),
+        flush=True,
+    )
+    return save_result(
+        NAME,
+        summary,
+        fleet=fleet.describe(),
+        reps=reps,
+        runners=RUNNERS,
+        runner_tokens=RUNNER_TOKENS,
+        arrival_delay_s=ARRIVAL_DELAY,
+    )
+
+
+def headline(result: dict[str, Any]) -> list[list[str]]:
+    ours = result["results"].get(OURS) or {}
+    rows = []
+    for key, what in (
+        ("worst_gap_vs_llama_server", "running streams' worst gap"),
+        ("ttft_vs_llama_server", "new prompt's TTFT"),
+    ):
+        versus = ours.get(key)
+        if versus:
+            rows.append(
+                [
+                    NAME,
+                    f"{what} / llama-server (its defaults) [{versus['basis']}]",
+                    num(versus["ratio"]["median"]),
+                    "-",
+                    "info",
+                ]
+            )
+    stall = ours.get("worst_over_usual_gap")
+    if stall:
+        rows.append([NAME, "ours: worst / usual gap", num(stall["median"], 1), "-", "info"])
+    return rows
