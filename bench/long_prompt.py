@@ -7,8 +7,11 @@ step. llama-server reads an arriving prompt beside its running slots in batches 
 ``-b`` tokens (2,048 by default); ours reads a quarter of a batch at a time while sequences
 generate (128 of the default 512 tokens, ``power_backend_llamacpp.batching.prompt_budget``).
 Baseline, same server, same round: the running streams' median gap between two tokens
-outside the new prompt's reading. Figures: their worst gap while it is read, and its time to
-first token (from its request), each against llama-server's in the same round.
+outside the new prompt's reading. Figures: their worst gap while it is read; their total
+pause then (their gaps less the usual gap: short steps or long, reading the prompt costs
+them about this long); and its time to first token (from its request); each against
+llama-server's in the same round. A round counts only if every running stream ran all
+through the reading.
 """
 
 from __future__ import annotations
@@ -64,34 +67,57 @@ class Arrival:
     others_cores: float = math.nan
 
     @property
+    def valid(self) -> bool:
+        """Every running stream had its first token before the new prompt was sent and its
+        last after the new prompt's first: they ran all through its reading."""
+        start, end = self.newcomer.start, self.newcomer.first
+        return all(
+            r.arrivals and r.arrivals[0] < start and r.arrivals[-1] > end for r in self.runners
+        )
+
+    @property
     def ok(self) -> bool:
-        return self.newcomer.ok and all(r.ok for r in self.runners)
+        return self.newcomer.ok and all(r.ok for r in self.runners) and self.valid
 
     @property
     def ttft(self) -> float:
         """The new prompt's time to first token, from its request."""
         return self.newcomer.ttft if self.ok else math.nan
 
-    def _gaps(self, during: bool) -> list[float]:
-        """The runners' gaps between two tokens that overlap the new prompt's reading (from
-        its request to its first token), or that do not."""
+    def runner_gaps(self, during: bool) -> list[list[float]]:
+        """Each running stream's gaps between two tokens that overlap the new prompt's
+        reading (from its request to its first token), or that do not."""
         start, end = self.newcomer.start, self.newcomer.first
-        gaps = []
-        for runner in self.runners:
-            for a, b in zip(runner.arrivals, runner.arrivals[1:], strict=False):
-                if (b > start and a < end) == during:
-                    gaps.append(b - a)
-        return gaps
+        return [
+            [
+                b - a
+                for a, b in zip(runner.arrivals, runner.arrivals[1:], strict=False)
+                if (b > start and a < end) == during
+            ]
+            for runner in self.runners
+        ]
 
     @property
     def worst_gap(self) -> float:
-        gaps = self._gaps(during=True)
+        gaps = [gap for gaps in self.runner_gaps(during=True) for gap in gaps]
         return max(gaps) if self.ok and gaps else math.nan
 
     @property
     def usual_gap(self) -> float:
-        gaps = self._gaps(during=False)
+        gaps = [gap for gaps in self.runner_gaps(during=False) for gap in gaps]
         return statistics.median(gaps) if self.ok and gaps else math.nan
+
+    @property
+    def total_pause(self) -> float:
+        """What a running stream lost while the prompt was read: its gaps then, less its
+        usual gap for each of them (median over the running streams). Short steps or long
+        ones, reading the prompt takes about this long; they spread it differently."""
+        if not self.ok:
+            return math.nan
+        usual = self.usual_gap
+        return statistics.median(
+            sum(gaps) - usual * len(gaps) for gaps in self.runner_gaps(during=True)
+        )
 
     @property
     def stall(self) -> float:
@@ -101,11 +127,13 @@ class Arrival:
     def sample(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "valid": self.valid,
             "others_cores": self.others_cores,
             "ttft": self.ttft,
             "worst_gap": self.worst_gap,
             "usual_gap": self.usual_gap,
-            "gaps_during": self._gaps(during=True),
+            "total_pause": self.total_pause,
+            "gaps_during_by_runner": self.runner_gaps(during=True),
             "runners": [r.sample() for r in self.runners],
             "newcomer": self.newcomer.sample(),
         }
@@ -165,6 +193,8 @@ def run(fleet: Fleet) -> dict[str, Any]:
         usual, _ = quiet_summary(arrivals, lambda a: a.usual_gap)
         ttft, _ = quiet_summary(arrivals, lambda a: a.ttft)
         stall, _ = quiet_summary(arrivals, lambda a: a.stall)
+        pause, _ = quiet_summary(arrivals, lambda a: a.total_pause)
+        pause_vs = paired_summary(arrivals, bar, lambda a: a.total_pause) if bar else None
         gap_vs = paired_summary(arrivals, bar, lambda a: a.worst_gap) if bar else None
         ttft_vs = paired_summary(arrivals, bar, lambda a: a.ttft) if bar else None
         summary[label] = {
@@ -172,6 +202,8 @@ def run(fleet: Fleet) -> dict[str, Any]:
             "usual_gap_s": usual.as_dict(),
             "ttft_s": ttft.as_dict(),
             "worst_over_usual_gap": stall.as_dict(),
+            "total_pause_s": pause.as_dict(),
+            "total_pause_vs_llama_server": pause_vs,
             "worst_gap_vs_llama_server": gap_vs,
             "ttft_vs_llama_server": ttft_vs,
             "failed_rounds": sum(1 for a in arrivals if not a.ok),
@@ -183,6 +215,8 @@ def run(fleet: Fleet) -> dict[str, Any]:
                 f"{worst.spread(0, 1000)} [{basis}]",
                 usual.spread(0, 1000),
                 stall.spread(1),
+                pause.spread(0, 1000),
+                f"{Summary(**pause_vs['ratio']).spread(2)}" if pause_vs else "n/a",
                 ttft.spread(0, 1000),
                 f"{Summary(**gap_vs['ratio']).spread(2)} [{gap_vs['basis']}]" if gap_vs else "n/a",
                 f"{Summary(**ttft_vs['ratio']).spread(2)}" if ttft_vs else "n/a",
@@ -198,6 +232,8 @@ def run(fleet: Fleet) -> dict[str, Any]:
                 "runners' worst gap",
                 "usual gap",
                 "worst / usual",
+                "runners' total pause",
+                "total pause / llama-server",
                 "new prompt's TTFT",
                 "worst gap / llama-server",
                 "TTFT / llama-server",
@@ -223,6 +259,7 @@ def headline(result: dict[str, Any]) -> list[list[str]]:
     rows = []
     for key, what in (
         ("worst_gap_vs_llama_server", "running streams' worst gap"),
+        ("total_pause_vs_llama_server", "running streams' total pause"),
         ("ttft_vs_llama_server", "new prompt's TTFT"),
     ):
         versus = ours.get(key)

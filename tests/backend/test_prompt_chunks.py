@@ -1,69 +1,124 @@
-"""A prompt that arrives while others generate is read a quarter of a batch at a time, so
-their streams pause for short steps; with nothing generating it takes whole batches."""
+"""Prompts read while others generate: a quarter of a batch per step between them, the
+shortest first, so running streams pause for short steps and a short question is not held
+behind a long document; with nothing generating, whole batches."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from power_backend_llamacpp import batching
-from power_backend_llamacpp.batching import MIN_PROMPT_CHUNK, prompt_budget
-from power_core.engine import CompletionJob
-from power_core.types import TextDelta
+from power_backend_llamacpp.batching import MIN_PROMPT_CHUNK, prompt_budget, prompt_takes
+from power_backend_llamacpp.engine import LlamaCppEngine
+from power_backend_llamacpp.jobs import Job
+from power_core.engine import CompletionJob, EventStream
+from power_core.types import PromptProgress, TextDelta
 
 from .conftest import GREEDY, chat, done, load_engine, run, text
 
-#: a prompt of several hundred tokens
+#: a prompt of about 830 tokens
 LONG = chat("Summarize this. " + "The history of the old harbour city is long and varied. " * 70)
+#: SmolLM2's end-of-generation tokens banned: the running story goes to its token limit
+ENDLESS = replace(GREEDY, logit_bias={0: -100.0, 1: -100.0, 2: -100.0})
+BATCH = 256
 
 
-def test_the_budget_is_a_batch_alone_and_a_quarter_beside_generating_sequences() -> None:
+def test_prompts_take_a_batch_alone_and_a_quarter_beside_generating_sequences() -> None:
     assert prompt_budget(512, 0) == 512
-    assert prompt_budget(512, 1) == 127
-    assert prompt_budget(512, 8) == 120
-    # a small batch still lets a prompt advance, within the room the batch has
-    assert prompt_budget(32, 8) == MIN_PROMPT_CHUNK
+    assert prompt_budget(512, 1) == 128
+    assert prompt_budget(512, 8) == 128
+    assert prompt_budget(512, 500) == 12  # no more than the batch has room for
+    assert prompt_budget(32, 8) == MIN_PROMPT_CHUNK  # a small batch still lets prompts on
     assert prompt_budget(20, 8) == 12
     assert prompt_budget(8, 8) == 0
 
 
-def test_a_long_prompt_beside_a_running_stream_comes_in_quarter_batches(
+def test_the_shortest_rest_of_a_prompt_is_read_first() -> None:
+    def job(length: int, done: int = 0) -> Job:
+        return cast(Job, SimpleNamespace(prompt=[0] * length, prompt_done=done))
+
+    # rests of 300, 20 and 50 tokens, listed by sequence id
+    assert prompt_takes([job(300), job(20), job(60, done=10)], 128) == [58, 20, 50]
+    assert prompt_takes([job(300), job(20)], 10) == [0, 10]
+    assert prompt_takes([job(5), job(5)], 512) == [5, 5]
+
+
+@pytest.fixture()
+def recorded(
     model_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    engine = load_engine(model_path, num_parallel=2, num_batch=256, num_ctx=2048)
+) -> Iterator[tuple[LlamaCppEngine, list[Counter[int]]]]:
+    """An engine with batches of 256 tokens, and the tokens per sequence of every batch it
+    decodes (llama.cpp's own decode, recorded on the way)."""
+    engine = load_engine(model_path, num_parallel=3, num_batch=BATCH, num_ctx=2048)
     batches: list[Counter[int]] = []
     real_decode = batching.lc.llama_decode
 
-    def recording_decode(ctx: object, batch: object) -> int:
-        count = batch.n_tokens  # type: ignore[attr-defined]
-        batches.append(Counter(batch.seq_id[i][0] for i in range(count)))  # type: ignore[attr-defined]
+    def recording_decode(ctx: object, batch: Any) -> int:
+        batches.append(Counter(batch.seq_id[i][0] for i in range(batch.n_tokens)))
         return int(real_decode(ctx, batch))
 
     monkeypatch.setattr(batching.lc, "llama_decode", recording_decode)
-    try:
-        alone = run(engine, LONG, max_tokens=1)
-        prompt_tokens = done(alone).usage.prompt_tokens
-        assert prompt_tokens > 3 * 256
-        assert [sum(b.values()) for b in batches[:3]] == [256, 256, 256]  # nothing beside it
+    yield engine, batches
+    engine.close()
 
-        batches.clear()
-        story = engine.submit(
-            CompletionJob(chat("Tell me a long story."), sampling=GREEDY, max_tokens=400)
-        )
-        events = iter(story)
-        for event in events:
-            if isinstance(event, TextDelta):
-                break
-        long = run(engine, LONG.replace("Summarize", "Shorten"), max_tokens=4)
-        rest = list(events)
-        assert text(long)
-        assert done(rest).usage.completion_tokens > 100  # generating all along
-        beside = [b for b in batches if len(b) == 2]
-        # every step with both: the story's one token and at most 63 prompt tokens
-        assert beside and all(sorted(b.values())[0] == 1 for b in beside)
-        assert max(sum(b.values()) for b in beside) == 256 // 4
-        assert sum(sum(b.values()) - 1 for b in beside) >= done(long).usage.prompt_tokens - 63
-    finally:
-        engine.close()
+
+def running_story(engine: LlamaCppEngine) -> tuple[EventStream, Iterator[Any]]:
+    """A story of 150 tokens, already generating."""
+    story = engine.submit(
+        CompletionJob(chat("Tell me a long story."), sampling=ENDLESS, max_tokens=150)
+    )
+    events = iter(story)
+    for event in events:
+        if isinstance(event, TextDelta):
+            break
+    return story, events
+
+
+def test_a_long_prompt_beside_a_running_stream_comes_in_quarter_batches(
+    recorded: tuple[LlamaCppEngine, list[Counter[int]]],
+) -> None:
+    engine, batches = recorded
+    alone = run(engine, LONG, max_tokens=1)
+    assert done(alone).usage.prompt_tokens > 3 * BATCH
+    assert [sum(b.values()) for b in batches[:3]] == [BATCH] * 3  # nothing beside it
+
+    batches.clear()
+    _, story = running_story(engine)
+    long = run(engine, LONG.replace("Summarize", "Shorten"), max_tokens=4)
+    assert text(long)
+    assert done(list(story)).usage.completion_tokens == 150
+    beside = [b for b in batches if len(b) == 2]
+    assert max(sum(b.values()) for b in beside) == BATCH // 4 + 1  # the story's token too
+    usage = done(long).usage
+    read = sum(max(b.values()) for b in beside if max(b.values()) > 1)
+    assert read == usage.prompt_tokens - usage.cached_tokens  # all of it, in those steps
+
+
+def test_a_short_prompt_is_not_held_behind_a_long_one(
+    recorded: tuple[LlamaCppEngine, list[Counter[int]]],
+) -> None:
+    engine, batches = recorded
+    _, story = running_story(engine)
+    long = engine.submit(CompletionJob(LONG, sampling=GREEDY, max_tokens=2))
+    long_events = iter(long)
+    for event in long_events:
+        if isinstance(event, PromptProgress):
+            break  # the long prompt is being read
+    short = run(engine, chat("Say yes."), max_tokens=2)
+    rest = list(long_events)
+    list(story)
+    short_prompt = done(short).usage.prompt_tokens
+    assert done(rest).usage.prompt_tokens > 3 * BATCH
+    # the step that admitted the short prompt read all of it, the long one the rest
+    first = next(i for i, b in enumerate(batches) if len(b) == 3)
+    counts = sorted(batches[first].values())
+    assert counts == sorted([1, BATCH // 4 - short_prompt, short_prompt])
+    # and the short one generated while the long one was still being read
+    later = [sorted(b.values()) for b in batches[first + 1 :]]
+    assert any(counts[:2] == [1, 1] and counts[2] > 1 for counts in later)

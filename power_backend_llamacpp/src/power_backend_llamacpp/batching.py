@@ -59,20 +59,34 @@ def prompt_budget(capacity: int, generating: int) -> int:
     """How many prompt tokens one step reads beside the tokens of ``generating`` sequences.
 
     With nothing generating, a whole batch. While sequences generate, every step is a pause
-    in their streams as long as the step: a prompt then advances a quarter of a batch at a
-    time (128 tokens of the default 512), and never less than :data:`MIN_PROMPT_CHUNK`
-    tokens while the batch has room. A long prompt arriving then holds the others back for
-    several short steps instead of a few long ones. Ad hoc, engine alone on this 2-core VM,
-    4 sequences generating and a 1,650-token prompt arriving: its longest step took 288 ms
-    instead of 1,023, its first token came after 3.05 s instead of 2.98; with flash
-    attention, 291 ms instead of 746, and 2.88 s instead of 2.30 (``bench long_prompt``
-    measures it through the server).
+    in their streams as long as the step: prompts then take a quarter of a batch per step
+    between them (128 tokens of the default 512, never less than :data:`MIN_PROMPT_CHUNK`
+    while the batch has room), so a long prompt arriving holds the others back for several
+    short steps instead of a few long ones, for about as long in all. Ad hoc, engine alone
+    on this 2-core VM, 4 sequences generating and a 1,650-token prompt arriving: its longest
+    step took 288 ms instead of 1,023, its first token came after 3.05 s instead of 2.98;
+    with flash attention, whose prompt reading gains more from large batches, 291 ms
+    instead of 746, and 2.88 s instead of 2.30 (``bench long_prompt`` measures it through
+    the server).
     """
     room = capacity - generating
     if not generating:
         return room
-    share = capacity // PROMPT_SHARE_WHILE_GENERATING - generating
-    return min(room, max(share, MIN_PROMPT_CHUNK))
+    return min(room, max(capacity // PROMPT_SHARE_WHILE_GENERATING, MIN_PROMPT_CHUNK))
+
+
+def prompt_takes(jobs: list[Job], budget: int) -> list[int]:
+    """How many tokens each prompting job reads this step: the shortest rest first, so a
+    short question is not held behind a long document being read (the batch still lists
+    the jobs in ascending sequence order)."""
+    takes = [0] * len(jobs)
+    for index in sorted(range(len(jobs)), key=lambda i: len(jobs[i].prompt) - jobs[i].prompt_done):
+        if budget <= 0:
+            break
+        job = jobs[index]
+        takes[index] = min(budget, len(job.prompt) - job.prompt_done)
+        budget -= takes[index]
+    return takes
 
 
 class ContinuousBatcher:
@@ -147,12 +161,12 @@ class ContinuousBatcher:
             choice.out_index = n
             n += 1
         chunks: list[tuple[Job, int]] = []
-        budget = prompt_budget(batch.capacity, n)
-        for job in self._prompting:  # ascending sequence ids, as the generating ones
-            if budget <= 0:
-                break
+        prompting = self._prompting  # ascending sequence ids, as the generating ones
+        takes = prompt_takes(prompting, prompt_budget(batch.capacity, n))
+        for job, take in zip(prompting, takes, strict=True):
+            if not take:
+                continue
             start = job.prompt_done
-            take = min(budget, len(job.prompt) - start)
             last = start + take == len(job.prompt)
             batch.add_run(n, job.prompt[start : start + take], start, job.choices[0].seq_id, last)
             if not job.t_prompt_start:
@@ -161,7 +175,6 @@ class ContinuousBatcher:
                 job.out_index = n + take - 1
             chunks.append((job, take))
             n += take
-            budget -= take
         if n == 0:
             return
         batch.batch.n_tokens = n
