@@ -14,9 +14,9 @@ from typing import Any, cast
 import pytest
 
 from power_backend_llamacpp import batching
-from power_backend_llamacpp.batching import MIN_PROMPT_CHUNK, prompt_budget, prompt_takes
 from power_backend_llamacpp.engine import LlamaCppEngine
 from power_backend_llamacpp.jobs import Job
+from power_backend_llamacpp.prompt_chunks import MIN_PROMPT_CHUNK, prompt_budget, prompt_takes
 from power_core.engine import CompletionJob, EventStream
 from power_core.types import PromptProgress, TextDelta
 

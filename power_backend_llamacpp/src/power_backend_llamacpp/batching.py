@@ -2,7 +2,7 @@
 
 Each :meth:`ContinuousBatcher.step` puts the next token of every generating sequence and
 chunks of newly admitted prompts (up to the batch size, a quarter of it while sequences
-generate: :func:`prompt_budget`) into one batch, decodes it, then
+generate: :mod:`power_backend_llamacpp.prompt_chunks`) into one batch, decodes it, then
 samples each sequence with its own sampler chain. Everything here runs on the engine's one
 native thread, except :meth:`enqueue` and :meth:`cancel`, which are called from ``submit``
 and from a stream's ``cancel()`` on the consumer's side.
@@ -20,6 +20,7 @@ import llama_cpp as lc
 from power_backend_llamacpp.batch import BatchBuffer
 from power_backend_llamacpp.jobs import Choice, Job
 from power_backend_llamacpp.logprobs import token_logprob
+from power_backend_llamacpp.prompt_chunks import prompt_budget, prompt_takes
 from power_backend_llamacpp.slots import SequenceSlots
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.concurrency import allocate_native_lock
@@ -47,46 +48,6 @@ def sequences_can_move(ctx: Any) -> bool:
     if lc.llama_model_is_recurrent(model) or lc.llama_model_is_hybrid(model):
         return False
     return int(lc.llama_model_n_swa(model)) == 0
-
-
-#: while sequences generate, prompts fill at most this fraction of a batch
-PROMPT_SHARE_WHILE_GENERATING = 4
-#: ... but at least this many tokens, so a prompt always advances
-MIN_PROMPT_CHUNK = 16
-
-
-def prompt_budget(capacity: int, generating: int) -> int:
-    """How many prompt tokens one step reads beside the tokens of ``generating`` sequences.
-
-    With nothing generating, a whole batch. While sequences generate, every step is a pause
-    in their streams as long as the step: prompts then take a quarter of a batch per step
-    between them (128 tokens of the default 512, never less than :data:`MIN_PROMPT_CHUNK`
-    while the batch has room), so a long prompt arriving holds the others back for several
-    short steps instead of a few long ones, for about as long in all. Ad hoc, engine alone
-    on this 2-core VM, 4 sequences generating and a 1,650-token prompt arriving: its longest
-    step took 288 ms instead of 1,023, its first token came after 3.05 s instead of 2.98;
-    with flash attention, whose prompt reading gains more from large batches, 291 ms
-    instead of 746, and 2.88 s instead of 2.30 (``bench long_prompt`` measures it through
-    the server).
-    """
-    room = capacity - generating
-    if not generating:
-        return room
-    return min(room, max(capacity // PROMPT_SHARE_WHILE_GENERATING, MIN_PROMPT_CHUNK))
-
-
-def prompt_takes(jobs: list[Job], budget: int) -> list[int]:
-    """How many tokens each prompting job reads this step: the shortest rest first, so a
-    short question is not held behind a long document being read (the batch still lists
-    the jobs in ascending sequence order)."""
-    takes = [0] * len(jobs)
-    for index in sorted(range(len(jobs)), key=lambda i: len(jobs[i].prompt) - jobs[i].prompt_done):
-        if budget <= 0:
-            break
-        job = jobs[index]
-        takes[index] = min(budget, len(job.prompt) - job.prompt_done)
-        budget -= takes[index]
-    return takes
 
 
 class ContinuousBatcher:
