@@ -287,6 +287,18 @@ def test_stateful_fields_are_refused(client: OpenAI) -> None:
     assert "whole conversation" in str(caught.value)
 
 
+def test_stored_responses_are_not_found_and_say_why(client: OpenAI) -> None:
+    for call in (
+        lambda: client.responses.retrieve("resp_123"),
+        lambda: client.responses.delete("resp_123"),
+        lambda: client.responses.cancel("resp_123"),
+        lambda: client.responses.input_items.list("resp_123"),
+    ):
+        with pytest.raises(openai.NotFoundError) as caught:
+            call()
+        assert "stores no responses" in str(caught.value)
+
+
 def test_unknown_model_is_not_found(client: OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="ghost:1b", input="Hi")

@@ -35,6 +35,10 @@ ROUTE_METHODS = {
     "models": ("GET", "HEAD"),
 }
 _ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+STORED_RESPONSES = (
+    "This server stores no responses, so none can be retrieved, cancelled or deleted: "
+    "/v1/responses is stateless, and each request carries the whole conversation in 'input'."
+)
 
 
 def bearer_key(header: str | None) -> str | None:
@@ -120,6 +124,9 @@ def openai_blueprint(services: PowerServices) -> Blueprint:
         )
         if allowed is not None:
             return http_error_response(MethodNotAllowed(valid_methods=list(allowed)))
+        if rest.startswith("responses/"):
+            # retrieve, delete, cancel, input_items: there is no stored response to act on
+            return http_error_response(NotFound(STORED_RESPONSES))
         return http_error_response(NotFound(f"Invalid URL ({request.method} {URL_PREFIX}/{rest})"))
 
     @bp.errorhandler(HTTPException)
