@@ -46,15 +46,17 @@ RUNNER_TOKENS = 256
 #: seconds after the running streams start that the long prompt is sent
 ARRIVAL_DELAY = 0.5
 NEWCOMER_TOKENS = 8
-#: about 11 tokens; repeated to a prompt of about 1,650
+#: 13 tokens with SmolLM2's tokenizer; repeated to a prompt of 1,816 (:data:`PROMPT_TOKENS`)
 PARAGRAPH = "The history of the old harbour city is long and varied. "
 REPEATS = 150
+#: the prompt's length with SmolLM2's tokenizer (the default model), for the tables
+PROMPT_TOKENS = 1816
 #: story openings no other benchmark of a run sends (see workload.concurrent_prompts)
 SERIES = 50
 
 
 def long_prompt(rep: int) -> str:
-    """A prompt of about 1,650 tokens that no earlier request of the run starts with."""
+    """A prompt of :data:`PROMPT_TOKENS` tokens that no earlier request of the run starts with."""
     return f"Record {SERIES}{rep:02d}. " + PARAGRAPH * REPEATS + "\nIn one sentence, the city is"
 
 
@@ -163,8 +165,8 @@ def run_arrival(target: Target, runner_prompts: list[str], prompt: str) -> Arriv
 def run(fleet: Fleet) -> dict[str, Any]:
     reps = fleet.config.repetitions(full=3, quick=1)
     print(
-        f"== long_prompt: {RUNNERS} streams of {RUNNER_TOKENS} tokens, a prompt of about "
-        f"{REPEATS * 11} tokens arriving after {ARRIVAL_DELAY} s, {reps} reps",
+        f"== long_prompt: {RUNNERS} streams of {RUNNER_TOKENS} tokens, a prompt of "
+        f"{PROMPT_TOKENS} tokens arriving after {ARRIVAL_DELAY} s, {reps} reps",
         flush=True,
     )
     targets = flash_attention_pairs(fleet)
@@ -225,7 +227,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
         )
     print(
         table(
-            f"A long prompt (about {REPEATS * 11} tokens) arrives while {RUNNERS} streams run, "
+            f"A long prompt ({PROMPT_TOKENS} tokens) arrives while {RUNNERS} streams run, "
             f"ms, median (min-max) of {reps}",
             [
                 "server",

@@ -29,10 +29,11 @@ ENDLESS = replace(GREEDY, logit_bias={0: -100.0, 1: -100.0, 2: -100.0})
 BATCH = 256
 
 
-def test_prompts_take_a_batch_alone_and_a_quarter_beside_generating_sequences() -> None:
+def test_prompts_take_a_batch_alone_and_fill_a_quarter_beside_generating_sequences() -> None:
     assert prompt_budget(512, 0) == 512
-    assert prompt_budget(512, 1) == 128
-    assert prompt_budget(512, 8) == 128
+    assert prompt_budget(512, 1) == 127  # the step: 128 tokens in all
+    assert prompt_budget(512, 8) == 120
+    assert prompt_budget(512, 100) == 64  # at least an eighth of the batch
     assert prompt_budget(512, 500) == 12  # no more than the batch has room for
     assert prompt_budget(32, 8) == MIN_PROMPT_CHUNK  # a small batch still lets prompts on
     assert prompt_budget(20, 8) == 12
@@ -94,7 +95,7 @@ def test_a_long_prompt_beside_a_running_stream_comes_in_quarter_batches(
     assert text(long)
     assert done(list(story)).usage.completion_tokens == 150
     beside = [b for b in batches if len(b) == 2]
-    assert max(sum(b.values()) for b in beside) == BATCH // 4 + 1  # the story's token too
+    assert max(sum(b.values()) for b in beside) == BATCH // 4  # the story's token included
     usage = done(long).usage
     read = sum(max(b.values()) for b in beside if max(b.values()) > 1)
     assert read == usage.prompt_tokens - usage.cached_tokens  # all of it, in those steps
@@ -118,7 +119,7 @@ def test_a_short_prompt_is_not_held_behind_a_long_one(
     # the step that admitted the short prompt read all of it, the long one the rest
     first = next(i for i, b in enumerate(batches) if len(b) == 3)
     counts = sorted(batches[first].values())
-    assert counts == sorted([1, BATCH // 4 - short_prompt, short_prompt])
+    assert counts == sorted([1, BATCH // 4 - 1 - short_prompt, short_prompt])
     # and the short one generated while the long one was still being read
     later = [sorted(b.values()) for b in batches[first + 1 :]]
     assert any(counts[:2] == [1, 1] and counts[2] > 1 for counts in later)

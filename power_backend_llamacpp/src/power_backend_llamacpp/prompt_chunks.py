@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from power_backend_llamacpp.jobs import Job
 
-#: while sequences generate, prompts fill at most this fraction of a batch
+#: while sequences generate, prompts fill each step up to this fraction of a batch ...
 PROMPT_SHARE_WHILE_GENERATING = 4
-#: ... but at least this many tokens, so a prompt always advances
+#: ... and take at least this fraction of it, however many sequences generate
+MIN_PROMPT_SHARE = 8
+#: ... and never fewer than this many tokens while the batch has room
 MIN_PROMPT_CHUNK = 16
 
 
@@ -19,20 +21,23 @@ def prompt_budget(capacity: int, generating: int) -> int:
     """How many prompt tokens one step reads beside the tokens of ``generating`` sequences.
 
     With nothing generating, a whole batch. While sequences generate, every step is a pause
-    in their streams as long as the step: prompts then take a quarter of a batch per step
-    between them (128 tokens of the default 512, never less than :data:`MIN_PROMPT_CHUNK`
-    while the batch has room), so a long prompt arriving holds the others back for several
-    short steps instead of a few long ones, for about as long in all. Ad hoc, engine alone
-    on this 2-core VM, 4 sequences generating and a 1,650-token prompt arriving: its longest
-    step took 288 ms instead of 1,023, its first token came after 3.05 s instead of 2.98;
-    with flash attention, whose prompt reading gains more from large batches, 291 ms
-    instead of 746, and 2.88 s instead of 2.30 (``bench long_prompt`` measures it through
-    the server).
+    in their streams as long as the step: prompts then fill the step up to a quarter of a
+    batch (128 tokens in all with the default 512), and take at least an eighth of a batch
+    however many sequences generate. A long prompt arriving holds the others back for
+    several short steps instead of a few long ones, for about as long in all.
+
+    Filling the step to a quarter, rather than giving prompts a quarter beside the
+    generating tokens, matters with flash attention: through the server (``bench
+    long_prompt``, 4 streams generating, 2 rounds each), steps of 128 tokens in all paused
+    the streams for 274 ms at worst and gave the new prompt its first token 1.14 times as
+    late as ``llama-server``, steps of 132 for 477 ms and 1.30 times; without flash
+    attention both gave 292-296 ms and 1.27-1.29 times.
     """
     room = capacity - generating
     if not generating:
         return room
-    return min(room, max(capacity // PROMPT_SHARE_WHILE_GENERATING, MIN_PROMPT_CHUNK))
+    fill = capacity // PROMPT_SHARE_WHILE_GENERATING - generating
+    return min(room, max(fill, capacity // MIN_PROMPT_SHARE, MIN_PROMPT_CHUNK))
 
 
 def prompt_takes(jobs: list[Job], budget: int) -> list[int]:
