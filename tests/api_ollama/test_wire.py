@@ -162,6 +162,16 @@ def test_version_and_head_routes(url: str) -> None:
         ),
         ("/api/copy", b'{"source": "smollm2:135m"}', 400, "destination"),
         ("/api/create", b'{"model": "x:1"}', 400, "from"),
+        (
+            # arguments as JSON text escape the body's depth limit (they used to be a 500)
+            "/api/chat",
+            b'{"model": "smollm2:135m", "messages": [{"role": "assistant", "content": "",'
+            b' "tool_calls": [{"function": {"name": "f", "arguments": "'
+            + b"[" * 10**5
+            + b'"}}]}]}',
+            400,
+            "deeper than 64",
+        ),
     ],
 )
 def test_errors_are_json_with_status_codes(
@@ -572,3 +582,24 @@ def test_a_prompt_is_cut_only_where_it_would_not_fit(url: str) -> None:
     assert 100 < whole < 128
     # without the shift the reply keeps its room: the prompt loses its middle
     assert prompt_tokens(options=options, shift=False) == 128 - 40
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/generate", b'{"model": "smollm2:135m", "prompt": "a\\ud800b"'),
+        (
+            "/api/chat",
+            b'{"model": "smollm2:135m", "messages": [{"role": "user", "content": "a\\udc00"}]',
+        ),
+        ("/api/embed", b'{"model": "smollm2:135m", "input": "\\ud83d"'),
+    ],
+)
+def test_half_a_utf16_pair_is_read_as_a_replacement_character(
+    url: str, path: str, body: bytes
+) -> None:
+    # JSON may escape one half of a surrogate pair alone; as Ollama (Go) does, it reads as
+    # U+FFFD instead of failing the request (it was a 500: no UTF-8 text can hold it)
+    options = b', "stream": false, "options": {"num_predict": 2}}'
+    response = requests.post(url + path, data=body + options, timeout=60)
+    assert response.status_code == 200, response.text

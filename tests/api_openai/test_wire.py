@@ -254,3 +254,27 @@ def test_any_authorization_is_accepted_without_configured_keys(v1: str) -> None:
     )
     assert response.status_code == 200
     assert response.json()["object"] == "list"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/chat/completions",
+            b'{"model": "smollm2:135m", "max_tokens": 2,'
+            b' "messages": [{"role": "user", "content": "a\\ud800b"}]}',
+        ),
+        ("/completions", b'{"model": "smollm2:135m", "max_tokens": 2, "prompt": "\\udfff"}'),
+        ("/responses", b'{"model": "smollm2:135m", "max_output_tokens": 2, "input": "\\ud83d"}'),
+        ("/embeddings", b'{"model": "smollm2:135m", "input": "x\\ud800"}'),
+    ],
+)
+def test_half_a_utf16_pair_is_read_as_a_replacement_character(
+    v1: str, path: str, body: bytes
+) -> None:
+    # JSON may escape one half of a surrogate pair alone: it reads as U+FFFD, as Go's JSON
+    # decoder (and so Ollama) reads it (it was a 500: no UTF-8 text can hold it)
+    response = requests.post(
+        v1 + path, data=body, headers={"Content-Type": "application/json"}, timeout=60
+    )
+    assert response.status_code == 200, response.text

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from conftest import PowerServer
+from power_core.server.json_body import parse_json_object
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +121,9 @@ def test_invalid_config_is_one_clear_line(tmp_path: Path) -> None:
         server.start(timeout=20)
     assert "'port' must be an integer" in str(caught.value)
     assert "Traceback" not in str(caught.value)
+
+
+def test_lone_surrogate_escapes_read_as_replacement_characters() -> None:
+    body = parse_json_object(b'{"a\\ud800": ["x\\udc00y", {"k": "\\ud83d\\ude00"}]}')
+    # a whole pair stays the character it spells
+    assert body == {"a\ufffd": ["x\ufffdy", {"k": "\U0001f600"}]}

@@ -18,6 +18,7 @@ from power_api_ollama.wire import (
     wrong_type,
 )
 from power_core.errors import InvalidRequest
+from power_core.server.json_body import MAX_JSON_DEPTH, nested_deeper_than
 from power_core.types import (
     ChatMessage,
     EmbeddingRequest,
@@ -84,10 +85,17 @@ def _tool_call(value: Any) -> ToolCall:
         raise InvalidRequest("each tool call needs a 'function' with a 'name'", param="messages")
     arguments = function.get("arguments", {})
     if isinstance(arguments, str):  # tolerated: some clients send OpenAI's JSON text
+        too_deep = InvalidRequest(  # text escapes the request body's depth limit
+            f"tool call 'arguments' nest deeper than {MAX_JSON_DEPTH} levels", param="messages"
+        )
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
         except json.JSONDecodeError:
             arguments = None
+        except RecursionError:
+            raise too_deep from None
+        if nested_deeper_than(arguments):
+            raise too_deep
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from power_core.errors import InvalidRequest
@@ -10,7 +11,8 @@ from power_core.errors import InvalidRequest
 MAX_JSON_DEPTH = 64
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
+def nested_deeper_than(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a parsed JSON value nests arrays and objects more than ``limit`` deep."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -44,6 +46,28 @@ def parse_json_object(
         raise InvalidRequest(
             f"{what} must be a JSON object, not {type(value).__name__}", param=param
         )
-    if _depth_exceeds(value, MAX_JSON_DEPTH):
+    if nested_deeper_than(value):
         raise InvalidRequest(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels", param=param)
+    if _SURROGATE_ESCAPE.search(raw):
+        value = _without_lone_surrogates(value)
+    return value
+
+
+#: a ``\uD800``-``\uDFFF`` escape: JSON may spell half of a UTF-16 pair on its own
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate (half of a UTF-16 pair, which no UTF-8 text can
+    hold) replaced by U+FFFD, as Go's JSON decoder, and so Ollama, reads it."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            _without_lone_surrogates(key): _without_lone_surrogates(item)
+            for key, item in value.items()
+        }
     return value
