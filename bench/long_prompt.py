@@ -4,8 +4,9 @@ flash attention off and on.
 
 Every step that reads part of a prompt is a pause in the running streams as long as that
 step. llama-server reads an arriving prompt beside its running slots in batches of up to
-``-b`` tokens (2,048 by default); ours reads a quarter of a batch at a time while sequences
-generate (128 of the default 512 tokens, ``power_backend_llamacpp.prompt_chunks``).
+``-b`` tokens (2,048 by default); ours fills each step up to a quarter of a batch while
+sequences generate (128 tokens in all of the default 512,
+``power_backend_llamacpp.prompt_chunks``).
 Baseline, same server, same round: the running streams' median gap between two tokens
 outside the new prompt's reading. Figures: their worst gap while it is read; their total
 pause then (their gaps less the usual gap: short steps or long, reading the prompt costs
