@@ -37,7 +37,7 @@ from bench.clients import (
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import paired_summary, quiet_summary
 from bench.peers import BAR, OURS, flash_attention_pairs
-from bench.report import num, save_result, table
+from bench.report import num, paired_info_row, save_result, table
 from bench.stats import Summary
 from bench.workload import concurrent_prompts, rotated
 
@@ -267,15 +267,7 @@ def headline(result: dict[str, Any]) -> list[list[str]]:
     ):
         versus = ours.get(key)
         if versus:
-            rows.append(
-                [
-                    NAME,
-                    f"{what} / llama-server (its defaults) [{versus['basis']}]",
-                    num(versus["ratio"]["median"]),
-                    "-",
-                    "info",
-                ]
-            )
+            rows.append(paired_info_row(NAME, f"{what} / llama-server (its defaults)", versus))
     stall = ours.get("worst_over_usual_gap")
     if stall:
         rows.append([NAME, "ours: worst / usual gap", num(stall["median"], 1), "-", "info"])

@@ -21,7 +21,7 @@ from bench.clients import Batch, Target, run_simultaneous
 from bench.fleet import Fleet, quiet_pause
 from bench.noise import paired_summary, quiet_summary
 from bench.peers import BAR, OURS, flash_attention_pairs
-from bench.report import num, save_result, table
+from bench.report import paired_info_row, save_result, table
 from bench.servers import MODEL_NAME
 from bench.stats import Summary
 from bench.workload import concurrent_prompts, rotated
@@ -137,26 +137,10 @@ def headline(result: dict[str, Any]) -> list[list[str]]:
     ):
         versus = ours.get(key)
         if versus:
-            rows.append(
-                [
-                    NAME,
-                    f"aggregate tok/s / {whom} [{versus['basis']}]",
-                    num(versus["ratio"]["median"]),
-                    "-",
-                    "info",
-                ]
-            )
+            rows.append(paired_info_row(NAME, f"aggregate tok/s / {whom}", versus))
     for label in (OURS, BAR, BAR_UNIFIED):
         figures = result["results"].get(label)
         if figures is not None:
             own = figures["mixed_over_equal"]
-            rows.append(
-                [
-                    NAME,
-                    f"{label}: mixed / equal lengths [{own['basis']}]",
-                    num(own["ratio"]["median"]),
-                    "-",
-                    "info",
-                ]
-            )
+            rows.append(paired_info_row(NAME, f"{label}: mixed / equal lengths", own))
     return rows

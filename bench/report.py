@@ -156,6 +156,12 @@ def num(value: float | None, digits: int = 3, unit: str = "") -> str:
     return f"{value:.{digits}f}{unit}"
 
 
+def paired_info_row(name: str, figure: str, paired: dict[str, Any]) -> list[str]:
+    """A summary row, for information, of a paired ratio (``noise.paired_summary``): its
+    median, with the rounds it came from."""
+    return [name, f"{figure} [{paired['basis']}]", num(paired["ratio"]["median"]), "-", "info"]
+
+
 def check(value: float | None, ok: Any) -> str:
     """PASS/MISS of ``ok(value)``, ``n/a`` when the value is missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

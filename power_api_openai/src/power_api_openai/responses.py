@@ -191,30 +191,14 @@ class ResponseBuilder:
         """Open the assistant message (if it is not the open item): its events."""
         if self._open is not None and self._open["type"] == "message":
             return []
-        events = self._close()
-        self._open = {
+        message = {
             "id": item_id("msg"),
             "type": "message",
             "status": "in_progress",
             "role": "assistant",
             "content": [],
         }
-        index = len(self.output)
-        self.output.append(self._open)
-        events.append(
-            self._event("response.output_item.added", output_index=index, item=self._open)
-        )
-        part = _output_text("", [])
-        events.append(
-            self._event(
-                "response.content_part.added",
-                item_id=self._open["id"],
-                output_index=index,
-                content_index=0,
-                part=part,
-            )
-        )
-        return events
+        return self._open_item(message, _output_text("", []))
 
     def text_delta(self, text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The ``response.output_text.delta`` event of answer text (message open)."""
@@ -233,20 +217,24 @@ class ResponseBuilder:
     def _open_reasoning(self) -> list[dict[str, Any]]:
         if self._open is not None and self._open["type"] == "reasoning":
             return []
+        reasoning = {"id": item_id("rs"), "type": "reasoning", "summary": [], "content": []}
+        return self._open_item(reasoning, _reasoning_text(""))
+
+    def _open_item(self, item: dict[str, Any], part: dict[str, Any]) -> list[dict[str, Any]]:
+        """Close the open item, open ``item`` with its first, empty content ``part``: the
+        events of both."""
         events = self._close()
-        self._open = {"id": item_id("rs"), "type": "reasoning", "summary": [], "content": []}
+        self._open = item
         index = len(self.output)
-        self.output.append(self._open)
-        events.append(
-            self._event("response.output_item.added", output_index=index, item=self._open)
-        )
+        self.output.append(item)
+        events.append(self._event("response.output_item.added", output_index=index, item=item))
         events.append(
             self._event(
                 "response.content_part.added",
-                item_id=self._open["id"],
+                item_id=item["id"],
                 output_index=index,
                 content_index=0,
-                part=_reasoning_text(""),
+                part=part,
             )
         )
         return events
