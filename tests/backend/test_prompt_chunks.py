@@ -45,9 +45,23 @@ def test_the_shortest_rest_of_a_prompt_is_read_first() -> None:
         return cast(Job, SimpleNamespace(prompt=[0] * length, prompt_done=done))
 
     # rests of 300, 20 and 50 tokens, listed by sequence id
-    assert prompt_takes([job(300), job(20), job(60, done=10)], 128) == [58, 20, 50]
-    assert prompt_takes([job(300), job(20)], 10) == [0, 10]
-    assert prompt_takes([job(5), job(5)], 512) == [5, 5]
+    assert prompt_takes([job(300), job(20), job(60, done=10)], 128, 510) == [58, 20, 50]
+    assert prompt_takes([job(300), job(20)], 10, 510) == [0, 10]
+    assert prompt_takes([job(5), job(5)], 512, 512) == [5, 5]
+
+
+def test_a_prompt_that_nearly_fits_is_read_whole_not_split() -> None:
+    def jobs(*lengths: int) -> list[Job]:
+        return [cast(Job, SimpleNamespace(prompt=[0] * n, prompt_done=0)) for n in lengths]
+
+    # a burst of six short prompts while two sequences generate: one step, not two
+    assert prompt_takes(jobs(24, 24, 24, 24, 24, 24), 126, 510) == [24] * 6
+    # only the prompt that crosses the budget runs past it; the next wait, unsplit
+    assert prompt_takes(jobs(*[24] * 8), 126, 510) == [24] * 6 + [0, 0]
+    # a prompt far longer than that is still read a budget at a time
+    assert prompt_takes(jobs(24, 1800), 126, 510) == [24, 102]
+    # never beyond the room the batch has
+    assert prompt_takes(jobs(10, 10), 12, 12) == [10, 2]
 
 
 @pytest.fixture()

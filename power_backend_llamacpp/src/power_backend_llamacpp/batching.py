@@ -123,7 +123,7 @@ class ContinuousBatcher:
             n += 1
         chunks: list[tuple[Job, int]] = []
         prompting = self._prompting  # ascending sequence ids, as the generating ones
-        takes = prompt_takes(prompting, prompt_budget(batch.capacity, n))
+        takes = prompt_takes(prompting, prompt_budget(batch.capacity, n), batch.capacity - n)
         for job, take in zip(prompting, takes, strict=True):
             if not take:
                 continue
