@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from power_backend_llamacpp import LlamaCppEngine
+from power_backend_llamacpp.embedding import CELL_ALIGNMENT, context_cells
 from power_core.engine import CompletionJob
 from power_core.errors import ContextLengthExceeded, InvalidRequest
 
@@ -90,3 +94,31 @@ def test_embedding_while_generating(engine: LlamaCppEngine) -> None:
     worker.join()
     assert results == [1]
     assert done(events).reason in ("stop", "length")
+
+
+def test_context_cells_are_whole_kv_pads() -> None:
+    assert context_cells(1) == CELL_ALIGNMENT
+    assert context_cells(1000) == 1024
+    assert context_cells(2048) == 2048
+    assert context_cells(2049) == 2304
+
+
+@pytest.mark.parametrize("num_ctx", [17, 1000])
+def test_a_context_not_a_multiple_of_the_kv_pad_embeds(model_path: Path, num_ctx: int) -> None:
+    # a child process: before the fix, llama.cpp failed an assertion and aborted it
+    script = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+        "from backend.conftest import load_engine; "
+        "engine = load_engine(Path(sys.argv[2]), num_ctx=int(sys.argv[3])); "
+        "result = engine.embed(['one two three', 'four five'], truncate=True); "
+        "print(len(result.vectors), len(result.vectors[0])); engine.close()"
+    )
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    child = subprocess.run(
+        [sys.executable, "-c", script, tests_dir, str(model_path), str(num_ctx)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.split() == ["2", "576"]

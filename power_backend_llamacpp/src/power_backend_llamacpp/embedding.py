@@ -16,6 +16,16 @@ from power_core.types import EmbeddingResult
 
 #: sequences decoded together in one embedding batch
 _MAX_SEQS = 16
+#: the embedding context's cells and batch are a multiple of this: llama.cpp pads its KV
+#: cache to it, and a batch of another size (``num_ctx`` 1000, 100, 17) failed a
+#: ``GGML_ASSERT`` in the pooled graph and aborted the process
+CELL_ALIGNMENT = 256
+
+
+def context_cells(n_ctx: int) -> int:
+    """The cells (and batch size) of an embedding context for inputs of up to ``n_ctx``
+    tokens."""
+    return -(-n_ctx // CELL_ALIGNMENT) * CELL_ALIGNMENT
 
 
 def model_meta(model: Any, key: str) -> str | None:
@@ -49,10 +59,11 @@ class EmbeddingRunner:
         if self._ctx is None:
             arch = model_meta(self._model, "general.architecture") or ""
             params = lc.llama_context_default_params()
-            params.n_ctx = self._n_ctx
-            params.n_batch = self._n_ctx
+            cells = context_cells(self._n_ctx)
+            params.n_ctx = cells
+            params.n_batch = cells
             # non-causal (encoder) models must see a whole sequence in one micro-batch
-            params.n_ubatch = self._n_ctx
+            params.n_ubatch = cells
             params.n_seq_max = _MAX_SEQS
             params.kv_unified = True
             params.embeddings = True
@@ -65,7 +76,7 @@ class EmbeddingRunner:
             if not ctx:
                 raise ModelLoadFailed("llama.cpp could not create an embedding context")
             self._ctx = ctx
-            self._batch = BatchBuffer(self._n_ctx)
+            self._batch = BatchBuffer(cells)
         return self._ctx
 
     def embed(self, inputs: list[str | list[int]], *, truncate: bool) -> EmbeddingResult:
