@@ -56,6 +56,23 @@ def test_unusable_schema_is_an_invalid_request(engine: LlamaCppEngine) -> None:
     assert engine.active_jobs() == 0
 
 
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "maxLength": 30000},  # overflowed llama.cpp's stack: the process died
+        {"type": "string", "pattern": "^c{0,30000}$"},
+        {"type": "array", "items": {"type": "integer"}, "maxItems": 30000},
+    ],
+)
+def test_a_schema_too_deep_for_the_grammar_is_an_invalid_request(
+    engine: LlamaCppEngine, schema: dict[str, object]
+) -> None:
+    with pytest.raises(InvalidRequest, match="at most 1000 between"):
+        run(engine, "x", max_tokens=4, json_schema=schema)
+    events = run(engine, "x", max_tokens=4, json_schema={"type": "string", "maxLength": 1000})
+    assert done(events).reason in ("stop", "length")
+
+
 def test_logprobs_shape(engine: LlamaCppEngine) -> None:
     events = run(engine, chat("Name a fruit."), max_tokens=8, logprobs=3)
     entries = [lp for e in events if isinstance(e, TextDelta) for lp in e.logprobs]

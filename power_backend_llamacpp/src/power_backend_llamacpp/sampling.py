@@ -15,6 +15,7 @@ import llama_cpp as lc
 import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
+from power_backend_llamacpp.schema_limits import check_repetitions
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.errors import InvalidRequest
 from power_core.types import SamplingOptions
@@ -23,6 +24,7 @@ from power_core.types import SamplingOptions
 def grammar_for(json_mode: bool, json_schema: dict[str, Any] | None) -> str | None:
     """The GBNF grammar constraining output to JSON (matching ``json_schema`` if given)."""
     if json_schema is not None:
+        check_repetitions(json_schema)
         try:
             return str(json_schema_to_gbnf(json.dumps(json_schema)))
         except Exception as exc:
