@@ -259,6 +259,19 @@ def test_empty_prompt_loads_and_keep_alive_zero_unloads(url: str) -> None:
     assert next(m for m in ps if m["name"] == MODEL)["size_vram"] == 0
 
 
+def test_a_keep_alive_beyond_any_date_keeps_the_model_loaded(url: str) -> None:
+    # 1e30 seconds used to be kept as is: /api/ps then failed with a 500 on the expiry date
+    for keep_alive in (1e30, "9999999999999999999999999999999999d"):
+        loaded = requests.post(
+            url + "/api/generate", json={"model": MODEL, "keep_alive": keep_alive}, timeout=120
+        )
+        assert loaded.status_code == 200
+        ps = requests.get(url + "/api/ps", timeout=10)
+        assert ps.status_code == 200
+        assert MODEL in {m["name"] for m in ps.json()["models"]}
+        assert requests.get(url + "/power/loaded", timeout=10).status_code == 200
+
+
 def test_json_format_output_parses(url: str) -> None:
     # "json" mode is checked only for its start: the generic JSON grammar is slow on two
     # cores and the tiny model writes long objects; the schema below is parsed in full.

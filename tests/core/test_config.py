@@ -100,13 +100,19 @@ def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
         ("1h30m", 5400),
         ("500ms", 0.5),
         ("0", 0),
+        # beyond what a Go duration (or a date) holds: forever, as a negative value
+        (1e30, -1),
+        (float("inf"), -1),
+        (2**70, -1),
+        ("9999999999999999999999999999999999d", -1),
+        (9_000_000_000, 9_000_000_000),  # 285 years
     ],
 )
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["soon", "", True, None, "5 minutes"])
+@pytest.mark.parametrize("value", ["soon", "", True, None, "5 minutes", float("nan")])
 def test_bad_durations(value: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(value)

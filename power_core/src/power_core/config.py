@@ -6,6 +6,7 @@ names the file, the key and what was expected.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -34,8 +35,21 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 def parse_duration(value: object) -> float:
     """Seconds from ``"5m"``, ``"30s"``, ``"1h"``, ``"-1"``, ``300`` (Ollama's ``keep_alive``).
 
-    A negative value means "forever". Raises ``ValueError`` for anything else.
+    A negative value means "forever", and so does one longer than Go's (and so Ollama's)
+    durations can be, about 292 years (an expiry that far off would not fit a date either).
+    Raises ``ValueError`` for anything else, NaN included.
     """
+    seconds = _duration_seconds(value)
+    if math.isnan(seconds):
+        raise ValueError(f"expected a duration like '5m' or seconds, got {value!r}")
+    return -1.0 if seconds > MAX_DURATION_SECONDS else seconds
+
+
+#: the longest duration kept as one: Go's ``time.Duration`` counts nanoseconds in an int64
+MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
+
+
+def _duration_seconds(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like '5m' or seconds, got {value!r}")
     if isinstance(value, int | float):
