@@ -57,6 +57,12 @@ def test_flash_attention_is_off_unless_configured(tmp_path: Path) -> None:
         load_settings(environ=env_for(tmp_path))
 
 
+@pytest.mark.parametrize("port", ["\u00b2", "8080\u00b2"])
+def test_a_port_of_digits_int_cannot_read_is_explained(tmp_path: Path, port: str) -> None:
+    with pytest.raises(ConfigError, match="'port' must be an integer from 1 to 65535"):
+        load_settings(environ=env_for(tmp_path, A3S_POWER_PORT=port))
+
+
 def test_rust_tool_toml_is_read(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('host = "0.0.0.0"\nport = 8088\nmax_loaded_models = 5\n')
     settings = load_settings(environ=env_for(tmp_path))

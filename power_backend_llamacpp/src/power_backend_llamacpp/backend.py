@@ -256,7 +256,7 @@ def _head_sizes(lc: Any, model: Any) -> tuple[int, int]:
     sizes = []
     for part in ("key_length", "value_length"):
         value = model_meta(model, f"{arch}.attention.{part}")
-        sizes.append(int(value) if value and value.isdigit() else default)
+        sizes.append(int(value) if value and value.isdecimal() else default)
     return sizes[0], sizes[1]
 
 

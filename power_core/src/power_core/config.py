@@ -152,7 +152,7 @@ def _coerce(key: str, value: Any, from_text: bool) -> Any:
     """Check and convert one value; raises ValueError with what was expected."""
     expected = _FIELD_TYPES[key]
     if key in _POSITIVE_INTS or key == "port":
-        if from_text and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if from_text and isinstance(value, str) and value.strip().lstrip("-").isdecimal():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(expected)
@@ -271,7 +271,7 @@ def load_settings(
     }
     # ``A3S_POWER_HOST=0.0.0.0:8080`` carries a port too, as OLLAMA_HOST does
     host = env_values.get("host")
-    if host and host.count(":") == 1 and host.rsplit(":", 1)[1].isdigit():
+    if host and host.count(":") == 1 and host.rsplit(":", 1)[1].isdecimal():
         name, port = host.rsplit(":", 1)
         env_values["host"] = name
         env_values.setdefault("port", port)

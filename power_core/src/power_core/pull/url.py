@@ -233,7 +233,7 @@ class UrlSource:
                 length = response.headers.get("Content-Length")
                 # a compressed body's length is not the file's
                 plain = not _is_encoded(response)
-                total = int(length) if plain and length and length.isdigit() else None
+                total = int(length) if plain and length and length.isdecimal() else None
             else:
                 raise PullFailed(f"cannot download {url}: unexpected HTTP {response.status_code}")
             validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
