@@ -163,6 +163,12 @@ def test_version_and_head_routes(url: str) -> None:
         ("/api/copy", b'{"source": "smollm2:135m"}', 400, "destination"),
         ("/api/create", b'{"model": "x:1"}', 400, "from"),
         (
+            "/api/create",
+            b'{"model": "x:1", "from": "smollm2:135m", "stream": false, "messages": [1]}',
+            400,
+            "each message needs a role",
+        ),
+        (
             # arguments as JSON text escape the body's depth limit (they used to be a 500)
             "/api/chat",
             b'{"model": "smollm2:135m", "messages": [{"role": "assistant", "content": "",'

@@ -19,6 +19,7 @@ from power_core.errors import (
 )
 from power_core.library import ModelLibrary
 from power_core.sources import PullProgress
+from power_core.store.builder import MAX_TEXT_LAYER
 from power_core.store.local import LocalStore
 from power_core.types import ChatMessage
 
@@ -318,3 +319,28 @@ def test_real_model_import(library: ModelLibrary, model_path: Path) -> None:
     assert model.template is not None and "<|im_start|>" in model.template
     assert model.capabilities == ["completion"]
     assert model.size > model_path.stat().st_size
+
+
+def test_a_text_too_large_to_read_back_is_refused_before_anything_is_written(
+    library: ModelLibrary, tiny_gguf: Path, tmp_path: Path
+) -> None:
+    library.import_gguf(tiny_gguf, "base")
+    library.create("kept", from_="base", system="the system that stays")
+    blobs_before = sorted(p.name for p in library.store.blobs_dir.iterdir())  # type: ignore[attr-defined]
+    too_large = "x" * (MAX_TEXT_LAYER + 1)
+    for changes in (
+        {"system": too_large},
+        {"template": too_large},
+        {"license": ["fine", too_large]},
+        {"messages": [{"role": "user", "content": too_large}]},
+        {"parameters": {"stop": [too_large]}},
+    ):
+        with pytest.raises(InvalidRequest, match=f"at most {MAX_TEXT_LAYER}"):
+            library.create("kept", from_="base", **changes)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="the system has"):
+        library.create_from_modelfile("fresh", f"FROM {tiny_gguf}\nSYSTEM {too_large}", tmp_path)
+    assert library.resolve("kept").system == "the system that stays"
+    assert sorted(p.name for p in library.store.blobs_dir.iterdir()) == blobs_before  # type: ignore[attr-defined]
+    assert {m.name for m in library.list_models()} == {"base:latest", "kept:latest"}
+    library.create("kept", from_="base", system="x" * MAX_TEXT_LAYER)  # the limit itself is fine
+    assert library.resolve("kept").system == "x" * MAX_TEXT_LAYER

@@ -35,7 +35,7 @@ from power_core.names import ModelRef, is_model_name
 from power_core.pull.inflight import InflightDownloads
 from power_core.sources import FetchedBlob, ModelSource, ProgressCallback, PullProgress
 from power_core.store.base import ModelStore, StoredBlob, StoredManifest
-from power_core.store.builder import LayerChanges, build_manifest
+from power_core.store.builder import MAX_TEXT_LAYER, LayerChanges, build_manifest
 from power_core.store.digests import normalize_digest
 from power_core.store.layers import (
     capabilities_for,
@@ -49,8 +49,6 @@ from power_core.store.manifest import Manifest, ModelConfig
 from power_core.types import ChatMessage
 
 _TEXT_KINDS = ("template", "system", "license", "params", "messages")
-#: the most bytes a text layer (template, system, license, params, messages) may have
-MAX_TEXT_LAYER = 8 << 20
 _GGUF_CACHE_SIZE = 64
 _RESOLUTION_CACHE_SIZE = 64
 _CONFIG_CACHE_SIZE = 256
@@ -296,6 +294,7 @@ class ModelLibrary:
         ref = ModelRef.parse(name)
         base: Manifest | None = None
         base_parameters: dict[str, Any] = {}
+        changes.text_layers()  # refuse a text too large before copying anything
         if isinstance(source, Path):
             read_gguf_info(source)  # refuse a bad file before copying gigabytes of it
         with self.store.write_lock():

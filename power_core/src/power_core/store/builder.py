@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from power_core.errors import InvalidRequest
 from power_core.gguf import GGUFInfo
 from power_core.sources import ProgressCallback, PullProgress
 from power_core.store.base import ModelStore, StoredBlob
@@ -19,6 +20,9 @@ from power_core.store.digests import digest_from_hex
 from power_core.store.manifest import CONFIG_MEDIA_TYPE, Layer, Manifest, ModelConfig
 from power_core.store.manifest import layer_media_type as media
 
+#: the most bytes a text layer (template, system, license, params, messages) may have: a
+#: model reads no larger one back
+MAX_TEXT_LAYER = 8 << 20
 #: layer kinds a new layer replaces (license and messages are replaced as a whole too)
 TEXT_KINDS = ("template", "system", "params", "messages", "license")
 
@@ -34,6 +38,30 @@ class LayerChanges:
     licenses: list[str] | None = None
     #: (role, content) pairs; replaces the base's messages
     messages: list[tuple[str, str]] | None = None
+
+    def text_layers(self) -> list[tuple[str, bytes]]:
+        """``(kind, bytes)`` of the text layers these changes write, parameters aside;
+        raises :class:`InvalidRequest` for one larger than a model may read back."""
+        texts: list[tuple[str, bytes]] = []
+        if self.template is not None:
+            texts.append(("template", self.template.encode()))
+        if self.system is not None:
+            texts.append(("system", self.system.encode()))
+        texts.extend(("license", text.encode()) for text in self.licenses or [])
+        if self.messages:
+            body = [{"role": role, "content": content} for role, content in self.messages]
+            texts.append(("messages", json.dumps(body).encode()))
+        return [(kind, checked_text_layer(kind, data)) for kind, data in texts]
+
+
+def checked_text_layer(kind: str, data: bytes) -> bytes:
+    """``data``, unless it is larger than a text layer may be (:data:`MAX_TEXT_LAYER`)."""
+    if len(data) > MAX_TEXT_LAYER:
+        raise InvalidRequest(
+            f"the {kind} has {len(data)} bytes; a model's {kind} may have at most {MAX_TEXT_LAYER}",
+            param="parameters" if kind == "params" else kind,
+        )
+    return data
 
 
 def config_for(info: GGUFInfo, model_digest: str) -> ModelConfig:
@@ -79,19 +107,13 @@ def build_manifest(
         for layer in base.layers:
             if layer.kind in kept and not _replaced(layer.kind, changes):
                 layers.append(layer)
-    if changes.template is not None:
-        layers.append(_put_text_layer(store, "template", changes.template.encode(), progress))
-    if changes.system is not None:
-        layers.append(_put_text_layer(store, "system", changes.system.encode(), progress))
-    for text in changes.licenses or []:
-        layers.append(_put_text_layer(store, "license", text.encode(), progress))
-    if changes.messages:
-        body = [{"role": role, "content": content} for role, content in changes.messages]
-        layers.append(_put_text_layer(store, "messages", json.dumps(body).encode(), progress))
+    texts = changes.text_layers()
     parameters = {**base_parameters, **changes.parameters}
     if parameters:
         data = json.dumps(parameters, sort_keys=True).encode()
-        layers.append(_put_text_layer(store, "params", data, progress))
+        texts.append(("params", checked_text_layer("params", data)))
+    # every size is checked before the first layer is written
+    layers.extend(_put_text_layer(store, kind, data, progress) for kind, data in texts)
     config = store.put_blob_bytes(config_for(info, weights.digest).to_bytes())
     return Manifest(
         config=Layer(media_type=CONFIG_MEDIA_TYPE, digest=config.digest, size=config.size),

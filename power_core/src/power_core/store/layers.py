@@ -82,8 +82,14 @@ def message_pairs(messages: list[ChatMessage] | list[dict[str, Any]]) -> list[tu
     """(role, content) pairs from API messages; raises InvalidRequest for bad ones."""
     pairs = []
     for message in messages:
-        role = message.role if isinstance(message, ChatMessage) else message.get("role")
-        content = message.content if isinstance(message, ChatMessage) else message.get("content")
+        role: object
+        content: object
+        if isinstance(message, ChatMessage):
+            role, content = message.role, message.content
+        elif isinstance(message, dict):
+            role, content = message.get("role"), message.get("content")
+        else:  # a number, a string, null: a client's mistake
+            role = content = None
         if role not in MESSAGE_ROLES or not isinstance(content, str):
             raise InvalidRequest(
                 "each message needs a role (system, user or assistant) and text content",
