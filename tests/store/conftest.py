@@ -156,6 +156,10 @@ class ServedFile:
     gzip: bool = False
     #: send the body with ``Transfer-Encoding: chunked`` and no ``Content-Length``
     chunked: bool = False
+    #: answer a Range request with a range even when If-Range names another version
+    ignores_if_range: bool = False
+    #: answer every request with a 302 to this address
+    redirect_to: str | None = None
 
 
 @dataclass
@@ -197,13 +201,24 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 self.wfile.write(body)
                 return
+            if served.redirect_to is not None:
+                server.requests.append((self.path, headers, 302))
+                self.send_response(302)
+                self.send_header("Location", served.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if served.gzip or served.chunked:
                 self._send_encoded(served, headers)
                 return
             data, start, status = served.data, 0, 200
             wanted = self.headers.get("Range")
             if_range = self.headers.get("If-Range")
-            if wanted and served.ranges and (if_range is None or if_range == served.etag):
+            if (
+                wanted
+                and served.ranges
+                and (if_range is None or if_range == served.etag or served.ignores_if_range)
+            ):
                 match = re.fullmatch(r"bytes=(\d+)-", wanted)
                 assert match is not None
                 start = int(match.group(1))

@@ -186,6 +186,30 @@ def test_a_changed_file_is_never_spliced_onto_the_old_one(
     assert library.resolve("m").model_digest == sha(newer)
 
 
+def test_a_range_of_another_version_is_never_spliced_on_either(
+    library: ModelLibrary, file_server, big_gguf: bytes, make_gguf: Callable[..., Path]
+) -> None:
+    # a server that ignores If-Range and sends the new version's tail with its new ETag
+    file_server.add("/m.gguf", big_gguf, drop_after=MIB + 10, drops=1)
+    url = file_server.url("/m.gguf")
+    with pytest.raises(PullFailed):
+        library.pull(url)
+    newer = make_gguf("newer.gguf", tensors={"token_embd.weight": (700, 1024)}).read_bytes()
+    file_server.add("/m.gguf", newer, etag='"v2"', ignores_if_range=True)
+    library.pull(url, name="m")
+    assert [status for _, status in file_server.gets("/m.gguf")] == [200, 206, 200]
+    assert library.resolve("m").model_digest == sha(newer)
+
+
+def test_a_redirect_to_an_address_urllib_cannot_parse_is_a_failed_pull(
+    library: ModelLibrary, file_server
+) -> None:
+    file_server.add("/r.gguf", b"", redirect_to="http://[::zz/x.gguf")
+    with pytest.raises(PullFailed, match="Invalid IPv6 URL"):
+        library.pull(file_server.url("/r.gguf"))
+    assert library.list_models() == []
+
+
 def test_concurrent_pulls_of_one_url_share_one_download(
     library: ModelLibrary, file_server, big_gguf: bytes
 ) -> None:

@@ -133,7 +133,7 @@ class RegistrySource:
                         f"{response.status_code} {response.reason or ''}".rstrip()
                     )
                 raw = response.raw.read(MAX_MANIFEST_RESPONSE + 1, decode_content=True)
-        except network_errors() as exc:
+        except (*network_errors(), ValueError) as exc:  # ValueError: see url.py's _request
             raise PullFailed(
                 f"cannot pull '{ref.display}': {type(exc).__name__}: {exc}"[:300]
             ) from exc

@@ -214,7 +214,8 @@ class UrlSource:
             response = session.get(
                 url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
             )
-        except requests.RequestException as exc:
+        except (requests.RequestException, ValueError) as exc:  # ValueError: a redirect to
+            # an address urllib cannot parse ("http://[::zz/x")
             raise PullFailed(f"cannot download {url}: {_reason(exc)}") from exc
         total: int | None
         with response:
@@ -225,7 +226,8 @@ class UrlSource:
                 raise PullFailed(f"cannot download {url}: HTTP {response.status_code} {reason}")
             if response.status_code == 206 and offset:
                 total = _resumed_total(response, offset)
-                if total is None:
+                if total is None or _validator(response) not in (None, headers["If-Range"]):
+                    # a range of another version of the file: never stitched onto this one
                     raise _Restart()
             elif response.status_code == 200:
                 if offset:  # the server ignored Range (or the file changed): start over
@@ -236,7 +238,7 @@ class UrlSource:
                 total = int(length) if plain and length and length.isdecimal() else None
             else:
                 raise PullFailed(f"cannot download {url}: unexpected HTTP {response.status_code}")
-            validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+            validator = _validator(response)
             if _is_encoded(response):
                 if response.status_code == 206:
                     raise _Restart()  # a slice of compressed bytes cannot follow decoded ones
@@ -326,6 +328,11 @@ class UrlSource:
                 "(the connection closed); pull again to resume"
             )
         return completed
+
+
+def _validator(response: requests.Response) -> str | None:
+    """What identifies this version of the file: its ETag, else its Last-Modified."""
+    return response.headers.get("ETag") or response.headers.get("Last-Modified")
 
 
 def network_errors() -> tuple[type[BaseException], ...]:
