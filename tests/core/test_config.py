@@ -140,3 +140,9 @@ def test_ollama_version_is_a_release_number(tmp_path: Path) -> None:
     for bad in ("latest", "0.13.0-rc1", "13", "0.13", "1.2.3.4", "\u0661.\u0662.\u0663", ""):
         with pytest.raises(ConfigError, match=r"A3S_POWER_OLLAMA_VERSION.*like 0\.13\.0"):
             load_settings(environ=env_for(tmp_path, A3S_POWER_OLLAMA_VERSION=bad))
+
+
+def test_a_config_file_nested_too_deep_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("[" * 50_000 + "]" * 50_000)
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_settings(environ=env_for(tmp_path))

@@ -344,3 +344,18 @@ def test_a_text_too_large_to_read_back_is_refused_before_anything_is_written(
     assert {m.name for m in library.list_models()} == {"base:latest", "kept:latest"}
     library.create("kept", from_="base", system="x" * MAX_TEXT_LAYER)  # the limit itself is fine
     assert library.resolve("kept").system == "x" * MAX_TEXT_LAYER
+
+
+def test_a_manifest_nested_too_deep_for_the_parser_is_a_damaged_model(
+    library: ModelLibrary, tiny_gguf: Path
+) -> None:
+    library.import_gguf(tiny_gguf, "good")
+    library.import_gguf(tiny_gguf, "deep")
+    manifest = next(library.store.manifests_dir.rglob("deep/latest"))  # type: ignore[attr-defined]
+    manifest.write_bytes(b"[" * 100_000 + b"]" * 100_000)  # RecursionError in json.loads
+    assert [m.name for m in library.list_models()] == ["good:latest"]
+    with pytest.raises(InvalidModelFile, match="not valid JSON"):
+        library.resolve("deep")
+    library.delete("deep")
+    assert not manifest.exists()
+    assert library.resolve("good").name == "good:latest"

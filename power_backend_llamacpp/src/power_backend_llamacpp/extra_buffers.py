@@ -336,7 +336,7 @@ def _cpu_flags() -> str:
 def _read_verdicts(folder: Path) -> dict[str, object]:
     try:
         loaded = json.loads((folder / _VERDICTS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return loaded if isinstance(loaded, dict) else {}
 

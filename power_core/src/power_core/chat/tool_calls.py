@@ -92,7 +92,7 @@ def _make_call(name: str, arguments: Any) -> ToolCall | None:
         # some models (and OpenAI's own wire format) give arguments as a JSON string
         try:
             arguments = json.loads(arguments)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     if not isinstance(arguments, dict):
         return None

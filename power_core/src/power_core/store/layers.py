@@ -55,7 +55,7 @@ def load_parameters(display: str, texts: list[str]) -> dict[str, Any]:
     for text in texts:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise InvalidModelFile(f"model '{display}' has a damaged params layer") from exc
         if isinstance(data, dict):
             parameters.update(data)
@@ -70,7 +70,7 @@ def load_messages(display: str, texts: list[str]) -> list[tuple[str, str]]:
     for text in texts:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise InvalidModelFile(f"model '{display}' has a damaged messages layer") from exc
         for item in data if isinstance(data, list) else []:
             if isinstance(item, dict) and item.get("role") in MESSAGE_ROLES:

@@ -132,7 +132,7 @@ class Manifest:
             raise InvalidModelFile(f"{where}: too large to be a manifest")
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise InvalidModelFile(f"{where}: not valid JSON ({exc})") from exc
         if not isinstance(data, dict):
             raise InvalidModelFile(f"{where}: not a JSON object")
@@ -181,7 +181,7 @@ class ModelConfig:
         """Lenient parse: a missing or odd field becomes its default."""
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return cls()
         if not isinstance(data, dict):
             return cls()

@@ -50,7 +50,7 @@ class LocalPartialDownload:
             return {}
         try:
             state = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return {}  # a torn or foreign file: the downloader restarts from zero
         return state if isinstance(state, dict) else {}
 

@@ -177,7 +177,7 @@ def _response_format(value: str | None) -> ResponseFormat | None:
         return ResponseFormat()
     try:
         schema = json.loads(value)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         schema = None
     if not isinstance(schema, dict):
         raise InvalidRequest(f"--format must be 'json' or a JSON schema object, got '{value}'")
