@@ -117,6 +117,8 @@ class RegistrySource:
         import requests  # here, not at module import: keeps `a3s-power list` fast
 
         session = self._session or requests.Session()
+        # ValueError: a redirect to an address urllib cannot parse (see url.py's _request)
+        failures: tuple[type[BaseException], ...] = (*network_errors(), ValueError)
         try:
             response = session.get(
                 url,
@@ -133,7 +135,7 @@ class RegistrySource:
                         f"{response.status_code} {response.reason or ''}".rstrip()
                     )
                 raw = response.raw.read(MAX_MANIFEST_RESPONSE + 1, decode_content=True)
-        except (*network_errors(), ValueError) as exc:  # ValueError: see url.py's _request
+        except failures as exc:
             raise PullFailed(
                 f"cannot pull '{ref.display}': {type(exc).__name__}: {exc}"[:300]
             ) from exc
