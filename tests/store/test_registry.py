@@ -19,6 +19,7 @@ from power_core.names import ModelRef
 from power_core.pull.registry import RegistrySource, registry_base, registry_tag
 from power_core.pull.url import UrlSource
 from power_core.sources import PullProgress
+from power_core.store.builder import MAX_TEXT_LAYER
 from power_core.store.local import LocalStore
 from registry_server import MANIFEST_TYPE, RegistryServer, digest_of
 
@@ -119,6 +120,30 @@ def test_weights_that_are_not_gguf_are_refused(
     with pytest.raises(PullFailed, match="not a GGUF file"):
         puller.pull(registry.name("html", "latest"))
     assert puller.list_models() == []
+
+
+def test_layers_a_model_could_not_read_back_store_no_model(
+    puller: ModelLibrary, registry: RegistryServer, tiny_gguf: Path
+) -> None:
+    gguf = tiny_gguf.read_bytes()
+    registry.add_model("hugetext", "1", gguf, {"template": b"x" * (MAX_TEXT_LAYER + 1)})
+    with pytest.raises(InvalidModelFile, match="template layer of 8388609 bytes"):
+        puller.pull(registry.name("hugetext", "1"))
+    registry.add_model("badparams", "1", gguf, {"params": b"not json"})
+    with pytest.raises(InvalidModelFile, match="damaged params layer"):
+        puller.pull(registry.name("badparams", "1"))
+    assert puller.list_models() == []
+
+
+def test_weights_already_stored_must_be_a_model_too(
+    puller: ModelLibrary, registry: RegistryServer, published: bytes
+) -> None:
+    puller.pull(registry.name("tiny", "1b"))
+    # a manifest whose model layer is the template blob the store already holds
+    registry.add_model("textasmodel", "1", TEMPLATE)
+    with pytest.raises(InvalidModelFile, match="not a GGUF file"):
+        puller.pull(registry.name("textasmodel", "1"))
+    assert [m.name for m in puller.list_models()] == [registry.name("tiny", "1b")]
 
 
 def test_an_unreachable_registry_is_a_pull_failure(puller: ModelLibrary) -> None:

@@ -20,7 +20,8 @@ from power_core.errors import DigestMismatch, InvalidModelFile, ModelNotFound, P
 from power_core.names import ModelRef, is_model_name, spelled_parts
 from power_core.pull.url import CONNECT_TIMEOUT, READ_TIMEOUT, UrlSource, network_errors
 from power_core.sources import FetchedBlob, ProgressCallback
-from power_core.store.layers import looks_like_path
+from power_core.store.builder import MAX_TEXT_LAYER, TEXT_KINDS
+from power_core.store.layers import load_messages, load_parameters, looks_like_path
 from power_core.store.manifest import MANIFEST_MEDIA_TYPE, Manifest, layer_media_type
 
 if TYPE_CHECKING:
@@ -91,6 +92,12 @@ class RegistrySource:
                 f"'{ref.display}' has weights {weights.digest}, expected {expected_digest}",
                 param="digest",
             )
+        for layer in manifest.layers:
+            if layer.kind in TEXT_KINDS and layer.size > MAX_TEXT_LAYER:
+                raise InvalidModelFile(
+                    f"the registry's manifest of '{ref.display}' has a {layer.kind} layer of "
+                    f"{layer.size} bytes; a model reads at most {MAX_TEXT_LAYER}"
+                )
         info: GGUFInfo | None = None
         for layer in [*manifest.layers, manifest.config]:
             is_weights = layer.media_type == layer_media_type("model")
@@ -105,6 +112,11 @@ class RegistrySource:
             )
             if is_weights:
                 info = parsed
+        _check_stored_layers(ref.display, manifest, store)
+        if info is None:  # a blob already stored: make sure it is a model
+            from power_core.gguf import read_gguf_info
+
+            info = read_gguf_info(store.blob_path(weights.digest))
         return FetchedBlob(
             digest=weights.digest,
             size=weights.size,
@@ -143,3 +155,17 @@ class RegistrySource:
             if session is not self._session:
                 session.close()
         return Manifest.from_bytes(raw, where=f"the registry's manifest of '{ref.display}'")
+
+
+def _check_stored_layers(display: str, manifest: Manifest, store: ModelStore) -> None:
+    """Raise :class:`InvalidModelFile` if a pulled ``params`` or ``messages`` layer is not
+    the JSON a model reads back: such a model could never be used."""
+    for layer in manifest.layers:
+        if layer.kind not in ("params", "messages"):
+            continue
+        raw = store.read_blob_bytes(layer.digest, max_size=MAX_TEXT_LAYER)
+        text = raw.decode("utf-8", errors="replace")
+        if layer.kind == "params":
+            load_parameters(display, [text])
+        else:
+            load_messages(display, [text])
