@@ -116,6 +116,21 @@ def test_clear_errors(run: Run, tmp_path: Path, tiny_gguf: Path) -> None:
     assert status == 1 and "cannot pull" in err
     status, _, err = run("cp ghost other")
     assert status == 1 and "not found" in err
+    status, _, err = create(run, tmp_path, "x", f"FROM {tiny_gguf}\0\n")
+    assert status == 1 and err.strip() == "Error: the Modelfile contains a NUL character"
+
+
+def test_a_store_the_machine_refuses_is_one_clear_error(
+    run: Run, home: Path, tmp_path: Path, tiny_gguf: Path
+) -> None:
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.yaml").write_text(f"models_dir: {not_a_folder}\n")
+    status, _, err = create(run, tmp_path, "x", f"FROM {tiny_gguf}\n")
+    assert status == 1
+    assert err.startswith("Error: [Errno") and str(not_a_folder) in err
+    assert "Traceback" not in err
 
 
 def test_pull_over_http(run: Run, served_folder: tuple[Path, str], tiny_gguf: Path) -> None:

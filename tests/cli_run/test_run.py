@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -285,3 +286,36 @@ def test_a_missing_model_is_pulled_first_then_answers(env: dict[str, str], tmp_p
         assert absent.stderr.strip().endswith("no-such-model:latest' not found"), absent.stderr
     finally:
         registry.close()
+
+
+def test_bytes_that_are_not_utf8_are_read_as_replacement_characters(
+    env: dict[str, str],
+) -> None:
+    # in an argument (Python keeps them as lone surrogates) and on stdin
+    command = [sys.executable, "-m", "power_core.cli.application", "run", MODEL, *GREEDY]
+    for extra, stdin in (([b"--prompt", b"Name a fruit. \xff\xfe"], b""), ([], b"Name \xff.")):
+        result = subprocess.run(
+            [part.encode() for part in command] + extra,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
+        assert result.returncode == 0, result.stderr.decode(errors="replace")
+        assert result.stdout.strip()
+
+
+def test_closed_stdin_without_a_prompt_is_one_clear_error(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "power_core.cli.application", "run", MODEL],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        preexec_fn=lambda: os.close(0),  # as a shell's <&- does
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Error: standard input is closed: give a prompt with --prompt or as words after "
+        "the model name"
+    )

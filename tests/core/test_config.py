@@ -146,3 +146,8 @@ def test_a_config_file_nested_too_deep_is_a_config_error(tmp_path: Path) -> None
     (tmp_path / "config.yaml").write_text("[" * 50_000 + "]" * 50_000)
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_settings(environ=env_for(tmp_path))
+
+
+def test_a_models_dir_with_a_nul_character_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'models_dir' must be a path"):
+        load_settings(environ=env_for(tmp_path, A3S_POWER_MODELS_DIR="/tmp/a\0b"))

@@ -181,7 +181,7 @@ def _coerce(key: str, value: Any, from_text: bool) -> Any:
             raise ValueError(expected)
         return tuple(value)
     if key == "models_dir":
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value or "\0" in value:
             raise ValueError(expected)
         return Path(value).expanduser()
     if key == "log_level":

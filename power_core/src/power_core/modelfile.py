@@ -184,6 +184,8 @@ def parse_modelfile(text: str) -> Modelfile:
     """Parse Modelfile text; raises InvalidRequest (or UnsupportedFeature) naming the line."""
     if not isinstance(text, str):
         raise InvalidRequest("the Modelfile must be text")
+    if "\0" in text:  # no path, name or text of a model holds one
+        raise InvalidRequest("the Modelfile contains a NUL character")
     from_: tuple[str, int] | None = None
     result = Modelfile(from_="")
     for line, content in _logical_lines(text):

@@ -66,6 +66,10 @@ class PowerCommand(Command):
         except PowerError as exc:
             io.write_error_line(f"<error>Error: {Formatter.escape(exc.message)}</error>")
             return 1
+        except OSError as exc:  # the machine's refusal (a models_dir that is a file, a full
+            # disk), not a bug: one line too
+            io.write_error_line(f"<error>Error: {Formatter.escape(str(exc))}</error>")
+            return 1
         except KeyboardInterrupt:
             io.write_error_line("")
             return 130

@@ -154,14 +154,20 @@ class RunCommand(PowerCommand):
         """The prompt to answer once, or ``None`` for an interactive chat."""
         parts: list[str] = []
         stdin = sys.stdin
-        if stdin is not None and not stdin.isatty():
-            parts.append(stdin.read())
+        if stdin is None:  # closed (``<&-``): there is no chat to have
+            if self.option("prompt") is None and not self.argument("prompt"):
+                raise InvalidRequest(
+                    "standard input is closed: give a prompt with --prompt or as words "
+                    "after the model name"
+                )
+        elif not stdin.isatty():
+            parts.append(stdin.buffer.read().decode("utf-8", errors="replace"))
         if self.option("prompt") is not None:
             parts.append(self.option("prompt"))
         parts.extend(self.argument("prompt"))
         if not parts:
             return None
-        prompt = " ".join(part for part in parts if part.strip())
+        prompt = valid_text(" ".join(part for part in parts if part.strip()))
         if not prompt.strip():
             raise InvalidRequest(
                 "the prompt is empty: give one with --prompt, as words after the model name, "
@@ -226,7 +232,7 @@ class InteractiveChat:
     # ------------------------------------------------------------------------- input
     def _read_message(self) -> str:
         """One line, or several between triple quotes (also ``/set system \"\"\"...\"\"\"``)."""
-        line = input(">>> ")
+        line = valid_text(input(">>> "))
         start = line.find('"""')
         if start < 0:
             return line
@@ -239,7 +245,7 @@ class InteractiveChat:
         lines = [rest] if rest else []
         while True:
             try:
-                more = input("... ")
+                more = valid_text(input("... "))
             except KeyboardInterrupt:  # abandon the message, back to ">>> " without a hint
                 self.say("\n")
                 return ""
@@ -390,3 +396,13 @@ class InteractiveChat:
                     for item in value if isinstance(value, list) else [value]:
                         out.append(f"{name:<16}{item}")
         return "\n".join(out) + "\n"
+
+
+def valid_text(text: str) -> str:
+    """``text`` with the bytes that were not UTF-8 (kept by Python as lone surrogates, in
+    arguments and terminal input) read as U+FFFD, as a server reads them in a request."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
