@@ -15,7 +15,7 @@ import llama_cpp as lc
 import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
-from power_backend_llamacpp.schema_limits import check_repetitions
+from power_backend_llamacpp.schema_limits import check_grammar_nesting, check_repetitions
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.errors import InvalidRequest
 from power_core.types import SamplingOptions
@@ -26,13 +26,15 @@ def grammar_for(json_mode: bool, json_schema: dict[str, Any] | None) -> str | No
     if json_schema is not None:
         check_repetitions(json_schema)
         try:
-            return str(json_schema_to_gbnf(json.dumps(json_schema)))
+            grammar = str(json_schema_to_gbnf(json.dumps(json_schema)))
         except Exception as exc:
             # the converter reports unsupported or malformed schemas in many ways (even
             # with assert), and every one of them means this schema cannot be used
             raise InvalidRequest(
                 f"the JSON schema cannot be used to constrain output: {exc}", param="json_schema"
             ) from exc
+        check_grammar_nesting(grammar)
+        return grammar
     if json_mode:
         return JSON_GBNF
     return None

@@ -6,14 +6,18 @@ becomes ``m - n`` optional copies, each nested in the one before. llama.cpp pars
 nesting recursively: it refused a window of 1,200 ("could not be compiled") and a window
 of 30,000 overflowed its stack and killed the process; 1,000 compiled. Copies cost memory
 before llama.cpp sees them: ``minLength`` 100,000,000 took 9.7 s and 4.3 GB on the engine
-thread, and 1,000,000,000 exhausted the machine's memory. Both are refused here, as the
-client's mistake, before the converter runs.
+thread, and 1,000,000,000 exhausted the machine's memory (1,000,000 took 0.1 s). So:
+
+- :func:`check_repetitions` refuses, before the converter runs, a schema whose counts
+  would be too many copies or too deep a window, reading patterns' ``{n,m}`` as loosely
+  as the converter does (spaces, ``+``, ``_``, an empty least);
+- :func:`check_grammar_nesting` refuses the converted grammar if its parentheses nest
+  deeper than llama.cpp can parse anyway, whatever in the schema made them.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,13 +26,16 @@ from power_core.errors import InvalidRequest
 #: the widest window between a repetition's least and greatest count
 MAX_REPEAT_WINDOW = 1_000
 #: all the copies a schema's repetitions may ask for, added up
-MAX_REPEATS = 100_000
+MAX_REPEATS = 1_000_000
+#: the deepest nesting of parentheses a grammar may have (a window of 1,000 is 1,000 deep,
+#: plus the groups around it)
+MAX_GRAMMAR_NESTING = MAX_REPEAT_WINDOW + 64
 #: stands for a count too large to matter (and too long to read as an int)
 _HUGE = MAX_REPEATS * 10
 
 _BOUNDS = (("minLength", "maxLength"), ("minItems", "maxItems"))
-#: ``{n}``, ``{n,}`` and ``{n,m}`` in a pattern, unless the brace is escaped
-_QUANTIFIER = re.compile(r"(?<!\\)\{(\d+)(,(\d*))?\}")
+#: keys whose values are data, not schemas: what they hold asks the grammar for nothing
+_DATA_KEYS = frozenset({"default", "examples", "example", "const", "enum"})
 
 
 def check_repetitions(schema: Any) -> None:
@@ -51,6 +58,33 @@ def check_repetitions(schema: Any) -> None:
             )
 
 
+def check_grammar_nesting(grammar: str) -> None:
+    """Raise :class:`InvalidRequest` if the parentheses of ``grammar`` (GBNF) nest deeper
+    than :data:`MAX_GRAMMAR_NESTING`, outside quoted literals and character classes."""
+    depth = deepest = 0
+    index, end = 0, len(grammar)
+    while index < end:
+        char = grammar[index]
+        if char in '"[':
+            close = '"' if char == '"' else "]"
+            index += 1
+            while index < end and grammar[index] != close:
+                index += 2 if grammar[index] == "\\" else 1
+        elif char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+        index += 1
+    if deepest > MAX_GRAMMAR_NESTING:
+        raise InvalidRequest(
+            f"the JSON schema's output grammar nests {deepest} levels deep; llama.cpp "
+            f"parses at most about {MAX_GRAMMAR_NESTING} (a repetition window of at most "
+            f"{MAX_REPEAT_WINDOW})",
+            param="json_schema",
+        )
+
+
 def _repetitions(schema: Any) -> Iterator[tuple[str, int, int | None]]:
     """``(where, least, most)`` for every bounded repetition in ``schema``."""
     pending = [schema]
@@ -67,14 +101,48 @@ def _repetitions(schema: Any) -> Iterator[tuple[str, int, int | None]]:
                 yield f"{low_key}/{high_key}", least or 0, most
         pattern = node.get("pattern")
         if isinstance(pattern, str):
-            for match in _QUANTIFIER.finditer(pattern):
-                least = _digits(match.group(1))
-                if match.group(2) is None:
-                    yield f"pattern {match.group(0)}", least, least
-                else:
-                    top = match.group(3)
-                    yield f"pattern {match.group(0)}", least, _digits(top) if top else None
-        pending.extend(node.values())
+            yield from _pattern_repetitions(pattern)
+        pending.extend(value for key, value in node.items() if key not in _DATA_KEYS)
+
+
+def _pattern_repetitions(pattern: str) -> Iterator[tuple[str, int, int | None]]:
+    """The ``{n}``, ``{n,}``, ``{,m}`` and ``{n,m}`` of a regular expression, outside
+    escapes and character classes, each part read as the converter reads it (``int()``
+    of the stripped text)."""
+    index, end = 0, len(pattern)
+    while index < end:
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == "[":
+            index += 1
+            while index < end and pattern[index] != "]":
+                index += 2 if pattern[index] == "\\" else 1
+        elif char == "{":
+            close = pattern.find("}", index)
+            if close < 0:
+                return
+            parts = pattern[index + 1 : close].split(",")
+            if len(parts) <= 2:
+                least = _number(parts[0]) if parts[0].strip() else 0
+                most = least if len(parts) == 1 else _number(parts[1])
+                if least is not None:
+                    yield f"pattern {pattern[index : close + 1]}", least, most
+            index = close
+        index += 1
+
+
+def _number(text: str) -> int | None:
+    """``int(text.strip())`` as the converter computes it; ``None`` where that fails (the
+    converter fails there too, or reads no bound)."""
+    text = text.strip()
+    if len(text) > 40:
+        return _HUGE
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def _count(value: Any) -> int | None:
@@ -90,7 +158,3 @@ def _count(value: Any) -> int | None:
         if value.is_integer():
             return int(value)
     return None
-
-
-def _digits(text: str) -> int:
-    return int(text) if len(text) <= 9 else _HUGE
