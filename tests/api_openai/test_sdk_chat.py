@@ -315,6 +315,7 @@ def test_unknown_model_is_not_found(client: OpenAI) -> None:
         ({"logit_bias": {"abc": 1}}, "logit_bias"),
         ({"logit_bias": {"\u00b2": 1}}, "logit_bias"),  # a digit to str.isdigit, not to int
         ({"logit_bias": {"\uff15": 1}}, "logit_bias"),  # a fullwidth 5: not a token id
+        ({"logit_bias": {"1" * 5000: 1}}, "logit_bias"),  # past int()'s 4,300 digits
         ({"logit_bias": {"5": 101}}, "logit_bias"),
         ({"max_completion_tokens": 0}, "max_completion_tokens"),
         ({"tool_choice": "required"}, "tool_choice"),

@@ -266,6 +266,29 @@ def test_ctrl_d_leaves_the_chat(chat: pexpect.spawn) -> None:
     assert chat.exitstatus == 0
 
 
+def test_typed_bytes_that_are_not_utf8_under_a_strict_locale_are_asked(
+    env: dict[str, str],
+) -> None:
+    # a strict stdin (as under en_US.UTF-8) made input() raise UnicodeDecodeError
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "power_core.cli.application", "run", MODEL, *GREEDY],
+        env=dict(env, TERM="dumb", PYTHONIOENCODING="utf-8:strict"),
+        timeout=TIMEOUT,
+        dimensions=(40, 300),
+    )
+    try:
+        child.expect_exact(b">>> ")
+        child.send(b"Name a fruit \xff.\r")
+        child.expect_exact(b"\r\n>>> ")
+        assert b"Traceback" not in child.before and b"Error" not in child.before
+        child.sendeof()
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+
+
 # ----------------------------------------------------------------------------- pulling
 def test_a_missing_model_is_pulled_first_then_answers(env: dict[str, str], tmp_path: Path) -> None:
     registry = RegistryServer()

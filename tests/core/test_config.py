@@ -57,7 +57,7 @@ def test_flash_attention_is_off_unless_configured(tmp_path: Path) -> None:
         load_settings(environ=env_for(tmp_path))
 
 
-@pytest.mark.parametrize("port", ["\u00b2", "8080\u00b2"])
+@pytest.mark.parametrize("port", ["\u00b2", "8080\u00b2", "1" * 5000])
 def test_a_port_of_digits_int_cannot_read_is_explained(tmp_path: Path, port: str) -> None:
     with pytest.raises(ConfigError, match="'port' must be an integer from 1 to 65535"):
         load_settings(environ=env_for(tmp_path, A3S_POWER_PORT=port))
@@ -112,6 +112,7 @@ def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
         (2**70, -1),
         ("9999999999999999999999999999999999d", -1),
         (9_000_000_000, 9_000_000_000),  # 285 years
+        (10**400, -1),  # an int no float holds
     ],
 )
 def test_durations(value: object, seconds: float) -> None:
@@ -151,3 +152,13 @@ def test_a_config_file_nested_too_deep_is_a_config_error(tmp_path: Path) -> None
 def test_a_models_dir_with_a_nul_character_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'models_dir' must be a path"):
         load_settings(environ=env_for(tmp_path, A3S_POWER_MODELS_DIR="/tmp/a\0b"))
+
+
+def test_a_negative_int_beyond_any_float_is_forever_too() -> None:
+    assert parse_duration(-(10**400)) < 0
+
+
+def test_a_rust_config_nested_too_deep_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("port = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_settings(environ=env_for(tmp_path))

@@ -160,6 +160,8 @@ class ServedFile:
     ignores_if_range: bool = False
     #: answer every request with a 302 to this address
     redirect_to: str | None = None
+    #: send the ETag with a 206 too (a server may send it only with the whole file)
+    etag_on_partial: bool = True
 
 
 @dataclass
@@ -234,7 +236,8 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", served.content_type)
             self.send_header("Content-Length", str(len(body)))
-            self.send_header("ETag", served.etag)
+            if status == 200 or served.etag_on_partial:
+                self.send_header("ETag", served.etag)
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             self.end_headers()

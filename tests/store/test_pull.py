@@ -201,6 +201,21 @@ def test_a_range_of_another_version_is_never_spliced_on_either(
     assert library.resolve("m").model_digest == sha(newer)
 
 
+def test_a_range_sent_without_its_etag_keeps_the_validator_for_the_next_resume(
+    library: ModelLibrary, file_server, big_gguf: bytes
+) -> None:
+    file_server.add("/m.gguf", big_gguf, drop_after=MIB + 10, drops=2, etag_on_partial=False)
+    url = file_server.url("/m.gguf")
+    for _ in range(2):
+        with pytest.raises(PullFailed):
+            library.pull(url)
+    library.pull(url, name="m")
+    gets = file_server.gets("/m.gguf")
+    assert [status for _, status in gets] == [200, 206, 206]
+    assert gets[2][0]["If-Range"] == '"v1"'
+    assert library.resolve("m").model_digest == sha(big_gguf)
+
+
 def test_a_redirect_to_an_address_urllib_cannot_parse_is_a_failed_pull(
     library: ModelLibrary, file_server
 ) -> None:

@@ -190,7 +190,7 @@ class Fields:
         bias: dict[int, float] = {}
         for key, amount in value.items():
             token = key.strip()
-            if not (token.isascii() and token.isdecimal()):
+            if not (token.isascii() and token.isdecimal() and len(token) <= 10):
                 raise InvalidRequest(
                     f"Invalid key in 'logit_bias': {key!r} is not a token id.",
                     param="logit_bias",

@@ -53,7 +53,10 @@ def _duration_seconds(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like '5m' or seconds, got {value!r}")
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond any float: forever either way
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
@@ -152,7 +155,8 @@ def _coerce(key: str, value: Any, from_text: bool) -> Any:
     """Check and convert one value; raises ValueError with what was expected."""
     expected = _FIELD_TYPES[key]
     if key in _POSITIVE_INTS or key == "port":
-        if from_text and isinstance(value, str) and value.strip().lstrip("-").isdecimal():
+        digits = value.strip().lstrip("-") if isinstance(value, str) else ""
+        if from_text and digits.isdecimal() and len(digits) <= 18:
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(expected)
@@ -244,7 +248,7 @@ def _read_rust_toml(path: Path) -> dict[str, Any]:
     """The original Rust tool's ``config.toml``: only the keys both tools share are read."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     shared = {"host", "port", "max_loaded_models", "models_dir", "keep_alive"}
     return {k: v for k, v in data.items() if k in shared}

@@ -239,6 +239,8 @@ class UrlSource:
             else:
                 raise PullFailed(f"cannot download {url}: unexpected HTTP {response.status_code}")
             validator = _validator(response)
+            if validator is None and response.status_code == 206:
+                validator = headers["If-Range"]  # the 206 answered it: it still holds
             if _is_encoded(response):
                 if response.status_code == 206:
                     raise _Restart()  # a slice of compressed bytes cannot follow decoded ones

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import shlex
 import sys
@@ -207,6 +208,10 @@ class InteractiveChat:
 
     def run(self) -> int:
         """Chat until /bye or Ctrl-D; returns the exit status."""
+        if isinstance(sys.stdin, io.TextIOWrapper):
+            # bytes that are not UTF-8 reach valid_text as surrogates, not as an exception
+            # (a strict locale's default)
+            sys.stdin.reconfigure(errors="surrogateescape")
         self._start_readline()
         try:
             while True:
