@@ -15,9 +15,11 @@ from power_core.errors import (
     InvalidModelName,
     InvalidRequest,
     ModelNotFound,
+    StoreUnavailable,
     UnsupportedFeature,
 )
 from power_core.library import ModelLibrary
+from power_core.pull.url import UrlSource
 from power_core.sources import PullProgress
 from power_core.store.builder import MAX_TEXT_LAYER
 from power_core.store.local import LocalStore
@@ -359,3 +361,17 @@ def test_a_manifest_nested_too_deep_for_the_parser_is_a_damaged_model(
     library.delete("deep")
     assert not manifest.exists()
     assert library.resolve("good").name == "good:latest"
+
+
+def test_a_store_the_machine_refuses_is_reported_as_such(tmp_path: Path, tiny_gguf: Path) -> None:
+    not_a_folder = tmp_path / "models"
+    not_a_folder.write_text("a file where the models should be")
+    library = ModelLibrary(LocalStore(not_a_folder), [UrlSource()])
+    for attempt in (
+        lambda: library.import_gguf(tiny_gguf, "x"),
+        lambda: library.copy("x", "y"),
+        lambda: library.put_blob_stream([b"GGUF"], "sha256:" + hashlib.sha256(b"GGUF").hexdigest()),
+    ):
+        with pytest.raises(StoreUnavailable, match=f"model store cannot be used: .*{not_a_folder}"):
+            attempt()
+    assert not_a_folder.read_text() == "a file where the models should be"

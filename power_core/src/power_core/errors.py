@@ -119,6 +119,13 @@ class PullFailed(PowerError):
     code = "pull_failed"
 
 
+class StoreUnavailable(PowerError):
+    """The machine refused the model store a file: a ``models_dir`` that is not a folder,
+    a read-only disk, a full one."""
+
+    code = "store_unavailable"
+
+
 class ConfigError(PowerError):
     """The configuration file or environment is invalid."""
 

@@ -8,12 +8,13 @@ registered :class:`~power_core.sources.ModelSource` plugins.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from power_core.errors import (
     BlobNotFound,
@@ -21,6 +22,7 @@ from power_core.errors import (
     InvalidModelFile,
     InvalidRequest,
     ModelNotFound,
+    StoreUnavailable,
     UnsupportedFeature,
 )
 from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
@@ -57,6 +59,28 @@ _CONFIG_CACHE_BLOB_BYTES = 64 << 10
 
 def _ignore(_: PullProgress) -> None:
     pass
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _store_refusals(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``method`` with an OSError on a file of the store (a lock file in a ``models_dir``
+    that is not a folder, a full or read-only disk) raised as :class:`StoreUnavailable`:
+    the machine's refusal, reported as such on every surface rather than as a crash."""
+
+    @functools.wraps(method)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except OSError as exc:
+            root = getattr(getattr(args[0], "store", None), "root", None)
+            if root is None or not str(exc.filename or "").startswith(str(root)):
+                raise  # not a file of the store (a socket, a Modelfile's FROM file)
+            raise StoreUnavailable(f"the model store cannot be used: {exc}") from exc
+
+    return run
 
 
 class ModelLibrary:
@@ -200,6 +224,7 @@ class ModelLibrary:
         )
 
     # ------------------------------------------------------------------ writing
+    @_store_refusals
     def create_from_modelfile(
         self,
         name: str,
@@ -227,6 +252,7 @@ class ModelLibrary:
             raise InvalidRequest(f"line {parsed.from_line}: FROM file not found: {source}")
         return self._create(name, source, None, changes, progress)
 
+    @_store_refusals
     def create(
         self,
         name: str,
@@ -256,6 +282,7 @@ class ModelLibrary:
             return self._create(name, None, self._uploaded_gguf(files), changes, progress)
         return self._create(name, from_, None, changes, progress)
 
+    @_store_refusals
     def import_gguf(self, path: Path, name: str, progress: ProgressCallback = _ignore) -> str:
         """Copy a GGUF file into the store as model ``name``."""
         ModelRef.parse(name)
@@ -339,6 +366,7 @@ class ModelLibrary:
         report(0)
         return self.store.put_blob_file(path, progress=report)
 
+    @_store_refusals
     def copy(self, source: str, destination: str) -> str:
         """Copy a model under a new name (the same blobs); returns the new name."""
         dst = ModelRef.parse(destination)
@@ -347,6 +375,7 @@ class ModelLibrary:
             self.store.write_manifest(dst, stored.manifest)
         return dst.display
 
+    @_store_refusals
     def delete(self, name: str) -> list[str]:
         """Delete a model and the blobs only it used; returns the removed digests."""
         try:
@@ -368,6 +397,7 @@ class ModelLibrary:
             )
         raise InvalidRequest(f"no model source understands '{reference}'", param="model")
 
+    @_store_refusals
     def pull(
         self,
         reference: str,
@@ -421,6 +451,7 @@ class ModelLibrary:
         """Whether a blob is in the store (for ``HEAD /api/blobs/<digest>``)."""
         return self.store.has_blob(digest)
 
+    @_store_refusals
     def put_blob_stream(
         self, chunks: Iterable[bytes], expected_digest: str, expected_size: int | None = None
     ) -> StoredBlob:
