@@ -129,7 +129,8 @@ def test_a_store_the_machine_refuses_is_one_clear_error(
     (home / "config.yaml").write_text(f"models_dir: {not_a_folder}\n")
     status, _, err = create(run, tmp_path, "x", f"FROM {tiny_gguf}\n")
     assert status == 1
-    assert err.startswith("Error: [Errno") and str(not_a_folder) in err
+    assert err.startswith("Error: the model store cannot be used: [Errno")
+    assert str(not_a_folder) in err
     assert "Traceback" not in err
 
 
