@@ -76,12 +76,27 @@ class RegistrySource:
         """Download the manifest of ``reference`` and every blob it lists into ``store``.
 
         Raises ModelNotFound when the registry has no such model or tag, PullFailed for
-        other HTTP errors and interrupted transfers (partial blobs are kept for the next
-        pull), InvalidModelFile for a manifest that is not one, DigestMismatch when a blob
-        does not hash to its digest. ``expected_digest``, if given, must be the weights'.
+        other HTTP errors, interrupted transfers (partial blobs are kept for the next
+        pull), a manifest that is not one and a blob that does not hash to its digest.
+        ``expected_digest``, if given, must be the weights' (DigestMismatch if not).
         ``insecure`` speaks plain HTTP to the registry (Ollama's ``--insecure``).
         """
         ref = ModelRef.parse(reference)
+        try:
+            return self._fetch(ref, reference, store, progress, expected_digest, insecure)
+        except InvalidModelFile as exc:
+            # the registry served what is not a model: its failure, not the request's (502)
+            raise PullFailed(exc.message) from exc
+
+    def _fetch(
+        self,
+        ref: ModelRef,
+        reference: str,
+        store: ModelStore,
+        progress: ProgressCallback,
+        expected_digest: str | None,
+        insecure: bool,
+    ) -> FetchedBlob:
         base = registry_base(reference, insecure)
         manifest = self._manifest(ref, f"{base}/manifests/{registry_tag(reference)}")
         weights = manifest.layer("model")
@@ -101,15 +116,18 @@ class RegistrySource:
         info: GGUFInfo | None = None
         for layer in [*manifest.layers, manifest.config]:
             is_weights = layer.media_type == layer_media_type("model")
-            _, parsed = self._blobs.download_blob(
-                f"{base}/blobs/{layer.digest}",
-                store,
-                progress,
-                expected=layer.digest,
-                label=layer.digest[7:19],
-                gguf=is_weights,
-                insecure=insecure,
-            )
+            try:
+                _, parsed = self._blobs.download_blob(
+                    f"{base}/blobs/{layer.digest}",
+                    store,
+                    progress,
+                    expected=layer.digest,
+                    label=layer.digest[7:19],
+                    gguf=is_weights,
+                    insecure=insecure,
+                )
+            except DigestMismatch as exc:  # the registry's blob is not its own digest's
+                raise PullFailed(exc.message) from exc
             if is_weights:
                 info = parsed
         _check_stored_layers(ref.display, manifest, store)
