@@ -6,8 +6,12 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -215,3 +219,43 @@ def test_list_does_not_import_the_server_or_the_engine(home: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "IMPORTED []"
     assert result.stdout.splitlines()[0].split() == ["NAME", "ID", "SIZE", "MODIFIED"]
+
+
+def test_ctrl_c_during_a_pull_exits_130_and_stores_nothing(tmp_path: Path) -> None:
+    # a server that sends the headers and 10 of 100,000 bytes, then stalls
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def stall() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"GGUF\x03\x00\x00\x00\x00\x00"
+        )
+        time.sleep(30)
+        connection.close()
+
+    threading.Thread(target=stall, daemon=True).start()
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("A3S_POWER_")}
+    env["A3S_POWER_HOME"] = str(home)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "power_core.cli.application",
+            "pull",
+            f"http://127.0.0.1:{port}/m.gguf",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    assert b"pulling" in child.stdout.readline()  # the download has begun
+    child.send_signal(signal.SIGINT)
+    child.communicate(timeout=60)
+    listener.close()
+    assert child.returncode == 130
+    manifests = home / "models" / "manifests"
+    assert not manifests.exists() or not any(p.is_file() for p in manifests.rglob("*"))

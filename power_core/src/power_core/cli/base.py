@@ -61,8 +61,10 @@ class PowerCommand(Command):
         return self._services
 
     def execute(self, io: IO) -> int:
+        # cleo's Command.execute turns Ctrl-C into exit status 1; the shell's is 130
+        self._io = io
         try:
-            return super().execute(io)
+            return self.handle()
         except PowerError as exc:
             io.write_error_line(f"<error>Error: {Formatter.escape(exc.message)}</error>")
             return 1
