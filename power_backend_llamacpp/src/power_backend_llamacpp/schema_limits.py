@@ -18,6 +18,7 @@ thread, and 1,000,000,000 exhausted the machine's memory (1,000,000 took 0.1 s).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +35,9 @@ MAX_GRAMMAR_NESTING = MAX_REPEAT_WINDOW + 64
 _HUGE = MAX_REPEATS * 10
 
 _BOUNDS = (("minLength", "maxLength"), ("minItems", "maxItems"))
+#: a quoted literal or a character class, skipped whole (escapes included), or a
+#: parenthesis: the regex engine walks the grammar, Python sees only the tokens
+_GRAMMAR_TOKENS = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|[()]')
 #: keys whose values are data, not schemas: what they hold asks the grammar for nothing
 _DATA_KEYS = frozenset({"default", "examples", "example", "const", "enum"})
 
@@ -62,20 +66,12 @@ def check_grammar_nesting(grammar: str) -> None:
     """Raise :class:`InvalidRequest` if the parentheses of ``grammar`` (GBNF) nest deeper
     than :data:`MAX_GRAMMAR_NESTING`, outside quoted literals and character classes."""
     depth = deepest = 0
-    index, end = 0, len(grammar)
-    while index < end:
-        char = grammar[index]
-        if char in '"[':
-            close = '"' if char == '"' else "]"
-            index += 1
-            while index < end and grammar[index] != close:
-                index += 2 if grammar[index] == "\\" else 1
-        elif char == "(":
+    for token in _GRAMMAR_TOKENS.finditer(grammar):
+        if token[0] == "(":
             depth += 1
             deepest = max(deepest, depth)
-        elif char == ")":
+        elif token[0] == ")":
             depth -= 1
-        index += 1
     if deepest > MAX_GRAMMAR_NESTING:
         raise InvalidRequest(
             f"the JSON schema's output grammar nests {deepest} levels deep; llama.cpp "
