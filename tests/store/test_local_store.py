@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -345,6 +347,46 @@ def test_partial_downloads_live_outside_blobs(store: LocalStore) -> None:
         partial.write_state({"url": "u"})
         partial.discard()
         assert partial.read_state() == {}
+    # nothing is kept, so neither is the lock that made downloaders of it wait
+    assert list(store.partial_dir.iterdir()) == []
+
+
+def test_a_download_waiting_on_a_removed_lock_still_excludes_the_next(store: LocalStore) -> None:
+    key = "ef" * 20
+    first_in, second_in, let_second_go = threading.Event(), threading.Event(), threading.Event()
+    let_first_go, third_in = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with store.partial_download(key):
+            first_in.set()
+            let_first_go.wait(10)  # leaves nothing: the lock file goes as it lets go
+
+    def second() -> None:
+        with store.partial_download(key):
+            second_in.set()
+            let_second_go.wait(10)
+
+    def third() -> None:
+        with store.partial_download(key):
+            third_in.set()
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert first_in.wait(10)
+    threads.append(threading.Thread(target=second))
+    threads[1].start()
+    time.sleep(0.2)  # the second has opened the lock file and waits on it
+    let_first_go.set()
+    assert second_in.wait(10)
+    threads.append(threading.Thread(target=third))
+    threads[2].start()
+    # the second won the lock of a file no longer there; it must hold the new one
+    assert not third_in.wait(0.5)
+    let_second_go.set()
+    assert third_in.wait(10)
+    for thread in threads:
+        thread.join(10)
+    assert list(store.partial_dir.iterdir()) == []
 
 
 @pytest.mark.parametrize("key", ["", "short", "../../etc", "G" * 40, "a" * 65])

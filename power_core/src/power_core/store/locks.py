@@ -29,17 +29,42 @@ def file_lock(path: Path, *, exclusive: bool) -> Iterator[None]:
     Each call opens its own descriptor, so the lock also separates threads of one process.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _locked_descriptor(path, exclusive)
     try:
-        if fcntl is not None:
-            mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        yield
+    finally:
+        # Closing the descriptor releases the lock.
+        os.close(fd)
+
+
+def _locked_descriptor(path: Path, exclusive: bool) -> int:
+    """A descriptor of ``path`` holding the lock. A holder may remove the file before it
+    lets go (see :func:`power_core.store.partial.open_partial`); a lock won on a file no
+    longer at ``path`` locks nothing, so it is dropped and ``path`` opened afresh."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:
+            return fd
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        try:
             while True:
                 try:
                     fcntl.flock(fd, mode)
                     break
                 except BlockingIOError:
                     time.sleep(_POLL_SECONDS)
-        yield
-    finally:
-        # Closing the descriptor releases the lock.
+            if _same_file(fd, path):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)

@@ -3,7 +3,8 @@
 Each download is a pair of files in ``partial/``: ``<key>.part`` (the bytes so far) and
 ``<key>.json`` (what the downloader needs to resume safely: the URL and the server's
 validators). Neither is ever visible as a blob; a download becomes a blob only through
-:meth:`power_core.store.local.LocalStore.commit_partial`.
+:meth:`power_core.store.local.LocalStore.commit_partial`. ``<key>.lock`` makes one
+downloader wait for another, and goes with the other two.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ class LocalPartialDownload:
             with suppress(FileNotFoundError):
                 path.unlink()
 
+    def is_gone(self) -> bool:
+        """Whether neither the bytes nor the state are kept (finished or discarded)."""
+        return not self.path.exists() and not self._state_path.exists()
+
     def forget_state(self) -> None:
         """Drop the state only (after the bytes became a blob)."""
         with suppress(FileNotFoundError):
@@ -84,5 +89,13 @@ def open_partial(folder: Path, key: str) -> Iterator[LocalPartialDownload]:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise InvalidRequest(f"invalid partial download key {key!r}")
     folder.mkdir(parents=True, exist_ok=True)
-    with file_lock(folder / f"{key}.lock", exclusive=True):
-        yield LocalPartialDownload(folder, key)
+    lock = folder / f"{key}.lock"
+    with file_lock(lock, exclusive=True):
+        download = LocalPartialDownload(folder, key)
+        try:
+            yield download
+        finally:
+            if download.is_gone():
+                # Removed while still held: a waiter then finds its lock stale and retries.
+                with suppress(OSError):
+                    lock.unlink()
