@@ -156,6 +156,30 @@ def test_an_interrupted_download_resumes_with_range(
     assert second["Range"] == f"bytes={resumed_from}-" and second["If-Range"] == '"v1"'
     assert status == 206
     assert library.resolve("big").model_digest == sha(big_gguf)
+    assert list(library.store.partial_dir.iterdir()) == []  # type: ignore[attr-defined]
+    check_store(library.store.root)
+
+
+def test_a_delete_during_a_pull_that_reuses_its_blob_fetches_it_again(
+    library: ModelLibrary, file_server, tiny_gguf: Path, check_store
+) -> None:
+    data = tiny_gguf.read_bytes()
+    file_server.add("/m.gguf", data)
+    url = file_server.url("/m.gguf")
+    library.pull(url, name="old", expected_digest=sha(data))
+    downloads = len(file_server.gets("/m.gguf"))
+
+    def delete_old_once_the_blob_is_reused(event: PullProgress) -> None:
+        if event.status == "verifying sha256 digest" and library.list_models():
+            library.delete("old")  # takes the blob the pull just found
+
+    name = library.pull(
+        url, name="new", expected_digest=sha(data), progress=delete_old_once_the_blob_is_reused
+    )
+    assert name == "new:latest"
+    assert [m.name for m in library.list_models()] == ["new:latest"]
+    assert library.resolve("new").model_path.read_bytes() == data
+    assert len(file_server.gets("/m.gguf")) == downloads + 1
     check_store(library.store.root)
 
 

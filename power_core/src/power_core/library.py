@@ -434,6 +434,17 @@ class ModelLibrary:
             raise DigestMismatch(
                 f"{reference} has digest {fetched.digest}, expected {expected}", param="digest"
             )
+        try:
+            return self._store_pulled(target, fetched, progress)
+        except BlobNotFound:
+            # A delete took a blob this pull found stored before its manifest referenced
+            # it; fetching again downloads what is missing, once.
+            fetched = self._downloads.run(f"{source.name}\0{shared}", work, progress)
+            return self._store_pulled(target, fetched, progress)
+
+    def _store_pulled(
+        self, target: ModelRef | None, fetched: FetchedBlob, progress: ProgressCallback
+    ) -> str:
         ref = target or ModelRef.parse(fetched.suggested_name)
         if fetched.gguf_info is not None:
             self._remember_gguf_info(fetched.digest, fetched.gguf_info)

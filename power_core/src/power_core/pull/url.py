@@ -106,13 +106,15 @@ class UrlSource:
         without, any bytes are stored (the text layers of a registry model). A blob already
         stored under ``expected`` is not downloaded again.
         """
-        if expected and store.has_blob(expected):
-            return self._existing(store, expected, label, progress), None
+        existing = _reuse(store, expected, label, progress) if expected else None
+        if existing is not None:
+            return existing, None
         key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:40]
         with store.partial_download(key) as partial:
             # Another process may have finished this download while we waited.
-            if expected and store.has_blob(expected):
-                return self._existing(store, expected, label, progress), None
+            existing = _reuse(store, expected, label, progress) if expected else None
+            if existing is not None:
+                return existing, None
             if partial.read_state().get("url") != url:
                 partial.discard()
             try:
@@ -145,19 +147,6 @@ class UrlSource:
                     raise PullFailed(f"{url} is not a usable GGUF model: {exc.message}") from exc
             blob = store.commit_partial(partial, digest="sha256:" + hex_digest, size=size)
         return blob, info
-
-    @staticmethod
-    def _existing(
-        store: ModelStore, digest: str, label: str, progress: ProgressCallback
-    ) -> StoredBlob:
-        path = store.blob_path(digest)
-        size = path.stat().st_size
-        # wanted again: fresh, so clean-up of unreferenced blobs leaves it for this pull
-        with contextlib.suppress(OSError):
-            os.utime(path)
-        progress(PullProgress(f"pulling {label}", digest=digest, total=size, completed=size))
-        progress(PullProgress(status="verifying sha256 digest"))
-        return StoredBlob(digest, size)
 
     def _download(
         self,
@@ -408,3 +397,23 @@ def _disk_failure(exc: OSError, url: str) -> PullFailed:
             f"not enough disk space to download {url}; free some space and pull again to resume"
         )
     return PullFailed(f"cannot save the download of {url}: {exc.strerror or exc}")
+
+
+def _reuse(
+    store: ModelStore, digest: str, label: str, progress: ProgressCallback
+) -> StoredBlob | None:
+    """The stored blob ``digest``, marked wanted again, or ``None`` when it is not stored.
+
+    Looked up and touched under the store's write lock, which a delete's clean-up waits
+    for: it then sees the fresh time and leaves the blob for this pull's manifest.
+    """
+    with store.write_lock():
+        if not store.has_blob(digest):
+            return None
+        path = store.blob_path(digest)
+        size = path.stat().st_size
+        with contextlib.suppress(OSError):
+            os.utime(path)
+    progress(PullProgress(f"pulling {label}", digest=digest, total=size, completed=size))
+    progress(PullProgress(status="verifying sha256 digest"))
+    return StoredBlob(digest, size)
