@@ -167,3 +167,22 @@ def test_parameters_text_like_ollama() -> None:
         'stop                           "a\\"b"',
         "temperature                    0.7",
     ]
+
+
+def test_whole_floats_print_as_go_prints_them() -> None:
+    # a parameter typed as a float (temperature 0 read from JSON or the chat's /set)
+    parameters = {"temperature": 0.0, "repeat_penalty": 1.0, "top_p": 0.95, "min_p": 1e-20}
+    assert format_parameters(parameters).split() == [
+        *("min_p", "1e-20", "repeat_penalty", "1", "temperature", "0", "top_p", "0.95"),
+    ]
+    text = render_modelfile(
+        name="m:latest",
+        from_="base",
+        template=None,
+        system=None,
+        parameters=parameters,
+        licenses=[],
+        messages=[],
+    )
+    assert "PARAMETER temperature 0\n" in text and "PARAMETER repeat_penalty 1\n" in text
+    assert parse_modelfile(text).parameters == parameters

@@ -243,6 +243,14 @@ def format_parameter_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return format_number(value)
+
+
+def format_number(value: Any) -> str:
+    """A number as Go prints it: ``0`` and ``1`` for whole floats (not ``0.0``), else the
+    shortest form that reads back (``0.7``)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
     return str(value)
 
 
@@ -281,7 +289,7 @@ def render_modelfile(
     for key in sorted(parameters):
         value = parameters[key]
         for item in value if isinstance(value, list) else [value]:
-            text = format_parameter_value(item) if isinstance(item, bool) else str(item)
+            text = format_parameter_value(item) if isinstance(item, bool) else format_number(item)
             out.append(f"PARAMETER {key} {quote_value(text)}")
     for text in licenses:
         out.append(f'LICENSE """{text}"""')
