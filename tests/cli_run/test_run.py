@@ -259,6 +259,45 @@ def test_a_chat_longer_than_the_context_goes_on(chat: pexpect.spawn) -> None:
     chat.expect(pexpect.EOF)
 
 
+def test_save_stores_the_session_and_load_brings_it_back(
+    chat: pexpect.spawn, env: dict[str, str]
+) -> None:
+    for setting in ("temperature 0", "num_predict 16"):
+        command(chat, f"/set parameter {setting}")
+    command(chat, "/set system You answer in few words.")
+    introduction = ask(chat, "My name is Ada and I like tea.")
+    assert "Created new model 'ada-chat'" in command(chat, "/save ada-chat")
+
+    assert "Usage:\n  /save <modelname>" in command(chat, "/save")
+    assert "error: The model name 'no/../good' is invalid" in command(chat, "/save no/../good")
+    listing = command(chat, "/list")
+    assert "ada-chat:latest" in listing and MODEL in listing and "MODIFIED" in listing
+    assert "error: model 'nope' not found" in command(chat, "/load nope")
+
+    chat.sendline("/load ada-chat")
+    chat.expect_exact("/load ada-chat\r\n")
+    # the saved conversation is shown as it was typed and answered, then the prompt
+    chat.expect_exact(introduction + "\r\n\r\n>>> ")
+    loaded = str(chat.before).replace("\r\n", "\n")
+    assert loaded == "Loading model 'ada-chat'\n>>> My name is Ada and I like tea.\n"
+    modelfile = command(chat, "/show modelfile")
+    for line in (
+        'SYSTEM """You answer in few words."""',
+        "PARAMETER temperature 0\n",
+        "MESSAGE user",
+    ):
+        assert line in modelfile, modelfile
+    # the next answer is the one the saved model gives anywhere: its system message,
+    # parameters and conversation are stored (compared with a fresh process, as both read
+    # the whole conversation afresh; the chat before /save had most of it cached, and
+    # llama.cpp's sums then differ in the last bits)
+    follow_up = ask(chat, "What do I like?")
+    assert follow_up == answer_of(run(env, "run", "ada-chat", "--prompt", "What do I like?"))
+    assert run(env, "rm", "ada-chat").returncode == 0
+    chat.sendline("/bye")
+    chat.expect(pexpect.EOF)
+
+
 def test_ctrl_d_leaves_the_chat(chat: pexpect.spawn) -> None:
     chat.sendeof()
     chat.expect(pexpect.EOF)

@@ -173,6 +173,29 @@ class ChatSession:
         """Forget the conversation (options and system message stay)."""
         self.messages.clear()
 
+    def switch_to(self, name: str) -> ResolvedModel:
+        """Go on with model ``name`` (loaded now), from a fresh conversation; the session's
+        options stay. A model saved with messages brings them, as the server prepends
+        them to every chat."""
+        model = self.services.library.resolve(name)
+        load = self.options.request(model.name, []).load
+        self.services.load_model(model.name, self.options.keep_alive, load)
+        self.model = model
+        self.messages.clear()
+        return model
+
+    def save_as(self, name: str) -> str:
+        """Store this session as model ``name``: the current model with the session's
+        system message, parameters and conversation (after the model's own messages)."""
+        messages = [*self.model.messages, *self.messages]
+        return self.services.library.create(
+            name,
+            from_=self.model.name,
+            system=self.options.system,
+            parameters=dict(self.options.parameters) or None,
+            messages=messages or None,
+        )
+
     def write(self, text: str) -> None:
         """Write text as is (model output may contain ``<tags>``); cleo flushes each write."""
         self.io.write(text, type=OutputType.RAW)

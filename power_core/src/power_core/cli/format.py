@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+
+from power_core.models import ModelSummary
 
 _SPANS = (
     (60.0, "second", 1.0),
@@ -47,3 +50,17 @@ def human_until(when: datetime, now: datetime) -> str:
     if seconds < 1:
         return "Stopping..."
     return f"{_span(seconds)} from now"
+
+
+def models_table(models: Iterable[ModelSummary]) -> list[str]:
+    """The lines of ``list``: name, ID, size and age, in aligned columns."""
+    rows = [["NAME", "ID", "SIZE", "MODIFIED"]]
+    now = datetime.now().astimezone()
+    for model in models:
+        age = human_ago(model.modified_at, now)
+        rows.append([model.name, model.digest[:12], human_size(model.size), age])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "    ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]

@@ -9,18 +9,26 @@ import shlex
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from cleo.io.outputs.output import Type as OutputType
 
 from power_core.cli.chat_session import PARAMETERS, ChatSession, model_info, usage_lines
-from power_core.errors import InvalidRequest, PowerError
+from power_core.cli.format import models_table
+from power_core.errors import InvalidModelName, InvalidRequest, PowerError
 from power_core.models import ResolvedModel
 from power_core.types import ResponseFormat
+
+if TYPE_CHECKING:
+    from power_core.library import ModelLibrary
 
 HELP = '''\
 Available Commands:
   /set            Set session variables
   /show           Show model information
+  /load <model>   Load a session or model
+  /save <model>   Save your current session
+  /list           List the models in the store
   /clear          Clear session context
   /bye            Exit
   /?, /help       Help for a command
@@ -43,6 +51,7 @@ SHOW_HELP = """\
 Available Commands:
   /show info         Show details for this model
   /show license      Show model license
+  /show modelfile    Show Modelfile for this model
   /show parameters   Show parameters for this model
   /show system       Show system message
   /show template     Show prompt template
@@ -69,6 +78,10 @@ class InteractiveChat:
     def model(self) -> ResolvedModel:
         return self.session.model
 
+    @property
+    def library(self) -> ModelLibrary:
+        return self.session.services.library
+
     def say(self, text: str) -> None:
         self.session.write(text)
 
@@ -79,6 +92,7 @@ class InteractiveChat:
             # (a strict locale's default)
             sys.stdin.reconfigure(errors="surrogateescape")
         self._start_readline()
+        self._show_saved_messages()
         try:
             while True:
                 try:
@@ -175,9 +189,49 @@ class InteractiveChat:
             self._set(line)
         elif name == "/show":
             self._show(words[1:])
+        elif name == "/load":
+            self._load(words[1:])
+        elif name == "/save":
+            self._save(words[1:])
+        elif name == "/list":
+            self.say("".join(f"{row}\n" for row in models_table(self.library.list_models())))
         else:
             self.say(f"Unknown command '{name}'. Type /? for help\n")
         return True
+
+    def _load(self, words: list[str]) -> None:
+        if len(words) != 1:
+            self.say("Usage:\n  /load <modelname>\n")
+            return
+        self.say(f"Loading model '{words[0]}'\n")
+        try:
+            self.session.switch_to(words[0])
+        except PowerError as exc:
+            self.say(f"error: {exc.message}\n")
+            return
+        self._show_saved_messages()
+
+    def _show_saved_messages(self) -> None:
+        """The conversation a model was saved with, as it was typed and answered."""
+        for message in self.model.messages:
+            if message.role == "user":
+                self.say(f">>> {message.content}\n")
+            elif message.role == "assistant":
+                self.say(f"{message.content}\n\n")
+
+    def _save(self, words: list[str]) -> None:
+        if len(words) != 1:
+            self.say("Usage:\n  /save <modelname>\n")
+            return
+        try:
+            self.session.save_as(words[0])
+        except InvalidModelName:
+            self.say(f"error: The model name '{words[0]}' is invalid\n")
+            return
+        except PowerError as exc:
+            self.say(f"error: {exc.message}\n")
+            return
+        self.say(f"Created new model '{words[0]}'\n")
 
     def _set(self, line: str) -> None:
         rest = line[len("/set") :].strip()
@@ -246,6 +300,8 @@ class InteractiveChat:
             self.say(f"{template}\n" if template else "No template was specified for this model.\n")
         elif what == "parameters":
             self.say(self._parameters_text())
+        elif what == "modelfile":
+            self.say(self.library.describe(model.name).modelfile.rstrip("\n") + "\n")
         elif not what:
             self.say(SHOW_HELP)
         else:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar
 
 from power_core.cli.base import PowerCommand
-from power_core.cli.format import human_ago, human_size
+from power_core.cli.format import models_table
 
 
 class ListModelsCommand(PowerCommand):
@@ -15,19 +14,6 @@ class ListModelsCommand(PowerCommand):
     description = "List the models in the store."
 
     def handle(self) -> int:
-        rows = [["NAME", "ID", "SIZE", "MODIFIED"]]
-        now = datetime.now().astimezone()
-        for model in self.library.list_models():
-            rows.append(
-                [
-                    model.name,
-                    model.digest[:12],
-                    human_size(model.size),
-                    human_ago(model.modified_at, now),
-                ]
-            )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-            self.line("    ".join(cells).rstrip())
+        for line in models_table(self.library.list_models()):
+            self.line(line)
         return 0
