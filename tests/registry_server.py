@@ -1,5 +1,7 @@
-"""A local Ollama-style registry for pull tests: the Docker registry v2 routes that Ollama's
-registry serves, with its habit of redirecting blob requests to separate storage."""
+"""A local Ollama-style registry for pull and push tests: the Docker registry v2 routes
+that Ollama's registry serves, with its habit of redirecting blob requests to separate
+storage, and the upload routes a push uses (``HEAD`` a blob, ``POST`` an upload, ``PUT``
+its bytes with their digest, ``PUT`` the manifest)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import hashlib
 import json
 import re
 import threading
+import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -15,6 +18,8 @@ MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 _MANIFEST = re.compile(r"/v2/([^/]+)/([^/]+)/manifests/([^/]+)")
 _BLOB = re.compile(r"/v2/([^/]+)/([^/]+)/blobs/(sha256:[0-9a-f]{64})")
 _STORAGE = re.compile(r"/storage/(sha256:[0-9a-f]{64})")
+_UPLOADS = re.compile(r"/v2/([^/]+)/([^/]+)/blobs/uploads/")
+_UPLOAD = re.compile(r"/v2/([^/]+)/([^/]+)/blobs/uploads/([0-9a-f]{32})\?_state=x&digest=(.*)")
 
 
 def digest_of(data: bytes) -> str:
@@ -29,6 +34,11 @@ class RegistryServer:
         self.blobs: dict[str, bytes] = {}
         self.requests: Counter[str] = Counter()
         self.accept_headers: list[str] = []
+        #: (method, path) of every HEAD, POST and PUT, in order
+        self.writes: list[tuple[str, str]] = []
+        #: answer uploads with 401, as a registry that wants signing in does
+        self.refuse_uploads = False
+        self._uploads: set[str] = set()
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,6 +63,56 @@ class RegistryServer:
                     self._send(registry.blobs.get(match.group(1)), "application/octet-stream")
                 else:
                     self._send(None, "text/plain")
+
+            def do_HEAD(self) -> None:
+                registry.writes.append(("HEAD", self.path))
+                match = _BLOB.fullmatch(self.path)
+                blob = registry.blobs.get(match.group(3)) if match else None
+                self.send_response(404 if blob is None else 200)
+                self.send_header("Content-Length", str(0 if blob is None else len(blob)))
+                self.end_headers()
+
+            def do_POST(self) -> None:
+                registry.writes.append(("POST", self.path))
+                if registry.refuse_uploads:
+                    self._answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}')
+                elif _UPLOADS.fullmatch(self.path):
+                    upload = uuid.uuid4().hex
+                    registry._uploads.add(upload)
+                    location = f"{self.path}{upload}?_state=x"
+                    self._answer(202, b"", location=location)
+                else:
+                    self._answer(404, b"")
+
+            def do_PUT(self) -> None:
+                registry.writes.append(("PUT", self.path))
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if match := _UPLOAD.fullmatch(self.path):
+                    upload, digest = match.group(3), match.group(4).replace("%3A", ":")
+                    if upload not in registry._uploads or digest_of(body) != digest:
+                        self._answer(400, b'{"errors":[{"code":"DIGEST_INVALID"}]}')
+                        return
+                    registry._uploads.discard(upload)
+                    registry.blobs[digest] = body
+                    self._answer(201, b"")
+                elif match := _MANIFEST.fullmatch(self.path):
+                    manifest = json.loads(body)
+                    listed = [manifest["config"], *manifest["layers"]]
+                    if any(layer["digest"] not in registry.blobs for layer in listed):
+                        self._answer(400, b'{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN"}]}')
+                        return
+                    registry.manifests[match.groups()] = body  # type: ignore[index]
+                    self._answer(201, b"")
+                else:
+                    self._answer(404, b"")
+
+            def _answer(self, status: int, body: bytes, location: str | None = None) -> None:
+                self.send_response(status)
+                if location is not None:
+                    self.send_header("Location", location)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def _send(self, body: bytes | None, content_type: str) -> None:
                 if body is None:

@@ -143,12 +143,35 @@ def test_pull_by_name_from_a_registry_then_chat(
     client.delete(name)
 
 
-def test_push_is_refused_clearly(client: ollama.Client, url: str) -> None:
-    response = requests.post(url + "/api/push", json={"model": "smollm2:135m"}, timeout=30)
-    assert response.status_code == 400
-    assert "pushing models to a registry is not supported" in response.json()["error"]
-    with pytest.raises(ollama.ResponseError, match="not supported"):
-        client.push("smollm2:135m")
+def test_push_uploads_to_a_registry_with_ollama_progress(client: ollama.Client, url: str) -> None:
+    registry = RegistryServer()
+    name = registry.name("smollm2", "135m", namespace="me")
+    try:
+        client.copy("smollm2:135m", name)
+        progress = list(client.push(name, stream=True))
+        statuses = [p.status for p in progress]
+        assert statuses[0] == "retrieving manifest"
+        assert statuses[-2:] == ["pushing manifest", "success"]
+        weights = [p for p in progress if p.total and p.total > 50_000_000]
+        assert weights[-1].completed == weights[-1].total  # the 98 MB GGUF went out
+        assert ("me", "smollm2", "135m") in registry.manifests
+
+        registry.refuse_uploads = True  # as a registry that wants signing in
+        again = registry.name("smollm2", "other", namespace="me")
+        client.create(again, from_=name, system="A new layer to upload.")
+        with pytest.raises(ollama.ResponseError, match="HTTP 401") as refused:
+            client.push(again)
+        assert refused.value.status_code == 502
+        lines = requests.post(url + "/api/push", json={"model": again}, stream=True, timeout=60)
+        assert lines.status_code == 200  # the refusal comes after the first progress line
+        assert "signing in is not supported" in lines.text.splitlines()[-1]
+        with pytest.raises(ollama.ResponseError, match="not found") as missing:
+            client.push(registry.name("absent", "1"))
+        assert missing.value.status_code == 404
+    finally:
+        registry.close()
+    client.delete(name)
+    client.delete(again)
 
 
 def test_insecure_pulls_reach_a_plain_http_registry(client: ollama.Client, tiny_gguf: Path) -> None:

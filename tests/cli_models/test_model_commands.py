@@ -33,7 +33,9 @@ def create(run: Run, tmp_path: Path, name: str, text: str) -> tuple[int, str, st
 
 
 def test_commands_are_exported() -> None:
-    assert [c.name for c in MODEL_COMMANDS] == ["pull", "create", "list", "show", "delete", "cp"]
+    assert [c.name for c in MODEL_COMMANDS] == [
+        *("pull", "push", "create", "list", "show", "delete", "cp"),
+    ]
 
 
 def test_empty_list(run: Run) -> None:
@@ -179,6 +181,23 @@ def test_pull_by_name_from_a_registry(run: Run, tiny_gguf: Path) -> None:
         assert status == 1 and "cannot pull" in err
         status, out, err = run(f"pull --insecure {lan.name('tiny', 'lan')}")
         assert status == 0 and out.splitlines()[-1] == f"pulled {lan.name('tiny', 'lan')}", err
+    finally:
+        lan.close()
+
+
+def test_push_to_a_registry(run: Run, tmp_path: Path, tiny_gguf: Path) -> None:
+    lan = RegistryServer("127.0.0.2")  # plain HTTP on a host that is not localhost
+    try:
+        name = lan.name("tiny", "v1", namespace="me")
+        create(run, tmp_path, name, f"FROM {tiny_gguf}\nSYSTEM Be brief.\n")
+        status, _, err = run(f"push {name}")
+        assert status == 1 and "cannot push" in err and lan.manifests == {}
+        status, out, err = run(f"push --insecure {name}")
+        assert status == 0, err
+        assert out.splitlines()[-3:] == ["pushing manifest", "success", f"pushed {name}"]
+        assert ("me", "tiny", "v1") in lan.manifests
+        status, _, err = run(f"push --insecure {lan.name('absent', 'v1', namespace='me')}")
+        assert status == 1 and "not found" in err
     finally:
         lan.close()
 

@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 
 from power_core.library import ModelLibrary
+from power_core.pull.registry import RegistrySource
 from power_core.pull.url import UrlSource
 from power_core.store.local import LocalStore
 from power_core.store.manifest import Manifest
+from registry_server import RegistryServer
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
@@ -299,3 +301,20 @@ def file_server() -> Iterator[FileServer]:
     yield server
     httpd.shutdown()
     httpd.server_close()
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@pytest.fixture
+def registry() -> Iterator[RegistryServer]:
+    """A local registry speaking Ollama's (Docker registry v2) protocol, pulls and pushes."""
+    server = RegistryServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def puller(store: LocalStore) -> ModelLibrary:
+    """A library that pulls (and pushes) by URL and by model name."""
+    return ModelLibrary(store, [UrlSource(), RegistrySource()])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,26 +15,12 @@ from power_core.errors import (
 from power_core.library import ModelLibrary
 from power_core.names import ModelRef
 from power_core.pull.registry import RegistrySource, registry_base, registry_tag
-from power_core.pull.url import UrlSource
 from power_core.sources import PullProgress
 from power_core.store.builder import MAX_TEXT_LAYER
-from power_core.store.local import LocalStore
 from registry_server import MANIFEST_TYPE, RegistryServer, digest_of
 
 TEMPLATE = b"{{ .System }} {{ .Prompt }}"
 PARAMS = b'{"stop":["<|im_end|>"],"temperature":0.2}'
-
-
-@pytest.fixture
-def registry() -> Iterator[RegistryServer]:
-    server = RegistryServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def puller(store: LocalStore) -> ModelLibrary:
-    return ModelLibrary(store, [UrlSource(), RegistrySource()])
 
 
 @pytest.fixture

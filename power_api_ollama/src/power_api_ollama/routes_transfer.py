@@ -1,4 +1,4 @@
-"""Routes that move model data: ``/api/pull``, ``/api/push`` (refused), ``/api/create``,
+"""Routes that move model data: ``/api/pull``, ``/api/push``, ``/api/create``,
 ``/api/blobs/:digest``."""
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def _legacy_modelfile(text: str) -> dict[str, Any]:
 
 
 def add_transfer_routes(blueprint: Blueprint, services: PowerServices) -> None:
-    """Register pull, create and the blob routes on ``blueprint``."""
+    """Register pull, push, create and the blob routes on ``blueprint``."""
     library = services.library
 
     @blueprint.post("/api/pull")
@@ -133,8 +133,10 @@ def add_transfer_routes(blueprint: Blueprint, services: PowerServices) -> None:
     def push() -> Response:
         body = parse_json_object(request.get_data())
         name = model_name(body)
-        raise UnsupportedFeature(
-            f"cannot push '{name}': pushing models to a registry is not supported", param="model"
+        insecure = opt_bool(body, "insecure", False)
+        return progress_response(
+            lambda progress: library.push(name, progress=progress, insecure=insecure),
+            wants_stream(body),
         )
 
     @blueprint.post("/api/create")

@@ -119,6 +119,13 @@ class PullFailed(PowerError):
     code = "pull_failed"
 
 
+class PushFailed(PowerError):
+    """An upload to a registry failed: refused, HTTP error, network failure."""
+
+    http_status = 502
+    code = "push_failed"
+
+
 class StoreUnavailable(PowerError):
     """The machine refused the model store a file: a ``models_dir`` that is not a folder,
     a read-only disk, a full one."""

@@ -457,6 +457,27 @@ class ModelLibrary:
         blob = StoredBlob(fetched.digest, fetched.size)
         return self._create(ref.display, None, blob, LayerChanges(), progress)
 
+    @_store_refusals
+    def push(
+        self, name: str, *, progress: ProgressCallback = _ignore, insecure: bool = False
+    ) -> str:
+        """Upload model ``name`` to the registry its name points at (``host/namespace/
+        model:tag``; a short name means registry.ollama.ai), sending only the blobs the
+        registry lacks. Progress follows Ollama: ``retrieving manifest``, ``pushing
+        <id>`` with ``total`` and ``completed``, ``pushing manifest``, ``success``.
+        Raises :class:`PushFailed` when the registry refuses or cannot be reached."""
+        from power_core.pull.push import RegistryPusher
+
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidRequest("nothing to push: the model name is empty", param="model")
+        progress(PullProgress(status="retrieving manifest"))
+        stored = self._stored(name)
+        RegistryPusher().push(
+            name.strip(), stored.manifest, self.store.blob_path, progress, insecure=insecure
+        )
+        progress(PullProgress(status="success"))
+        return stored.ref.display
+
     # ------------------------------------------------------------------ blobs
     def has_blob(self, digest: str) -> bool:
         """Whether a blob is in the store (for ``HEAD /api/blobs/<digest>``)."""

@@ -19,6 +19,7 @@ from power_core import __version__
 #: command name -> "module:ClassName"; modules are imported only when the command runs
 CORE_COMMANDS: dict[str, str] = {
     "pull": "power_core.cli.commands.pull:PullCommand",
+    "push": "power_core.cli.commands.push:PushCommand",
     "create": "power_core.cli.commands.create:CreateCommand",
     "list": "power_core.cli.commands.list:ListModelsCommand",
     "show": "power_core.cli.commands.show:ShowCommand",

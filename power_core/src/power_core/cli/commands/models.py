@@ -7,10 +7,12 @@ from power_core.cli.commands.create import CreateCommand
 from power_core.cli.commands.delete import DeleteCommand
 from power_core.cli.commands.list import ListModelsCommand
 from power_core.cli.commands.pull import PullCommand
+from power_core.cli.commands.push import PushCommand
 from power_core.cli.commands.show import ShowCommand
 
 MODEL_COMMANDS = (
     PullCommand,
+    PushCommand,
     CreateCommand,
     ListModelsCommand,
     ShowCommand,

@@ -11,6 +11,14 @@ from cleo.io.inputs.option import Option
 from power_core.cli.base import PowerCommand
 from power_core.cli.commands.progress import ProgressPrinter
 
+#: ``--insecure``, as in Ollama's pull and push
+INSECURE_OPTION = option(
+    "insecure",
+    None,
+    "Allow plain HTTP to the registry and unverified TLS (development registries)",
+    flag=True,
+)
+
 
 class PullCommand(PowerCommand):
     name = "pull"
@@ -29,12 +37,7 @@ class PullCommand(PowerCommand):
             flag=False,
         ),
         option("digest", None, "Expected sha256 digest of the file (sha256:<hex>)", flag=False),
-        option(
-            "insecure",
-            None,
-            "Allow plain HTTP to the registry and unverified TLS (development registries)",
-            flag=True,
-        ),
+        INSECURE_OPTION,
     ]
 
     def handle(self) -> int:
