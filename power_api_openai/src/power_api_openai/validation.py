@@ -11,7 +11,6 @@ from typing import Any
 from power_core.errors import InvalidRequest
 
 #: OpenAI allows at most this many stop sequences
-MAX_STOP = 4
 #: the most choices one request may ask for (the engine may allow fewer)
 MAX_N = 8
 
@@ -162,7 +161,11 @@ class Fields:
         return name
 
     def stop(self) -> list[str]:
-        """``stop``: a string or up to four strings; empty strings stop nothing and are dropped."""
+        """``stop``: a string or strings; empty strings stop nothing and are dropped.
+
+        OpenAI's own API takes at most four; like Ollama, any number is taken here, since
+        clients send more to servers that are not OpenAI's (Continue's autocomplete, 7 to 9).
+        """
         value = self.body.get("stop")
         if value is None:
             return []
@@ -170,11 +173,6 @@ class Fields:
             return [value] if value else []
         if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
             raise invalid_type("stop", "a string or an array of strings", value)
-        if len(value) > MAX_STOP:
-            raise InvalidRequest(
-                f"Invalid 'stop': at most {MAX_STOP} stop sequences are allowed, got {len(value)}.",
-                param="stop",
-            )
         return [s for s in value if s]
 
     def n(self) -> int:
