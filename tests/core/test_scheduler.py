@@ -115,3 +115,17 @@ def test_changing_a_load_option_reloads(services: PowerServices) -> None:
     entry = services.loaded_models()[0]
     assert entry.engine is not first_engine
     assert entry.engine.info.context_length == 256
+
+
+def test_a_context_past_what_the_model_was_trained_for_is_cut_to_it(
+    services: PowerServices, caplog: pytest.LogCaptureFixture
+) -> None:
+    trained = services.library.resolve("first").metadata["llama.context_length"]
+    assert trained == 8192  # SmolLM2-135M
+    for asked, loaded in ((trained * 2, trained), (1024, 1024)):
+        stream = services.generate(
+            GenerationRequest(model="first", prompt="Hi", max_tokens=2, load={"num_ctx": asked})
+        )
+        list(stream)
+        assert services.loaded_models()[0].engine.info.context_length == loaded
+    assert "num_ctx 16384 is more than the 8192 tokens it was trained for" in caplog.text

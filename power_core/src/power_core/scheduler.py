@@ -81,6 +81,24 @@ def load_options_from(settings: Settings, overrides: dict[str, Any]) -> LoadOpti
     return replace(base, **changes)
 
 
+def within_trained_context(model: ResolvedModel, options: LoadOptions) -> LoadOptions:
+    """``options`` with a context window no longer than the model was trained for (its
+    GGUF's ``<architecture>.context_length``), as Ollama loads it: tokens past it are out
+    of what the model learnt, and the cells would take memory for nothing."""
+    architecture = model.metadata.get("general.architecture")
+    trained = model.metadata.get(f"{architecture}.context_length")
+    if isinstance(trained, int) and 0 < trained < options.num_ctx:
+        log.warning(
+            "%s: num_ctx %d is more than the %d tokens it was trained for; using %d",
+            model.name,
+            options.num_ctx,
+            trained,
+            trained,
+        )
+        return replace(options, num_ctx=trained)
+    return options
+
+
 class ModelScheduler:
     """Owns every loaded engine."""
 
@@ -113,7 +131,7 @@ class ModelScheduler:
 
     def acquire(self, model: ResolvedModel, load_overrides: dict[str, Any]) -> LoadedModel:
         """Load or reuse ``model`` and take a lease on it; pair with :meth:`release`."""
-        options = load_options_from(self._settings, load_overrides)
+        options = within_trained_context(model, load_options_from(self._settings, load_overrides))
         with self._lock:
             self.reap_expired()
             entry = self._loaded.get(model.name)
