@@ -381,21 +381,19 @@ def test_load_options_reload_and_keep_alive_sets_expiry(url: str) -> None:
     assert _ps_entry(url)["context_length"] == 2048
 
 
-@pytest.mark.parametrize(
-    ("options", "needle"),
-    [
-        ({"num_thread": 100_000}, "num_thread must be at most 512"),  # crashed the server
-        ({"num_ctx": 1_000_000_000}, "of KV cache, more than the"),  # 52 s, then a 500
-        ({"num_ctx": 2_000_000_000}, "num_ctx x num_parallel must be at most"),  # wrapped
-    ],
-)
-def test_load_options_llama_cpp_cannot_honour_are_400s(
-    url: str, options: dict[str, int], needle: str
-) -> None:
-    body = {"model": MODEL, "prompt": "hi", "options": options, "stream": False}
+def test_load_options_llama_cpp_cannot_honour_are_400s(url: str) -> None:
+    # crashed the server; a num_ctx past the KV cache's memory or llama.cpp's 32-bit cell
+    # count is refused as well (tests/backend/test_limits.py), but SmolLM2's is cut to the
+    # 8192 it was trained for first
+    body = {"model": MODEL, "prompt": "hi", "options": {"num_thread": 100_000}, "stream": False}
     response = requests.post(url + "/api/generate", json=body, timeout=120)
     assert response.status_code == 400, response.text
-    assert needle in response.json()["error"]
+    assert "num_thread must be at most 512" in response.json()["error"]
+    for num_ctx in (1_000_000_000, 2_000_000_000):  # 52 s then a 500; a wrapped count
+        body = {"model": MODEL, "prompt": "hi", "options": {"num_ctx": num_ctx, "num_predict": 1}}
+        response = requests.post(url + "/api/generate", json=body, timeout=120)
+        assert response.status_code == 200, response.text
+        assert _ps_entry(url)["context_length"] == 8192
     # the server lives on, and loads the model again with the usual options
     answer = requests.post(
         url + "/api/generate",
@@ -409,7 +407,7 @@ def test_options_refused_before_loading_leave_the_loaded_model_loaded(url: str) 
     usual = {"model": MODEL, "prompt": "hi", "stream": False, "options": {"num_predict": 1}}
     assert requests.post(url + "/api/generate", json=usual, timeout=120).status_code == 200
     before = _ps_entry(url)
-    for options in ({"num_thread": 100_000}, {"num_ctx": 2_000_000_000}):
+    for options in ({"num_thread": 100_000}, {"num_thread": 0}):
         body = {**usual, "options": options}
         assert requests.post(url + "/api/generate", json=body, timeout=120).status_code == 400
     # still loaded (a refused load after unloading it left none): nobody else pays for a
