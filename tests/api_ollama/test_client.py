@@ -174,12 +174,26 @@ def test_chat_tool_call_and_tool_result_round_trip(client: ollama.Client) -> Non
             result.message,
             {"role": "tool", "content": "18 degrees and sunny", "tool_name": "get_weather"},
         ],
-        tools=[WEATHER_TOOL],
         options=GREEDY,
     )
     assert follow_up.done is True
     assert follow_up.message.role == "assistant"
     assert isinstance(follow_up.message.content, str)
+
+
+def test_what_the_model_cannot_do_is_refused_as_ollama_refuses_it(client: ollama.Client) -> None:
+    # SmolLM2's template shows the model no tools and has it reason inline: tools without
+    # a format forcing a call, and think, would be silently ignored
+    with pytest.raises(ollama.ResponseError, match=f'"{MODEL}" does not support tools') as no:
+        client.chat(model=MODEL, messages=[WEATHER_QUESTION], tools=[WEATHER_TOOL])
+    assert no.value.status_code == 400
+    for think in (True, "high"):
+        with pytest.raises(ollama.ResponseError, match="does not support thinking"):
+            client.chat(model=MODEL, messages=[WEATHER_QUESTION], think=think)  # type: ignore[arg-type]
+        with pytest.raises(ollama.ResponseError, match="does not support thinking"):
+            client.generate(model=MODEL, prompt="Hi", think=think)  # type: ignore[arg-type]
+    answer = client.chat(model=MODEL, messages=[WEATHER_QUESTION], think=False, options=GREEDY)
+    assert answer.message.content
 
 
 def test_streamed_tool_calls_come_before_the_final_chunk(client: ollama.Client) -> None:

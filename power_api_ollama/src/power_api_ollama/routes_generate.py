@@ -18,6 +18,7 @@ from power_core.server.direct import DirectWriter, direct_writer, write_text_dir
 from power_core.server.disconnect import cancel_when_client_leaves
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
+from power_core.store.layers import template_thinks
 from power_core.types import ChatMessage, GenerationEvent, GenerationRequest
 
 
@@ -83,13 +84,17 @@ def _load_or_unload(
 
 def _apply_model_defaults(
     services: PowerServices, gen: GenerationRequest, images: list[bytes]
-) -> ResolvedModel | None:
-    """Ollama's defaults that depend on the model; returns it if it had to be resolved."""
-    if gen.think is not None and not images:
-        return None
+) -> ResolvedModel:
+    """Ollama's defaults and refusals that depend on the model, which is returned."""
     model = services.library.resolve(gen.model)
-    if gen.think is None and "thinking" in model.capabilities:
+    thinks = "thinking" in model.capabilities or template_thinks(gen.template or "")
+    if gen.think is None and thinks:
         gen.think = True  # Ollama separates reasoning by default on thinking models
+    if gen.think and not thinks:
+        raise InvalidRequest(f'"{gen.model}" does not support thinking', param="think")
+    if gen.tools and "tools" not in model.capabilities and gen.response_format is None:
+        # its template never shows the model the tools; a format can still force a call
+        raise InvalidRequest(f'"{gen.model}" does not support tools', param="tools")
     if images:
         if "vision" not in model.capabilities:
             raise InvalidRequest(f"model '{gen.model}' does not support images", param="images")

@@ -34,6 +34,11 @@ def details_for(config: ModelConfig, info: GGUFInfo | None) -> ModelDetails:
     )
 
 
+def template_thinks(template: str) -> bool:
+    """Whether a chat template has the model reason apart (the ``thinking`` capability)."""
+    return any(marker in template for marker in ("<think>", "enable_thinking", ".Thinking"))
+
+
 def capabilities_for(info: GGUFInfo, template: str | None, manifest: Manifest) -> list[str]:
     """Capabilities as Ollama derives them (see :meth:`ModelLibrary.resolve`)."""
     text = template or ""
@@ -44,7 +49,7 @@ def capabilities_for(info: GGUFInfo, template: str | None, manifest: Manifest) -
         caps.append("insert")
     if manifest.layer("projector") is not None or info.arch_value("vision.block_count"):
         caps.append("vision")
-    if any(marker in text for marker in ("<think>", "enable_thinking", ".Thinking")):
+    if template_thinks(text):
         caps.append("thinking")
     return caps
 
