@@ -235,7 +235,26 @@ def test_context_length_exceeded(v1: str) -> None:
         },
         timeout=120,
     )
-    assert_error_shape(response, 400, code="context_length_exceeded")
+    assert_error_shape(response, 400, param="messages", code="context_length_exceeded")
+
+
+def test_a_conversation_longer_than_the_context_loses_its_oldest_turns(v1: str) -> None:
+    # as Ollama's /v1 answers it: 24 exchanges of about 110 tokens outgrow the 2048
+    turn = "Tell me more about the history of the lighthouse on the northern cape. " * 8
+    messages: list[dict[str, str]] = []
+    for number in range(24):
+        messages.append({"role": "user", "content": f"{number}: {turn}"})
+        messages.append({"role": "assistant", "content": f"Answer {number}: {turn}"})
+    messages.append({"role": "user", "content": "Say hi."})
+    body = {"model": MODEL, "messages": messages, "max_tokens": 4, "temperature": 0}
+    response = requests.post(v1 + "/chat/completions", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    assert 1024 < response.json()["usage"]["prompt_tokens"] < 2048
+    # the extension Ollama's native API calls truncate turns it off
+    response = requests.post(
+        v1 + "/chat/completions", json={**body, "truncate": False}, timeout=120
+    )
+    assert_error_shape(response, 400, param="messages", code="context_length_exceeded")
 
 
 def test_wrong_method_and_unknown_path(v1: str) -> None:

@@ -17,6 +17,7 @@ from power_api_openai.merge import merged_events
 from power_api_openai.sampling import with_openai_defaults
 from power_api_openai.sse import PING, data_frame, sse_response
 from power_core.chat.tool_calls import new_call_id
+from power_core.errors import ContextLengthExceeded
 from power_core.generation import GenerationStream
 from power_core.server.direct import DirectWriter, direct_writer, write_text_directly
 from power_core.server.disconnect import cancel_when_client_leaves
@@ -43,7 +44,10 @@ def create_chat_completion(services: PowerServices, body: dict[str, Any]) -> Res
     request.sampling = with_openai_defaults(request.sampling, model)
     if "thinking" in model.capabilities:
         request.think = True  # reasoning goes to `reasoning_content`, as local servers do
-    stream = services.generate(request, model)
+    try:
+        stream = services.generate(request, model)
+    except ContextLengthExceeded as exc:  # OpenAI names the conversation, not a prompt
+        raise ContextLengthExceeded(exc.message, param="messages") from exc
     envelope = Envelope.for_model("chatcmpl", stream.model)
     if options.stream:
         return sse_response(chat_chunks(stream, envelope, options, direct_writer()), stream.cancel)

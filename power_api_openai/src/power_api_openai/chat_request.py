@@ -66,6 +66,10 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[GenerationRequest, ChatOpt
         tools=tools,
         tool_choice=parse_tool_choice(fields.raw("tool_choice"), tools),
         parallel_tool_calls=fields.boolean("parallel_tool_calls", default=True),
+        # as Ollama's /v1: a conversation too long for the context loses its oldest turns
+        # (OpenAI's contexts are rarely outgrown; a local 4096 is); "truncate": false, an
+        # extension with Ollama's name, answers 400 context_length_exceeded instead
+        fit_history=fields.boolean("truncate", default=True),
     )
     for unsupported in ("audio", "functions", "function_call", "prediction"):
         if fields.has(unsupported):
