@@ -292,3 +292,17 @@ def test_opens_thinking_detects_a_prompt_ending_in_think() -> None:
     assert opens_thinking("<|im_start|>assistant\n<think>\n")
     assert not opens_thinking("<|im_start|>assistant\n<think>\n\n</think>\n\n")
     assert not opens_thinking("<|im_start|>assistant\n")
+
+
+def test_a_forced_list_of_calls_cut_short_keeps_the_calls_it_completed() -> None:
+    # a grammar made the output calls, and the token limit cut the second one
+    cut = '[ { "name": "f", "arguments": {"a": 1}},{ "name": "g", "argu'
+    for chunks in ([cut], list(cut)):
+        forced = parse(chunks, parse_tools=True, think=None, forced_calls=True)
+        assert forced == Result(calls=[("f", {"a": 1})])
+        # unforced, a model that wrote such JSON on its own meant it as text
+        assert parse(chunks, parse_tools=True, think=None) == Result(text=cut)
+    nothing_whole = '[{"name": "f", "arguments": {"a'
+    assert parse([nothing_whole], parse_tools=True, think=None, forced_calls=True) == Result(
+        text=nothing_whole
+    )

@@ -83,7 +83,11 @@ class GenerationStream:
         parse_tools = bool(request.tools) and request.tool_choice != "none"
         self._parsers = [
             OutputParser(
-                choice=i, parse_tools=parse_tools, think=request.think, in_thinking=thinking_open
+                choice=i,
+                parse_tools=parse_tools,
+                think=request.think,
+                in_thinking=thinking_open,
+                forced_calls=parse_tools and request.tool_choice != "auto",
             )
             for i in range(request.n)
         ]

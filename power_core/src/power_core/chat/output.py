@@ -118,6 +118,9 @@ class OutputParser:
     :param think: ``None`` leaves reasoning inline as text; ``True`` reports it as
         :class:`ThinkingDelta`; ``False`` drops it.
     :param in_thinking: the prompt already opened a ``<think>`` block.
+    :param forced_calls: a grammar forces the output to be tool calls (``tool_choice``
+        ``required`` or a function's name): a list of calls cut short by a token limit
+        still reports the calls it completed.
 
     Log-probabilities fed with text travel with the visible text they arrived with; those of
     text that became reasoning or a tool call are dropped.
@@ -130,11 +133,12 @@ class OutputParser:
         parse_tools: bool,
         think: bool | None,
         in_thinking: bool = False,
+        forced_calls: bool = False,
     ) -> None:
         self.choice = choice
         self._think = think
         self._reasoning = ReasoningSplitter(in_thinking=in_thinking) if think is not None else None
-        self._scanner = ToolCallScanner() if parse_tools else None
+        self._scanner = ToolCallScanner(forced=forced_calls) if parse_tools else None
         self._logprobs: list[TokenLogprob] = []
         self._finished = False
 

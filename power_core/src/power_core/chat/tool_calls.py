@@ -152,6 +152,22 @@ def _bare_call_may_start(text: str) -> bool | None:
     return key in _CALL_KEYS
 
 
+def _whole_calls_of_cut_list(text: str) -> list[ToolCall] | None:
+    """The calls a JSON list cut short completed (``[{call}, {call}, {"na``), or ``None``."""
+    if not text.startswith("["):
+        return None
+    values = []
+    pos = _skip_space(text, 1)
+    while (decoded := _decode(text[pos:])) is not None:
+        value, end = decoded
+        values.append(value)
+        pos = _skip_space(text, pos + end)
+        if not text.startswith(",", pos):
+            break
+        pos = _skip_space(text, pos + 1)
+    return parse_tool_calls(values, explicit=False) if values else None
+
+
 def _skip_space(text: str, pos: int) -> int:
     while pos < len(text) and text[pos].isspace():
         pos += 1
@@ -165,9 +181,12 @@ class ToolCallScanner:
     :attr:`calls`. Whitespace between or after calls is dropped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, forced: bool = False) -> None:
         #: the calls found so far, in order
         self.calls: list[ToolCall] = []
+        # output a grammar forced to be calls: a list cut short (a token limit) still gives
+        # the calls it completed
+        self._forced = forced
         self._mode = _Mode.TEXT
         self._buf = ""
         # whitespace that stood before a marker, given back if the marker leads to no call
@@ -375,6 +394,13 @@ class ToolCallScanner:
             body = body[4:] if body.startswith("json") else body
         body = body.lstrip()
         decoded = _decode(body) if attempt or final else None
+        if decoded is None and final and self._forced:
+            whole = _whole_calls_of_cut_list(body)
+            if whole:
+                self.calls.extend(whole)
+                self._buf = ""
+                self._enter(_Mode.TEXT)
+                return True
         if decoded is None:
             self._fresh = False
             return self._not_bare() if final else False
