@@ -163,3 +163,38 @@ def test_a_client_leaving_a_non_streamed_request_frees_the_sequence(
     while _active_leases(keyed_server) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _active_leases(keyed_server) == 0, "the abandoned generation kept running"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_client_leaving_while_its_request_is_queued_frees_its_place(
+    keyed_server: PowerServer, streamed: bool
+) -> None:
+    # A holds the one sequence; B waits in the queue, which no event comes to, and leaves
+    endless = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell a story."}],
+        "stream": True,
+        "logit_bias": NO_EOS,
+    }
+    first = _open_stream(keyed_server, endless)
+    try:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": streamed}
+        payload = json.dumps(body).encode()
+        queued = socket.create_connection(("127.0.0.1", keyed_server.port), timeout=60)
+        queued.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+            + f"Authorization: {AUTH['Authorization']}\r\n".encode()
+            + b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        _wait_for_leases(keyed_server, 2)
+        queued.close()
+        # kept, B would run after A (thousands of tokens from now) and fill the queue
+        deadline = time.monotonic() + 10
+        while _active_leases(keyed_server) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _active_leases(keyed_server) == 1, "the abandoned request is still queued"
+    finally:
+        _reset(first)
+    _wait_for_leases(keyed_server, 0)

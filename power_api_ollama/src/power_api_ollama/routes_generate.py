@@ -15,7 +15,10 @@ from power_core.errors import InvalidRequest, PowerError
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
 from power_core.server.direct import DirectWriter, direct_writer, write_text_directly
-from power_core.server.disconnect import cancel_when_client_leaves
+from power_core.server.disconnect import (
+    cancel_if_client_leaves_while_queued,
+    cancel_when_client_leaves,
+)
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
 from power_core.store.layers import template_thinks
@@ -59,6 +62,7 @@ def ndjson_generation(
 def respond(stream: GenerationStream, renderer: OllamaRenderer, streaming: bool) -> Response:
     """Stream NDJSON, or collect everything into one JSON object for ``stream: false``."""
     if streaming:
+        cancel_if_client_leaves_while_queued(stream)
         return ndjson_response(ndjson_generation(stream, renderer, direct_writer()))
     cancel_when_client_leaves(stream)
     events = iter(stream)

@@ -20,7 +20,10 @@ from power_core.chat.tool_calls import new_call_id
 from power_core.errors import ContextLengthExceeded
 from power_core.generation import GenerationStream
 from power_core.server.direct import DirectWriter, direct_writer, write_text_directly
-from power_core.server.disconnect import cancel_when_client_leaves
+from power_core.server.disconnect import (
+    cancel_if_client_leaves_while_queued,
+    cancel_when_client_leaves,
+)
 from power_core.services import PowerServices
 from power_core.types import (
     ChoiceDone,
@@ -50,6 +53,7 @@ def create_chat_completion(services: PowerServices, body: dict[str, Any]) -> Res
         raise ContextLengthExceeded(exc.message, param="messages") from exc
     envelope = Envelope.for_model("chatcmpl", stream.model)
     if options.stream:
+        cancel_if_client_leaves_while_queued(stream)
         return sse_response(chat_chunks(stream, envelope, options, direct_writer()), stream.cancel)
     cancel_when_client_leaves(stream)
     try:

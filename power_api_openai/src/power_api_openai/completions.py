@@ -23,7 +23,10 @@ from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
 from power_core.server.direct import DirectWriter, direct_writer, write_text_directly
-from power_core.server.disconnect import cancel_when_client_leaves
+from power_core.server.disconnect import (
+    cancel_if_client_leaves_while_queued,
+    cancel_when_client_leaves,
+)
 from power_core.services import PowerServices
 from power_core.types import (
     ChoiceDone,
@@ -135,6 +138,7 @@ def create_completion(services: PowerServices, body: dict[str, Any]) -> Response
         raise
     envelope = Envelope.for_model("cmpl", streams[0].model)
     if options.stream:
+        cancel_if_client_leaves_while_queued(*streams)
         return sse_response(
             completion_chunks(streams, envelope, options, direct_writer()),
             lambda: cancel_all(streams),

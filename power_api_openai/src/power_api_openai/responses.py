@@ -30,7 +30,10 @@ from power_api_openai.sse import PING, sse_response
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
 from power_core.server.direct import DirectWriter, direct_writer, write_text_directly
-from power_core.server.disconnect import cancel_when_client_leaves
+from power_core.server.disconnect import (
+    cancel_if_client_leaves_while_queued,
+    cancel_when_client_leaves,
+)
 from power_core.services import PowerServices
 from power_core.types import (
     ChoiceDone,
@@ -69,6 +72,7 @@ def create_response(services: PowerServices, body: dict[str, Any]) -> Response:
     sampling = _echoed_sampling(request.sampling, model)
     builder = ResponseBuilder(stream.model.name, options, sampling)
     if options.stream:
+        cancel_if_client_leaves_while_queued(stream)
         frames = response_events(stream, builder, direct_writer())
         return sse_response(frames, stream.cancel, end=None, error_frames=builder.failed_frames)
     cancel_when_client_leaves(stream)

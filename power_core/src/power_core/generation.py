@@ -70,6 +70,8 @@ class GenerationStream:
         self._done = False
         self._client_gone: Callable[[], bool] | None = None
         self._next_client_check = 0.0
+        #: whether any event came yet: a job still queued behind a full engine sends none
+        self.output_started = False
         #: what failed on the engine thread in deliver_text_directly, for the consumer to log
         self._direct_error: Exception | None = None
         try:
@@ -107,6 +109,7 @@ class GenerationStream:
     def __iter__(self) -> Iterator[GenerationEvent]:
         try:
             for event in self._stream:
+                self.output_started = True
                 if self._direct_error is not None:
                     log.error(
                         "writing a streamed token directly failed", exc_info=self._direct_error
@@ -169,6 +172,7 @@ class GenerationStream:
             return False
 
         def take(event: Any) -> Delivery:
+            self.output_started = True
             if type(event) is PromptProgress:
                 # the surfaces only ping while a prompt is unfinished; the finished one comes
                 # in the same engine step as the first token, which it must not hold back
@@ -184,6 +188,11 @@ class GenerationStream:
 
         channel.deliver_while_waiting(take)
         return True
+
+    @property
+    def over(self) -> bool:
+        """Whether the stream ended, was cancelled or closed (the model is given back)."""
+        return self._released
 
     def cancel(self) -> None:
         """Stop generating (client went away) and give the model back."""

@@ -1,14 +1,21 @@
-"""Noticing that the client of a non-streamed generation went away.
+"""Noticing that the client of a generation went away.
 
 A streamed response finds out at its next write, which fails. A non-streamed one writes
 nothing until the end, so without a look at the socket an abandoned request would keep its
 sequence busy for the whole generation. The server's handler puts the connection in the
 WSGI environment; :func:`cancel_when_client_leaves` has the stream look at it now and then.
+
+Neither way sees a request that waits in the engine's queue behind a full engine: it has
+no event to write or to look at the socket on. Abandoned there, it would still be admitted
+later and read its whole prompt, while live clients wait behind it and it fills the queue
+(``max_queue``) for nothing. :func:`cancel_if_client_leaves_while_queued` watches the
+socket from a greenlet until the first event comes.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import select
 import socket
 from collections.abc import Callable
@@ -17,7 +24,9 @@ from typing import Any
 from flask import request
 
 from power_core.concurrency import unpatched
-from power_core.generation import GenerationStream
+from power_core.generation import CLIENT_CHECK_INTERVAL, GenerationStream
+
+log = logging.getLogger(__name__)
 
 #: the WSGI environment key under which the server handler leaves the client's socket
 CLIENT_SOCKET = "a3s_power.client_socket"
@@ -59,3 +68,30 @@ def cancel_when_client_leaves(*streams: GenerationStream) -> None:
     if gone is not None:
         for stream in streams:
             stream.cancel_when(gone)
+            _watch_while_queued(stream, gone)
+
+
+def cancel_if_client_leaves_while_queued(*streams: GenerationStream) -> None:
+    """Cancel ``streams`` if the current request's client disconnects before their first
+    event (queued behind a full engine); for streamed responses, whose writes notice the
+    rest."""
+    gone = client_gone_check(request.environ)
+    if gone is not None:
+        for stream in streams:
+            _watch_while_queued(stream, gone)
+
+
+def _watch_while_queued(stream: GenerationStream, gone: Callable[[], bool]) -> None:
+    import gevent
+
+    def watch() -> None:
+        while True:
+            gevent.sleep(CLIENT_CHECK_INTERVAL)
+            if stream.output_started or stream.over:
+                return
+            if gone():
+                log.info("a client left while its request waited in the queue: dropped")
+                stream.cancel()
+                return
+
+    gevent.spawn(watch)
