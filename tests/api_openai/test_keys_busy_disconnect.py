@@ -21,6 +21,13 @@ from conftest import PowerServer
 pytestmark = pytest.mark.model
 
 AUTH = {"Authorization": f"Bearer {KEYS[1]}"}
+#: a stream that would run until its 8192-token context is full
+ENDLESS = {
+    "model": MODEL,
+    "messages": [{"role": "user", "content": "Tell a story."}],
+    "stream": True,
+    "logit_bias": NO_EOS,
+}
 
 
 def test_missing_or_wrong_key_is_401(keyed_server: PowerServer) -> None:
@@ -53,17 +60,23 @@ def test_oversized_body_is_413_in_openai_shape(keyed_server: PowerServer) -> Non
     assert_error_shape(response, 413)
 
 
-def _open_stream(server: PowerServer, body: dict[str, Any]) -> socket.socket:
-    """Start a streamed request on a raw socket and read until its first content chunk."""
+def _send(server: PowerServer, path: str, body: dict[str, Any]) -> socket.socket:
+    """POST ``body`` to ``path`` on a raw socket (to leave without reading the answer)."""
     payload = json.dumps(body).encode()
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=300)
     sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\n".encode()
         + f"Authorization: {AUTH['Authorization']}\r\n".encode()
         + b"Content-Type: application/json\r\n"
         + f"Content-Length: {len(payload)}\r\n\r\n".encode()
         + payload
     )
+    return sock
+
+
+def _open_stream(server: PowerServer, body: dict[str, Any]) -> socket.socket:
+    """Start a streamed request on a raw socket and read until its first content chunk."""
+    sock = _send(server, "/v1/chat/completions", body)
     received = b""
     while b'"content":"' not in received.replace(b'"content":""', b""):
         data = sock.recv(65536)
@@ -96,13 +109,7 @@ def test_busy_server_answers_503_and_a_disconnect_frees_the_sequence(
 ) -> None:
     # A would run until its 8192-token context is full: only cancelling it can free the
     # one sequence for B in time
-    endless = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Tell a story."}],
-        "stream": True,
-        "logit_bias": NO_EOS,
-    }
-    first = _open_stream(keyed_server, endless)
+    first = _open_stream(keyed_server, ENDLESS)
     queued: dict[str, Any] = {}
 
     def wait_in_queue() -> None:
@@ -147,15 +154,7 @@ def test_a_client_leaving_a_non_streamed_request_frees_the_sequence(
         body["messages"] = [{"role": "user", "content": "Tell a story."}]
     else:
         body["prompt"] = "Once upon a time"
-    payload = json.dumps(body).encode()
-    sock = socket.create_connection(("127.0.0.1", keyed_server.port), timeout=60)
-    sock.sendall(
-        f"POST {path} HTTP/1.1\r\nHost: localhost\r\n".encode()
-        + f"Authorization: {AUTH['Authorization']}\r\n".encode()
-        + b"Content-Type: application/json\r\n"
-        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
-        + payload
-    )
+    sock = _send(keyed_server, path, body)
     _wait_for_leases(keyed_server, 1)
     sock.close()
     # 4000 tokens take well over 30 s here; the lease must go within a few checks
@@ -170,24 +169,10 @@ def test_a_client_leaving_while_its_request_is_queued_frees_its_place(
     keyed_server: PowerServer, streamed: bool
 ) -> None:
     # A holds the one sequence; B waits in the queue, which no event comes to, and leaves
-    endless = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Tell a story."}],
-        "stream": True,
-        "logit_bias": NO_EOS,
-    }
-    first = _open_stream(keyed_server, endless)
+    first = _open_stream(keyed_server, ENDLESS)
     try:
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": streamed}
-        payload = json.dumps(body).encode()
-        queued = socket.create_connection(("127.0.0.1", keyed_server.port), timeout=60)
-        queued.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n"
-            + f"Authorization: {AUTH['Authorization']}\r\n".encode()
-            + b"Content-Type: application/json\r\n"
-            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
-            + payload
-        )
+        queued = _send(keyed_server, "/v1/chat/completions", body)
         _wait_for_leases(keyed_server, 2)
         queued.close()
         # kept, B would run after A (thousands of tokens from now) and fill the queue
