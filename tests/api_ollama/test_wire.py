@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
+
+from conftest import PowerServer
 
 MODEL = "smollm2:135m"
 GREEDY = {"temperature": 0, "num_predict": 8}
@@ -620,3 +624,34 @@ def test_half_a_utf16_pair_is_read_as_a_replacement_character(
     options = b', "stream": false, "options": {"num_predict": 2}}'
     response = requests.post(url + path, data=body + options, timeout=60)
     assert response.status_code == 200, response.text
+
+
+def _event_descriptors(pid: int) -> int:
+    """The epoll and eventfd descriptors a process holds (what a gevent hub opens)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/{pid}/fd/{fd}") in (
+                "anon_inode:[eventpoll]",
+                "anon_inode:[eventfd]",
+            )
+    return count
+
+
+def test_loading_and_unloading_leaves_no_descriptors_behind(power_server: PowerServer) -> None:
+    # an unload waited on a native thread, where asking gevent for a hub made one that
+    # outlived the thread: an epoll and an eventfd lost per unload
+    assert power_server.process is not None
+    url = power_server.url
+
+    def load_and_unload() -> None:
+        body = {"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 1}}
+        assert requests.post(url + "/api/generate", json=body, timeout=120).status_code == 200
+        unload = {"model": MODEL, "keep_alive": 0}
+        assert requests.post(url + "/api/generate", json=unload, timeout=120).status_code == 200
+
+    load_and_unload()
+    before = _event_descriptors(power_server.process.pid)
+    for _ in range(3):
+        load_and_unload()
+    assert _event_descriptors(power_server.process.pid) == before
