@@ -80,18 +80,26 @@ class WakeSignal:
         return bool(self._lock.acquire(timeout=-1 if timeout is None else timeout))
 
 
-def _running_hub() -> Any:
-    """The gevent hub of this thread under the server, or ``None``: a native thread (an
-    engine's, one that unloads a model) waits on an OS lock instead. Asking gevent for a
-    hub there would make one, with an epoll and an eventfd descriptor that outlive the
-    thread: two descriptors lost per model unloaded."""
+#: the OS thread this module was imported on: the main thread, where the server's hub runs
+_IMPORTED_ON = _original("_thread", "get_ident")()
+
+
+def _thread_hub() -> Any:
+    """The gevent hub to wait on in this thread under the server, or ``None`` to wait on
+    an OS lock: without gevent, and on a native thread (an engine's, one that unloads a
+    model) that has no hub. Asking gevent for a hub there would make one, with an epoll
+    and an eventfd descriptor that outlive the thread: two lost per model unloaded. The
+    main thread gets its hub, made now if need be (the server's, where greenlets run)."""
     if not patched_gevent():
         return None
+    import gevent
+
+    if _original("_thread", "get_ident")() == _IMPORTED_ON:
+        return gevent.get_hub()
     try:  # gevent's own helper (since 20.x), not exported at the top of the package
         from gevent._hub_local import get_hub_if_exists
     except ImportError:  # pragma: no cover - a gevent that moved it: the old behaviour
-        from gevent import get_hub as get_hub_if_exists
-
+        return gevent.get_hub()
     return get_hub_if_exists()
 
 
@@ -116,7 +124,7 @@ class _Waker:
         # events): wake() and close() take this OS lock so a closed waker is never poked
         self._guard = allocate_native_lock()
         self._closed = False
-        hub = _running_hub()
+        hub = _thread_hub()
         if hub is not None:
             self._hub = hub
             self._async = hub.loop.async_()
