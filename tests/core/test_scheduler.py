@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from power_core.config import Settings
+from power_core.errors import ModelNotFound
 from power_core.plugins import get_registry
 from power_core.services import PowerServices
 from power_core.types import GenerationDone, GenerationRequest
@@ -129,3 +130,16 @@ def test_a_context_past_what_the_model_was_trained_for_is_cut_to_it(
         list(stream)
         assert services.loaded_models()[0].engine.info.context_length == loaded
     assert "num_ctx 16384 is more than the 8192 tokens it was trained for" in caplog.text
+
+
+def test_a_model_deleted_while_a_request_loads_it_is_not_found(
+    services: PowerServices, model_path: Path, tmp_path: Path
+) -> None:
+    # its own weights (a few bytes more than the shared file): the delete removes them
+    own = tmp_path / "own.gguf"
+    own.write_bytes(model_path.read_bytes() + b"\0" * 64)
+    services.library.import_gguf(own, "solo:latest")
+    resolved = services.library.resolve("solo")  # as a request does, before loading
+    services.library.delete("solo")
+    with pytest.raises(ModelNotFound):
+        services.generate(GenerationRequest(model="solo", prompt="Hi", max_tokens=1), resolved)

@@ -19,7 +19,13 @@ from typing import Any
 from power_core.concurrency import run_on_native_thread
 from power_core.config import Settings
 from power_core.engine import Backend, Engine, LoadSpec
-from power_core.errors import BackendUnavailable, InvalidRequest, ModelLoadFailed, PowerError
+from power_core.errors import (
+    BackendUnavailable,
+    InvalidRequest,
+    ModelLoadFailed,
+    ModelNotFound,
+    PowerError,
+)
 from power_core.models import ResolvedModel
 from power_core.types import LoadOptions
 
@@ -250,9 +256,14 @@ class ModelScheduler:
         started = time.perf_counter_ns()
         try:
             engine = run_on_native_thread(lambda: backend.load(spec), "a3s-power-load")
-        except PowerError:
-            raise
-        except Exception as exc:  # a backend's own failure becomes a clear typed error
+        except Exception as exc:
+            if not model.model_path.is_file():
+                # deleted since the request found it (a delete racing a load): a 404, as
+                # the request would have met a moment later, not the backend's failure
+                raise ModelNotFound(model.name) from exc
+            if isinstance(exc, PowerError):
+                raise
+            # a backend's own failure becomes a clear typed error
             raise ModelLoadFailed(f"failed to load model '{model.name}': {exc}") from exc
         log.info(
             "loaded %s with %s in %.2fs",
