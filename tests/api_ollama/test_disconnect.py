@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from urllib.parse import urlsplit
 
 import requests
 
-from conftest import ENDLESS_RAW_PROMPT, raw_post
+from conftest import ENDLESS_RAW_PROMPT, PowerServer, raw_post
 
 MODEL = "smollm2:135m"
 
@@ -78,3 +79,37 @@ def test_hanging_up_on_a_non_streamed_request_cancels_it(url: str) -> None:
     while _active_leases(url) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _active_leases(url) == 0
+
+
+def test_clients_resetting_their_streams_are_no_errors_in_the_log(
+    power_server: PowerServer,
+) -> None:
+    # a client that dies (RST) right after sending is an ordinary end of a stream: the
+    # server used to log it as an error, with a traceback
+    parts = urlsplit(power_server.url)
+    assert parts.hostname is not None and parts.port is not None
+    say_hi = {"model": MODEL, "stream": True, "max_tokens": 200, "options": {"num_predict": 200}}
+    routes = {
+        "/api/chat": {**say_hi, "messages": [{"role": "user", "content": "hi"}]},
+        "/api/generate": {**say_hi, "prompt": "hi"},
+        "/v1/chat/completions": {**say_hi, "messages": [{"role": "user", "content": "hi"}]},
+        "/v1/completions": {**say_hi, "prompt": "hi"},
+        "/v1/responses": {**say_hi, "input": "hi"},
+    }
+    logged_before = power_server.log_path.read_text(errors="replace")
+    for path, body in routes.items():
+        for _ in range(6):  # the reset can also land before the server reads the request
+            sock = socket.create_connection((parts.hostname, parts.port), timeout=120)
+            sock.sendall(raw_post(parts.netloc, path, body))
+            # once the server works on it (earlier, the reset drops the unread request)
+            deadline = time.monotonic() + 30
+            while not _active_leases(power_server.url) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+    deadline = time.monotonic() + 30
+    while _active_leases(power_server.url) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the last writes fail after the lease goes
+    logged = power_server.log_path.read_text(errors="replace")[len(logged_before) :]
+    assert "Traceback" not in logged and "ERROR" not in logged, logged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import suppress
 
@@ -18,11 +19,14 @@ from power_core.server.direct import DirectWriter, direct_writer, write_text_dir
 from power_core.server.disconnect import (
     cancel_if_client_leaves_while_queued,
     cancel_when_client_leaves,
+    is_client_gone_error,
 )
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
 from power_core.store.layers import template_thinks
 from power_core.types import ChatMessage, GenerationEvent, GenerationRequest
+
+log = logging.getLogger(__name__)
 
 
 def _stop_early(stream: GenerationStream, events: Iterator[GenerationEvent]) -> None:
@@ -52,6 +56,9 @@ def ndjson_generation(
         for payload in renderer.stream(events):
             yield json_line(payload)
     except Exception as exc:  # the status line is already out: report in-band, logged
+        if is_client_gone_error(exc):  # nobody to report to
+            log.info("the client left a streamed generation (%s)", type(exc).__name__)
+            return
         log_stream_failure(exc)
         yield error_line(exc)
     finally:

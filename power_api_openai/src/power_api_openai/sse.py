@@ -16,6 +16,7 @@ from flask import Response
 
 from power_api_openai.errors import error_body, power_error_body
 from power_core.errors import PowerError
+from power_core.server.disconnect import is_client_gone_error
 
 log = logging.getLogger("power_api_openai")
 
@@ -51,7 +52,10 @@ def event_stream(
     except PowerError as exc:
         yield from errors(power_error_body(exc))
         return
-    except Exception:  # a bug mid-stream: logged with its traceback, reported as a frame
+    except Exception as exc:  # a bug mid-stream: logged with its traceback, reported as a frame
+        if is_client_gone_error(exc):  # nobody to report to
+            log.info("the client left a streamed response (%s)", type(exc).__name__)
+            return
         log.exception("error while streaming a response")
         yield from errors(error_body("internal error while generating", status=500))
         return

@@ -33,6 +33,14 @@ CLIENT_SOCKET = "a3s_power.client_socket"
 _GONE_ERRNOS = {errno.ECONNRESET, errno.ENOTCONN, errno.EPIPE, errno.EBADF, errno.ETIMEDOUT}
 
 
+def is_client_gone_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the socket saying the client went away (a reset, a broken pipe):
+    an ordinary end of a stream, not a failure worth a traceback."""
+    if isinstance(exc, ConnectionError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _GONE_ERRNOS
+
+
 def client_gone_check(environ: dict[str, Any]) -> Callable[[], bool] | None:
     """A cheap test of whether the request's client closed its connection; ``None`` when
     the server did not say which socket the request came on."""
