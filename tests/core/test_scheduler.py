@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from power_core.config import Settings
 from power_core.errors import ModelNotFound
+from power_core.generation import GenerationStream
 from power_core.plugins import get_registry
 from power_core.services import PowerServices
 from power_core.types import GenerationDone, GenerationRequest
@@ -143,3 +146,74 @@ def test_a_model_deleted_while_a_request_loads_it_is_not_found(
     services.library.delete("solo")
     with pytest.raises(ModelNotFound):
         services.generate(GenerationRequest(model="solo", prompt="Hi", max_tokens=1), resolved)
+
+
+def _endless(services: PowerServices, model: str, **extra: object) -> GenerationStream:
+    """A generation that holds its lease until cancelled (its events are never read), or
+    for 3000 tokens (half a minute here; a bound should the test fail)."""
+    request = GenerationRequest(model=model, prompt="Count to a million", max_tokens=3000)
+    for key, value in extra.items():
+        setattr(request, key, value)
+    return services.generate(request)
+
+
+def test_the_keep_alive_of_the_request_scheduled_last_decides(services: PowerServices) -> None:
+    # as in Ollama: keep_alive 0 sent last unloads, though an earlier request ends after it
+    earlier = _endless(services, "first")
+    generate(services, "first", keep_alive=0)
+    assert loaded_names(services) == ["first:latest"]  # the earlier request still runs
+    earlier.cancel()
+    deadline = time.monotonic() + 30  # the engine drops the cancelled job at its next step
+    while loaded_names(services) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert loaded_names(services) == []
+
+
+def test_an_unload_under_steady_requests_is_not_put_off(services: PowerServices) -> None:
+    generate(services, "first")
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        while not stop.is_set():
+            generate(services, "first")
+
+    askers = [threading.Thread(target=keep_asking) for _ in range(2)]
+    for asker in askers:
+        asker.start()
+    try:
+        unloading = threading.Thread(target=services.scheduler.unload, args=("first:latest",))
+        unloading.start()
+        # new requests wait for it instead of joining the model being unloaded
+        unloading.join(60)
+        assert not unloading.is_alive(), "the unload waited for the requests to stop coming"
+    finally:
+        stop.set()
+        for asker in askers:
+            asker.join(60)
+
+
+def test_a_reload_of_one_model_does_not_hold_up_another(tmp_path: Path, model_path: Path) -> None:
+    settings = Settings(home=tmp_path, max_loaded_models=2, num_ctx=512, num_parallel=2)
+    services = PowerServices(settings, get_registry())
+    try:
+        services.library.import_gguf(model_path, "first:latest")
+        services.library.copy("first:latest", "second:latest")
+        generate(services, "second")
+        running = _endless(services, "first")
+        # another num_ctx reloads first once its running request ends: a long wait
+        reload = threading.Thread(target=generate_with, args=(services, "first", {"num_ctx": 256}))
+        reload.start()
+        time.sleep(0.5)  # the reload waits for the running request
+        assert reload.is_alive()
+        assert generate(services, "second")  # loaded, idle: answered meanwhile
+        assert reload.is_alive()
+        running.cancel()
+        reload.join(60)
+        assert not reload.is_alive()
+    finally:
+        services.close()
+
+
+def generate_with(services: PowerServices, model: str, load: dict[str, int]) -> None:
+    request = GenerationRequest(model=model, prompt="Hi", max_tokens=2, load=load)
+    list(services.generate(request))

@@ -55,7 +55,6 @@ class GenerationStream:
         scheduler: ModelScheduler,
         entry: LoadedModel,
         request: GenerationRequest,
-        keep_alive: float | None,
         started_ns: int,
         load_ns: int,
     ) -> None:
@@ -63,7 +62,6 @@ class GenerationStream:
         self.request = request
         self._scheduler = scheduler
         self._entry = entry
-        self._keep_alive = keep_alive
         self._started_ns = started_ns
         self._load_ns = load_ns
         self._released = False
@@ -206,4 +204,4 @@ class GenerationStream:
     def _release(self) -> None:
         if not self._released:
             self._released = True
-            self._scheduler.release(self._entry, self._keep_alive)
+            self._scheduler.release(self._entry)

@@ -54,6 +54,11 @@ class LoadedModel:
     expires_at: float | None = None
     #: wall-clock version of ``expires_at`` for display
     expires_wall: float | None = None
+    #: the keep-alive of the request scheduled last, which the idle timer follows (as in
+    #: Ollama): ``keep_alive: 0`` sent last unloads even if an earlier request ends after
+    keep_alive: float | None = None
+    #: on its way out (an unload or a reload waits for its requests): takes no new ones
+    draining: bool = False
 
 
 def load_options_from(settings: Settings, overrides: dict[str, Any]) -> LoadOptions:
@@ -129,43 +134,61 @@ class ModelScheduler:
         keep_alive: float | None = None,
     ) -> Iterator[LoadedModel]:
         """Hold ``model`` loaded (loading it if needed) for the duration of the block."""
-        entry = self.acquire(model, load_overrides or {})
+        entry = self.acquire(model, load_overrides or {}, keep_alive)
         try:
             yield entry
         finally:
-            self.release(entry, keep_alive)
+            self.release(entry)
 
-    def acquire(self, model: ResolvedModel, load_overrides: dict[str, Any]) -> LoadedModel:
-        """Load or reuse ``model`` and take a lease on it; pair with :meth:`release`."""
+    def acquire(
+        self,
+        model: ResolvedModel,
+        load_overrides: dict[str, Any],
+        keep_alive: float | None = None,
+    ) -> LoadedModel:
+        """Load or reuse ``model`` and take a lease on it; pair with :meth:`release`.
+        ``keep_alive`` (seconds; ``None``: the configured default) is how long it stays
+        loaded once idle, unless a request scheduled after this one says otherwise."""
         options = within_trained_context(model, load_options_from(self._settings, load_overrides))
-        with self._lock:
-            self.reap_expired()
-            entry = self._loaded.get(model.name)
-            stale = entry is not None and (
-                entry.options != options or entry.model.digest != model.digest
-            )
-            if entry is None or stale:
-                # options the backend cannot honour unload nothing: a 400, and the model
-                # stays loaded for everyone else
-                self._check_options(model, options)
-            if entry is not None and stale:
-                self._wait_idle(entry)
-                self._unload(entry)
-                entry = None
-            if entry is None:
-                self._make_room()
-                entry = self._load(model, options)
-                self._loaded[model.name] = entry
-            entry.leases += 1
-            entry.last_used = self._clock()
-            entry.expires_at = None
-            return entry
+        entry = self._loaded.get(model.name)
+        if entry is None or not self._serves(entry, model, options):
+            with self._lock:  # loads and unloads one at a time
+                entry = self._load_as_asked(model, options)
+        entry.leases += 1
+        entry.last_used = self._clock()
+        entry.expires_at = None
+        entry.keep_alive = keep_alive
+        return entry
 
-    def release(self, entry: LoadedModel, keep_alive: float | None) -> None:
-        """Drop a lease; the model then stays loaded for ``keep_alive`` seconds."""
+    @staticmethod
+    def _serves(entry: LoadedModel, model: ResolvedModel, options: LoadOptions) -> bool:
+        """Whether ``entry`` takes a request for ``model`` with ``options`` as it is: then
+        the request waits on nothing, not even on another model's load."""
+        return (
+            not entry.draining and entry.options == options and entry.model.digest == model.digest
+        )
+
+    def _load_as_asked(self, model: ResolvedModel, options: LoadOptions) -> LoadedModel:
+        self.reap_expired()
+        entry = self._loaded.get(model.name)
+        if entry is not None and self._serves(entry, model, options):
+            return entry  # loaded meanwhile, by the request this one waited behind
+        # options the backend cannot honour unload nothing: a 400, and the model stays
+        # loaded for everyone else
+        self._check_options(model, options)
+        if entry is not None:
+            self._drain(entry)
+        self._make_room()
+        entry = self._load(model, options)
+        self._loaded[model.name] = entry
+        return entry
+
+    def release(self, entry: LoadedModel) -> None:
+        """Drop a lease; once idle, the model stays loaded for the keep-alive of the request
+        scheduled last."""
         entry.leases -= 1
         entry.last_used = self._clock()
-        seconds = self._settings.keep_alive if keep_alive is None else keep_alive
+        seconds = self._settings.keep_alive if entry.keep_alive is None else entry.keep_alive
         if seconds < 0:
             entry.expires_at = entry.expires_wall = None
         else:
@@ -181,12 +204,12 @@ class ModelScheduler:
         return sorted(self._loaded.values(), key=lambda e: e.last_used, reverse=True)
 
     def unload(self, name: str) -> bool:
-        """Unload a model now (waits for its running requests). False if it was not loaded."""
+        """Unload a model once its running requests end; requests arriving meanwhile wait,
+        then load it again. False if it was not loaded."""
         entry = self._loaded.get(name)
         if entry is None:
             return False
-        self._wait_idle(entry)
-        self._unload(entry)
+        self._drain(entry)
         return True
 
     def set_keep_alive(self, name: str, keep_alive: float | None) -> None:
@@ -194,7 +217,8 @@ class ModelScheduler:
         entry = self._loaded.get(name)
         if entry is not None and entry.leases == 0:
             entry.leases += 1
-            self.release(entry, keep_alive)
+            entry.keep_alive = keep_alive
+            self.release(entry)
 
     def reap_expired(self) -> None:
         """Unload idle models whose keep-alive ran out."""
@@ -213,9 +237,13 @@ class ModelScheduler:
     def _idle(entry: LoadedModel) -> bool:
         return entry.leases == 0 and entry.engine.active_jobs() == 0
 
-    def _wait_idle(self, entry: LoadedModel) -> None:
+    def _drain(self, entry: LoadedModel) -> None:
+        """Unload ``entry`` once its requests end; it takes no new ones meanwhile (else a
+        steady stream of them would keep it, and whoever waits, forever)."""
+        entry.draining = True
         while not self._idle(entry):
             time.sleep(0.05)  # cooperative under gevent's patched time
+        self._unload(entry)
 
     def _make_room(self) -> None:
         limit = self._settings.max_loaded_models

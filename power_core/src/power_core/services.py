@@ -45,11 +45,9 @@ class PowerServices:
         has_images = bool(request.messages) and any(m.images for m in request.messages or [])
         if has_images and "vision" not in model.capabilities:
             raise InvalidRequest(f"model '{model.name}' does not support images", param="images")
-        entry = self.scheduler.acquire(model, request.load)
+        entry = self.scheduler.acquire(model, request.load, request.keep_alive)
         load_ns = time.perf_counter_ns() - started
-        return GenerationStream(
-            self.scheduler, entry, request, request.keep_alive, started, load_ns
-        )
+        return GenerationStream(self.scheduler, entry, request, started, load_ns)
 
     def load_model(
         self, name: str, keep_alive: float | None = None, load: dict | None = None
@@ -57,8 +55,8 @@ class PowerServices:
         """Load a model without generating (an empty prompt); returns it and the load time."""
         started = time.perf_counter_ns()
         model = self.library.resolve(name)
-        entry = self.scheduler.acquire(model, load or {})
-        self.scheduler.release(entry, keep_alive)
+        entry = self.scheduler.acquire(model, load or {}, keep_alive)
+        self.scheduler.release(entry)
         return model, time.perf_counter_ns() - started
 
     def unload_model(self, name: str) -> ResolvedModel:
