@@ -7,13 +7,16 @@ import hashlib
 import json
 import os
 import re
+import signal
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from conftest import PowerServer
+from conftest import PowerServer, import_test_model
 
 MODEL = "smollm2:135m"
 GREEDY = {"temperature": 0, "num_predict": 8}
@@ -655,3 +658,29 @@ def test_loading_and_unloading_leaves_no_descriptors_behind(power_server: PowerS
     for _ in range(3):
         load_and_unload()
     assert _event_descriptors(power_server.process.pid) == before
+
+
+def test_a_shutdown_lets_the_requests_under_way_finish(tmp_path: Path) -> None:
+    server = PowerServer(tmp_path, num_ctx="1024")
+    import_test_model(server.env)
+    server.start()
+    try:
+        assert server.process is not None
+        body = {
+            "model": MODEL,
+            "prompt": "Count from one to one hundred.",
+            "options": {"temperature": 0, "num_predict": 200},
+        }
+        response = requests.post(server.url + "/api/generate", json=body, stream=True, timeout=60)
+        lines = response.iter_lines()
+        assert not json.loads(next(lines))["done"]  # under way
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(requests.ConnectionError):  # no new connections meanwhile
+            requests.get(server.url + "/", timeout=5)
+        rest = [json.loads(line) for line in lines if line]
+        assert rest[-1]["done"] is True and "error" not in rest[-1], rest[-1]
+        assert server.process.wait(timeout=30) == 0
+        assert "waiting for 1 request(s) to finish" in server.log()
+    finally:
+        server.stop()

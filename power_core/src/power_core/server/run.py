@@ -15,9 +15,11 @@ import logging  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gevent  # noqa: E402
+import gevent.event  # noqa: E402
 from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
 
 from power_core.errors import PowerError  # noqa: E402
@@ -47,6 +49,16 @@ class PowerHandler(WSGIHandler):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().handle()
 
+    def handle_one_response(self) -> None:
+        # counted so that a shutdown lets the requests under way finish (idle keep-alive
+        # connections are not requests: a shutdown does not wait for them)
+        server = self.server
+        server.requests_under_way += 1
+        try:
+            super().handle_one_response()
+        finally:
+            server.requests_under_way -= 1
+
     def get_environ(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environ()
         environ[CLIENT_SOCKET] = self.socket
@@ -73,6 +85,31 @@ class PowerHandler(WSGIHandler):
         if self._direct is not None and self._direct.pending:
             super()._sendall(self._direct.take_pending())
         super()._sendall(data)
+
+
+class PowerWSGIServer(WSGIServer):
+    """pywsgi's server, counting the requests its handlers are answering."""
+
+    requests_under_way = 0
+
+
+#: seconds a shutdown (SIGTERM, Ctrl-C) gives the requests under way to finish; a second
+#: signal stops at once
+SHUTDOWN_GRACE = 10.0
+
+
+def _shut_down(server: PowerWSGIServer, stopped: gevent.event.Event) -> None:
+    """Take no new connections, let the requests under way finish (at most
+    :data:`SHUTDOWN_GRACE` seconds), then let ``main`` unload the models and exit."""
+    server.close()
+    deadline = time.monotonic() + SHUTDOWN_GRACE
+    if server.requests_under_way:
+        log.info("shutting down: waiting for %d request(s) to finish", server.requests_under_way)
+    while server.requests_under_way and time.monotonic() < deadline and not stopped.is_set():
+        gevent.sleep(0.05)
+    if server.requests_under_way:
+        log.warning("shutting down with %d request(s) cut short", server.requests_under_way)
+    stopped.set()
 
 
 def _reap_forever(services: object) -> None:
@@ -118,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     try:
-        server = WSGIServer(
+        server = PowerWSGIServer(
             (settings.host, settings.port),
             app,
             log=None,
@@ -133,9 +170,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
 
+    stopped = gevent.event.Event()
+    shutting_down: list[gevent.Greenlet] = []
+
     def stop() -> None:
+        if shutting_down:  # a second signal: stop now
+            log.info("shutting down now")
+            stopped.set()
+            return
         log.info("shutting down")
-        server.stop(timeout=5)
+        shutting_down.append(gevent.spawn(_shut_down, server, stopped))
 
     gevent.signal_handler(signal.SIGTERM, stop)
     gevent.signal_handler(signal.SIGINT, stop)
@@ -144,9 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     log.info("A3S Power listening on http://%s:%s", host, port)
     print(f"A3S Power listening on http://{host}:{port}", flush=True)
     try:
-        server.serve_forever()
+        server.start()
+        stopped.wait()
     finally:
         reaper.kill()
+        server.stop(timeout=0)
         services.close()
     return 0
 
