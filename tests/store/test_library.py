@@ -22,6 +22,7 @@ from power_core.library import ModelLibrary
 from power_core.pull.url import UrlSource
 from power_core.sources import PullProgress
 from power_core.store.builder import MAX_TEXT_LAYER
+from power_core.store.layers import GO_TEMPLATE_NOTE
 from power_core.store.local import LocalStore
 from power_core.types import ChatMessage
 
@@ -375,3 +376,19 @@ def test_a_store_the_machine_refuses_is_reported_as_such(tmp_path: Path, tiny_gg
         with pytest.raises(StoreUnavailable, match=f"model store cannot be used: .*{not_a_folder}"):
             attempt()
     assert not_a_folder.read_text() == "a file where the models should be"
+
+
+def test_a_go_template_is_kept_with_a_warning(library: ModelLibrary, tiny_gguf: Path) -> None:
+    # Ollama's Modelfiles carry Go templates: stored (and shown), but they shape no prompt
+    library.import_gguf(tiny_gguf, "base")
+    events: list[PullProgress] = []
+    go = "{{ if .System }}<|system|>{{ .System }}{{ end }}<|user|>{{ .Prompt }}<|assistant|>"
+    library.create("go", from_="base", template=go, progress=events.append)
+    warnings = [e.status for e in events if e.status.startswith("warning: ")]
+    assert warnings == ["warning: " + GO_TEMPLATE_NOTE]
+    assert library.resolve("go").template == go
+    events.clear()
+    library.create(
+        "jinja", from_="base", template="{{ messages[0].content }}", progress=events.append
+    )
+    assert not [e for e in events if e.status.startswith("warning: ")]

@@ -9,7 +9,6 @@ output constraints, and a context that fills up shifts or ends the output.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import fields, replace
 from typing import Any
 
@@ -27,6 +26,7 @@ from power_core.engine import CompletionJob, Engine
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.models import ResolvedModel
 from power_core.special_tokens import special_tokens_of
+from power_core.store.layers import is_go_template
 from power_core.types import ChatMessage, GenerationRequest, SamplingOptions
 
 log = logging.getLogger(__name__)
@@ -112,12 +112,9 @@ def _shift_keep(model: ResolvedModel, request: GenerationRequest) -> int | None:
     return _keep_tokens(model, request)
 
 
-_GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if \.|range \.|end\b)")
-
-
 def _jinja(source: object) -> str | None:
     # models pulled by Ollama carry Go templates; those are skipped for the GGUF's own Jinja
-    if isinstance(source, str) and source and not _GO_TEMPLATE.search(source):
+    if isinstance(source, str) and source and not is_go_template(source):
         return source
     return None
 
@@ -127,6 +124,12 @@ def chat_template_for(
 ) -> ChatTemplate:
     """The request's template, else the Modelfile's, else the GGUF's, else ChatML; it
     prints ``special_tokens`` as ``bos_token`` and ``eos_token``."""
+    if override and is_go_template(override):
+        raise UnsupportedFeature(
+            "'template' is a Go template (Ollama's syntax), which A3S Power does not run; "
+            "send a Jinja chat template, or none to use the model's",
+            param="template",
+        )
     source = (
         _jinja(override)
         or _jinja(model.template)

@@ -9,6 +9,7 @@ registered :class:`~power_core.sources.ModelSource` plugins.
 from __future__ import annotations
 
 import functools
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -40,8 +41,10 @@ from power_core.store.base import ModelStore, StoredBlob, StoredManifest
 from power_core.store.builder import MAX_TEXT_LAYER, LayerChanges, build_manifest
 from power_core.store.digests import normalize_digest
 from power_core.store.layers import (
+    GO_TEMPLATE_NOTE,
     capabilities_for,
     details_for,
+    is_go_template,
     load_messages,
     load_parameters,
     looks_like_path,
@@ -55,6 +58,9 @@ _GGUF_CACHE_SIZE = 64
 _RESOLUTION_CACHE_SIZE = 64
 _CONFIG_CACHE_SIZE = 256
 _CONFIG_CACHE_BLOB_BYTES = 64 << 10
+
+
+log = logging.getLogger(__name__)
 
 
 def _ignore(_: PullProgress) -> None:
@@ -322,6 +328,10 @@ class ModelLibrary:
         base: Manifest | None = None
         base_parameters: dict[str, Any] = {}
         changes.text_layers()  # refuse a text too large before copying anything
+        if changes.template is not None and is_go_template(changes.template):
+            # kept, as Ollama's Modelfiles carry one; but say it shapes nothing here
+            log.warning("model %s: %s", name, GO_TEMPLATE_NOTE)
+            progress(PullProgress(status=f"warning: {GO_TEMPLATE_NOTE}"))
         if isinstance(source, Path):
             read_gguf_info(source)  # refuse a bad file before copying gigabytes of it
         with self.store.write_lock():

@@ -22,6 +22,7 @@ from power_core.types import ChatMessage, ToolSpec
 
 __all__ = ["CHATML_TEMPLATE", "ChatTemplate", "TemplateError", "message_dicts", "tool_dicts"]
 
+
 #: The template used when a model brings none: ChatML, with Hermes/Qwen-style tool calling
 #: (tool signatures in the system turn, calls as ``<tool_call>{json}</tool_call>`` blocks,
 #: results as ``<tool_response>`` blocks in a ``tool`` turn).
