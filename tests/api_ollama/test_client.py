@@ -222,6 +222,12 @@ def test_embed_returns_unit_vectors(client: ollama.Client) -> None:
 def test_legacy_embeddings(client: ollama.Client) -> None:
     result = client.embeddings(model=MODEL, prompt="the cat sat")
     assert len(result.embedding) == client.show(MODEL).modelinfo["llama.embedding_length"]
+    # as Ollama's legacy route: the pooled vector as is, which /api/embed normalises
+    length = math.sqrt(math.fsum(x * x for x in result.embedding))
+    assert length > 1.5, length
+    [unit] = client.embed(model=MODEL, input="the cat sat").embeddings
+    pairs = zip(result.embedding, unit, strict=True)
+    assert all(math.isclose(x / length, y, abs_tol=1e-6) for x, y in pairs)
 
 
 def test_ps_lists_the_loaded_model(client: ollama.Client) -> None:

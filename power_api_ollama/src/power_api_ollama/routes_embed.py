@@ -55,7 +55,8 @@ def add_embed_routes(blueprint: Blueprint, services: PowerServices) -> None:
         if not prompt:
             services.load_model(name, seconds, load)
             return json_response({"embedding": []})
-        result = services.embed(
-            EmbeddingRequest(model=name, inputs=[prompt], keep_alive=seconds, load=load)
+        # Ollama's legacy route gives the pooled vector as is; /api/embed normalises
+        embedding = EmbeddingRequest(
+            model=name, inputs=[prompt], keep_alive=seconds, load=load, normalize=False
         )
-        return json_response({"embedding": result.vectors[0]})
+        return json_response({"embedding": services.embed(embedding).vectors[0]})

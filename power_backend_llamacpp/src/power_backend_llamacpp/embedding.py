@@ -85,20 +85,21 @@ class EmbeddingRunner:
             raise InvalidRequest("no input to embed", param="input")
         sequences = [self._tokens(item, truncate) for item in inputs]
         ctx = self._context()
-        vectors: list[list[float]] = []
+        pooled: list[tuple[list[float], float]] = []
         group: list[list[int]] = []
         used = 0
         for tokens in sequences:
             if group and (used + len(tokens) > self._n_ctx or len(group) == _MAX_SEQS):
-                vectors.extend(self._decode(ctx, group))
+                pooled.extend(self._decode(ctx, group))
                 group, used = [], 0
             group.append(tokens)
             used += len(tokens)
-        vectors.extend(self._decode(ctx, group))
+        pooled.extend(self._decode(ctx, group))
         return EmbeddingResult(
-            vectors=vectors,
+            vectors=[vector for vector, _ in pooled],
             prompt_tokens=sum(len(t) for t in sequences),
             total_ns=time.perf_counter_ns() - started,
+            norms=[norm for _, norm in pooled],
         )
 
     def _tokens(self, item: str | list[int], truncate: bool) -> list[int]:
@@ -122,7 +123,8 @@ class EmbeddingRunner:
             tokens = tokens[: self._n_ctx]
         return tokens
 
-    def _decode(self, ctx: Any, group: list[list[int]]) -> list[list[float]]:
+    def _decode(self, ctx: Any, group: list[list[int]]) -> list[tuple[list[float], float]]:
+        """Each sequence's pooled vector, L2-normalised, and the length it had."""
         batch = self._batch
         assert batch is not None
         n = 0
@@ -147,7 +149,7 @@ class EmbeddingRunner:
                 norm = float(np.linalg.norm(vec))
                 if norm > 0.0:
                     vec /= norm
-                vectors.append(vec.tolist())
+                vectors.append((vec.tolist(), norm))
             return vectors
         finally:
             if memory:

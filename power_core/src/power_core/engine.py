@@ -101,7 +101,9 @@ class Engine(Protocol):
         ...
 
     def embed(self, inputs: list[str | list[int]], *, truncate: bool) -> EmbeddingResult:
-        """Embed every input (one sequence each), pooled and L2-normalised."""
+        """Embed every input (one sequence each), pooled and L2-normalised; the lengths
+        before normalising go in :attr:`EmbeddingResult.norms` (optional: without them
+        the legacy ``/api/embeddings`` answers unit vectors too)."""
         ...
 
     def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:

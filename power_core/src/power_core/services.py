@@ -88,6 +88,8 @@ class PowerServices:
         vectors = result.vectors
         if request.dimensions is not None and request.dimensions < size:
             vectors = [_unit(v[: request.dimensions]) for v in vectors]
+        elif not request.normalize and result.norms is not None:
+            vectors = [[x * norm for x in v] for v, norm in zip(vectors, result.norms, strict=True)]
         return replace(
             result,
             vectors=vectors,

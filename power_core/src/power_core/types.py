@@ -149,6 +149,9 @@ class EmbeddingRequest:
     inputs: list[str | list[int]]
     truncate: bool = True
     dimensions: int | None = None
+    #: unit-length vectors; ``False`` gives them at the length the model pooled them
+    #: (where the backend reports it: :attr:`EmbeddingResult.norms`)
+    normalize: bool = True
     keep_alive: float | None = None
     load: dict[str, Any] = field(default_factory=dict)
 
@@ -252,3 +255,6 @@ class EmbeddingResult:
     prompt_tokens: int
     load_ns: int = 0
     total_ns: int = 0
+    #: each vector's length before it was normalised, where the backend reports it (what
+    #: Ollama's legacy ``/api/embeddings`` returns is the vector at that length)
+    norms: list[float] | None = None
