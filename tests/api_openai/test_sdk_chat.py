@@ -389,3 +389,46 @@ def test_a_conversation_reuses_the_cached_prompt_of_its_last_turn(client: OpenAI
     cached = second.usage.prompt_tokens_details.cached_tokens
     assert cached is not None
     assert first.usage.prompt_tokens <= cached < second.usage.prompt_tokens
+
+
+def test_deprecated_functions_are_answered_the_old_way(client: OpenAI) -> None:
+    # OpenAI still takes functions/function_call; older LangChain and instructor send them
+    functions = [WEATHER_TOOL["function"]]
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    asked = {
+        "model": MODEL,
+        "functions": functions,
+        "function_call": {"name": "get_weather"},
+        "temperature": 0,
+        "max_tokens": 40,
+    }
+    reply = client.chat.completions.create(messages=[question], **asked)  # type: ignore[call-overload]
+    choice = reply.choices[0]
+    assert choice.finish_reason == "function_call"
+    assert choice.message.tool_calls is None and choice.message.content is None
+    call = choice.message.function_call
+    assert call is not None and call.name == "get_weather"
+    assert isinstance(json.loads(call.arguments).get("city"), str)
+
+    streamed = list(client.chat.completions.create(messages=[question], stream=True, **asked))  # type: ignore[call-overload]
+    pieces = [c.choices[0].delta.function_call for c in streamed if c.choices]
+    pieces = [p for p in pieces if p is not None]
+    assert pieces[0].name == "get_weather"
+    assert json.loads("".join(p.arguments or "" for p in pieces)) == json.loads(call.arguments)
+    assert streamed[-1].choices[0].finish_reason == "function_call"
+
+    # the result goes back as a function message, after the assistant's function_call
+    result = {"role": "function", "name": "get_weather", "content": "Sunny, 22 C"}
+    said = {"role": "assistant", "content": None, "function_call": call.model_dump()}
+    answer = client.chat.completions.create(
+        model=MODEL,
+        messages=[question, said, result],
+        functions=functions,
+        max_tokens=8,  # type: ignore[list-item,call-overload]
+    )
+    assert answer.choices[0].finish_reason in ("stop", "length")
+    with pytest.raises(openai.BadRequestError) as both:
+        client.chat.completions.create(  # type: ignore[call-overload]
+            model=MODEL, messages=[question], functions=functions, tools=[WEATHER_TOOL]
+        )
+    assert both.value.param == "functions"

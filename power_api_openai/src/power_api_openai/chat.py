@@ -12,6 +12,7 @@ from flask import Response
 from power_api_openai.chat_request import ChatOptions, parse_chat_request
 from power_api_openai.envelope import Envelope, finish_reason, usage_json
 from power_api_openai.errors import json_response
+from power_api_openai.legacy_functions import function_call_json, uses_functions, with_tools
 from power_api_openai.logprobs import chat_logprobs
 from power_api_openai.merge import merged_events
 from power_api_openai.sampling import with_openai_defaults
@@ -27,6 +28,7 @@ from power_core.server.disconnect import (
 from power_core.services import PowerServices
 from power_core.types import (
     ChoiceDone,
+    FinishReason,
     GenerationDone,
     PromptProgress,
     TextDelta,
@@ -42,7 +44,8 @@ CHUNK = "chat.completion.chunk"
 
 def create_chat_completion(services: PowerServices, body: dict[str, Any]) -> Response:
     """Validate, start generating (errors so far are plain 4xx/5xx), then answer or stream."""
-    request, options = parse_chat_request(body)
+    request, options = parse_chat_request(with_tools(body))
+    options.legacy_functions = uses_functions(body)
     model = services.library.resolve(request.model)
     request.sampling = with_openai_defaults(request.sampling, model)
     if "thinking" in model.capabilities:
@@ -98,7 +101,7 @@ def chat_completion(
         elif isinstance(event, ToolCallEvent):
             choices[event.choice].calls.append(event.call)
         elif isinstance(event, ChoiceDone):
-            choices[event.choice].reason = finish_reason(event.reason)
+            choices[event.choice].reason = _finish(event.reason, options)
         elif isinstance(event, GenerationDone):
             usage = event.usage
     return envelope.object(
@@ -106,7 +109,7 @@ def chat_completion(
         choices=[
             {
                 "index": index,
-                "message": _message(choice),
+                "message": _message(choice, options),
                 "logprobs": chat_logprobs(choice.logprobs) if options.logprobs else None,
                 "finish_reason": choice.reason,
             }
@@ -116,7 +119,12 @@ def chat_completion(
     )
 
 
-def _message(choice: _Choice) -> dict[str, Any]:
+def _finish(reason: FinishReason, options: ChatOptions) -> str:
+    finish = finish_reason(reason)
+    return "function_call" if options.legacy_functions and finish == "tool_calls" else finish
+
+
+def _message(choice: _Choice, options: ChatOptions) -> dict[str, Any]:
     text = "".join(choice.text)
     message: dict[str, Any] = {
         "role": "assistant",
@@ -124,7 +132,9 @@ def _message(choice: _Choice) -> dict[str, Any]:
         "content": None if choice.calls and not text else text,
         "refusal": None,
     }
-    if choice.calls:
+    if choice.calls and options.legacy_functions:
+        message["function_call"] = function_call_json(tool_call_json(choice.calls[0]))
+    elif choice.calls:
         message["tool_calls"] = [tool_call_json(call) for call in choice.calls]
     if choice.reasoning:
         message["reasoning_content"] = "".join(choice.reasoning)
@@ -190,6 +200,10 @@ def chat_chunks(
             call = tool_call_json(event.call)
             arguments = call["function"]["arguments"]
             call["function"]["arguments"] = ""
+            if options.legacy_functions:
+                yield chunk(event.choice, {"function_call": function_call_json(call)})
+                yield chunk(event.choice, {"function_call": {"arguments": arguments}})
+                continue
             yield chunk(event.choice, {"tool_calls": [{"index": event.index, **call}]})
             yield chunk(
                 event.choice,
@@ -197,7 +211,7 @@ def chat_chunks(
             )
         elif isinstance(event, ChoiceDone):
             yield from open_choice(event.choice)
-            yield chunk(event.choice, {}, finish=finish_reason(event.reason))
+            yield chunk(event.choice, {}, finish=_finish(event.reason, options))
         elif isinstance(event, GenerationDone):
             usage = event.usage
     if options.include_usage:

@@ -34,6 +34,8 @@ class ChatOptions:
     stream: bool
     include_usage: bool
     logprobs: bool
+    #: the request used the deprecated ``functions``: answer with ``function_call``
+    legacy_functions: bool = False
 
 
 def parse_chat_request(body: dict[str, Any]) -> tuple[GenerationRequest, ChatOptions]:
@@ -71,12 +73,10 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[GenerationRequest, ChatOpt
         # extension with Ollama's name, answers 400 context_length_exceeded instead
         fit_history=fields.boolean("truncate", default=True),
     )
-    for unsupported in ("audio", "functions", "function_call", "prediction"):
+    for unsupported in ("audio", "prediction"):
         if fields.has(unsupported):
             raise UnsupportedFeature(
-                f"'{unsupported}' is not supported by this server"
-                + ("; use 'tools' instead." if unsupported.startswith("function") else "."),
-                param=unsupported,
+                f"'{unsupported}' is not supported by this server.", param=unsupported
             )
     modalities = fields.array("modalities")
     if modalities is not None and any(m != "text" for m in modalities):
