@@ -9,7 +9,7 @@ import pytest
 
 from power_api_ollama.options import parse_options
 from power_api_ollama.translate import chat_request, embed_request, generate_request
-from power_api_ollama.wire import rfc3339
+from power_api_ollama.wire import keep_alive, rfc3339
 from power_core.errors import InvalidRequest
 
 
@@ -50,7 +50,7 @@ def test_unusable_and_unknown_options_are_ignored_with_a_warning(
         ({"temperature": "hot"}, "temperature"),
         ({"temperature": True}, "temperature"),
         ({"temperature": float("nan")}, "temperature"),
-        ({"top_k": 2.5}, "top_k"),
+        ({"top_k": float("inf")}, "top_k"),
         ({"num_ctx": "big"}, "num_ctx"),
         ({"use_mmap": 1}, "use_mmap"),
         ({"stop": ["a", 1]}, "stop"),
@@ -61,6 +61,18 @@ def test_a_wrong_option_type_names_the_option(options: dict, name: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         parse_options(options)
     assert caught.value.param == name and f"'{name}'" in caught.value.message
+
+
+def test_a_fraction_for_a_whole_option_is_cut_as_ollama_cuts_it() -> None:
+    parsed = parse_options({"num_predict": 3.5, "top_k": 2.9, "num_ctx": 1024.0})
+    assert (parsed.max_tokens, parsed.sampling["top_k"], parsed.load["num_ctx"]) == (3, 2, 1024)
+
+
+def test_errors_show_values_as_json() -> None:
+    with pytest.raises(InvalidRequest, match=r"got true$"):
+        parse_options({"temperature": True})
+    with pytest.raises(InvalidRequest, match=r"got true$"):
+        keep_alive({"keep_alive": True})
 
 
 def test_generate_fields() -> None:

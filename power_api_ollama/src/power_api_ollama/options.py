@@ -9,6 +9,7 @@ Options this engine has no use for are ignored with a logged warning, as are unk
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -70,9 +71,18 @@ class ParsedOptions:
     keep_tokens: int | None = None
 
 
+def json_text(value: Any) -> str:
+    """``value`` as the client wrote it in JSON (``true``, ``null``), shortened."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _checked(key: str, kind: str, value: Any) -> Any:
     def bad() -> InvalidRequest:
-        return InvalidRequest(f"option '{key}' must be {kind}, got {value!r}", param=key)
+        return InvalidRequest(f"option '{key}' must be {kind}, got {json_text(value)}", param=key)
 
     if kind == _STOP:
         values = [value] if isinstance(value, str) else value
@@ -87,9 +97,9 @@ def _checked(key: str, kind: str, value: Any) -> Any:
         raise bad()
     if kind == _INT:
         if isinstance(value, float):
-            if not value.is_integer():
+            if not math.isfinite(value):
                 raise bad()
-            value = int(value)
+            value = int(value)  # as Ollama reads a JSON number into an int option: 3.5 is 3
         return value
     if not math.isfinite(value):
         raise bad()

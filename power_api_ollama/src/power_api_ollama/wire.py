@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Response
 
+from power_api_ollama.options import json_text
 from power_core.config import parse_duration
 from power_core.errors import InvalidRequest
 
@@ -180,5 +181,8 @@ def keep_alive(body: dict[str, Any]) -> float | None:
         return None
     try:
         return parse_duration(value)
-    except ValueError as exc:
-        raise InvalidRequest(f"invalid keep_alive: {exc}", param="keep_alive") from None
+    except ValueError:
+        raise InvalidRequest(
+            f"invalid keep_alive: expected a duration like '5m' or seconds, got {json_text(value)}",
+            param="keep_alive",
+        ) from None
