@@ -432,3 +432,27 @@ def test_deprecated_functions_are_answered_the_old_way(client: OpenAI) -> None:
             model=MODEL, messages=[question], functions=functions, tools=[WEATHER_TOOL]
         )
     assert both.value.param == "functions"
+
+
+def test_a_forced_call_cut_by_max_tokens_keeps_the_calls_it_completed(client: OpenAI) -> None:
+    asked = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "What is the weather in Paris and in Rome?"}],
+        "tools": [WEATHER_TOOL],
+        "tool_choice": "required",
+        "temperature": 0,
+    }
+    whole = client.chat.completions.create(max_tokens=64, **asked)  # type: ignore[call-overload]
+    assert whole.choices[0].finish_reason == "tool_calls"
+    tokens = whole.usage.completion_tokens if whole.usage else 0
+    # one token short: the list of calls never closes, its calls did
+    cut = client.chat.completions.create(max_tokens=tokens - 1, **asked)  # type: ignore[call-overload]
+    choice = cut.choices[0]
+    assert choice.finish_reason == "length"
+    assert choice.message.content is None
+    expected = [
+        (c.function.name, c.function.arguments) for c in whole.choices[0].message.tool_calls or []
+    ]
+    assert [
+        (c.function.name, c.function.arguments) for c in choice.message.tool_calls or []
+    ] == expected
