@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import PowerServer, import_test_model
+from conftest import PowerServer, import_test_model, power_cli
 
 MODEL = "smollm2:135m"
 GREEDY = {"temperature": 0, "num_predict": 8}
+GREEDY_200 = {"temperature": 0, "num_predict": 200}
 RFC3339_NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d)$")
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
 
@@ -693,3 +694,21 @@ def test_a_go_template_in_a_request_is_a_400(url: str) -> None:
     response = requests.post(url + "/api/generate", json=body, timeout=60)
     assert response.status_code == 400
     assert "Go template" in response.json()["error"]
+
+
+def test_ps_and_stop_from_the_command_line(power_server: PowerServer) -> None:
+    url = power_server.url
+    body = {"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 1}}
+    assert requests.post(url + "/api/generate", json=body, timeout=120).status_code == 200
+    listed = power_cli(power_server.env, "ps")
+    assert MODEL in listed.stdout, listed.stdout
+    # stop waits for the request under way, then the model is gone
+    long = {"model": MODEL, "prompt": "Count from one to one hundred.", "options": GREEDY_200}
+    stream = requests.post(url + "/api/generate", json=long, stream=True, timeout=120)
+    lines = stream.iter_lines()
+    assert not json.loads(next(lines))["done"]
+    stopped = power_cli(power_server.env, "stop", MODEL)
+    assert stopped.returncode == 0, stopped.stderr
+    rest = [json.loads(line) for line in lines if line]
+    assert rest[-1]["done"] is True and "error" not in rest[-1]
+    assert MODEL not in power_cli(power_server.env, "ps").stdout

@@ -19,17 +19,29 @@ def server_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def call_server(settings: Settings, method: str, path: str, payload: Any = None) -> Any:
-    """Send one request to the local server and return its JSON answer."""
+def call_server(
+    settings: Settings,
+    method: str,
+    path: str,
+    payload: Any = None,
+    *,
+    wait: float | None = 30.0,
+) -> Any:
+    """Send one request to the local server and return its JSON answer, waiting at most
+    ``wait`` seconds for it (``None``: as long as the server works on it)."""
     import requests
 
     url = server_url(settings) + path
     try:
-        response = requests.request(method, url, json=payload, timeout=30)
+        response = requests.request(method, url, json=payload, timeout=(10.0, wait))
     except requests.ConnectionError:
         raise ServerNotRunning(
             f"could not connect to a running A3S Power server at {server_url(settings)} "
             "(start one with `a3s-power serve`)"
+        ) from None
+    except requests.Timeout:
+        raise PowerError(
+            f"the server at {server_url(settings)} did not answer in {wait} s"
         ) from None
     try:
         body = response.json()

@@ -12,9 +12,11 @@ from power_core.cli.server_client import call_server
 
 class StopCommand(PowerCommand):
     name = "stop"
-    description = "Unload a model from the running server."
+    description = "Unload a model from the running server (once the requests it answers end)."
     arguments: ClassVar[list[Argument]] = [Argument("model", description="Model to unload.")]
 
     def handle(self) -> int:
-        call_server(self.settings, "POST", "/power/unload", {"model": self.argument("model")})
+        # the server unloads the model once the requests it is answering end: wait for them
+        body = {"model": self.argument("model")}
+        call_server(self.settings, "POST", "/power/unload", body, wait=None)
         return 0
