@@ -217,3 +217,29 @@ def test_a_reload_of_one_model_does_not_hold_up_another(tmp_path: Path, model_pa
 def generate_with(services: PowerServices, model: str, load: dict[str, int]) -> None:
     request = GenerationRequest(model=model, prompt="Hi", max_tokens=2, load=load)
     list(services.generate(request))
+
+
+def test_a_model_to_load_is_not_kept_waiting_by_steady_requests_to_a_busy_one(
+    services: PowerServices,
+) -> None:
+    # one model at a time: "second" needs room that steady requests to "first" never
+    # give, unless first stops taking new ones and goes once its running ones end
+    generate(services, "first")
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        while not stop.is_set():
+            generate(services, "first")
+
+    askers = [threading.Thread(target=keep_asking) for _ in range(2)]
+    for asker in askers:
+        asker.start()
+    try:
+        other = threading.Thread(target=generate, args=(services, "second"))
+        other.start()
+        other.join(60)
+        assert not other.is_alive(), "the load waited for the requests to first to stop"
+    finally:
+        stop.set()
+        for asker in askers:
+            asker.join(60)

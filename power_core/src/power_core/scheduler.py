@@ -99,15 +99,21 @@ def within_trained_context(model: ResolvedModel, options: LoadOptions) -> LoadOp
     architecture = model.metadata.get("general.architecture")
     trained = model.metadata.get(f"{architecture}.context_length")
     if isinstance(trained, int) and 0 < trained < options.num_ctx:
-        log.warning(
-            "%s: num_ctx %d is more than the %d tokens it was trained for; using %d",
-            model.name,
-            options.num_ctx,
-            trained,
-            trained,
-        )
+        if (model.name, options.num_ctx) not in _WARNED_CONTEXTS:  # once, not per request
+            _WARNED_CONTEXTS.add((model.name, options.num_ctx))
+            log.warning(
+                "%s: num_ctx %d is more than the %d tokens it was trained for; using %d",
+                model.name,
+                options.num_ctx,
+                trained,
+                trained,
+            )
         return replace(options, num_ctx=trained)
     return options
+
+
+#: (model, num_ctx) pairs already warned about by :func:`within_trained_context`
+_WARNED_CONTEXTS: set[tuple[str, int]] = set()
 
 
 class ModelScheduler:
@@ -252,7 +258,10 @@ class ModelScheduler:
             if idle:
                 self._unload(min(idle, key=lambda e: e.last_used))
             else:
-                time.sleep(0.05)  # every loaded model is busy: wait for one to finish
+                # every loaded model is busy: the one used longest ago takes no new requests
+                # and goes once its running ones end (else steady traffic to it, which takes
+                # no lock, would keep this request, and every load behind it, waiting)
+                self._drain(min(self._loaded.values(), key=lambda e: e.last_used))
 
     def _backend_for(self, model: ResolvedModel) -> Backend:
         backends = self._backends()
