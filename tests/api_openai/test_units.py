@@ -28,6 +28,8 @@ from power_core.types import (
     PromptProgress,
     TextDelta,
     ThinkingDelta,
+    ToolCall,
+    ToolCallEvent,
     Usage,
 )
 
@@ -178,6 +180,37 @@ def test_streamed_reasoning_deltas_and_a_ping_while_reading_the_prompt() -> None
     ]
     assert chunks[-1]["usage"]["total_tokens"] == 15
     assert source.cancelled
+
+
+TWO_CALLS = [
+    ToolCallEvent(0, 0, ToolCall(name="get_weather", arguments={"city": "Paris"}, id="a")),
+    ToolCallEvent(0, 1, ToolCall(name="get_weather", arguments={"city": "Rome"}, id="b")),
+    ChoiceDone(0, "tool_calls", 9),
+    GenerationDone(Usage(prompt_tokens=10, completion_tokens=9), "tool_calls"),
+]
+
+
+def test_the_deprecated_function_call_answers_one_call_streamed_or_not() -> None:
+    # the old API has one call per answer: a second one the model wrote is not sent
+    envelope = Envelope("chatcmpl-x", MODEL, "fp_x")
+    legacy = {"include_usage": False, "logprobs": False, "legacy_functions": True}
+    whole = chat_completion(_Events(1, TWO_CALLS), envelope, ChatOptions(stream=False, **legacy))  # type: ignore[arg-type]
+    choice = whole["choices"][0]
+    assert choice["finish_reason"] == "function_call"
+    assert choice["message"]["function_call"] == {
+        "name": "get_weather",
+        "arguments": '{"city": "Paris"}',
+    }
+    assert "tool_calls" not in choice["message"]
+    frames = list(chat_chunks(_Events(1, TWO_CALLS), envelope, ChatOptions(stream=True, **legacy)))  # type: ignore[arg-type]
+    deltas = [
+        json.loads(f[len("data: ") :])["choices"][0] for f in frames if f.startswith("data: {")
+    ]
+    calls = [d["delta"]["function_call"] for d in deltas if "function_call" in d["delta"]]
+    assert calls[0]["name"] == "get_weather"
+    assert "".join(c.get("name", "") for c in calls) == "get_weather"
+    assert "".join(c["arguments"] for c in calls) == '{"city": "Paris"}'
+    assert deltas[-1]["finish_reason"] == "function_call"
 
 
 def test_the_plugin_stays_inside_its_walls() -> None:

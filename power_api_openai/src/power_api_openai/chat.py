@@ -201,6 +201,8 @@ def chat_chunks(
             arguments = call["function"]["arguments"]
             call["function"]["arguments"] = ""
             if options.legacy_functions:
+                if event.index > 0:
+                    continue  # one function_call per answer, as the old API has
                 yield chunk(event.choice, {"function_call": function_call_json(call)})
                 yield chunk(event.choice, {"function_call": {"arguments": arguments}})
                 continue

@@ -10,7 +10,6 @@ from typing import Any
 
 from power_core.errors import InvalidRequest
 
-#: OpenAI allows at most this many stop sequences
 #: the most choices one request may ask for (the engine may allow fewer)
 MAX_N = 8
 
