@@ -382,11 +382,14 @@ def test_a_go_template_is_kept_with_a_warning(library: ModelLibrary, tiny_gguf: 
     # Ollama's Modelfiles carry Go templates: stored (and shown), but they shape no prompt
     library.import_gguf(tiny_gguf, "base")
     events: list[PullProgress] = []
-    go = "{{ if .System }}<|system|>{{ .System }}{{ end }}<|user|>{{ .Prompt }}<|assistant|>"
+    go = "{{ if .Tools }}{{ .Tools }}{{ end }}<|user|>{{ .Prompt }}<|assistant|>{{ .Thinking }}"
     library.create("go", from_="base", template=go, progress=events.append)
     warnings = [e.status for e in events if e.status.startswith("warning: ")]
     assert warnings == ["warning: " + GO_TEMPLATE_NOTE]
-    assert library.resolve("go").template == go
+    model = library.resolve("go")
+    assert model.template == go
+    # capabilities follow the template prompts use (the GGUF's), not the one kept
+    assert model.capabilities == library.resolve("base").capabilities == ["completion"]
     events.clear()
     library.create(
         "jinja", from_="base", template="{{ messages[0].content }}", progress=events.append

@@ -193,7 +193,12 @@ class ModelLibrary:
                 for role, content in load_messages(display, texts["messages"])
             ],
             metadata=dict(info.metadata),
-            capabilities=capabilities_for(info, template, manifest),
+            # what the prompts use: a stored Go template is kept but not run
+            capabilities=capabilities_for(
+                info,
+                info.chat_template if template and is_go_template(template) else template,
+                manifest,
+            ),
         )
         extras = {"licenses": texts["license"], "info": info}
         return model, extras
