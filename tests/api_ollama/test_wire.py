@@ -667,20 +667,32 @@ def test_a_shutdown_lets_the_requests_under_way_finish(tmp_path: Path) -> None:
     server.start()
     try:
         assert server.process is not None
-        body = {
+        kept_alive = requests.Session()
+        assert kept_alive.get(server.url + "/api/version", timeout=30).status_code == 200
+        # 400 tokens with the end-of-text token banned: seconds, longer than what follows
+        long = {
             "model": MODEL,
-            "prompt": "Count from one to one hundred.",
-            "options": {"temperature": 0, "num_predict": 200},
+            "prompt": "Once upon a time",
+            "max_tokens": 400,
+            "stream": True,
+            "logit_bias": {"0": -100, "1": -100, "2": -100},
         }
-        response = requests.post(server.url + "/api/generate", json=body, stream=True, timeout=60)
+        response = requests.post(server.url + "/v1/completions", json=long, stream=True, timeout=60)
         lines = response.iter_lines()
-        assert not json.loads(next(lines))["done"]  # under way
+        assert next(lines).startswith(b"data: ")  # under way
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         with pytest.raises(requests.ConnectionError):  # no new connections meanwhile
             requests.get(server.url + "/", timeout=5)
-        rest = [json.loads(line) for line in lines if line]
-        assert rest[-1]["done"] is True and "error" not in rest[-1], rest[-1]
+        # nor new generations on a connection kept alive, which is closed after the answer
+        hi = {"model": MODEL, "prompt": "Hi", "stream": False}
+        refused = kept_alive.post(server.url + "/api/generate", json=hi, timeout=30)
+        assert refused.status_code == 503 and "shutting down" in refused.json()["error"]
+        assert refused.headers.get("Connection", "").lower() == "close"
+        rest = [line for line in lines if line]
+        assert rest[-1] == b"data: [DONE]", rest[-3:]  # finished, not cut
+        finish = json.loads(rest[-2][len(b"data: ") :])["choices"][0]["finish_reason"]
+        assert finish == "length"
         assert server.process.wait(timeout=30) == 0
         assert "waiting for 1 request(s) to finish" in server.log()
     finally:

@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 
 from power_core.config import Settings, load_settings
-from power_core.errors import InvalidRequest
+from power_core.errors import InvalidRequest, ServerBusy
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
 from power_core.plugins import PluginRegistry, get_registry
@@ -24,6 +24,8 @@ class PowerServices:
         self.registry = registry
         self.library = open_library(settings, registry)
         self.scheduler = ModelScheduler(settings, registry.backends)
+        #: set when the server stops: new generations and embeddings get a 503
+        self.shutting_down = False
 
     @classmethod
     def create(cls, settings: Settings | None = None) -> PowerServices:
@@ -40,6 +42,7 @@ class PowerServices:
         ``model`` is ``request.model`` already resolved by the caller, if it was.
         """
         started = time.perf_counter_ns()
+        self._check_not_shutting_down()
         if model is None:
             model = self.library.resolve(request.model)
         has_images = bool(request.messages) and any(m.images for m in request.messages or [])
@@ -73,6 +76,7 @@ class PowerServices:
     def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
         """Embed every input; ``dimensions`` truncates and re-normalises."""
         started = time.perf_counter_ns()
+        self._check_not_shutting_down()
         if not request.inputs:
             raise InvalidRequest("input must not be empty", param="input")
         model = self.library.resolve(request.model)
@@ -102,6 +106,10 @@ class PowerServices:
         model = self.library.resolve(name)
         with self.scheduler.lease(model) as entry:
             return entry.engine.tokenize(text)
+
+    def _check_not_shutting_down(self) -> None:
+        if self.shutting_down:
+            raise ServerBusy("the server is shutting down")
 
     def close(self) -> None:
         """Unload every model."""

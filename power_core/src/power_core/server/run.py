@@ -16,13 +16,16 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
 
 from power_core.errors import PowerError  # noqa: E402
+
+if TYPE_CHECKING:
+    from power_core.services import PowerServices
 from power_core.server.direct import DIRECT_WRITER, DirectWriter  # noqa: E402
 from power_core.server.disconnect import CLIENT_SOCKET  # noqa: E402
 
@@ -55,9 +58,21 @@ class PowerHandler(WSGIHandler):
         server = self.server
         server.requests_under_way += 1
         try:
+            if server.closed:  # shutting down: this connection ends after this answer
+                self.close_connection = True
             super().handle_one_response()
         finally:
             server.requests_under_way -= 1
+            if server.closed:
+                self.close_connection = True
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Any:
+        if self.close_connection and not any(k.lower() == "connection" for k, _ in headers):
+            # HTTP/1.1 keeps a connection unless told: say this one ends (a shutdown)
+            headers = [*headers, ("Connection", "close")]
+        return super().start_response(status, headers, exc_info)
 
     def get_environ(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environ()
@@ -98,9 +113,13 @@ class PowerWSGIServer(WSGIServer):
 SHUTDOWN_GRACE = 10.0
 
 
-def _shut_down(server: PowerWSGIServer, stopped: gevent.event.Event) -> None:
-    """Take no new connections, let the requests under way finish (at most
+def _shut_down(
+    server: PowerWSGIServer, services: "PowerServices", stopped: gevent.event.Event
+) -> None:
+    """Take no new connections and start no new generations (a kept-alive connection
+    gets a 503 and is closed), let the requests under way finish (at most
     :data:`SHUTDOWN_GRACE` seconds), then let ``main`` unload the models and exit."""
+    services.shutting_down = True
     server.close()
     deadline = time.monotonic() + SHUTDOWN_GRACE
     if server.requests_under_way:
@@ -179,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             stopped.set()
             return
         log.info("shutting down")
-        shutting_down.append(gevent.spawn(_shut_down, server, stopped))
+        shutting_down.append(gevent.spawn(_shut_down, server, services, stopped))
 
     gevent.signal_handler(signal.SIGTERM, stop)
     gevent.signal_handler(signal.SIGINT, stop)
