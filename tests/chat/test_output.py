@@ -302,7 +302,7 @@ def test_a_forced_list_of_calls_cut_short_keeps_the_calls_it_completed() -> None
         assert forced == Result(calls=[("f", {"a": 1})])
         # unforced, a model that wrote such JSON on its own meant it as text
         assert parse(chunks, parse_tools=True, think=None) == Result(text=cut)
-    nothing_whole = '[{"name": "f", "arguments": {"a'
-    assert parse([nothing_whole], parse_tools=True, think=None, forced_calls=True) == Result(
-        text=nothing_whole
-    )
+    # cut before any call was whole: the grammar's JSON is no answer text either
+    for nothing_whole in ('[{"name": "f", "arguments": {"a', '{ "name', "[ "):
+        forced = parse([nothing_whole], parse_tools=True, think=None, forced_calls=True)
+        assert forced == Result()

@@ -381,6 +381,12 @@ class ToolCallScanner:
         self._at_start = False
 
     def _bare(self, attempt: bool, final: bool) -> bool:
+        if final and self._forced and _decode(self._buf.strip()) is None:
+            # the grammar made it calls: the ones completed count, a cut-off rest is no text
+            self.calls.extend(_whole_calls_of_cut_list(self._buf.strip()) or [])
+            self._buf = ""
+            self._enter(_Mode.TEXT)
+            return True
         head = self._buf.lstrip()
         verdict = _bare_call_may_start(head)
         if verdict is None and not final:
@@ -394,13 +400,6 @@ class ToolCallScanner:
             body = body[4:] if body.startswith("json") else body
         body = body.lstrip()
         decoded = _decode(body) if attempt or final else None
-        if decoded is None and final and self._forced:
-            whole = _whole_calls_of_cut_list(body)
-            if whole:
-                self.calls.extend(whole)
-                self._buf = ""
-                self._enter(_Mode.TEXT)
-                return True
         if decoded is None:
             self._fresh = False
             return self._not_bare() if final else False
