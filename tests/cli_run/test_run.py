@@ -294,8 +294,12 @@ def test_save_stores_the_session_and_load_brings_it_back(
     follow_up = ask(chat, "What do I like?")
     assert follow_up == answer_of(run(env, "run", "ada-chat", "--prompt", "What do I like?"))
     assert run(env, "rm", "ada-chat").returncode == 0
+    # removed under the chat: a command that reads it says so, and the chat goes on
+    assert "error: model 'ada-chat:latest' not found" in command(chat, "/show modelfile")
     chat.sendline("/bye")
     chat.expect(pexpect.EOF)
+    chat.close()
+    assert chat.exitstatus == 0
 
 
 def test_ctrl_d_leaves_the_chat(chat: pexpect.spawn) -> None:

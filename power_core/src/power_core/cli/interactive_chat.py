@@ -107,8 +107,11 @@ class InteractiveChat:
                 if not message.strip():
                     continue
                 if message.lstrip().startswith("/"):
-                    if not self._command(message.strip()):
-                        return 0
+                    try:
+                        if not self._command(message.strip()):
+                            return 0
+                    except PowerError as exc:  # a model removed meanwhile, the store refused
+                        self.say(f"error: {exc.message}\n")
                     continue
                 self._ask(message)
         finally:
