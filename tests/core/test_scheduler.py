@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -169,27 +171,40 @@ def test_the_keep_alive_of_the_request_scheduled_last_decides(services: PowerSer
     assert loaded_names(services) == []
 
 
-def test_an_unload_under_steady_requests_is_not_put_off(services: PowerServices) -> None:
-    generate(services, "first")
+@contextmanager
+def steady_requests(services: PowerServices, model: str) -> Iterator[None]:
+    """Two clients asking ``model`` one request after another, overlapping, until the
+    block ends: the model is never idle meanwhile."""
     stop = threading.Event()
 
     def keep_asking() -> None:
         while not stop.is_set():
-            generate(services, "first")
+            generate(services, model)
 
     askers = [threading.Thread(target=keep_asking) for _ in range(2)]
     for asker in askers:
         asker.start()
     try:
-        unloading = threading.Thread(target=services.scheduler.unload, args=("first:latest",))
-        unloading.start()
-        # new requests wait for it instead of joining the model being unloaded
-        unloading.join(60)
-        assert not unloading.is_alive(), "the unload waited for the requests to stop coming"
+        yield
     finally:
         stop.set()
         for asker in askers:
             asker.join(60)
+
+
+def finishes(target: Callable[..., object], *args: object) -> bool:
+    """Whether ``target(*args)`` returns within a minute (run on a thread)."""
+    thread = threading.Thread(target=target, args=args)
+    thread.start()
+    thread.join(60)
+    return not thread.is_alive()
+
+
+def test_an_unload_under_steady_requests_is_not_put_off(services: PowerServices) -> None:
+    generate(services, "first")
+    with steady_requests(services, "first"):
+        # new requests wait for it instead of joining the model being unloaded
+        assert finishes(services.scheduler.unload, "first:latest"), "put off by the requests"
 
 
 def test_a_reload_of_one_model_does_not_hold_up_another(tmp_path: Path, model_path: Path) -> None:
@@ -225,21 +240,5 @@ def test_a_model_to_load_is_not_kept_waiting_by_steady_requests_to_a_busy_one(
     # one model at a time: "second" needs room that steady requests to "first" never
     # give, unless first stops taking new ones and goes once its running ones end
     generate(services, "first")
-    stop = threading.Event()
-
-    def keep_asking() -> None:
-        while not stop.is_set():
-            generate(services, "first")
-
-    askers = [threading.Thread(target=keep_asking) for _ in range(2)]
-    for asker in askers:
-        asker.start()
-    try:
-        other = threading.Thread(target=generate, args=(services, "second"))
-        other.start()
-        other.join(60)
-        assert not other.is_alive(), "the load waited for the requests to first to stop"
-    finally:
-        stop.set()
-        for asker in askers:
-            asker.join(60)
+    with steady_requests(services, "first"):
+        assert finishes(generate, services, "second"), "waited for the requests to first to stop"
