@@ -100,6 +100,8 @@ def within_trained_context(model: ResolvedModel, options: LoadOptions) -> LoadOp
     trained = model.metadata.get(f"{architecture}.context_length")
     if isinstance(trained, int) and 0 < trained < options.num_ctx:
         if (model.name, options.num_ctx) not in _WARNED_CONTEXTS:  # once, not per request
+            if len(_WARNED_CONTEXTS) >= 1024:  # a client trying every size: warn again
+                _WARNED_CONTEXTS.clear()
             _WARNED_CONTEXTS.add((model.name, options.num_ctx))
             log.warning(
                 "%s: num_ctx %d is more than the %d tokens it was trained for; using %d",

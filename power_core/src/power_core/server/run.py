@@ -23,11 +23,11 @@ import gevent.event  # noqa: E402
 from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
 
 from power_core.errors import PowerError  # noqa: E402
+from power_core.server.direct import DIRECT_WRITER, DirectWriter  # noqa: E402
+from power_core.server.disconnect import CLIENT_SOCKET  # noqa: E402
 
 if TYPE_CHECKING:
     from power_core.services import PowerServices
-from power_core.server.direct import DIRECT_WRITER, DirectWriter  # noqa: E402
-from power_core.server.disconnect import CLIENT_SOCKET  # noqa: E402
 
 log = logging.getLogger("power_core.server")
 
