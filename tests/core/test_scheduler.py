@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -242,3 +245,50 @@ def test_a_model_to_load_is_not_kept_waiting_by_steady_requests_to_a_busy_one(
     generate(services, "first")
     with steady_requests(services, "first"):
         assert finishes(generate, services, "second"), "waited for the requests to first to stop"
+
+
+def test_several_prompts_in_one_request_beside_a_load_of_another_model(
+    tmp_path: Path, model_path: Path
+) -> None:
+    # a completion with two prompts holds the first lease while it asks for the second;
+    # a load of another model that needs the room drains the first model meanwhile. Asked
+    # through the scheduler, the second lease waited on the drain, which waited on the
+    # first lease: both requests hung, and every later load with them. Under gevent, as
+    # the server runs; the first generation lets other greenlets in before the second.
+    script = textwrap.dedent(
+        f"""
+        from gevent import monkey; monkey.patch_all()
+        import gevent, os
+        from pathlib import Path
+        from flask import Flask
+        from power_core.config import Settings
+        from power_core.plugins import get_registry
+        from power_core.services import PowerServices
+        from power_core.types import GenerationRequest
+        from power_api_openai.completions import create_completion
+        settings = Settings(home=Path({str(tmp_path)!r}), max_loaded_models=1, num_ctx=512)
+        services = PowerServices(settings, get_registry())
+        services.library.import_gguf(Path({str(model_path)!r}), "first:latest")
+        services.library.copy("first:latest", "second:latest")
+        list(services.generate(GenerationRequest(model="first", prompt="Hi", max_tokens=2)))
+        app = Flask("test")
+
+        def completion():
+            with app.test_request_context():
+                body = {{"model": "first", "prompt": ["a", "b"], "max_tokens": 3}}
+                return create_completion(services, body).status_code
+
+        def other():
+            request = GenerationRequest(model="second", prompt="Hi", max_tokens=2)
+            return len(list(services.generate(request)))
+
+        greenlets = [gevent.spawn(completion), gevent.spawn(other)]
+        gevent.joinall(greenlets, timeout=60)
+        print("done" if all(g.ready() for g in greenlets) else "hung", greenlets[0].value)
+        os._exit(0)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180
+    )
+    assert result.stdout.split() == ["done", "200"], result.stdout + result.stderr

@@ -128,11 +128,13 @@ def create_completion(services: PowerServices, body: dict[str, Any]) -> Response
     try:
         for prompt in options.prompts:
             if isinstance(prompt, str):
-                streams.append(services.generate(replace(template, prompt=prompt), model))
+                request = replace(template, prompt=prompt)
             else:  # token ids travel as the context before an empty text prompt
-                streams.append(
-                    services.generate(replace(template, prompt="", context=prompt), model)
-                )
+                request = replace(template, prompt="", context=prompt)
+            if streams:  # the same loaded model, without waiting on it a second time
+                streams.append(services.generate_beside(streams[0], request))
+            else:
+                streams.append(services.generate(request, model))
     except BaseException:
         cancel_all(streams)
         raise

@@ -188,6 +188,11 @@ class GenerationStream:
         return True
 
     @property
+    def entry(self) -> LoadedModel:
+        """The loaded model this stream holds a lease on."""
+        return self._entry
+
+    @property
     def over(self) -> bool:
         """Whether the stream ended, was cancelled or closed (the model is given back)."""
         return self._released

@@ -168,6 +168,15 @@ class ModelScheduler:
         entry.keep_alive = keep_alive
         return entry
 
+    def lease_again(self, entry: LoadedModel) -> LoadedModel:
+        """One more lease on ``entry``, for a caller that holds one already (a request that
+        starts several generations). It waits for nothing: through :meth:`acquire` it
+        could wait forever on a model being drained, which its own first lease keeps busy."""
+        entry.leases += 1
+        entry.last_used = self._clock()
+        entry.expires_at = None
+        return entry
+
     @staticmethod
     def _serves(entry: LoadedModel, model: ResolvedModel, options: LoadOptions) -> bool:
         """Whether ``entry`` takes a request for ``model`` with ``options`` as it is: then

@@ -52,6 +52,18 @@ class PowerServices:
         load_ns = time.perf_counter_ns() - started
         return GenerationStream(self.scheduler, entry, request, started, load_ns)
 
+    def generate_beside(
+        self, stream: GenerationStream, request: GenerationRequest
+    ) -> GenerationStream:
+        """Another generation on the model ``stream`` runs on, for a request that asks for
+        several at once (OpenAI's completions with a list of prompts). Its lease is taken
+        without waiting on the scheduler, which the first lease could keep waiting for ever
+        on a model being drained (an unload, or room for another model)."""
+        started = time.perf_counter_ns()
+        self._check_not_shutting_down()
+        entry = self.scheduler.lease_again(stream.entry)
+        return GenerationStream(self.scheduler, entry, request, started, 0)
+
     def load_model(
         self, name: str, keep_alive: float | None = None, load: dict | None = None
     ) -> tuple[ResolvedModel, int]:
