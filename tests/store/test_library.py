@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from power_core.chat.template_syntax import GO_TEMPLATE_NOTE
 from power_core.errors import (
     BlobNotFound,
     InvalidModelFile,
@@ -22,7 +23,6 @@ from power_core.library import ModelLibrary
 from power_core.pull.url import UrlSource
 from power_core.sources import PullProgress
 from power_core.store.builder import MAX_TEXT_LAYER
-from power_core.store.layers import GO_TEMPLATE_NOTE
 from power_core.store.local import LocalStore
 from power_core.types import ChatMessage
 

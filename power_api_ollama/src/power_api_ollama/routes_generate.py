@@ -12,6 +12,7 @@ from power_api_ollama.errors import error_line, log_stream_failure
 from power_api_ollama.render import OllamaRenderer
 from power_api_ollama.translate import chat_request, generate_request
 from power_api_ollama.wire import json_line, json_response, ndjson_response, wants_stream
+from power_core.chat.template_syntax import template_thinks
 from power_core.errors import InvalidRequest, PowerError
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
@@ -23,7 +24,6 @@ from power_core.server.disconnect import (
 )
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
-from power_core.store.layers import template_thinks
 from power_core.types import ChatMessage, GenerationEvent, GenerationRequest
 
 log = logging.getLogger(__name__)

@@ -21,12 +21,12 @@ from power_core.chat.fitting import (
 )
 from power_core.chat.messages import merge_system, prepend_history
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
+from power_core.chat.template_syntax import is_go_template
 from power_core.chat.tools import forced_tool_call_schema
 from power_core.engine import CompletionJob, Engine
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.models import ResolvedModel
 from power_core.special_tokens import special_tokens_of
-from power_core.store.layers import is_go_template
 from power_core.types import ChatMessage, GenerationRequest, SamplingOptions
 
 log = logging.getLogger(__name__)

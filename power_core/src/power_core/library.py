@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from power_core.chat.template_syntax import GO_TEMPLATE_NOTE, is_go_template
 from power_core.errors import (
     BlobNotFound,
     DigestMismatch,
@@ -41,10 +42,8 @@ from power_core.store.base import ModelStore, StoredBlob, StoredManifest
 from power_core.store.builder import MAX_TEXT_LAYER, LayerChanges, build_manifest
 from power_core.store.digests import normalize_digest
 from power_core.store.layers import (
-    GO_TEMPLATE_NOTE,
     capabilities_for,
     details_for,
-    is_go_template,
     load_messages,
     load_parameters,
     looks_like_path,

@@ -7,9 +7,9 @@ into the values :class:`~power_core.models.ResolvedModel` carries.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+from power_core.chat.template_syntax import template_thinks
 from power_core.errors import InvalidModelFile, InvalidRequest
 from power_core.gguf import GGUFInfo
 from power_core.modelfile import MESSAGE_ROLES
@@ -33,26 +33,6 @@ def details_for(config: ModelConfig, info: GGUFInfo | None) -> ModelDetails:
         parameter_size=config.model_type or (info.parameter_size if info else ""),
         quantization_level=config.file_type or (info.quantization if info else ""),
     )
-
-
-_GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if \.|range \.|end\b)")
-
-#: why a Go template does nothing here
-GO_TEMPLATE_NOTE = (
-    "the TEMPLATE is a Go template (Ollama's syntax), which A3S Power does not run; "
-    "prompts use the model's own Jinja chat template from its GGUF"
-)
-
-
-def is_go_template(text: str) -> bool:
-    """Whether ``text`` is in Go's template syntax (``{{ .Prompt }}``, ``{{ if .System }}``),
-    as Ollama's Modelfiles and registry models carry, rather than Jinja."""
-    return bool(_GO_TEMPLATE.search(text))
-
-
-def template_thinks(template: str) -> bool:
-    """Whether a chat template has the model reason apart (the ``thinking`` capability)."""
-    return any(marker in template for marker in ("<think>", "enable_thinking", ".Thinking"))
 
 
 def capabilities_for(info: GGUFInfo, template: str | None, manifest: Manifest) -> list[str]:
