@@ -667,8 +667,10 @@ def test_a_shutdown_lets_the_requests_under_way_finish(tmp_path: Path) -> None:
     server.start()
     try:
         assert server.process is not None
-        kept_alive = requests.Session()
-        assert kept_alive.get(server.url + "/api/version", timeout=30).status_code == 200
+        # connections kept alive from before the signal, one per refused request below
+        kept_alive, loader, puller = requests.Session(), requests.Session(), requests.Session()
+        for session in (kept_alive, loader, puller):
+            assert session.get(server.url + "/api/version", timeout=30).status_code == 200
         # 400 tokens with the end-of-text token banned: seconds, longer than what follows
         long = {
             "model": MODEL,
@@ -689,6 +691,11 @@ def test_a_shutdown_lets_the_requests_under_way_finish(tmp_path: Path) -> None:
         refused = kept_alive.post(server.url + "/api/generate", json=hi, timeout=30)
         assert refused.status_code == 503 and "shutting down" in refused.json()["error"]
         assert refused.headers.get("Connection", "").lower() == "close"
+        # nor loads (an empty prompt) or pulls, which would outlast the grace period
+        load = loader.post(server.url + "/api/generate", json={"model": MODEL}, timeout=30)
+        assert load.status_code == 503 and "shutting down" in load.json()["error"]
+        pull = puller.post(server.url + "/api/pull", json={"model": "other:1b"}, timeout=30)
+        assert pull.status_code == 503 and "shutting down" in pull.json()["error"]
         rest = [line for line in lines if line]
         assert rest[-1] == b"data: [DONE]", rest[-3:]  # finished, not cut
         finish = json.loads(rest[-2][len(b"data: ") :])["choices"][0]["finish_reason"]

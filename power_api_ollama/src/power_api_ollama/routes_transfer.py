@@ -121,6 +121,7 @@ def add_transfer_routes(blueprint: Blueprint, services: PowerServices) -> None:
 
     @blueprint.post("/api/pull")
     def pull() -> Response:
+        services.refuse_if_shutting_down()
         body = parse_json_object(request.get_data())
         reference = model_name(body)
         insecure = opt_bool(body, "insecure", False)
@@ -131,6 +132,7 @@ def add_transfer_routes(blueprint: Blueprint, services: PowerServices) -> None:
 
     @blueprint.post("/api/push")
     def push() -> Response:
+        services.refuse_if_shutting_down()
         body = parse_json_object(request.get_data())
         name = model_name(body)
         insecure = opt_bool(body, "insecure", False)
@@ -141,6 +143,7 @@ def add_transfer_routes(blueprint: Blueprint, services: PowerServices) -> None:
 
     @blueprint.post("/api/create")
     def create() -> Response:
+        services.refuse_if_shutting_down()
         body = parse_json_object(request.get_data())
         name = model_name(body)
         arguments = _create_arguments(body)
@@ -159,6 +162,7 @@ def add_transfer_routes(blueprint: Blueprint, services: PowerServices) -> None:
     def blob_upload(digest: str) -> Response:
         if library.has_blob(digest):
             return Response(status=200)
+        services.refuse_if_shutting_down()
         # A model file is far larger than any JSON body; it is streamed to disk in chunks,
         # so the server's body limit does not apply here.
         request.max_content_length = sys.maxsize

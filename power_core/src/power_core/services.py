@@ -24,7 +24,8 @@ class PowerServices:
         self.registry = registry
         self.library = open_library(settings, registry)
         self.scheduler = ModelScheduler(settings, registry.backends)
-        #: set when the server stops: new generations and embeddings get a 503
+        #: set when the server stops: new generations, loads, embeddings and transfers
+        #: get a 503 (:meth:`refuse_if_shutting_down`)
         self.shutting_down = False
 
     @classmethod
@@ -42,7 +43,7 @@ class PowerServices:
         ``model`` is ``request.model`` already resolved by the caller, if it was.
         """
         started = time.perf_counter_ns()
-        self._check_not_shutting_down()
+        self.refuse_if_shutting_down()
         if model is None:
             model = self.library.resolve(request.model)
         has_images = bool(request.messages) and any(m.images for m in request.messages or [])
@@ -60,7 +61,7 @@ class PowerServices:
         without waiting on the scheduler, which the first lease could keep waiting for ever
         on a model being drained (an unload, or room for another model)."""
         started = time.perf_counter_ns()
-        self._check_not_shutting_down()
+        self.refuse_if_shutting_down()
         entry = self.scheduler.lease_again(stream.entry)
         return GenerationStream(self.scheduler, entry, request, started, 0)
 
@@ -69,6 +70,7 @@ class PowerServices:
     ) -> tuple[ResolvedModel, int]:
         """Load a model without generating (an empty prompt); returns it and the load time."""
         started = time.perf_counter_ns()
+        self.refuse_if_shutting_down()
         model = self.library.resolve(name)
         entry = self.scheduler.acquire(model, load or {}, keep_alive)
         self.scheduler.release(entry)
@@ -88,7 +90,7 @@ class PowerServices:
     def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
         """Embed every input; ``dimensions`` truncates and re-normalises."""
         started = time.perf_counter_ns()
-        self._check_not_shutting_down()
+        self.refuse_if_shutting_down()
         if not request.inputs:
             raise InvalidRequest("input must not be empty", param="input")
         model = self.library.resolve(request.model)
@@ -115,11 +117,14 @@ class PowerServices:
 
     def tokenize(self, name: str, text: str) -> list[int]:
         """Token ids of ``text`` under a model (loads it)."""
+        self.refuse_if_shutting_down()
         model = self.library.resolve(name)
         with self.scheduler.lease(model) as entry:
             return entry.engine.tokenize(text)
 
-    def _check_not_shutting_down(self) -> None:
+    def refuse_if_shutting_down(self) -> None:
+        """:class:`ServerBusy` (503) once the server stops: work that would start now (a
+        load, a generation, a pull) would be cut short or outlive the grace period."""
         if self.shutting_down:
             raise ServerBusy("the server is shutting down")
 
