@@ -1,19 +1,17 @@
-"""The model library: every model operation (list, show, create, copy, delete, pull).
+"""The model library: every model operation (list, show, create, copy, delete, pull, push).
 
-CLI commands and API surfaces call this and nothing below it. It turns names into
-manifests through the configured :class:`~power_core.store.base.ModelStore`, checks every
-GGUF with :mod:`power_core.gguf` before storing or showing it, and downloads through the
-registered :class:`~power_core.sources.ModelSource` plugins.
+CLI commands and API surfaces call this and nothing below it. It reads models through a
+:class:`~power_core.store.reader.ModelReader` over the configured
+:class:`~power_core.store.base.ModelStore`, checks every GGUF with :mod:`power_core.gguf`
+before storing it, and downloads through the registered
+:class:`~power_core.sources.ModelSource` plugins.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -27,37 +25,26 @@ from power_core.errors import (
     StoreUnavailable,
     UnsupportedFeature,
 )
-from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
+from power_core.gguf import check_gguf_magic, read_gguf_info
 from power_core.modelfile import (
     coerce_parameter,
-    format_parameters,
     parse_modelfile,
-    render_modelfile,
 )
 from power_core.models import ModelDescription, ModelSummary, ResolvedModel
 from power_core.names import ModelRef, is_model_name
 from power_core.pull.inflight import InflightDownloads
 from power_core.sources import FetchedBlob, ModelSource, ProgressCallback, PullProgress
-from power_core.store.base import ModelStore, StoredBlob, StoredManifest
-from power_core.store.builder import MAX_TEXT_LAYER, LayerChanges, build_manifest
+from power_core.store.base import ModelStore, StoredBlob
+from power_core.store.builder import LayerChanges, build_manifest
 from power_core.store.digests import normalize_digest
 from power_core.store.layers import (
-    capabilities_for,
-    details_for,
-    load_messages,
     load_parameters,
     looks_like_path,
     message_pairs,
 )
-from power_core.store.manifest import Manifest, ModelConfig
+from power_core.store.manifest import Manifest
+from power_core.store.reader import ModelReader
 from power_core.types import ChatMessage
-
-_TEXT_KINDS = ("template", "system", "license", "params", "messages")
-_GGUF_CACHE_SIZE = 64
-_RESOLUTION_CACHE_SIZE = 64
-_CONFIG_CACHE_SIZE = 256
-_CONFIG_CACHE_BLOB_BYTES = 64 << 10
-
 
 log = logging.getLogger(__name__)
 
@@ -94,44 +81,17 @@ class ModelLibrary:
     def __init__(self, store: ModelStore, sources: Iterable[ModelSource] = ()) -> None:
         self.store = store
         self.sources = list(sources)
-        self._gguf: OrderedDict[str, GGUFInfo] = OrderedDict()
-        #: (manifest digest, name, modified) -> resolution; blobs never change, so a
-        #: manifest resolves the same until it is rewritten (which changes the key)
-        self._resolutions: OrderedDict[
-            tuple[str, str, datetime], tuple[ResolvedModel, dict[str, Any]]
-        ] = OrderedDict()
+        self.reader = ModelReader(store)
         self._downloads: InflightDownloads[FetchedBlob] = InflightDownloads()
-        #: config blobs by digest (content-addressed, so never stale): listing models,
-        #: which clients poll, then reads no blob
-        self._config_blobs: OrderedDict[str, bytes] = OrderedDict()
 
     # ------------------------------------------------------------------ reading
     def list_models(self) -> list[ModelSummary]:
         """Every model, most recently modified first."""
-        summaries = []
-        for stored in self.store.list_manifests():
-            config = self._config(stored.manifest)
-            summaries.append(
-                ModelSummary(
-                    name=stored.ref.display,
-                    digest=stored.digest,
-                    size=stored.manifest.total_size,
-                    modified_at=stored.modified_at,
-                    details=details_for(config, None),
-                )
-            )
-        summaries.sort(key=lambda s: s.modified_at, reverse=True)
-        return summaries
-
-    def _stored(self, name: str) -> StoredManifest:
-        stored = self.store.read_manifest(ModelRef.parse(name))
-        if stored is None:
-            raise ModelNotFound(name)
-        return stored
+        return self.reader.summaries()
 
     def exists(self, name: str) -> bool:
         """Whether a model of that name is in the store (invalid names are not)."""
-        return is_model_name(name) and self.store.read_manifest(ModelRef.parse(name)) is not None
+        return self.reader.exists(name)
 
     def resolve(self, name: str) -> ResolvedModel:
         """Everything needed to load and prompt a model; raises ModelNotFound.
@@ -141,97 +101,14 @@ class ModelLibrary:
         embedding-only models, ``completion`` for the rest, plus ``tools`` (the template
         mentions tools), ``insert`` (fill-in-the-middle tokens), ``vision`` and
         ``thinking``. As in Ollama, a completion model is not listed as ``embedding``.
-        """
-        stored = self._stored(name)
-        return self._resolved(stored)[0]
-
-    def _resolved(self, stored: StoredManifest) -> tuple[ResolvedModel, dict[str, Any]]:
-        """The model a manifest describes; remembered, as every request resolves its model.
-
         The result is shared between callers, who must not change it.
         """
-        key = (stored.digest, stored.ref.display, stored.modified_at)
-        cached = self._resolutions.get(key)
-        if cached is not None:
-            # the texts were read already and cannot change; the weights must still be there
-            self._layer_path(stored.ref.display, cached[0].model_digest)
-            self._resolutions.move_to_end(key)
-            return cached
-        resolution = self._resolve_layers(stored)
-        self._resolutions[key] = resolution
-        while len(self._resolutions) > _RESOLUTION_CACHE_SIZE:
-            self._resolutions.popitem(last=False)
-        return resolution
-
-    def _resolve_layers(self, stored: StoredManifest) -> tuple[ResolvedModel, dict[str, Any]]:
-        manifest, display = stored.manifest, stored.ref.display
-        weights = manifest.layer("model")
-        if weights is None:
-            raise InvalidModelFile(f"model '{display}' has no model layer")
-        path = self._layer_path(display, weights.digest)
-        info = self._gguf_info(weights.digest, path)
-        config = self._config(manifest)
-        texts = {kind: self._texts(display, manifest, kind) for kind in _TEXT_KINDS}
-        parameters = load_parameters(display, texts["params"])
-        template = texts["template"][-1] if texts["template"] else info.chat_template
-        model = ResolvedModel(
-            name=display,
-            digest=stored.digest,
-            model_path=path,
-            model_digest=weights.digest,
-            format=config.model_format or "gguf",
-            size=manifest.total_size,
-            modified_at=stored.modified_at,
-            details=details_for(config, info),
-            template=template,
-            system=texts["system"][-1] if texts["system"] else None,
-            parameters=parameters,
-            license="\n".join(texts["license"]) if texts["license"] else None,
-            messages=[
-                ChatMessage(role=role, content=content)  # type: ignore[arg-type]
-                for role, content in load_messages(display, texts["messages"])
-            ],
-            metadata=dict(info.metadata),
-            # what the prompts use: a stored Go template is kept but not run
-            capabilities=capabilities_for(
-                info,
-                info.chat_template if template and is_go_template(template) else template,
-                manifest,
-            ),
-        )
-        extras = {"licenses": texts["license"], "info": info}
-        return model, extras
+        return self.reader.resolved(self.reader.stored(name))[0]
 
     def describe(self, name: str, verbose: bool = False) -> ModelDescription:
-        """What ``show`` prints: the resolved model, its Modelfile, parameters and GGUF info.
-
-        Without ``verbose`` large arrays (token lists) appear as ``None``; with it they are
-        read from the file in full.
-        """
-        stored = self._stored(name)
-        model, extras = self._resolved(stored)
-        info: GGUFInfo = extras["info"]
-        if verbose:
-            info = read_gguf_info(model.model_path, include_large_arrays=True)
-        model_info: dict[str, Any] = dict(info.metadata)
-        for key in info.large_arrays:
-            model_info[key] = None
-        model_info["general.parameter_count"] = info.parameter_count
-        modelfile = render_modelfile(
-            name=model.name,
-            from_=str(model.model_path),
-            template=model.template,
-            system=model.system,
-            parameters=model.parameters,
-            licenses=extras["licenses"],
-            messages=[(m.role, m.content) for m in model.messages],
-        )
-        return ModelDescription(
-            model=model,
-            modelfile=modelfile,
-            parameters_text=format_parameters(model.parameters),
-            model_info=dict(sorted(model_info.items())),
-        )
+        """What ``show`` prints: the resolved model, its Modelfile, parameters and GGUF info
+        (large arrays, such as token lists, in full only with ``verbose``)."""
+        return self.reader.describe(name, verbose)
 
     # ------------------------------------------------------------------ writing
     @_store_refusals
@@ -340,21 +217,21 @@ class ModelLibrary:
             read_gguf_info(source)  # refuse a bad file before copying gigabytes of it
         with self.store.write_lock():
             if from_ is not None:
-                stored = self._stored(from_)
+                stored = self.reader.stored(from_)
                 base = stored.manifest
                 weights_layer = base.layer("model")
                 if weights_layer is None:
                     raise InvalidModelFile(f"model '{from_}' has no model layer")
                 weights = StoredBlob(weights_layer.digest, weights_layer.size)
                 base_parameters = load_parameters(
-                    from_, self._texts(stored.ref.display, base, "params")
+                    from_, self.reader.texts(stored.ref.display, base, "params")
                 )
             elif isinstance(source, Path):
                 weights = self._copy_in(source, progress)
             else:
                 assert source is not None
                 weights = source
-            info = self._gguf_info(weights.digest, self.store.blob_path(weights.digest))
+            info = self.reader.gguf_info(weights.digest, self.store.blob_path(weights.digest))
             verb = "creating new layer" if isinstance(source, Path) else "using existing layer"
             progress(PullProgress(status=f"{verb} {weights.digest}"))
             manifest = build_manifest(
@@ -385,7 +262,7 @@ class ModelLibrary:
         """Copy a model under a new name (the same blobs); returns the new name."""
         dst = ModelRef.parse(destination)
         with self.store.write_lock():
-            stored = self._stored(source)
+            stored = self.reader.stored(source)
             self.store.write_manifest(dst, stored.manifest)
         return dst.display
 
@@ -461,7 +338,7 @@ class ModelLibrary:
     ) -> str:
         ref = target or ModelRef.parse(fetched.suggested_name)
         if fetched.gguf_info is not None:
-            self._remember_gguf_info(fetched.digest, fetched.gguf_info)
+            self.reader.remember_gguf_info(fetched.digest, fetched.gguf_info)
         if fetched.manifest is not None:
             progress(PullProgress(status="writing manifest"))
             with self.store.write_lock():
@@ -485,7 +362,7 @@ class ModelLibrary:
         if not isinstance(name, str) or not name.strip():
             raise InvalidRequest("nothing to push: the model name is empty", param="model")
         progress(PullProgress(status="retrieving manifest"))
-        stored = self._stored(name)
+        stored = self.reader.stored(name)
         RegistryPusher().push(
             name.strip(), stored.manifest, self.store.blob_path, progress, insecure=insecure
         )
@@ -505,50 +382,3 @@ class ModelLibrary:
         return self.store.put_blob_stream(
             chunks, expected_digest=expected_digest, expected_size=expected_size
         )
-
-    # ------------------------------------------------------------------ helpers
-    def _layer_path(self, display: str, digest: str) -> Path:
-        try:
-            return self.store.blob_path(digest)
-        except BlobNotFound:
-            raise BlobNotFound(
-                f"model '{display}' is damaged: layer {digest} is missing; pull or create it again"
-            ) from None
-
-    def _gguf_info(self, digest: str, path: Path) -> GGUFInfo:
-        # Blobs never change, so a header parsed once stays true.
-        info = self._gguf.get(digest)
-        if info is None:
-            info = self._remember_gguf_info(digest, read_gguf_info(path))
-        return info
-
-    def _remember_gguf_info(self, digest: str, info: GGUFInfo) -> GGUFInfo:
-        info = replace(info, tensors=[])  # not needed after the checks; keeps the cache small
-        self._gguf[digest] = info
-        while len(self._gguf) > _GGUF_CACHE_SIZE:
-            self._gguf.popitem(last=False)
-        return info
-
-    def _config(self, manifest: Manifest) -> ModelConfig:
-        digest = manifest.config.digest
-        raw = self._config_blobs.get(digest)
-        if raw is not None:
-            self._config_blobs.move_to_end(digest)
-        else:
-            try:
-                raw = self.store.read_blob_bytes(digest, max_size=MAX_TEXT_LAYER)
-            except (BlobNotFound, InvalidModelFile):
-                return ModelConfig()
-            if len(raw) <= _CONFIG_CACHE_BLOB_BYTES:  # a config is a few hundred bytes
-                self._config_blobs[digest] = raw
-                while len(self._config_blobs) > _CONFIG_CACHE_SIZE:
-                    self._config_blobs.popitem(last=False)
-        return ModelConfig.from_bytes(raw)
-
-    def _texts(self, display: str, manifest: Manifest, kind: str) -> list[str]:
-        texts = []
-        for layer in manifest.layers_of(kind):
-            self._layer_path(display, layer.digest)
-            raw = self.store.read_blob_bytes(layer.digest, max_size=MAX_TEXT_LAYER)
-            texts.append(raw.decode("utf-8", errors="replace"))
-        return texts
