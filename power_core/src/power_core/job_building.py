@@ -178,7 +178,8 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
         json_schema=schema,
         logprobs=request.logprobs,
         n=request.n,
-        return_context=request.prompt is not None and request.messages is None,
+        # Ollama returns no context for a raw prompt (nor do OpenAI completions need one)
+        return_context=request.prompt is not None and request.messages is None and not request.raw,
         shift_keep=_shift_keep(model, request),
     )
     if request.suffix is not None:
