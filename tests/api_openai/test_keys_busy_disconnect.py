@@ -10,13 +10,14 @@ import threading
 import time
 from typing import Any
 
+import ollama
 import openai
 import pytest
 import requests
 from openai import OpenAI
 
 from api_openai.wire_reading import KEYS, MODEL, NO_EOS, assert_error_shape
-from conftest import PowerServer
+from conftest import PowerServer, power_cli
 
 pytestmark = pytest.mark.model
 
@@ -50,6 +51,38 @@ def test_a_configured_key_is_accepted(keyed_server: PowerServer) -> None:
         keyed_server.url + "/v1/models", headers={"Authorization": f"bearer {KEYS[0]}"}, timeout=60
     )
     assert response.status_code == 200
+
+
+def test_keys_guard_every_api_and_the_cli_sends_one(keyed_server: PowerServer) -> None:
+    url = keyed_server.url
+    guarded = [
+        ("GET", "/api/tags"),
+        ("GET", "/api/version"),
+        ("POST", "/api/show"),
+        ("POST", "/api/generate"),
+        ("POST", "/api/copy"),
+        ("DELETE", "/api/delete"),
+        ("GET", "/power/loaded"),
+        ("POST", "/power/unload"),
+        ("GET", "/no/such/route"),
+    ]
+    copy = {"source": MODEL, "destination": "stolen:1"}
+    for method, path in guarded:
+        body = copy if path == "/api/copy" else {"model": MODEL}
+        response = requests.request(method, url + path, json=body, timeout=60)
+        assert response.status_code == 401, (path, response.text)
+        assert "API key" in response.json()["error"], path  # the Ollama and core shape
+    # nothing was deleted or copied, and liveness answers without a key
+    listed = requests.get(url + "/api/tags", headers=AUTH, timeout=60).json()["models"]
+    assert [m["name"] for m in listed] == [MODEL]
+    for path in ("/", "/health"):
+        assert requests.get(url + path, timeout=60).status_code == 200
+    # Ollama's client passes headers through; the CLI sends the first configured key
+    assert [m.model for m in ollama.Client(host=url, headers=AUTH).list().models] == [MODEL]
+    with pytest.raises(ollama.ResponseError) as refused:
+        ollama.Client(host=url).list()
+    assert refused.value.status_code == 401
+    assert power_cli(keyed_server.env, "ps").returncode == 0
 
 
 def test_oversized_body_is_413_in_openai_shape(keyed_server: PowerServer) -> None:
@@ -93,7 +126,8 @@ def _reset(sock: socket.socket) -> None:
 
 
 def _active_leases(server: PowerServer) -> int:
-    models = requests.get(server.url + "/power/loaded", timeout=60).json()["models"]
+    loaded = requests.get(server.url + "/power/loaded", headers=AUTH, timeout=60)
+    models = loaded.json()["models"]
     return sum(m["active"] for m in models)
 
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 import pytest
 
 from api_openai.wire_reading import MODEL
-from power_api_openai.blueprint import bearer_key, key_accepted
 from power_api_openai.chat import chat_chunks, chat_completion
 from power_api_openai.chat_request import ChatOptions
 from power_api_openai.embeddings import encode_base64
@@ -21,6 +20,7 @@ from power_api_openai.envelope import Envelope
 from power_api_openai.sse import DONE, PING, event_stream
 from power_api_openai.validation import Fields
 from power_core.errors import ContextLengthExceeded, InvalidRequest
+from power_core.server.auth import bearer_key, key_accepted
 from power_core.types import (
     ChoiceDone,
     GenerationDone,

@@ -1,9 +1,9 @@
-"""The ``/v1`` blueprint: routes, bearer-key check and error handlers in OpenAI's shape."""
+"""The ``/v1`` blueprint: routes and error handlers in OpenAI's shape (a refused bearer key
+included; the core checks keys, :mod:`power_core.server.auth`)."""
 
 from __future__ import annotations
 
 import functools
-import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +22,7 @@ from power_api_openai.errors import (
 )
 from power_api_openai.models import list_models, retrieve_model
 from power_api_openai.responses import create_response
-from power_core.errors import PowerError
+from power_core.errors import PowerError, Unauthorized
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
 
@@ -41,30 +41,9 @@ STORED_RESPONSES = (
 )
 
 
-def bearer_key(header: str | None) -> str | None:
-    """The key of an ``Authorization: Bearer <key>`` header."""
-    if not header:
-        return None
-    scheme, _, key = header.partition(" ")
-    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
-
-
-def key_accepted(keys: tuple[str, ...], header: str | None) -> bool:
-    """Any header passes when no keys are configured; otherwise the bearer must match one."""
-    if not keys:
-        return True
-    given = bearer_key(header)
-    if given is None:
-        return False
-    # compare against every key, in constant time, so timing reveals nothing
-    matches = [hmac.compare_digest(given.encode(), key.encode()) for key in keys]
-    return any(matches)
-
-
 def openai_blueprint(services: PowerServices) -> Blueprint:
     """Routes of the OpenAI API on ``services``."""
     bp = Blueprint("openai", __name__, url_prefix=URL_PREFIX)
-    keys = services.settings.api_keys
 
     def handled(view: Callable[..., Response]) -> Callable[..., Response]:
         # the one place a PowerError (raised before a response starts) becomes a response
@@ -80,10 +59,9 @@ def openai_blueprint(services: PowerServices) -> Blueprint:
     def body() -> dict[str, Any]:
         return parse_json_object(request.get_data())
 
-    @bp.before_request
-    def check_key() -> Response | None:
-        if request.method == "OPTIONS" or key_accepted(keys, request.headers.get("Authorization")):
-            return None
+    @bp.errorhandler(Unauthorized)
+    def refused_key(_: Unauthorized) -> Response:
+        # raised by the core's key check (power_core.server.auth) before any route runs
         return auth_error_response()
 
     @bp.post("/chat/completions")

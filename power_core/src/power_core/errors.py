@@ -87,6 +87,13 @@ class BlobNotFound(NotFound):
     code = "blob_not_found"
 
 
+class Unauthorized(PowerError):
+    """A request without one of the configured bearer keys (``api_keys``)."""
+
+    http_status = 401
+    code = "invalid_api_key"
+
+
 class ServerBusy(PowerError):
     """The request queue is full; the client should retry later."""
 

@@ -33,7 +33,9 @@ def call_server(
 
     url = server_url(settings) + path
     try:
-        response = requests.request(method, url, json=payload, timeout=(10.0, wait))
+        response = requests.request(
+            method, url, json=payload, headers=_key_header(settings), timeout=(10.0, wait)
+        )
     except requests.ConnectionError:
         raise ServerNotRunning(
             f"could not connect to a running A3S Power server at {server_url(settings)} "
@@ -51,3 +53,8 @@ def call_server(
         message = body.get("error") if isinstance(body, dict) else None
         raise PowerError(str(message or f"server answered {response.status_code}"))
     return body
+
+
+def _key_header(settings: Settings) -> dict[str, str]:
+    """The server's own first key, when it requires keys (the CLI reads its config)."""
+    return {"Authorization": f"Bearer {settings.api_keys[0]}"} if settings.api_keys else {}

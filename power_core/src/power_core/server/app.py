@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from power_core import __version__
 from power_core.errors import InvalidRequest, PowerError
 from power_core.scheduler import LoadedModel
+from power_core.server.auth import require_api_keys
 from power_core.server.json_body import parse_json_object
 from power_core.server.surface import ApiContext
 from power_core.services import PowerServices
@@ -64,6 +65,8 @@ def create_app(services: PowerServices) -> Flask:
     CORS(app, origins=_cors_origins(settings.origins), supports_credentials=False)
     sock = Sock(app)
 
+    require_api_keys(app, settings.api_keys)
+
     context = ApiContext(services=services, sock=sock)
     for surface in services.registry.api_surfaces().values():
         app.register_blueprint(surface.create_blueprint(context))
@@ -107,6 +110,11 @@ def create_app(services: PowerServices) -> Flask:
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         log.info("%s %s %s %.1fms", request.method, request.path, response.status_code, elapsed_ms)
         return response
+
+    @app.errorhandler(PowerError)
+    def power_error(exc: PowerError) -> tuple[Response, int]:
+        # raised outside every surface: a refused key on a core route, say
+        return jsonify(error=exc.message), exc.http_status
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
