@@ -424,6 +424,7 @@ def test_deprecated_functions_are_answered_the_old_way(client: OpenAI) -> None:
         model=MODEL,
         messages=[question, said, result],
         functions=functions,
+        function_call="none",  # SmolLM2's template shows no tools: it may not choose one
         max_tokens=8,  # type: ignore[list-item,call-overload]
     )
     assert answer.choices[0].finish_reason in ("stop", "length")
@@ -456,3 +457,29 @@ def test_a_forced_call_cut_by_max_tokens_keeps_the_calls_it_completed(client: Op
     assert [
         (c.function.name, c.function.arguments) for c in choice.message.tool_calls or []
     ] == expected
+
+
+def test_what_the_model_cannot_do_is_refused_as_ollama_refuses_it(client: OpenAI) -> None:
+    # SmolLM2's template never shows tools and has no reasoning: tools the model may choose
+    # would be silently dropped, so they are a 400 (as on /api/chat and Ollama's /v1);
+    # forcing a call works through a grammar, and tool_choice none uses no tool
+    question = [{"role": "user", "content": "What is the weather in Paris?"}]
+    asked = {"model": MODEL, "messages": question, "max_tokens": 40, "temperature": 0}
+    for choice in (None, "auto"):
+        extra = {} if choice is None else {"tool_choice": choice}
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(tools=[WEATHER_TOOL], **asked, **extra)  # type: ignore[call-overload]
+        assert refused.value.param == "tools" and "does not support tools" in str(refused.value)
+    forced = client.chat.completions.create(tools=[WEATHER_TOOL], tool_choice="required", **asked)  # type: ignore[call-overload]
+    assert forced.choices[0].message.tool_calls
+    unused = client.chat.completions.create(tools=[WEATHER_TOOL], tool_choice="none", **asked)  # type: ignore[call-overload]
+    assert unused.choices[0].message.tool_calls is None
+    with pytest.raises(openai.BadRequestError) as thinking:
+        client.chat.completions.create(reasoning_effort="low", **asked)  # type: ignore[call-overload]
+    assert thinking.value.param == "reasoning_effort"
+    assert client.chat.completions.create(reasoning_effort="none", **asked).choices  # type: ignore[call-overload]
+    with pytest.raises(openai.BadRequestError) as responses:
+        client.responses.create(
+            model=MODEL, input="Hi", reasoning={"effort": "high"}, max_output_tokens=16
+        )
+    assert responses.value.param == "reasoning.effort"

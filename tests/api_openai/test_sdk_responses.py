@@ -236,11 +236,12 @@ def test_instructions_and_input_items_make_the_prompt_chat_makes(client: OpenAI)
 
 
 def test_an_empty_answer_streams_one_empty_message(client: OpenAI) -> None:
-    # tools keep the text off the engine thread's direct way; <|im_end|> forced ends at once
+    # log-probabilities keep the text off the engine thread's direct way; <|im_end|> forced
+    # ends at once
     with client.responses.stream(
         model=MODEL,
         input="Say hello.",
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        include=["message.output_text.logprobs"],
         temperature=0,
         max_output_tokens=8,
         extra_body={"logit_bias": {"2": 100}},

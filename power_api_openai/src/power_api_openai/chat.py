@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Response
 
+from power_api_openai.capabilities import apply_model_capabilities
 from power_api_openai.chat_request import ChatOptions, parse_chat_request
 from power_api_openai.envelope import Envelope, finish_reason, usage_json
 from power_api_openai.errors import json_response
@@ -48,8 +49,7 @@ def create_chat_completion(services: PowerServices, body: dict[str, Any]) -> Res
     options.legacy_functions = uses_functions(body)
     model = services.library.resolve(request.model)
     request.sampling = with_openai_defaults(request.sampling, model)
-    if "thinking" in model.capabilities:
-        request.think = True  # reasoning goes to `reasoning_content`, as local servers do
+    apply_model_capabilities(model, request, options.reasoning_effort, "reasoning_effort")
     try:
         stream = services.generate(request, model)
     except ContextLengthExceeded as exc:  # OpenAI names the conversation, not a prompt

@@ -36,6 +36,8 @@ class ChatOptions:
     logprobs: bool
     #: the request used the deprecated ``functions``: answer with ``function_call``
     legacy_functions: bool = False
+    #: ``reasoning_effort``: ``none`` turns a reasoning model's reasoning off
+    reasoning_effort: str | None = None
 
 
 def parse_chat_request(body: dict[str, Any]) -> tuple[GenerationRequest, ChatOptions]:
@@ -81,7 +83,13 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[GenerationRequest, ChatOpt
     modalities = fields.array("modalities")
     if modalities is not None and any(m != "text" for m in modalities):
         raise UnsupportedFeature("only the 'text' modality is supported.", param="modalities")
-    return request, ChatOptions(stream=stream, include_usage=include_usage, logprobs=want_logprobs)
+    options = ChatOptions(
+        stream=stream,
+        include_usage=include_usage,
+        logprobs=want_logprobs,
+        reasoning_effort=fields.string("reasoning_effort"),
+    )
+    return request, options
 
 
 # ----------------------------------------------------------------------------- messages

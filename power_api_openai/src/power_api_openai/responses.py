@@ -20,6 +20,7 @@ from typing import Any
 
 from flask import Response
 
+from power_api_openai.capabilities import apply_model_capabilities
 from power_api_openai.chat import tool_call_json
 from power_api_openai.errors import json_response
 from power_api_openai.logprobs import chat_token_logprobs
@@ -65,9 +66,7 @@ def create_response(services: PowerServices, body: dict[str, Any]) -> Response:
     request, options = parse_responses_request(body)
     model = services.library.resolve(request.model)
     request.sampling = with_openai_defaults(request.sampling, model)
-    if "thinking" in model.capabilities:
-        # reasoning becomes a reasoning item, not answer text; effort "none" turns it off
-        request.think = options.reasoning.get("effort") != "none"
+    apply_model_capabilities(model, request, options.reasoning.get("effort"), "reasoning.effort")
     stream = services.generate(request, model)
     sampling = _echoed_sampling(request.sampling, model)
     builder = ResponseBuilder(stream.model.name, options, sampling)
