@@ -94,6 +94,15 @@ def test_named_function_admits_only_that_function() -> None:
     assert not check.is_valid({"name": "plant", "arguments": {"children": [{"children": 3}]}})
 
 
+def test_a_named_function_is_called_once_even_where_calls_may_be_parallel() -> None:
+    schema = forced_tool_call_schema([WEATHER, TREE], "plant", parallel=True)
+    assert schema is not None
+    check = validator(schema)
+    assert check.is_valid(SAPLING)
+    assert not check.is_valid([SAPLING])
+    assert not check.is_valid([SAPLING, SAPLING])
+
+
 def test_unknown_function_is_an_invalid_tool_choice() -> None:
     with pytest.raises(InvalidRequest, match="'lookup'") as caught:
         forced_tool_call_schema([WEATHER], "lookup", parallel=False)

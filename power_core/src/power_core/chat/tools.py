@@ -24,7 +24,10 @@ def forced_tool_call_schema(
     :param tools: the functions the request offers.
     :param tool_choice: ``"auto"`` or ``"none"`` (no constraint: ``None``), ``"required"``
         (a call of any of ``tools``) or the name of the one function that must be called.
-    :param parallel: allow several calls: the schema is then a non-empty JSON list of calls.
+    :param parallel: allow several calls (``"required"`` only): the schema is then a
+        non-empty JSON list of calls. A named function is called once, as OpenAI and
+        llama.cpp's server answer it: a list let small models repeat the call until
+        ``max_tokens`` (7 identical calls in 200 tokens, seen with SmolLM2).
     :raises InvalidRequest: (``param="tool_choice"``) when ``tool_choice`` names no tool, or
         ``"required"`` comes without tools; (``param="tools"``) when a tool's ``parameters``
         is not an object schema.
@@ -51,7 +54,8 @@ def forced_tool_call_schema(
     defs: dict[str, Any] = {}
     variants = [_call_schema(tool, index, defs) for index, tool in enumerate(chosen)]
     call: dict[str, Any] = variants[0] if len(variants) == 1 else {"anyOf": variants}
-    schema: dict[str, Any] = {"type": "array", "items": call, "minItems": 1} if parallel else call
+    several = parallel and tool_choice == "required"
+    schema: dict[str, Any] = {"type": "array", "items": call, "minItems": 1} if several else call
     if defs:
         schema["$defs"] = defs
     return schema
