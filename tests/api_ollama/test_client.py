@@ -157,6 +157,17 @@ def _call_weather(client: ollama.Client, **extra: Any) -> Any:
     )
 
 
+def test_chat_goes_on_with_a_final_assistant_message(client: ollama.Client) -> None:
+    # as Ollama: the start of an answer is continued, not answered as a closed turn
+    started = "1, 2, 3, 4,"
+    messages = [
+        {"role": "user", "content": "Count from 1 to 10 separated by commas."},
+        {"role": "assistant", "content": started},
+    ]
+    response = client.chat(model=MODEL, messages=messages, options=GREEDY)
+    assert response.message.content.lstrip().startswith("5,"), response.message.content
+
+
 def test_chat_tool_call_and_tool_result_round_trip(client: ollama.Client) -> None:
     result = _call_weather(client)
     calls = result.message.tool_calls

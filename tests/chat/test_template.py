@@ -12,6 +12,7 @@ from power_core.chat.template import (
     ChatTemplate,
     TemplateError,
     message_dicts,
+    render_prompt,
 )
 from power_core.errors import InvalidRequest
 from power_core.types import ChatMessage, ToolCall, ToolSpec
@@ -64,6 +65,28 @@ def test_smollm2_template_from_gguf_renders_exact_chatml(smollm2_template: str) 
 
 
 @pytest.mark.model
+def test_a_final_assistant_message_is_left_open_to_continue(smollm2_template: str) -> None:
+    template = ChatTemplate(smollm2_template)
+    started = [ChatMessage("user", "Count to 5."), ChatMessage("assistant", "1, 2,")]
+    assert render_prompt(template, started, None).endswith(
+        "<|im_start|>user\nCount to 5.<|im_end|>\n<|im_start|>assistant\n1, 2,"
+    )
+    # an empty one, or one with tool calls, is closed and a new turn opens as before
+    for last in (
+        ChatMessage("assistant", ""),
+        ChatMessage("assistant", "", tool_calls=[ToolCall("get_time", {})]),
+    ):
+        conversation = [started[0], last]
+        assert render_prompt(template, conversation, None) == template.render(conversation)
+    # a template that rewrites the text leaves nothing to cut at: closed, a new turn
+    shouting = ChatTemplate(
+        "{% for m in messages %}<{{ m.role }}>{{ m.content | upper }}</s>{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    words = [started[0], ChatMessage("assistant", "one, two,")]
+    assert render_prompt(shouting, words, None).endswith("ONE, TWO,</s><assistant>")
+
+
 def test_developer_role_is_rendered_as_system(smollm2_template: str) -> None:
     template = ChatTemplate(smollm2_template)
     rendered = template.render([ChatMessage("developer", "Be brief."), ChatMessage("user", "Hi")])

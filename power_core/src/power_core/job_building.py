@@ -20,7 +20,7 @@ from power_core.chat.fitting import (
     reply_room,
 )
 from power_core.chat.messages import merge_system, prepend_history
-from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate
+from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate, render_prompt
 from power_core.chat.template_syntax import is_go_template
 from power_core.chat.tools import forced_tool_call_schema
 from power_core.engine import CompletionJob, Engine
@@ -220,7 +220,7 @@ def _templated(
     bos = special[0]
 
     def render(messages: list[ChatMessage]) -> str:
-        return template.render(messages, tools=tools, add_generation_prompt=True)
+        return render_prompt(template, messages, tools)
 
     def count_tokens(prompt: str) -> int:
         return len(engine.tokenize(prompt, add_bos=not (bos and prompt.startswith(bos))))

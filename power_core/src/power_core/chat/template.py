@@ -167,6 +167,35 @@ class ChatTemplate:
         return render_template(self._compiled, context, max_chars)
 
 
+def continues_last_message(messages: list[ChatMessage]) -> bool:
+    """Whether a conversation ends with an assistant message for the model to go on with
+    (text, no tool calls), as Ollama continues one: clients write the start of an answer
+    ("1, 2, 3,") and the model carries on from it."""
+    if not messages:
+        return False
+    last = messages[-1]
+    return last.role == "assistant" and bool(last.content) and not last.tool_calls
+
+
+def render_prompt(
+    template: ChatTemplate, messages: list[ChatMessage], tools: list[ToolSpec] | None
+) -> str:
+    """The prompt of a conversation: a new assistant turn opened after it, or, when it ends
+    with an unfinished assistant message, that message left open.
+
+    Chat templates close every message, so the open one is the conversation rendered
+    without a generation prompt, cut right after that message's text (as llama.cpp's server
+    and vLLM continue a final message). A template that changes the text it shows (strips
+    it, say) leaves nothing to cut at: the message then stays closed and a new turn opens.
+    """
+    if continues_last_message(messages):
+        rendered = template.render(messages, tools=tools, add_generation_prompt=False)
+        end = rendered.rfind(messages[-1].content)
+        if end >= 0:
+            return rendered[: end + len(messages[-1].content)]
+    return template.render(messages, tools=tools, add_generation_prompt=True)
+
+
 def _input_size(messages: list[ChatMessage], tools: list[dict[str, Any]] | None) -> int:
     size = len(json.dumps(tools)) if tools else 0
     for message in messages:
