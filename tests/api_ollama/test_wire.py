@@ -735,3 +735,30 @@ def test_ps_and_stop_from_the_command_line(power_server: PowerServer) -> None:
     rest = [json.loads(line) for line in lines if line]
     assert rest[-1]["done"] is True and "error" not in rest[-1]
     assert MODEL not in power_cli(power_server.env, "ps").stdout
+
+
+def test_the_request_log_times_a_stream_to_its_end(power_server: PowerServer) -> None:
+    # a stream's line is written after its last chunk, with the whole time, not the time
+    # its headers took; the query string stays out of the log
+    options = {"num_predict": 48, "temperature": 0}
+    body = {"model": MODEL, "prompt": "Once upon a time", "raw": True, "options": options}
+
+    def lines() -> list[str]:
+        return [line for line in power_server.log().splitlines() if "POST /api/generate " in line]
+
+    def post(path: str, payload: dict[str, Any]) -> requests.Response:
+        # each line is written once the answer is out: wait for it, so lines stay in order
+        count = len(lines())
+        response = requests.post(power_server.url + path, json=payload, timeout=120)
+        deadline = time.monotonic() + 10
+        while len(lines()) == count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return response
+
+    assert post("/api/generate", {"model": MODEL}).status_code == 200  # loading is not timed
+    started = time.monotonic()
+    response = post("/api/generate?trace=1", body)
+    took_ms = (time.monotonic() - started) * 1000
+    assert response.status_code == 200 and response.text.count("\n") > 40
+    logged_ms = float(lines()[-1].rsplit(" ", 1)[1].removesuffix("ms"))
+    assert took_ms * 0.5 < logged_ms <= took_ms, (logged_ms, took_ms)

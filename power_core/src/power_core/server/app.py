@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 from flask_cors import CORS
 from flask_sock import Sock
 from werkzeug.exceptions import HTTPException
@@ -100,16 +99,6 @@ def create_app(services: PowerServices) -> Flask:
         except PowerError as exc:
             return jsonify(error=exc.message), exc.http_status
         return jsonify(status="unloaded")
-
-    @app.before_request
-    def start_timer() -> None:
-        g.started = time.perf_counter()
-
-    @app.after_request
-    def log_request(response: Response) -> Response:
-        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        log.info("%s %s %s %.1fms", request.method, request.path, response.status_code, elapsed_ms)
-        return response
 
     @app.errorhandler(PowerError)
     def power_error(exc: PowerError) -> tuple[Response, int]:

@@ -83,7 +83,13 @@ class PowerHandler(WSGIHandler):
         return environ
 
     def log_request(self) -> None:
+        # after the whole response (a stream's last chunk), so the time is the request's;
+        # Flask's after_request would log when the headers go out
         super().log_request()
+        status = self.status.decode("latin-1").split()[0] if self.status else "-"
+        elapsed_ms = (self.time_finish - self.time_start) * 1000
+        path = (self.path or "").partition("?")[0]
+        log.info("%s %s %s %.1fms", self.command, path, status, elapsed_ms)
         # this request's writer, never the last one's (a bad request line has no environ)
         direct, self._direct = self._direct, None
         if direct is not None and direct.written:
