@@ -521,6 +521,14 @@ def test_a_chat_longer_than_the_context_loses_its_oldest_turns(url: str) -> None
     # as much history as fits with room for the 8 tokens asked for, not the last turn alone
     assert 128 < final["prompt_eval_count"] <= 256 - 8
 
+    # a last turn that alone overflows the context loses its middle, as Ollama's does
+    long_turn = [{"role": "user", "content": "Read this. " + "The fox jumps. " * 100 + "Hi!"}]
+    cut = requests.post(
+        url + "/api/chat", json={**body, "messages": long_turn, "options": small}, timeout=120
+    )
+    assert cut.status_code == 200, cut.text
+    assert cut.json()["prompt_eval_count"] <= 255  # the reply shifts the context
+
 
 def test_a_full_context_shifts_and_generation_goes_on(url: str) -> None:
     body = {"model": MODEL, "prompt": "Once upon a time", "raw": True, "stream": False}

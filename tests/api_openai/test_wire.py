@@ -226,16 +226,21 @@ def test_unknown_model_is_404_model_not_found(v1: str) -> None:
 
 
 def test_context_length_exceeded(v1: str) -> None:
-    response = requests.post(
-        v1 + "/chat/completions",
-        json={
-            "model": MODEL,
-            "messages": [{"role": "user", "content": "hello " * 2100}],
-            "stream": True,
-        },
-        timeout=120,
-    )
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "hello " * 2100}],
+        "stream": True,
+        "max_tokens": 4,
+        "truncate": False,
+    }
+    response = requests.post(v1 + "/chat/completions", json=body, timeout=120)
     assert_error_shape(response, 400, param="messages", code="context_length_exceeded")
+    # by default, as in Ollama's /v1, a message that alone overflows loses its middle
+    cut = requests.post(
+        v1 + "/chat/completions", json={**body, "stream": False, "truncate": True}, timeout=120
+    )
+    assert cut.status_code == 200, cut.text
+    assert cut.json()["usage"]["prompt_tokens"] < 2048
 
 
 def test_a_conversation_longer_than_the_context_loses_its_oldest_turns(v1: str) -> None:

@@ -200,7 +200,9 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
         job.prompt = list(request.context) + engine.tokenize(text, add_bos=False)
     else:
         job.prompt = text
-    if request.fit_history and request.messages is None:
+    if request.fit_history:
+        # a conversation whose last turn alone is too long (no older turn left to drop)
+        # loses its middle too, as Ollama truncates any input
         _fit_input(engine, job, _keep_tokens(model, request))
     return job
 
