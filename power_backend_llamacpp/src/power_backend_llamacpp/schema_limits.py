@@ -81,16 +81,22 @@ def check_grammar_nesting(grammar: str) -> None:
         )
 
 
-def _repetitions(schema: Any) -> Iterator[tuple[str, int, int | None]]:
-    """``(where, least, most)`` for every bounded repetition in ``schema``."""
+def schema_objects(schema: Any) -> Iterator[dict[str, Any]]:
+    """Every object in ``schema`` that is a schema (itself included), not data such as a
+    ``const`` or a ``default``."""
     pending = [schema]
     while pending:
         node = pending.pop()
         if isinstance(node, list):
             pending.extend(node)
-            continue
-        if not isinstance(node, dict):
-            continue
+        elif isinstance(node, dict):
+            yield node
+            pending.extend(value for key, value in node.items() if key not in _DATA_KEYS)
+
+
+def _repetitions(schema: Any) -> Iterator[tuple[str, int, int | None]]:
+    """``(where, least, most)`` for every bounded repetition in ``schema``."""
+    for node in schema_objects(schema):
         for low_key, high_key in _BOUNDS:
             least, most = _count(node.get(low_key)), _count(node.get(high_key))
             if least is not None or most is not None:
@@ -98,7 +104,6 @@ def _repetitions(schema: Any) -> Iterator[tuple[str, int, int | None]]:
         pattern = node.get("pattern")
         if isinstance(pattern, str):
             yield from _pattern_repetitions(pattern)
-        pending.extend(value for key, value in node.items() if key not in _DATA_KEYS)
 
 
 def _pattern_repetitions(pattern: str) -> Iterator[tuple[str, int, int | None]]:
