@@ -7,14 +7,14 @@ a fixed seed gives the same text whether or not other requests share the batch.
 from __future__ import annotations
 
 import ctypes
-import json
 import math
 from typing import Any
 
 import llama_cpp as lc
 import numpy as np
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+from llama_cpp.llama_grammar import JSON_GBNF
 
+from power_backend_llamacpp.json_grammar import json_schema_grammar
 from power_backend_llamacpp.schema_limits import check_grammar_nesting, check_repetitions
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.errors import InvalidRequest
@@ -26,7 +26,9 @@ def grammar_for(json_mode: bool, json_schema: dict[str, Any] | None) -> str | No
     if json_schema is not None:
         check_repetitions(json_schema)
         try:
-            grammar = str(json_schema_to_gbnf(json.dumps(json_schema)))
+            grammar = json_schema_grammar(json_schema)
+        except InvalidRequest:
+            raise
         except Exception as exc:
             # the converter reports unsupported or malformed schemas in many ways (even
             # with assert), and every one of them means this schema cannot be used

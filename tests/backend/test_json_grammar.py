@@ -1,0 +1,203 @@
+"""JSON schemas that Pydantic and LangChain emit, as grammars: llama.cpp compiles each,
+the SmolLM2 model writes under it, and what it writes is JSON that satisfies the schema.
+
+Where the model would not wander into a defect by itself, the grammar is asked directly:
+llama.cpp's own grammar sampler, on the model's vocabulary, judges a text token by token.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+import llama_cpp as lc
+import pytest
+from pydantic import BaseModel
+
+from power_backend_llamacpp import LlamaCppEngine
+from power_backend_llamacpp.sampling import grammar_for
+from power_backend_llamacpp.vocab import Vocabulary
+from power_core.errors import InvalidRequest
+from power_core.types import SamplingOptions
+
+from .conftest import chat, done, run, text
+
+pytestmark = pytest.mark.model
+
+#: SmolLM2's token for "\n"
+NEWLINE = 198
+
+
+class Person(BaseModel):
+    name: str
+    friends: list[Person] = []
+
+
+class Team(BaseModel):
+    lead: Person
+
+
+class Reading(BaseModel):
+    data: Any
+
+
+class Folder(BaseModel):
+    path: Literal["C:\\temp", 'say "hi"']
+
+
+@pytest.fixture(scope="module")
+def vocab(model_path: Path) -> Iterator[Vocabulary]:
+    params = lc.llama_model_default_params()
+    params.vocab_only = True
+    model = lc.llama_model_load_from_file(str(model_path).encode(), params)
+    yield Vocabulary(model)
+    lc.llama_model_free(model)
+
+
+def accepts(vocab: Vocabulary, schema: dict[str, Any], written: str) -> bool:
+    """Whether llama.cpp's grammar sampler, under ``schema``'s grammar, lets the model
+    write exactly ``written`` and then stop."""
+    grammar = grammar_for(False, schema)
+    assert grammar is not None
+    sampler = lc.llama_sampler_init_grammar(vocab.handle, grammar.encode(), b"root")
+    assert sampler, "llama.cpp does not compile the grammar"
+    end = lc.llama_vocab_eos(vocab.handle)
+    try:
+        for token in [*vocab.tokenize(written, add_special=False, parse_special=False), end]:
+            one = (lc.llama_token_data * 1)(lc.llama_token_data(id=token, logit=0.0, p=0.0))
+            candidates = lc.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
+            lc.llama_sampler_apply(sampler, ctypes.byref(candidates))
+            if math.isinf(one[0].logit):
+                return False
+            if token != end:
+                lc.llama_sampler_accept(sampler, token)
+        return True
+    finally:
+        lc.llama_sampler_free(sampler)
+
+
+def generate(
+    engine: LlamaCppEngine,
+    ask: str,
+    schema: dict[str, Any],
+    max_tokens: int = 60,
+    logit_bias: dict[int, float] | None = None,
+) -> Any:
+    """What the model writes for ``ask`` under ``schema``, parsed, checked against it."""
+    sampling = SamplingOptions(temperature=0.0, repeat_penalty=1.0, logit_bias=logit_bias or {})
+    events = run(engine, chat(ask), sampling=sampling, max_tokens=max_tokens, json_schema=schema)
+    assert done(events).reason == "stop", text(events)
+    value = json.loads(text(events))  # strict: a raw control character in a string fails
+    jsonschema.validate(value, schema)
+    return value
+
+
+# (a) strings
+
+
+def test_strings_hold_no_raw_control_characters_even_when_the_model_wants_one(
+    engine: LlamaCppEngine,
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"text": {"type": "string", "maxLength": 60}},
+        "required": ["text"],
+    }
+    # a newline weighted so that the model writes one wherever the grammar lets it
+    ask = "Write a poem about the sea, as JSON."
+    value = generate(engine, ask, schema, logit_bias={NEWLINE: 30.0})
+    assert value["text"] and not re.search(r"[\x00-\x1f\x7f]", value["text"])
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"text": {"type": "string"}}},
+        {"type": "object"},  # any object: its values' strings too
+    ],
+)
+def test_a_string_takes_a_control_character_only_escaped(
+    vocab: Vocabulary, schema: dict[str, Any]
+) -> None:
+    assert accepts(vocab, schema, '{"text": "a\\nb\\u0000"}')
+    assert not accepts(vocab, schema, '{"text": "a\nb"}')
+    assert not accepts(vocab, schema, '{"text": "a\tb"}')
+    assert not accepts(vocab, schema, '{"text": "a\x7fb"}')
+
+
+# (c) references
+
+
+@pytest.mark.parametrize("model", [Person, Team], ids=["ref-at-the-root", "ref-in-properties"])
+def test_recursive_pydantic_models(engine: LlamaCppEngine, model: type[BaseModel]) -> None:
+    value = generate(engine, "Give people and their friends, as JSON.", model.model_json_schema())
+    model.model_validate(value)
+
+
+def test_a_reference_outside_the_schema_is_refused_by_name(engine: LlamaCppEngine) -> None:
+    with pytest.raises(InvalidRequest, match="only references within the schema"):
+        run(engine, "x", max_tokens=4, json_schema={"$ref": "https://example.com/s.json"})
+    with pytest.raises(InvalidRequest, match="points at nothing"):
+        run(engine, "x", max_tokens=4, json_schema={"$ref": "#/$defs/Missing"})
+
+
+# (d) any value
+
+
+def test_langchains_items_of_any_value(engine: LlamaCppEngine) -> None:
+    # what langchain's convert_to_openai_tool writes for a list[Any] argument
+    tags = {"type": "array", "items": {}, "maxItems": 3, "description": "tags"}
+    schema = {"type": "object", "properties": {"tags": tags}, "required": ["tags"]}
+    assert generate(engine, "Give JSON with at most three tags.", schema)["tags"]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [{}, {"description": "anything"}, Reading.model_json_schema()["properties"]["data"]],
+)
+def test_a_schema_without_constraints_takes_any_value(
+    vocab: Vocabulary, schema: dict[str, Any]
+) -> None:
+    for value in ('"text"', "42", "[1, null]", "true", '{"a": {}}'):
+        assert accepts(vocab, schema, value), value
+
+
+# (e) literals
+
+
+def test_enum_and_const_values_are_written_exactly(vocab: Vocabulary) -> None:
+    assert accepts(vocab, {"const": "x\ny"}, '"x\\ny"')
+    assert not accepts(vocab, {"const": "x\ny"}, '"x\ny"')
+    quoted = {"enum": ['it\'s "q"', "a\\b"]}
+    assert accepts(vocab, quoted, '"it\'s \\"q\\""') and accepts(vocab, quoted, '"a\\\\b"')
+
+
+@pytest.mark.parametrize(
+    ("ask", "schema", "expected"),
+    [
+        ("Say it.", {"const": "x\ny"}, "x\ny"),
+        ("Say it.", {"enum": ['it\'s "q"', "a\\b"]}, None),
+        ("Pick a path.", Folder.model_json_schema(), None),
+        (
+            "Say hi.",
+            {
+                "type": "object",
+                "properties": {'say "hi"\\': {"const": 1}},
+                "required": ['say "hi"\\'],
+            },
+            {'say "hi"\\': 1},
+        ),
+    ],
+)
+def test_literals_with_quotes_backslashes_and_newlines(
+    engine: LlamaCppEngine, ask: str, schema: dict[str, Any], expected: Any
+) -> None:
+    value = generate(engine, ask, schema, max_tokens=30)
+    if expected is not None:
+        assert value == expected
