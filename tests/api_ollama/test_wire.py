@@ -323,6 +323,28 @@ def test_json_format_output_parses(url: str) -> None:
     assert isinstance(value["age"], int) and isinstance(value["available"], bool)
 
 
+def test_a_format_with_a_patterns_escapes_is_followed(url: str) -> None:
+    # "\d" in a pattern was copied into the grammar, which llama.cpp refused: a 400
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "pattern": r"^\d{3}$"}},
+        "required": ["code"],
+    }
+    answer = requests.post(
+        url + "/api/chat",
+        timeout=120,
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Give an area code as JSON."}],
+            "format": schema,
+            "stream": False,
+            "options": {"temperature": 0, "num_predict": 30},
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    assert re.fullmatch(r"\d{3}", json.loads(answer.json()["message"]["content"])["code"])
+
+
 def test_context_round_trip(url: str) -> None:
     first = requests.post(
         url + "/api/generate",

@@ -131,6 +131,63 @@ def test_a_string_takes_a_control_character_only_escaped(
     assert not accepts(vocab, schema, '{"text": "a\x7fb"}')
 
 
+# (b) patterns
+
+
+@pytest.mark.parametrize(
+    ("ask", "pattern"),
+    [
+        ("Give a three digit number.", r"^\d{3}$"),
+        ("Give a phone number.", r"^\(\d{3}\) \d{3}-\d{4}$"),
+        ("Give a date like 12/05.", r"^\d{2}\/\d{2}$"),
+        ("Give a price.", r"\$\d+\.\d{2}"),  # unanchored: anchored, which satisfies it
+        ("Give a version number.", r"v\d+\.\d+"),
+        ("Give two words.", r"^\S{1,10}\s\S{1,10}$"),
+        ("Give an email.", r"^[\w.+-]{1,20}@example\.com$"),
+    ],
+)
+def test_patterns_with_escapes_constrain_the_output(
+    engine: LlamaCppEngine, ask: str, pattern: str
+) -> None:
+    value = generate(engine, ask, {"type": "string", "pattern": pattern}, max_tokens=30)
+    assert re.search(pattern, value)
+
+
+def test_a_patterns_top_level_alternatives_are_each_a_whole_string(vocab: Vocabulary) -> None:
+    # the converter wrote '"\"" "cat" | "dog" "\"" space': a quote on one side of each
+    schema = {"type": "string", "pattern": "^cat|dog$"}
+    assert accepts(vocab, schema, '"cat"') and accepts(vocab, schema, '"dog"')
+    assert not accepts(vocab, schema, '"cat') and not accepts(vocab, schema, 'dog"')
+
+
+def test_what_a_pattern_matches_is_written_as_json(vocab: Vocabulary) -> None:
+    anything = {"type": "string", "pattern": "^.{1,5}$"}
+    assert accepts(vocab, anything, '"a-b"')
+    assert not accepts(vocab, anything, '"a"b"') and not accepts(vocab, anything, '"a\tb"')
+    quoted = {"type": "string", "pattern": r'^say "\w+"\\$'}
+    assert accepts(vocab, quoted, r'"say \"hi\"\\"')
+    assert not accepts(vocab, quoted, '"say "hi"\\"')
+
+
+@pytest.mark.parametrize(
+    ("pattern", "named"),
+    [
+        (r"^a(?=b)", "a lookahead"),
+        (r"^(?<!a)b$", "a lookbehind"),
+        (r"\bword\b", "a word boundary"),
+        (r"^(a)\1$", "a backreference"),
+        (r"^\p{L}+$", "a Unicode property escape"),
+    ],
+)
+def test_what_a_grammar_cannot_express_is_refused_by_name(
+    engine: LlamaCppEngine, pattern: str, named: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=f"uses {named}") as caught:
+        run(engine, "x", max_tokens=4, json_schema={"type": "string", "pattern": pattern})
+    assert caught.value.param == "json_schema"
+    assert engine.active_jobs() == 0
+
+
 # (c) references
 
 

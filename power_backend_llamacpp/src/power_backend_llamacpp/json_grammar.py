@@ -12,6 +12,7 @@ invalid JSON or a 400:
   was a 400 that read ``'#/$defs/P'``;
 - ``{}`` (any value) became an object, ``"items": {}`` was a 400 that read
   ``'prefixItems'``, and a schema of only a title or a description was "Unrecognized";
+- ``pattern``: see :mod:`power_backend_llamacpp.json_pattern`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from llama_cpp.llama_grammar import (
     SchemaConverter,
 )
 
+from power_backend_llamacpp.json_pattern import pattern_for_converter
 from power_backend_llamacpp.schema_limits import schema_objects
 from power_core.errors import InvalidRequest
 
@@ -133,6 +135,13 @@ class JsonSchemaConverter(SchemaConverter):
             if dep not in self._rules:
                 self._add_primitive(dep, _PRIMITIVES[dep])
         return key
+
+    def _visit_pattern(self, pattern: Any, name: str) -> str:
+        if not isinstance(pattern, str):
+            raise InvalidRequest(
+                f"a pattern must be a string, not {pattern!r}", param="json_schema"
+            )
+        return str(super()._visit_pattern(pattern_for_converter(pattern), name))
 
 
 def _ref_target(schema: Any, ref: Any) -> Any:
