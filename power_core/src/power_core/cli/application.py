@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
+from typing import ClassVar
 
 from cleo.application import Application
 from cleo.commands.command import Command
@@ -12,6 +13,11 @@ from cleo.commands.completions_command import CompletionsCommand
 from cleo.commands.help_command import HelpCommand
 from cleo.commands.list_command import ListCommand
 from cleo.exceptions import CleoCommandNotFoundError
+from cleo.io.inputs.argument import Argument
+from cleo.io.inputs.argv_input import ArgvInput
+from cleo.io.inputs.definition import Definition
+from cleo.io.inputs.option import Option
+from cleo.io.io import IO
 from cleo.loaders.command_loader import CommandLoader
 
 from power_core import __version__
@@ -85,8 +91,26 @@ class CommandsCommand(ListCommand):
     description = "Lists the available commands."
 
 
+HELP_OPTION = "Display help for the given command; without one, list the commands."
+
+
+class PowerHelpCommand(HelpCommand):
+    """cleo's ``help``; with no command to explain it lists the commands, as ``ollama help``
+    does (cleo's own explains ``help`` itself)."""
+
+    arguments: ClassVar[list[Argument]] = [
+        Argument("command_name", required=False, description="The command name")
+    ]
+
+    def handle(self) -> int:
+        if self._command is None and not self.argument("command_name"):
+            return self.call("commands")
+        return super().handle()
+
+
 class PowerApplication(Application):
-    """``a3s-power``: with no arguments it shows the command list."""
+    """``a3s-power``: with no arguments, ``help``, ``--help`` or ``-h`` it shows the command
+    list."""
 
     def __init__(self) -> None:
         super().__init__("a3s-power", __version__)
@@ -95,7 +119,33 @@ class PowerApplication(Application):
 
     @property
     def default_commands(self) -> list[Command]:
-        return [HelpCommand(), CommandsCommand(), CompletionsCommand()]
+        return [PowerHelpCommand(), CommandsCommand(), CompletionsCommand()]
+
+    @property
+    def _default_definition(self) -> Definition:
+        # cleo's text says --help alone explains the default command; here it lists them all
+        definition = super()._default_definition
+        definition.set_options(
+            [
+                Option("--help", "-h", flag=True, description=HELP_OPTION)
+                if option.name == "help"
+                else option
+                for option in definition.options
+            ]
+        )
+        return definition
+
+    def _run(self, io: IO) -> int:
+        # cleo answers a --help without a command with the help of the default command
+        # (the listing's options); a new user asking for help wants the commands
+        if io.input.has_parameter_option(["--help", "-h"], True) and not _names_a_command(io):
+            io.set_input(ArgvInput(["a3s-power", "help"]))
+        return super()._run(io)
+
+
+def _names_a_command(io: IO) -> bool:
+    """Whether the command line names a command (``run --help``), not only options."""
+    return isinstance(io.input, ArgvInput) and io.input.first_argument is not None
 
 
 def create_application() -> PowerApplication:
