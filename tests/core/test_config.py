@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from power_core.config import load_settings, parse_duration
+from power_core.config import format_duration, load_settings, parse_duration
 from power_core.errors import ConfigError
 from power_core.scheduler import load_options_from
 
@@ -117,6 +117,28 @@ def test_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
 )
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (300.0, "5m"),
+        (5400.0, "1h30m"),
+        (3601.0, "1h1s"),
+        (45.0, "45s"),
+        (0.0, "0"),
+        (0.5, "0.5s"),
+        (1e-5, "0.00001s"),
+        (-1.0, "-1"),
+        (-5.0, "-5"),
+        (9e9, "2500000h"),
+    ],
+)
+def test_durations_are_written_as_people_write_them_and_read_back(
+    seconds: float, text: str
+) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("value", ["soon", "", True, None, "5 minutes", float("nan")])

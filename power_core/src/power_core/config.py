@@ -11,7 +11,8 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,19 @@ def parse_duration(value: object) -> float:
 
 #: the longest duration kept as one: Go's ``time.Duration`` counts nanoseconds in an int64
 MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as a person writes it and :func:`parse_duration` reads it back exactly:
+    ``5m``, ``1h30m``, ``45s``, ``0.5s``, ``0``; a negative one (forever) in seconds."""
+    if seconds < 0 or not seconds.is_integer():
+        # positional, never "1e-05": the loader reads no exponents
+        text = format(Decimal(repr(seconds)).normalize(), "f")
+        return text if seconds < 0 else text + "s"
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n]
+    return "".join(parts) or "0"
 
 
 def _duration_seconds(value: object) -> float:
@@ -291,13 +305,3 @@ def load_settings(
             from_text=True,
         )
     return replace(Settings(home=home), **values)
-
-
-def settings_as_dict(settings: Settings) -> dict[str, Any]:
-    """Settings as plain values (for ``a3s-power config`` and logs)."""
-    out: dict[str, Any] = {}
-    for f in fields(settings):
-        value = getattr(settings, f.name)
-        out[f.name] = str(value) if isinstance(value, Path) else value
-    out["models_dir"] = str(settings.models_path)
-    return out

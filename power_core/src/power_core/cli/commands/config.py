@@ -1,9 +1,11 @@
-"""``a3s-power config``: the resolved configuration and where it came from."""
+"""``a3s-power config``: the resolved configuration, as a config.yaml that reads back."""
 
 from __future__ import annotations
 
+from cleo.io.outputs.output import Type as OutputType
+
 from power_core.cli.base import PowerCommand
-from power_core.config import settings_as_dict
+from power_core.config_text import settings_as_yaml
 
 
 class ConfigCommand(PowerCommand):
@@ -11,9 +13,6 @@ class ConfigCommand(PowerCommand):
     description = "Show the resolved configuration (file, environment and defaults)."
 
     def handle(self) -> int:
-        self.line(f"# {self.settings.config_path}")
-        for key, value in settings_as_dict(self.settings).items():
-            if isinstance(value, tuple):
-                value = list(value)
-            self.line(f"{key}: {value}")
+        # raw: a value such as an origin "<...>" is not cleo markup
+        self.io.write(settings_as_yaml(self.settings), type=OutputType.RAW)
         return 0
