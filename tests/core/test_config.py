@@ -69,6 +69,24 @@ def test_rust_tool_toml_is_read(tmp_path: Path) -> None:
     assert (settings.host, settings.port, settings.max_loaded_models) == ("0.0.0.0", 8088, 5)
 
 
+def test_rust_tool_keys_without_a_counterpart_are_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "config.toml").write_text(
+        'keep_alive = "1h"\nnum_thread = 3\ntee_mode = true\napi_keys = ["9f86d0"]\n'
+        "[gpu]\ngpu_layers = -1\n"
+    )
+    settings = load_settings(environ=env_for(tmp_path))
+    assert (settings.keep_alive, settings.num_thread, settings.api_keys) == (3600, 3, ())
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert str(tmp_path / "config.toml") in warning
+    assert "ignoring 'tee_mode', 'api_keys', 'gpu'" in warning
+    assert "config.yaml" in warning
+    (tmp_path / "config.toml").write_text("num_thread = 0\n")  # read keys are checked
+    with pytest.raises(ConfigError, match=r"config\.toml: 'num_thread' must be a positive"):
+        load_settings(environ=env_for(tmp_path))
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [

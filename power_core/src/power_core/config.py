@@ -6,6 +6,7 @@ names the file, the key and what was expected.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from power_core.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "A3S_POWER_"
 DEFAULT_HOME = Path.home() / ".a3s" / "power"
@@ -258,14 +261,39 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+#: the keys of the Rust tool's ``config.toml`` that mean the same here (and ``models_dir``,
+#: which this tool has always read there); its others (``gpu``, ``tee_mode``, ``api_keys``
+#: holding hashes of keys, ...) have no counterpart or another meaning
+RUST_TOML_KEYS = (
+    "host",
+    "port",
+    "max_loaded_models",
+    "keep_alive",
+    "num_parallel",
+    "num_thread",
+    "flash_attention",
+    "models_dir",
+)
+
+
 def _read_rust_toml(path: Path) -> dict[str, Any]:
-    """The original Rust tool's ``config.toml``: only the keys both tools share are read."""
+    """The keys both tools share from the original Rust tool's ``config.toml``; the others
+    are named in a warning. Not an error, as an unknown key of config.yaml is: they were
+    right for the tool that wrote the file, and a server that started with it still does."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    shared = {"host", "port", "max_loaded_models", "models_dir", "keep_alive"}
-    return {k: v for k, v in data.items() if k in shared}
+    ignored = [key for key in data if key not in RUST_TOML_KEYS]
+    if ignored:
+        log.warning(
+            "%s: ignoring %s: from the Rust tool's config.toml only %s are read; "
+            "a config.yaml beside it takes every setting (and replaces it)",
+            path,
+            ", ".join(f"'{key}'" for key in ignored),
+            ", ".join(RUST_TOML_KEYS),
+        )
+    return {k: v for k, v in data.items() if k in RUST_TOML_KEYS}
 
 
 def load_settings(
