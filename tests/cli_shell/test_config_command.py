@@ -13,7 +13,7 @@ from power_core.config import Settings, load_settings
 def test_its_output_pasted_into_config_yaml_gives_the_same_settings(tmp_path: Path) -> None:
     env = power_env(
         tmp_path,
-        host="0.0.0.0:9100",
+        host="https://[::1]:9100/",
         keep_alive="90m",
         origins="*,https://example.org",
         api_keys="k1",
@@ -25,6 +25,7 @@ def test_its_output_pasted_into_config_yaml_gives_the_same_settings(tmp_path: Pa
     )
     lines = shown.splitlines()
     assert "keep_alive: 1h30m" in lines
+    assert "host: https://[::1]" in lines
     assert "# num_thread: (all cores)" in lines
     assert f"# home: {tmp_path}  (A3S_POWER_HOME; the folder of this file)" in lines
     assert "None" not in shown
@@ -32,7 +33,7 @@ def test_its_output_pasted_into_config_yaml_gives_the_same_settings(tmp_path: Pa
     (tmp_path / "config.yaml").write_text(shown, encoding="utf-8")
     from_file = load_settings(environ={"A3S_POWER_HOME": str(tmp_path)})
     assert from_file == load_settings(environ=env)
-    assert (from_file.host, from_file.port, from_file.keep_alive) == ("0.0.0.0", 9100, 5400)
+    assert (from_file.host, from_file.port, from_file.keep_alive) == ("::1", 9100, 5400)
     assert power_cli(env, "config").stdout.splitlines()[0] == (
         f"# {tmp_path / 'config.yaml'} (then the environment)"
     )

@@ -35,6 +35,46 @@ def test_host_variable_may_carry_the_port(tmp_path: Path) -> None:
     assert (settings.host, settings.port) == ("0.0.0.0", 8080)
 
 
+@pytest.mark.parametrize(
+    ("value", "host", "port", "scheme"),
+    [
+        ("example.org", "example.org", 11435, "http"),
+        ("0.0.0.0:8080", "0.0.0.0", 8080, "http"),
+        (":11501", "127.0.0.1", 11501, "http"),
+        ("http://127.0.0.1:11501", "127.0.0.1", 11501, "http"),
+        ("https://proxy.example/", "proxy.example", 11435, "https"),
+        ("[::1]:11501", "::1", 11501, "http"),
+        ("[::1]", "::1", 11435, "http"),
+        ("::1", "::1", 11435, "http"),
+        ("http://[0:0::1]:9/", "::1", 9, "http"),
+    ],
+)
+def test_host_takes_the_forms_of_ollama_host(
+    tmp_path: Path, value: str, host: str, port: int, scheme: str
+) -> None:
+    settings = load_settings(environ=env_for(tmp_path, A3S_POWER_HOST=value))
+    assert (settings.host, settings.port, settings.scheme) == (host, port, scheme)
+    (tmp_path / "config.yaml").write_text(f"host: '{value}'\n")
+    settings = load_settings(environ=env_for(tmp_path))
+    assert (settings.host, settings.port, settings.scheme) == (host, port, scheme)
+
+
+def test_a_port_set_apart_wins_over_one_in_host(tmp_path: Path) -> None:
+    environ = env_for(tmp_path, A3S_POWER_HOST="[::1]:8080", A3S_POWER_PORT="9090")
+    assert load_settings(environ=environ).port == 9090
+    (tmp_path / "config.yaml").write_text("port: 9090\nhost: 0.0.0.0:8080\n")
+    assert load_settings(environ=env_for(tmp_path)).port == 9090
+    assert load_settings({"host": ":7070"}, environ=env_for(tmp_path)).port == 7070
+
+
+@pytest.mark.parametrize(
+    "value", ["ftp://x", "http://", "[::1", "[::1]x", "[nope]:1", "h:", "h:0", "h:65536", "a b"]
+)
+def test_a_bad_host_names_the_forms_accepted(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"A3S_POWER_HOST: 'host' must be a host like"):
+        load_settings(environ=env_for(tmp_path, A3S_POWER_HOST=value))
+
+
 def test_all_documented_fields_parse(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(
         "models_dir: ~/elsewhere\nmax_loaded_models: 3\nkeep_alive: 1h30m\nnum_parallel: 2\n"

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from power_core.errors import ConfigError
+from power_core.host_address import EXPECTED as HOST_EXPECTED
+from power_core.host_address import parse_host
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,9 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 11435
+    #: how client commands reach the server: ``https`` when ``host`` says so (a proxy in
+    #: front); not a key of its own
+    scheme: str = "http"
     home: Path = field(default_factory=power_home)
     #: defaults to ``<home>/models``
     models_dir: Path | None = None
@@ -132,7 +137,7 @@ class Settings:
 
 
 _FIELD_TYPES: dict[str, str] = {
-    "host": "a string",
+    "host": HOST_EXPECTED,
     "port": "an integer from 1 to 65535",
     "models_dir": "a path",
     "max_loaded_models": "a positive integer",
@@ -238,9 +243,25 @@ def _apply(
         if value is None:
             continue
         try:
-            values[key] = _coerce(key, value, from_text)
+            if key == "host":
+                _apply_host(values, value, port_apart="port" in source)
+            else:
+                values[key] = _coerce(key, value, from_text)
         except ValueError as exc:
             raise ConfigError(f"{where}: '{key}' must be {exc}, got {value!r}") from None
+
+
+def _apply_host(values: dict[str, Any], value: Any, port_apart: bool) -> None:
+    """``host`` may carry a port and a scheme, as ``OLLAMA_HOST`` does; a port set apart in
+    the same place wins over the one in ``host``."""
+    if not isinstance(value, str):
+        raise ValueError(HOST_EXPECTED)
+    address = parse_host(value)
+    if address.host is not None:
+        values["host"] = address.host
+    if address.port is not None and not port_apart:
+        values["port"] = address.port
+    values["scheme"] = address.scheme or "http"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -315,12 +336,8 @@ def load_settings(
         for key in _FIELD_TYPES
         if ENV_PREFIX + key.upper() in env
     }
-    # ``A3S_POWER_HOST=0.0.0.0:8080`` carries a port too, as OLLAMA_HOST does
-    host = env_values.get("host")
-    if host and host.count(":") == 1 and host.rsplit(":", 1)[1].isdecimal():
-        name, port = host.rsplit(":", 1)
-        env_values["host"] = name
-        env_values.setdefault("port", port)
+    # one variable at a time, to name it in an error; in the order of _FIELD_TYPES, so
+    # A3S_POWER_PORT comes after (and wins over) a port in A3S_POWER_HOST
     for key, value in env_values.items():
         _apply(
             values, {key: value}, f"environment variable {ENV_PREFIX + key.upper()}", from_text=True

@@ -27,15 +27,21 @@ def settings_as_yaml(settings: Settings) -> str:
     ]
     for f in fields(settings):
         value = getattr(settings, f.name)
-        if f.name == "home":
+        if f.name in ("home", "scheme"):  # not keys: shown in the header, and in host
             continue
         if f.name == "models_dir" and value is None:
             lines.append(f"# models_dir: ({settings.models_path}: 'models' in home)")
         elif value is None:
             lines.append(f"# {f.name}: ({UNSET_MEANS[f.name]})")
+        elif f.name == "host" and settings.scheme != "http":
+            lines.append(_yaml_line("host", f"{settings.scheme}://{_bracketed(value)}"))
         else:
             lines.append(_yaml_line(f.name, _plain(f.name, value)))
     return "\n".join(lines) + "\n"
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _header(path: Path) -> str:

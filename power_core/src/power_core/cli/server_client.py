@@ -16,7 +16,7 @@ def server_url(settings: Settings) -> str:
     host = "127.0.0.1" if settings.host in {"0.0.0.0", "::", ""} else settings.host
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
+    return f"{settings.scheme}://{host}:{settings.port}"
 
 
 def call_server(
