@@ -97,8 +97,9 @@ def test_a_registry_that_refuses_is_a_clear_failure(
 def test_an_unreachable_registry_and_bad_names(puller: ModelLibrary, tiny_gguf: Path) -> None:
     name = "127.0.0.1:9/me/tiny:v1"  # the discard port: nothing listens
     create(puller, name, tiny_gguf)
-    with pytest.raises(PushFailed, match="cannot push blob sha256:"):
+    with pytest.raises(PushFailed, match="cannot push blob sha256:") as caught:
         puller.push(name)
+    assert caught.value.message.endswith(": cannot reach 127.0.0.1: connection refused")
     with pytest.raises(ModelNotFound):
         puller.push("127.0.0.1:9/me/absent:v1")
     with pytest.raises(InvalidRequest, match="empty"):

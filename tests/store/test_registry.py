@@ -130,9 +130,12 @@ def test_weights_already_stored_must_be_a_model_too(
     assert [m.name for m in puller.list_models()] == [registry.name("tiny", "1b")]
 
 
-def test_an_unreachable_registry_is_a_pull_failure(puller: ModelLibrary) -> None:
-    with pytest.raises(PullFailed, match="cannot pull"):
+def test_an_unreachable_registry_is_a_pull_failure_saying_why(puller: ModelLibrary) -> None:
+    with pytest.raises(PullFailed) as caught:
         puller.pull("127.0.0.1:9/library/none:latest")  # discard port: nothing listens
+    assert caught.value.message == (
+        "cannot pull '127.0.0.1:9/library/none:latest': cannot reach 127.0.0.1: connection refused"
+    )
 
 
 def test_insecure_pulls_speak_plain_http_to_any_registry(

@@ -19,8 +19,9 @@ from typing import IO, TYPE_CHECKING
 from urllib.parse import quote, urljoin
 
 from power_core.errors import PushFailed
+from power_core.pull.network_failures import failure_reason, network_errors
 from power_core.pull.registry import registry_base, registry_tag
-from power_core.pull.url import CONNECT_TIMEOUT, READ_TIMEOUT, network_errors
+from power_core.pull.url import CONNECT_TIMEOUT, READ_TIMEOUT
 from power_core.sources import ProgressCallback, PullProgress
 from power_core.store.manifest import MANIFEST_MEDIA_TYPE, Layer, Manifest
 
@@ -130,7 +131,7 @@ class _Caller:
                 verify=self._verify,
             )
         except failures as exc:
-            raise PushFailed(f"cannot push {what}: {type(exc).__name__}: {exc}"[:300]) from exc
+            raise PushFailed(f"cannot push {what}: {failure_reason(exc)}") from exc
         if response.status_code >= 400 and not (absent_ok and response.status_code == 404):
             raise PushFailed(_refusal(response, what))
         return response

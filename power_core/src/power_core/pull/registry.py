@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from power_core.errors import DigestMismatch, InvalidModelFile, ModelNotFound, PullFailed
 from power_core.names import ModelRef, is_model_name, spelled_parts
-from power_core.pull.url import CONNECT_TIMEOUT, READ_TIMEOUT, UrlSource, network_errors
+from power_core.pull.network_failures import failure_reason, network_errors
+from power_core.pull.url import CONNECT_TIMEOUT, READ_TIMEOUT, UrlSource
 from power_core.sources import FetchedBlob, ProgressCallback
 from power_core.store.builder import MAX_TEXT_LAYER, TEXT_KINDS
 from power_core.store.layers import load_messages, load_parameters, looks_like_path
@@ -166,9 +167,7 @@ class RegistrySource:
                     )
                 raw = response.raw.read(MAX_MANIFEST_RESPONSE + 1, decode_content=True)
         except failures as exc:
-            raise PullFailed(
-                f"cannot pull '{ref.display}': {type(exc).__name__}: {exc}"[:300]
-            ) from exc
+            raise PullFailed(f"cannot pull '{ref.display}': {failure_reason(exc)}") from exc
         finally:
             if session is not self._session:
                 session.close()

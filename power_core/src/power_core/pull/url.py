@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 from power_core.errors import DigestMismatch, InvalidModelFile, PullFailed
 from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
 from power_core.pull.naming import suggest_model_name
+from power_core.pull.network_failures import failure_reason, network_errors
 from power_core.pull.writeback import EarlyWriteback
 from power_core.sources import FetchedBlob, ProgressCallback, PullProgress
 from power_core.store.base import ModelStore, PartialDownload, StoredBlob
@@ -205,7 +206,7 @@ class UrlSource:
             )
         except (requests.RequestException, ValueError) as exc:  # ValueError: a redirect to
             # an address urllib cannot parse ("http://[::zz/x")
-            raise PullFailed(f"cannot download {url}: {_reason(exc)}") from exc
+            raise PullFailed(f"cannot download {url}: {failure_reason(exc)}") from exc
         total: int | None
         with response:
             if response.status_code == 416 and offset:
@@ -286,7 +287,7 @@ class UrlSource:
                 except read_errors as exc:
                     raise PullFailed(
                         f"download of {url} was interrupted at {completed} bytes "
-                        f"({_reason(exc)}); pull again to resume"
+                        f"({failure_reason(exc)}); pull again to resume"
                     ) from exc
                 if not count:
                     break
@@ -324,19 +325,6 @@ class UrlSource:
 def _validator(response: requests.Response) -> str | None:
     """What identifies this version of the file: its ETag, else its Last-Modified."""
     return response.headers.get("ETag") or response.headers.get("Last-Modified")
-
-
-def network_errors() -> tuple[type[BaseException], ...]:
-    """What reading a response body can raise when the network fails."""
-    import requests
-    import urllib3.exceptions
-
-    return (
-        OSError,
-        http.client.HTTPException,
-        urllib3.exceptions.HTTPError,
-        requests.RequestException,
-    )
 
 
 def _body_reader(response: requests.Response) -> Callable[[bytearray], int]:
@@ -385,10 +373,6 @@ def _resumed_total(response: requests.Response, offset: int) -> int | None:
 def _file_label(url: str) -> str:
     name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
     return name[:80] or "model"
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _disk_failure(exc: OSError, url: str) -> PullFailed:
