@@ -68,6 +68,10 @@ class PowerCommand(Command):
         except PowerError as exc:
             io.write_error_line(f"<error>Error: {Formatter.escape(exc.message)}</error>")
             return 1
+        except BrokenPipeError:
+            # stdout's reader left (``| head``): not a failure to report; cleo's
+            # Application.run sends stdout to /dev/null and exits 0, as for its own commands
+            raise
         except OSError as exc:  # the machine's refusal (a models_dir that is a file, a full
             # disk), not a bug: one line too
             io.write_error_line(f"<error>Error: {Formatter.escape(str(exc))}</error>")
