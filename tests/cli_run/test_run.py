@@ -204,6 +204,8 @@ def test_interactive_chat(chat: pexpect.spawn, env: dict[str, str]) -> None:
         chat, "/set parameter warmth 3"
     )
     assert "num_ctx <int>" in command(chat, "/set parameter")
+    shown = command(chat, "/show parameters")
+    assert "User defined parameters:\ntemperature     0\nnum_predict     16\n" in shown, shown
 
     info = command(chat, "/show info")
     for expected in (

@@ -16,6 +16,7 @@ from cleo.io.outputs.output import Type as OutputType
 from power_core.cli.chat_session import PARAMETERS, ChatSession, model_info, usage_lines
 from power_core.cli.format import models_table
 from power_core.errors import InvalidModelName, InvalidRequest, PowerError
+from power_core.modelfile import format_parameter_value
 from power_core.models import ResolvedModel
 from power_core.types import ResponseFormat
 
@@ -324,7 +325,8 @@ class InteractiveChat:
                 out.append(title)
                 for name, value in values.items():
                     for item in value if isinstance(value, list) else [value]:
-                        out.append(f"{name:<16}{item}")
+                        # as a Modelfile and `show --parameters` write it: 0, not 0.0
+                        out.append(f"{name:<16}{format_parameter_value(item)}")
         return "\n".join(out) + "\n"
 
 
