@@ -294,6 +294,9 @@ def test_references_no_source_handles(library: ModelLibrary, file_server) -> Non
         library.pull("ftp://example.com/x.gguf")
     with pytest.raises(InvalidRequest, match="empty"):
         library.pull("  ")
+    with pytest.raises(InvalidModelName) as caught:
+        library.pull("bad name")
+    assert caught.value.message.startswith("invalid model name 'bad name': model 'bad name' ")
     with pytest.raises(InvalidModelName):
         library.pull(file_server.url("/m.gguf"), name="../escape")
     assert file_server.requests == []

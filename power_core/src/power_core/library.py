@@ -286,6 +286,10 @@ class ModelLibrary:
                 "import a local GGUF file with `create` (Modelfile: FROM <path>)",
                 param="model",
             )
+        if "://" not in reference:
+            # what no source takes and is no URL was meant as a model name: say what is
+            # wrong with it, as cp and create do
+            ModelRef.parse(reference)
         raise InvalidRequest(f"no model source understands '{reference}'", param="model")
 
     @_store_refusals
