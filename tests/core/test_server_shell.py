@@ -32,6 +32,11 @@ def test_root_says_running_for_get_and_head(bare_server: PowerServer) -> None:
     assert head.status_code == 200 and head.text == ""
 
 
+def test_the_address_is_announced_once(bare_server: PowerServer) -> None:
+    announced = [line for line in bare_server.log().splitlines() if "listening on" in line]
+    assert announced == [f"A3S Power listening on {bare_server.url}"]
+
+
 def test_health_reports_backends(bare_server: PowerServer) -> None:
     body = requests.get(bare_server.url + "/health", timeout=5).json()
     assert body["status"] == "ok"

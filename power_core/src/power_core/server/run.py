@@ -210,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     gevent.signal_handler(signal.SIGINT, stop)
     reaper = gevent.spawn(_reap_forever, services)
     host, port = server.address[:2]
-    log.info("A3S Power listening on http://%s:%s", host, port)
-    print(f"A3S Power listening on http://{host}:{port}", flush=True)
+    # printed, not logged: shown at any log_level, once (it was logged too, so shown twice)
+    address = f"[{host}]" if ":" in host else host
+    print(f"A3S Power listening on http://{address}:{port}", flush=True)
     try:
         server.start()
         stopped.wait()
