@@ -115,6 +115,8 @@ def test_think_shows_reasoning_apart_and_hidethinking_hides_it(
     hidden = run(env, "run", "thinker", "--hidethinking", question)
     assert hidden.returncode == 0, hidden.stderr
     assert hidden.stdout.strip() == ""
+    # a model that cannot think has no reasoning to hide: it answers, as in `ollama run`
+    assert answer_of(run(env, "run", MODEL, "--hidethinking", "Hi", *GREEDY))
 
 
 @pytest.mark.parametrize(
@@ -125,6 +127,9 @@ def test_think_shows_reasoning_apart_and_hidethinking_hides_it(
         (["run", MODEL, "--keepalive", "soon", "hi"], "--keepalive"),
         (["run", MODEL, "--format", "yaml", "hi"], "--format must be 'json'"),
         (["run", MODEL], "the prompt is empty"),
+        # as the API answers 400; with a prompt or without (the chat), before loading
+        (["run", MODEL, "--think", "hi"], '"smollm2:135m" does not support thinking'),
+        (["run", MODEL, "--think"], '"smollm2:135m" does not support thinking'),
     ],
 )
 def test_bad_input_is_one_clear_line(env: dict[str, str], args: list[str], message: str) -> None:

@@ -12,7 +12,6 @@ from power_api_ollama.errors import error_line, log_stream_failure
 from power_api_ollama.render import OllamaRenderer
 from power_api_ollama.translate import chat_request, generate_request
 from power_api_ollama.wire import json_line, json_response, ndjson_response, wants_stream
-from power_core.chat.template_syntax import template_thinks
 from power_core.errors import InvalidRequest, PowerError
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
@@ -98,11 +97,9 @@ def _apply_model_defaults(
 ) -> ResolvedModel:
     """Ollama's defaults and refusals that depend on the model, which is returned."""
     model = services.library.resolve(gen.model)
-    thinks = "thinking" in model.capabilities or template_thinks(gen.template or "")
-    if gen.think is None and thinks:
+    if gen.think is None and model.can_think(gen.template):
         gen.think = True  # Ollama separates reasoning by default on thinking models
-    if gen.think and not thinks:
-        raise InvalidRequest(f'"{gen.model}" does not support thinking', param="think")
+    # a model asked to think that cannot is refused by services.generate
     if gen.tools and "tools" not in model.capabilities and gen.response_format is None:
         # its template never shows the model the tools; a format can still force a call
         raise InvalidRequest(f'"{gen.model}" does not support tools', param="tools")

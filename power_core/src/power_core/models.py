@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from power_core.chat.template_syntax import template_thinks
 from power_core.types import ChatMessage
 
 
@@ -59,6 +60,11 @@ class ResolvedModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: ``completion``, ``tools``, ``insert``, ``embedding``, ``vision``, ``thinking``
     capabilities: list[str] = field(default_factory=list)
+
+    def can_think(self, template: str | None = None) -> bool:
+        """Whether the model's reasoning can be told apart: it thinks, or ``template`` (a
+        request's own, replacing the model's) has a thinking block."""
+        return "thinking" in self.capabilities or template_thinks(template or "")
 
 
 @dataclass

@@ -46,12 +46,20 @@ class PowerServices:
         self.refuse_if_shutting_down()
         if model is None:
             model = self.library.resolve(request.model)
-        has_images = bool(request.messages) and any(m.images for m in request.messages or [])
-        if has_images and "vision" not in model.capabilities:
-            raise InvalidRequest(f"model '{model.name}' does not support images", param="images")
+        self.check_capabilities(request, model)
         entry = self.scheduler.acquire(model, request.load, request.keep_alive)
         load_ns = time.perf_counter_ns() - started
         return GenerationStream(self.scheduler, entry, request, started, load_ns)
+
+    def check_capabilities(self, request: GenerationRequest, model: ResolvedModel) -> None:
+        """:class:`InvalidRequest` when ``request`` asks ``model`` for what it cannot do:
+        separate thinking, read images. :meth:`generate` checks; a caller that starts
+        later (the CLI's chat, which loads first) can ask before."""
+        if request.think and not model.can_think(request.template):
+            raise InvalidRequest(f'"{request.model}" does not support thinking', param="think")
+        has_images = bool(request.messages) and any(m.images for m in request.messages or [])
+        if has_images and "vision" not in model.capabilities:
+            raise InvalidRequest(f"model '{model.name}' does not support images", param="images")
 
     def generate_beside(
         self, stream: GenerationStream, request: GenerationRequest

@@ -57,6 +57,10 @@ class RunCommand(PowerCommand):
     def handle(self) -> int:
         options = self._session_options()
         model = self._model_pulled_if_missing(self.argument("model"))
+        if options.think and not self.option("think") and not model.can_think():
+            options.think = None  # --hidethinking alone: nothing to hide, as in `ollama run`
+        # before the chat loads the model, as the API answers 400 before generating
+        self.services.check_capabilities(options.request(model.name, []), model)
         prompt = self._one_shot_prompt()
         session = ChatSession(self.services, model, options, self.io)
         if prompt is None:
