@@ -86,7 +86,11 @@ class PowerHandler(WSGIHandler):
         # after the whole response (a stream's last chunk), so the time is the request's;
         # Flask's after_request would log when the headers go out
         super().log_request()
-        status = self.status.decode("latin-1").split()[0] if self.status else "-"
+        status = self.status or "-"  # bytes once a response started; a str on a socket error
+        if isinstance(status, bytes):
+            status = status.decode("latin-1")
+        code = status.split(maxsplit=1)[0]
+        status = code if code.isdigit() else status  # "200", or "socket error: ..."
         elapsed_ms = (self.time_finish - self.time_start) * 1000
         path = (self.path or "").partition("?")[0]
         log.info("%s %s %s %.1fms", self.command, path, status, elapsed_ms)
