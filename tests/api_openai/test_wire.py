@@ -243,6 +243,20 @@ def test_context_length_exceeded(v1: str) -> None:
     assert cut.json()["usage"]["prompt_tokens"] < 2048
 
 
+def test_a_message_that_fits_the_context_is_not_cut_for_the_replys_room(v1: str) -> None:
+    # 1,800 tokens fit the 2048 of the test server but not beside a 600-token reply: the
+    # message stays whole (the reply gets what is left), as before turns were fitted
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "hello " * 1800}],
+        "max_tokens": 600,
+        "temperature": 0,
+    }
+    response = requests.post(v1 + "/chat/completions", json=body, timeout=300)
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["prompt_tokens"] > 1800
+
+
 def test_a_conversation_longer_than_the_context_loses_its_oldest_turns(v1: str) -> None:
     # as Ollama's /v1 answers it: 24 exchanges of about 110 tokens outgrow the 2048
     turn = "Tell me more about the history of the lighthouse on the northern cape. " * 8

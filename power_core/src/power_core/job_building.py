@@ -202,8 +202,10 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
         job.prompt = text
     if request.fit_history:
         # a conversation whose last turn alone is too long (no older turn left to drop)
-        # loses its middle too, as Ollama truncates any input
-        _fit_input(engine, job, _keep_tokens(model, request))
+        # loses its middle too, as Ollama truncates any input; only what cannot fit at all
+        # is cut there: fitting its turns already left the reply what room it could
+        chat = request.messages is not None
+        _fit_input(engine, job, _keep_tokens(model, request), reply_room_first=not chat)
     return job
 
 
@@ -235,13 +237,14 @@ def _templated(
     return fitted_prompt(messages, render, count_tokens, budget=budget, limit=context - 1)
 
 
-def _fit_input(engine: Engine, job: CompletionJob, keep: int) -> None:
+def _fit_input(engine: Engine, job: CompletionJob, keep: int, *, reply_room_first: bool) -> None:
     """A prompt (with any ``context``) too long for the context keeps its first ``keep``
     tokens and its end, as Ollama truncates its input (a ``context`` that earlier output
     grew past the context by shifting comes back this long). A job that shifts is cut
-    only beyond the context, as Ollama does; one that does not leaves the reply room."""
+    only beyond the context, as Ollama does; so is a chat's (``reply_room_first`` false),
+    whose turns were fitted first; any other leaves the reply room."""
     context = engine.info.context_length
-    if job.shift_keep is not None:
+    if job.shift_keep is not None or not reply_room_first:
         budget = context - 1
     else:
         budget = context - reply_room(context, job.max_tokens)
