@@ -140,7 +140,7 @@ def test_a_string_takes_a_control_character_only_escaped(
         ("Give a three digit number.", r"^\d{3}$"),
         ("Give a phone number.", r"^\(\d{3}\) \d{3}-\d{4}$"),
         ("Give a date like 12/05.", r"^\d{2}\/\d{2}$"),
-        ("Give a price.", r"\$\d+\.\d{2}"),  # unanchored: anchored, which satisfies it
+        ("Give a price.", r"\$\d+\.\d{2}"),  # no anchor: taken whole, which satisfies it
         ("Give a version number.", r"v\d+\.\d+"),
         ("Give two words.", r"^\S{1,10}\s\S{1,10}$"),
         ("Give an email.", r"^[\w.+-]{1,20}@example\.com$"),
@@ -158,6 +158,42 @@ def test_a_patterns_top_level_alternatives_are_each_a_whole_string(vocab: Vocabu
     schema = {"type": "string", "pattern": "^cat|dog$"}
     assert accepts(vocab, schema, '"cat"') and accepts(vocab, schema, '"dog"')
     assert not accepts(vocab, schema, '"cat') and not accepts(vocab, schema, 'dog"')
+
+
+def test_a_pattern_anchored_at_one_end_leaves_the_other_open(vocab: Vocabulary) -> None:
+    # JSON Schema patterns match anywhere: "^https?://" is "starts with", not "is"
+    starts = {"type": "string", "pattern": "^https?://"}
+    assert accepts(vocab, starts, '"https://example.com/a"') and accepts(vocab, starts, '"http://"')
+    assert not accepts(vocab, starts, '"ftp://example.com"')
+    ends = {"type": "string", "pattern": r"\.pdf$"}
+    assert accepts(vocab, ends, '"report.pdf"') and not accepts(vocab, ends, '"report.pdf.txt"')
+    # with no anchor at all it is taken whole, as constrained decoding takes patterns
+    whole = {"type": "string", "pattern": "@"}
+    assert accepts(vocab, whole, '"@"') and not accepts(vocab, whole, '"me@example.com"')
+    either = {"type": "string", "pattern": "^cat|dog$"}  # starts with cat, or ends with dog
+    assert accepts(vocab, either, '"catalog"') and accepts(vocab, either, '"hotdog"')
+    assert not accepts(vocab, either, '"dogma"')
+    assert accepts(vocab, {"type": "string", "pattern": ""}, '"anything at all"')
+
+
+def test_patterns_with_surrogates_or_past_the_size_limit_are_400s(vocab: Vocabulary) -> None:
+    smile = {"type": "string", "pattern": r"^\ud83d\ude00$"}  # one character, as JSON writes it
+    assert accepts(vocab, smile, '"\U0001f600"')
+    for pattern, says in (
+        (r"^\ud83d$", "unpaired surrogate"),
+        ("^\ud800$", "unpaired surrogate"),  # a raw one, as JSON text can carry it
+        ("a" * 4097, "at most 4096"),
+        ("a{" * 3000, "at most 4096"),
+    ):
+        with pytest.raises(InvalidRequest, match=says) as caught:
+            grammar_for(False, {"type": "string", "pattern": pattern})
+        assert caught.value.param == "json_schema"
+        assert len(caught.value.message) < 300  # a long pattern is not quoted whole
+
+
+def test_a_property_named_ref_is_a_property(vocab: Vocabulary) -> None:
+    schema = {"type": "object", "properties": {"$ref": {"type": "string"}}, "required": ["$ref"]}
+    assert accepts(vocab, schema, '{"$ref": "x"}')
 
 
 def test_what_a_pattern_matches_is_written_as_json(vocab: Vocabulary) -> None:

@@ -96,7 +96,8 @@ class JsonSchemaConverter(SchemaConverter):
         itself are supported: nothing is fetched."""
         for node in schema_objects(schema):
             ref = node.get("$ref")
-            if ref is not None and not (isinstance(ref, str) and ref in self._refs):
+            # a string: "$ref" can also be a property's name, in a properties map
+            if isinstance(ref, str) and ref not in self._refs:
                 self._refs[ref] = _ref_target(schema, ref)
         return schema
 

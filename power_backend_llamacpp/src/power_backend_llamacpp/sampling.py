@@ -15,7 +15,11 @@ import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF
 
 from power_backend_llamacpp.json_grammar import json_schema_grammar
-from power_backend_llamacpp.schema_limits import check_grammar_nesting, check_repetitions
+from power_backend_llamacpp.schema_limits import (
+    check_grammar_nesting,
+    check_grammar_text,
+    check_repetitions,
+)
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.errors import InvalidRequest
 from power_core.types import SamplingOptions
@@ -35,6 +39,7 @@ def grammar_for(json_mode: bool, json_schema: dict[str, Any] | None) -> str | No
             raise InvalidRequest(
                 f"the JSON schema cannot be used to constrain output: {exc}", param="json_schema"
             ) from exc
+        check_grammar_text(grammar)
         check_grammar_nesting(grammar)
         return grammar
     if json_mode:

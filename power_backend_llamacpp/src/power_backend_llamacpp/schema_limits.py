@@ -31,6 +31,8 @@ MAX_REPEATS = 1_000_000
 #: the deepest nesting of parentheses a grammar may have (a window of 1,000 is 1,000 deep,
 #: plus the groups around it)
 MAX_GRAMMAR_NESTING = MAX_REPEAT_WINDOW + 64
+#: the largest output grammar made from a schema (a few hundred tools' worth)
+MAX_GRAMMAR_CHARS = 1 << 20
 #: stands for a count too large to matter (and too long to read as an int)
 _HUGE = MAX_REPEATS * 10
 
@@ -79,6 +81,24 @@ def check_grammar_nesting(grammar: str) -> None:
             f"{MAX_REPEAT_WINDOW})",
             param="json_schema",
         )
+
+
+def check_grammar_text(grammar: str) -> None:
+    """Raise :class:`InvalidRequest` for a grammar larger than :data:`MAX_GRAMMAR_CHARS`
+    (compiled on the engine's thread, it would hold up every other request) or one that
+    is not text llama.cpp can read (half of a UTF-16 surrogate pair from the schema)."""
+    if len(grammar) > MAX_GRAMMAR_CHARS:
+        raise InvalidRequest(
+            f"the JSON schema's output grammar has {len(grammar)} characters; at most "
+            f"{MAX_GRAMMAR_CHARS} are taken",
+            param="json_schema",
+        )
+    try:
+        grammar.encode()
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            "the JSON schema holds an unpaired surrogate (half a character)", param="json_schema"
+        ) from None
 
 
 def schema_objects(schema: Any) -> Iterator[dict[str, Any]]:
