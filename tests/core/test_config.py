@@ -116,8 +116,14 @@ def test_rust_tool_keys_without_a_counterpart_are_named_in_a_warning(
         'keep_alive = "1h"\nnum_thread = 3\ntee_mode = true\napi_keys = ["9f86d0"]\n'
         "[gpu]\ngpu_layers = -1\n"
     )
-    settings = load_settings(environ=env_for(tmp_path))
-    assert (settings.keep_alive, settings.num_thread, settings.api_keys) == (3600, 3, ())
+    # its api_keys are hashes: the server needs the keys themselves, or it does not start
+    with pytest.raises(ConfigError, match="api_keys holds hashes of keys") as refused:
+        load_settings(environ=env_for(tmp_path))
+    assert "A3S_POWER_API_KEYS" in str(refused.value)
+    caplog.clear()
+    keyed = {**env_for(tmp_path), "A3S_POWER_API_KEYS": "secret"}
+    settings = load_settings(environ=keyed)
+    assert (settings.keep_alive, settings.num_thread, settings.api_keys) == (3600, 3, ("secret",))
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert str(tmp_path / "config.toml") in warning
     assert "ignoring 'tee_mode', 'api_keys', 'gpu'" in warning
@@ -235,7 +241,10 @@ def test_a_models_dir_with_a_nul_character_is_a_config_error(tmp_path: Path) -> 
 
 
 def test_a_negative_int_beyond_any_float_is_forever_too() -> None:
-    assert parse_duration(-(10**400)) < 0
+    # -1, so that a3s-power config writes it back as a duration the file takes
+    for endless in (-(10**400), float("-inf"), -1e30):
+        assert parse_duration(endless) == -1.0
+        assert parse_duration(format_duration(parse_duration(endless))) == -1.0
 
 
 def test_a_rust_config_nested_too_deep_is_a_config_error(tmp_path: Path) -> None:

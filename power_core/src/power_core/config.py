@@ -48,7 +48,8 @@ def parse_duration(value: object) -> float:
     seconds = _duration_seconds(value)
     if math.isnan(seconds):
         raise ValueError(f"expected a duration like '5m' or seconds, got {value!r}")
-    return -1.0 if seconds > MAX_DURATION_SECONDS else seconds
+    # forever either way; -1 also writes back as a duration (format_duration), -inf not
+    return -1.0 if abs(seconds) > MAX_DURATION_SECONDS else seconds
 
 
 #: the longest duration kept as one: Go's ``time.Duration`` counts nanoseconds in an int64
@@ -297,14 +298,16 @@ RUST_TOML_KEYS = (
 )
 
 
-def _read_rust_toml(path: Path) -> dict[str, Any]:
-    """The keys both tools share from the original Rust tool's ``config.toml``; the others
-    are named in a warning. Not an error, as an unknown key of config.yaml is: they were
-    right for the tool that wrote the file, and a server that started with it still does."""
+def _read_rust_toml(path: Path) -> tuple[dict[str, Any], bool]:
+    """The keys both tools share from the original Rust tool's ``config.toml``, and whether
+    it requires API keys; the others are named in a warning. Not an error, as an unknown
+    key of config.yaml is: they were right for the tool that wrote the file, and a server
+    that started with it still does."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    wants_keys = bool(data.get("api_keys"))
     ignored = [key for key in data if key not in RUST_TOML_KEYS]
     if ignored:
         log.warning(
@@ -314,7 +317,7 @@ def _read_rust_toml(path: Path) -> dict[str, Any]:
             ", ".join(f"'{key}'" for key in ignored),
             ", ".join(RUST_TOML_KEYS),
         )
-    return {k: v for k, v in data.items() if k in RUST_TOML_KEYS}
+    return {k: v for k, v in data.items() if k in RUST_TOML_KEYS}, wants_keys
 
 
 def load_settings(
@@ -327,10 +330,12 @@ def load_settings(
     values: dict[str, Any] = {}
     yaml_path = home / "config.yaml"
     toml_path = home / "config.toml"
+    toml_wants_keys = False
     if yaml_path.is_file():
         _apply(values, _read_yaml(yaml_path), str(yaml_path), from_text=False)
     elif toml_path.is_file():
-        _apply(values, _read_rust_toml(toml_path), str(toml_path), from_text=False)
+        shared, toml_wants_keys = _read_rust_toml(toml_path)
+        _apply(values, shared, str(toml_path), from_text=False)
     env_values = {
         key: env[ENV_PREFIX + key.upper()]
         for key in _FIELD_TYPES
@@ -348,5 +353,12 @@ def load_settings(
             {k: v for k, v in overrides.items() if v is not None},
             "command line",
             from_text=True,
+        )
+    if toml_wants_keys and not values.get("api_keys"):
+        # its keys are hashes, which cannot be checked against a bearer key; serving
+        # without keys would open a server its owner meant to close
+        raise ConfigError(
+            f"{toml_path}: api_keys holds hashes of keys, which this server cannot check: "
+            f"set the keys themselves in {yaml_path} (api_keys) or {ENV_PREFIX}API_KEYS"
         )
     return replace(Settings(home=home), **values)
