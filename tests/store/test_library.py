@@ -78,6 +78,8 @@ def test_unknown_and_invalid_names(library: ModelLibrary) -> None:
         ({"template": TOOLS_TEMPLATE}, ["completion", "tools"]),
         ({"fim": True}, ["completion", "insert"]),
         ({"arch": "bert", "template": None}, ["embedding"]),
+        # no template: prompts use the built-in ChatML, which shows tools
+        ({"template": None}, ["completion", "tools"]),
         ({"arch": "qwen3", "pooling": True}, ["embedding"]),
         ({"template": "{% if enable_thinking %}<think>{% endif %}"}, ["completion", "thinking"]),
     ],

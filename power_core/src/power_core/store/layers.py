@@ -36,10 +36,12 @@ def details_for(config: ModelConfig, info: GGUFInfo | None) -> ModelDetails:
 
 
 def capabilities_for(info: GGUFInfo, template: str | None, manifest: Manifest) -> list[str]:
-    """Capabilities as Ollama derives them (see :meth:`ModelLibrary.resolve`)."""
+    """Capabilities as Ollama derives them (see :meth:`ModelLibrary.resolve`), from the
+    template prompts use: with none of its own, a completion model's prompts use the
+    built-in ChatML template (``power_core.chat.template``), which shows tools."""
     text = template or ""
     caps = ["embedding" if info.is_embedding_model else "completion"]
-    if "tools" in text or ".Tools" in text:
+    if "tools" in text or ".Tools" in text or not (text or info.is_embedding_model):
         caps.append("tools")
     if info.has_fim_tokens or ".Suffix" in text:
         caps.append("insert")
