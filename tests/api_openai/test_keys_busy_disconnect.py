@@ -77,6 +77,7 @@ def test_keys_guard_every_api_and_the_cli_sends_one(keyed_server: PowerServer) -
     assert [m["name"] for m in listed] == [MODEL]
     for path in ("/", "/health"):
         assert requests.get(url + path, timeout=60).status_code == 200
+    assert "loaded_models" not in requests.get(url + "/health", timeout=60).json()
     # Ollama's client passes headers through; the CLI sends the first configured key
     assert [m.model for m in ollama.Client(host=url, headers=AUTH).list().models] == [MODEL]
     with pytest.raises(ollama.ResponseError) as refused:

@@ -77,12 +77,14 @@ def create_app(services: PowerServices) -> Flask:
 
     @app.get("/health")
     def health() -> Response:
-        return jsonify(
-            status="ok",
-            version=__version__,
-            backends=sorted(services.registry.backends()),
-            loaded_models=[e.model.name for e in services.loaded_models()],
-        )
+        body: dict[str, Any] = {
+            "status": "ok",
+            "version": __version__,
+            "backends": sorted(services.registry.backends()),
+        }
+        if not settings.api_keys:  # answered without a key where keys are required
+            body["loaded_models"] = [e.model.name for e in services.loaded_models()]
+        return jsonify(body)
 
     @app.get("/power/loaded")
     def loaded_models() -> Response:

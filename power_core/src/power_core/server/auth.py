@@ -15,7 +15,7 @@ from flask import Flask, request
 from power_core.errors import Unauthorized
 
 #: routes that answer without a key: whether the server is up, for load balancers and
-#: health checks (they reveal no model and change nothing)
+#: health checks (they change nothing, and with keys required /health names no model)
 OPEN_ENDPOINTS = frozenset({"root", "health"})
 
 
