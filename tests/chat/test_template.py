@@ -78,13 +78,24 @@ def test_a_final_assistant_message_is_left_open_to_continue(smollm2_template: st
     ):
         conversation = [started[0], last]
         assert render_prompt(template, conversation, None) == template.render(conversation)
-    # a template that rewrites the text leaves nothing to cut at: closed, a new turn
-    shouting = ChatTemplate(
-        "{% for m in messages %}<{{ m.role }}>{{ m.content | upper }}</s>{% endfor %}"
+    # the text is placed where the template shows it, whatever it holds: a newline or a
+    # "|" (found in <|im_end|> by a search for the text) and spaces a template would trim
+    for started_text in ("\n", "|", "Answer: "):
+        conversation = [started[0], ChatMessage("assistant", started_text)]
+        assert render_prompt(template, conversation, None).endswith(
+            "<|im_start|>assistant\n" + started_text
+        )
+    trimming = ChatTemplate(
+        "{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}</s>{% endfor %}"
         "{% if add_generation_prompt %}<assistant>{% endif %}"
     )
-    words = [started[0], ChatMessage("assistant", "one, two,")]
-    assert render_prompt(shouting, words, None).endswith("ONE, TWO,</s><assistant>")
+    assert render_prompt(trimming, started, None).endswith("<assistant>1, 2,")
+    # a template that does not show the text as it is leaves nothing to cut at: closed
+    counting = ChatTemplate(
+        "{% for m in messages %}<{{ m.role }}>{{ m.content | length }}</s>{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    assert render_prompt(counting, started, None).endswith("<assistant>5</s><assistant>")
 
 
 def test_developer_role_is_rendered_as_system(smollm2_template: str) -> None:

@@ -10,6 +10,7 @@ in the hardened sandbox of :mod:`power_core.chat.sandbox`.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from power_core.chat.sandbox import (
@@ -177,6 +178,11 @@ def continues_last_message(messages: list[ChatMessage]) -> bool:
     return last.role == "assistant" and bool(last.content) and not last.tool_calls
 
 
+#: stands in for a final assistant message's text while the prompt is rendered, to find
+#: where the template puts it: letters and digits survive ``trim``, escaping and case changes
+_CONTINUE_HERE = "A3SPOWERCONTINUESHERE7"
+
+
 def render_prompt(
     template: ChatTemplate, messages: list[ChatMessage], tools: list[ToolSpec] | None
 ) -> str:
@@ -184,15 +190,18 @@ def render_prompt(
     with an unfinished assistant message, that message left open.
 
     Chat templates close every message, so the open one is the conversation rendered
-    without a generation prompt, cut right after that message's text (as llama.cpp's server
-    and vLLM continue a final message). A template that changes the text it shows (strips
-    it, say) leaves nothing to cut at: the message then stays closed and a new turn opens.
+    without a generation prompt, cut where the message's text goes (as llama.cpp's server
+    and vLLM continue a final message); that place is found with a stand-in for the text,
+    whatever the text holds. A template that does not show the stand-in as it is leaves
+    nothing to cut at: the message stays closed and a new turn opens.
     """
     if continues_last_message(messages):
-        rendered = template.render(messages, tools=tools, add_generation_prompt=False)
-        end = rendered.rfind(messages[-1].content)
-        if end >= 0:
-            return rendered[: end + len(messages[-1].content)]
+        last = messages[-1]
+        marked = [*messages[:-1], replace(last, content=_CONTINUE_HERE)]
+        rendered = template.render(marked, tools=tools, add_generation_prompt=False)
+        at = rendered.rfind(_CONTINUE_HERE)
+        if at >= 0:
+            return rendered[:at] + last.content
     return template.render(messages, tools=tools, add_generation_prompt=True)
 
 
