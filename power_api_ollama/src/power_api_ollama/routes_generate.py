@@ -12,7 +12,7 @@ from power_api_ollama.errors import error_line, log_stream_failure
 from power_api_ollama.render import OllamaRenderer
 from power_api_ollama.translate import chat_request, generate_request
 from power_api_ollama.wire import json_line, json_response, ndjson_response, wants_stream
-from power_core.errors import InvalidRequest, PowerError
+from power_core.errors import PowerError
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
 from power_core.server.direct import DirectWriter, direct_writer, write_text_directly
@@ -99,13 +99,8 @@ def _apply_model_defaults(
     model = services.library.resolve(gen.model)
     if gen.think is None and model.can_think(gen.template):
         gen.think = True  # Ollama separates reasoning by default on thinking models
-    # a model asked to think that cannot is refused by services.generate
-    if gen.tools and "tools" not in model.capabilities and gen.response_format is None:
-        # its template never shows the model the tools; a format can still force a call
-        raise InvalidRequest(f'"{gen.model}" does not support tools', param="tools")
+    # thinking, tools or images the model cannot take are refused by services.generate
     if images:
-        if "vision" not in model.capabilities:
-            raise InvalidRequest(f"model '{gen.model}' does not support images", param="images")
         # Images travel on messages, so the prompt becomes a single user turn.
         gen.messages = [ChatMessage(role="user", content=gen.prompt or "", images=images)]
         gen.prompt = None

@@ -9,13 +9,13 @@ from typing import Any
 
 from flask import Response
 
-from power_api_openai.capabilities import apply_model_capabilities
 from power_api_openai.chat_request import ChatOptions, parse_chat_request
 from power_api_openai.envelope import Envelope, finish_reason, usage_json
 from power_api_openai.errors import json_response
 from power_api_openai.legacy_functions import function_call_json, uses_functions, with_tools
 from power_api_openai.logprobs import chat_logprobs
 from power_api_openai.merge import merged_events
+from power_api_openai.reasoning_effort import apply_reasoning_effort
 from power_api_openai.sampling import with_openai_defaults
 from power_api_openai.sse import PING, data_frame, sse_response
 from power_core.chat.tool_calls import new_call_id
@@ -49,7 +49,7 @@ def create_chat_completion(services: PowerServices, body: dict[str, Any]) -> Res
     options.legacy_functions = uses_functions(body)
     model = services.library.resolve(request.model)
     request.sampling = with_openai_defaults(request.sampling, model)
-    apply_model_capabilities(model, request, options.reasoning_effort, "reasoning_effort")
+    apply_reasoning_effort(model, request, options.reasoning_effort, "reasoning_effort")
     try:
         stream = services.generate(request, model)
     except ContextLengthExceeded as exc:  # OpenAI names the conversation, not a prompt

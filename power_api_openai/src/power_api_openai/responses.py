@@ -20,11 +20,11 @@ from typing import Any
 
 from flask import Response
 
-from power_api_openai.capabilities import apply_model_capabilities
 from power_api_openai.chat import tool_call_json
 from power_api_openai.errors import json_response
 from power_api_openai.logprobs import chat_token_logprobs
 from power_api_openai.merge import merged_events
+from power_api_openai.reasoning_effort import apply_reasoning_effort
 from power_api_openai.responses_request import ResponsesOptions, parse_responses_request
 from power_api_openai.sampling import with_openai_defaults
 from power_api_openai.sse import PING, sse_response
@@ -66,7 +66,7 @@ def create_response(services: PowerServices, body: dict[str, Any]) -> Response:
     request, options = parse_responses_request(body)
     model = services.library.resolve(request.model)
     request.sampling = with_openai_defaults(request.sampling, model)
-    apply_model_capabilities(model, request, options.reasoning.get("effort"), "reasoning.effort")
+    apply_reasoning_effort(model, request, options.reasoning.get("effort"), "reasoning.effort")
     stream = services.generate(request, model)
     sampling = _echoed_sampling(request.sampling, model)
     builder = ResponseBuilder(stream.model.name, options, sampling)

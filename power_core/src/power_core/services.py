@@ -53,10 +53,15 @@ class PowerServices:
 
     def check_capabilities(self, request: GenerationRequest, model: ResolvedModel) -> None:
         """:class:`InvalidRequest` when ``request`` asks ``model`` for what it cannot do:
-        separate thinking, read images. :meth:`generate` checks; a caller that starts
-        later (the CLI's chat, which loads first) can ask before."""
+        separate thinking, choose among tools its template never shows it (a format or a
+        forced tool choice can still make it call one, through a grammar), read images.
+        :meth:`generate` checks; a caller that starts later (the CLI's chat, which loads
+        first) can ask before."""
         if request.think and not model.can_think(request.template):
             raise InvalidRequest(f'"{request.model}" does not support thinking', param="think")
+        may_choose = request.tool_choice == "auto" and request.response_format is None
+        if request.tools and may_choose and "tools" not in model.capabilities:
+            raise InvalidRequest(f'"{request.model}" does not support tools', param="tools")
         has_images = bool(request.messages) and any(m.images for m in request.messages or [])
         if has_images and "vision" not in model.capabilities:
             raise InvalidRequest(f"model '{model.name}' does not support images", param="images")
