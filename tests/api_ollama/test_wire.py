@@ -308,19 +308,23 @@ def test_json_format_output_parses(url: str) -> None:
         "required": ["age", "available"],
         "additionalProperties": False,
     }
-    shaped = requests.post(
-        url + "/api/chat",
-        timeout=120,
-        json={
-            "model": MODEL,
-            "messages": [{"role": "user", "content": "Ollama is 22. JSON please."}],
-            "format": schema,
-            "stream": False,
-            "options": {"temperature": 0, "num_predict": 40},
-        },
-    )
+    shaped = _chat_in_format(url, "Ollama is 22. JSON please.", schema, num_predict=40)
     value = json.loads(shaped.json()["message"]["content"])
     assert isinstance(value["age"], int) and isinstance(value["available"], bool)
+
+
+def _chat_in_format(
+    url: str, content: str, schema: dict[str, Any], num_predict: int
+) -> requests.Response:
+    """A greedy, non-streamed /api/chat of one user message whose answer ``schema`` shapes."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": content}],
+        "format": schema,
+        "stream": False,
+        "options": {"temperature": 0, "num_predict": num_predict},
+    }
+    return requests.post(url + "/api/chat", json=body, timeout=120)
 
 
 def test_a_format_with_a_patterns_escapes_is_followed(url: str) -> None:
@@ -330,17 +334,7 @@ def test_a_format_with_a_patterns_escapes_is_followed(url: str) -> None:
         "properties": {"code": {"type": "string", "pattern": r"^\d{3}$"}},
         "required": ["code"],
     }
-    answer = requests.post(
-        url + "/api/chat",
-        timeout=120,
-        json={
-            "model": MODEL,
-            "messages": [{"role": "user", "content": "Give an area code as JSON."}],
-            "format": schema,
-            "stream": False,
-            "options": {"temperature": 0, "num_predict": 30},
-        },
-    )
+    answer = _chat_in_format(url, "Give an area code as JSON.", schema, num_predict=30)
     assert answer.status_code == 200, answer.text
     assert re.fullmatch(r"\d{3}", json.loads(answer.json()["message"]["content"])["code"])
 
