@@ -191,20 +191,22 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
         return job
     special = special_tokens_of(model, engine)
     bos = special[0]
+    fits_context = True
     if request.raw and request.messages is None:
         text = request.prompt or ""
     else:
-        text = _templated(model, engine, request, special, job.max_tokens, parse_tools)
+        templated = _templated(model, engine, request, special, job.max_tokens, parse_tools)
+        text, fits_context = templated
     job.add_bos = not (bos and text.startswith(bos))
     if request.context:
         job.prompt = list(request.context) + engine.tokenize(text, add_bos=False)
     else:
         job.prompt = text
-    if request.fit_history:
+    chat = request.messages is not None
+    if request.fit_history and not (chat and fits_context):
         # a conversation whose last turn alone is too long (no older turn left to drop)
         # loses its middle too, as Ollama truncates any input; only what cannot fit at all
         # is cut there: fitting its turns already left the reply what room it could
-        chat = request.messages is not None
         _fit_input(engine, job, _keep_tokens(model, request), reply_room_first=not chat)
     return job
 
@@ -216,9 +218,10 @@ def _templated(
     special: tuple[str, str],
     max_tokens: int | None,
     parse_tools: bool,
-) -> str:
+) -> tuple[str, bool]:
     """The request's conversation rendered by the chat template, its oldest turns dropped
-    when ``fit_history`` asks and it does not fit (see :mod:`power_core.chat.fitting`)."""
+    when ``fit_history`` asks and it does not fit (see :mod:`power_core.chat.fitting`),
+    and whether it fits the context then (``True`` when not fitted)."""
     template = chat_template_for(model, request.template, special)
     tools = request.tools if parse_tools else None
     bos = special[0]
@@ -226,15 +229,21 @@ def _templated(
     def render(messages: list[ChatMessage]) -> str:
         return render_prompt(template, messages, tools)
 
+    counted: dict[str, int] = {}  # fitting counts a prompt at most once, and so does this
+
     def count_tokens(prompt: str) -> int:
-        return len(engine.tokenize(prompt, add_bos=not (bos and prompt.startswith(bos))))
+        if prompt not in counted:
+            add_bos = not (bos and prompt.startswith(bos))
+            counted[prompt] = len(engine.tokenize(prompt, add_bos=add_bos))
+        return counted[prompt]
 
     messages = conversation(model, request)
     if not (request.fit_history and request.messages is not None):
-        return render(messages)
+        return render(messages), True
     context = engine.info.context_length
     budget = context - reply_room(context, max_tokens)
-    return fitted_prompt(messages, render, count_tokens, budget=budget, limit=context - 1)
+    text = fitted_prompt(messages, render, count_tokens, budget=budget, limit=context - 1)
+    return text, fits_by_size(text, context - 1) or count_tokens(text) <= context - 1
 
 
 def _fit_input(engine: Engine, job: CompletionJob, keep: int, *, reply_room_first: bool) -> None:
