@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from power_core.config import ENV_PREFIX, Settings, format_duration
+from power_core.host_address import url_host
 
 #: what an unset setting means; such a setting is shown as a comment, there being no
 #: value the file could hold for "unset"
@@ -34,14 +35,10 @@ def settings_as_yaml(settings: Settings) -> str:
         elif value is None:
             lines.append(f"# {f.name}: ({UNSET_MEANS[f.name]})")
         elif f.name == "host" and settings.scheme != "http":
-            lines.append(_yaml_line("host", f"{settings.scheme}://{_bracketed(value)}"))
+            lines.append(_yaml_line("host", f"{settings.scheme}://{url_host(value)}"))
         else:
             lines.append(_yaml_line(f.name, _plain(f.name, value)))
     return "\n".join(lines) + "\n"
-
-
-def _bracketed(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def _header(path: Path) -> str:

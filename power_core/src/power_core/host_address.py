@@ -68,3 +68,8 @@ def _ipv6(text: str) -> str:
         return str(ipaddress.IPv6Address(text))
     except ValueError:
         raise ValueError(EXPECTED) from None
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host

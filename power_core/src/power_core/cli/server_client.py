@@ -6,6 +6,7 @@ from typing import Any
 
 from power_core.config import Settings
 from power_core.errors import PowerError
+from power_core.host_address import url_host
 
 
 class ServerNotRunning(PowerError):
@@ -14,9 +15,7 @@ class ServerNotRunning(PowerError):
 
 def server_url(settings: Settings) -> str:
     host = "127.0.0.1" if settings.host in {"0.0.0.0", "::", ""} else settings.host
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{settings.scheme}://{host}:{settings.port}"
+    return f"{settings.scheme}://{url_host(host)}:{settings.port}"
 
 
 def call_server(

@@ -23,6 +23,7 @@ import gevent.event  # noqa: E402
 from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
 
 from power_core.errors import PowerError  # noqa: E402
+from power_core.host_address import url_host  # noqa: E402
 from power_core.server.direct import DIRECT_WRITER, DirectWriter  # noqa: E402
 from power_core.server.disconnect import CLIENT_SOCKET  # noqa: E402
 
@@ -215,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     reaper = gevent.spawn(_reap_forever, services)
     host, port = server.address[:2]
     # printed, not logged: shown at any log_level, once (it was logged too, so shown twice)
-    address = f"[{host}]" if ":" in host else host
-    print(f"A3S Power listening on http://{address}:{port}", flush=True)
+    print(f"A3S Power listening on http://{url_host(host)}:{port}", flush=True)
     try:
         server.start()
         stopped.wait()
