@@ -203,6 +203,13 @@ def test_what_the_model_cannot_do_is_refused_as_ollama_refuses_it(client: ollama
             client.chat(model=MODEL, messages=[WEATHER_QUESTION], think=think)  # type: ignore[arg-type]
         with pytest.raises(ollama.ResponseError, match="does not support thinking"):
             client.generate(model=MODEL, prompt="Hi", think=think)  # type: ignore[arg-type]
+        # a load (no prompt, no messages) is refused too
+        with pytest.raises(ollama.ResponseError, match="does not support thinking"):
+            client.generate(model=MODEL, think=think)  # type: ignore[arg-type]
+        with pytest.raises(ollama.ResponseError, match="does not support thinking"):
+            client.chat(model=MODEL, messages=[], think=think)  # type: ignore[arg-type]
+    with pytest.raises(ollama.ResponseError, match="does not support tools"):
+        client.chat(model=MODEL, messages=[], tools=[WEATHER_TOOL])
     answer = client.chat(model=MODEL, messages=[WEATHER_QUESTION], think=False, options=GREEDY)
     assert answer.message.content
 

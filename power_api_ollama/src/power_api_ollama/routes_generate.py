@@ -84,10 +84,12 @@ def _load_or_unload(
     services: PowerServices, gen: GenerationRequest, renderer: OllamaRenderer
 ) -> Response:
     # Ollama: an empty prompt (or message list) loads the model; with keep_alive 0 it
-    # unloads it instead.
+    # unloads it instead. A load asking for what the model cannot do (think, tools) is
+    # refused, as Ollama refuses it, rather than loaded for requests that would fail.
     if gen.keep_alive == 0:
         services.unload_model(gen.model)
         return json_response(renderer.loaded("unload"))
+    services.check_capabilities(gen, services.library.resolve(gen.model))
     services.load_model(gen.model, gen.keep_alive, gen.load)
     return json_response(renderer.loaded("load"))
 
