@@ -18,7 +18,7 @@ from typing import Any, Literal
 import jsonschema
 import llama_cpp as lc
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from power_backend_llamacpp import LlamaCppEngine
 from power_backend_llamacpp.sampling import grammar_for
@@ -294,3 +294,81 @@ def test_literals_with_quotes_backslashes_and_newlines(
     value = generate(engine, ask, schema, max_tokens=30)
     if expected is not None:
         assert value == expected
+
+
+# (e) integer bounds and type lists
+
+
+class Review(BaseModel):
+    stars: int = Field(ge=1, le=5)
+    helpful_votes: int = Field(gt=-3, lt=40)
+
+
+@pytest.mark.parametrize(
+    ("low", "high"), [(1, 5), (7, 7), (0, 100), (18, 137), (-137, -3), (-5, 5), (995, 1003)]
+)
+def test_an_integer_between_bounds_is_every_one_of_them_and_nothing_else(
+    vocab: Vocabulary, low: int, high: int
+) -> None:
+    schema = {"type": "integer", "minimum": low, "maximum": high}
+    tried = sorted({*range(low - 3, low + 14), *range(high - 13, high + 4), 0, -1})
+    allowed = [n for n in tried if accepts(vocab, schema, str(n))]
+    assert allowed == [n for n in tried if low <= n <= high]
+    assert not accepts(vocab, schema, "0" + str(max(low, 1)))  # no leading zeros
+    assert not accepts(vocab, schema, "-0")
+
+
+def test_exclusive_fractional_and_one_sided_bounds(vocab: Vocabulary) -> None:
+    def allowed(schema: dict[str, Any], tried: range) -> list[int]:
+        return [n for n in tried if accepts(vocab, {"type": "integer", **schema}, str(n))]
+
+    assert allowed({"exclusiveMinimum": 2, "exclusiveMaximum": 6}, range(0, 9)) == [3, 4, 5]
+    # JSON Schema draft 4: the exclusive flag beside the bound
+    draft4 = {"minimum": 2, "exclusiveMinimum": True, "maximum": 6, "exclusiveMaximum": True}
+    assert allowed(draft4, range(0, 9)) == [3, 4, 5]
+    assert allowed({"minimum": 1.5, "maximum": 4.5}, range(0, 7)) == [2, 3, 4]
+    assert allowed({"minimum": 98}, range(95, 102)) == [98, 99, 100, 101]
+    only_minimum = {"type": "integer", "minimum": 0}
+    assert accepts(vocab, only_minimum, "1234567890123456")
+    assert not accepts(vocab, only_minimum, "-1")
+    assert accepts(vocab, {"type": "integer", "maximum": -10}, "-1234567")
+    # a bound past the 16 digits the grammar writes leaves that side open
+    assert accepts(vocab, {"type": "integer", "maximum": 1e300}, "42")
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"type": "integer", "minimum": 5, "maximum": 4}, "no integer of at most 16 digits"),
+        ({"type": "integer", "exclusiveMinimum": 4, "maximum": 4}, "no integer of at most"),
+        ({"type": "integer", "minimum": 1e17}, "no integer of at most 16 digits"),
+        ({"type": "integer", "minimum": "1"}, "an integer's minimum must be a number"),
+        ({"type": "integer", "maximum": None}, "an integer's maximum must be a number"),
+    ],
+)
+def test_integer_bounds_no_integer_meets_are_refused(
+    engine: LlamaCppEngine, schema: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=message) as caught:
+        run(engine, "x", max_tokens=4, json_schema=schema)
+    assert caught.value.param == "json_schema"
+
+
+def test_the_model_keeps_to_a_pydantic_models_bounds(engine: LlamaCppEngine) -> None:
+    ask = "The film was great: 9 stars, and 75 people found this helpful. As JSON."
+    review = Review.model_validate(generate(engine, ask, Review.model_json_schema()))
+    assert 1 <= review.stars <= 5 and -3 < review.helpful_votes < 40
+
+
+def test_a_list_of_types_keeps_the_schemas_other_keywords(vocab: Vocabulary) -> None:
+    schema = {
+        "type": ["object", "null"],
+        "properties": {"n": {"type": ["integer", "string"], "minimum": 1, "maxLength": 2}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    assert accepts(vocab, schema, "null")
+    assert accepts(vocab, schema, '{"n": 3}') and accepts(vocab, schema, '{"n": "ab"}')
+    assert not accepts(vocab, schema, '{"m": 3}')  # the properties were dropped
+    assert not accepts(vocab, schema, '{"n": 0}')  # and the integer's bound
+    assert not accepts(vocab, schema, '{"n": "abc"}')  # and the string's length

@@ -12,6 +12,10 @@ invalid JSON or a 400:
   was a 400 that read ``'#/$defs/P'``;
 - ``{}`` (any value) became an object, ``"items": {}`` was a 400 that read
   ``'prefixItems'``, and a schema of only a title or a description was "Unrecognized";
+- ``"type": [...]`` kept only the types, dropping every other keyword (an object's
+  properties, a string's pattern);
+- an integer's ``minimum`` and ``maximum``: see
+  :mod:`power_backend_llamacpp.json_integer_range`;
 - ``pattern``: see :mod:`power_backend_llamacpp.json_pattern`.
 """
 
@@ -30,6 +34,11 @@ from llama_cpp.llama_grammar import (
     SchemaConverter,
 )
 
+from power_backend_llamacpp.json_integer_range import (
+    BOUND_KEYWORDS,
+    integer_bounds,
+    integer_range_rule,
+)
 from power_backend_llamacpp.json_pattern import pattern_for_converter
 from power_backend_llamacpp.schema_limits import schema_objects
 from power_core.errors import InvalidRequest
@@ -62,6 +71,8 @@ _ANNOTATIONS = frozenset(
         "definitions",
     }
 )
+#: keywords the converter acts on before it looks at a schema's type
+_CHOSEN_ELSEWHERE = frozenset({"$ref", "oneOf", "anyOf", "const", "enum"})
 #: a non-empty stand-in for {} where the converter mistakes {} for no schema
 _ANY_VALUE = {"$comment": "any JSON value"}
 
@@ -126,7 +137,18 @@ class JsonSchemaConverter(SchemaConverter):
             )
         if schema.get("items") in ({}, True):
             schema = {**schema, "items": _ANY_VALUE}
-        return str(super().visit(schema, name))
+        kinds = schema.get("type")
+        if _CHOSEN_ELSEWHERE & schema.keys() or not (
+            isinstance(kinds, list) or (kinds == "integer" and BOUND_KEYWORDS & schema.keys())
+        ):
+            return str(super().visit(schema, name))
+        rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
+        if isinstance(kinds, list):
+            # each type keeps the schema's other keywords (the converter dropped them)
+            alternatives = [{**schema, "type": kind} for kind in kinds]
+            return str(self._add_rule(rule_name, self._generate_union_rule(name, alternatives)))
+        low, high = integer_bounds(schema)
+        return str(self._add_rule(rule_name, f"({integer_range_rule(low, high)}) space"))
 
     def _add_primitive(self, name: str, rule: BuiltinRule) -> str:
         if rule is PRIMITIVE_RULES["char"]:
