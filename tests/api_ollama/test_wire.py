@@ -418,10 +418,12 @@ def test_load_options_llama_cpp_cannot_honour_are_400s(url: str) -> None:
         response = requests.post(url + "/api/generate", json=body, timeout=120)
         assert response.status_code == 200, response.text
         assert _ps_entry(url)["context_length"] == 8192
-    # the server lives on, and loads the model again with the usual options
+    # the server lives on, and loads the model again with the usual options (greedy:
+    # sampled, the answer could end at once, with no token counted)
+    options = {"temperature": 0, "num_predict": 2}
     answer = requests.post(
         url + "/api/generate",
-        json={"model": MODEL, "prompt": "hi", "stream": False, "options": {"num_predict": 2}},
+        json={"model": MODEL, "prompt": "hi", "stream": False, "options": options},
         timeout=120,
     )
     assert answer.status_code == 200 and answer.json()["eval_count"] > 0
