@@ -713,7 +713,13 @@ def test_a_shutdown_lets_the_requests_under_way_finish(tmp_path: Path) -> None:
         lines = response.iter_lines()
         assert next(lines).startswith(b"data: ")  # under way
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        # the shutdown closes the listening socket, then logs this line: waited for, not
+        # slept on (a loaded machine may take longer to handle the signal; and a connection
+        # tried to find out could itself be a request under way)
+        deadline = time.monotonic() + 30
+        while "waiting for 1 request(s) to finish" not in server.log():
+            assert server.process.poll() is None and time.monotonic() < deadline, server.log()
+            time.sleep(0.01)
         with pytest.raises(requests.ConnectionError):  # no new connections meanwhile
             requests.get(server.url + "/", timeout=5)
         # nor new generations on a connection kept alive, which is closed after the answer
