@@ -138,6 +138,21 @@ def test_version_and_head_routes(url: str) -> None:
             "format",
         ),
         (
+            # the schema converter used to answer: 'int' object has no attribute 'items'
+            "/api/generate",
+            b'{"model": "smollm2:135m", "prompt": "hi",'
+            b' "format": {"type": "object", "properties": 5}}',
+            400,
+            "the JSON schema's 'properties' at # must be an object, not a number",
+        ),
+        (
+            "/api/chat",
+            b'{"model": "smollm2:135m", "messages": [{"role": "user", "content": "x"}],'
+            b' "format": {"properties": {"a": {"anyOf": 3}}}}',
+            400,
+            "'anyOf' at #/properties/a must be an array",
+        ),
+        (
             "/api/generate",
             b'{"model": "smollm2:135m", "prompt": "hi", "stream": "yes"}',
             400,

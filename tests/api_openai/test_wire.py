@@ -217,6 +217,36 @@ def test_bad_chat_requests_are_400_in_openai_shape(v1: str, data: bytes, param: 
     assert error["param"] == param
 
 
+@pytest.mark.parametrize(
+    ("schema", "needle"),
+    [
+        ({"type": "object", "properties": 5}, "'properties' at # must be an object"),
+        ({"type": "string", "minLength": "3"}, "'minLength' at # must be a whole number"),
+        ({"anyOf": [{"$ref": 5}]}, "'$ref' at #/anyOf/0 must be a string"),
+    ],
+)
+def test_a_malformed_json_schema_is_a_400_naming_its_keyword(
+    v1: str, schema: dict[str, object], needle: str
+) -> None:
+    # the schema converter used to answer in Python's words: 'int' object has no attribute
+    # 'items', '>' not supported between instances of 'str' and 'int'
+    response_format = {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}
+    for stream in (False, True):
+        response = requests.post(
+            v1 + "/chat/completions",
+            json={
+                "model": MODEL,
+                "messages": HI,
+                "max_tokens": 2,
+                "stream": stream,
+                "response_format": response_format,
+            },
+            timeout=60,
+        )
+        error = assert_error_shape(response, 400)
+        assert needle in error["message"]
+
+
 def test_unknown_model_is_404_model_not_found(v1: str) -> None:
     response = requests.post(
         v1 + "/chat/completions", json={"model": "ghost:1b", "messages": HI}, timeout=60

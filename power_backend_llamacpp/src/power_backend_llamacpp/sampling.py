@@ -15,6 +15,7 @@ import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF
 
 from power_backend_llamacpp.json_grammar import json_schema_grammar
+from power_backend_llamacpp.schema_keywords import check_keyword_types
 from power_backend_llamacpp.schema_limits import (
     check_grammar_nesting,
     check_grammar_text,
@@ -28,14 +29,23 @@ from power_core.types import SamplingOptions
 def grammar_for(json_mode: bool, json_schema: dict[str, Any] | None) -> str | None:
     """The GBNF grammar constraining output to JSON (matching ``json_schema`` if given)."""
     if json_schema is not None:
+        check_keyword_types(json_schema)
         check_repetitions(json_schema)
         try:
             grammar = json_schema_grammar(json_schema)
         except InvalidRequest:
             raise
+        except (AttributeError, KeyError, IndexError, TypeError) as exc:
+            # a shape the keyword check lets through and the converter trips on: its
+            # words ("'NoneType' object is not iterable") would say nothing to the client
+            raise InvalidRequest(
+                "the JSON schema cannot be used to constrain output: a keyword holds a "
+                "value the converter cannot read",
+                param="json_schema",
+            ) from exc
         except Exception as exc:
-            # the converter reports unsupported or malformed schemas in many ways (even
-            # with assert), and every one of them means this schema cannot be used
+            # the converter reports unsupported schemas in its own words (even with
+            # assert), and every one of them means this schema cannot be used
             raise InvalidRequest(
                 f"the JSON schema cannot be used to constrain output: {exc}", param="json_schema"
             ) from exc
