@@ -168,6 +168,14 @@ def test_push_uploads_to_a_registry_with_ollama_progress(client: ollama.Client, 
         with pytest.raises(ollama.ResponseError, match="not found") as missing:
             client.push(registry.name("absent", "1"))
         assert missing.value.status_code == 404
+        # streamed too: the name is looked up before the first progress line
+        absent = requests.post(
+            url + "/api/push", json={"model": registry.name("absent", "1")}, timeout=60
+        )
+        assert absent.status_code == 404, absent.text
+        assert absent.json() == {"error": f"model '{registry.name('absent', '1')}' not found"}
+        invalid = requests.post(url + "/api/push", json={"model": "../evil"}, timeout=60)
+        assert invalid.status_code == 400 and "invalid model name" in invalid.json()["error"]
     finally:
         registry.close()
     client.delete(name)

@@ -365,8 +365,10 @@ class ModelLibrary:
 
         if not isinstance(name, str) or not name.strip():
             raise InvalidRequest("nothing to push: the model name is empty", param="model")
-        progress(PullProgress(status="retrieving manifest"))
+        # looked up before the first report: a bad or unknown name is then the route's own
+        # 400 or 404, not an error line after a streamed 200
         stored = self.reader.stored(name)
+        progress(PullProgress(status="retrieving manifest"))
         RegistryPusher().push(
             name.strip(), stored.manifest, self.store.blob_path, progress, insecure=insecure
         )
