@@ -59,7 +59,9 @@ def test_unknown_route_is_a_json_404(bare_server: PowerServer) -> None:
     ("body", "needle"),
     [
         (b"{not json", "not valid JSON"),
-        (b"[1, 2]", "must be a JSON object"),
+        (b"[1, 2]", "must be a JSON object, not an array"),
+        (b"null", "must be a JSON object, not null"),  # was "not NoneType"
+        (b'"x"', "must be a JSON object, not a string"),
         (b"[" * 50_000 + b"]" * 50_000, "nested"),
         (b'{"a":' * 100 + b"1" + b"}" * 100, "nested deeper"),
         (b"", "empty"),

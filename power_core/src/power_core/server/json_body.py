@@ -44,7 +44,7 @@ def parse_json_object(
         raise InvalidRequest(f"{what} is not valid JSON: {exc}", param=param) from None
     if not isinstance(value, dict):
         raise InvalidRequest(
-            f"{what} must be a JSON object, not {type(value).__name__}", param=param
+            f"{what} must be a JSON object, not {_KINDS[type(value)]}", param=param
         )
     if nested_deeper_than(value):
         raise InvalidRequest(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels", param=param)
@@ -52,6 +52,16 @@ def parse_json_object(
         value = _without_lone_surrogates(value)
     return value
 
+
+#: what JSON calls each type ``json.loads`` returns besides an object
+_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
 
 #: a ``\uD800``-``\uDFFF`` escape: JSON may spell half of a UTF-16 pair on its own
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
