@@ -186,6 +186,13 @@ def test_version_and_head_routes(url: str) -> None:
         ("/api/copy", b'{"source": "smollm2:135m"}', 400, "destination"),
         ("/api/create", b'{"model": "x:1"}', 400, "from"),
         (
+            # a digest that is no string used to read "invalid digest 'int'"
+            "/api/create",
+            b'{"model": "x:1", "files": {"model.gguf": 5}}',
+            400,
+            "blob digests (strings); 'model.gguf' does not",
+        ),
+        (
             "/api/create",
             b'{"model": "x:1", "from": "smollm2:135m", "stream": false, "messages": [1]}',
             400,

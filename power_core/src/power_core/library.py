@@ -180,6 +180,11 @@ class ModelLibrary:
             raise InvalidRequest("'files' must map file names to blob digests", param="files")
         ggufs: list[StoredBlob] = []
         for filename, digest in files.items():
+            if not isinstance(digest, str):
+                raise InvalidRequest(
+                    f"'files' must map file names to blob digests (strings); '{filename}' does not",
+                    param="files",
+                )
             if not self.store.has_blob(digest):
                 raise BlobNotFound(
                     f"blob {digest} for '{filename}' not found; upload it first", param="files"
