@@ -78,6 +78,22 @@ def test_bad_bodies_are_400_not_500(bare_server: PowerServer, body: bytes, needl
     assert needle in response.json()["error"]
 
 
+def test_files_beside_the_server_are_not_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Flask's default static route served <working directory>/static/ to any client
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "notes.txt").write_text("private", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    server = PowerServer(tmp_path / "home").start()
+    try:
+        response = requests.get(server.url + "/static/notes.txt", timeout=5)
+        assert response.status_code == 404
+        assert "private" not in response.text and "error" in response.json()
+    finally:
+        server.stop()
+
+
 def test_oversized_body_is_413(tmp_path: Path) -> None:
     server = PowerServer(tmp_path, max_body_bytes="1000").start()
     try:

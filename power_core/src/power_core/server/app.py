@@ -57,7 +57,9 @@ def loaded_model_json(entry: LoadedModel) -> dict[str, Any]:
 def create_app(services: PowerServices) -> Flask:
     """A Flask app serving the core routes and every registered API surface."""
     settings = services.settings
-    app = Flask("a3s_power")
+    # No static route: Flask would serve <working directory>/static/ to every client, as
+    # "a3s_power" is no importable package whose folder it could use instead.
+    app = Flask("a3s_power", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["a3s_power"] = services
