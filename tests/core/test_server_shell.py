@@ -65,6 +65,7 @@ def test_unknown_route_is_a_json_404(bare_server: PowerServer) -> None:
         (b"[" * 50_000 + b"]" * 50_000, "nested"),
         (b'{"a":' * 100 + b"1" + b"}" * 100, "nested deeper"),
         (b"", "empty"),
+        (b'{"model": 5}', "'model' must be a string"),  # was "'model' is required"
     ],
 )
 def test_bad_bodies_are_400_not_500(bare_server: PowerServer, body: bytes, needle: str) -> None:

@@ -97,8 +97,10 @@ def create_app(services: PowerServices) -> Flask:
         try:
             body = parse_json_object(request.get_data())
             name = body.get("model")
-            if not isinstance(name, str) or not name:
+            if name is None or name == "":
                 raise InvalidRequest("'model' is required", param="model")
+            if not isinstance(name, str):
+                raise InvalidRequest("'model' must be a string", param="model")
             services.unload_model(name)
         except PowerError as exc:
             return jsonify(error=exc.message), exc.http_status
