@@ -164,7 +164,7 @@ class ChatTemplate:
         }
         # Output legitimately grows with the conversation; the limit guards against templates
         # that multiply it.
-        max_chars = MAX_OUTPUT_CHARS + 2 * _input_size(messages, tool_entries)
+        max_chars = MAX_OUTPUT_CHARS + 2 * input_size(messages, tool_entries)
         return render_template(self._compiled, context, max_chars)
 
 
@@ -205,7 +205,9 @@ def render_prompt(
     return template.render(messages, tools=tools, add_generation_prompt=True)
 
 
-def _input_size(messages: list[ChatMessage], tools: list[dict[str, Any]] | None) -> int:
+def input_size(messages: list[ChatMessage], tools: list[dict[str, Any]] | None) -> int:
+    """The characters of a conversation and its tools, which a render's output may
+    legitimately grow with."""
     size = len(json.dumps(tools)) if tools else 0
     for message in messages:
         size += len(message.content) + len(message.thinking or "")
