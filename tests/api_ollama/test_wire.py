@@ -768,13 +768,14 @@ def test_a_shutdown_lets_the_requests_under_way_finish(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_a_go_template_in_a_request_is_a_400(url: str) -> None:
+def test_a_go_template_in_a_request_that_cannot_run_is_a_400(url: str) -> None:
     # Ollama would run it; silently using the model's own template instead would answer
     # another prompt than the one asked for
-    body = {"model": MODEL, "prompt": "Hi", "template": "{{ .Prompt }}", "stream": False}
+    template = '{{ template "x" . }}{{ .Prompt }}'
+    body = {"model": MODEL, "prompt": "Hi", "template": template, "stream": False}
     response = requests.post(url + "/api/generate", json=body, timeout=60)
     assert response.status_code == 400
-    assert "Go template" in response.json()["error"]
+    assert "Go template uses {{template}}" in response.json()["error"]
 
 
 def test_ps_and_stop_from_the_command_line(power_server: PowerServer) -> None:

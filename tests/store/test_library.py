@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from power_core.chat.template_syntax import GO_TEMPLATE_NOTE
+from power_core.chat.template_syntax import go_template_note
 from power_core.errors import (
     BlobNotFound,
     InvalidModelFile,
@@ -379,14 +379,32 @@ def test_a_store_the_machine_refuses_is_reported_as_such(tmp_path: Path, tiny_gg
     assert not_a_folder.read_text() == "a file where the models should be"
 
 
-def test_a_go_template_is_kept_with_a_warning(library: ModelLibrary, tiny_gguf: Path) -> None:
-    # Ollama's Modelfiles carry Go templates: stored (and shown), but they shape no prompt
+def test_a_go_template_shapes_capabilities(library: ModelLibrary, tiny_gguf: Path) -> None:
+    # Ollama's Modelfiles carry Go templates: they are run, so capabilities follow them
     library.import_gguf(tiny_gguf, "base")
     events: list[PullProgress] = []
     go = "{{ if .Tools }}{{ .Tools }}{{ end }}<|user|>{{ .Prompt }}<|assistant|>{{ .Thinking }}"
     library.create("go", from_="base", template=go, progress=events.append)
+    assert not [e for e in events if e.status.startswith("warning: ")]
+    model = library.resolve("go")
+    assert model.template == go
+    assert model.capabilities == ["completion", "tools", "thinking"]
+
+
+def test_a_go_template_that_cannot_run_is_kept_with_a_warning(
+    library: ModelLibrary, tiny_gguf: Path
+) -> None:
+    # stored (and shown), but it shapes no prompt: the warning names what cannot run
+    library.import_gguf(tiny_gguf, "base")
+    events: list[PullProgress] = []
+    go = '{{ define "tools" }}{{ .Tools }}{{ end }}<|user|>{{ .Prompt }}{{ .Thinking }}'
+    library.create("go", from_="base", template=go, progress=events.append)
     warnings = [e.status for e in events if e.status.startswith("warning: ")]
-    assert warnings == ["warning: " + GO_TEMPLATE_NOTE]
+    assert len(warnings) == 1 and "{{define}}" in warnings[0]
+    assert warnings == [
+        "warning: "
+        + go_template_note("Go template uses {{define}} (line 1), which A3S Power does not run")
+    ]
     model = library.resolve("go")
     assert model.template == go
     # capabilities follow the template prompts use (the GGUF's), not the one kept

@@ -1,7 +1,8 @@
 """From a :class:`GenerationRequest` to the engine's :class:`CompletionJob`.
 
-Modelfile parameters fill what the client left unset, the chat template renders the
-messages (the oldest turns dropped when they do not fit, see :mod:`power_core.chat.fitting`),
+Modelfile parameters fill what the client left unset, the chat template (Jinja, or Ollama's
+Go syntax) renders the messages (the oldest turns dropped when they do not fit, see
+:mod:`power_core.chat.fitting`),
 a prompt too long for the context loses its middle, tool choice and response format become
 output constraints, and a context that fills up shifts or ends the output.
 """
@@ -19,7 +20,9 @@ from power_core.chat.fitting import (
     kept_ends,
     reply_room,
 )
+from power_core.chat.go_template.chat_template import GoChatTemplate
 from power_core.chat.messages import merge_system, prepend_history
+from power_core.chat.sandbox import TemplateError
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate, render_prompt
 from power_core.chat.template_syntax import is_go_template
 from power_core.chat.tools import forced_tool_call_schema
@@ -112,35 +115,33 @@ def _shift_keep(model: ResolvedModel, request: GenerationRequest) -> int | None:
     return _keep_tokens(model, request)
 
 
-def _jinja(source: object) -> str | None:
-    # models pulled by Ollama carry Go templates; those are skipped for the GGUF's own Jinja
-    if isinstance(source, str) and source and not is_go_template(source):
-        return source
-    return None
-
-
 def chat_template_for(
-    model: ResolvedModel, override: str | None, special_tokens: tuple[str, str]
-) -> ChatTemplate:
-    """The request's template, else the Modelfile's, else the GGUF's, else ChatML; it
-    prints ``special_tokens`` as ``bos_token`` and ``eos_token``."""
-    if override and is_go_template(override):
-        raise UnsupportedFeature(
-            "'template' is a Go template (Ollama's syntax), which A3S Power does not run; "
-            "send a Jinja chat template, or none to use the model's",
-            param="template",
-        )
-    source = (
-        _jinja(override)
-        or _jinja(model.template)
-        or _jinja(model.metadata.get("tokenizer.chat_template"))
-    )
+    model: ResolvedModel,
+    override: str | None,
+    special_tokens: tuple[str, str],
+    think: bool | None = None,
+) -> ChatTemplate | GoChatTemplate:
+    """The request's template, else the Modelfile's (or the registry's template layer),
+    else the GGUF's, else ChatML. A Jinja template prints ``special_tokens`` as
+    ``bos_token`` and ``eos_token``; a Go template (Ollama's) runs as Ollama runs it, with
+    ``think`` as ``.Think``. A stored Go template this server cannot run gives way to the
+    GGUF's (``create`` warned about it); a request's is refused, naming what cannot run."""
     bos, eos = special_tokens
-    return ChatTemplate(
-        source if isinstance(source, str) and source else CHATML_TEMPLATE,
-        bos_token=bos,
-        eos_token=eos,
-    )
+    for source, from_request in ((override, True), (model.template, False)):
+        if not source:
+            continue
+        if not is_go_template(source):
+            return ChatTemplate(source, bos_token=bos, eos_token=eos)
+        try:
+            return GoChatTemplate(source, think=think)
+        except TemplateError as exc:
+            if from_request:
+                raise TemplateError(exc.message, param="template") from None
+            log.debug("model %s: %s; using the GGUF's chat template", model.name, exc.message)
+    gguf = model.metadata.get("tokenizer.chat_template")
+    if isinstance(gguf, str) and gguf and not is_go_template(gguf):
+        return ChatTemplate(gguf, bos_token=bos, eos_token=eos)
+    return ChatTemplate(CHATML_TEMPLATE, bos_token=bos, eos_token=eos)
 
 
 def conversation(model: ResolvedModel, request: GenerationRequest) -> list[ChatMessage]:
@@ -182,6 +183,14 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
         return_context=request.prompt is not None and request.messages is None and not request.raw,
         shift_keep=_shift_keep(model, request),
     )
+    special = special_tokens_of(model, engine)
+    if request.suffix and not request.raw:
+        # Ollama writes a fill-in-the-middle prompt with a template that names .Suffix
+        template = chat_template_for(model, request.template, special, request.think)
+        if isinstance(template, GoChatTemplate) and template.uses_suffix:
+            job.prompt = template.render_insert(request.prompt or "", request.suffix)
+            job.add_bos = not (special[0] and job.prompt.startswith(special[0]))
+            return job
     if request.suffix is not None:
         if not engine.info.supports_fim:
             raise UnsupportedFeature(
@@ -189,7 +198,6 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
             )
         job.prompt, job.suffix = request.prompt or "", request.suffix
         return job
-    special = special_tokens_of(model, engine)
     bos = special[0]
     fits_context = True
     if request.raw and request.messages is None:
@@ -222,7 +230,7 @@ def _templated(
     """The request's conversation rendered by the chat template, its oldest turns dropped
     when ``fit_history`` asks and it does not fit (see :mod:`power_core.chat.fitting`),
     and whether it fits the context then (``True`` when not fitted)."""
-    template = chat_template_for(model, request.template, special)
+    template = chat_template_for(model, request.template, special, request.think)
     tools = request.tools if parse_tools else None
     bos = special[0]
 

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from power_core.chat.template_syntax import GO_TEMPLATE_NOTE, is_go_template
+from power_core.chat.go_template.chat_template import go_template_problem
+from power_core.chat.template_syntax import go_template_note, is_go_template
 from power_core.errors import (
     BlobNotFound,
     DigestMismatch,
@@ -214,10 +215,16 @@ class ModelLibrary:
         base: Manifest | None = None
         base_parameters: dict[str, Any] = {}
         changes.text_layers()  # refuse a text too large before copying anything
-        if changes.template is not None and is_go_template(changes.template):
+        problem = (
+            go_template_problem(changes.template)
+            if changes.template is not None and is_go_template(changes.template)
+            else None
+        )
+        if problem is not None:
             # kept, as Ollama's Modelfiles carry one; but say it shapes nothing here
-            log.warning("model %s: %s", name, GO_TEMPLATE_NOTE)
-            progress(PullProgress(status=f"warning: {GO_TEMPLATE_NOTE}"))
+            note = go_template_note(problem)
+            log.warning("model %s: %s", name, note)
+            progress(PullProgress(status=f"warning: {note}"))
         if isinstance(source, Path):
             read_gguf_info(source)  # refuse a bad file before copying gigabytes of it
         with self.store.write_lock():

@@ -104,7 +104,7 @@ class GenerationRequest:
     messages: list[ChatMessage] | None = None
     suffix: str | None = None
     system: str | None = None
-    #: a Jinja2 chat template overriding the model's own
+    #: a chat template (Jinja2, or Ollama's Go syntax) overriding the model's own
     template: str | None = None
     raw: bool = False
     tools: list[ToolSpec] = field(default_factory=list)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from power_core.chat.sandbox import (
     MAX_OUTPUT_CHARS,
@@ -21,7 +21,14 @@ from power_core.chat.sandbox import (
 )
 from power_core.types import ChatMessage, ToolSpec
 
-__all__ = ["CHATML_TEMPLATE", "ChatTemplate", "TemplateError", "message_dicts", "tool_dicts"]
+__all__ = [
+    "CHATML_TEMPLATE",
+    "ChatTemplate",
+    "PromptTemplate",
+    "TemplateError",
+    "message_dicts",
+    "tool_dicts",
+]
 
 
 #: The template used when a model brings none: ChatML, with Hermes/Qwen-style tool calling
@@ -118,6 +125,29 @@ def tool_dicts(tools: list[ToolSpec]) -> list[dict[str, Any]]:
     ]
 
 
+class PromptTemplate(Protocol):
+    """What prompt building needs of a chat template: :class:`ChatTemplate` (Jinja) and
+    :class:`~power_core.chat.go_template.chat_template.GoChatTemplate` (Ollama's Go)."""
+
+    source: str
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the template can describe tools to the model."""
+        ...
+
+    def render(
+        self,
+        messages: list[ChatMessage],
+        *,
+        tools: list[ToolSpec] | None = None,
+        add_generation_prompt: bool = True,
+        extra_context: dict[str, Any] | None = None,
+    ) -> str:
+        """Render ``messages`` (and ``tools``) into prompt text."""
+        ...
+
+
 class ChatTemplate:
     """A compiled chat template, rendered once per request.
 
@@ -184,7 +214,7 @@ _CONTINUE_HERE = "A3SPOWERCONTINUESHERE7"
 
 
 def render_prompt(
-    template: ChatTemplate, messages: list[ChatMessage], tools: list[ToolSpec] | None
+    template: PromptTemplate, messages: list[ChatMessage], tools: list[ToolSpec] | None
 ) -> str:
     """The prompt of a conversation: a new assistant turn opened after it, or, when it ends
     with an unfinished assistant message, that message left open.

@@ -1,7 +1,7 @@
 """What a chat template's text says about itself, without rendering it: whether it is in
-Go's syntax (Ollama's, which this server does not run) and whether it has the model reason
-apart. Cheap to import: the store reads it to derive capabilities, and the API surfaces to
-check a request's own template."""
+Go's syntax (Ollama's, run by :mod:`power_core.chat.go_template`) rather than Jinja, and
+whether it has the model reason apart. Cheap to import: the store reads it to derive
+capabilities, and the API surfaces to check a request's own template."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import re
 
 _GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|if \.|range \.|end\b)")
 
-#: why a Go template does nothing here
-GO_TEMPLATE_NOTE = (
-    "the TEMPLATE is a Go template (Ollama's syntax), which A3S Power does not run; "
-    "prompts use the model's own Jinja chat template from its GGUF"
-)
+
+def go_template_note(problem: str) -> str:
+    """Why a stored Go template shapes no prompt: ``problem`` says what in it cannot run."""
+    return (
+        f"the TEMPLATE is a Go template (Ollama's syntax) that A3S Power cannot run: {problem}; "
+        "prompts use the model's own Jinja chat template from its GGUF"
+    )
 
 
 def is_go_template(text: str) -> bool:

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from power_core.chat.go_template.chat_template import go_template_problem
 from power_core.chat.template_syntax import is_go_template
 from power_core.errors import BlobNotFound, InvalidModelFile, ModelNotFound
 from power_core.gguf import GGUFInfo, read_gguf_info
@@ -120,10 +121,10 @@ class ModelReader:
                 for role, content in load_messages(display, texts["messages"])
             ],
             metadata=dict(info.metadata),
-            # what the prompts use: a stored Go template is kept but not run
+            # what the prompts use: a Go template that cannot run is kept but gives way
             capabilities=capabilities_for(
                 info,
-                info.chat_template if template and is_go_template(template) else template,
+                info.chat_template if template and _unrunnable(template) else template,
                 manifest,
             ),
         )
@@ -210,3 +211,9 @@ class ModelReader:
             raw = self.store.read_blob_bytes(layer.digest, max_size=MAX_TEXT_LAYER)
             texts.append(raw.decode("utf-8", errors="replace"))
         return texts
+
+
+def _unrunnable(template: str) -> bool:
+    """Whether ``template`` is a Go template this server cannot run (prompts then use the
+    GGUF's own template)."""
+    return is_go_template(template) and go_template_problem(template) is not None
