@@ -109,6 +109,11 @@ def test_variables_fields_literals_and_pipes(source: str, expected: str) -> None
             '{{ printf "%d %s" }}|{{ printf "%d" "s" }}|{{ printf "x" 1 }}',
             "%!d(MISSING) %!s(MISSING)|%!d(string=s)|x%!(EXTRA int=1)",
         ),
+        # "*" takes a width or precision from the operands: granite's templates count with
+        # len (printf "a%*s" $i ""), having no arithmetic
+        ('{{ printf "a%*s" 3 "" }}|{{ len (printf "a%*s" 2 "") }}', "a   |3"),
+        ('{{ printf "%-*d|%.*f|%*s|" 4 7 2 3.14159 -3 "a" }}', "7   |3.14|a  |"),
+        ('{{ printf "%*d" "x" 5 }}|{{ printf "%.*s" -1 "abc" }}', "%!(BADWIDTH)5|abc"),
         ("{{ json .M }} {{ json .S }} {{ json .L }}", '{"a":1,"b":2} "s" ["x","y","z"]'),
         ('{{ json "<a & b>" }}', '"\\u003ca \\u0026 b\\u003e"'),
         (
@@ -258,8 +263,12 @@ def test_time_is_bounded() -> None:
 def test_huge_values_and_ranges_are_refused() -> None:
     with pytest.raises(TemplateError, match="range of more than"):
         render("{{ range 1000000000 }}{{ end }}")
-    with pytest.raises(TemplateError, match="larger than the limit"):
-        render_source('{{ printf "%999999s" "x" }}', {}, max_chars=1000)
+    # widths are bounded on their own: many padded strings held in variables would
+    # otherwise fill memory without ever reaching the output
+    for wide in ('{{ printf "%999999s" "x" }}', '{{ printf "%*s" 5000 "x" }}'):
+        with pytest.raises(TemplateError, match="the most allowed is 4096"):
+            render_source(wide, {}, max_chars=1000)
+    assert len(render('{{ printf "%4096s" "x" }}')) == 4096
 
 
 def test_nesting_is_bounded() -> None:

@@ -1,17 +1,22 @@
 """``fmt.Sprintf`` for templates' ``printf``: the verbs chat templates use (``%s``, ``%d``,
 ``%v``, ``%q``, ``%t``, ``%f``/``%e``/``%g``, ``%x``, ``%c``, ``%T``, ``%%``) with flags,
-width and precision, and Go's ``%!verb(type=value)`` text for a verb that does not fit
-its operand, ``%!verb(MISSING)`` and ``%!(EXTRA ...)``."""
+width and precision (``*`` takes either from the next operand), and Go's
+``%!verb(type=value)`` text for a verb that does not fit its operand, ``%!verb(MISSING)``,
+``%!(BADWIDTH)``, ``%!(BADPREC)`` and ``%!(EXTRA ...)``."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NoReturn
 
 from power_core.chat.go_template.values import NO_VALUE, go_float, go_text, type_name
-from power_core.chat.sandbox import current_budget
+from power_core.chat.sandbox import TemplateError
 
-_DIRECTIVE = re.compile(r"%([-+# 0]*)(\d+)?(?:\.(\d*))?(.)?", re.DOTALL)
+_DIRECTIVE = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\*|\d*))?(.)?", re.DOTALL)
+#: the widest field or longest precision a template may ask for: enough for any prompt's
+#: padding (and for counting with ``len (printf "%*s" $n "")``, as granite's templates do),
+#: small enough that a template holding many such strings cannot fill memory
+MAX_WIDTH = 4096
 _QUOTE_ESCAPES = {
     "\a": "\\a",
     "\b": "\\b",
@@ -117,9 +122,31 @@ def _pad(text: str, flags: str, width: int | None, numeric: bool) -> str:
     return text.rjust(width)
 
 
+def _int_operand(args: tuple[Any, ...], used: int) -> tuple[int | None, int]:
+    """The operand a ``*`` takes (``None`` when missing or not an integer) and the next
+    operand's place."""
+    if used >= len(args):
+        return None, used
+    arg = args[used]
+    return (arg if isinstance(arg, int) and not isinstance(arg, bool) else None), used + 1
+
+
+def _bounded(digits: str) -> int:
+    """A width or precision written in the format, refused before it is even converted
+    when it has more digits than any allowed one."""
+    if len(digits) > len(str(MAX_WIDTH)):
+        _refuse(digits)
+    return int(digits)
+
+
+def _refuse(number: str) -> NoReturn:
+    raise TemplateError(
+        f"printf asks for a width or precision of {number}; the most allowed is {MAX_WIDTH}"
+    )
+
+
 def go_sprintf(fmt: str, args: tuple[Any, ...]) -> str:
     """``fmt.Sprintf(fmt, args...)``."""
-    budget = current_budget()
     out: list[str] = []
     used = 0
     pos = 0
@@ -139,11 +166,27 @@ def go_sprintf(fmt: str, args: tuple[Any, ...]) -> str:
         if verb == "%":
             out.append("%")
             continue
-        for number in (width_text, precision_text):
-            if number and (len(number) > 9 or int(number) > budget.max_chars):
-                budget.refuse("a formatted string")
-        width = int(width_text) if width_text else None
-        precision = int(precision_text or 0) if precision_text is not None else None
+        width: int | None = None
+        if width_text == "*":
+            width, used = _int_operand(args, used)
+            if width is None:
+                out.append("%!(BADWIDTH)")
+            elif width < 0:  # Go: a negative width pads on the right
+                flags, width = flags + "-", -width
+        elif width_text:
+            width = _bounded(width_text)
+        precision: int | None = None
+        if precision_text == "*":
+            precision, used = _int_operand(args, used)
+            if precision is None:
+                out.append("%!(BADPREC)")
+            elif precision < 0:  # Go: a negative precision is no precision
+                precision = None
+        elif precision_text is not None:
+            precision = _bounded(precision_text or "0")
+        for number in (width, precision):
+            if number is not None and number > MAX_WIDTH:
+                _refuse(str(number))
         if used >= len(args):
             out.append(f"%!{verb}(MISSING)")
             continue
