@@ -49,9 +49,19 @@ class _Lexer:
         self.pos = 0
         self.tokens: list[Token] = []
         self.trim_next_text = False
+        #: newlines before ``_counted_to``, where line() last counted up to
+        self._lines_before = 0
+        self._counted_to = 0
 
     def line(self, pos: int | None = None) -> int:
-        return self.src.count("\n", 0, self.pos if pos is None else pos) + 1
+        """The line ``pos`` (else the current place) is on, counting only the newlines
+        since the last place asked about: tokens come in order, so lexing stays linear."""
+        pos = self.pos if pos is None else pos
+        if pos < self._counted_to:  # an earlier place (an error's): counted afresh
+            return self.src.count("\n", 0, pos) + 1
+        self._lines_before += self.src.count("\n", self._counted_to, pos)
+        self._counted_to = pos
+        return self._lines_before + 1
 
     def fail(self, message: str) -> TemplateError:
         return TemplateError(f"Go template syntax error at line {self.line()}: {message}")

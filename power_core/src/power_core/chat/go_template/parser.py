@@ -8,6 +8,7 @@ would, or fails before any prompt is built."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 
 from power_core.chat.go_template.lexer import Token, tokenize
@@ -48,6 +49,30 @@ def parse(source: str, functions: Collection[str], unsupported: Collection[str] 
     return _Parser(tokenize(source), functions, unsupported).template()
 
 
+class _Variables:
+    """The variables in scope, in the order declared (a block's go when it ends), with
+    membership found in constant time: a template declaring thousands is not quadratic."""
+
+    def __init__(self) -> None:
+        self._names = ["$"]
+        self._counts = Counter(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._counts[name] > 0
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def extend(self, names: list[str]) -> None:
+        self._names.extend(names)
+        self._counts.update(names)
+
+    def truncate(self, mark: int) -> None:
+        """Forget the variables declared after the first ``mark``."""
+        self._counts.subtract(self._names[mark:])
+        del self._names[mark:]
+
+
 class _Parser:
     def __init__(
         self, tokens: list[Token], functions: Collection[str], unsupported: Collection[str]
@@ -56,7 +81,7 @@ class _Parser:
         self.at = 0
         self.functions = functions
         self.unsupported = unsupported
-        self.variables = ["$"]
+        self.variables = _Variables()
         self.range_depth = 0
         self.depth = 0
 
@@ -151,7 +176,7 @@ class _Parser:
                 else_body, end = self.item_list()
                 if end != "end":
                     raise self.fail(f"expected end; found {end}")
-        del self.variables[mark:]
+        self.variables.truncate(mark)
         self.depth -= 1
         return Branch(kind, pipe, body, else_body)
 
