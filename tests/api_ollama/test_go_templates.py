@@ -97,3 +97,13 @@ def test_a_go_template_with_suffix_writes_the_fill_in_the_middle_prompt(url: str
     answer = _post(url, "/api/generate", body)
     seen = answer["context"][: answer["prompt_eval_count"]]
     assert seen == _prompt_tokens(url, "<PRE>def f(<SUF>return 1<MID>")
+
+
+def test_a_think_level_reaches_the_template_as_ollama_passes_it(url: str) -> None:
+    # naming .Thinking makes the template a thinking one, so think is taken
+    template = "{{ range .Messages }}{{ .Thinking }}{{ .Content }}{{ end }} [{{ .ThinkLevel }}]"
+    for think, level in ((True, "medium"), ("high", "high"), ("low", "low"), (False, "")):
+        body = {"model": MODEL, "prompt": "Hi", "template": template, "think": think}
+        answer = _post(url, "/api/generate", {**body, "options": ONE_TOKEN})
+        seen = answer["context"][: answer["prompt_eval_count"]]
+        assert seen == _prompt_tokens(url, f"Hi [{level}]"), think

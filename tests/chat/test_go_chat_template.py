@@ -11,8 +11,10 @@ import pytest
 
 from power_core.chat.fitting import fitted_prompt
 from power_core.chat.go_template.chat_template import GoChatTemplate, go_template_problem
+from power_core.chat.go_template.ollama_data import ThinkValues
 from power_core.chat.sandbox import TemplateError
 from power_core.chat.template import render_prompt
+from power_core.chat.template_syntax import template_thinks
 from power_core.types import ChatMessage, ToolCall, ToolSpec
 
 CHATML = """{{- if or .System .Tools }}<|im_start|>system
@@ -213,8 +215,14 @@ def test_thinking_template() -> None:
         ChatMessage("user", "c"),
     ]
     history = "<|user|>\na<|assistant|><think>hmm</think>\nb<|user|>\nc\n<|assistant|>"
-    assert GoChatTemplate(THINKING, think=True).render(conversation) == history + "<think>"
-    assert GoChatTemplate(THINKING, think=False).render(conversation) == history + "<think></think>"
+    assert (
+        GoChatTemplate(THINKING, think=ThinkValues(True)).render(conversation)
+        == history + "<think>"
+    )
+    assert (
+        GoChatTemplate(THINKING, think=ThinkValues(False)).render(conversation)
+        == history + "<think></think>"
+    )
     assert GoChatTemplate(THINKING).render(conversation) == history
 
 
@@ -240,12 +248,17 @@ def test_what_templates_see() -> None:
         ChatMessage("tool", "r1", tool_name="f", tool_call_id="call_1"),
         ChatMessage("tool", "r2", tool_name="g"),
     ]
-    assert GoChatTemplate(source, think=True).render(conversation) == (
+    assert GoChatTemplate(source, think=ThinkValues(True)).render(conversation) == (
         "A\n\nB|system:A\n\nB;user:x\n\ny<1 image>;"
         'assistant:[0 f 1e+06 {"n":1000000}][1 g <no value> {"a":"\\u003c","b":[1]}];'
         "tool:r1(f call_1);tool:r2(g );"
         "|null|true medium true|<no value>"
     )
+    # a level asked for (Ollama's think: "high", OpenAI's reasoning_effort) is the level
+    high = GoChatTemplate(
+        "{{ .Think }} {{ .ThinkLevel }} {{ .IsThinkSet }}", think=ThinkValues(True, "high")
+    )
+    assert high.render([ChatMessage("user", "x")]) == "true high true"
 
 
 def test_tool_fields() -> None:
@@ -315,3 +328,34 @@ def test_a_template_that_fails_while_rendering_is_a_template_error() -> None:
     template = GoChatTemplate("{{ range .Messages }}{{ .Nope }}{{ end }}")
     with pytest.raises(TemplateError, match="can't evaluate field Nope"):
         template.render([ChatMessage("user", "x")])
+
+
+def test_a_template_is_refused_at_compile_when_too_long_or_too_deep_to_copy() -> None:
+    with pytest.raises(TemplateError, match="at most 262144 are compiled"):
+        GoChatTemplate("{{ .Prompt }}" * 30000)
+    # a legacy template's last run is a copy of its tree: one nested past what Python's
+    # copy can follow fails here, never in a request
+    deep = "{{ if 1 }}" * 100 + "{{ .Prompt }}" + "{{ end }}" * 100
+    with pytest.raises(TemplateError):
+        GoChatTemplate(deep)
+
+
+def test_a_final_answer_is_continued_only_where_the_template_leaves_it_open() -> None:
+    # as in Ollama, a Go template runs as written: one that closes every message closes
+    # the final answer too and opens a new turn, where a Jinja template would be cut
+    closes_all = (
+        "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n"
+        "{{ end }}<|im_start|>assistant\n"
+    )
+    begun = [ChatMessage("user", "Count"), ChatMessage("assistant", "1, 2,")]
+    assert render_prompt(GoChatTemplate(closes_all), begun, None) == (
+        "<|im_start|>user\nCount<|im_end|>\n<|im_start|>assistant\n1, 2,<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_a_go_template_thinks_only_where_it_shows_the_thinking() -> None:
+    # as Ollama decides: a literal <think> in a Go template is text it writes
+    assert template_thinks("{{ range .Messages }}<think>{{ .Thinking }}</think>{{ end }}")
+    assert not template_thinks("{{ range .Messages }}{{ .Content }}{{ end }}<think>\n")
+    assert template_thinks("{% for m in messages %}{{ m.content }}{% endfor %}<think>\n")

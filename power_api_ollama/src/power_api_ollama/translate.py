@@ -51,6 +51,11 @@ def _think(value: Any) -> bool | None:
     raise InvalidRequest('\'think\' must be true, false, "low", "medium" or "high"', param="think")
 
 
+def _think_level(value: Any) -> str | None:
+    """The level of a ``think`` given as one (checked by :func:`_think`)."""
+    return value if isinstance(value, str) and value in _THINK_LEVELS else None
+
+
 def _logprobs(body: dict[str, Any]) -> int | None:
     wanted = opt_bool(body, "logprobs", False)
     top = opt_int(body, "top_logprobs")
@@ -173,6 +178,7 @@ def _base_request(body: dict[str, Any]) -> GenerationRequest:
         keep_alive=keep_alive(body),
         logprobs=_logprobs(body),
         think=_think(body.get("think")),
+        think_level=_think_level(body.get("think")),
         # as Ollama: input too long for the context loses its oldest turns (a chat) or its
         # middle (a prompt), and a full context drops its older half and generation goes on
         fit_history=opt_bool(body, "truncate", True),

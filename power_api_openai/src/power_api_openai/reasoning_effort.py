@@ -18,5 +18,7 @@ def apply_reasoning_effort(
     if "thinking" in model.capabilities:
         # reasoning goes to its own field or item, not the answer's text
         request.think = effort != "none"
+        if effort in ("low", "medium", "high"):
+            request.think_level = effort
     elif effort not in (None, "none"):
         raise InvalidRequest(f'"{model.name}" does not support thinking', param=effort_param)

@@ -21,6 +21,7 @@ from power_core.chat.fitting import (
     reply_room,
 )
 from power_core.chat.go_template.chat_template import GoChatTemplate
+from power_core.chat.go_template.ollama_data import ThinkValues
 from power_core.chat.messages import merge_system, prepend_history
 from power_core.chat.sandbox import TemplateError
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate, render_prompt
@@ -119,13 +120,14 @@ def chat_template_for(
     model: ResolvedModel,
     override: str | None,
     special_tokens: tuple[str, str],
-    think: bool | None = None,
+    think: ThinkValues | None = None,
 ) -> ChatTemplate | GoChatTemplate:
     """The request's template, else the Modelfile's (or the registry's template layer),
     else the GGUF's, else ChatML. A Jinja template prints ``special_tokens`` as
     ``bos_token`` and ``eos_token``; a Go template (Ollama's) runs as Ollama runs it, with
-    ``think`` as ``.Think``. A stored Go template this server cannot run gives way to the
-    GGUF's (``create`` warned about it); a request's is refused, naming what cannot run."""
+    ``think`` as ``.Think`` and ``.ThinkLevel``. A stored Go template this server cannot
+    run gives way to the GGUF's (``create`` warned about it); a request's is refused,
+    naming what cannot run."""
     bos, eos = special_tokens
     for source, from_request in ((override, True), (model.template, False)):
         if not source:
@@ -142,6 +144,10 @@ def chat_template_for(
     if isinstance(gguf, str) and gguf and not is_go_template(gguf):
         return ChatTemplate(gguf, bos_token=bos, eos_token=eos)
     return ChatTemplate(CHATML_TEMPLATE, bos_token=bos, eos_token=eos)
+
+
+def _think_values(request: GenerationRequest) -> ThinkValues:
+    return ThinkValues(request.think, request.think_level)
 
 
 def conversation(model: ResolvedModel, request: GenerationRequest) -> list[ChatMessage]:
@@ -186,7 +192,7 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
     special = special_tokens_of(model, engine)
     if request.suffix and not request.raw:
         # Ollama writes a fill-in-the-middle prompt with a template that names .Suffix
-        template = chat_template_for(model, request.template, special, request.think)
+        template = chat_template_for(model, request.template, special, _think_values(request))
         if isinstance(template, GoChatTemplate) and template.uses_suffix:
             job.prompt = template.render_insert(request.prompt or "", request.suffix)
             job.add_bos = not (special[0] and job.prompt.startswith(special[0]))
@@ -230,7 +236,7 @@ def _templated(
     """The request's conversation rendered by the chat template, its oldest turns dropped
     when ``fit_history`` asks and it does not fit (see :mod:`power_core.chat.fitting`),
     and whether it fits the context then (``True`` when not fitted)."""
-    template = chat_template_for(model, request.template, special, request.think)
+    template = chat_template_for(model, request.template, special, _think_values(request))
     tools = request.tools if parse_tools else None
     bos = special[0]
 

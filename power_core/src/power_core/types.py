@@ -127,6 +127,9 @@ class GenerationRequest:
     n: int = 1
     #: ``None`` leaves reasoning inline; ``True`` separates it; ``False`` drops it
     think: bool | None = None
+    #: how hard to think, where the request said (Ollama's ``think: "high"``, OpenAI's
+    #: ``reasoning_effort``): ``low``, ``medium`` or ``high``; Go templates read it
+    think_level: str | None = None
     #: previous token context (Ollama ``/api/generate`` ``context``), prepended to the prompt
     context: list[int] | None = None
     #: input too long for the context, with room for the reply, loses the oldest turns of

@@ -130,6 +130,10 @@ class PromptTemplate(Protocol):
     :class:`~power_core.chat.go_template.chat_template.GoChatTemplate` (Ollama's Go)."""
 
     source: str
+    #: whether :func:`render_prompt` leaves a final assistant message open by cutting the
+    #: rendering where its text goes (Jinja templates close every message); a Go template
+    #: runs as written, as in Ollama, where its own ``$last`` logic leaves the answer open
+    cut_to_continue: bool
 
     @property
     def supports_tools(self) -> bool:
@@ -154,6 +158,8 @@ class ChatTemplate:
     Compilation is cached by source, so building a :class:`ChatTemplate` for every request is
     cheap. A source that is not valid Jinja2 raises :class:`TemplateError` here.
     """
+
+    cut_to_continue = True
 
     def __init__(self, source: str, *, bos_token: str = "", eos_token: str = "") -> None:
         self.source = source
@@ -223,9 +229,10 @@ def render_prompt(
     without a generation prompt, cut where the message's text goes (as llama.cpp's server
     and vLLM continue a final message); that place is found with a stand-in for the text,
     whatever the text holds. A template that does not show the stand-in as it is leaves
-    nothing to cut at: the message stays closed and a new turn opens.
+    nothing to cut at: the message stays closed and a new turn opens. A Go template is
+    never cut (``cut_to_continue``): Ollama runs it as written.
     """
-    if continues_last_message(messages):
+    if template.cut_to_continue and continues_last_message(messages):
         last = messages[-1]
         marked = [*messages[:-1], replace(last, content=_CONTINUE_HERE)]
         rendered = template.render(marked, tools=tools, add_generation_prompt=False)

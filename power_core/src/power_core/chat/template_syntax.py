@@ -25,5 +25,9 @@ def is_go_template(text: str) -> bool:
 
 
 def template_thinks(template: str) -> bool:
-    """Whether a chat template has the model reason apart (the ``thinking`` capability)."""
-    return any(marker in template for marker in ("<think>", "enable_thinking", ".Thinking"))
+    """Whether a chat template has the model reason apart (the ``thinking`` capability).
+    A Go template does when it shows the messages' ``.Thinking``, as Ollama decides: a
+    literal ``<think>`` in one is text it writes, not a place for reasoning."""
+    if is_go_template(template):
+        return ".Thinking" in template
+    return any(marker in template for marker in ("<think>", "enable_thinking"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from power_core.chat.go_template.ollama_data import ThinkValues
 from power_core.chat.go_template.ollama_template import OllamaTemplate, compile_ollama_template
 from power_core.chat.sandbox import MAX_OUTPUT_CHARS, TemplateError
 from power_core.chat.template import input_size, tool_dicts
@@ -15,14 +16,18 @@ from power_core.types import ChatMessage, ToolSpec
 class GoChatTemplate:
     """A compiled Go template, rendered once per request as Ollama renders it.
 
-    ``think`` is the request's ``think`` (``.Think``, ``.ThinkLevel``, ``.IsThinkSet``).
+    ``think`` is the request's ``think`` and level (``.Think``, ``.ThinkLevel``,
+    ``.IsThinkSet``).
     A source that is not valid Go, or uses what this interpreter does not run, raises
     :class:`TemplateError` here.
     """
 
-    def __init__(self, source: str, *, think: bool | None = None) -> None:
+    #: run as written, as Ollama runs it: no cut after a final assistant message
+    cut_to_continue = False
+
+    def __init__(self, source: str, *, think: ThinkValues | None = None) -> None:
         self.source = source
-        self.think = think
+        self.think = think or ThinkValues()
         self._compiled: OllamaTemplate = compile_ollama_template(source)
 
     @property

@@ -230,14 +230,16 @@ def tools_value(tools: list[ToolSpec] | None) -> GoList:
 
 @dataclass(frozen=True)
 class ThinkValues:
-    """``.Think``, ``.ThinkLevel`` and ``.IsThinkSet`` from a request's ``think``."""
+    """``.Think``, ``.ThinkLevel`` and ``.IsThinkSet`` from a request's ``think`` and the
+    level it named, if any."""
 
     think: bool | None = None
+    level: str | None = None
 
     def values(self) -> dict[str, Any]:
         return {
             "Think": bool(self.think),
-            # Ollama's level for a plain true
-            "ThinkLevel": "medium" if self.think else "",
+            # the level asked for; Ollama's level for a plain true is "medium"
+            "ThinkLevel": (self.level or "medium") if self.think else "",
             "IsThinkSet": self.think is not None,
         }

@@ -41,6 +41,10 @@ from power_core.chat.go_template.values import GoList, GoMap
 from power_core.chat.sandbox import RENDER_TIME_LIMIT_S, RenderBudget, TemplateError
 from power_core.types import ChatMessage, ToolSpec
 
+#: the longest template compiled: Ollama's largest run to tens of kilobytes, and compiling
+#: takes the server's thread (a request may bring its own template)
+MAX_SOURCE_CHARS = 256 << 10
+
 
 class OllamaTemplate:
     """A compiled Ollama template. :class:`TemplateError` (its subclass
@@ -48,6 +52,11 @@ class OllamaTemplate:
     interpreter does not run) when ``source`` cannot be compiled."""
 
     def __init__(self, source: str) -> None:
+        if len(source) > MAX_SOURCE_CHARS:
+            raise TemplateError(
+                f"the Go template is {len(source)} characters long; "
+                f"at most {MAX_SOURCE_CHARS} are compiled"
+            )
         self.source = source
         self.tree = parse(source, FUNCTION_NAMES, UNSUPPORTED_FUNCTIONS)
         self.names = identifiers(self.tree)
@@ -56,27 +65,27 @@ class OllamaTemplate:
             self.tree.nodes.append(response)
             self.names.add("response")
         self.uses_messages = "messages" in self.names
-        self._last_turn: ListNode | None = None
-
-    @property
-    def last_turn(self) -> ListNode:
-        """The tree cut after its first ``.Response``: the legacy path's last run."""
-        if self._last_turn is None:
-            self._last_turn = cut_after_response(copy.deepcopy(self.tree))
-        return self._last_turn
+        #: the tree cut after its first ``.Response``: the legacy path's last run (made
+        #: here, so that a copy too deep for Python fails the compile, not a request)
+        self.last_turn = self.tree
+        if not self.uses_messages:
+            try:
+                self.last_turn = cut_after_response(copy.deepcopy(self.tree))
+            except RecursionError:
+                raise TemplateError("the Go template is nested too deeply") from None
 
     def render(
         self,
         messages: list[ChatMessage],
         tools: list[ToolSpec] | None,
         *,
-        think: bool | None,
+        think: ThinkValues,
         max_chars: int,
         extra: dict[str, Any] | None = None,
     ) -> str:
         """The prompt of ``messages`` (and ``tools``), at most ``max_chars`` long."""
         system, turns = collate(messages)
-        thinking = ThinkValues(think).values()
+        thinking = think.values()
         budget = _Budget(max_chars)
         if self.uses_messages:
             data = {
@@ -108,9 +117,9 @@ class OllamaTemplate:
         parts.append(budget.run(self.last_turn, GoMap({**values, **thinking, **(extra or {})})))
         return "".join(parts)
 
-    def render_insert(self, prompt: str, suffix: str, *, think: bool | None, max_chars: int) -> str:
+    def render_insert(self, prompt: str, suffix: str, *, think: ThinkValues, max_chars: int) -> str:
         """The fill-in-the-middle prompt: ``.Prompt`` before the gap, ``.Suffix`` after it."""
-        values = {"Prompt": prompt, "Suffix": suffix, "Response": "", **ThinkValues(think).values()}
+        values = {"Prompt": prompt, "Suffix": suffix, "Response": "", **think.values()}
         return _Budget(max_chars).run(self.tree, GoMap(values))
 
 
@@ -215,7 +224,19 @@ def cut_after_response(tree: ListNode) -> ListNode:
     return tree
 
 
-@functools.lru_cache(maxsize=128)
 def compile_ollama_template(source: str) -> OllamaTemplate:
-    """:class:`OllamaTemplate` of ``source``, compiled once per source."""
-    return OllamaTemplate(source)
+    """:class:`OllamaTemplate` of ``source``, compiled once per source; a source that
+    cannot compile fails once too (a stored one is asked for on every request)."""
+    compiled = _compiled_or_refused(source)
+    if isinstance(compiled, OllamaTemplate):
+        return compiled
+    kind, message = compiled
+    raise kind(message)
+
+
+@functools.lru_cache(maxsize=128)
+def _compiled_or_refused(source: str) -> OllamaTemplate | tuple[type[TemplateError], str]:
+    try:
+        return OllamaTemplate(source)
+    except TemplateError as exc:
+        return type(exc), exc.message
