@@ -12,9 +12,9 @@ sees ``.Prompt`` and ``.Suffix``.
 
 from __future__ import annotations
 
-import copy
 import functools
 import time
+from dataclasses import replace
 from typing import Any
 
 from power_core.chat.go_template.evaluator import execute
@@ -41,9 +41,9 @@ from power_core.chat.go_template.values import GoList, GoMap
 from power_core.chat.sandbox import RENDER_TIME_LIMIT_S, RenderBudget, TemplateError
 from power_core.types import ChatMessage, ToolSpec
 
-#: the longest template compiled: Ollama's largest run to tens of kilobytes, and compiling
-#: takes the server's thread (a request may bring its own template)
-MAX_SOURCE_CHARS = 256 << 10
+#: the longest template compiled: Ollama's run to a few kilobytes, and compiling takes the
+#: server's thread (a request may bring its own template: 64 KiB compile in about 0.1 s)
+MAX_SOURCE_CHARS = 64 << 10
 
 
 class OllamaTemplate:
@@ -65,14 +65,8 @@ class OllamaTemplate:
             self.tree.nodes.append(response)
             self.names.add("response")
         self.uses_messages = "messages" in self.names
-        #: the tree cut after its first ``.Response``: the legacy path's last run (made
-        #: here, so that a copy too deep for Python fails the compile, not a request)
-        self.last_turn = self.tree
-        if not self.uses_messages:
-            try:
-                self.last_turn = cut_after_response(copy.deepcopy(self.tree))
-            except RecursionError:
-                raise TemplateError("the Go template is nested too deeply") from None
+        #: the tree cut after its first ``.Response``: the legacy path's last run
+        self.last_turn = self.tree if self.uses_messages else cut_after_response(self.tree)
 
     def render(
         self,
@@ -173,9 +167,10 @@ def identifiers(tree: ListNode) -> set[str]:
 
 
 def cut_after_response(tree: ListNode) -> ListNode:
-    """``tree`` with everything after its first ``.Response`` field removed, walking it as
-    Ollama's ``deleteNode`` does (a branch's condition is not looked into; a command left
-    without arguments takes its whole action with it)."""
+    """A copy of ``tree`` with everything after its first ``.Response`` field removed,
+    walking it as Ollama's ``deleteNode`` does (a branch's condition is not looked into; a
+    command left without arguments takes its whole action with it). The copy shares what
+    the cut leaves unchanged: only lists, branches, actions and pipelines are new."""
     cut = False
 
     def after(node: object) -> bool:
@@ -194,8 +189,7 @@ def cut_after_response(tree: ListNode) -> ListNode:
             if not args:
                 return None
             commands.append(Command(args))
-        node.commands = commands
-        return node
+        return replace(node, commands=commands)
 
     def operand(node: Operand) -> Operand | None:
         if isinstance(node, Pipeline):
@@ -206,22 +200,22 @@ def cut_after_response(tree: ListNode) -> ListNode:
         if after(node):
             return None
         if isinstance(node, ListNode):
-            node.nodes = [child for child in map(walk, node.nodes) if child is not None]
-        elif isinstance(node, Branch):
+            return ListNode([child for child in map(walk, node.nodes) if child is not None])
+        if isinstance(node, Branch):
             body = walk(node.body)
-            node.body = body if isinstance(body, ListNode) else ListNode()
-            if node.else_body is not None:
-                rest = walk(node.else_body)
-                node.else_body = rest if isinstance(rest, ListNode) else None
-        elif isinstance(node, Action):
+            rest = walk(node.else_body) if node.else_body is not None else None
+            return replace(
+                node,
+                body=body if isinstance(body, ListNode) else ListNode(),
+                else_body=rest if isinstance(rest, ListNode) else None,
+            )
+        if isinstance(node, Action):
             pipe = pipeline(node.pipe)
-            if pipe is None:
-                return None
-            node.pipe = pipe
+            return None if pipe is None else replace(node, pipe=pipe)
         return node
 
-    walk(tree)
-    return tree
+    kept = walk(tree)
+    return kept if isinstance(kept, ListNode) else ListNode()
 
 
 def compile_ollama_template(source: str) -> OllamaTemplate:
