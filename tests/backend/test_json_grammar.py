@@ -339,11 +339,16 @@ def test_exclusive_fractional_and_one_sided_bounds(vocab: Vocabulary) -> None:
 @pytest.mark.parametrize(
     ("schema", "message"),
     [
-        ({"type": "integer", "minimum": 5, "maximum": 4}, "no integer of at most 16 digits"),
-        ({"type": "integer", "exclusiveMinimum": 4, "maximum": 4}, "no integer of at most"),
-        ({"type": "integer", "minimum": 1e17}, "no integer of at most 16 digits"),
-        ({"type": "integer", "minimum": "1"}, "an integer's minimum must be a number"),
-        ({"type": "integer", "maximum": None}, "an integer's maximum must be a number"),
+        (
+            {"type": "integer", "minimum": 5, "maximum": 4},
+            'no integer satisfies the bounds {"maximum": 4, "minimum": 5}',
+        ),
+        ({"type": "integer", "exclusiveMinimum": 4, "maximum": 4}, "no integer satisfies"),
+        ({"type": "integer", "minimum": 1e17}, "no integer of at most 16 digits satisfies"),
+        ({"type": "integer", "minimum": "1"}, "minimum must be a number, not a string"),
+        ({"type": "integer", "maximum": [5]}, "maximum must be a number, not an array"),
+        ({"type": [], "minimum": 1}, "a non-empty array of type names"),
+        ({"type": "string", "maxLength": -1}, "must be a non-negative whole number"),
     ],
 )
 def test_integer_bounds_no_integer_meets_are_refused(
@@ -372,3 +377,12 @@ def test_a_list_of_types_keeps_the_schemas_other_keywords(vocab: Vocabulary) -> 
     assert not accepts(vocab, schema, '{"m": 3}')  # the properties were dropped
     assert not accepts(vocab, schema, '{"n": 0}')  # and the integer's bound
     assert not accepts(vocab, schema, '{"n": "abc"}')  # and the string's length
+    # values listed with a list of types are the only ones (OpenAI's strict nullable enum)
+    nullable = {"type": ["string", "null"], "enum": ["a", "b", None]}
+    assert accepts(vocab, nullable, '"a"') and accepts(vocab, nullable, "null")
+    assert not accepts(vocab, nullable, '"c"')
+    assert not accepts(vocab, {"type": ["string", "null"], "const": "a"}, '"zz"')
+    # a null bound is no bound, and a count JSON writes as 3.0 is the count 3
+    assert accepts(vocab, {"type": "integer", "maximum": None}, "123456")
+    three = {"type": "string", "minLength": 3.0, "maxLength": 3.0}
+    assert accepts(vocab, three, '"abc"') and not accepts(vocab, three, '"ab"')

@@ -71,8 +71,12 @@ _ANNOTATIONS = frozenset(
         "definitions",
     }
 )
-#: keywords the converter acts on before it looks at a schema's type
-_CHOSEN_ELSEWHERE = frozenset({"$ref", "oneOf", "anyOf", "const", "enum"})
+#: keywords the converter acts on before it looks at a list of types
+_BEFORE_TYPE_LISTS = frozenset({"$ref", "oneOf", "anyOf"})
+#: and before an integer's type (its values, not its bounds, then decide)
+_BEFORE_INTEGERS = _BEFORE_TYPE_LISTS | {"const", "enum"}
+#: counts the converter multiplies by, which JSON may write as 3.0
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems")
 #: a non-empty stand-in for {} where the converter mistakes {} for no schema
 _ANY_VALUE = {"$comment": "any JSON value"}
 
@@ -137,9 +141,12 @@ class JsonSchemaConverter(SchemaConverter):
             )
         if schema.get("items") in ({}, True):
             schema = {**schema, "items": _ANY_VALUE}
+        if any(isinstance(schema.get(key), float) for key in _COUNTS):
+            schema = {**schema, **{k: int(schema[k]) for k in _COUNTS if k in schema}}
         kinds = schema.get("type")
-        if _CHOSEN_ELSEWHERE & schema.keys() or not (
-            isinstance(kinds, list) or (kinds == "integer" and BOUND_KEYWORDS & schema.keys())
+        bounded = kinds == "integer" and BOUND_KEYWORDS & schema.keys()
+        if _BEFORE_TYPE_LISTS & schema.keys() or not (
+            isinstance(kinds, list) or (bounded and not _BEFORE_INTEGERS & schema.keys())
         ):
             return str(super().visit(schema, name))
         rule_name = name + "-" if name in RESERVED_NAMES else name or "root"

@@ -10,10 +10,12 @@ and "13" [0-7]). Integers keep the converter's 16 digits at most.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
+from power_backend_llamacpp.schema_keywords import json_kind
 from power_core.errors import InvalidRequest
 
 #: the largest integer the converter's ``integral-part`` allows: 16 digits
@@ -29,22 +31,23 @@ def integer_bounds(schema: Mapping[str, Any]) -> tuple[int, int]:
     low, high = -LARGEST, LARGEST
     exclusive_low = schema.get("exclusiveMinimum")
     exclusive_high = schema.get("exclusiveMaximum")
-    if "minimum" in schema:
+    if schema.get("minimum") is not None:  # null counts as absent, as for every keyword
         # JSON Schema draft 4 spells an exclusive bound as a flag beside the bound
         excluded = exclusive_low is True
         low = max(low, _lowest_above(_bound(schema, "minimum"), excluded))
     if exclusive_low is not None and not isinstance(exclusive_low, bool):
         low = max(low, _lowest_above(_bound(schema, "exclusiveMinimum"), True))
-    if "maximum" in schema:
+    if schema.get("maximum") is not None:
         excluded = exclusive_high is True
         high = min(high, -_lowest_above(-_bound(schema, "maximum"), excluded))
     if exclusive_high is not None and not isinstance(exclusive_high, bool):
         high = min(high, -_lowest_above(-_bound(schema, "exclusiveMaximum"), True))
     if low > high:
         bounds = {key: schema[key] for key in sorted(BOUND_KEYWORDS & schema.keys())}
+        beyond = low > LARGEST or high < -LARGEST  # past what the grammar writes
+        which = "integer of at most 16 digits" if beyond else "integer"
         raise InvalidRequest(
-            f"no integer of at most 16 digits satisfies the bounds {bounds}",
-            param="json_schema",
+            f"no {which} satisfies the bounds {json.dumps(bounds)}", param="json_schema"
         )
     return low, high
 
@@ -65,7 +68,8 @@ def _bound(schema: Mapping[str, Any], keyword: str) -> float:
     value = schema[keyword]
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise InvalidRequest(
-            f"an integer's {keyword} must be a number, not {value!r}", param="json_schema"
+            f"an integer's {keyword} must be a number, not {json_kind(value)}",
+            param="json_schema",
         )
     return value
 

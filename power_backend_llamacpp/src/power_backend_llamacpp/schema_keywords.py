@@ -73,13 +73,14 @@ def check_keyword_types(schema: Any) -> None:
                 isinstance(count, bool)
                 or not isinstance(count, int | float)
                 or not float(count).is_integer()
+                or count < 0
             ):
-                raise _wrong(where, key, "a whole number", count)
+                raise _wrong(where, key, "a non-negative whole number", count)
         for key in _TEXTS:
             _present(node, key, where, str, "a string")
         kind = node.get("type")
-        expected = "a type name or an array of type names"
-        if kind is not None and not isinstance(kind, str | list):
+        expected = "a type name or a non-empty array of type names"
+        if (kind is not None and not isinstance(kind, str | list)) or kind == []:
             raise _wrong(where, "type", expected, kind)
         for name in kind if isinstance(kind, list) else []:
             if not isinstance(name, str):
@@ -98,13 +99,13 @@ def _wrong(where: str, key: str, expected: str, value: Any, holding: str = "") -
     """The 400 for ``key`` at ``where``, whose value (or an item of it, ``holding``) is
     ``value``."""
     return InvalidRequest(
-        f"the JSON schema's '{key}' at {where} must be {expected}, "
-        f"not {holding}{_json_kind(value)}",
+        f"the JSON schema's '{key}' at {where} must be {expected}, not {holding}{json_kind(value)}",
         param="json_schema",
     )
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words ("null", "a string", "the number 1.5")."""
     if value is None:
         return "null"
     if isinstance(value, bool):
