@@ -210,6 +210,12 @@ def test_what_the_model_cannot_do_is_refused_as_ollama_refuses_it(client: ollama
             client.chat(model=MODEL, messages=[], think=think)  # type: ignore[arg-type]
     with pytest.raises(ollama.ResponseError, match="does not support tools"):
         client.chat(model=MODEL, messages=[], tools=[WEATHER_TOOL])
+    with pytest.raises(ollama.ResponseError, match="does not support insert") as insert:
+        client.generate(model=MODEL, suffix="return x")
+    assert insert.value.status_code == 400
+    # an unload is not checked, as in Ollama: not even raw mode's refusal of a system
+    unloaded = client.generate(model=MODEL, raw=True, system="x", keep_alive=0)
+    assert unloaded.done_reason == "unload"
     answer = client.chat(model=MODEL, messages=[WEATHER_QUESTION], think=False, options=GREEDY)
     assert answer.message.content
 

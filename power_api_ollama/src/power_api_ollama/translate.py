@@ -203,7 +203,8 @@ def generate_request(body: dict[str, Any]) -> tuple[GenerationRequest, list[byte
         if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in context):
             raise InvalidRequest("'context' must be an array of token ids", param="context")
         request.context = context or None
-    if request.raw and (request.template or request.system or request.context):
+    unloads = not request.prompt and request.keep_alive == 0  # Ollama unloads first
+    if request.raw and (request.template or request.system or request.context) and not unloads:
         raise InvalidRequest("raw mode does not support template, system, or context", param="raw")
     return request, _images(body.get("images"))
 
