@@ -392,3 +392,42 @@ def test_closed_stdin_without_a_prompt_is_one_clear_error(env: dict[str, str]) -
         "Error: standard input is closed: give a prompt with --prompt or as words after "
         "the model name"
     )
+
+
+def test_load_refuses_what_the_next_model_cannot_do(env: dict[str, str], tmp_path: Path) -> None:
+    # a thinking model: SmolLM2 under a Go template that shows the messages' .Thinking
+    template = (
+        "{{ range .Messages }}<|im_start|>{{ .Role }}\\n{{ .Content }}<|im_end|>\\n{{ end }}"
+        "{{ if .Think }}{{ .Thinking }}{{ end }}<|im_start|>assistant\\n"
+    )
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f'FROM {MODEL}\nTEMPLATE "{template}"\n')
+    created = run(env, "create", "thinker", "-f", str(modelfile))
+    assert created.returncode == 0, created.stderr
+
+    def chat_on_thinker(flag: str) -> pexpect.spawn:
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "power_core.cli.application", "run", "thinker", flag, *GREEDY],
+            env=dict(env, TERM="dumb"),
+            encoding="utf-8",
+            timeout=TIMEOUT,
+            dimensions=(40, 300),
+        )
+        child.expect_exact(">>> ")
+        return child
+
+    # thinking asked for: the next model cannot think, so it is not loaded, as in Ollama
+    asked = chat_on_thinker("--think")
+    refused = command(asked, f"/load {MODEL}")
+    assert f'error: "{MODEL}" does not support thinking' in refused, refused
+    assert ask(asked, "Name a fruit.")  # the chat goes on with the model it had
+    asked.sendline("/bye")
+    asked.expect(pexpect.EOF)
+    # only hidden: nothing to hide on the next model, which loads and answers
+    hidden = chat_on_thinker("--hidethinking")
+    assert "error" not in command(hidden, f"/load {MODEL}")
+    answer = ask(hidden, "Name a fruit.")
+    assert answer and "does not support" not in answer, answer
+    hidden.sendline("/bye")
+    hidden.expect(pexpect.EOF)

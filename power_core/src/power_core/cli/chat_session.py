@@ -98,6 +98,8 @@ class SessionOptions:
     keep_alive: float | None = None
     #: ``None`` leaves reasoning inline, ``True`` separates it, ``False`` drops it
     think: bool | None = None
+    #: ``think`` was asked for (``--think``, ``/set think``), not implied by ``--hidethinking``
+    think_asked: bool = False
     hide_thinking: bool = False
     verbose: bool = False
 
@@ -108,6 +110,12 @@ class SessionOptions:
             value = [*self.parameters.get("stop", []), *value]
         self.parameters[name] = value
         return value
+
+    def fit_to(self, model: ResolvedModel) -> None:
+        """``--hidethinking`` alone on a model that cannot think has nothing to hide, as in
+        ``ollama run``; a ``think`` asked for stays, for the model to refuse."""
+        if self.think and not self.think_asked and not model.can_think():
+            self.think = None
 
     def request(self, model: str, messages: list[ChatMessage]) -> GenerationRequest:
         """A generation request for ``messages`` carrying every session option."""
@@ -178,8 +186,11 @@ class ChatSession:
         options stay. A model saved with messages brings them, as the server prepends
         them to every chat."""
         model = self.services.library.resolve(name)
-        load = self.options.request(model.name, []).load
-        self.services.load_model(model.name, self.options.keep_alive, load)
+        self.options.fit_to(model)
+        # refused before the load, as `ollama run`'s /load refuses think on a model without it
+        request = self.options.request(model.name, [])
+        self.services.check_capabilities(request, model)
+        self.services.load_model(model.name, self.options.keep_alive, request.load)
         self.model = model
         self.messages.clear()
         return model

@@ -262,7 +262,7 @@ class InteractiveChat:
             options.response_format = None
             self.say("Disabled format.\n")
         elif what in ("think", "nothink"):
-            options.think = what == "think"
+            options.think = options.think_asked = what == "think"
             self.say(f"Set '{what}' mode.\n")
         elif not what:
             self.say(SET_HELP)

@@ -57,8 +57,7 @@ class RunCommand(PowerCommand):
     def handle(self) -> int:
         options = self._session_options()
         model = self._model_pulled_if_missing(self.argument("model"))
-        if options.think and not self.option("think") and not model.can_think():
-            options.think = None  # --hidethinking alone: nothing to hide, as in `ollama run`
+        options.fit_to(model)
         # before the chat loads the model, as the API answers 400 before generating
         self.services.check_capabilities(options.request(model.name, []), model)
         prompt = self._one_shot_prompt()
@@ -108,6 +107,7 @@ class RunCommand(PowerCommand):
                 raise InvalidRequest(f"--keepalive: {exc}") from None
         if self.option("think") or self.option("hidethinking"):
             options.think = True
+        options.think_asked = bool(self.option("think"))
         options.hide_thinking = bool(self.option("hidethinking"))
         return options
 
