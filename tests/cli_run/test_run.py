@@ -149,18 +149,24 @@ def test_without_a_backend_it_names_the_package_to_install(env: dict[str, str]) 
 
 
 # ----------------------------------------------------------------------------- interactive
-@pytest.fixture
-def chat(env: dict[str, str]) -> Iterator[pexpect.spawn]:
-    """``a3s-power run MODEL`` in a pseudo-terminal, at its first ``>>>`` prompt."""
+def spawn_chat(env: dict[str, str], *args: str) -> pexpect.spawn:
+    """``a3s-power run ARGS`` in a pseudo-terminal, at its first ``>>>`` prompt."""
     child = pexpect.spawn(
         sys.executable,
-        ["-m", "power_core.cli.application", "run", MODEL],
+        ["-m", "power_core.cli.application", "run", *args],
         env=dict(env, TERM="dumb"),
         encoding="utf-8",
         timeout=TIMEOUT,
         dimensions=(40, 300),
     )
     child.expect_exact(">>> ")
+    return child
+
+
+@pytest.fixture
+def chat(env: dict[str, str]) -> Iterator[pexpect.spawn]:
+    """``a3s-power run MODEL`` in a pseudo-terminal, at its first ``>>>`` prompt."""
+    child = spawn_chat(env, MODEL)
     yield child
     if child.isalive():
         child.terminate(force=True)
@@ -405,27 +411,15 @@ def test_load_refuses_what_the_next_model_cannot_do(env: dict[str, str], tmp_pat
     created = run(env, "create", "thinker", "-f", str(modelfile))
     assert created.returncode == 0, created.stderr
 
-    def chat_on_thinker(flag: str) -> pexpect.spawn:
-        child = pexpect.spawn(
-            sys.executable,
-            ["-m", "power_core.cli.application", "run", "thinker", flag, *GREEDY],
-            env=dict(env, TERM="dumb"),
-            encoding="utf-8",
-            timeout=TIMEOUT,
-            dimensions=(40, 300),
-        )
-        child.expect_exact(">>> ")
-        return child
-
     # thinking asked for: the next model cannot think, so it is not loaded, as in Ollama
-    asked = chat_on_thinker("--think")
+    asked = spawn_chat(env, "thinker", "--think", *GREEDY)
     refused = command(asked, f"/load {MODEL}")
     assert f'error: "{MODEL}" does not support thinking' in refused, refused
     assert ask(asked, "Name a fruit.")  # the chat goes on with the model it had
     asked.sendline("/bye")
     asked.expect(pexpect.EOF)
     # only hidden: nothing to hide on the next model, which loads and answers
-    hidden = chat_on_thinker("--hidethinking")
+    hidden = spawn_chat(env, "thinker", "--hidethinking", *GREEDY)
     assert "error" not in command(hidden, f"/load {MODEL}")
     answer = ask(hidden, "Name a fruit.")
     assert answer and "does not support" not in answer, answer
