@@ -201,6 +201,7 @@ def test_missing_values_print_as_go_prints_them() -> None:
         ("{{/* unclosed }}", "unclosed comment"),
         ("{{ if }}{{ end }}", "missing value for if"),
         ("{{ 1.2.3 }}", "bad number syntax"),
+        ("{{ 1e400 }}", "illegal number syntax"),  # past float64, as Go refuses it
     ],
 )
 def test_syntax_errors_fail_at_compile(source: str, message: str) -> None:

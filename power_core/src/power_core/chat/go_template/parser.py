@@ -8,6 +8,7 @@ would, or fails before any prompt is built."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Collection
 
@@ -313,6 +314,10 @@ def _number(text: str, line: int) -> int | float:
             f"Go template syntax error at line {line}: bad number syntax: {text!r}"
         ) from None
     value = -value if negative else value
+    if isinstance(value, float) and math.isinf(value):  # Go: out of float64's range
+        raise TemplateError(
+            f"Go template syntax error at line {line}: illegal number syntax: {text}"
+        )
     if isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
         raise TemplateError(f"Go template syntax error at line {line}: {text} overflows int")
     return value
