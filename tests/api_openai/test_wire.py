@@ -221,7 +221,10 @@ def test_bad_chat_requests_are_400_in_openai_shape(v1: str, data: bytes, param: 
     ("schema", "needle"),
     [
         ({"type": "object", "properties": 5}, "'properties' at # must be an object"),
-        ({"type": "string", "minLength": "3"}, "'minLength' at # must be a whole number"),
+        (
+            {"type": "string", "minLength": "3"},
+            "'minLength' at # must be a non-negative whole number",
+        ),
         ({"anyOf": [{"$ref": 5}]}, "'$ref' at #/anyOf/0 must be a string"),
     ],
 )
