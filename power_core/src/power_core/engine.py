@@ -9,7 +9,7 @@ separation happen in the core, so a backend only turns prompts into tokens.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -29,6 +29,21 @@ class LoadSpec:
     options: LoadOptions
     #: metadata from the model file's header (GGUF key/value pairs)
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QuantizeSpec:
+    """One model file a backend is asked to quantize (its optional ``quantize``)."""
+
+    #: the model file to read: F32, F16 or BF16 weights
+    source: Path
+    #: where to write the result: a path in the store's temp area, absent beforehand
+    destination: Path
+    #: the type asked for, one of :data:`power_core.quantize.QUANTIZE_TYPES` (``"Q4_K_M"``)
+    file_type: str
+    #: ``progress(done, total)``: tensors written so far and in all, called on the
+    #: quantizing thread (it only queues the report)
+    progress: Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -130,6 +145,10 @@ class Backend(Protocol):
     Optionally it has ``check_options(options: LoadOptions) -> None``, which raises
     :class:`~power_core.errors.InvalidRequest` for load options it cannot honour; the
     scheduler asks before it unloads a model to reload it with a request's options.
+
+    Optionally it has ``quantize(spec: QuantizeSpec) -> None`` (see :class:`Quantizer`):
+    ``create`` with ``quantize`` asks the first backend that has it and ``supports()`` the
+    model's format.
     """
 
     #: unique name, e.g. ``"llamacpp"``
@@ -141,4 +160,24 @@ class Backend(Protocol):
 
     def load(self, spec: LoadSpec) -> Engine:
         """Load a model; raise :class:`~power_core.errors.ModelLoadFailed` on failure."""
+        ...
+
+
+@runtime_checkable
+class Quantizer(Protocol):
+    """A backend that can also quantize model files (``create --quantize``)."""
+
+    name: str
+
+    def supports(self, model_format: str) -> bool:
+        """Whether this backend can read models of this format."""
+        ...
+
+    def quantize(self, spec: QuantizeSpec) -> None:
+        """Write ``spec.source`` quantized to ``spec.file_type`` at ``spec.destination``.
+
+        Blocking: the core calls it on a native thread of its own and may call it for
+        several models at once. Raises :class:`~power_core.errors.QuantizeFailed` when the
+        file cannot be quantized; the core removes what was written.
+        """
         ...

@@ -119,6 +119,14 @@ class ModelLoadFailed(PowerError):
     code = "model_load_failed"
 
 
+class QuantizeFailed(PowerError):
+    """A backend failed to quantize a model file it had accepted (a bad tensor, a full
+    disk), or wrote a file that is not what was asked for."""
+
+    http_status = 500
+    code = "quantize_failed"
+
+
 class PullFailed(PowerError):
     """A download failed: HTTP error, wrong content, full disk."""
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from power_core.chat.go_template.chat_template import go_template_problem
 from power_core.chat.template_syntax import go_template_note, is_go_template
+from power_core.concurrency import run_on_native_thread
+from power_core.engine import Backend
 from power_core.errors import (
     BlobNotFound,
     DigestMismatch,
@@ -26,7 +29,7 @@ from power_core.errors import (
     StoreUnavailable,
     UnsupportedFeature,
 )
-from power_core.gguf import check_gguf_magic, read_gguf_info
+from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
 from power_core.modelfile import (
     coerce_parameter,
     parse_modelfile,
@@ -34,6 +37,7 @@ from power_core.modelfile import (
 from power_core.models import ModelDescription, ModelSummary, ResolvedModel
 from power_core.names import ModelRef, is_model_name
 from power_core.pull.inflight import InflightDownloads
+from power_core.quantize import parse_quantize_type, plan_quantizing, quantize_weights
 from power_core.sources import FetchedBlob, ModelSource, ProgressCallback, PullProgress
 from power_core.store.base import ModelStore, StoredBlob
 from power_core.store.builder import LayerChanges, build_manifest
@@ -79,9 +83,16 @@ def _store_refusals(method: Callable[_P, _R]) -> Callable[_P, _R]:
 class ModelLibrary:
     """Models in a store, and the sources that can add more."""
 
-    def __init__(self, store: ModelStore, sources: Iterable[ModelSource] = ()) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        sources: Iterable[ModelSource] = (),
+        backends: Callable[[], Iterable[Backend]] = tuple,
+    ) -> None:
         self.store = store
         self.sources = list(sources)
+        #: the installed backends, asked only when a create quantizes
+        self._backends = backends
         self.reader = ModelReader(store)
         self._downloads: InflightDownloads[FetchedBlob] = InflightDownloads()
 
@@ -119,10 +130,13 @@ class ModelLibrary:
         text: str,
         base_dir: Path,
         progress: ProgressCallback = _ignore,
+        quantize: str | None = None,
     ) -> str:
         """Create ``name`` from Modelfile text; ``FROM`` is a model name or a GGUF path
-        (relative to ``base_dir``). Meant for the CLI: it reads local files."""
+        (relative to ``base_dir``). Meant for the CLI: it reads local files. ``quantize``
+        is as in :meth:`create`; the file is then quantized, never copied whole."""
         ModelRef.parse(name)
+        file_type = parse_quantize_type(quantize) if quantize else None
         progress(PullProgress(status="parsing modelfile"))
         parsed = parse_modelfile(text)
         changes = LayerChanges(
@@ -135,10 +149,10 @@ class ModelLibrary:
         source = parsed.from_
         path = (base_dir / Path(source).expanduser()).resolve()
         if path.is_file():
-            return self._create(name, None, path, changes, progress)
+            return self._create(name, None, path, changes, progress, file_type)
         if looks_like_path(source) or not is_model_name(source):
             raise InvalidRequest(f"line {parsed.from_line}: FROM file not found: {source}")
-        return self._create(name, source, None, changes, progress)
+        return self._create(name, source, None, changes, progress, file_type)
 
     @_store_refusals
     def create(
@@ -152,11 +166,19 @@ class ModelLibrary:
         parameters: dict[str, Any] | None = None,
         license: str | list[str] | None = None,
         messages: list[ChatMessage] | list[dict[str, Any]] | None = None,
+        quantize: str | None = None,
         progress: ProgressCallback = _ignore,
     ) -> str:
         """Ollama's JSON create: ``from_`` an existing model, or ``files`` mapping file
-        names to digests of blobs already uploaded (one GGUF). Returns the model's name."""
+        names to digests of blobs already uploaded (one GGUF). Returns the model's name.
+
+        ``quantize`` (``q4_K_M``, ``q8_0``, ...: :data:`~power_core.quantize.QUANTIZE_TYPES`)
+        quantizes F32, F16 or BF16 weights with the first backend that can, and the new
+        weights replace the old in the model; what the request gets wrong (the type, weights
+        already quantized, no backend that can) is refused before the first report.
+        """
         ModelRef.parse(name)
+        file_type = parse_quantize_type(quantize) if quantize else None
         if (from_ is None) == (files is None):
             raise InvalidRequest("give exactly one of 'from' and 'files'", param="from")
         changes = LayerChanges(
@@ -167,8 +189,9 @@ class ModelLibrary:
             messages=message_pairs(messages) if messages is not None else None,
         )
         if files is not None:
-            return self._create(name, None, self._uploaded_gguf(files), changes, progress)
-        return self._create(name, from_, None, changes, progress)
+            uploaded = self._uploaded_gguf(files)
+            return self._create(name, None, uploaded, changes, progress, file_type)
+        return self._create(name, from_, None, changes, progress, file_type)
 
     @_store_refusals
     def import_gguf(self, path: Path, name: str, progress: ProgressCallback = _ignore) -> str:
@@ -210,11 +233,15 @@ class ModelLibrary:
         source: Path | StoredBlob | None,
         changes: LayerChanges,
         progress: ProgressCallback,
+        quantize: str | None = None,
     ) -> str:
         ref = ModelRef.parse(name)
-        base: Manifest | None = None
-        base_parameters: dict[str, Any] = {}
         changes.text_layers()  # refuse a text too large before copying anything
+        # refused before the first report: a surface still answers with its own status
+        job = None
+        if quantize is not None:
+            path, info = self._weights_file(from_, source)
+            job = plan_quantizing(path, info, quantize, self._backends())
         problem = (
             go_template_problem(changes.template)
             if changes.template is not None and is_go_template(changes.template)
@@ -225,8 +252,44 @@ class ModelLibrary:
             note = go_template_note(problem)
             log.warning("model %s: %s", name, note)
             progress(PullProgress(status=f"warning: {note}"))
-        if isinstance(source, Path):
+        if isinstance(source, Path) and quantize is None:
             read_gguf_info(source)  # refuse a bad file before copying gigabytes of it
+        with ExitStack() as scratch:
+            quantized: Path | None = None
+            if job is not None:
+                # outside the write lock: a long quantizing must not hold up a delete
+                quantized = scratch.enter_context(self.store.scratch_file("quantize"))
+                quantize_weights(job, quantized, progress)
+            return self._write_model(ref, from_, source, quantized, changes, progress)
+
+    def _weights_file(
+        self, from_: str | None, source: Path | StoredBlob | None
+    ) -> tuple[Path, GGUFInfo]:
+        """The file of the weights a create starts from, and its header."""
+        if isinstance(source, Path):
+            return source, read_gguf_info(source)
+        if from_ is not None:
+            layer = self.reader.stored(from_).manifest.layer("model")
+            if layer is None:
+                raise InvalidModelFile(f"model '{from_}' has no model layer")
+            digest = layer.digest
+        else:
+            assert source is not None
+            digest = source.digest
+        path = self.store.blob_path(digest)
+        return path, self.reader.gguf_info(digest, path)
+
+    def _write_model(
+        self,
+        ref: ModelRef,
+        from_: str | None,
+        source: Path | StoredBlob | None,
+        quantized: Path | None,
+        changes: LayerChanges,
+        progress: ProgressCallback,
+    ) -> str:
+        base: Manifest | None = None
+        base_parameters: dict[str, Any] = {}
         with self.store.write_lock():
             if from_ is not None:
                 stored = self.reader.stored(from_)
@@ -238,13 +301,19 @@ class ModelLibrary:
                 base_parameters = load_parameters(
                     from_, self.reader.texts(stored.ref.display, base, "params")
                 )
+            if quantized is not None:
+                # hashed and copied off the server's thread: gigabytes for a large model
+                new = quantized
+                weights = run_on_native_thread(
+                    lambda: self.store.put_blob_file(new), "a3s-power-store-quantized"
+                )
             elif isinstance(source, Path):
                 weights = self._copy_in(source, progress)
-            else:
-                assert source is not None
+            elif source is not None:
                 weights = source
             info = self.reader.gguf_info(weights.digest, self.store.blob_path(weights.digest))
-            verb = "creating new layer" if isinstance(source, Path) else "using existing layer"
+            created = isinstance(source, Path) or quantized is not None
+            verb = "creating new layer" if created else "using existing layer"
             progress(PullProgress(status=f"{verb} {weights.digest}"))
             manifest = build_manifest(
                 self.store,

@@ -109,6 +109,12 @@ class ModelStore(Protocol):
         """Store a small in-memory blob (a template, parameters JSON, ...)."""
         ...
 
+    def scratch_file(self, kind: str) -> AbstractContextManager[Path]:
+        """A path in the store's temp area for a file being made (absent at first, on
+        the same disk as the blobs), removed when the block ends; one a crash leaves
+        behind goes with the next :meth:`gc` once stale."""
+        ...
+
     def read_blob_bytes(self, digest: str, *, max_size: int) -> bytes:
         """Read a small blob whole; raises InvalidModelFile when larger than ``max_size``."""
         ...

@@ -5,7 +5,7 @@
     <models>/blobs/sha256-<hex>                                  content-addressed blobs
     <models>/manifests/<host>/<namespace>/<model>/<tag>          Docker v2 manifests
     <models>/partial/<key>.part|.json|.lock                      resumable downloads
-    <models>/tmp/                                                blobs and manifests being written
+    <models>/tmp/                                                files being written
 
 Crash safety comes from ordering: a blob is streamed to ``tmp/`` while hashed, checked,
 synced and only then renamed into ``blobs/``; a manifest is written last, also through a
@@ -22,7 +22,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -116,6 +116,19 @@ class LocalStore:
     def _temp_path(self, kind: str) -> Path:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         return self.tmp_dir / f"{kind}-{uuid.uuid4().hex}"
+
+    @contextmanager
+    def scratch_file(self, kind: str) -> Iterator[Path]:
+        """A fresh path in ``tmp/`` (``<kind>-<random>``), removed when the block ends."""
+        try:
+            path = self._temp_path(kind)
+        except OSError as exc:
+            raise disk_error(exc, self.root) from exc
+        try:
+            yield path
+        finally:
+            with suppress(FileNotFoundError):
+                path.unlink()
 
     def put_blob_stream(
         self,
