@@ -173,3 +173,47 @@ def power_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerServ
     """One real server for the API suites, with the SmolLM2 model imported as smollm2:135m."""
     home = tmp_path_factory.mktemp("power-home")
     yield from serving_test_model(home, num_ctx="2048", num_parallel="4", keep_alive="10m")
+
+
+def write_f16_copy(source: Path, destination: Path) -> Path:
+    """``source`` (a quantized GGUF) dequantized to an F16 GGUF at ``destination``: every
+    metadata pair copied (tokenizer and chat template too), 2-D weights as F16 and the
+    norms as F32, as convert_hf_to_gguf.py writes an F16 model."""
+    import gguf
+    import numpy as np
+    from gguf.quants import dequantize
+
+    reader = gguf.GGUFReader(source)
+    writer = gguf.GGUFWriter(destination, str(reader.fields["general.architecture"].contents()))
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name == "general.architecture":
+            continue
+        if field.name == "general.file_type":
+            writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+            continue
+        kind = field.types[0]
+        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
+    for tensor in reader.tensors:
+        shape = [int(n) for n in reversed(tensor.shape)]
+        values = dequantize(tensor.data, tensor.tensor_type).reshape(shape)
+        writer.add_tensor(tensor.name, values.astype(np.float16 if len(shape) > 1 else np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return destination
+
+
+@pytest.fixture(scope="session")
+def f16_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SmolLM2 test model as F16 weights (what ``create --quantize`` takes), built from
+    the cached Q4_1 file in a temp folder, checked to load in llama.cpp."""
+    import llama_cpp
+
+    path = write_f16_copy(real_model_path(), tmp_path_factory.mktemp("f16") / "smollm2-f16.gguf")
+    params = llama_cpp.llama_model_default_params()
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    assert model, f"llama.cpp cannot load the F16 copy at {path}"
+    llama_cpp.llama_model_free(model)
+    return path

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from power_backend_llamacpp import limits
 from power_backend_llamacpp.extra_buffers import use_extra_buffers
 from power_core.concurrency import allocate_native_lock, start_native_thread
-from power_core.engine import LoadSpec
+from power_core.engine import LoadSpec, QuantizeSpec
 from power_core.errors import InvalidRequest, ModelLoadFailed
 from power_core.types import LoadOptions
 
@@ -29,6 +30,8 @@ _init_lock = allocate_native_lock()
 _initialised = False
 #: the log callback must outlive every native call that may log
 _log_callback: Any = None
+#: also given every line llama.cpp logs, while set (:func:`listening_to_llama_log`)
+_log_listener: Callable[[int, bytes], None] | None = None
 
 #: KV cache types by Ollama's names: ggml's types, and bytes per element (f16: 2; q8_0:
 #: 34 bytes a block of 32; q4_0: 18)
@@ -53,11 +56,27 @@ def _init_llama_cpp() -> None:
             # may run on the engine thread: write straight to stderr, no (gevent) locks
             if level == _LOG_LEVEL_ERROR and text:
                 sys.stderr.write(text.decode("utf-8", errors="replace"))
+            listener = _log_listener
+            if listener is not None and text:
+                listener(level, text)
 
         _log_callback = lc.llama_log_callback(log)
         lc.llama_log_set(_log_callback, ctypes.c_void_p(0))
         lc.llama_backend_init()
         _initialised = True
+
+
+@contextmanager
+def listening_to_llama_log(listener: Callable[[int, bytes], None]) -> Iterator[None]:
+    """Give ``listener(level, text)`` every line llama.cpp logs, from any thread, while in
+    the block (one listener at a time: the log is the process's)."""
+    global _log_listener
+    _init_llama_cpp()
+    _log_listener = listener
+    try:
+        yield
+    finally:
+        _log_listener = None
 
 
 def default_threads() -> int:
@@ -128,6 +147,13 @@ class LlamaCppBackend:
         """Refuse load options llama.cpp cannot honour (:class:`InvalidRequest`); the
         scheduler asks before it unloads a model to reload it with them."""
         limits.check_options(options)
+
+    def quantize(self, spec: QuantizeSpec) -> None:
+        """Quantize a GGUF file with llama.cpp (``llama_model_quantize``); raises
+        :class:`~power_core.errors.QuantizeFailed` with llama.cpp's reason."""
+        from power_backend_llamacpp.quantize import quantize_gguf
+
+        quantize_gguf(spec, default_threads())
 
     def load(self, spec: LoadSpec) -> LlamaCppEngine:
         """Load ``spec.path`` and start its engine thread.
