@@ -324,11 +324,11 @@ def test_create_from_an_uploaded_blob(client: ollama.Client, tiny_gguf: Path) ->
     client.delete("ollama-test-tiny:1")
 
 
-def test_create_with_quantize_is_a_clear_400(client: ollama.Client) -> None:
+def test_create_quantizing_quantized_weights_is_a_clear_400(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as caught:
         client.create(model="ollama-test-q:1", from_=MODEL, quantize="q4_K_M")
     assert caught.value.status_code == 400
-    assert "quantize" in caught.value.error
+    assert "only supported for F16, BF16 and F32 models" in caught.value.error
 
 
 THINKING_TEMPLATE = (

@@ -62,11 +62,6 @@ def progress_response(work: Callable[[ProgressCallback], object], streaming: boo
 
 
 def _create_arguments(body: dict[str, Any]) -> dict[str, Any]:
-    if opt_str(body, "quantize"):
-        raise UnsupportedFeature(
-            "quantize is not supported: import a model file that is already quantized",
-            param="quantize",
-        )
     if body.get("adapters"):
         raise UnsupportedFeature("adapters (LoRA) are not supported", param="adapters")
     license_value = body.get("license")
@@ -84,6 +79,8 @@ def _create_arguments(body: dict[str, Any]) -> dict[str, Any]:
         "parameters": opt_object(body, "parameters"),
         "license": license_value,
         "messages": opt_list(body, "messages"),
+        # "quantization" is Ollama's older name for it
+        "quantize": opt_str(body, "quantize") or opt_str(body, "quantization") or None,
     }
     modelfile = opt_str(body, "modelfile")
     if modelfile and arguments["from_"] is None and arguments["files"] is None:
