@@ -1,5 +1,5 @@
 """``create`` with ``quantize`` on a real server, as Ollama's: an F16 SmolLM2 quantized by
-llama.cpp into the store, through the official client and raw HTTP."""
+llama.cpp into the store, through the official client, raw HTTP and the CLI."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import ollama
 import pytest
 import requests
 
-from conftest import ENDLESS_RAW_PROMPT, PowerServer, real_model_path, serving_test_model
+from conftest import ENDLESS_RAW_PROMPT, PowerServer, power_cli, real_model_path, serving_test_model
 
 MODEL = "smollm2:135m"
 GREEDY = {"temperature": 0, "num_predict": 8}
@@ -125,6 +125,25 @@ def test_the_older_quantization_field_and_one_answer(
     _check_quantized(server, "quantized:q4km", "Q4_K_M", f16_model_path)
     shown = requests.post(server.url + "/api/show", json={"model": "quantized:q4km"}, timeout=30)
     assert shown.json()["system"] == "You are terse."
+
+
+def test_the_cli_quantizes_a_modelfiles_f16_file(
+    server: PowerServer, f16_model_path: Path, tmp_path: Path
+) -> None:
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM {f16_model_path}\nPARAMETER temperature 0.3\n")
+    before = _store_files(server)["blobs"]
+    result = power_cli(server.env, "create", "quantized:cli", "-f", str(modelfile), "-q", "q4_K_M")
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("quantizing F16 model to Q4_K_M 100% (") for line in lines)
+    assert lines[-2:] == ["writing manifest", "success"]
+    assert "transferring model data" not in result.stdout  # the F16 file is never copied in
+    _check_quantized(server, "quantized:cli", "Q4_K_M", f16_model_path)
+    added = _store_files(server)["blobs"] - before
+    assert _model_blob(server, "quantized:cli").name in added
+    blobs = _store(server) / "blobs"
+    assert all((blobs / name).stat().st_size < f16_model_path.stat().st_size / 2 for name in added)
+    assert _store_files(server)["tmp"] == set()
 
 
 def _refused(server: PowerServer, body: dict[str, Any], message: str, *, stream: bool) -> None:

@@ -44,6 +44,23 @@ def test_empty_list(run: Run) -> None:
     assert out.split() == ["NAME", "ID", "SIZE", "MODIFIED"]
 
 
+def test_create_takes_q_for_quantize_as_ollama_and_only_quiet_silences(
+    run: Run, tmp_path: Path, tiny_gguf: Path
+) -> None:
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM {tiny_gguf}\n")
+    status, out, err = run(f"create tiny:q -f {modelfile} -q q5_K_M")
+    assert status == 1 and out == ""
+    assert "unsupported quantization type Q5_K_M - supported types are F32, F16, BF16" in err
+    status, out, err = run(f"create tiny:q -f {modelfile} --quantize q8_0")  # Q8_0 already
+    assert status == 1
+    assert "quantization is only supported for F16, BF16 and F32 models" in err
+    status, out, err = run(f"create tiny:q -f {modelfile} --quiet")
+    assert (status, out, err) == (0, "", "")
+    assert run("list --quiet")[1] == ""
+    assert "tiny:q" in run("list")[1]
+
+
 def test_create_list_show_copy_delete(run: Run, tmp_path: Path, tiny_gguf: Path) -> None:
     status, out, err = create(
         run,

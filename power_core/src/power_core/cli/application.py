@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from typing import ClassVar
@@ -18,6 +19,7 @@ from cleo.io.inputs.argv_input import ArgvInput
 from cleo.io.inputs.definition import Definition
 from cleo.io.inputs.option import Option
 from cleo.io.io import IO
+from cleo.io.outputs.output import Verbosity
 from cleo.loaders.command_loader import CommandLoader
 
 from power_core import __version__
@@ -125,15 +127,16 @@ class PowerApplication(Application):
     def _default_definition(self) -> Definition:
         # cleo's text says --help alone explains the default command; here it lists them all
         definition = super()._default_definition
-        definition.set_options(
-            [
-                Option("--help", "-h", flag=True, description=HELP_OPTION)
-                if option.name == "help"
-                else option
-                for option in definition.options
-            ]
-        )
+        definition.set_options([_power_option(option) for option in definition.options])
         return definition
+
+    def _configure_io(self, io: IO) -> None:
+        super()._configure_io(io)
+        # cleo reads -q as --quiet wherever it stands; here it is create's --quantize, as in
+        # Ollama, and only --quiet (or SHELL_VERBOSITY=-1) silences
+        asked_quiet = io.input.has_parameter_option("--quiet", True)
+        if io.output.is_quiet() and not asked_quiet and os.getenv("SHELL_VERBOSITY") != "-1":
+            io.set_verbosity(_verbosity_asked(io))
 
     def _run(self, io: IO) -> int:
         # cleo answers a --help without a command with the help of the default command
@@ -141,6 +144,28 @@ class PowerApplication(Application):
         if io.input.has_parameter_option(["--help", "-h"], True) and not _names_a_command(io):
             io.set_input(ArgvInput(["a3s-power", "help"]))
         return super()._run(io)
+
+
+def _power_option(option: Option) -> Option:
+    """cleo's global ``option`` as ``a3s-power`` has it: ``--help`` lists the commands, and
+    ``-q`` is left to ``create --quantize`` as in Ollama (``--quiet`` keeps its name)."""
+    if option.name == "help":
+        return Option("--help", "-h", flag=True, description=HELP_OPTION)
+    if option.name == "quiet":
+        return Option("--quiet", flag=True, description=option.description)
+    return option
+
+
+def _verbosity_asked(io: IO) -> Verbosity:
+    """The verbosity ``-v``, ``-vv`` or ``-vvv`` (``--verbose``) ask for, as cleo reads them."""
+    if io.input.has_parameter_option("-vvv", True):
+        return Verbosity.DEBUG
+    if io.input.has_parameter_option("-vv", True):
+        return Verbosity.VERY_VERBOSE
+    verbose = io.input.has_parameter_option("-v", True)
+    if verbose or io.input.has_parameter_option("--verbose", only_params=True):
+        return Verbosity.VERBOSE
+    return Verbosity.NORMAL
 
 
 def _names_a_command(io: IO) -> bool:

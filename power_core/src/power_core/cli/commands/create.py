@@ -23,6 +23,12 @@ class CreateCommand(PowerCommand):
     arguments: ClassVar[list[Argument]] = [argument("model", description="Name of the new model")]
     options: ClassVar[list[Option]] = [
         option("file", "f", "Path to the Modelfile", flag=False, default="Modelfile"),
+        option(
+            "quantize",
+            "q",
+            "Quantize F16, BF16 or F32 weights to this level (q4_K_M, q4_K_S, q8_0)",
+            flag=False,
+        ),
     ]
 
     def handle(self) -> int:
@@ -41,7 +47,11 @@ class CreateCommand(PowerCommand):
         printer = ProgressPrinter(self.io)
         try:
             self.library.create_from_modelfile(
-                self.argument("model"), text, path.resolve().parent, progress=printer
+                self.argument("model"),
+                text,
+                path.resolve().parent,
+                progress=printer,
+                quantize=self.option("quantize"),
             )
         finally:
             printer.finish()
