@@ -139,8 +139,8 @@ def test_the_cli_quantizes_a_modelfiles_f16_file(
     assert lines[-2:] == ["writing manifest", "success"]
     assert "transferring model data" not in result.stdout  # the F16 file is never copied in
     _check_quantized(server, "quantized:cli", "Q4_K_M", f16_model_path)
+    # the weights may be stored already: quantizing the same file again gives the same bytes
     added = _store_files(server)["blobs"] - before
-    assert _model_blob(server, "quantized:cli").name in added
     blobs = _store(server) / "blobs"
     assert all((blobs / name).stat().st_size < f16_model_path.stat().st_size / 2 for name in added)
     assert _store_files(server)["tmp"] == set()
