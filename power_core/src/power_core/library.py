@@ -12,24 +12,18 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from power_core.chat.go_template.chat_template import go_template_problem
-from power_core.chat.template_syntax import go_template_note, is_go_template
-from power_core.concurrency import run_on_native_thread
 from power_core.engine import Backend
 from power_core.errors import (
     BlobNotFound,
     DigestMismatch,
-    InvalidModelFile,
     InvalidRequest,
     ModelNotFound,
     StoreUnavailable,
-    UnsupportedFeature,
 )
-from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
+from power_core.model_creation import ModelCreator
 from power_core.modelfile import (
     coerce_parameter,
     parse_modelfile,
@@ -37,17 +31,15 @@ from power_core.modelfile import (
 from power_core.models import ModelDescription, ModelSummary, ResolvedModel
 from power_core.names import ModelRef, is_model_name
 from power_core.pull.inflight import InflightDownloads
-from power_core.quantize import parse_quantize_type, plan_quantizing, quantize_weights
+from power_core.quantize import parse_quantize_type
 from power_core.sources import FetchedBlob, ModelSource, ProgressCallback, PullProgress
 from power_core.store.base import ModelStore, StoredBlob
-from power_core.store.builder import LayerChanges, build_manifest
+from power_core.store.builder import LayerChanges
 from power_core.store.digests import normalize_digest
 from power_core.store.layers import (
-    load_parameters,
     looks_like_path,
     message_pairs,
 )
-from power_core.store.manifest import Manifest
 from power_core.store.reader import ModelReader
 from power_core.types import ChatMessage
 
@@ -91,9 +83,9 @@ class ModelLibrary:
     ) -> None:
         self.store = store
         self.sources = list(sources)
-        #: the installed backends, asked only when a create quantizes
-        self._backends = backends
         self.reader = ModelReader(store)
+        #: writes created models; asks the backends only when a create quantizes
+        self._creator = ModelCreator(store, self.reader, backends)
         self._downloads: InflightDownloads[FetchedBlob] = InflightDownloads()
 
     # ------------------------------------------------------------------ reading
@@ -149,10 +141,10 @@ class ModelLibrary:
         source = parsed.from_
         path = (base_dir / Path(source).expanduser()).resolve()
         if path.is_file():
-            return self._create(name, None, path, changes, progress, file_type)
+            return self._creator.create(name, None, path, changes, progress, file_type)
         if looks_like_path(source) or not is_model_name(source):
             raise InvalidRequest(f"line {parsed.from_line}: FROM file not found: {source}")
-        return self._create(name, source, None, changes, progress, file_type)
+        return self._creator.create(name, source, None, changes, progress, file_type)
 
     @_store_refusals
     def create(
@@ -189,154 +181,15 @@ class ModelLibrary:
             messages=message_pairs(messages) if messages is not None else None,
         )
         if files is not None:
-            uploaded = self._uploaded_gguf(files)
-            return self._create(name, None, uploaded, changes, progress, file_type)
-        return self._create(name, from_, None, changes, progress, file_type)
+            uploaded = self._creator.uploaded_gguf(files)
+            return self._creator.create(name, None, uploaded, changes, progress, file_type)
+        return self._creator.create(name, from_, None, changes, progress, file_type)
 
     @_store_refusals
     def import_gguf(self, path: Path, name: str, progress: ProgressCallback = _ignore) -> str:
         """Copy a GGUF file into the store as model ``name``."""
         ModelRef.parse(name)
-        return self._create(name, None, Path(path), LayerChanges(), progress)
-
-    def _uploaded_gguf(self, files: dict[str, str]) -> StoredBlob:
-        if not isinstance(files, dict) or not files:
-            raise InvalidRequest("'files' must map file names to blob digests", param="files")
-        ggufs: list[StoredBlob] = []
-        for filename, digest in files.items():
-            if not isinstance(digest, str):
-                raise InvalidRequest(
-                    f"'files' must map file names to blob digests (strings); '{filename}' does not",
-                    param="files",
-                )
-            if not self.store.has_blob(digest):
-                raise BlobNotFound(
-                    f"blob {digest} for '{filename}' not found; upload it first", param="files"
-                )
-            path = self.store.blob_path(digest)
-            with open(path, "rb") as handle:
-                head = handle.read(8)
-            if not check_gguf_magic(head):
-                raise UnsupportedFeature(
-                    f"'{filename}' is not a GGUF file; only GGUF models are supported",
-                    param="files",
-                )
-            ggufs.append(StoredBlob(normalize_digest(digest), path.stat().st_size))
-        if len(ggufs) > 1:
-            raise UnsupportedFeature("only one GGUF file per model is supported", param="files")
-        return ggufs[0]
-
-    def _create(
-        self,
-        name: str,
-        from_: str | None,
-        source: Path | StoredBlob | None,
-        changes: LayerChanges,
-        progress: ProgressCallback,
-        quantize: str | None = None,
-    ) -> str:
-        ref = ModelRef.parse(name)
-        changes.text_layers()  # refuse a text too large before copying anything
-        # refused before the first report: a surface still answers with its own status
-        job = None
-        if quantize is not None:
-            path, info = self._weights_file(from_, source)
-            job = plan_quantizing(path, info, quantize, self._backends())
-        problem = (
-            go_template_problem(changes.template)
-            if changes.template is not None and is_go_template(changes.template)
-            else None
-        )
-        if problem is not None:
-            # kept, as Ollama's Modelfiles carry one; but say it shapes nothing here
-            note = go_template_note(problem)
-            log.warning("model %s: %s", name, note)
-            progress(PullProgress(status=f"warning: {note}"))
-        if isinstance(source, Path) and quantize is None:
-            read_gguf_info(source)  # refuse a bad file before copying gigabytes of it
-        with ExitStack() as scratch:
-            quantized: Path | None = None
-            if job is not None:
-                # outside the write lock: a long quantizing must not hold up a delete
-                quantized = scratch.enter_context(self.store.scratch_file("quantize"))
-                quantize_weights(job, quantized, progress)
-            return self._write_model(ref, from_, source, quantized, changes, progress)
-
-    def _weights_file(
-        self, from_: str | None, source: Path | StoredBlob | None
-    ) -> tuple[Path, GGUFInfo]:
-        """The file of the weights a create starts from, and its header."""
-        if isinstance(source, Path):
-            return source, read_gguf_info(source)
-        if from_ is not None:
-            layer = self.reader.stored(from_).manifest.layer("model")
-            if layer is None:
-                raise InvalidModelFile(f"model '{from_}' has no model layer")
-            digest = layer.digest
-        else:
-            assert source is not None
-            digest = source.digest
-        path = self.store.blob_path(digest)
-        return path, self.reader.gguf_info(digest, path)
-
-    def _write_model(
-        self,
-        ref: ModelRef,
-        from_: str | None,
-        source: Path | StoredBlob | None,
-        quantized: Path | None,
-        changes: LayerChanges,
-        progress: ProgressCallback,
-    ) -> str:
-        base: Manifest | None = None
-        base_parameters: dict[str, Any] = {}
-        with self.store.write_lock():
-            if from_ is not None:
-                stored = self.reader.stored(from_)
-                base = stored.manifest
-                weights_layer = base.layer("model")
-                if weights_layer is None:
-                    raise InvalidModelFile(f"model '{from_}' has no model layer")
-                weights = StoredBlob(weights_layer.digest, weights_layer.size)
-                base_parameters = load_parameters(
-                    from_, self.reader.texts(stored.ref.display, base, "params")
-                )
-            if quantized is not None:
-                # hashed and copied off the server's thread: gigabytes for a large model
-                new = quantized
-                weights = run_on_native_thread(
-                    lambda: self.store.put_blob_file(new), "a3s-power-store-quantized"
-                )
-            elif isinstance(source, Path):
-                weights = self._copy_in(source, progress)
-            elif source is not None:
-                weights = source
-            info = self.reader.gguf_info(weights.digest, self.store.blob_path(weights.digest))
-            created = isinstance(source, Path) or quantized is not None
-            verb = "creating new layer" if created else "using existing layer"
-            progress(PullProgress(status=f"{verb} {weights.digest}"))
-            manifest = build_manifest(
-                self.store,
-                weights=weights,
-                info=info,
-                base=base,
-                base_parameters=base_parameters,
-                changes=changes,
-                progress=progress,
-            )
-            progress(PullProgress(status="writing manifest"))
-            self.store.write_manifest(ref, manifest)
-        progress(PullProgress(status="success"))
-        return ref.display
-
-    def _copy_in(self, path: Path, progress: ProgressCallback) -> StoredBlob:
-        total = path.stat().st_size
-
-        def report(done: int) -> None:
-            progress(PullProgress("transferring model data", total=total, completed=done))
-
-        report(0)
-        return self.store.put_blob_file(path, progress=report)
+        return self._creator.create(name, None, Path(path), LayerChanges(), progress)
 
     @_store_refusals
     def copy(self, source: str, destination: str) -> str:
@@ -431,7 +284,7 @@ class ModelLibrary:
             progress(PullProgress(status="success"))
             return ref.display
         blob = StoredBlob(fetched.digest, fetched.size)
-        return self._create(ref.display, None, blob, LayerChanges(), progress)
+        return self._creator.create(ref.display, None, blob, LayerChanges(), progress)
 
     @_store_refusals
     def push(

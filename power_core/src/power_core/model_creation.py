@@ -1,0 +1,183 @@
+"""Writing a created model: ``create`` and ``import`` from a GGUF file, an uploaded blob or
+another model, with new text layers (template, system, parameters, messages), optionally
+quantizing the weights first (:mod:`power_core.quantize`).
+
+:class:`~power_core.library.ModelLibrary` checks the request and calls this; the weights are
+copied (or quantized) outside the store's write lock, and the manifest written last under it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from power_core.chat.go_template.chat_template import go_template_problem
+from power_core.chat.template_syntax import go_template_note, is_go_template
+from power_core.concurrency import run_on_native_thread
+from power_core.engine import Backend
+from power_core.errors import BlobNotFound, InvalidModelFile, InvalidRequest, UnsupportedFeature
+from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
+from power_core.names import ModelRef
+from power_core.quantize import plan_quantizing, quantize_weights
+from power_core.sources import ProgressCallback, PullProgress
+from power_core.store.base import ModelStore, StoredBlob
+from power_core.store.builder import LayerChanges, build_manifest
+from power_core.store.digests import normalize_digest
+from power_core.store.layers import load_parameters
+from power_core.store.manifest import Manifest
+from power_core.store.reader import ModelReader
+
+log = logging.getLogger(__name__)
+
+
+class ModelCreator:
+    """Creates models in ``store``; ``backends`` are asked only when a create quantizes."""
+
+    def __init__(
+        self, store: ModelStore, reader: ModelReader, backends: Callable[[], Iterable[Backend]]
+    ) -> None:
+        self.store = store
+        self.reader = reader
+        self._backends = backends
+
+    def uploaded_gguf(self, files: dict[str, str]) -> StoredBlob:
+        if not isinstance(files, dict) or not files:
+            raise InvalidRequest("'files' must map file names to blob digests", param="files")
+        ggufs: list[StoredBlob] = []
+        for filename, digest in files.items():
+            if not isinstance(digest, str):
+                raise InvalidRequest(
+                    f"'files' must map file names to blob digests (strings); '{filename}' does not",
+                    param="files",
+                )
+            if not self.store.has_blob(digest):
+                raise BlobNotFound(
+                    f"blob {digest} for '{filename}' not found; upload it first", param="files"
+                )
+            path = self.store.blob_path(digest)
+            with open(path, "rb") as handle:
+                head = handle.read(8)
+            if not check_gguf_magic(head):
+                raise UnsupportedFeature(
+                    f"'{filename}' is not a GGUF file; only GGUF models are supported",
+                    param="files",
+                )
+            ggufs.append(StoredBlob(normalize_digest(digest), path.stat().st_size))
+        if len(ggufs) > 1:
+            raise UnsupportedFeature("only one GGUF file per model is supported", param="files")
+        return ggufs[0]
+
+    def create(
+        self,
+        name: str,
+        from_: str | None,
+        source: Path | StoredBlob | None,
+        changes: LayerChanges,
+        progress: ProgressCallback,
+        quantize: str | None = None,
+    ) -> str:
+        ref = ModelRef.parse(name)
+        changes.text_layers()  # refuse a text too large before copying anything
+        # refused before the first report: a surface still answers with its own status
+        job = None
+        if quantize is not None:
+            path, info = self._weights_file(from_, source)
+            job = plan_quantizing(path, info, quantize, self._backends())
+        problem = (
+            go_template_problem(changes.template)
+            if changes.template is not None and is_go_template(changes.template)
+            else None
+        )
+        if problem is not None:
+            # kept, as Ollama's Modelfiles carry one; but say it shapes nothing here
+            note = go_template_note(problem)
+            log.warning("model %s: %s", name, note)
+            progress(PullProgress(status=f"warning: {note}"))
+        if isinstance(source, Path) and quantize is None:
+            read_gguf_info(source)  # refuse a bad file before copying gigabytes of it
+        with ExitStack() as scratch:
+            quantized: Path | None = None
+            if job is not None:
+                # outside the write lock: a long quantizing must not hold up a delete
+                quantized = scratch.enter_context(self.store.scratch_file("quantize"))
+                quantize_weights(job, quantized, progress)
+            return self._write_model(ref, from_, source, quantized, changes, progress)
+
+    def _weights_file(
+        self, from_: str | None, source: Path | StoredBlob | None
+    ) -> tuple[Path, GGUFInfo]:
+        """The file of the weights a create starts from, and its header."""
+        if isinstance(source, Path):
+            return source, read_gguf_info(source)
+        if from_ is not None:
+            layer = self.reader.stored(from_).manifest.layer("model")
+            if layer is None:
+                raise InvalidModelFile(f"model '{from_}' has no model layer")
+            digest = layer.digest
+        else:
+            assert source is not None
+            digest = source.digest
+        path = self.store.blob_path(digest)
+        return path, self.reader.gguf_info(digest, path)
+
+    def _write_model(
+        self,
+        ref: ModelRef,
+        from_: str | None,
+        source: Path | StoredBlob | None,
+        quantized: Path | None,
+        changes: LayerChanges,
+        progress: ProgressCallback,
+    ) -> str:
+        base: Manifest | None = None
+        base_parameters: dict[str, Any] = {}
+        with self.store.write_lock():
+            if from_ is not None:
+                stored = self.reader.stored(from_)
+                base = stored.manifest
+                weights_layer = base.layer("model")
+                if weights_layer is None:
+                    raise InvalidModelFile(f"model '{from_}' has no model layer")
+                weights = StoredBlob(weights_layer.digest, weights_layer.size)
+                base_parameters = load_parameters(
+                    from_, self.reader.texts(stored.ref.display, base, "params")
+                )
+            if quantized is not None:
+                # hashed and copied off the server's thread: gigabytes for a large model
+                new = quantized
+                weights = run_on_native_thread(
+                    lambda: self.store.put_blob_file(new), "a3s-power-store-quantized"
+                )
+            elif isinstance(source, Path):
+                weights = self._copy_in(source, progress)
+            elif source is not None:
+                weights = source
+            info = self.reader.gguf_info(weights.digest, self.store.blob_path(weights.digest))
+            created = isinstance(source, Path) or quantized is not None
+            verb = "creating new layer" if created else "using existing layer"
+            progress(PullProgress(status=f"{verb} {weights.digest}"))
+            manifest = build_manifest(
+                self.store,
+                weights=weights,
+                info=info,
+                base=base,
+                base_parameters=base_parameters,
+                changes=changes,
+                progress=progress,
+            )
+            progress(PullProgress(status="writing manifest"))
+            self.store.write_manifest(ref, manifest)
+        progress(PullProgress(status="success"))
+        return ref.display
+
+    def _copy_in(self, path: Path, progress: ProgressCallback) -> StoredBlob:
+        total = path.stat().st_size
+
+        def report(done: int) -> None:
+            progress(PullProgress("transferring model data", total=total, completed=done))
+
+        report(0)
+        return self.store.put_blob_file(path, progress=report)
