@@ -5,13 +5,21 @@ llama.cpp is tested end to end in tests/api_ollama/test_quantize.py."""
 from __future__ import annotations
 
 import hashlib
+import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from power_core.engine import QuantizeSpec
-from power_core.errors import BackendUnavailable, InvalidRequest, QuantizeFailed
+from power_core.errors import (
+    BackendUnavailable,
+    InsufficientStorage,
+    InvalidRequest,
+    PowerError,
+    QuantizeFailed,
+)
 from power_core.library import ModelLibrary
 from power_core.sources import PullProgress
 from power_core.store.local import LocalStore
@@ -160,3 +168,50 @@ def test_weights_not_of_the_type_asked_for_are_not_stored(
     with pytest.raises(QuantizeFailed, match="asked for Q4_K_M weights and wrote F16"):
         library.create("m", files={"f.gguf": digest}, quantize="q4_K_M")
     assert _files(store) == before
+
+
+def test_closing_removes_the_file_of_a_quantizing_under_way(
+    store: LocalStore, make_gguf: Callable[..., Path]
+) -> None:
+    # at shutdown the request is abandoned with the process: its scratch file must not stay
+    writing, closed = threading.Event(), threading.Event()
+
+    def write_then_wait(spec: QuantizeSpec) -> None:
+        spec.destination.write_bytes(b"GGUF" + bytes(1000))
+        writing.set()
+        closed.wait(30)
+
+    library = _library(store, _ScriptedQuantizer(write_then_wait))
+    digest = _upload(library, make_gguf("f16.gguf", file_type=1))
+    failures: list[Exception] = []
+
+    def create() -> None:
+        try:
+            library.create("m", files={"f.gguf": digest}, quantize="q8_0")
+        except PowerError as exc:  # its file gone, the abandoned create cannot finish
+            failures.append(exc)
+
+    worker = threading.Thread(target=create, daemon=True)
+    worker.start()
+    assert writing.wait(30)
+    assert [p.name for p in store.tmp_dir.iterdir() if p.name.startswith("quantize-")]
+    library.close()
+    assert not [p for p in store.tmp_dir.iterdir() if p.name.startswith("quantize-")]
+    closed.set()
+    worker.join(30)
+    assert failures and not library.exists("m")
+
+
+def test_a_quantizing_that_fills_the_disk_says_so(
+    store: LocalStore, make_gguf: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail_as_llama_cpp_does(spec: QuantizeSpec) -> None:
+        raise QuantizeFailed("llama_model_quantize: failed to quantize: iostream error")
+
+    library = _library(store, _ScriptedQuantizer(fail_as_llama_cpp_does))
+    digest = _upload(library, make_gguf("f16.gguf", file_type=1))
+    # the disk as a full one reports it (filling a real one would fill the test machine's)
+    full = shutil.disk_usage(store.root)._replace(free=4096)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: full)
+    with pytest.raises(InsufficientStorage, match="not enough disk space"):
+        library.create("m", files={"f.gguf": digest}, quantize="q8_0")

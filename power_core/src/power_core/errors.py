@@ -165,3 +165,10 @@ class Cancelled(PowerError):
 
     http_status = 499
     code = "cancelled"
+
+
+class InsufficientStorage(PowerError):
+    """The disk holding the store is full."""
+
+    http_status = 507
+    code = "insufficient_storage"

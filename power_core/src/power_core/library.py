@@ -88,6 +88,10 @@ class ModelLibrary:
         self._creator = ModelCreator(store, self.reader, backends)
         self._downloads: InflightDownloads[FetchedBlob] = InflightDownloads()
 
+    def close(self) -> None:
+        """At shutdown: remove what creates still under way were writing."""
+        self._creator.discard_scratch()
+
     # ------------------------------------------------------------------ reading
     def list_models(self) -> list[ModelSummary]:
         """Every model, most recently modified first."""

@@ -9,8 +9,8 @@ copied (or quantized) outside the store's write lock, and the manifest written l
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,15 @@ class ModelCreator:
         self.store = store
         self.reader = reader
         self._backends = backends
+        #: scratch files of quantizings under way, removed by discard_scratch at shutdown
+        self._scratch: set[Path] = set()
+
+    def discard_scratch(self) -> None:
+        """Remove the scratch files of quantizings still under way: at shutdown, their
+        requests are abandoned with the process, and a model's weights are gigabytes."""
+        for path in list(self._scratch):
+            with suppress(OSError):
+                path.unlink()
 
     def uploaded_gguf(self, files: dict[str, str]) -> StoredBlob:
         if not isinstance(files, dict) or not files:
@@ -102,9 +111,24 @@ class ModelCreator:
             quantized: Path | None = None
             if job is not None:
                 # outside the write lock: a long quantizing must not hold up a delete
-                quantized = scratch.enter_context(self.store.scratch_file("quantize"))
+                quantized = scratch.enter_context(self._scratch_file())
                 quantize_weights(job, quantized, progress)
             return self._write_model(ref, from_, source, quantized, changes, progress)
+
+    @contextmanager
+    def _scratch_file(self) -> Iterator[Path]:
+        scratch_file = getattr(self.store, "scratch_file", None)
+        if scratch_file is None:  # a store plugin written before quantizing existed
+            raise UnsupportedFeature(
+                f"the {type(self.store).__name__} store has no scratch files to quantize in",
+                param="quantize",
+            )
+        with scratch_file("quantize") as path:
+            self._scratch.add(path)
+            try:
+                yield path
+            finally:
+                self._scratch.discard(path)
 
     def _weights_file(
         self, from_: str | None, source: Path | StoredBlob | None

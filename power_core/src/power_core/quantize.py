@@ -10,13 +10,19 @@ other requests keep flowing meanwhile.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
 from power_core.concurrency import EventChannel, start_native_thread
 from power_core.engine import Backend, Quantizer, QuantizeSpec
-from power_core.errors import BackendUnavailable, InvalidRequest, QuantizeFailed
+from power_core.errors import (
+    BackendUnavailable,
+    InsufficientStorage,
+    InvalidRequest,
+    QuantizeFailed,
+)
 from power_core.gguf import GGUFInfo, read_gguf_info
 from power_core.sources import ProgressCallback, PullProgress
 
@@ -26,6 +32,8 @@ QUANTIZE_TYPES = ("F32", "F16", "BF16", "Q4_K_S", "Q4_K_M", "Q8_0")
 _ALIASES = {"Q4_K": "Q4_K_M"}
 #: the weights that can be quantized (Ollama's list, in its words below)
 QUANTIZABLE = ("F32", "F16", "BF16")
+#: free space under which a failed quantizing is taken for a full disk
+_NEARLY_FULL = 16 << 20
 #: Ollama sends this placeholder as the digest of its quantizing reports
 PROGRESS_DIGEST = "0000000000000000000"
 
@@ -119,11 +127,21 @@ def quantize_weights(job: QuantizeJob, destination: Path, progress: ProgressCall
     progress(PullProgress(status, digest=PROGRESS_DIGEST, total=total, completed=0))
     start_native_thread(work, "a3s-power-quantize")
     reported = 0
-    for done, count in reports:
-        completed = total * min(done, count) // count if count > 0 else 0
-        if completed != reported:
-            reported = completed
-            progress(PullProgress(status, digest=PROGRESS_DIGEST, total=total, completed=completed))
+    try:
+        for done, count in reports:
+            completed = total * min(done, count) // count if count > 0 else 0
+            if completed != reported:
+                reported = completed
+                progress(
+                    PullProgress(status, digest=PROGRESS_DIGEST, total=total, completed=completed)
+                )
+    except QuantizeFailed as exc:
+        # llama.cpp says "iostream error" when the disk fills: say what happened
+        if shutil.disk_usage(destination.parent).free < _NEARLY_FULL:
+            raise InsufficientStorage(
+                f"not enough disk space in {destination.parent} to quantize the model"
+            ) from exc
+        raise
     progress(PullProgress("verifying conversion"))
     try:
         info = read_gguf_info(destination)

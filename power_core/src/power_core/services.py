@@ -142,8 +142,9 @@ class PowerServices:
             raise ServerBusy("the server is shutting down")
 
     def close(self) -> None:
-        """Unload every model."""
+        """Unload every model, and remove the files of quantizings cut short."""
         self.scheduler.close()
+        self.library.close()
 
 
 def _unit(vector: list[float]) -> list[float]:

@@ -30,6 +30,7 @@ from typing import BinaryIO
 from power_core.errors import (
     BlobNotFound,
     DigestMismatch,
+    InsufficientStorage,
     InvalidModelFile,
     InvalidModelName,
     InvalidRequest,
@@ -54,13 +55,6 @@ STALE_SECONDS = 3600.0
 #: manifests remembered by :meth:`LocalStore.read_manifest` and listings (more are read
 #: afresh); above every store's model count, or each listing would empty it partway
 _MANIFEST_CACHE_SIZE = 4096
-
-
-class InsufficientStorage(PowerError):
-    """The disk holding the store is full."""
-
-    http_status = 507
-    code = "insufficient_storage"
 
 
 def disk_error(exc: OSError, root: Path) -> PowerError:
