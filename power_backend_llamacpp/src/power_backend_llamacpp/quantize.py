@@ -12,7 +12,7 @@ import ctypes
 import re
 
 from power_backend_llamacpp.backend import listening_to_llama_log
-from power_core.concurrency import allocate_native_lock
+from power_core.concurrency import allocate_native_lock, unpatched
 from power_core.engine import QuantizeSpec
 from power_core.errors import InvalidRequest, QuantizeFailed
 
@@ -46,9 +46,14 @@ def quantize_gguf(spec: QuantizeSpec, threads: int) -> None:
 
     errors: list[str] = []
     tensors = [0]
+    get_ident = unpatched("_thread", "get_ident")
+    quantizing_thread = get_ident()
 
     def listen(level: int, text: bytes) -> None:
-        # on the quantizing thread: progress only queues a report
+        # the log is the process's: only this thread's lines are the quantizing's (another
+        # engine's failure meanwhile is not its reason); progress only queues a report
+        if get_ident() != quantizing_thread:
+            return
         match = _TENSOR_LINE.match(text)
         if match is not None:
             tensors[0] = int(match[2])

@@ -157,7 +157,8 @@ def _power_option(option: Option) -> Option:
 
 
 def _verbosity_asked(io: IO) -> Verbosity:
-    """The verbosity ``-v``, ``-vv`` or ``-vvv`` (``--verbose``) ask for, as cleo reads them."""
+    """The verbosity ``-v``, ``-vv`` or ``-vvv`` (``--verbose``) ask for, else the one
+    ``SHELL_VERBOSITY`` sets, as cleo reads them."""
     if io.input.has_parameter_option("-vvv", True):
         return Verbosity.DEBUG
     if io.input.has_parameter_option("-vv", True):
@@ -165,7 +166,8 @@ def _verbosity_asked(io: IO) -> Verbosity:
     verbose = io.input.has_parameter_option("-v", True)
     if verbose or io.input.has_parameter_option("--verbose", only_params=True):
         return Verbosity.VERBOSE
-    return Verbosity.NORMAL
+    shell = {"1": Verbosity.VERBOSE, "2": Verbosity.VERY_VERBOSE, "3": Verbosity.DEBUG}
+    return shell.get(os.getenv("SHELL_VERBOSITY", ""), Verbosity.NORMAL)
 
 
 def _names_a_command(io: IO) -> bool:
