@@ -215,3 +215,23 @@ def test_a_quantizing_that_fills_the_disk_says_so(
     monkeypatch.setattr(shutil, "disk_usage", lambda path: full)
     with pytest.raises(InsufficientStorage, match="not enough disk space"):
         library.create("m", files={"f.gguf": digest}, quantize="q8_0")
+
+
+def test_the_quantized_weights_are_moved_into_the_blobs_not_copied(
+    store: LocalStore, make_gguf: Callable[..., Path]
+) -> None:
+    # a second copy of a model's weights would need their size again in free disk
+    quantized = make_gguf("q8.gguf", file_type=7).read_bytes()
+    written: list[int] = []
+
+    def write_q8_0(spec: QuantizeSpec) -> None:
+        spec.destination.write_bytes(quantized)
+        written.append(spec.destination.stat().st_ino)
+
+    library = _library(store, _ScriptedQuantizer(write_q8_0))
+    digest = _upload(library, make_gguf("f16.gguf", file_type=1))
+    library.create("m", files={"f.gguf": digest}, quantize="q8_0")
+    model = library.resolve("m")
+    assert model.model_digest == "sha256:" + hashlib.sha256(quantized).hexdigest()
+    assert store.blob_path(model.model_digest).stat().st_ino == written[0]
+    assert not list(store.tmp_dir.iterdir())

@@ -170,10 +170,11 @@ class ModelCreator:
                     from_, self.reader.texts(stored.ref.display, base, "params")
                 )
             if quantized is not None:
-                # hashed and copied off the server's thread: gigabytes for a large model
+                # hashed and moved into the blobs (not copied: gigabytes for a large model),
+                # off the server's thread
                 new = quantized
                 weights = run_on_native_thread(
-                    lambda: self.store.put_blob_file(new), "a3s-power-store-quantized"
+                    lambda: self.store.keep_scratch(new), "a3s-power-store-quantized"
                 )
             elif isinstance(source, Path):
                 weights = self._copy_in(source, progress)

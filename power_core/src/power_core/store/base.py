@@ -115,6 +115,11 @@ class ModelStore(Protocol):
         behind goes with the next :meth:`gc` once stale."""
         ...
 
+    def keep_scratch(self, path: Path) -> StoredBlob:
+        """Store the finished scratch file ``path`` as a blob by moving it, not copying it
+        (a quantized model's weights are gigabytes); the path is gone afterwards."""
+        ...
+
     def read_blob_bytes(self, digest: str, *, max_size: int) -> bytes:
         """Read a small blob whole; raises InvalidModelFile when larger than ``max_size``."""
         ...

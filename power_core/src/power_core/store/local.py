@@ -124,6 +124,21 @@ class LocalStore:
             with suppress(FileNotFoundError):
                 path.unlink()
 
+    def keep_scratch(self, path: Path) -> StoredBlob:
+        """Hash ``path`` (one of :meth:`scratch_file`'s, on the blobs' disk) where it lies,
+        make it durable and rename it into ``blobs/``: no second copy of the weights."""
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with open(path, "rb") as handle:
+                for chunk in _read_chunks(handle, path):
+                    hasher.update(chunk)
+                    size += len(chunk)
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise disk_error(exc, self.root) from exc
+        return self._commit(path, hasher.hexdigest(), size)
+
     def put_blob_stream(
         self,
         chunks: Iterable[bytes],
