@@ -17,6 +17,7 @@ from flask import Response
 from power_api_ollama.options import json_text
 from power_core.config import parse_duration
 from power_core.errors import InvalidRequest
+from power_core.json_kinds import json_kind
 
 NDJSON = "application/x-ndjson"
 JSON = "application/json; charset=utf-8"
@@ -92,23 +93,9 @@ def stream_lines(payloads: Iterator[dict[str, Any]]) -> Iterator[bytes]:
 # ------------------------------------------------------------------------------ fields
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
 def wrong_type(key: str, expected: str, value: Any) -> InvalidRequest:
     """The 400 for a field of the wrong JSON type, naming the field."""
-    return InvalidRequest(f"'{key}' must be {expected}, not {_kind(value)}", param=key)
+    return InvalidRequest(f"'{key}' must be {expected}, not {json_kind(value)}", param=key)
 
 
 def model_name(body: dict[str, Any]) -> str:

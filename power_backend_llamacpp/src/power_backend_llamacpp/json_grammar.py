@@ -40,6 +40,7 @@ from power_backend_llamacpp.json_integer_range import (
     integer_range_rule,
 )
 from power_backend_llamacpp.json_pattern import pattern_for_converter
+from power_backend_llamacpp.schema_keywords import COUNT_KEYWORDS
 from power_backend_llamacpp.schema_limits import schema_objects
 from power_core.errors import InvalidRequest
 
@@ -75,8 +76,6 @@ _ANNOTATIONS = frozenset(
 _BEFORE_TYPE_LISTS = frozenset({"$ref", "oneOf", "anyOf"})
 #: and before an integer's type (its values, not its bounds, then decide)
 _BEFORE_INTEGERS = _BEFORE_TYPE_LISTS | {"const", "enum"}
-#: counts the converter multiplies by, which JSON may write as 3.0
-_COUNTS = ("minLength", "maxLength", "minItems", "maxItems")
 #: a non-empty stand-in for {} where the converter mistakes {} for no schema
 _ANY_VALUE = {"$comment": "any JSON value"}
 
@@ -141,8 +140,10 @@ class JsonSchemaConverter(SchemaConverter):
             )
         if schema.get("items") in ({}, True):
             schema = {**schema, "items": _ANY_VALUE}
-        if any(isinstance(schema.get(key), float) for key in _COUNTS):
-            schema = {**schema, **{k: int(schema[k]) for k in _COUNTS if k in schema}}
+        # counts the converter multiplies by, which JSON may write as 3.0
+        if any(isinstance(schema.get(key), float) for key in COUNT_KEYWORDS):
+            counts = {key: int(schema[key]) for key in COUNT_KEYWORDS if key in schema}
+            schema = {**schema, **counts}
         kinds = schema.get("type")
         bounded = kinds == "integer" and BOUND_KEYWORDS & schema.keys()
         if _BEFORE_TYPE_LISTS & schema.keys() or not (

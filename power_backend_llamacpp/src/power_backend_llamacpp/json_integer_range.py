@@ -15,8 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from power_backend_llamacpp.schema_keywords import json_kind
 from power_core.errors import InvalidRequest
+from power_core.json_kinds import json_kind
 
 #: the largest integer the converter's ``integral-part`` allows: 16 digits
 LARGEST = 10**16 - 1

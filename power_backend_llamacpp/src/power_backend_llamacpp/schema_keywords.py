@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from power_core.errors import InvalidRequest
+from power_core.json_kinds import json_kind
 
 #: keywords whose value maps names to schemas
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
@@ -32,7 +33,7 @@ _SCHEMA_ONE = (
     "unevaluatedItems",
 )
 #: keywords whose value is a count of characters or items
-_COUNTS = ("minLength", "maxLength", "minItems", "maxItems")
+COUNT_KEYWORDS = ("minLength", "maxLength", "minItems", "maxItems")
 #: keywords whose value is text
 _TEXTS = ("$ref", "pattern", "format")
 
@@ -67,7 +68,7 @@ def check_keyword_types(schema: Any) -> None:
                 raise _wrong(
                     where, "required", "an array of property names", name, "an array holding "
                 )
-        for key in _COUNTS:
+        for key in COUNT_KEYWORDS:
             count = node.get(key)
             if count is not None and (
                 isinstance(count, bool)
@@ -99,21 +100,12 @@ def _wrong(where: str, key: str, expected: str, value: Any, holding: str = "") -
     """The 400 for ``key`` at ``where``, whose value (or an item of it, ``holding``) is
     ``value``."""
     return InvalidRequest(
-        f"the JSON schema's '{key}' at {where} must be {expected}, not {holding}{json_kind(value)}",
+        f"the JSON schema's '{key}' at {where} must be {expected}, not {holding}{_shown(value)}",
         param="json_schema",
     )
 
 
-def json_kind(value: Any) -> str:
-    """What a JSON value is, in JSON's words ("null", "a string", "the number 1.5")."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return f"the number {value}" if isinstance(value, float) else "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
+def _shown(value: Any) -> str:
+    """What ``value`` is in JSON's words; a fraction shows itself ("the number 1.5"),
+    where a count must be whole."""
+    return f"the number {value}" if isinstance(value, float) else json_kind(value)

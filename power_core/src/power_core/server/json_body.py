@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from power_core.errors import InvalidRequest
+from power_core.json_kinds import json_kind
 
 MAX_JSON_DEPTH = 64
 
@@ -43,25 +44,13 @@ def parse_json_object(
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequest(f"{what} is not valid JSON: {exc}", param=param) from None
     if not isinstance(value, dict):
-        raise InvalidRequest(
-            f"{what} must be a JSON object, not {_KINDS[type(value)]}", param=param
-        )
+        raise InvalidRequest(f"{what} must be a JSON object, not {json_kind(value)}", param=param)
     if nested_deeper_than(value):
         raise InvalidRequest(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels", param=param)
     if _SURROGATE_ESCAPE.search(raw):
         value = _without_lone_surrogates(value)
     return value
 
-
-#: what JSON calls each type ``json.loads`` returns besides an object
-_KINDS = {
-    list: "an array",
-    str: "a string",
-    int: "a number",
-    float: "a number",
-    bool: "a boolean",
-    type(None): "null",
-}
 
 #: a ``\uD800``-``\uDFFF`` escape: JSON may spell half of a UTF-16 pair on its own
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
