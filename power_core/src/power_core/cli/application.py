@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from collections.abc import Callable
 from typing import ClassVar
@@ -19,7 +18,6 @@ from cleo.io.inputs.argv_input import ArgvInput
 from cleo.io.inputs.definition import Definition
 from cleo.io.inputs.option import Option
 from cleo.io.io import IO
-from cleo.io.outputs.output import Verbosity
 from cleo.loaders.command_loader import CommandLoader
 
 from power_core import __version__
@@ -131,12 +129,20 @@ class PowerApplication(Application):
         return definition
 
     def _configure_io(self, io: IO) -> None:
-        super()._configure_io(io)
         # cleo reads -q as --quiet wherever it stands; here it is create's --quantize, as in
-        # Ollama, and only --quiet (or SHELL_VERBOSITY=-1) silences
-        asked_quiet = io.input.has_parameter_option("--quiet", True)
-        if io.output.is_quiet() and not asked_quiet and os.getenv("SHELL_VERBOSITY") != "-1":
-            io.set_verbosity(_verbosity_asked(io))
+        # Ollama: cleo's own rules (SHELL_VERBOSITY, -v, interactivity) run with -q hidden
+        # from their one check for it, and only --quiet silences
+        probe = io.input.has_parameter_option
+
+        def without_short_quiet(values: str | list[str], only_params: bool = False) -> bool:
+            names = [values] if isinstance(values, str) else values
+            return probe([name for name in names if name != "-q"], only_params)
+
+        io.input.has_parameter_option = without_short_quiet  # type: ignore[method-assign]
+        try:
+            super()._configure_io(io)
+        finally:
+            del io.input.has_parameter_option
 
     def _run(self, io: IO) -> int:
         # cleo answers a --help without a command with the help of the default command
@@ -154,20 +160,6 @@ def _power_option(option: Option) -> Option:
     if option.name == "quiet":
         return Option("--quiet", flag=True, description=option.description)
     return option
-
-
-def _verbosity_asked(io: IO) -> Verbosity:
-    """The verbosity ``-v``, ``-vv`` or ``-vvv`` (``--verbose``) ask for, else the one
-    ``SHELL_VERBOSITY`` sets, as cleo reads them."""
-    if io.input.has_parameter_option("-vvv", True):
-        return Verbosity.DEBUG
-    if io.input.has_parameter_option("-vv", True):
-        return Verbosity.VERY_VERBOSE
-    verbose = io.input.has_parameter_option("-v", True)
-    if verbose or io.input.has_parameter_option("--verbose", only_params=True):
-        return Verbosity.VERBOSE
-    shell = {"1": Verbosity.VERBOSE, "2": Verbosity.VERY_VERBOSE, "3": Verbosity.DEBUG}
-    return shell.get(os.getenv("SHELL_VERBOSITY", ""), Verbosity.NORMAL)
 
 
 def _names_a_command(io: IO) -> bool:
