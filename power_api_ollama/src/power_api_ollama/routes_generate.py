@@ -12,7 +12,7 @@ from power_api_ollama.errors import error_line, log_stream_failure
 from power_api_ollama.render import OllamaRenderer
 from power_api_ollama.translate import chat_request, generate_request
 from power_api_ollama.wire import json_line, json_response, ndjson_response, wants_stream
-from power_core.errors import PowerError, UnsupportedFeature
+from power_core.errors import PowerError
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
 from power_core.server.direct import DirectWriter, direct_writer, write_text_directly
@@ -89,13 +89,7 @@ def _load_or_unload(
     if gen.keep_alive == 0:
         services.unload_model(gen.model)
         return json_response(renderer.loaded("unload"))
-    model = services.library.resolve(gen.model)
-    services.check_capabilities(gen, model)
-    if gen.suffix and not gen.template and "insert" not in model.capabilities:
-        # as a generation with a suffix is refused (a request's own template may write one)
-        raise UnsupportedFeature(
-            f"model '{model.name}' does not support insert (suffix)", param="suffix"
-        )
+    services.check_capabilities(gen, services.library.resolve(gen.model))
     services.load_model(gen.model, gen.keep_alive, gen.load)
     return json_response(renderer.loaded("load"))
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 
 from power_core.config import Settings, load_settings
-from power_core.errors import InvalidRequest, ServerBusy
+from power_core.errors import InvalidRequest, ServerBusy, UnsupportedFeature
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
 from power_core.plugins import PluginRegistry, get_registry
@@ -54,7 +54,8 @@ class PowerServices:
     def check_capabilities(self, request: GenerationRequest, model: ResolvedModel) -> None:
         """:class:`InvalidRequest` when ``request`` asks ``model`` for what it cannot do:
         separate thinking, choose among tools its template never shows it (a format or a
-        forced tool choice can still make it call one, through a grammar), read images.
+        forced tool choice can still make it call one, through a grammar), read images,
+        fill in the middle.
         :meth:`generate` checks; a caller that starts later (the CLI's chat, which loads
         first) can ask before."""
         if request.think and not model.can_think(request.template):
@@ -65,6 +66,12 @@ class PowerServices:
         has_images = bool(request.messages) and any(m.images for m in request.messages or [])
         if has_images and "vision" not in model.capabilities:
             raise InvalidRequest(f"model '{model.name}' does not support images", param="images")
+        # a request's own template may write the fill-in-the-middle prompt (a Go one naming
+        # .Suffix): the job's building decides then
+        if request.suffix and not request.template and "insert" not in model.capabilities:
+            raise UnsupportedFeature(
+                f"model '{model.name}' does not support insert (suffix)", param="suffix"
+            )
 
     def generate_beside(
         self, stream: GenerationStream, request: GenerationRequest
