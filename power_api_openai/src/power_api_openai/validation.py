@@ -9,26 +9,15 @@ import math
 from typing import Any
 
 from power_core.errors import InvalidRequest
+from power_core.json_kinds import json_kind
 
 #: the most choices one request may ask for (the engine may allow fewer)
 MAX_N = 8
 
 
 def json_type(value: Any) -> str:
-    """The JSON name of a value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    """The JSON name of a value's type, for error messages ("array", as OpenAI words it)."""
+    return json_kind(value).rsplit(" ", 1)[-1]
 
 
 def invalid_type(param: str, expected: str, value: Any) -> InvalidRequest:
