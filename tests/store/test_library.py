@@ -153,7 +153,7 @@ def test_modelfile_errors(library: ModelLibrary, tmp_path: Path) -> None:
         library.create_from_modelfile("x", "FROM ./missing.gguf", tmp_path)
     with pytest.raises(ModelNotFound, match="'nobody'"):
         library.create_from_modelfile("x", "FROM nobody", tmp_path)
-    with pytest.raises(UnsupportedFeature, match="ADAPTER"):
+    with pytest.raises(InvalidRequest, match=r"line 2: ADAPTER file not found: \./a\.gguf"):
         library.create_from_modelfile("x", "FROM nobody\nADAPTER ./a.gguf", tmp_path)
     with pytest.raises(InvalidModelName):
         library.create_from_modelfile("bad name", "FROM x", tmp_path)
@@ -200,7 +200,9 @@ def test_json_create_from_uploaded_files(library: ModelLibrary, tiny_gguf: Path)
     assert derived.system == "other" and derived.template == "{{ .Prompt }}"
 
 
-def test_json_create_errors(library: ModelLibrary, tiny_gguf: Path) -> None:
+def test_json_create_errors(
+    library: ModelLibrary, tiny_gguf: Path, make_gguf: Callable[..., Path]
+) -> None:
     with pytest.raises(InvalidRequest, match="exactly one of 'from' and 'files'"):
         library.create("x")
     with pytest.raises(BlobNotFound, match="upload it first"):
@@ -213,7 +215,7 @@ def test_json_create_errors(library: ModelLibrary, tiny_gguf: Path) -> None:
     with pytest.raises(InvalidRequest, match="role"):
         library.create("x", from_="y", messages=[{"role": "robot", "content": "x"}])
     library.import_gguf(tiny_gguf, "y")
-    second = library.store.put_blob_bytes(b"GGUF\x03\x00\x00\x00rest")
+    second = library.store.put_blob_file(make_gguf(vocab=200))
     blob = library.resolve("y").model_digest
     with pytest.raises(UnsupportedFeature, match="only one GGUF"):
         library.create("x", files={"a.gguf": blob, "b.gguf": second.digest})

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from power_core.adapters import AdapterSource
 from power_core.engine import Backend
 from power_core.errors import (
     BlobNotFound,
@@ -22,6 +23,7 @@ from power_core.errors import (
     InvalidRequest,
     ModelNotFound,
     StoreUnavailable,
+    UnsupportedFeature,
 )
 from power_core.model_creation import ModelCreator
 from power_core.modelfile import (
@@ -52,6 +54,20 @@ def _ignore(_: PullProgress) -> None:
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+
+
+def _adapter_file(base_dir: Path, text: str, line: int) -> AdapterSource:
+    """A Modelfile ``ADAPTER``: a GGUF LoRA file, relative to the Modelfile's folder."""
+    path = (base_dir / Path(text).expanduser()).resolve()
+    if path.is_dir():
+        raise UnsupportedFeature(
+            f"line {line}: ADAPTER {text} is a folder; only GGUF LoRA adapters are supported "
+            "(llama.cpp's convert_lora_to_gguf.py converts a safetensors adapter)",
+            param="adapters",
+        )
+    if not path.is_file():
+        raise InvalidRequest(f"line {line}: ADAPTER file not found: {text}", param="adapters")
+    return AdapterSource(text, path)
 
 
 def _store_refusals(method: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -128,9 +144,10 @@ class ModelLibrary:
         progress: ProgressCallback = _ignore,
         quantize: str | None = None,
     ) -> str:
-        """Create ``name`` from Modelfile text; ``FROM`` is a model name or a GGUF path
-        (relative to ``base_dir``). Meant for the CLI: it reads local files. ``quantize``
-        is as in :meth:`create`; the file is then quantized, never copied whole."""
+        """Create ``name`` from Modelfile text; ``FROM`` is a model name or a GGUF path and
+        each ``ADAPTER`` a GGUF LoRA adapter's path (relative to ``base_dir``). Meant for
+        the CLI: it reads local files. ``quantize`` is as in :meth:`create`; the file is
+        then quantized, never copied whole."""
         ModelRef.parse(name)
         file_type = parse_quantize_type(quantize) if quantize else None
         progress(PullProgress(status="parsing modelfile"))
@@ -142,13 +159,14 @@ class ModelLibrary:
             licenses=parsed.licenses or None,
             messages=parsed.messages or None,
         )
+        adapters = [_adapter_file(base_dir, text, line) for text, line in parsed.adapters]
         source = parsed.from_
         path = (base_dir / Path(source).expanduser()).resolve()
         if path.is_file():
-            return self._creator.create(name, None, path, changes, progress, file_type)
+            return self._creator.create(name, None, path, changes, progress, file_type, adapters)
         if looks_like_path(source) or not is_model_name(source):
             raise InvalidRequest(f"line {parsed.from_line}: FROM file not found: {source}")
-        return self._creator.create(name, source, None, changes, progress, file_type)
+        return self._creator.create(name, source, None, changes, progress, file_type, adapters)
 
     @_store_refusals
     def create(
@@ -163,10 +181,13 @@ class ModelLibrary:
         license: str | list[str] | None = None,
         messages: list[ChatMessage] | list[dict[str, Any]] | None = None,
         quantize: str | None = None,
+        adapters: dict[str, str] | None = None,
         progress: ProgressCallback = _ignore,
     ) -> str:
         """Ollama's JSON create: ``from_`` an existing model, or ``files`` mapping file
-        names to digests of blobs already uploaded (one GGUF). Returns the model's name.
+        names to digests of blobs already uploaded (one GGUF model, and any LoRA adapters).
+        ``adapters`` maps file names to digests of uploaded GGUF LoRA adapters, applied on
+        top of the weights (after any the ``from_`` model has). Returns the model's name.
 
         ``quantize`` (``q4_K_M``, ``q8_0``, ...: :data:`~power_core.quantize.QUANTIZE_TYPES`)
         quantizes F32, F16 or BF16 weights with the first backend that can, and the new
@@ -184,10 +205,16 @@ class ModelLibrary:
             licenses=[license] if isinstance(license, str) else license,
             messages=message_pairs(messages) if messages is not None else None,
         )
+        added = [
+            AdapterSource(filename, blob)
+            for filename, blob in self._creator.uploaded_blobs(adapters or {}, "adapters").items()
+        ]
         if files is not None:
-            uploaded = self._creator.uploaded_gguf(files)
-            return self._creator.create(name, None, uploaded, changes, progress, file_type)
-        return self._creator.create(name, from_, None, changes, progress, file_type)
+            uploaded, in_files = self._creator.uploaded_gguf(files)
+            return self._creator.create(
+                name, None, uploaded, changes, progress, file_type, [*in_files, *added]
+            )
+        return self._creator.create(name, from_, None, changes, progress, file_type, added)
 
     @_store_refusals
     def import_gguf(self, path: Path, name: str, progress: ProgressCallback = _ignore) -> str:

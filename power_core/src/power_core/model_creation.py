@@ -9,16 +9,22 @@ copied (or quantized) outside the store's write lock, and the manifest written l
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from power_core.adapters import AdapterSource, check_adapter, is_adapter
 from power_core.chat.go_template.chat_template import go_template_problem
 from power_core.chat.template_syntax import go_template_note, is_go_template
 from power_core.concurrency import run_on_native_thread
 from power_core.engine import Backend
-from power_core.errors import BlobNotFound, InvalidModelFile, InvalidRequest, UnsupportedFeature
+from power_core.errors import (
+    BlobNotFound,
+    InvalidModelFile,
+    InvalidRequest,
+    UnsupportedFeature,
+)
 from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
 from power_core.names import ModelRef
 from power_core.quantize import plan_quantizing, quantize_weights
@@ -52,32 +58,49 @@ class ModelCreator:
             with suppress(OSError):
                 path.unlink()
 
-    def uploaded_gguf(self, files: dict[str, str]) -> StoredBlob:
+    def uploaded_gguf(self, files: dict[str, str]) -> tuple[StoredBlob, list[AdapterSource]]:
+        """The model among ``files`` (file names to digests of uploaded blobs), and the LoRA
+        adapters among them, which Ollama takes in ``files`` too."""
         if not isinstance(files, dict) or not files:
             raise InvalidRequest("'files' must map file names to blob digests", param="files")
         ggufs: list[StoredBlob] = []
+        adapters: list[AdapterSource] = []
+        for filename, blob in self.uploaded_blobs(files, "files").items():
+            if is_adapter(self.reader.gguf_info(blob.digest, self.store.blob_path(blob.digest))):
+                adapters.append(AdapterSource(filename, blob))
+            else:
+                ggufs.append(blob)
+        if not ggufs:
+            raise InvalidRequest("'files' holds adapters but no model", param="files")
+        if len(ggufs) > 1:
+            raise UnsupportedFeature("only one GGUF file per model is supported", param="files")
+        return ggufs[0], adapters
+
+    def uploaded_blobs(self, files: dict[str, str], param: str) -> dict[str, StoredBlob]:
+        """The uploaded GGUF blobs that ``files`` (file names to digests) names."""
+        blobs: dict[str, StoredBlob] = {}
         for filename, digest in files.items():
             if not isinstance(digest, str):
                 raise InvalidRequest(
-                    f"'files' must map file names to blob digests (strings); '{filename}' does not",
-                    param="files",
+                    f"'{param}' must map file names to blob digests (strings); "
+                    f"'{filename}' does not",
+                    param=param,
                 )
             if not self.store.has_blob(digest):
                 raise BlobNotFound(
-                    f"blob {digest} for '{filename}' not found; upload it first", param="files"
+                    f"blob {digest} for '{filename}' not found; upload it first", param=param
                 )
             path = self.store.blob_path(digest)
             with open(path, "rb") as handle:
                 head = handle.read(8)
             if not check_gguf_magic(head):
+                kind = "adapters" if param == "adapters" else "models"
                 raise UnsupportedFeature(
-                    f"'{filename}' is not a GGUF file; only GGUF models are supported",
-                    param="files",
+                    f"'{filename}' is not a GGUF file; only GGUF {kind} are supported",
+                    param=param,
                 )
-            ggufs.append(StoredBlob(normalize_digest(digest), path.stat().st_size))
-        if len(ggufs) > 1:
-            raise UnsupportedFeature("only one GGUF file per model is supported", param="files")
-        return ggufs[0]
+            blobs[filename] = StoredBlob(normalize_digest(digest), path.stat().st_size)
+        return blobs
 
     def create(
         self,
@@ -87,14 +110,18 @@ class ModelCreator:
         changes: LayerChanges,
         progress: ProgressCallback,
         quantize: str | None = None,
+        adapters: Sequence[AdapterSource] = (),
     ) -> str:
         ref = ModelRef.parse(name)
         changes.text_layers()  # refuse a text too large before copying anything
         # refused before the first report: a surface still answers with its own status
         job = None
-        if quantize is not None:
+        if source is not None or quantize is not None or adapters:
+            # a bad file is refused before gigabytes of it are copied
             path, info = self._weights_file(from_, source)
-            job = plan_quantizing(path, info, quantize, self._backends())
+            self._check_adapters(from_ or path.name, path, info, adapters)
+            if quantize is not None:
+                job = plan_quantizing(path, info, quantize, self._backends())
         problem = (
             go_template_problem(changes.template)
             if changes.template is not None and is_go_template(changes.template)
@@ -105,15 +132,13 @@ class ModelCreator:
             note = go_template_note(problem)
             log.warning("model %s: %s", name, note)
             progress(PullProgress(status=f"warning: {note}"))
-        if isinstance(source, Path) and quantize is None:
-            read_gguf_info(source)  # refuse a bad file before copying gigabytes of it
         with ExitStack() as scratch:
             quantized: Path | None = None
             if job is not None:
                 # outside the write lock: a long quantizing must not hold up a delete
                 quantized = scratch.enter_context(self._scratch_file())
                 quantize_weights(job, quantized, progress)
-            return self._write_model(ref, from_, source, quantized, changes, progress)
+            return self._write_model(ref, from_, source, quantized, adapters, changes, progress)
 
     @contextmanager
     def _scratch_file(self) -> Iterator[Path]:
@@ -129,6 +154,32 @@ class ModelCreator:
                 yield path
             finally:
                 self._scratch.discard(path)
+
+    def _check_adapters(
+        self, label: str, weights: Path, info: GGUFInfo, adapters: Sequence[AdapterSource]
+    ) -> None:
+        """Refuse weights that are an adapter, and adapters that do not fit the weights."""
+        if is_adapter(info):
+            raise InvalidRequest(
+                f"{label} is a LoRA adapter, not a model: create FROM the model it was "
+                "trained on, with the adapter as an ADAPTER (or 'adapters')",
+                param="from",
+            )
+        if adapters:
+            # read again whole: the reader's cached headers leave the tensors out
+            weights_info = read_gguf_info(weights)
+            for adapter in adapters:
+                check_adapter(adapter.label, self._adapter_info(adapter), weights_info)
+
+    def _adapter_info(self, adapter: AdapterSource) -> GGUFInfo:
+        source = adapter.source
+        try:
+            if isinstance(source, Path):
+                return read_gguf_info(source)
+            return read_gguf_info(self.store.blob_path(source.digest))
+        except InvalidModelFile as exc:
+            message = f"adapter '{adapter.label}': {exc.message}"
+            raise InvalidRequest(message, param="adapters") from None
 
     def _weights_file(
         self, from_: str | None, source: Path | StoredBlob | None
@@ -153,6 +204,7 @@ class ModelCreator:
         from_: str | None,
         source: Path | StoredBlob | None,
         quantized: Path | None,
+        adapters: Sequence[AdapterSource],
         changes: LayerChanges,
         progress: ProgressCallback,
     ) -> str:
@@ -184,9 +236,11 @@ class ModelCreator:
             created = isinstance(source, Path) or quantized is not None
             verb = "creating new layer" if created else "using existing layer"
             progress(PullProgress(status=f"{verb} {weights.digest}"))
+            adapter_blobs = [self._adapter_blob(adapter, progress) for adapter in adapters]
             manifest = build_manifest(
                 self.store,
                 weights=weights,
+                adapters=adapter_blobs,
                 info=info,
                 base=base,
                 base_parameters=base_parameters,
@@ -198,11 +252,21 @@ class ModelCreator:
         progress(PullProgress(status="success"))
         return ref.display
 
-    def _copy_in(self, path: Path, progress: ProgressCallback) -> StoredBlob:
+    def _adapter_blob(self, adapter: AdapterSource, progress: ProgressCallback) -> StoredBlob:
+        if isinstance(adapter.source, StoredBlob):
+            progress(PullProgress(status=f"using existing layer {adapter.source.digest}"))
+            return adapter.source
+        blob = self._copy_in(adapter.source, progress, "transferring adapter data")
+        progress(PullProgress(status=f"creating new layer {blob.digest}"))
+        return blob
+
+    def _copy_in(
+        self, path: Path, progress: ProgressCallback, status: str = "transferring model data"
+    ) -> StoredBlob:
         total = path.stat().st_size
 
         def report(done: int) -> None:
-            progress(PullProgress("transferring model data", total=total, completed=done))
+            progress(PullProgress(status, total=total, completed=done))
 
         report(0)
         return self.store.put_blob_file(path, progress=report)

@@ -7,7 +7,7 @@ Grammar (commands are case-insensitive, one per line, ``#`` starts a comment lin
     TEMPLATE <text>  |  SYSTEM <text>       the last one wins
     LICENSE <text>                          may repeat
     MESSAGE <system|user|assistant> <text>  may repeat
-    ADAPTER <path>                          not supported: a clear error
+    ADAPTER <GGUF LoRA adapter path>        may repeat; applied on top of FROM's weights
 
 A ``<text>`` is the rest of the line, a ``"quoted"`` string, or a ``\"\"\"`` block that may
 span lines. Every error names its line.
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from power_core.errors import InvalidRequest, UnsupportedFeature
+from power_core.errors import InvalidRequest
 
 _INT = {
     "num_keep",
@@ -64,6 +64,7 @@ PARAMETER_NAMES = frozenset(_INT | _FLOAT | _BOOL | _LIST)
 MESSAGE_ROLES = ("system", "user", "assistant")
 _TRUE = {"1", "t", "true"}
 _FALSE = {"0", "f", "false"}
+_COMMANDS = {"FROM", "ADAPTER", "PARAMETER", "TEMPLATE", "SYSTEM", "LICENSE", "MESSAGE"}
 _WORD = re.compile(r"\s*(\S+)\s*(.*)", re.DOTALL)
 
 
@@ -79,6 +80,8 @@ class Modelfile:
     licenses: list[str] = field(default_factory=list)
     #: (role, content) pairs
     messages: list[tuple[str, str]] = field(default_factory=list)
+    #: ``ADAPTER`` paths (or ``@sha256:...`` blobs), each with its line
+    adapters: list[tuple[str, int]] = field(default_factory=list)
 
 
 def coerce_parameter(name: str, value: Any, where: str = "") -> Any:
@@ -181,7 +184,7 @@ def _split_word(text: str) -> tuple[str, str]:
 
 
 def parse_modelfile(text: str) -> Modelfile:
-    """Parse Modelfile text; raises InvalidRequest (or UnsupportedFeature) naming the line."""
+    """Parse Modelfile text; raises InvalidRequest naming the line."""
     if not isinstance(text, str):
         raise InvalidRequest("the Modelfile must be text")
     if "\0" in text:  # no path, name or text of a model holds one
@@ -191,9 +194,7 @@ def parse_modelfile(text: str) -> Modelfile:
     for line, content in _logical_lines(text):
         command, rest = _split_word(content)
         command = command.upper()
-        if command not in {"FROM", "PARAMETER", "TEMPLATE", "SYSTEM", "LICENSE", "MESSAGE"}:
-            if command == "ADAPTER":
-                raise UnsupportedFeature(f"line {line}: ADAPTER (LoRA adapters) is not supported")
+        if command not in _COMMANDS:
             raise InvalidRequest(f"line {line}: unknown command '{command}'")
         if not rest:
             raise InvalidRequest(f"line {line}: {command} needs a value")
@@ -218,6 +219,8 @@ def parse_modelfile(text: str) -> Modelfile:
                     f"line {line}: MESSAGE role must be system, user or assistant, not '{role}'"
                 )
             result.messages.append((role.lower(), _unquote(body, line)))
+        elif command == "ADAPTER":
+            result.adapters.append((_unquote(rest, line).strip(), line))
         elif command == "TEMPLATE":
             result.template = _unquote(rest, line)
         elif command == "SYSTEM":
@@ -273,6 +276,7 @@ def render_modelfile(
     parameters: dict[str, Any],
     licenses: list[str],
     messages: list[tuple[str, str]],
+    adapters: Sequence[str] = (),
 ) -> str:
     """Modelfile text that recreates a model (what ``show --modelfile`` prints)."""
     out = [
@@ -282,6 +286,7 @@ def render_modelfile(
         "",
         f"FROM {from_}",
     ]
+    out.extend(f"ADAPTER {path}" for path in adapters)
     if template is not None:
         out.append(f'TEMPLATE """{template}"""')
     if system is not None:

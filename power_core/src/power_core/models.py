@@ -60,6 +60,8 @@ class ResolvedModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: ``completion``, ``tools``, ``insert``, ``embedding``, ``vision``, ``thinking``
     capabilities: list[str] = field(default_factory=list)
+    #: files of the GGUF LoRA adapters applied on top of the weights, in order
+    adapters: list[Path] = field(default_factory=list)
 
     def can_think(self, template: str | None = None) -> bool:
         """Whether the model's reasoning can be told apart: it thinks, or ``template`` (a

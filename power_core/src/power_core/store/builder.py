@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,18 +96,24 @@ def build_manifest(
     base_parameters: dict[str, Any],
     changes: LayerChanges,
     progress: ProgressCallback,
+    adapters: Sequence[StoredBlob] = (),
 ) -> Manifest:
     """Put the text layers and the config blob; return the manifest (not yet written).
+
+    The base's adapters are kept, and ``adapters`` (blobs already stored) follow them.
 
     Hold ``store.write_lock()`` around this and the manifest write so that a concurrent
     garbage collection never removes a layer between the two.
     """
     layers = [Layer(media_type=media("model"), digest=weights.digest, size=weights.size)]
-    kept = {"template", "system", "license", "messages", "projector"}
+    kept = {"template", "system", "license", "messages", "projector", "adapter"}
     if base is not None:
         for layer in base.layers:
             if layer.kind in kept and not _replaced(layer.kind, changes):
                 layers.append(layer)
+    for adapter in adapters:
+        if not any(layer.digest == adapter.digest for layer in layers):
+            layers.append(Layer(media("adapter"), digest=adapter.digest, size=adapter.size))
     texts = changes.text_layers()
     parameters = {**base_parameters, **changes.parameters}
     if parameters:

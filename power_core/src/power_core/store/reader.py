@@ -127,6 +127,9 @@ class ModelReader:
                 info.chat_template if template and _unrunnable(template) else template,
                 manifest,
             ),
+            adapters=[
+                self.layer_path(display, layer.digest) for layer in manifest.layers_of("adapter")
+            ],
         )
         extras = {"licenses": texts["license"], "info": info}
         return model, extras
@@ -153,6 +156,7 @@ class ModelReader:
             parameters=model.parameters,
             licenses=extras["licenses"],
             messages=[(m.role, m.content) for m in model.messages],
+            adapters=[str(path) for path in model.adapters],
         )
         return ModelDescription(
             model=model,
