@@ -8,6 +8,7 @@ from pathlib import Path
 import requests
 
 from conftest import PowerServer, power_cli
+from lora_files import write_lora
 from store.conftest import write_gguf
 
 EXAMPLE_SRC = Path(__file__).resolve().parents[2] / "examples" / "power_backend_echo" / "src"
@@ -48,6 +49,28 @@ def test_example_backend_plugin_serves_generate(tmp_path: Path) -> None:
         body = response.json()
         assert body["response"] == "hello plugin world"
         assert body["done"] is True and body["eval_count"] == 3
+    finally:
+        server.stop()
+
+
+def test_a_backend_that_cannot_apply_adapters_refuses_a_model_with_one(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    install_example(site)
+    server = server_with_tiny_model(tmp_path, "llamacpp", f"{site}:{EXAMPLE_SRC}")
+    try:
+        model = write_gguf(tmp_path / "model.gguf", tensors={"output.weight": (4, 8)})
+        lora = write_lora(tmp_path / "lora.gguf", model, targets=("output.weight",))
+        (tmp_path / "Adapted").write_text(f"FROM {model}\nADAPTER {lora}\n")
+        power_cli(server.env, "create", "adapted", "-f", str(tmp_path / "Adapted"))
+        body = {"model": "adapted", "prompt": "hello", "raw": True, "stream": False}
+        response = requests.post(server.url + "/api/generate", json=body, timeout=30)
+        # run without its adapter, the model would answer as another model
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == (
+            "model 'adapted:latest' has LoRA adapters, which the echo backend cannot apply"
+        )
+        body["model"] = "tiny"
+        assert requests.post(server.url + "/api/generate", json=body, timeout=30).ok
     finally:
         server.stop()
 

@@ -23,7 +23,7 @@ from power_api_ollama.wire import (
     wants_stream,
     wrong_type,
 )
-from power_core.errors import BlobNotFound, InvalidRequest, UnsupportedFeature
+from power_core.errors import BlobNotFound, InvalidRequest
 from power_core.modelfile import parse_modelfile
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
@@ -62,8 +62,6 @@ def progress_response(work: Callable[[ProgressCallback], object], streaming: boo
 
 
 def _create_arguments(body: dict[str, Any]) -> dict[str, Any]:
-    if body.get("adapters"):
-        raise UnsupportedFeature("adapters (LoRA) are not supported", param="adapters")
     license_value = body.get("license")
     if license_value is not None and not (
         isinstance(license_value, str)
@@ -81,6 +79,7 @@ def _create_arguments(body: dict[str, Any]) -> dict[str, Any]:
         "messages": opt_list(body, "messages"),
         # "quantization" is Ollama's older name for it
         "quantize": opt_str(body, "quantize") or opt_str(body, "quantization") or None,
+        "adapters": opt_object(body, "adapters") or None,
     }
     modelfile = opt_str(body, "modelfile")
     if modelfile and arguments["from_"] is None and arguments["files"] is None:
@@ -98,18 +97,30 @@ def _legacy_modelfile(text: str) -> dict[str, Any]:
         "parameters": parsed.parameters or None,
         "license": parsed.licenses or None,
         "messages": [{"role": r, "content": c} for r, c in parsed.messages] or None,
+        "adapters": {_uploaded(text, "ADAPTER"): text[1:] for text, _ in parsed.adapters} or None,
     }
     if parsed.from_.startswith("@"):
         arguments["files"] = {"model.gguf": parsed.from_[1:]}
     elif parsed.from_.startswith(("/", ".", "~")) or parsed.from_.lower().endswith(".gguf"):
-        raise InvalidRequest(
-            "FROM a file path is not supported over the API: upload the file to "
-            "/api/blobs/<digest> and create with 'files'",
-            param="modelfile",
-        )
+        raise _file_path_refusal("FROM", "files")
     else:
         arguments["from_"] = parsed.from_
     return arguments
+
+
+def _uploaded(text: str, command: str) -> str:
+    """The file name a legacy Modelfile's ``@sha256:...`` blob gets in ``adapters``."""
+    if not text.startswith("@"):
+        raise _file_path_refusal(command, "adapters")
+    return f"{text[1:].replace(':', '-')}.gguf"
+
+
+def _file_path_refusal(command: str, field: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"{command} a file path is not supported over the API: upload the file to "
+        f"/api/blobs/<digest> and create with '{field}'",
+        param="modelfile",
+    )
 
 
 def add_transfer_routes(blueprint: Blueprint, services: PowerServices) -> None:

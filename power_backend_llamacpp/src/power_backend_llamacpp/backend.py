@@ -138,6 +138,8 @@ class LlamaCppBackend:
     """Runs GGUF models with llama.cpp (via llama-cpp-python's low-level bindings)."""
 
     name = "llamacpp"
+    #: applies a model's LoRA adapters (:attr:`LoadSpec.adapters`)
+    applies_adapters = True
 
     def supports(self, model_format: str) -> bool:
         """Whether ``model_format`` is ``"gguf"``."""
@@ -170,6 +172,7 @@ class LlamaCppBackend:
         import llama_cpp as lc
 
         from power_backend_llamacpp.engine import LlamaCppEngine
+        from power_backend_llamacpp.lora import LoraAdapters
 
         max_seqs = int(lc.llama_max_parallel_sequences())
         if options.num_parallel > max_seqs:
@@ -188,6 +191,11 @@ class LlamaCppBackend:
                 f"llama.cpp could not load '{spec.name}' from {spec.path}: not a valid GGUF "
                 "file, or an architecture this llama.cpp does not support"
             )
+        try:
+            adapters = LoraAdapters(model, spec.adapters, spec.name)
+        except ModelLoadFailed:
+            lc.llama_model_free(model)
+            raise
         threads = options.num_thread or default_threads()
         cells = options.num_ctx * options.num_parallel
         # generating sequences take one batch slot each, so the batch always fits them; a
@@ -231,6 +239,12 @@ class LlamaCppBackend:
                 f"num_ctx={options.num_ctx} x num_parallel={options.num_parallel} "
                 "(not enough memory?)"
             )
+        try:
+            adapters.apply(ctx)
+        except ModelLoadFailed:
+            lc.llama_free(ctx)
+            lc.llama_model_free(model)
+            raise
         kv_bytes = _kv_cache_bytes(lc, model, int(lc.llama_n_ctx(ctx)), head_sizes, cache_type)
         info = _engine_info(lc, model, options.num_ctx, kv_bytes)
         return LlamaCppEngine(
@@ -242,6 +256,7 @@ class LlamaCppBackend:
             n_batch=n_batch,
             max_queue=options.max_queue,
             n_threads=threads,
+            adapters=adapters,
         )
 
 

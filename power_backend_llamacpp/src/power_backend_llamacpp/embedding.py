@@ -10,6 +10,7 @@ import llama_cpp as lc
 import numpy as np
 
 from power_backend_llamacpp.batch import BatchBuffer
+from power_backend_llamacpp.lora import LoraAdapters
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.errors import ContextLengthExceeded, InvalidRequest, ModelLoadFailed
 from power_core.types import EmbeddingResult
@@ -47,8 +48,11 @@ class EmbeddingRunner:
     generative model without a pooling type is mean-pooled. Vectors are L2-normalised.
     """
 
-    def __init__(self, model: Any, vocab: Vocabulary, *, n_ctx: int, n_threads: int) -> None:
+    def __init__(
+        self, model: Any, vocab: Vocabulary, *, n_ctx: int, n_threads: int, adapters: LoraAdapters
+    ) -> None:
         self._model = model
+        self._adapters = adapters
         self._vocab = vocab
         self._n_ctx = n_ctx
         self._n_threads = n_threads
@@ -75,6 +79,11 @@ class EmbeddingRunner:
             ctx = lc.llama_init_from_model(self._model, params)
             if not ctx:
                 raise ModelLoadFailed("llama.cpp could not create an embedding context")
+            try:
+                self._adapters.apply(ctx)
+            except ModelLoadFailed:
+                lc.llama_free(ctx)
+                raise
             self._ctx = ctx
             self._batch = BatchBuffer(cells)
         return self._ctx

@@ -15,6 +15,7 @@ import llama_cpp as lc
 from power_backend_llamacpp.batching import ContinuousBatcher
 from power_backend_llamacpp.embedding import EmbeddingRunner
 from power_backend_llamacpp.jobs import Choice, Job
+from power_backend_llamacpp.lora import LoraAdapters
 from power_backend_llamacpp.sampling import SamplerChain, grammar_for
 from power_backend_llamacpp.text import ChoiceText
 from power_backend_llamacpp.vocab import Vocabulary
@@ -110,6 +111,7 @@ class LlamaCppEngine:
         n_batch: int,
         max_queue: int,
         n_threads: int,
+        adapters: LoraAdapters,
     ) -> None:
         self.name = name
         self.info = info
@@ -127,7 +129,7 @@ class LlamaCppEngine:
             max_queue=max_queue,
         )
         self._embedder = EmbeddingRunner(
-            model, self._vocab, n_ctx=info.context_length, n_threads=n_threads
+            model, self._vocab, n_ctx=info.context_length, n_threads=n_threads, adapters=adapters
         )
         self._tasks: deque[Callable[[], None]] = deque()
         self._wake = WakeSignal()

@@ -29,6 +29,10 @@ class LoadSpec:
     options: LoadOptions
     #: metadata from the model file's header (GGUF key/value pairs)
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: GGUF LoRA adapters to apply on top of the weights, in order, each at scale 1 (only
+    #: for a backend whose ``applies_adapters`` is true; the core checked that each fits
+    #: the weights when the model was created)
+    adapters: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,10 @@ class Backend(Protocol):
     Optionally it has ``quantize(spec: QuantizeSpec) -> None`` (see :class:`Quantizer`):
     ``create`` with ``quantize`` asks the first backend that has it and ``supports()`` the
     model's format.
+
+    Optionally it has ``applies_adapters = True``: it applies the LoRA adapters of
+    :attr:`LoadSpec.adapters`. A model with adapters is refused (a 400) by a backend
+    without it, rather than run without them.
     """
 
     #: unique name, e.g. ``"llamacpp"``

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from power_core.adapters import check_stored_adapters
 from power_core.concurrency import run_on_native_thread
 from power_core.config import Settings
 from power_core.engine import Backend, Engine, LoadSpec
@@ -25,6 +26,7 @@ from power_core.errors import (
     ModelLoadFailed,
     ModelNotFound,
     PowerError,
+    UnsupportedFeature,
 )
 from power_core.models import ResolvedModel
 from power_core.types import LoadOptions
@@ -278,6 +280,11 @@ class ModelScheduler:
         backends = self._backends()
         for backend in backends.values():
             if backend.supports(model.format):
+                if model.adapters and not getattr(backend, "applies_adapters", False):
+                    raise UnsupportedFeature(
+                        f"model '{model.name}' has LoRA adapters, which the {backend.name} "
+                        "backend cannot apply"
+                    )
                 return backend
         if not backends:
             raise BackendUnavailable(
@@ -293,6 +300,10 @@ class ModelScheduler:
 
     def _load(self, model: ResolvedModel, options: LoadOptions) -> LoadedModel:
         backend = self._backend_for(model)
+        try:
+            check_stored_adapters(model.model_path, model.adapters)
+        except InvalidRequest as exc:  # the stored model's fault, not the request's
+            raise ModelLoadFailed(f"cannot load '{model.name}': {exc.message}") from None
         spec = LoadSpec(
             name=model.name,
             path=model.model_path,
@@ -300,6 +311,7 @@ class ModelScheduler:
             format=model.format,
             options=options,
             metadata=model.metadata,
+            adapters=tuple(model.adapters),
         )
         started = time.perf_counter_ns()
         try:
