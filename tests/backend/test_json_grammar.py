@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -348,6 +349,12 @@ def test_exclusive_fractional_and_one_sided_bounds(vocab: Vocabulary) -> None:
         ({"type": "integer", "minimum": "1"}, "minimum must be a number, not a string"),
         ({"type": "integer", "maximum": [5]}, "maximum must be a number, not an array"),
         ({"type": [], "minimum": 1}, "a non-empty array of type names"),
+        (
+            {"type": "number", "minimum": 1, "exclusiveMaximum": 1},
+            'no number satisfies the bounds {"exclusiveMaximum": 1, "minimum": 1}',
+        ),
+        ({"type": "number", "minimum": 1e17}, "no number of at most 16 digits satisfies"),
+        ({"type": "number", "maximum": "1"}, "a number's maximum must be a number, not a string"),
         ({"type": "string", "maxLength": -1}, "must be a non-negative whole number"),
     ],
 )
@@ -363,6 +370,70 @@ def test_the_model_keeps_to_a_pydantic_models_bounds(engine: LlamaCppEngine) -> 
     ask = "The film was great: 9 stars, and 75 people found this helpful. As JSON."
     review = Review.model_validate(generate(engine, ask, Review.model_json_schema()))
     assert 1 <= review.stars <= 5 and -3 < review.helpful_votes < 40
+
+
+def within(bounds: dict[str, Any], value: Decimal) -> bool:
+    """Whether ``value`` meets ``bounds``, as JSON Schema reads them (draft 4's flags too)."""
+
+    def bound(key: str) -> Decimal:
+        return Decimal(repr(bounds[key]))
+
+    low, high = bounds.get("minimum"), bounds.get("maximum")
+    low_excluded = bounds.get("exclusiveMinimum") is True
+    high_excluded = bounds.get("exclusiveMaximum") is True
+    checks = [
+        low is None or (value > bound("minimum") if low_excluded else value >= bound("minimum")),
+        high is None or (value < bound("maximum") if high_excluded else value <= bound("maximum")),
+    ]
+    for key, above in (("exclusiveMinimum", True), ("exclusiveMaximum", False)):
+        if key in bounds and not isinstance(bounds[key], bool):
+            checks.append(value > bound(key) if above else value < bound(key))
+    return all(checks)
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        {"minimum": 0, "maximum": 1},
+        {"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        {"minimum": -2.25, "maximum": 0.5},
+        {"minimum": 0.05, "exclusiveMaximum": 99.99},
+        {"exclusiveMinimum": -0.001},
+        {"maximum": -7.5},
+        {"minimum": 3, "maximum": 3},
+        {"minimum": 0.5, "exclusiveMinimum": True, "maximum": 2.25},
+    ],
+)
+def test_a_number_between_bounds_is_every_one_of_them_and_nothing_else(
+    vocab: Vocabulary, bounds: dict[str, Any]
+) -> None:
+    schema = {"type": "number", **bounds}
+    near = {Decimal(0), *(Decimal(repr(v)) for v in bounds.values() if not isinstance(v, bool))}
+    steps = [Decimal(step) for step in ("0", "0.001", "0.01", "0.1", "0.5", "1")]
+    values = {value + sign * step for value in near for step in steps for sign in (1, -1)}
+    written = {
+        format(value.quantize(Decimal(10) ** -places), "f")
+        for value in values
+        for places in range(5)
+    }
+    # a negative zero (-0.0) is a number no bound needs: never written
+    candidates = sorted(text for text in written if not (text[0] == "-" and Decimal(text) == 0))
+    allowed = [text for text in candidates if accepts(vocab, schema, text)]
+    assert allowed == [text for text in candidates if within(bounds, Decimal(text))]
+    # JSON numbers only, without an exponent, and no negative zero
+    for never in ("-0", "01", "1.", ".5", "1e0", "0.5e1"):
+        assert not accepts(vocab, schema, never)
+
+
+def test_the_model_keeps_to_a_pydantic_models_number_bounds(engine: LlamaCppEngine) -> None:
+    class Day(BaseModel):
+        celsius: float = Field(ge=-10, le=10)
+        share: float = Field(gt=0, lt=1)
+
+    # without the bounds SmolLM2 writes {"celsius": 36.6, "share": 85}
+    ask = "It is 36.6 degrees Celsius today, and 85% of people stayed home. As JSON."
+    day = Day.model_validate(generate(engine, ask, Day.model_json_schema()))
+    assert -10 <= day.celsius <= 10 and 0 < day.share < 1
 
 
 def test_a_list_of_types_keeps_the_schemas_other_keywords(vocab: Vocabulary) -> None:

@@ -15,7 +15,8 @@ invalid JSON or a 400:
 - ``"type": [...]`` kept only the types, dropping every other keyword (an object's
   properties, a string's pattern);
 - an integer's ``minimum`` and ``maximum``: see
-  :mod:`power_backend_llamacpp.json_integer_range`;
+  :mod:`power_backend_llamacpp.json_integer_range`; a number's, which no converter
+  enforces: :mod:`power_backend_llamacpp.json_number_range`;
 - ``pattern``: see :mod:`power_backend_llamacpp.json_pattern`.
 """
 
@@ -39,6 +40,7 @@ from power_backend_llamacpp.json_integer_range import (
     integer_bounds,
     integer_range_rule,
 )
+from power_backend_llamacpp.json_number_range import number_range_rule
 from power_backend_llamacpp.json_pattern import pattern_for_converter
 from power_backend_llamacpp.schema_keywords import COUNT_KEYWORDS
 from power_backend_llamacpp.schema_limits import schema_objects
@@ -74,7 +76,7 @@ _ANNOTATIONS = frozenset(
 )
 #: keywords the converter acts on before it looks at a list of types
 _BEFORE_TYPE_LISTS = frozenset({"$ref", "oneOf", "anyOf"})
-#: and before an integer's type (its values, not its bounds, then decide)
+#: and before a number's type (its values, not its bounds, then decide)
 _BEFORE_INTEGERS = _BEFORE_TYPE_LISTS | {"const", "enum"}
 #: a non-empty stand-in for {} where the converter mistakes {} for no schema
 _ANY_VALUE = {"$comment": "any JSON value"}
@@ -145,7 +147,7 @@ class JsonSchemaConverter(SchemaConverter):
             counts = {key: int(schema[key]) for key in COUNT_KEYWORDS if key in schema}
             schema = {**schema, **counts}
         kinds = schema.get("type")
-        bounded = kinds == "integer" and BOUND_KEYWORDS & schema.keys()
+        bounded = kinds in ("integer", "number") and BOUND_KEYWORDS & schema.keys()
         if _BEFORE_TYPE_LISTS & schema.keys() or not (
             isinstance(kinds, list) or (bounded and not _BEFORE_INTEGERS & schema.keys())
         ):
@@ -155,6 +157,8 @@ class JsonSchemaConverter(SchemaConverter):
             # each type keeps the schema's other keywords (the converter dropped them)
             alternatives = [{**schema, "type": kind} for kind in kinds]
             return str(self._add_rule(rule_name, self._generate_union_rule(name, alternatives)))
+        if kinds == "number":
+            return str(self._add_rule(rule_name, f"({number_range_rule(schema)}) space"))
         low, high = integer_bounds(schema)
         return str(self._add_rule(rule_name, f"({integer_range_rule(low, high)}) space"))
 
