@@ -17,7 +17,9 @@ invalid JSON or a 400:
 - an integer's ``minimum`` and ``maximum``: see
   :mod:`power_backend_llamacpp.json_integer_range`; a number's, which no converter
   enforces: :mod:`power_backend_llamacpp.json_number_range`;
-- ``pattern``: see :mod:`power_backend_llamacpp.json_pattern`.
+- ``pattern``: see :mod:`power_backend_llamacpp.json_pattern`;
+- the formats ``email``, ``uri``, ``hostname`` and ``ipv4``, which it left open: see
+  :mod:`power_backend_llamacpp.json_formats`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from llama_cpp.llama_grammar import (
     SchemaConverter,
 )
 
+from power_backend_llamacpp.json_formats import format_rule, format_rules
 from power_backend_llamacpp.json_integer_range import (
     BOUND_KEYWORDS,
     integer_bounds,
@@ -53,7 +56,7 @@ _STRING_CHAR = BuiltinRule(
     r"[0-9a-fA-F])",
     [],
 )
-_PRIMITIVES = {**PRIMITIVE_RULES, **STRING_FORMAT_RULES, "char": _STRING_CHAR}
+_PRIMITIVES = {**PRIMITIVE_RULES, **STRING_FORMAT_RULES, **format_rules(), "char": _STRING_CHAR}
 #: what a grammar literal cannot hold as itself
 _LITERAL_SPECIALS = re.compile(r'["\\\x00-\x1F\x7F]')
 _LITERAL_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -147,6 +150,11 @@ class JsonSchemaConverter(SchemaConverter):
             counts = {key: int(schema[key]) for key in COUNT_KEYWORDS if key in schema}
             schema = {**schema, **counts}
         kinds = schema.get("type")
+        formatted = format_rule(schema)
+        if formatted is not None:
+            rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
+            value = self._add_primitive(formatted, _PRIMITIVES[formatted])
+            return str(self._add_rule(rule_name, value))
         bounded = kinds in ("integer", "number") and BOUND_KEYWORDS & schema.keys()
         if _BEFORE_TYPE_LISTS & schema.keys() or not (
             isinstance(kinds, list) or (bounded and not _BEFORE_INTEGERS & schema.keys())

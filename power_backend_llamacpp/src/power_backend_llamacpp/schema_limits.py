@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from power_backend_llamacpp.json_formats import format_rule
 from power_core.errors import InvalidRequest
 
 #: the widest window between a repetition's least and greatest count
@@ -118,6 +119,8 @@ def _repetitions(schema: Any) -> Iterator[tuple[str, int, int | None]]:
     """``(where, least, most)`` for every bounded repetition in ``schema``."""
     for node in schema_objects(schema):
         for low_key, high_key in _BOUNDS:
+            if low_key == "minLength" and format_rule(node) is not None:
+                continue  # its format's grammar writes it, not copies of a character
             least, most = _count(node.get(low_key)), _count(node.get(high_key))
             if least is not None or most is not None:
                 yield f"{low_key}/{high_key}", least or 0, most
