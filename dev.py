@@ -39,6 +39,12 @@ DEV_REQUIREMENTS = [
     "gguf==0.19.0",
     "openai==2.8.1",
     "ollama==0.6.1",
+    # LangChain's integrations for tests/api_langchain: langchain-openai 1.1.9 is the last to
+    # take openai 2.8.1 (1.1.10 wants >=2.20); langchain-core 1.8.4 wants a langchain-protocol
+    # (>=0.0.22) that the package index does not have yet
+    "langchain-core==1.8.3",
+    "langchain-ollama==1.1.0",
+    "langchain-openai==1.1.9",
     "pexpect==4.9.0",
     "ruff==0.17.6",
     "mypy==2.4.1",
