@@ -32,6 +32,7 @@ BENCHMARKS = {
     "mixed_lengths": "bench.mixed_lengths",
     "long_prompt": "bench.long_prompt",
     "conversations": "bench.conversations",
+    "shared_cores": "bench.shared_cores",
 }
 
 

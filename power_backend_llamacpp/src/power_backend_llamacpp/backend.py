@@ -256,6 +256,7 @@ class LlamaCppBackend:
             n_batch=n_batch,
             max_queue=options.max_queue,
             n_threads=threads,
+            adapt_threads=options.adapt_threads,
             adapters=adapters,
         )
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import llama_cpp as lc
 
 from power_backend_llamacpp.batching import ContinuousBatcher
+from power_backend_llamacpp.cpu_share import ThreadGovernor
 from power_backend_llamacpp.embedding import EmbeddingRunner
 from power_backend_llamacpp.jobs import Choice, Job
 from power_backend_llamacpp.lora import LoraAdapters
@@ -112,6 +113,7 @@ class LlamaCppEngine:
         max_queue: int,
         n_threads: int,
         adapters: LoraAdapters,
+        adapt_threads: bool = True,
     ) -> None:
         self.name = name
         self.info = info
@@ -131,6 +133,8 @@ class LlamaCppEngine:
         self._embedder = EmbeddingRunner(
             model, self._vocab, n_ctx=info.context_length, n_threads=n_threads, adapters=adapters
         )
+        adapting = adapt_threads and n_threads > 1
+        self._governor = ThreadGovernor(n_threads, self._set_threads) if adapting else None
         self._tasks: deque[Callable[[], None]] = deque()
         self._wake = WakeSignal()
         self._closing = False
@@ -324,11 +328,24 @@ class LlamaCppEngine:
             if batcher.starts_from_idle() and ARRIVING.count():
                 waited = ARRIVING.wait_until_none_on_the_way(self._wake.wait, BURST_WAIT_SECONDS)
                 log.debug("waited %.1f ms for requests on their way", waited * 1000)
+            if self._governor is not None:
+                self._governor.before_decode()
             try:
                 batcher.step()
             except Exception as exc:  # a bug must not strand clients: they get the error
                 batcher.abort_all(PowerError(f"inference engine error: {exc!r}"))
         return False
+
+    @property
+    def decode_threads(self) -> int:
+        """The threads llama.cpp decodes with now (fewer than loaded with while other
+        processes keep cores busy: :mod:`power_backend_llamacpp.cpu_share`)."""
+        ctx = self._ctx
+        return int(lc.llama_n_threads(ctx)) if ctx is not None else 0
+
+    def _set_threads(self, threads: int) -> None:
+        lc.llama_set_n_threads(self._ctx, threads, threads)
+        log.debug("%s decodes with %d thread(s)", self.name, threads)
 
     def _leave_when_idle(self) -> None:
         """Another engine started a thread: leave now if there is nothing to do."""

@@ -108,6 +108,9 @@ class Settings:
     num_ctx: int = 4096
     num_batch: int = 512
     num_thread: int | None = None
+    #: decode with fewer threads while other processes keep cores busy (llama.cpp's threads
+    #: wait for each other at every step, so one without a core stalls them all)
+    adapt_threads: bool = True
     use_mmap: bool = True
     #: llama.cpp's flash attention; off by default: on CPUs its kernels decode slower
     flash_attention: bool = False
@@ -148,6 +151,7 @@ _FIELD_TYPES: dict[str, str] = {
     "num_ctx": "a positive integer",
     "num_batch": "a positive integer",
     "num_thread": "a positive integer",
+    "adapt_threads": "true or false",
     "use_mmap": "true or false",
     "flash_attention": "true or false",
     "kv_cache_type": "one of f16, q8_0, q4_0",
@@ -158,7 +162,7 @@ _FIELD_TYPES: dict[str, str] = {
     "log_level": "one of debug, info, warning, error",
     "ollama_version": "a version like 0.13.0",
 }
-_BOOLS = {"use_mmap", "flash_attention"}
+_BOOLS = {"use_mmap", "flash_attention", "adapt_threads"}
 #: an Ollama release number, as clients parse it: major.minor.patch in ASCII digits
 _RELEASE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 #: KV cache element types, as Ollama names them

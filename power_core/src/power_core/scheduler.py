@@ -69,6 +69,7 @@ def load_options_from(settings: Settings, overrides: dict[str, Any]) -> LoadOpti
         num_ctx=settings.num_ctx,
         num_batch=settings.num_batch,
         num_thread=settings.num_thread,
+        adapt_threads=settings.adapt_threads,
         use_mmap=settings.use_mmap,
         flash_attention=settings.flash_attention,
         kv_cache_type=settings.kv_cache_type,

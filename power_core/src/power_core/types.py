@@ -39,6 +39,8 @@ class LoadOptions:
     num_ctx: int = 4096
     num_batch: int = 512
     num_thread: int | None = None
+    #: use fewer of the ``num_thread`` threads while other processes keep cores busy
+    adapt_threads: bool = True
     use_mmap: bool = True
     flash_attention: bool = False
     #: "f16", "q8_0" or "q4_0"; quantized types apply only with flash attention
