@@ -71,6 +71,45 @@ def test_busy_seconds_reads_the_cores_asked_for(tmp_path: Path) -> None:
     assert real is not None and real > 0
 
 
+class Readings:
+    """A clock and the machine's busy seconds, stepped by the test: ``others`` cores busy
+    for the next quarter second (this process being idle meanwhile)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.busy = 1000.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def read(self, _cpus: set[int]) -> float:
+        return self.busy
+
+    def advance(self, others: float) -> None:
+        self.now += 0.25
+        self.busy += others * 0.25
+
+
+def test_one_busy_reading_is_not_a_load_two_are() -> None:
+    readings = Readings()
+    applied: list[int] = []
+    governor = ThreadGovernor(
+        2, applied.append, clock=readings.clock, busy=readings.read, cpus={0, 1}
+    )
+    governor.before_decode()  # the first reading
+    for others in (1.0, 0.0, 1.0, 0.0):  # another process's threads spinning down
+        readings.advance(others)
+        governor.before_decode()
+    assert applied == [] and governor.threads == 2
+    for _ in range(2):
+        readings.advance(1.0)
+        governor.before_decode()
+    assert applied == [1]
+    readings.advance(0.0)  # more comes back at once
+    governor.before_decode()
+    assert applied == [1, 2]
+
+
 def drive(governor: ThreadGovernor, seconds: float, done: Callable[[], bool]) -> None:
     """Call ``before_decode`` as an engine does, until ``done`` or ``seconds`` pass."""
     end = time.monotonic() + seconds

@@ -84,15 +84,17 @@ class ThreadGovernor:
         *,
         clock: Callable[[], float] = time.monotonic,
         busy: Callable[[set[int]], float | None] = busy_seconds,
+        cpus: set[int] | None = None,
     ) -> None:
         self.most = most
         self.threads = most
         self._apply = apply
         self._clock = clock
         self._busy = busy
-        self._cpus = usable_cpus()
+        self._cpus = cpus if cpus is not None else usable_cpus()
         self._last: tuple[float, float, float] | None = None
         self._interval = FIRST_INTERVAL_SECONDS
+        self._dropping = False
 
     def before_decode(self) -> None:
         """Called before each decode: every :data:`INTERVAL_SECONDS`, measure and adjust."""
@@ -114,7 +116,13 @@ class ThreadGovernor:
         self._interval = INTERVAL_SECONDS
         elapsed = now - last[0]
         others = ((busy - last[1]) - (own - last[2])) / elapsed
-        self._set(threads_for(len(self._cpus), others, self.most))
+        threads = threads_for(len(self._cpus), others, self.most)
+        # fewer only when two readings in a row say so: a process that just finished its
+        # work (llama.cpp's threads spin a while after a decode) is not a load
+        dropping = threads < self.threads
+        if not dropping or self._dropping:
+            self._set(threads)
+        self._dropping = dropping
 
     def _set(self, threads: int) -> None:
         if threads != self.threads:
