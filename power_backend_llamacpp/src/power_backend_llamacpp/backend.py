@@ -18,6 +18,7 @@ from power_backend_llamacpp.extra_buffers import use_extra_buffers
 from power_core.concurrency import allocate_native_lock, start_native_thread
 from power_core.engine import LoadSpec, QuantizeSpec
 from power_core.errors import InvalidRequest, ModelLoadFailed
+from power_core.gguf import GGUFInfo
 from power_core.types import LoadOptions
 
 if TYPE_CHECKING:
@@ -156,6 +157,20 @@ class LlamaCppBackend:
         from power_backend_llamacpp.quantize import quantize_gguf
 
         quantize_gguf(spec, default_threads())
+
+    def adapter_problem(self, changed: set[str], model: GGUFInfo) -> str | None:
+        """Why llama.cpp cannot apply a LoRA adapter changing the tensors ``changed`` to the
+        weights ``model`` describes, if it cannot (the core asks at create and before a
+        load). On token embeddings the output layer shares (no ``output.weight``: tied
+        embeddings, as in SmolLM2), llama.cpp multiplies the output by the pair the wrong
+        way round and aborts the process (``ggml_can_mul_mat``)."""
+        shared = not any(tensor.name == "output.weight" for tensor in model.tensors)
+        if "token_embd.weight" in changed and shared:
+            return (
+                "changes 'token_embd.weight', which this model shares with its output layer; "
+                "llama.cpp cannot apply an adapter to shared token embeddings"
+            )
+        return None
 
     def load(self, spec: LoadSpec) -> LlamaCppEngine:
         """Load ``spec.path`` and start its engine thread.

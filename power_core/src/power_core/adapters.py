@@ -3,24 +3,25 @@ weights, as Ollama's Modelfile ``ADAPTER`` and ``/api/create`` ``adapters`` add 
 
 A model's adapters are layers of its manifest (``application/vnd.ollama.image.adapter``),
 handed to the backend in :attr:`power_core.engine.LoadSpec.adapters`. :func:`check_adapter`
-refuses at create time what llama.cpp would refuse at every load: another kind of file, an
-adapter for another architecture, or tensors the model does not have or whose shapes do not
-fit it (an adapter trained for another model of the same architecture).
+refuses at create time what the GGUF LoRA format (llama.cpp's) rules out at every load:
+another kind of file, an adapter for another architecture, or tensors the model does not
+have or whose shapes do not fit it (an adapter trained for another model of the same
+architecture); and what a backend says it cannot apply (its optional ``adapter_problem``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from power_core.engine import Backend
 from power_core.errors import InvalidRequest
 from power_core.gguf import GGML_TYPE_SIZES, GGUFInfo, TensorInfo, read_gguf_info
 from power_core.store.base import StoredBlob
 
 _SUFFIXES = (".lora_a", ".lora_b")
 _TOKEN_EMBEDDINGS = "token_embd.weight"
-_OUTPUT = "output.weight"
 #: tensors a LoRA file may carry beside its pairs, which llama.cpp passes over
 _IGNORED_SUFFIX = "_norm.weight"
 
@@ -39,9 +40,12 @@ def is_adapter(info: GGUFInfo) -> bool:
     return info.metadata.get("general.type") == "adapter"
 
 
-def check_adapter(label: str, adapter: GGUFInfo, model: GGUFInfo) -> None:
-    """Raise :class:`InvalidRequest` unless ``adapter`` is a LoRA adapter llama.cpp can apply
-    to the weights ``model`` describes."""
+def check_adapter(
+    label: str, adapter: GGUFInfo, model: GGUFInfo, backends: Iterable[Backend] = ()
+) -> None:
+    """Raise :class:`InvalidRequest` unless ``adapter`` is a GGUF LoRA adapter that fits the
+    weights ``model`` describes, and none of ``backends`` (their optional
+    ``adapter_problem``) knows a reason it cannot apply it."""
 
     def refuse(reason: str) -> InvalidRequest:
         return _refusal(label, reason)
@@ -68,13 +72,6 @@ def check_adapter(label: str, adapter: GGUFInfo, model: GGUFInfo) -> None:
         target = weights.get(name)
         if target is None:
             raise refuse(f"changes {name!r}, which this model does not have (another model's?)")
-        if name == _TOKEN_EMBEDDINGS and _OUTPUT not in weights:
-            # llama.cpp then multiplies the output by the pair the wrong way round, and
-            # aborts the process (ggml_can_mul_mat)
-            raise refuse(
-                f"changes {name!r}, which this model shares with its output layer; "
-                "llama.cpp cannot apply an adapter to shared token embeddings"
-            )
         for half in (lora_a, lora_b):
             block = GGML_TYPE_SIZES[half.type][0]
             if half.shape[0] % block:
@@ -87,17 +84,23 @@ def check_adapter(label: str, adapter: GGUFInfo, model: GGUFInfo) -> None:
                 f"has {name!r} shaped {_shape(lora_a)} x {_shape(lora_b)}, which does not fit "
                 f"the model's {_shape(target)} (an adapter for another model?)"
             )
+    for backend in backends:
+        problem = getattr(backend, "adapter_problem", None)
+        reason = problem(set(pairs), model) if problem is not None else None
+        if reason:
+            raise refuse(reason)
 
 
-def check_stored_adapters(weights: Path, adapters: Sequence[Path]) -> None:
+def check_stored_adapters(weights: Path, adapters: Sequence[Path], backend: Backend) -> None:
     """:func:`check_adapter` for each of a stored model's adapters, before a load: a model
     created elsewhere (pulled, or written by Ollama) was not checked when it was made, and
-    llama.cpp aborts the process on some adapters it accepts (shared token embeddings)."""
+    a backend may abort the process on an adapter it accepts (llama.cpp, on shared token
+    embeddings)."""
     if not adapters:
         return
     model = read_gguf_info(weights)
     for path in adapters:
-        check_adapter(path.name, read_gguf_info(path), model)
+        check_adapter(path.name, read_gguf_info(path), model, [backend])
 
 
 def _refusal(label: str, reason: str) -> InvalidRequest:

@@ -156,7 +156,10 @@ class Backend(Protocol):
 
     Optionally it has ``applies_adapters = True``: it applies the LoRA adapters of
     :attr:`LoadSpec.adapters`. A model with adapters is refused (a 400) by a backend
-    without it, rather than run without them.
+    without it, rather than run without them. Such a backend may also have
+    ``adapter_problem(changed: set[str], model: GGUFInfo) -> str | None``: why it cannot
+    apply an adapter changing the tensors ``changed`` to those weights, which the core asks
+    at create (a 400) and before each load.
     """
 
     #: unique name, e.g. ``"llamacpp"``

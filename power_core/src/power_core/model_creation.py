@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 
 class ModelCreator:
-    """Creates models in ``store``; ``backends`` are asked only when a create quantizes."""
+    """Creates models in ``store``; ``backends`` are asked only when a create quantizes or
+    adds adapters."""
 
     def __init__(
         self, store: ModelStore, reader: ModelReader, backends: Callable[[], Iterable[Backend]]
@@ -169,7 +170,9 @@ class ModelCreator:
             # read again whole: the reader's cached headers leave the tensors out
             weights_info = read_gguf_info(weights)
             for adapter in adapters:
-                check_adapter(adapter.label, self._adapter_info(adapter), weights_info)
+                check_adapter(
+                    adapter.label, self._adapter_info(adapter), weights_info, self._backends()
+                )
 
     def _adapter_info(self, adapter: AdapterSource) -> GGUFInfo:
         source = adapter.source

@@ -302,7 +302,7 @@ class ModelScheduler:
     def _load(self, model: ResolvedModel, options: LoadOptions) -> LoadedModel:
         backend = self._backend_for(model)
         try:
-            check_stored_adapters(model.model_path, model.adapters)
+            check_stored_adapters(model.model_path, model.adapters, backend)
         except InvalidRequest as exc:  # the stored model's fault, not the request's
             raise ModelLoadFailed(f"cannot load '{model.name}': {exc.message}") from None
         spec = LoadSpec(
