@@ -12,7 +12,9 @@ template costs one failed request instead of the process:
   they allocate;
 * depth: macro and recursive-loop nesting is capped below Python's recursion limit.
 
-Every failure surfaces as :class:`TemplateError`, a client error.
+Every failure surfaces as :class:`TemplateError`, a client error. The error, the limits
+and :class:`RenderBudget` live in :mod:`power_core.chat.render_budget`, which Go templates
+share without Jinja2.
 """
 
 from __future__ import annotations
@@ -36,16 +38,14 @@ from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
-from power_core.errors import InvalidRequest
-
-#: seconds one render may take
-RENDER_TIME_LIMIT_S = 2.0
-#: characters a render may produce beyond twice the size of its input
-MAX_OUTPUT_CHARS = 1 << 20
-#: nested calls (macros, recursive loops) one render may make
-MAX_CALL_DEPTH = 64
-#: items one ``range()`` may have
-MAX_RANGE = 100_000
+from power_core.chat.render_budget import (
+    MAX_CALL_DEPTH,
+    MAX_OUTPUT_CHARS,
+    MAX_RANGE,
+    RENDER_TIME_LIMIT_S,
+    RenderBudget,
+    TemplateError,
+)
 
 # Filter names a template author cannot write (they are not identifiers), used to wrap nodes.
 _LOOP_GUARD = "power.loop_guard"
@@ -53,49 +53,7 @@ _SIZE_GUARD = "power.size_guard"
 # Filters whose integer arguments size the value they build.
 _SIZING_FILTERS = frozenset({"center", "indent", "wordwrap", "slice", "batch", "truncate"})
 _SIZING_STR_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
-_SIZED = (str, bytes, list, tuple, dict, set, frozenset)
 _PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
-
-
-class TemplateError(InvalidRequest):
-    """A chat template is malformed, failed while rendering, or exceeded its limits."""
-
-    code = "invalid_template"
-
-
-@dataclass
-class RenderBudget:
-    """The limits of one render (or compile) in progress."""
-
-    deadline: float
-    max_chars: int
-    depth: int = 0
-
-    def tick(self) -> None:
-        """Raise :class:`TemplateError` once the deadline has passed."""
-        if time.monotonic() > self.deadline:
-            raise TemplateError(
-                f"chat template took longer than {RENDER_TIME_LIMIT_S:g} s to render"
-            )
-
-    def check_size(self, value: Any) -> Any:
-        """Return ``value``, or raise when it is larger than the budget allows."""
-        if isinstance(value, int) and value.bit_length() > self.max_chars * 8:
-            self.refuse("an integer")
-        if isinstance(value, _SIZED) and len(value) > self.max_chars:
-            self.refuse(f"a {type(value).__name__}")
-        return value
-
-    def check_count(self, count: int) -> None:
-        """Raise when an operation would build ``count`` items or characters."""
-        if count > self.max_chars:
-            self.refuse("a value")
-
-    def refuse(self, what: str) -> NoReturn:
-        """Raise the error for a value over the size limit."""
-        raise TemplateError(
-            f"chat template built {what} larger than the limit of {self.max_chars} characters"
-        )
 
 
 _BUDGET: ContextVar[RenderBudget | None] = ContextVar("power_template_budget", default=None)
@@ -105,14 +63,18 @@ def current_budget() -> RenderBudget:
     """The budget of the render running in this context (a fresh default one outside any)."""
     budget = _BUDGET.get()
     if budget is None:
-        budget = RenderBudget(time.monotonic() + RENDER_TIME_LIMIT_S, MAX_OUTPUT_CHARS)
+        budget = RenderBudget(
+            time.monotonic() + RENDER_TIME_LIMIT_S, MAX_OUTPUT_CHARS, limit_s=RENDER_TIME_LIMIT_S
+        )
     return budget
 
 
 @contextmanager
 def render_budget(max_chars: int) -> Iterator[RenderBudget]:
     """Run the body under a fresh deadline and size limit."""
-    budget = RenderBudget(time.monotonic() + RENDER_TIME_LIMIT_S, max_chars)
+    budget = RenderBudget(
+        time.monotonic() + RENDER_TIME_LIMIT_S, max_chars, limit_s=RENDER_TIME_LIMIT_S
+    )
     token = _BUDGET.set(budget)
     try:
         yield budget

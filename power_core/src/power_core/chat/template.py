@@ -9,7 +9,6 @@ in the hardened sandbox of :mod:`power_core.chat.sandbox`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -19,6 +18,7 @@ from power_core.chat.sandbox import (
     compile_template,
     render_template,
 )
+from power_core.chat.template_inputs import input_size, tool_dicts
 from power_core.types import ChatMessage, ToolSpec
 
 __all__ = [
@@ -108,21 +108,6 @@ def message_dicts(messages: list[ChatMessage]) -> list[dict[str, Any]]:
             item["reasoning_content"] = message.thinking
         result.append(item)
     return result
-
-
-def tool_dicts(tools: list[ToolSpec]) -> list[dict[str, Any]]:
-    """Turn tool specs into OpenAI-style ``{"type": "function", "function": {...}}`` entries."""
-    return [
-        {
-            "type": "function",
-            "function": {
-                "name": tool.name,
-                "description": tool.description,
-                "parameters": tool.parameters,
-            },
-        }
-        for tool in tools
-    ]
 
 
 class PromptTemplate(Protocol):
@@ -240,14 +225,3 @@ def render_prompt(
         if at >= 0:
             return rendered[:at] + last.content
     return template.render(messages, tools=tools, add_generation_prompt=True)
-
-
-def input_size(messages: list[ChatMessage], tools: list[dict[str, Any]] | None) -> int:
-    """The characters of a conversation and its tools, which a render's output may
-    legitimately grow with."""
-    size = len(json.dumps(tools)) if tools else 0
-    for message in messages:
-        size += len(message.content) + len(message.thinking or "")
-        for call in message.tool_calls:
-            size += len(call.name) + len(json.dumps(call.arguments))
-    return size

@@ -8,8 +8,8 @@ from typing import Any
 
 from power_core.chat.go_template.ollama_data import ThinkValues
 from power_core.chat.go_template.ollama_template import OllamaTemplate, compile_ollama_template
-from power_core.chat.sandbox import MAX_OUTPUT_CHARS, TemplateError
-from power_core.chat.template import input_size, tool_dicts
+from power_core.chat.render_budget import MAX_OUTPUT_CHARS, TemplateError
+from power_core.chat.template_inputs import input_size, tool_dicts
 from power_core.types import ChatMessage, ToolSpec
 
 

@@ -47,7 +47,12 @@ from power_core.chat.go_template.values import (
     map_items,
     type_name,
 )
-from power_core.chat.sandbox import MAX_RANGE, RENDER_TIME_LIMIT_S, RenderBudget, TemplateError
+from power_core.chat.render_budget import (
+    MAX_RANGE,
+    RENDER_TIME_LIMIT_S,
+    RenderBudget,
+    TemplateError,
+)
 
 _MISSING: Any = object()  # no value piped in from an earlier command
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from power_core.chat.sandbox import TemplateError
+from power_core.chat.render_budget import TemplateError
 
 LEFT_DELIM = "{{"
 RIGHT_DELIM = "}}"

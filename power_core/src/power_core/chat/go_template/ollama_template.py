@@ -38,7 +38,7 @@ from power_core.chat.go_template.ollama_data import (
 )
 from power_core.chat.go_template.parser import parse
 from power_core.chat.go_template.values import GoList, GoMap
-from power_core.chat.sandbox import RENDER_TIME_LIMIT_S, RenderBudget, TemplateError
+from power_core.chat.render_budget import RENDER_TIME_LIMIT_S, RenderBudget, TemplateError
 from power_core.types import ChatMessage, ToolSpec
 
 #: the longest template compiled: Ollama's run to a few kilobytes, and compiling takes the

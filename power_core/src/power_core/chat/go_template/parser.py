@@ -30,7 +30,7 @@ from power_core.chat.go_template.nodes import (
     Text,
     Variable,
 )
-from power_core.chat.sandbox import TemplateError
+from power_core.chat.render_budget import TemplateError
 
 #: how deeply control structures and parentheses may nest
 MAX_NESTING = 100

@@ -10,7 +10,7 @@ import re
 from typing import Any, NoReturn
 
 from power_core.chat.go_template.values import NO_VALUE, go_float, go_text, type_name
-from power_core.chat.sandbox import TemplateError
+from power_core.chat.render_budget import TemplateError
 
 _DIRECTIVE = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\*|\d*))?(.)?", re.DOTALL)
 #: the widest field or longest precision a template may ask for: enough for any prompt's
