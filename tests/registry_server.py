@@ -1,18 +1,28 @@
 """A local Ollama-style registry for pull and push tests: the Docker registry v2 routes
 that Ollama's registry serves, with its habit of redirecting blob requests to separate
 storage, and the upload routes a push uses (``HEAD`` a blob, ``POST`` an upload, ``PUT``
-its bytes with their digest, ``PUT`` the manifest)."""
+its bytes with their digest, ``PUT`` the manifest). With ``require_token`` it also wants
+signing in as ollama.com does: a ``401`` with a bearer challenge, and a token service
+(``/token``) that checks the Ed25519 signature of a key it knows (:class:`TokenService`)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
 import threading
+import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 _MANIFEST = re.compile(r"/v2/([^/]+)/([^/]+)/manifests/([^/]+)")
@@ -22,8 +32,70 @@ _UPLOADS = re.compile(r"/v2/([^/]+)/([^/]+)/blobs/uploads/")
 _UPLOAD = re.compile(r"/v2/([^/]+)/([^/]+)/blobs/uploads/([0-9a-f]{32})\?_state=x&digest=(.*)")
 
 
+_REPOSITORY = re.compile(r"/v2/([^/]+)/([^/]+)/")
+_EMPTY_BODY_HASH = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode()
+
+
 def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class TokenService:
+    """Ollama's sign-in, as the registry side sees it: tokens for the scopes asked, given
+    to a request signed by a known key (``known_keys``: the base64 wire form, the second
+    field of a ``.pub`` line), or for pulling only, unsigned, when ``anonymous_pull``."""
+
+    known_keys: set[str] = field(default_factory=set)
+    anonymous_pull: bool = False
+    #: the realm's ``host:port`` (default: the registry's own)
+    realm_host: str | None = None
+    #: every token request: its path and its ``Authorization`` header ("" when none)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    #: token -> the (repository, action) pairs it grants
+    tokens: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+
+    def grant(self, host: str, path: str, authorization: str) -> tuple[int, dict[str, Any]]:
+        """The status and JSON answer to ``GET path`` (a token request) sent to ``host``."""
+        self.requests.append((path, authorization))
+        query = parse_qs(urlsplit(path).query)
+        wanted = set()
+        for scope in query.get("scope", []):
+            _, repository, actions = scope.split(":")
+            wanted |= {(repository, action) for action in actions.split(",")}
+        if authorization:
+            problem = self._check_signature(host, path, authorization, query)
+            if problem:
+                return 401, {"errors": [{"code": "UNAUTHORIZED", "message": problem}]}
+        elif not self.anonymous_pull:
+            return 401, {"errors": [{"code": "UNAUTHORIZED", "message": "sign in"}]}
+        else:
+            wanted = {(repository, action) for repository, action in wanted if action == "pull"}
+        token = uuid.uuid4().hex
+        self.tokens[token] = wanted
+        return 200, {"token": token}
+
+    def _check_signature(
+        self, host: str, path: str, authorization: str, query: dict[str, list[str]]
+    ) -> str | None:
+        wire_form, _, signature = authorization.partition(":")
+        if wire_form not in self.known_keys:
+            return "unknown key"
+        stamp = query.get("ts", ["0"])[0]
+        if not query.get("nonce") or not stamp.isdecimal() or abs(time.time() - int(stamp)) > 60:
+            return "stale or replayed"
+        key = load_ssh_public_key(b"ssh-ed25519 " + wire_form.encode())
+        assert isinstance(key, Ed25519PublicKey)
+        signed = f"GET,http://{host}{path},{_EMPTY_BODY_HASH}".encode()
+        try:
+            key.verify(base64.b64decode(signature), signed)
+        except InvalidSignature:
+            return "bad signature"
+        return None
+
+    def allows(self, authorization: str, repository: str, action: str) -> bool:
+        token = authorization.removeprefix("Bearer ")
+        return (repository, action) in self.tokens.get(token, set())
 
 
 class RegistryServer:
@@ -38,6 +110,8 @@ class RegistryServer:
         self.writes: list[tuple[str, str]] = []
         #: answer uploads with 401, as a registry that wants signing in does
         self.refuse_uploads = False
+        #: with a token service, every /v2/ request needs one of its tokens
+        self.require_token: TokenService | None = None
         self._uploads: set[str] = set()
         registry = self
 
@@ -47,8 +121,37 @@ class RegistryServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def _signed_in(self, action: str) -> bool:
+                """Whether the request holds a token for ``action`` on its repository;
+                answers the challenge when not."""
+                service = registry.require_token
+                match = _REPOSITORY.match(self.path)
+                if service is None or match is None:
+                    return True
+                repository = "/".join(match.groups())
+                if service.allows(self.headers.get("Authorization", ""), repository, action):
+                    return True
+                realm = f"http://{service.realm_host or registry.host}/token"
+                actions = "pull" if action == "pull" else "push,pull"
+                challenge = (
+                    f'Bearer realm="{realm}",service="test-registry",'
+                    f'scope="repository:{repository}:{actions}"'
+                )
+                self._answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', challenge=challenge)
+                return False
+
             def do_GET(self) -> None:
                 registry.requests[self.path] += 1
+                if self.path.startswith("/token?") and registry.require_token is not None:
+                    status, answer = registry.require_token.grant(
+                        self.headers.get("Host", ""),
+                        self.path,
+                        self.headers.get("Authorization", ""),
+                    )
+                    self._answer(status, json.dumps(answer).encode())
+                    return
+                if not self._signed_in("pull"):
+                    return
                 if match := _MANIFEST.fullmatch(self.path):
                     registry.accept_headers.append(self.headers.get("Accept", ""))
                     body = registry.manifests.get(match.groups())  # type: ignore[call-overload]
@@ -66,6 +169,8 @@ class RegistryServer:
 
             def do_HEAD(self) -> None:
                 registry.writes.append(("HEAD", self.path))
+                if not self._signed_in("pull"):
+                    return
                 match = _BLOB.fullmatch(self.path)
                 blob = registry.blobs.get(match.group(3)) if match else None
                 self.send_response(404 if blob is None else 200)
@@ -74,6 +179,8 @@ class RegistryServer:
 
             def do_POST(self) -> None:
                 registry.writes.append(("POST", self.path))
+                if not self._signed_in("push"):
+                    return
                 if registry.refuse_uploads:
                     self._answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}')
                 elif _UPLOADS.fullmatch(self.path):
@@ -87,6 +194,8 @@ class RegistryServer:
             def do_PUT(self) -> None:
                 registry.writes.append(("PUT", self.path))
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if not self._signed_in("push"):
+                    return
                 if match := _UPLOAD.fullmatch(self.path):
                     upload, digest = match.group(3), match.group(4).replace("%3A", ":")
                     if upload not in registry._uploads or digest_of(body) != digest:
@@ -106,10 +215,18 @@ class RegistryServer:
                 else:
                     self._answer(404, b"")
 
-            def _answer(self, status: int, body: bytes, location: str | None = None) -> None:
+            def _answer(
+                self,
+                status: int,
+                body: bytes,
+                location: str | None = None,
+                challenge: str | None = None,
+            ) -> None:
                 self.send_response(status)
                 if location is not None:
                     self.send_header("Location", location)
+                if challenge is not None:
+                    self.send_header("WWW-Authenticate", challenge)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

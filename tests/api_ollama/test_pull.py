@@ -11,7 +11,8 @@ import ollama
 import pytest
 import requests
 
-from registry_server import RegistryServer
+from conftest import PowerServer, power_cli
+from registry_server import RegistryServer, TokenService
 
 
 def test_pull_by_url_streams_ollama_progress(
@@ -164,7 +165,7 @@ def test_push_uploads_to_a_registry_with_ollama_progress(client: ollama.Client, 
         assert refused.value.status_code == 502
         lines = requests.post(url + "/api/push", json={"model": again}, stream=True, timeout=60)
         assert lines.status_code == 200  # the refusal comes after the first progress line
-        assert "signing in is not supported" in lines.text.splitlines()[-1]
+        assert "wants a signed-in key" in lines.text.splitlines()[-1]
         with pytest.raises(ollama.ResponseError, match="not found") as missing:
             client.push(registry.name("absent", "1"))
         assert missing.value.status_code == 404
@@ -194,3 +195,31 @@ def test_insecure_pulls_reach_a_plain_http_registry(client: ollama.Client, tiny_
     finally:
         lan.close()
     client.delete(name)
+
+
+def test_the_server_signs_in_with_the_key_the_cli_shows(
+    client: ollama.Client, power_server: PowerServer, tiny_gguf: Path
+) -> None:
+    # the key `a3s-power key` shows is the one the server signs its token requests with
+    shown = power_cli(power_server.env, "key").stdout.strip()
+    assert shown.startswith("ssh-ed25519 ")
+    registry = RegistryServer()
+    registry.require_token = TokenService()
+    registry.add_model("tiny", "1b", tiny_gguf.read_bytes())
+    pushed = registry.name("tiny", "copy", namespace="me")
+    try:
+        with pytest.raises(ollama.ResponseError, match="a3s-power key") as refused:
+            client.pull(registry.name("tiny", "1b"))
+        assert refused.value.status_code == 502
+
+        registry.require_token.known_keys.add(shown.split()[1])
+        assert client.pull(registry.name("tiny", "1b")).status == "success"
+        client.copy(registry.name("tiny", "1b"), pushed)
+        assert client.push(pushed).status == "success"
+        assert ("me", "tiny", "copy") in registry.manifests
+        signed = [auth for _, auth in registry.require_token.requests]
+        assert signed and all(auth.startswith(shown.split()[1] + ":") for auth in signed)
+    finally:
+        registry.close()
+    client.delete(registry.name("tiny", "1b"))
+    client.delete(pushed)

@@ -219,6 +219,21 @@ def test_push_to_a_registry(run: Run, tmp_path: Path, tiny_gguf: Path) -> None:
         lan.close()
 
 
+def test_key_shows_the_same_public_key_and_never_replaces_a_bad_one(run: Run, home: Path) -> None:
+    status, out, err = run("key")
+    assert status == 0, err
+    assert out.startswith("ssh-ed25519 ") and len(out.splitlines()) == 1
+    assert str(home / "id_ed25519") in err
+    assert (home / "id_ed25519.pub").read_text() == out
+    assert run("key")[1] == out  # made once, then read
+
+    (home / "id_ed25519").write_text("not a key\n")
+    status, out, err = run("key")
+    assert (status, out) == (1, "")
+    assert "cannot use the registry key" in err and "move it away" in err
+    assert (home / "id_ed25519").read_text() == "not a key\n"
+
+
 def test_progress_on_a_terminal_draws_one_line() -> None:
     io = BufferedIO()
     printer = ProgressPrinter(io, terminal=True)
@@ -242,7 +257,8 @@ def test_list_does_not_import_the_server_or_the_engine(home: Path) -> None:
         "    main()\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
-        "heavy = {'flask', 'gevent', 'llama_cpp', 'werkzeug', 'requests', 'jinja2'}\n"
+        "heavy = {'flask', 'gevent', 'llama_cpp', 'werkzeug', 'requests', 'jinja2',\n"
+        "         'cryptography'}\n"
         "print('IMPORTED', sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
     )
     result = subprocess.run(

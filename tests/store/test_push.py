@@ -88,7 +88,7 @@ def test_a_registry_that_refuses_is_a_clear_failure(
     name = registry.name("tiny", "v1", namespace="me")
     create(puller, name, tiny_gguf)
     registry.refuse_uploads = True
-    with pytest.raises(PushFailed, match=r"HTTP 401 Unauthorized.*signing in is not supported"):
+    with pytest.raises(PushFailed, match=r"HTTP 401 Unauthorized.*wants a signed-in key"):
         puller.push(name)
     assert registry.manifests == {}
     assert puller.resolve(name).system == "Be brief."  # the stored model is untouched

@@ -38,6 +38,7 @@ CORE_COMMANDS: dict[str, str] = {
     "plugins": "power_core.cli.commands.plugins:PluginsCommand",
     "version": "power_core.cli.commands.version:VersionCommand",
     "config": "power_core.cli.commands.config:ConfigCommand",
+    "key": "power_core.cli.commands.key:KeyCommand",
 }
 
 #: Ollama's short names; each command class also declares its aliases for cleo

@@ -34,7 +34,12 @@ def network_errors() -> tuple[type[BaseException], ...]:
 
 def failure_reason(exc: BaseException) -> str:
     """Why a request failed, in a few words, with the host when it is known: ``cannot
-    reach HOST: connection refused``, ``... timed out``, ``... TLS failed: ...``."""
+    reach HOST: connection refused``, ``... timed out``, ``... TLS failed: ...``; a refused
+    sign-in in its own words."""
+    from power_core.pull.registry_auth import SignInFailed
+
+    if isinstance(exc, SignInFailed):
+        return str(exc)
     chain = list(_chain(exc))
     reason = _reason(chain)
     host = _host(chain)

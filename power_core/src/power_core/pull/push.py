@@ -7,8 +7,9 @@ Every blob the manifest lists (the layers, then the config) is looked up with ``
 .../blobs/uploads/`` opens an upload and answers with its location, ``PUT
 <location>?digest=<digest>`` sends the bytes, which the registry checks against the digest.
 The manifest goes last (``PUT .../manifests/<tag>``), so the registry never lists a model
-whose blobs it lacks. Signing in is not supported: a registry that wants it (ollama.com's
-namespaces) refuses, and the refusal is reported with its status.
+whose blobs it lacks. A registry that wants a token (ollama.com's namespaces) gets one
+signed with this machine's key (:mod:`power_core.pull.registry_auth`); one that still
+refuses is reported with its status and how to add the key to an account.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from power_core.store.manifest import MANIFEST_MEDIA_TYPE, Layer, Manifest
 
 if TYPE_CHECKING:
     import requests
+    from requests.auth import AuthBase
 
 #: progress is reported each time this many more bytes went out (and at the end)
 REPORT_EVERY = 1 << 20
@@ -36,8 +38,12 @@ _READ_SIZE = 1 << 20
 class RegistryPusher:
     """Uploads models to registries; ``session`` is for tests and connection reuse."""
 
-    def __init__(self, session: requests.Session | None = None) -> None:
+    def __init__(
+        self, session: requests.Session | None = None, key_path: Path | None = None
+    ) -> None:
         self._session = session
+        #: the key that signs in to registries (default ``<home>/id_ed25519``)
+        self._key_path = key_path
 
     def push(
         self,
@@ -52,9 +58,12 @@ class RegistryPusher:
         as ``reference`` (a model name, spelt as the registry should see it)."""
         import requests  # here, not at module import: keeps `a3s-power list` fast
 
+        from power_core.pull.registry_auth import RegistryTokenAuth
+
         base = registry_base(reference, insecure)
         session = self._session or requests.Session()
-        call = _Caller(session, verify=not insecure)
+        auth = RegistryTokenAuth(self._key_path)
+        call = _Caller(session, verify=not insecure, auth=auth, key_path=self._key_path)
         try:
             for layer in [*manifest.layers, manifest.config]:
                 _push_blob(call, base, layer, blob_path(layer.digest), progress)
@@ -105,9 +114,13 @@ def _push_blob(
 class _Caller:
     """One request to the registry; a failure or refusal becomes :class:`PushFailed`."""
 
-    def __init__(self, session: requests.Session, *, verify: bool) -> None:
+    def __init__(
+        self, session: requests.Session, *, verify: bool, auth: AuthBase, key_path: Path | None
+    ) -> None:
         self._session = session
         self._verify = verify
+        self._auth = auth
+        self._key_path = key_path
 
     def __call__(
         self,
@@ -129,22 +142,26 @@ class _Caller:
                 headers=headers,
                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
                 verify=self._verify,
+                auth=self._auth,
             )
         except failures as exc:
             raise PushFailed(f"cannot push {what}: {failure_reason(exc)}") from exc
         if response.status_code >= 400 and not (absent_ok and response.status_code == 404):
-            raise PushFailed(_refusal(response, what))
+            raise PushFailed(_refusal(response, what, self._key_path))
         return response
 
 
-def _refusal(response: requests.Response, what: str) -> str:
+def _refusal(response: requests.Response, what: str, key_path: Path | None) -> str:
     message = f"the registry refused {what}: HTTP {response.status_code} {response.reason or ''}"
     detail = response.text[:200].strip() if response.request.method != "HEAD" else ""
     if detail:
         message = f"{message.rstrip()} ({detail})"
+    message = message.rstrip()
     if response.status_code in (401, 403):
-        message += "; pushing to a registry that needs signing in is not supported"
-    return message.rstrip()
+        from power_core.pull.registry_auth import sign_in_hint
+
+        message += f"; {sign_in_hint(key_path)}"
+    return message
 
 
 class _ReportingReader:

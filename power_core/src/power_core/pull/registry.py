@@ -26,7 +26,10 @@ from power_core.store.layers import load_messages, load_parameters, looks_like_p
 from power_core.store.manifest import MANIFEST_MEDIA_TYPE, Manifest, layer_media_type
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import requests
+    from requests.auth import AuthBase
 
     from power_core.gguf import GGUFInfo
     from power_core.store.base import ModelStore
@@ -57,9 +60,13 @@ class RegistrySource:
 
     name = "registry"
 
-    def __init__(self, session: requests.Session | None = None) -> None:
+    def __init__(
+        self, session: requests.Session | None = None, key_path: Path | None = None
+    ) -> None:
         self._session = session
         self._blobs = UrlSource(session)
+        #: the key that signs in to registries (default ``<home>/id_ed25519``)
+        self._key_path = key_path
 
     def handles(self, reference: str) -> bool:
         """True for model names (``[host/][namespace/]model[:tag]``), not file paths."""
@@ -98,8 +105,11 @@ class RegistrySource:
         expected_digest: str | None,
         insecure: bool,
     ) -> FetchedBlob:
+        from power_core.pull.registry_auth import RegistryTokenAuth
+
+        auth = RegistryTokenAuth(self._key_path)
         base = registry_base(reference, insecure)
-        manifest = self._manifest(ref, f"{base}/manifests/{registry_tag(reference)}")
+        manifest = self._manifest(ref, f"{base}/manifests/{registry_tag(reference)}", auth)
         weights = manifest.layer("model")
         if weights is None:
             raise InvalidModelFile(f"the registry's manifest of '{ref.display}' has no model")
@@ -126,6 +136,7 @@ class RegistrySource:
                     label=layer.digest[7:19],
                     gguf=is_weights,
                     insecure=insecure,
+                    auth=auth,
                 )
             except DigestMismatch as exc:  # the registry's blob is not its own digest's
                 raise PullFailed(exc.message) from exc
@@ -144,8 +155,10 @@ class RegistrySource:
             manifest=manifest,
         )
 
-    def _manifest(self, ref: ModelRef, url: str) -> Manifest:
+    def _manifest(self, ref: ModelRef, url: str, auth: AuthBase) -> Manifest:
         import requests  # here, not at module import: keeps `a3s-power list` fast
+
+        from power_core.pull.registry_auth import sign_in_hint
 
         session = self._session or requests.Session()
         # ValueError: a redirect to an address urllib cannot parse (see url.py's _request)
@@ -156,15 +169,17 @@ class RegistrySource:
                 headers={"Accept": MANIFEST_MEDIA_TYPE},
                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
                 stream=True,
+                auth=auth,
             )
             with response:
                 if response.status_code == 404:
                     raise ModelNotFound(ref.display)
                 if response.status_code >= 400:
-                    raise PullFailed(
-                        f"cannot pull '{ref.display}': the registry answered HTTP "
-                        f"{response.status_code} {response.reason or ''}".rstrip()
-                    )
+                    answer = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+                    message = f"cannot pull '{ref.display}': the registry answered {answer}"
+                    if response.status_code in (401, 403):
+                        message += f"; {sign_in_hint(self._key_path)}"
+                    raise PullFailed(message)
                 raw = response.raw.read(MAX_MANIFEST_RESPONSE + 1, decode_content=True)
         except failures as exc:
             raise PullFailed(f"cannot pull '{ref.display}': {failure_reason(exc)}") from exc

@@ -38,6 +38,7 @@ _HEAD_BYTES = 8
 
 if TYPE_CHECKING:
     import requests
+    from requests.auth import AuthBase
 
 
 class _Restart(Exception):
@@ -100,12 +101,14 @@ class UrlSource:
         label: str,
         gguf: bool = True,
         insecure: bool = False,
+        auth: AuthBase | None = None,
     ) -> tuple[StoredBlob, GGUFInfo | None]:
         """Download ``url`` into ``store`` as a verified blob, resuming a kept partial file.
 
         With ``gguf`` the body must be a usable GGUF file (its parsed header is returned);
         without, any bytes are stored (the text layers of a registry model). A blob already
-        stored under ``expected`` is not downloaded again.
+        stored under ``expected`` is not downloaded again. ``auth`` signs the requests in
+        (a registry's, :mod:`power_core.pull.registry_auth`).
         """
         existing = _reuse(store, expected, label, progress) if expected else None
         if existing is not None:
@@ -121,12 +124,12 @@ class UrlSource:
             try:
                 try:
                     hex_digest, size = self._download(
-                        url, partial, expected, label, progress, gguf, insecure
+                        url, partial, expected, label, progress, gguf, insecure, auth
                     )
                 except _Restart:
                     partial.discard()
                     hex_digest, size = self._download(
-                        url, partial, expected, label, progress, gguf, insecure
+                        url, partial, expected, label, progress, gguf, insecure, auth
                     )
             except _NotGGUF:
                 partial.discard()
@@ -158,6 +161,7 @@ class UrlSource:
         progress: ProgressCallback,
         gguf: bool,
         insecure: bool,
+        auth: AuthBase | None,
     ) -> tuple[str, int]:
         state = partial.read_state()
         offset = partial.size() if state else 0
@@ -178,17 +182,18 @@ class UrlSource:
         if insecure and session is not self._session:
             session.verify = False
         try:
-            return self._request(
-                url, session, headers, partial, hasher, offset, expected, label, progress, gguf
+            response = _get(url, session, headers, auth)
+            return self._read(
+                url, response, headers, partial, hasher, offset, expected, label, progress, gguf
             )
         finally:
             if session is not self._session:
                 session.close()
 
-    def _request(
+    def _read(
         self,
         url: str,
-        session: requests.Session,
+        response: requests.Response,
         headers: dict[str, str],
         partial: PartialDownload,
         hasher: Any,
@@ -198,15 +203,6 @@ class UrlSource:
         progress: ProgressCallback,
         gguf: bool,
     ) -> tuple[str, int]:
-        import requests
-
-        try:
-            response = session.get(
-                url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
-            )
-        except (requests.RequestException, ValueError) as exc:  # ValueError: a redirect to
-            # an address urllib cannot parse ("http://[::zz/x")
-            raise PullFailed(f"cannot download {url}: {failure_reason(exc)}") from exc
         total: int | None
         with response:
             if response.status_code == 416 and offset:
@@ -320,6 +316,20 @@ class UrlSource:
                 "(the connection closed); pull again to resume"
             )
         return completed
+
+
+def _get(
+    url: str, session: requests.Session, headers: dict[str, str], auth: AuthBase | None
+) -> requests.Response:
+    import requests
+
+    try:
+        return session.get(
+            url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), auth=auth
+        )
+    except (requests.RequestException, ValueError) as exc:  # ValueError: a redirect to
+        # an address urllib cannot parse ("http://[::zz/x")
+        raise PullFailed(f"cannot download {url}: {failure_reason(exc)}") from exc
 
 
 def _validator(response: requests.Response) -> str | None:

@@ -1,0 +1,171 @@
+"""Signing in to a registry: the bearer-token challenge of the Docker registry API, answered
+as Ollama answers it.
+
+A registry that wants a token answers ``401`` with ``WWW-Authenticate: Bearer
+realm="...",service="...",scope="..."``. The client asks the realm for a token (``GET
+<realm>?nonce=...&scope=...&service=...&ts=...``) and sends its request again with
+``Authorization: Bearer <token>``. Ollama's registry knows users by their Ed25519 keys: the
+token request carries ``Authorization: <public key>:<signature>`` over
+``GET,<token URL>,<base64 of the hex SHA-256 of the empty body>``
+(:class:`power_core.registry_key.RegistryKey`).
+
+The signature goes only to a realm on the host the request went to, as Ollama checks; a
+realm elsewhere (Docker Hub's ``auth.docker.io``, for one) is asked for an anonymous token.
+A request is sent again once, and only when its body can be sent again (none, or bytes);
+tokens are kept per host for the requests after it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+import urllib3.exceptions
+from requests.auth import AuthBase
+from requests.utils import parse_dict_header
+
+from power_core.registry_key import (
+    OLLAMA_KEYS_PAGE,
+    RegistryKey,
+    RegistryKeyError,
+    default_key_path,
+)
+
+if TYPE_CHECKING:
+    from requests.models import PreparedRequest
+
+#: a token answer larger than this is not one
+MAX_TOKEN_RESPONSE = 1 << 16
+#: marks a request sent again with a token, which is not sent a third time
+_RETRIED = "_a3s_power_signed_in"
+_EMPTY_BODY_HASH = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode()
+
+
+class SignInFailed(requests.RequestException):
+    """The registry's token service refused or could not be asked; the message says why."""
+
+
+def sign_in_hint(key_path: Path | None = None) -> str:
+    """What to do when a registry refuses this machine's key."""
+    path = key_path if key_path is not None else default_key_path()
+    return (
+        f"the registry wants a signed-in key: add the public key in {path}.pub "
+        f"(`a3s-power key` prints it) to your account ({OLLAMA_KEYS_PAGE} for ollama.com)"
+    )
+
+
+def parse_challenge(header: str) -> dict[str, str] | None:
+    """``realm``, ``service`` and ``scope`` of a ``Bearer`` challenge; None for another
+    scheme or one without a realm."""
+    scheme, _, params = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    values = {k.lower(): v for k, v in parse_dict_header(params).items() if v is not None}
+    return values if values.get("realm") else None
+
+
+def token_url(challenge: dict[str, str]) -> str:
+    """The realm with the service, every scope, the time and a nonce in its query, keys
+    sorted (as Go's ``url.Values.Encode`` writes them, so the URL signed is the one sent)."""
+    parts = urlsplit(challenge["realm"])
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if challenge.get("service"):
+        query.append(("service", challenge["service"]))
+    query += [("scope", scope) for scope in challenge.get("scope", "").split()]
+    query.append(("ts", str(int(time.time()))))
+    nonce = base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+    query.append(("nonce", nonce))
+    query.sort(key=lambda item: item[0])  # stable: a key's values keep their order
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class RegistryTokenAuth(AuthBase):
+    """``requests`` auth for one pull or push: adds the host's token, and on a ``401``
+    with a bearer challenge gets one and sends the request again."""
+
+    def __init__(self, key_path: Path | None = None) -> None:
+        self._key_path = key_path
+        self._tokens: dict[str, str] = {}
+
+    def __call__(self, request: PreparedRequest) -> PreparedRequest:
+        token = self._tokens.get(_host(request.url))
+        if token is not None:
+            request.headers["Authorization"] = f"Bearer {token}"
+        request.register_hook("response", self._on_response)
+        return request
+
+    def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        request = response.request
+        challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+        retried = getattr(request, _RETRIED, False)
+        if response.status_code != 401 or challenge is None or retried:
+            return response
+        if not isinstance(request.body, (bytes, str, type(None))):
+            return response  # a stream already sent: the caller reports the refusal
+        _drain(response)  # before asking for a token, which may fail
+        host = _host(request.url)
+        token = self._token(challenge, host, verify=kwargs.get("verify", True))
+        self._tokens[host] = token
+        request.headers["Authorization"] = f"Bearer {token}"
+        setattr(request, _RETRIED, True)
+        again: requests.Response = response.connection.send(request, **kwargs)
+        again.history.append(response)
+        return again
+
+    def _token(self, challenge: dict[str, str], host: str, *, verify: Any) -> str:
+        url = token_url(challenge)
+        headers = {}
+        if urlsplit(url).netloc.lower() == host:  # never sign for another host
+            try:
+                key = RegistryKey.load_or_create(self._key_path)
+            except RegistryKeyError as exc:
+                raise SignInFailed(exc.message) from exc
+            except OSError as exc:  # a home that cannot be written, a key one cannot read
+                where = exc.filename or self._key_path or default_key_path()
+                raise SignInFailed(
+                    f"cannot read or make the registry key at {where}: {exc.strerror or exc}"
+                ) from exc
+            headers["Authorization"] = key.sign(f"GET,{url},{_EMPTY_BODY_HASH}".encode())
+        realm = challenge["realm"]
+        try:
+            with requests.get(url, headers=headers, timeout=30, verify=verify, stream=True) as got:
+                body = got.raw.read(MAX_TOKEN_RESPONSE + 1, decode_content=True)
+                status = f"HTTP {got.status_code} {got.reason or ''}".rstrip()
+                failed = got.status_code >= 400
+        except requests.RequestException as exc:
+            raise SignInFailed(f"cannot get a token from {realm}: {exc}") from exc
+        if failed:
+            detail = body[:200].decode("utf-8", "replace").strip()
+            refusal = f"{status} ({detail})" if detail else status
+            message = f"the registry's token service {realm} refused: {refusal}"
+            raise SignInFailed(f"{message}; {sign_in_hint(self._key_path)}")
+        try:
+            answer = json.loads(body)
+            token = answer.get("token") or answer.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise SignInFailed(f"the registry's token service {realm} answered without a token")
+        return token
+
+
+def _drain(response: requests.Response) -> None:
+    """Read the refusal's (short) body so that its connection serves the next request."""
+    with contextlib.suppress(*_READ_FAILURES):
+        response.raw.read(MAX_TOKEN_RESPONSE)
+    response.close()
+
+
+_READ_FAILURES = (OSError, requests.RequestException, urllib3.exceptions.HTTPError)
+
+
+def _host(url: str | None) -> str:
+    return urlsplit(url or "").netloc.lower()

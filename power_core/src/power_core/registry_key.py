@@ -1,0 +1,125 @@
+"""The key this machine signs in to registries with, as Ollama's ``~/.ollama/id_ed25519``.
+
+Ollama's registry (ollama.com) knows a user by the public halves of Ed25519 keys added to
+their account; a client proves it holds one by signing its token requests
+(:mod:`power_core.pull.registry_auth`). The key is an OpenSSH private key file,
+``<home>/id_ed25519`` with its public half beside it in ``id_ed25519.pub``, made on first
+use. An Ollama key already added to an account serves as well: copy ``~/.ollama/id_ed25519``
+over it.
+
+``cryptography`` does the Ed25519 work; it is imported only when a key is read or made.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from power_core.config import power_home
+from power_core.errors import PowerError
+
+KEY_FILE_NAME = "id_ed25519"
+#: where ollama.com users add public keys
+OLLAMA_KEYS_PAGE = "https://ollama.com/settings/keys"
+
+
+class RegistryKeyError(PowerError):
+    """The key file exists but cannot be used (it is never replaced)."""
+
+
+def default_key_path() -> Path:
+    """``<home>/id_ed25519``, ``<home>`` being ``A3S_POWER_HOME`` or ``~/.a3s/power``."""
+    return power_home() / KEY_FILE_NAME
+
+
+class RegistryKey:
+    """An Ed25519 private key read from (or made at) ``path``."""
+
+    def __init__(self, path: Path, private_key: Any) -> None:
+        from cryptography.hazmat.primitives import serialization
+
+        self.path = path
+        self._private_key = private_key
+        #: the ``authorized_keys`` line: ``ssh-ed25519 AAAA...``
+        self.public_line = (
+            private_key.public_key()
+            .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            .decode("ascii")
+        )
+
+    @classmethod
+    def load_or_create(cls, path: Path | None = None) -> RegistryKey:
+        """The key at ``path`` (default :func:`default_key_path`), made there if absent."""
+        path = path if path is not None else default_key_path()
+        try:
+            return cls._load(path)
+        except FileNotFoundError:
+            pass
+        _write_new_key(path)  # a key another process wrote meanwhile is kept
+        return cls._load(path)
+
+    @classmethod
+    def _load(cls, path: Path) -> RegistryKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        data = path.read_bytes()  # FileNotFoundError: the caller makes one
+        try:
+            key = serialization.load_ssh_private_key(data, password=None)
+        except (ValueError, TypeError) as exc:
+            # TypeError: a key protected by a passphrase, which no one is here to type
+            raise RegistryKeyError(
+                f"cannot use the registry key {path}: {exc} (it must be an unencrypted "
+                "OpenSSH Ed25519 private key; move it away to have a new one made)"
+            ) from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise RegistryKeyError(f"cannot use the registry key {path}: it is not an Ed25519 key")
+        return cls(path, key)
+
+    def sign(self, data: bytes) -> str:
+        """``<public key>:<signature>`` for an ``Authorization`` header, as Ollama writes
+        it: the key's SSH wire form and the raw Ed25519 signature, each in base64."""
+        signature = self._private_key.sign(data)
+        wire_form = self.public_line.split()[1]
+        return f"{wire_form}:{base64.b64encode(signature).decode('ascii')}"
+
+
+def _write_new_key(path: Path) -> None:
+    """A new key at ``path`` (readable by its owner only) and its ``.pub``; never replaces
+    a file: linked into place, which fails when one is there."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".id_ed25519-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:  # mkstemp made it 0600
+            out.write(private)
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+    if _same_key(path, private):
+        Path(f"{path}.pub").write_bytes(public + b"\n")
+
+
+def _same_key(path: Path, private: bytes) -> bool:
+    try:
+        return path.read_bytes() == private
+    except OSError:
+        return False
