@@ -61,6 +61,15 @@ def test_earliest_of_several_stop_strings_wins() -> None:
     assert feed_all(ChoiceText(["zzz", "o"]), [b"hel", b"lo"]) == ("hell", True)
 
 
+def test_the_stop_string_that_matched_is_named() -> None:
+    several = ChoiceText(["world", "lo w"])
+    feed_all(several, [b"hel", b"lo wor", b"ld"])
+    assert several.matched == "lo w"
+    unmatched = ChoiceText(["zzz"])
+    feed_all(unmatched, [b"hel", b"lo"])
+    assert unmatched.matched is None
+
+
 def test_stop_string_inside_a_multibyte_sequence() -> None:
     stop = "好"
     data = "你好吗".encode()
@@ -85,7 +94,7 @@ def test_stop_strings_spanning_token_boundaries(engine: LlamaCppEngine) -> None:
     assert spanning not in text(events)
     assert done(events).reason == "stop"
     finished = [e for e in events if isinstance(e, ChoiceDone)]
-    assert finished[0].reason == "stop"
+    assert (finished[0].reason, finished[0].stop_sequence) == ("stop", spanning)
 
 
 @pytest.mark.model
@@ -94,6 +103,7 @@ def test_a_stop_string_that_never_appears_changes_nothing(engine: LlamaCppEngine
     stopped = run(engine, PROMPT, max_tokens=24, stop=["\u2603\u2603", "qqqq"])
     assert text(stopped) == text(plain)
     assert done(stopped).reason == done(plain).reason
+    assert all(e.stop_sequence is None for e in stopped if isinstance(e, ChoiceDone))
 
 
 @pytest.mark.model

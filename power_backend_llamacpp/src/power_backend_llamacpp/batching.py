@@ -319,7 +319,8 @@ class ContinuousBatcher:
             job.channel.put(TextDelta(choice.index, tail, choice.logprobs))
             choice.logprobs = []
         choice.reason = reason
-        job.channel.put(ChoiceDone(choice.index, reason, choice.completion_tokens))
+        stop = choice.text.matched if reason == "stop" else None
+        job.channel.put(ChoiceDone(choice.index, reason, choice.completion_tokens, stop))
         self._release_sequence(choice)
         job.open_choices -= 1
         if job.open_choices == 0:

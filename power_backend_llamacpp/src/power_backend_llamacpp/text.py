@@ -15,13 +15,15 @@ class ChoiceText:
     longer do so (then it is released).
     """
 
-    __slots__ = ("_decoder", "_held", "_max_hold", "_stops")
+    __slots__ = ("_decoder", "_held", "_max_hold", "_stops", "matched")
 
     def __init__(self, stops: list[str]) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = [s for s in stops if s]
         self._max_hold = max((len(s) for s in self._stops), default=1) - 1
         self._held = ""
+        #: the stop string that matched, once one has
+        self.matched: str | None = None
 
     def feed(self, piece: bytes) -> tuple[str, bool]:
         """Add one token's bytes; returns the text to emit now and whether a stop string matched."""
@@ -35,7 +37,7 @@ class ChoiceText:
         for stop in self._stops:
             found = window.find(stop)
             if found != -1 and (cut == -1 or found < cut):
-                cut = found
+                cut, self.matched = found, stop
         if cut != -1:
             self._held = ""
             return window[:cut], True

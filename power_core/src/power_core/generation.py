@@ -123,7 +123,7 @@ class GenerationStream:
                     reason: FinishReason = event.reason
                     if parser.tool_calls and reason == "stop":
                         reason = "tool_calls"
-                    yield ChoiceDone(event.choice, reason, event.completion_tokens)
+                    yield replace(event, reason=reason)
                 elif isinstance(event, GenerationDone):
                     usage = replace(
                         event.usage,

@@ -215,6 +215,9 @@ class ChoiceDone:
     choice: int
     reason: FinishReason
     completion_tokens: int
+    #: the stop string that ended the choice, when one did (a backend that cannot tell
+    #: leaves it ``None``)
+    stop_sequence: str | None = None
 
 
 @dataclass
