@@ -3,8 +3,6 @@ included; the core checks keys, :mod:`power_core.server.auth`)."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -22,8 +20,9 @@ from power_api_openai.errors import (
 )
 from power_api_openai.models import list_models, retrieve_model
 from power_api_openai.responses import create_response
-from power_core.errors import PowerError, Unauthorized
+from power_core.errors import Unauthorized
 from power_core.server.json_body import parse_json_object
+from power_core.server.views import answering_errors_with
 from power_core.services import PowerServices
 
 #: the methods of each route, so a wrong method is a 405 in OpenAI's shape, not Flask's
@@ -45,16 +44,8 @@ def openai_blueprint(services: PowerServices) -> Blueprint:
     """Routes of the OpenAI API on ``services``."""
     bp = Blueprint("openai", __name__, url_prefix=URL_PREFIX)
 
-    def handled(view: Callable[..., Response]) -> Callable[..., Response]:
-        # the one place a PowerError (raised before a response starts) becomes a response
-        @functools.wraps(view)
-        def run(*args: Any, **kwargs: Any) -> Response:
-            try:
-                return view(*args, **kwargs)
-            except PowerError as exc:
-                return power_error_response(exc)
-
-        return run
+    # the one place a PowerError (raised before a response starts) becomes a response
+    handled = answering_errors_with(power_error_response)
 
     def body() -> dict[str, Any]:
         return parse_json_object(request.get_data())

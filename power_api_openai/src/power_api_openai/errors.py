@@ -7,7 +7,6 @@ the same shape, so the ``openai`` SDK raises its matching exception class for ea
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -15,6 +14,7 @@ from flask import Response
 from werkzeug.exceptions import HTTPException
 
 from power_core.errors import Cancelled, InvalidModelName, PowerError, ServerBusy
+from power_core.server.views import json_response
 
 log = logging.getLogger("power_api_openai")
 
@@ -66,16 +66,6 @@ def power_error_body(exc: PowerError) -> dict[str, Any]:
     if code is not None:
         code = _CODES.get(code, code)
     return error_body(exc.message, status=status, param=exc.param, code=code)
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response with keys in the order they were built (as OpenAI sends them)."""
-    return Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-        status=status,
-        mimetype="application/json",
-        headers=headers,
-    )
 
 
 def power_error_response(exc: PowerError) -> Response:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from power_core.config import Settings, load_settings
 from power_core.errors import InvalidRequest, ServerBusy, UnsupportedFeature
 from power_core.generation import GenerationStream
+from power_core.job_building import build_job
 from power_core.models import ResolvedModel
 from power_core.plugins import PluginRegistry, get_registry
 from power_core.scheduler import LoadedModel, ModelScheduler
@@ -141,6 +142,18 @@ class PowerServices:
         model = self.library.resolve(name)
         with self.scheduler.lease(model) as entry:
             return entry.engine.tokenize(text)
+
+    def prompt_token_count(self, request: GenerationRequest) -> int:
+        """The tokens the prompt of ``request`` takes, rendered as a generation would render
+        it (chat template, tools, a history fitted to the context); loads the model."""
+        self.refuse_if_shutting_down()
+        model = self.library.resolve(request.model)
+        self.check_capabilities(request, model)
+        with self.scheduler.lease(model, request.load) as entry:
+            job = build_job(model, entry.engine, request)
+            if isinstance(job.prompt, list):
+                return len(job.prompt)
+            return len(entry.engine.tokenize(job.prompt, add_bos=job.add_bos))
 
     def refuse_if_shutting_down(self) -> None:
         """:class:`ServerBusy` (503) once the server stops: work that would start now (a

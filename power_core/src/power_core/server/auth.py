@@ -1,4 +1,6 @@
-"""Bearer keys: with ``api_keys`` configured, every route but the liveness ones needs one.
+"""Bearer keys: with ``api_keys`` configured, every route but the liveness ones needs one,
+sent as ``Authorization: Bearer <key>`` (OpenAI's and Ollama's clients) or as ``x-api-key:
+<key>`` (Anthropic's).
 
 The check runs once, before any route of any surface, so an API surface added by a plugin
 is covered too. It raises :class:`~power_core.errors.Unauthorized`, which each surface's
@@ -49,7 +51,10 @@ def require_api_keys(app: Flask, keys: tuple[str, ...]) -> None:
         # a CORS preflight carries no credentials; flask-cors answers it
         if request.method == "OPTIONS" or request.endpoint in OPEN_ENDPOINTS:
             return
-        if not key_accepted(keys, request.headers.get("Authorization")):
+        x_api_key = request.headers.get("x-api-key")
+        if not key_accepted(keys, request.headers.get("Authorization")) and not (
+            x_api_key and key_accepted(keys, f"Bearer {x_api_key}")
+        ):
             raise Unauthorized(
                 "Incorrect API key provided. Send 'Authorization: Bearer <key>' with a "
                 "configured key."
