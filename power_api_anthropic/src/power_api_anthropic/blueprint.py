@@ -1,0 +1,60 @@
+"""The ``/v1/messages`` blueprint: routes and error handlers in Anthropic's shape (a refused
+key included; the core checks keys, :mod:`power_core.server.auth`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from power_api_anthropic import URL_PREFIX
+from power_api_anthropic.errors import (
+    auth_error_response,
+    http_error_response,
+    power_error_response,
+)
+from power_api_anthropic.messages import count_tokens, create_message
+from power_core.errors import Unauthorized
+from power_core.server.json_body import parse_json_object
+from power_core.server.views import answering_errors_with
+from power_core.services import PowerServices
+
+_OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE"]
+
+
+def anthropic_blueprint(services: PowerServices) -> Blueprint:
+    """Routes of the Anthropic Messages API on ``services``."""
+    bp = Blueprint("anthropic", __name__, url_prefix=URL_PREFIX)
+
+    handled = answering_errors_with(power_error_response)
+
+    def body() -> dict[str, Any]:
+        return parse_json_object(request.get_data())
+
+    @bp.errorhandler(Unauthorized)
+    def refused_key(_: Unauthorized) -> Response:
+        return auth_error_response()
+
+    @bp.post("", strict_slashes=False)
+    @handled
+    def messages() -> Response:
+        return create_message(services, body())
+
+    @bp.post("/count_tokens")
+    @handled
+    def tokens() -> Response:
+        return count_tokens(services, body())
+
+    # the OpenAI surface's catch-all under /v1 would answer other methods in its own shape
+    @bp.route("", methods=_OTHER_METHODS, strict_slashes=False)
+    @bp.route("/count_tokens", methods=_OTHER_METHODS)
+    def wrong_method() -> Response:
+        return http_error_response(MethodNotAllowed(valid_methods=["POST"]))
+
+    @bp.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        # bad requests, oversized bodies (413), a wrong method (405) on these routes
+        return http_error_response(exc)
+
+    return bp

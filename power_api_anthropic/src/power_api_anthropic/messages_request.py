@@ -1,0 +1,342 @@
+"""Reading a ``/v1/messages`` body into the core's :class:`GenerationRequest`.
+
+Content blocks become the core's messages as Ollama converts them: ``text`` blocks are
+joined, ``image`` blocks (base64) become the message's images, an assistant's ``tool_use``
+blocks its tool calls and its ``thinking`` block its reasoning, and each ``tool_result`` a
+``tool`` message ahead of the user's own text. Sampling fields the client leaves out come
+from the model's Modelfile parameters, not from Anthropic's defaults.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from power_api_anthropic.fields import Fields, invalid
+from power_core.errors import UnsupportedFeature
+from power_core.types import ChatMessage, GenerationRequest, ResponseFormat, ToolCall, ToolSpec
+
+#: Anthropic's rule for tool names
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+#: request fields of features this server has not (an MCP connector, code execution)
+UNSUPPORTED = ("mcp_servers", "container")
+
+
+@dataclass
+class MessagesOptions:
+    """What shapes the answer rather than the generation."""
+
+    stream: bool
+    #: the client's ``stop_sequences``: a stop on one of them is ``stop_sequence``
+    stop_sequences: list[str] = field(default_factory=list)
+
+
+def parse_messages_request(
+    body: dict[str, Any], *, count_only: bool = False
+) -> tuple[GenerationRequest, MessagesOptions]:
+    """The generation a ``/v1/messages`` body asks for (``count_only``: the body of
+    ``/v1/messages/count_tokens``, which has no ``max_tokens``)."""
+    fields = Fields(body)
+    model = fields.string("model", required=True) or ""
+    if not model.strip():
+        raise invalid("model", "String should have at least 1 character")
+    max_tokens = None if count_only else fields.integer("max_tokens", required=True, minimum=1)
+    messages = _system(fields) + parse_messages(fields.array("messages", required=True) or [])
+    tools = parse_tools(fields.array("tools") or [])
+    choice, parallel = parse_tool_choice(fields.object("tool_choice"), tools)
+    stop_sequences = fields.strings("stop_sequences")
+    for unsupported in UNSUPPORTED:
+        if fields.has(unsupported):
+            raise UnsupportedFeature(
+                f"{unsupported}: not supported by this server", param=unsupported
+            )
+    metadata = fields.object("metadata")
+    if metadata is not None:
+        metadata.string("user_id")
+    output = fields.object("output_config")
+    request = GenerationRequest(
+        model=model,
+        messages=messages,
+        sampling=_sampling(fields),
+        max_tokens=max_tokens,
+        stop=stop_sequences,
+        tools=tools,
+        tool_choice=choice,
+        parallel_tool_calls=parallel,
+        think=_think(fields.object("thinking"), max_tokens),
+        think_level=_effort(output),
+        response_format=_format(output),
+        # as Ollama: a conversation too long for the context loses its oldest turns
+        fit_history=True,
+    )
+    options = MessagesOptions(stream=fields.boolean("stream"), stop_sequences=stop_sequences)
+    return request, options
+
+
+def _sampling(fields: Fields) -> dict[str, Any]:
+    sampling: dict[str, Any] = {}
+    temperature = fields.number("temperature", 0.0, 1.0)
+    if temperature is not None:
+        sampling["temperature"] = temperature
+    top_p = fields.number("top_p", 0.0, 1.0)
+    if top_p is not None:
+        sampling["top_p"] = top_p
+    top_k = fields.integer("top_k", minimum=0)
+    if top_k is not None:
+        sampling["top_k"] = top_k
+    return sampling
+
+
+def _think(thinking: Fields | None, max_tokens: int | None) -> bool | None:
+    """``thinking``: ``enabled`` separates a thinking model's reasoning into ``thinking``
+    blocks, ``disabled`` turns it off, ``adaptive`` (or none) leaves it to the model."""
+    if thinking is None:
+        return None
+    kind = thinking.string("type", required=True)
+    if kind == "enabled":
+        budget = thinking.integer("budget_tokens", required=True, minimum=1024)
+        if max_tokens is not None and budget is not None and budget >= max_tokens:
+            raise invalid("thinking.budget_tokens", "must be less than max_tokens")
+        return True
+    if kind == "disabled":
+        return False
+    if kind == "adaptive":
+        return None
+    raise invalid("thinking.type", "Input should be 'enabled', 'disabled' or 'adaptive'")
+
+
+def _effort(output: Fields | None) -> str | None:
+    """``output_config.effort`` as the think level Go templates read (``xhigh`` and ``max``
+    are ``high``); it does not turn thinking on for a model that does not think."""
+    effort = output.string("effort") if output is not None else None
+    if effort is None:
+        return None
+    if effort not in ("low", "medium", "high", "xhigh", "max"):
+        raise invalid(
+            "output_config.effort", "Input should be 'low', 'medium', 'high', 'xhigh' or 'max'"
+        )
+    return "high" if effort in ("xhigh", "max") else effort
+
+
+def _format(output: Fields | None) -> ResponseFormat | None:
+    """``output_config.format``: a JSON schema the output is constrained to while sampled."""
+    spec = output.object("format") if output is not None else None
+    if spec is None:
+        return None
+    if spec.string("type", required=True) != "json_schema":
+        raise invalid("output_config.format.type", "Input should be 'json_schema'")
+    schema = spec.object("schema", required=True)
+    assert schema is not None
+    return ResponseFormat(schema=schema.values)
+
+
+def _system(fields: Fields) -> list[ChatMessage]:
+    """``system``: a string, or text blocks joined as paragraphs."""
+    value = fields.raw("system")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, list):
+        texts = []
+        for index, block in enumerate(value):
+            part = Fields(block, f"system.{index}.")
+            if part.string("type", required=True) != "text":
+                raise invalid(f"system.{index}.type", "Input should be 'text'")
+            texts.append(part.string("text", required=True) or "")
+        text = "\n\n".join(texts)
+    else:
+        raise invalid("system", "Input should be a valid string or a list of text blocks")
+    return [ChatMessage(role="system", content=text)] if text else []
+
+
+# ----------------------------------------------------------------------------- messages
+def parse_messages(items: list[Any]) -> list[ChatMessage]:
+    """Anthropic messages as core messages; a tool result learns its tool's name from the
+    ``tool_use`` block it answers."""
+    if not items:
+        raise invalid("messages", "List should have at least 1 item")
+    names_by_id: dict[str, str] = {}
+    messages: list[ChatMessage] = []
+    for index, item in enumerate(items):
+        fields = Fields(item, f"messages.{index}.")
+        role = fields.string("role", required=True)
+        if role not in ("user", "assistant"):
+            raise invalid(f"messages.{index}.role", "Input should be 'user' or 'assistant'")
+        content = fields.raw("content", required=True)
+        if isinstance(content, str):
+            messages.append(
+                ChatMessage(role="user" if role == "user" else "assistant", content=content)
+            )
+            continue
+        if not isinstance(content, list):
+            raise invalid(f"messages.{index}.content", "Input should be a valid string or list")
+        blocks = _Blocks(role, f"messages.{index}.content", names_by_id)
+        for number, block in enumerate(content):
+            blocks.read(Fields(block, f"messages.{index}.content.{number}."))
+        messages.extend(blocks.messages())
+    return messages
+
+
+class _Blocks:
+    """The content blocks of one message, gathered into the core's messages."""
+
+    def __init__(self, role: str, path: str, names_by_id: dict[str, str]) -> None:
+        self.role = role
+        self.path = path
+        self.names_by_id = names_by_id
+        self.texts: list[str] = []
+        self.images: list[bytes] = []
+        self.calls: list[ToolCall] = []
+        self.thinking: str | None = None
+        self.results: list[ChatMessage] = []
+
+    def read(self, block: Fields) -> None:
+        kind = block.string("type", required=True)
+        if kind == "text":
+            self.texts.append(block.string("text", required=True) or "")
+        elif kind == "image":
+            self.images.append(image_bytes(block))
+        elif kind == "tool_use" and self.role == "assistant":
+            call_id = block.string("id", required=True) or ""
+            name = block.string("name", required=True) or ""
+            arguments = block.object("input", required=True)
+            assert arguments is not None
+            self.names_by_id[call_id] = name
+            self.calls.append(ToolCall(name=name, arguments=arguments.values, id=call_id))
+        elif kind == "tool_result" and self.role == "user":
+            self.results.append(self._tool_result(block))
+        elif kind == "thinking" and self.role == "assistant":
+            self.thinking = block.string("thinking", required=True)
+            block.string("signature")
+        elif kind == "redacted_thinking" and self.role == "assistant":
+            pass  # encrypted reasoning of another provider's model: nothing to show ours
+        else:
+            raise UnsupportedFeature(
+                f"{block.path('type')}: content blocks of type {kind!r} are not supported "
+                f"in {self.role} messages",
+                param=block.path("type"),
+            )
+
+    def _tool_result(self, block: Fields) -> ChatMessage:
+        call_id = block.string("tool_use_id", required=True) or ""
+        failed = block.boolean("is_error")
+        content = block.raw("content")
+        texts: list[str] = []
+        images: list[bytes] = []
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            for index, part in enumerate(content):
+                inner = Fields(part, f"{block.path('content')}.{index}.")
+                kind = inner.string("type", required=True)
+                if kind == "text":
+                    texts.append(inner.string("text", required=True) or "")
+                elif kind == "image":
+                    images.append(image_bytes(inner))
+                else:
+                    raise invalid(inner.path("type"), "Input should be 'text' or 'image'")
+        elif content is not None:
+            raise invalid(block.path("content"), "Input should be a valid string or list")
+        text = "\n".join(texts)
+        if failed:
+            text = f"Error: {text}" if text else "Error"
+        return ChatMessage(
+            role="tool",
+            content=text,
+            images=images,
+            tool_call_id=call_id,
+            tool_name=self.names_by_id.get(call_id),
+        )
+
+    def messages(self) -> list[ChatMessage]:
+        """Tool results first (they answer the turn before), then the message itself."""
+        text = "\n\n".join(self.texts)
+        own: list[ChatMessage] = []
+        if text or self.images or self.calls or self.thinking or not self.results:
+            own.append(
+                ChatMessage(
+                    role="user" if self.role == "user" else "assistant",
+                    content=text,
+                    images=self.images,
+                    tool_calls=self.calls,
+                    thinking=self.thinking or None,
+                )
+            )
+        return [*self.results, *own]
+
+
+def image_bytes(block: Fields) -> bytes:
+    """The bytes of an ``image`` block's base64 ``source``."""
+    source = block.object("source", required=True)
+    assert source is not None
+    kind = source.string("type", required=True)
+    if kind != "base64":
+        raise UnsupportedFeature(
+            f"{source.path('type')}: images must be sent as base64; this server does not "
+            "download them",
+            param=source.path("type"),
+        )
+    media_type = source.string("media_type", required=True)
+    if media_type not in IMAGE_TYPES:
+        allowed = ", ".join(f"'{t}'" for t in IMAGE_TYPES)
+        raise invalid(source.path("media_type"), f"Input should be {allowed}")
+    try:
+        return base64.b64decode(source.string("data", required=True) or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(source.path("data"), "the image is not valid base64") from None
+
+
+# ----------------------------------------------------------------------------- tools
+def parse_tools(items: list[Any]) -> list[ToolSpec]:
+    """``tools``: client tools with unique names (server tools are not run here)."""
+    tools: list[ToolSpec] = []
+    for index, item in enumerate(items):
+        fields = Fields(item, f"tools.{index}.")
+        kind = fields.string("type")
+        if kind not in (None, "custom"):
+            raise UnsupportedFeature(
+                f"tools.{index}.type: server tools ({kind!r}) are not supported; define "
+                "the tool with a name, description and input_schema instead",
+                param=f"tools.{index}.type",
+            )
+        name = fields.string("name", required=True) or ""
+        if not TOOL_NAME.match(name):
+            raise invalid(f"tools.{index}.name", "String should match '^[a-zA-Z0-9_-]{1,128}$'")
+        if any(tool.name == name for tool in tools):
+            raise invalid(f"tools.{index}.name", f"tool names must be unique ({name!r} repeats)")
+        schema = fields.object("input_schema", required=True)
+        assert schema is not None
+        tools.append(
+            ToolSpec(
+                name=name,
+                description=fields.string("description") or "",
+                parameters=schema.values,
+            )
+        )
+    return tools
+
+
+def parse_tool_choice(choice: Fields | None, tools: list[ToolSpec]) -> tuple[str, bool]:
+    """``tool_choice`` as the core spells it, and whether calls may come in parallel:
+    ``auto``, ``any`` (some tool must be called), ``tool`` (this one) or ``none``."""
+    if choice is None:
+        return "auto", True
+    kind = choice.string("type", required=True)
+    parallel = not choice.boolean("disable_parallel_tool_use")
+    if kind in ("auto", "none"):
+        return kind, parallel
+    if not tools:
+        raise invalid("tool_choice", f"tool_choice {kind!r} needs 'tools'")
+    if kind == "any":
+        return "required", parallel
+    if kind == "tool":
+        name = choice.string("name", required=True) or ""
+        if not any(tool.name == name for tool in tools):
+            raise invalid("tool_choice.name", f"{name!r} is not among the tools")
+        return name, parallel
+    raise invalid("tool_choice.type", "Input should be 'auto', 'any', 'tool' or 'none'")
