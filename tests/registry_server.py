@@ -112,6 +112,10 @@ class RegistryServer:
         self.refuse_uploads = False
         #: with a token service, every /v2/ request needs one of its tokens
         self.require_token: TokenService | None = None
+        #: send blob requests on to storage on this ``host:port`` (default: this one)
+        self.storage_host: str | None = None
+        #: the ``Authorization`` header of every storage request ("" when none)
+        self.storage_authorizations: list[str] = []
         self._uploads: set[str] = set()
         registry = self
 
@@ -159,10 +163,12 @@ class RegistryServer:
                 elif match := _BLOB.fullmatch(self.path):
                     # like registry.ollama.ai: a redirect to where the bytes live
                     self.send_response(307)
-                    self.send_header("Location", f"/storage/{match.group(3)}")
+                    where = f"http://{registry.storage_host}" if registry.storage_host else ""
+                    self.send_header("Location", f"{where}/storage/{match.group(3)}")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 elif match := _STORAGE.fullmatch(self.path):
+                    registry.storage_authorizations.append(self.headers.get("Authorization", ""))
                     self._send(registry.blobs.get(match.group(1)), "application/octet-stream")
                 else:
                     self._send(None, "text/plain")

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
 from power_core.errors import PullFailed, PushFailed
 from power_core.library import ModelLibrary
-from power_core.pull.registry_auth import parse_challenge, token_url
+from power_core.pull import registry_auth
+from power_core.pull.registry_auth import _may_sign, parse_challenge, token_url
 from power_core.registry_key import RegistryKey
 from registry_server import RegistryServer, TokenService
 
@@ -94,6 +95,77 @@ def test_a_realm_on_another_host_gets_an_unsigned_request(
     assert puller.pull(registry.name("tiny", "v1")) == registry.name("tiny", "v1")
     assert [auth for _, auth in registry.require_token.requests] == [""]
     assert not (home / "id_ed25519").exists()  # nothing was signed, so no key was made
+
+
+def test_the_token_is_not_sent_on_to_storage_elsewhere(
+    puller: ModelLibrary, registry: RegistryServer, tiny_gguf: Path, home: Path
+) -> None:
+    key = RegistryKey.load_or_create()
+    registry.require_token = TokenService(known_keys={wire_form(key)})
+    port = registry.host.rsplit(":", 1)[1]
+    registry.storage_host = f"localhost:{port}"  # another host name for the blob storage
+    registry.add_model("tiny", "v1", tiny_gguf.read_bytes())
+
+    assert puller.pull(registry.name("tiny", "v1")) == registry.name("tiny", "v1")
+    assert registry.storage_authorizations and set(registry.storage_authorizations) == {""}
+
+
+def test_a_token_service_that_cannot_be_reached_is_named(
+    puller: ModelLibrary, registry: RegistryServer, tiny_gguf: Path, home: Path
+) -> None:
+    registry.require_token = TokenService(realm_host="127.0.0.1:9")  # nothing listens
+    registry.add_model("tiny", "v1", tiny_gguf.read_bytes())
+    with pytest.raises(PullFailed) as failed:
+        puller.pull(registry.name("tiny", "v1"))
+    assert failed.value.message.endswith(
+        "cannot get a token from http://127.0.0.1:9/token: cannot reach 127.0.0.1: "
+        "connection refused"
+    )
+
+
+def test_a_key_that_cannot_be_made_names_the_key_file(
+    puller: ModelLibrary,
+    registry: RegistryServer,
+    tiny_gguf: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("A3S_POWER_HOME", str(blocker / "home"))  # under a file: no folder
+    registry.require_token = TokenService()
+    registry.add_model("tiny", "v1", tiny_gguf.read_bytes())
+    with pytest.raises(PullFailed) as failed:
+        puller.pull(registry.name("tiny", "v1"))
+    assert f"cannot read or make the registry key {blocker / 'home' / 'id_ed25519'}: " in (
+        failed.value.message
+    )
+
+
+def test_signatures_go_only_to_the_hosts_requests_were_sent_to() -> None:
+    assert _may_sign("https://r.example/token?x=1", "https://r.example/v2/a/b/manifests/c")
+    assert _may_sign("http://127.0.0.1:5000/token", "http://127.0.0.1:5000/v2/a/b/blobs/d")
+    assert not _may_sign("https://auth.example/token", "https://r.example/v2/a/b/manifests/c")
+    assert not _may_sign("https://r.example:444/token", "https://r.example/v2/a/b/manifests/c")
+    assert not _may_sign("http://r.example/token", "https://r.example/v2/a/b/manifests/c")
+    assert not _may_sign("https://r.example/token", None)  # a redirect's hop
+
+
+def test_the_token_url_is_what_go_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry_auth.time, "time", lambda: 1_700_000_000.5)
+    monkeypatch.setattr(registry_auth.secrets, "token_bytes", lambda n: bytes(range(n)))
+    url = token_url(
+        {
+            "realm": "https://registry.ollama.ai/v2/token",
+            "service": "registry.ollama.ai",
+            "scope": "repository:me/model:push,pull repository:me/base:pull",
+        }
+    )
+    assert url == (
+        "https://registry.ollama.ai/v2/token?nonce=AAECAwQFBgcICQoLDA0ODw"
+        "&scope=repository%3Ame%2Fmodel%3Apush%2Cpull&scope=repository%3Ame%2Fbase%3Apull"
+        "&service=registry.ollama.ai&ts=1700000000"
+    )
 
 
 def test_a_push_signs_in_for_the_push_scope(

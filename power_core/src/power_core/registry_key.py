@@ -13,7 +13,6 @@ over it.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -110,12 +109,28 @@ def _write_new_key(path: Path) -> None:
             out.write(private)
             out.flush()
             os.fsync(out.fileno())
-        with contextlib.suppress(FileExistsError):
+        try:
             os.link(temporary, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links (vfat, some network mounts)
+            _create_exclusively(path, private)
     finally:
         os.unlink(temporary)
     if _same_key(path, private):
         Path(f"{path}.pub").write_bytes(public + b"\n")
+
+
+def _create_exclusively(path: Path, private: bytes) -> None:
+    """Write ``private`` to a new file at ``path`` (0600); nothing if one is there."""
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(handle, "wb") as out:
+        out.write(private)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def _same_key(path: Path, private: bytes) -> bool:

@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 
 #: a token answer larger than this is not one
 MAX_TOKEN_RESPONSE = 1 << 16
-#: marks a request sent again with a token, which is not sent a third time
-_RETRIED = "_a3s_power_signed_in"
+#: the URL a request was first sent to (see RegistryTokenAuth.__call__)
+_ORIGIN = "_a3s_power_origin"
 _EMPTY_BODY_HASH = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode()
 
 
@@ -99,40 +99,37 @@ class RegistryTokenAuth(AuthBase):
         token = self._tokens.get(_host(request.url))
         if token is not None:
             request.headers["Authorization"] = f"Bearer {token}"
+        # where the caller sent it: a redirect's copy has no such mark, and a host it was
+        # sent on to (a blob's storage) never gets a signature
+        setattr(request, _ORIGIN, request.url)
         request.register_hook("response", self._on_response)
         return request
 
     def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        # the request sent again below goes straight to the adapter, which runs no hooks:
+        # a request is answered once
         request = response.request
         challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-        retried = getattr(request, _RETRIED, False)
-        if response.status_code != 401 or challenge is None or retried:
+        if response.status_code != 401 or challenge is None:
             return response
         if not isinstance(request.body, (bytes, str, type(None))):
             return response  # a stream already sent: the caller reports the refusal
         _drain(response)  # before asking for a token, which may fail
-        host = _host(request.url)
-        token = self._token(challenge, host, verify=kwargs.get("verify", True))
-        self._tokens[host] = token
+        origin = getattr(request, _ORIGIN, None)
+        token = self._token(challenge, origin, verify=kwargs.get("verify", True))
+        self._tokens[_host(request.url)] = token
         request.headers["Authorization"] = f"Bearer {token}"
-        setattr(request, _RETRIED, True)
         again: requests.Response = response.connection.send(request, **kwargs)
         again.history.append(response)
         return again
 
-    def _token(self, challenge: dict[str, str], host: str, *, verify: Any) -> str:
-        url = token_url(challenge)
+    def _token(self, challenge: dict[str, str], origin: str | None, *, verify: Any) -> str:
+        # the URL as requests will send it (host in lower case, a path for a bare host):
+        # the signature covers exactly that
+        url = requests.Request("GET", token_url(challenge)).prepare().url or ""
         headers = {}
-        if urlsplit(url).netloc.lower() == host:  # never sign for another host
-            try:
-                key = RegistryKey.load_or_create(self._key_path)
-            except RegistryKeyError as exc:
-                raise SignInFailed(exc.message) from exc
-            except OSError as exc:  # a home that cannot be written, a key one cannot read
-                where = exc.filename or self._key_path or default_key_path()
-                raise SignInFailed(
-                    f"cannot read or make the registry key at {where}: {exc.strerror or exc}"
-                ) from exc
+        if _may_sign(url, origin):
+            key = self._key()
             headers["Authorization"] = key.sign(f"GET,{url},{_EMPTY_BODY_HASH}".encode())
         realm = challenge["realm"]
         try:
@@ -140,8 +137,10 @@ class RegistryTokenAuth(AuthBase):
                 body = got.raw.read(MAX_TOKEN_RESPONSE + 1, decode_content=True)
                 status = f"HTTP {got.status_code} {got.reason or ''}".rstrip()
                 failed = got.status_code >= 400
-        except requests.RequestException as exc:
-            raise SignInFailed(f"cannot get a token from {realm}: {exc}") from exc
+        except _READ_FAILURES as exc:
+            from power_core.pull.network_failures import failure_reason
+
+            raise SignInFailed(f"cannot get a token from {realm}: {failure_reason(exc)}") from exc
         if failed:
             detail = body[:200].decode("utf-8", "replace").strip()
             refusal = f"{status} ({detail})" if detail else status
@@ -155,6 +154,27 @@ class RegistryTokenAuth(AuthBase):
         if not isinstance(token, str) or not token:
             raise SignInFailed(f"the registry's token service {realm} answered without a token")
         return token
+
+    def _key(self) -> RegistryKey:
+        path = self._key_path or default_key_path()
+        try:
+            return RegistryKey.load_or_create(path)
+        except RegistryKeyError as exc:
+            raise SignInFailed(exc.message) from exc
+        except OSError as exc:  # a home that cannot be written, a key one cannot read
+            reason = exc.strerror or str(exc)
+            raise SignInFailed(f"cannot read or make the registry key {path}: {reason}") from exc
+
+
+def _may_sign(token_url: str, origin: str | None) -> bool:
+    """Only for a realm on the host (and port) the caller sent its request to, as Ollama
+    checks, and never in plain text unless that request was plain text too."""
+    if origin is None:
+        return False
+    realm, sent = urlsplit(token_url), urlsplit(origin)
+    if realm.netloc.lower() != sent.netloc.lower():
+        return False
+    return realm.scheme == "https" or sent.scheme == "http"
 
 
 def _drain(response: requests.Response) -> None:
