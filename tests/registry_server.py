@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import re
+import sys
 import threading
 import time
 import uuid
@@ -96,6 +97,15 @@ class TokenService:
     def allows(self, authorization: str, repository: str, action: str) -> bool:
         token = authorization.removeprefix("Bearer ")
         return (repository, action) in self.tokens.get(token, set())
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up (as one does after a refusal) is not an error to print."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class RegistryServer:
@@ -248,7 +258,7 @@ class RegistryServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = ThreadingHTTPServer((address, 0), Handler)
+        self._httpd = _QuietServer((address, 0), Handler)
         self._httpd.daemon_threads = True
         self.host = f"{address}:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)

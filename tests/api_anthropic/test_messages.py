@@ -255,6 +255,38 @@ def test_a_failed_tool_and_earlier_reasoning_are_read_back(client: anthropic.Ant
     assert ok and failed and ok != failed  # the model read that the tool failed
 
 
+def test_thinking_asked_of_a_model_that_does_not_think_is_left_to_it(
+    client: anthropic.Anthropic,
+) -> None:
+    # as Ollama answers Claude Code, which asks every model to think
+    thinking = client.messages.create(
+        model=MODEL,
+        max_tokens=12,
+        messages=QUESTION,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        **GREEDY,
+    )
+    plain = client.messages.create(model=MODEL, max_tokens=12, messages=QUESTION, **GREEDY)
+    assert [b.type for b in thinking.content] == ["text"]
+    assert text_of(thinking) == text_of(plain)
+
+
+def test_count_tokens_counts_a_conversation_longer_than_the_context(
+    client: anthropic.Anthropic,
+) -> None:
+    turn = "Tell me more about the colors of the rainbow and where they come from. " * 4
+    messages: list[Any] = []
+    for _ in range(30):
+        messages += [{"role": "user", "content": turn}, {"role": "assistant", "content": turn}]
+    messages.append({"role": "user", "content": "And red?"})
+    counted = client.messages.count_tokens(model=MODEL, messages=messages).input_tokens
+    assert counted > 2048  # the test server's context: counted whole, not fitted into it
+    # a message of it still answers: its oldest turns are left out, as in Ollama
+    message = client.messages.create(model=MODEL, max_tokens=4, messages=messages, **GREEDY)
+    read = message.usage.input_tokens + (message.usage.cache_read_input_tokens or 0)
+    assert read < 2048 < counted
+
+
 def test_count_tokens_is_the_prompt_a_message_reads(client: anthropic.Anthropic) -> None:
     counted = client.messages.count_tokens(model=MODEL, system="Be kind.", messages=QUESTION)
     message = client.messages.create(
@@ -306,14 +338,6 @@ def test_count_tokens_is_the_prompt_a_message_reads(client: anthropic.Anthropic)
         (
             {"max_tokens": 4, "messages": QUESTION, "tools": [WEATHER_TOOL]},
             "does not support tools",
-        ),
-        (
-            {
-                "max_tokens": 2048,
-                "messages": QUESTION,
-                "thinking": {"type": "enabled", "budget_tokens": 1024},
-            },
-            "does not support thinking",
         ),
         (
             {
@@ -372,6 +396,8 @@ def test_other_refusals_keep_the_shape(
     assert broken.status_code == 400
     assert broken.json()["type"] == "error"
     assert broken.json()["error"]["type"] == "invalid_request_error"
+    batches = requests.post(url + "/batches", json={"requests": []}, timeout=30)
+    assert batches.status_code == 404 and batches.json()["error"]["type"] == "not_found_error"
     for path in ("", "/count_tokens"):
         wrong_method = requests.get(url + path, timeout=30)
         assert wrong_method.status_code == 405 and wrong_method.json()["type"] == "error"

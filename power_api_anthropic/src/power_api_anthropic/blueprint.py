@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from power_api_anthropic import URL_PREFIX
 from power_api_anthropic.errors import (
@@ -51,6 +51,12 @@ def anthropic_blueprint(services: PowerServices) -> Blueprint:
     @bp.route("/count_tokens", methods=_OTHER_METHODS)
     def wrong_method() -> Response:
         return http_error_response(MethodNotAllowed(valid_methods=["POST"]))
+
+    @bp.route("/<path:rest>", methods=["POST", *_OTHER_METHODS])
+    def unknown(rest: str) -> Response:
+        # message batches, and anything else under /v1/messages this server does not have
+        what = f"{request.method} {URL_PREFIX}/{rest}"
+        return http_error_response(NotFound(f"{what} is not served here"))
 
     @bp.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -20,7 +20,7 @@ import json
 import logging
 import secrets
 import string
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,6 @@ from flask import Response
 from power_api_anthropic.errors import json_response, stream_error_body
 from power_api_anthropic.messages_request import MessagesOptions, parse_messages_request
 from power_core.errors import PowerError
-from power_core.generation import GenerationStream
 from power_core.server.disconnect import (
     cancel_if_client_leaves_while_queued,
     cancel_when_client_leaves,
@@ -39,6 +38,7 @@ from power_core.services import PowerServices
 from power_core.types import (
     ChoiceDone,
     GenerationDone,
+    GenerationEvent,
     PromptProgress,
     TextDelta,
     ThinkingDelta,
@@ -61,7 +61,12 @@ def new_id(prefix: str) -> str:
 def create_message(services: PowerServices, body: dict[str, Any]) -> Response:
     """Validate, start generating (errors so far are plain 4xx/5xx), then answer or stream."""
     request, options = parse_messages_request(body)
-    stream = services.generate(request)
+    model = services.library.resolve(request.model)
+    if request.think and not model.can_think(request.template):
+        # as Ollama does for Claude Code, which asks every model to think
+        log.warning("%s does not think: the request's thinking is left to the model", model.name)
+        request.think = None
+    stream = services.generate(request, model)
     message = _Message(new_id("msg_"), request.model, options)
     if options.stream:
         cancel_if_client_leaves_while_queued(stream)
@@ -128,30 +133,35 @@ class _Message:
         elif event.stop_sequence is not None and event.stop_sequence in self.options.stop_sequences:
             self.stop_reason, self.stop_sequence = "stop_sequence", event.stop_sequence
 
-    def whole(self, stream: GenerationStream) -> dict[str, Any]:
-        """Consume the generation into one ``message`` object."""
-        thinking: list[str] = []
-        text: list[str] = []
-        calls: list[dict[str, Any]] = []
+    def whole(self, stream: Iterable[GenerationEvent]) -> dict[str, Any]:
+        """Consume the generation into one ``message`` object, its blocks in the order a
+        stream of it would give them."""
+        content: list[dict[str, Any]] = []
+
+        def add(kind: str, text: str) -> None:
+            if content and content[-1]["type"] == kind:
+                content[-1][kind] += text
+            elif kind == "thinking":
+                content.append({"type": "thinking", "thinking": text, "signature": ""})
+            else:
+                content.append({"type": "text", "text": text})
+
         for event in stream:
-            if isinstance(event, TextDelta):
-                text.append(event.text)
-            elif isinstance(event, ThinkingDelta):
-                thinking.append(event.text)
+            if isinstance(event, TextDelta) and event.text:
+                add("text", event.text)
+            elif isinstance(event, ThinkingDelta) and event.text:
+                add("thinking", event.text)
             elif isinstance(event, ToolCallEvent):
-                calls.append(tool_use_block(event.call))
+                content.append(tool_use_block(event.call))
             elif isinstance(event, ChoiceDone):
                 self.finished(event)
             elif isinstance(event, GenerationDone):
                 self.usage = event.usage
-        content: list[dict[str, Any]] = []
-        if thinking:
-            content.append({"type": "thinking", "thinking": "".join(thinking), "signature": ""})
-        if text or not calls:
-            content.append({"type": "text", "text": "".join(text)})
-        return self.envelope([*content, *calls], done=True)
+        if not content:  # an empty answer is still one (empty) text block
+            content.append({"type": "text", "text": ""})
+        return self.envelope(content, done=True)
 
-    def events(self, stream: GenerationStream) -> Iterator[str]:
+    def events(self, stream: Iterable[GenerationEvent]) -> Iterator[str]:
         """The stream's events, in Anthropic's order."""
         blocks = _Blocks()
         started = False
@@ -167,7 +177,7 @@ class _Message:
             elif isinstance(event, TextDelta):
                 if event.text:
                     yield from blocks.delta("text", {"type": "text_delta", "text": event.text})
-            elif isinstance(event, ThinkingDelta):
+            elif isinstance(event, ThinkingDelta) and event.text:
                 thought = {"type": "thinking_delta", "thinking": event.text}
                 yield from blocks.delta("thinking", thought)
             elif isinstance(event, ToolCallEvent):

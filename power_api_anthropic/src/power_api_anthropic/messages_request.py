@@ -1,16 +1,22 @@
 """Reading a ``/v1/messages`` body into the core's :class:`GenerationRequest`.
 
-Content blocks become the core's messages as Ollama converts them: ``text`` blocks are
-joined, ``image`` blocks (base64) become the message's images, an assistant's ``tool_use``
-blocks its tool calls and its ``thinking`` block its reasoning, and each ``tool_result`` a
-``tool`` message ahead of the user's own text. Sampling fields the client leaves out come
-from the model's Modelfile parameters, not from Anthropic's defaults.
+Content blocks become the core's messages as Ollama converts them: ``image`` blocks
+(base64) become the message's images, an assistant's ``tool_use`` blocks its tool calls and
+its ``thinking`` block its reasoning, and each ``tool_result`` a ``tool`` message ahead of
+the user's own text. ``text`` blocks (and ``system`` blocks) are joined as paragraphs, where
+Ollama runs them together. A ``document`` or ``search_result`` of plain text is read as
+text; blocks of another provider's server tools in a replayed history (``server_tool_use``,
+``web_search_tool_result``, a PDF ``document``) are left out with a warning rather than
+refused, so that one of them does not make every later turn of a conversation fail, as
+Ollama leaves them. Sampling fields the client leaves out come from the model's Modelfile
+parameters, not from Anthropic's defaults.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +25,16 @@ from power_api_anthropic.fields import Fields, invalid
 from power_core.errors import UnsupportedFeature
 from power_core.types import ChatMessage, GenerationRequest, ResponseFormat, ToolCall, ToolSpec
 
+log = logging.getLogger("power_api_anthropic")
+
 #: Anthropic's rule for tool names
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-#: request fields of features this server has not (an MCP connector, code execution)
+#: request fields of features this server has not (an MCP connector, code execution); an
+#: empty one asks for nothing
 UNSUPPORTED = ("mcp_servers", "container")
+#: blocks that only Anthropic's own servers make or read, left out of a replayed history
+SKIPPED_BLOCKS = ("server_tool_use", "web_search_tool_result", "redacted_thinking")
 
 
 @dataclass
@@ -50,7 +61,7 @@ def parse_messages_request(
     choice, parallel = parse_tool_choice(fields.object("tool_choice"), tools)
     stop_sequences = fields.strings("stop_sequences")
     for unsupported in UNSUPPORTED:
-        if fields.has(unsupported):
+        if fields.raw(unsupported):
             raise UnsupportedFeature(
                 f"{unsupported}: not supported by this server", param=unsupported
             )
@@ -67,11 +78,12 @@ def parse_messages_request(
         tools=tools,
         tool_choice=choice,
         parallel_tool_calls=parallel,
-        think=_think(fields.object("thinking"), max_tokens),
+        think=_think(fields.object("thinking")),
         think_level=_effort(output),
         response_format=_format(output),
-        # as Ollama: a conversation too long for the context loses its oldest turns
-        fit_history=True,
+        # as Ollama: a conversation too long for the context loses its oldest turns (not
+        # when counting: the count is of the whole conversation)
+        fit_history=not count_only,
     )
     options = MessagesOptions(stream=fields.boolean("stream"), stop_sequences=stop_sequences)
     return request, options
@@ -91,16 +103,15 @@ def _sampling(fields: Fields) -> dict[str, Any]:
     return sampling
 
 
-def _think(thinking: Fields | None, max_tokens: int | None) -> bool | None:
+def _think(thinking: Fields | None) -> bool | None:
     """``thinking``: ``enabled`` separates a thinking model's reasoning into ``thinking``
     blocks, ``disabled`` turns it off, ``adaptive`` (or none) leaves it to the model."""
     if thinking is None:
         return None
     kind = thinking.string("type", required=True)
     if kind == "enabled":
-        budget = thinking.integer("budget_tokens", required=True, minimum=1024)
-        if max_tokens is not None and budget is not None and budget >= max_tokens:
-            raise invalid("thinking.budget_tokens", "must be less than max_tokens")
+        # the budget is not enforced (nor is it by Ollama): a local model thinks until done
+        thinking.integer("budget_tokens", minimum=1)
         return True
     if kind == "disabled":
         return False
@@ -213,8 +224,14 @@ class _Blocks:
         elif kind == "thinking" and self.role == "assistant":
             self.thinking = block.string("thinking", required=True)
             block.string("signature")
-        elif kind == "redacted_thinking" and self.role == "assistant":
-            pass  # encrypted reasoning of another provider's model: nothing to show ours
+        elif kind in ("document", "search_result"):
+            text = _plain_text(block)
+            if text is not None:
+                self.texts.append(text)
+            else:
+                log.warning("left out a %s block that is not plain text (%s)", kind, block.prefix)
+        elif kind in SKIPPED_BLOCKS:
+            log.warning("left out a %s block (%s)", kind, block.prefix)
         else:
             raise UnsupportedFeature(
                 f"{block.path('type')}: content blocks of type {kind!r} are not supported "
@@ -238,8 +255,10 @@ class _Blocks:
                     texts.append(inner.string("text", required=True) or "")
                 elif kind == "image":
                     images.append(image_bytes(inner))
-                else:
-                    raise invalid(inner.path("type"), "Input should be 'text' or 'image'")
+                elif kind in ("document", "search_result") and _plain_text(inner) is not None:
+                    texts.append(_plain_text(inner) or "")
+                else:  # a tool_reference, a PDF: nothing a local model could read
+                    log.warning("left out a %s block of a tool result (%s)", kind, inner.prefix)
         elif content is not None:
             raise invalid(block.path("content"), "Input should be a valid string or list")
         text = "\n".join(texts)
@@ -268,6 +287,23 @@ class _Blocks:
                 )
             )
         return [*self.results, *own]
+
+
+def _plain_text(block: Fields) -> str | None:
+    """The text of a ``document`` with a ``text`` source, or of a ``search_result``'s text
+    blocks (with its title); ``None`` for anything else (a PDF, an image)."""
+    title = block.string("title")
+    parts: list[str] = [title] if title else []
+    source = block.raw("source")
+    if block.string("type") == "document":
+        if not (isinstance(source, dict) and source.get("type") == "text"):
+            return None
+        parts.append(str(source.get("data") or ""))
+    else:
+        for item in block.array("content") or []:
+            if isinstance(item, dict) and item.get("type") == "text":
+                parts.append(str(item.get("text") or ""))
+    return "\n\n".join(parts)
 
 
 def image_bytes(block: Fields) -> bytes:
