@@ -122,6 +122,8 @@ class RegistryServer:
         self.refuse_uploads = False
         #: with a token service, every /v2/ request needs one of its tokens
         self.require_token: TokenService | None = None
+        #: forget every token just before the next blob upload, as when one expires
+        self.expire_tokens_before_upload = False
         #: send blob requests on to storage on this ``host:port`` (default: this one)
         self.storage_host: str | None = None
         #: the ``Authorization`` header of every storage request ("" when none)
@@ -210,6 +212,10 @@ class RegistryServer:
             def do_PUT(self) -> None:
                 registry.writes.append(("PUT", self.path))
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                expire = registry.expire_tokens_before_upload and _UPLOAD.fullmatch(self.path)
+                if expire and registry.require_token is not None:
+                    registry.expire_tokens_before_upload = False
+                    registry.require_token.tokens.clear()
                 if not self._signed_in("push"):
                     return
                 if match := _UPLOAD.fullmatch(self.path):

@@ -182,6 +182,16 @@ def test_a_push_signs_in_for_the_push_scope(
     scopes = [query["scope"] for query in token_queries(registry.require_token)]
     assert scopes == [["repository:me/tiny:pull"], ["repository:me/tiny:push,pull"]]
 
+    # a token that expires while a blob goes up: a new one, and the blob is sent again whole
+    other = registry.name("tiny", "v2", namespace="me")
+    puller.create_from_modelfile(other, f"FROM {name}\nSYSTEM Another layer.\n", tiny_gguf.parent)
+    registry.expire_tokens_before_upload = True
+    asked = len(registry.require_token.requests)
+    assert puller.push(other) == other
+    # a new push signs in anew (pull, then push), and once more when its token expired
+    assert len(registry.require_token.requests) == asked + 3
+    assert ("me", "tiny", "v2") in registry.manifests  # its blobs all arrived whole
+
     registry.require_token.known_keys.clear()
     registry.require_token.tokens.clear()
     with pytest.raises(PushFailed, match=r"refused: HTTP 401.*a3s-power key"):

@@ -177,6 +177,12 @@ class _ReportingReader:
     def __len__(self) -> int:  # requests sends Content-Length, not a chunked body
         return self._size
 
+    def rewind(self) -> None:
+        """Back to the first byte: a registry that wanted a new token gets the blob again
+        (see :mod:`power_core.pull.registry_auth`)."""
+        self._handle.seek(0)
+        self._sent = self._reported = 0
+
     def read(self, size: int = -1) -> bytes:
         chunk = self._handle.read(_READ_SIZE if size is None or size < 0 else size)
         self._sent += len(chunk)

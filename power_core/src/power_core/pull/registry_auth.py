@@ -11,8 +11,9 @@ token request carries ``Authorization: <public key>:<signature>`` over
 
 The signature goes only to a realm on the host the request went to, as Ollama checks; a
 realm elsewhere (Docker Hub's ``auth.docker.io``, for one) is asked for an anonymous token.
-A request is sent again once, and only when its body can be sent again (none, or bytes);
-tokens are kept per host for the requests after it.
+A request is sent again once, and only when its body can be sent again (none, bytes, or a
+body with a ``rewind()`` method, as a push's blob upload has: a token that expires during a
+long push is renewed); tokens are kept per host for the requests after it.
 """
 
 from __future__ import annotations
@@ -112,13 +113,16 @@ class RegistryTokenAuth(AuthBase):
         challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         if response.status_code != 401 or challenge is None:
             return response
-        if not isinstance(request.body, (bytes, str, type(None))):
+        rewind = getattr(request.body, "rewind", None)
+        if not isinstance(request.body, (bytes, str, type(None))) and rewind is None:
             return response  # a stream already sent: the caller reports the refusal
         _drain(response)  # before asking for a token, which may fail
         origin = getattr(request, _ORIGIN, None)
         token = self._token(challenge, origin, verify=kwargs.get("verify", True))
         self._tokens[_host(request.url)] = token
         request.headers["Authorization"] = f"Bearer {token}"
+        if rewind is not None:
+            rewind()
         again: requests.Response = response.connection.send(request, **kwargs)
         again.history.append(response)
         return again
