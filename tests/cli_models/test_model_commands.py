@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from cleo.io.buffered_io import BufferedIO
 
@@ -225,6 +227,11 @@ def test_key_shows_the_same_public_key_and_never_replaces_a_bad_one(run: Run, ho
     assert out.startswith("ssh-ed25519 ") and len(out.splitlines()) == 1
     assert str(home / "id_ed25519") in err
     assert (home / "id_ed25519.pub").read_text() == out
+    # the page `ollama signin` opens: the key, base64url of its line, and this machine
+    connect = next(w for w in err.split() if w.startswith("https://ollama.com/connect?"))
+    query = parse_qs(urlsplit(connect).query)
+    assert query["name"] == [socket.gethostname()]
+    assert base64.urlsafe_b64decode(query["key"][0] + "==").decode() == out.strip()
     assert run("key")[1] == out  # made once, then read
 
     (home / "id_ed25519").write_text("not a key\n")

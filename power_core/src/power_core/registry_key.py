@@ -17,6 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from power_core.config import power_home
 from power_core.errors import PowerError
@@ -24,6 +25,8 @@ from power_core.errors import PowerError
 KEY_FILE_NAME = "id_ed25519"
 #: where ollama.com users add public keys
 OLLAMA_KEYS_PAGE = "https://ollama.com/settings/keys"
+#: the page that adds a machine's key to the signed-in ollama.com account (``ollama signin``)
+OLLAMA_CONNECT_PAGE = "https://ollama.com/connect"
 
 
 class RegistryKeyError(PowerError):
@@ -78,6 +81,12 @@ class RegistryKey:
         if not isinstance(key, Ed25519PrivateKey):
             raise RegistryKeyError(f"cannot use the registry key {path}: it is not an Ed25519 key")
         return cls(path, key)
+
+    def connect_url(self, machine: str) -> str:
+        """The ollama.com page that adds this key to the account signed in there, named
+        ``machine``, as ``ollama signin`` opens it."""
+        key = base64.urlsafe_b64encode(self.public_line.encode()).rstrip(b"=").decode()
+        return f"{OLLAMA_CONNECT_PAGE}?name={quote(machine, safe='')}&key={key}"
 
     def sign(self, data: bytes) -> str:
         """``<public key>:<signature>`` for an ``Authorization`` header, as Ollama writes
