@@ -95,6 +95,12 @@ def load_options_from(settings: Settings, overrides: dict[str, Any]) -> LoadOpti
     return replace(base, **changes)
 
 
+def model_load_parameters(model: ResolvedModel) -> dict[str, Any]:
+    """The load options among the model's Modelfile parameters (``PARAMETER num_ctx
+    8192``), which a request's own options override, as in Ollama."""
+    return {key: model.parameters[key] for key in LOAD_OPTION_TYPES if key in model.parameters}
+
+
 def within_trained_context(model: ResolvedModel, options: LoadOptions) -> LoadOptions:
     """``options`` with a context window no longer than the model was trained for (its
     GGUF's ``<architecture>.context_length``), as Ollama loads it: tokens past it are out
@@ -160,7 +166,8 @@ class ModelScheduler:
         """Load or reuse ``model`` and take a lease on it; pair with :meth:`release`.
         ``keep_alive`` (seconds; ``None``: the configured default) is how long it stays
         loaded once idle, unless a request scheduled after this one says otherwise."""
-        options = within_trained_context(model, load_options_from(self._settings, load_overrides))
+        asked = {**model_load_parameters(model), **load_overrides}
+        options = within_trained_context(model, load_options_from(self._settings, asked))
         entry = self._loaded.get(model.name)
         if entry is None or not self._serves(entry, model, options):
             with self._lock:  # loads and unloads one at a time
