@@ -201,6 +201,26 @@ def test_tool_results_come_before_the_users_text_and_know_their_tool() -> None:
     assert request.messages[3].tool_call_id == "toolu_1"
 
 
+def test_a_system_message_among_the_messages_is_a_system_turn_where_it_stands() -> None:
+    # as Claude Code sends its environment
+    request = parse(
+        system="You are an agent.",
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "Hello."}]},
+            {"role": "system", "content": [{"type": "text", "text": "# Environment\nlinux"}]},
+            {"role": "system", "content": "Be brief."},
+        ],
+    )
+    assert [(m.role, m.content) for m in request.messages] == [
+        ("system", "You are an agent."),
+        ("user", "Hello."),
+        ("system", "# Environment\nlinux"),
+        ("system", "Be brief."),
+    ]
+    with pytest.raises(UnsupportedFeature):  # a system turn carries text only
+        parse(messages=[{"role": "system", "content": [{"type": "tool_result"}]}])
+
+
 def test_images_documents_and_blocks_of_server_tools() -> None:
     png = b"\x89PNG\r\n"
     request = parse(

@@ -310,8 +310,8 @@ def test_count_tokens_is_the_prompt_a_message_reads(client: anthropic.Anthropic)
         ({"max_tokens": 0, "messages": QUESTION}, "max_tokens: Input should be greater"),
         ({"max_tokens": 4, "messages": []}, "messages: List should have at least 1 item"),
         (
-            {"max_tokens": 4, "messages": [{"role": "system", "content": "x"}]},
-            "messages.0.role: Input should be 'user' or 'assistant'",
+            {"max_tokens": 4, "messages": [{"role": "tool", "content": "x"}]},
+            "messages.0.role: Input should be 'user', 'assistant' or 'system'",
         ),
         (
             {"max_tokens": 4, "messages": QUESTION, "extra_body": {"temperature": 1.5}},

@@ -48,6 +48,8 @@ def power_error_response(exc: PowerError) -> Response:
     status = power_error_status(exc)
     if status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.message)
+    else:  # what a client sent that is refused, for whoever debugs that client
+        log.debug("%d %s: %s", status, type(exc).__name__, exc.message)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusy) else None
     return json_response(error_body(exc.message, status), status, headers)
 

@@ -23,10 +23,19 @@ from typing import Any
 
 from power_api_anthropic.fields import Fields, invalid
 from power_core.errors import UnsupportedFeature
-from power_core.types import ChatMessage, GenerationRequest, ResponseFormat, ToolCall, ToolSpec
+from power_core.types import (
+    ChatMessage,
+    GenerationRequest,
+    ResponseFormat,
+    Role,
+    ToolCall,
+    ToolSpec,
+)
 
 log = logging.getLogger("power_api_anthropic")
 
+#: the roles of messages, as the core spells them
+ROLES: dict[str, Role] = {"user": "user", "assistant": "assistant", "system": "system"}
 #: Anthropic's rule for tool names
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -168,7 +177,8 @@ def _system(fields: Fields) -> list[ChatMessage]:
 # ----------------------------------------------------------------------------- messages
 def parse_messages(items: list[Any]) -> list[ChatMessage]:
     """Anthropic messages as core messages; a tool result learns its tool's name from the
-    ``tool_use`` block it answers."""
+    ``tool_use`` block it answers. A ``system`` message among them (Claude Code sends its
+    environment so) is a system turn where it stands, as Ollama passes it on."""
     if not items:
         raise invalid("messages", "List should have at least 1 item")
     names_by_id: dict[str, str] = {}
@@ -176,13 +186,13 @@ def parse_messages(items: list[Any]) -> list[ChatMessage]:
     for index, item in enumerate(items):
         fields = Fields(item, f"messages.{index}.")
         role = fields.string("role", required=True)
-        if role not in ("user", "assistant"):
-            raise invalid(f"messages.{index}.role", "Input should be 'user' or 'assistant'")
+        if role not in ROLES:
+            raise invalid(
+                f"messages.{index}.role", "Input should be 'user', 'assistant' or 'system'"
+            )
         content = fields.raw("content", required=True)
         if isinstance(content, str):
-            messages.append(
-                ChatMessage(role="user" if role == "user" else "assistant", content=content)
-            )
+            messages.append(ChatMessage(role=ROLES[role], content=content))
             continue
         if not isinstance(content, list):
             raise invalid(f"messages.{index}.content", "Input should be a valid string or list")
@@ -279,7 +289,7 @@ class _Blocks:
         if text or self.images or self.calls or self.thinking or not self.results:
             own.append(
                 ChatMessage(
-                    role="user" if self.role == "user" else "assistant",
+                    role=ROLES[self.role],
                     content=text,
                     images=self.images,
                     tool_calls=self.calls,
