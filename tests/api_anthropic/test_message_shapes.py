@@ -38,10 +38,10 @@ def finish(reason: str, tokens: int, stop: str | None = None) -> list[Generation
 
 
 def rendered(
-    events: list[GenerationEvent], stops: tuple[str, ...] = ()
+    events: list[GenerationEvent], stops: tuple[str, ...] = (), max_tokens: int = 8
 ) -> tuple[list[tuple[str, dict[str, Any]]], Message, dict[str, Any]]:
     """The stream's (event, data) pairs, the SDK's message from them, and the whole message."""
-    options = MessagesOptions(stream=True, stop_sequences=list(stops))
+    options = MessagesOptions(stream=True, stop_sequences=list(stops), max_tokens=max_tokens)
     frames = []
     for frame in _Message("msg_x", "m", options).events(iter(events)):
         name, data = frame.removesuffix("\n\n").split("\n")
@@ -54,7 +54,8 @@ def rendered(
             event = EVENTS.validate_python(data)
             snapshot = accumulate_event(event=event, current_snapshot=snapshot, json_bufs=buffers)  # type: ignore[call-arg]
     assert snapshot is not None
-    whole = _Message("msg_x", "m", MessagesOptions(stream=False, stop_sequences=list(stops)))
+    options = MessagesOptions(stream=False, stop_sequences=list(stops), max_tokens=max_tokens)
+    whole = _Message("msg_x", "m", options)
     return frames, snapshot, whole.whole(iter(events))
 
 
@@ -120,17 +121,23 @@ def test_an_empty_answer_is_one_empty_text_block() -> None:
 
 
 @pytest.mark.parametrize(
-    ("reason", "stop", "stops", "expected"),
+    ("reason", "tokens", "stop", "stops", "expected"),
     [
-        ("stop", "###", ("###",), ("stop_sequence", "###")),
-        ("stop", "<|im_end|>", ("###",), ("end_turn", None)),  # the model's own stop
-        ("length", None, ("###",), ("max_tokens", None)),
+        ("stop", 1, "###", ("###",), ("stop_sequence", "###")),
+        ("stop", 1, "<|im_end|>", ("###",), ("end_turn", None)),  # the model's own stop
+        ("length", 8, None, ("###",), ("max_tokens", None)),
+        ("length", 3, None, (), ("model_context_window_exceeded", None)),  # the context filled
     ],
 )
 def test_stop_reasons(
-    reason: str, stop: str | None, stops: tuple[str, ...], expected: tuple[str, str | None]
+    reason: str,
+    tokens: int,
+    stop: str | None,
+    stops: tuple[str, ...],
+    expected: tuple[str, str | None],
 ) -> None:
-    _, streamed, whole = rendered([TextDelta(0, "x"), *finish(reason, 1, stop)], stops)
+    events = [TextDelta(0, "x"), *finish(reason, tokens, stop)]
+    _, streamed, whole = rendered(events, stops, max_tokens=8)
     assert (whole["stop_reason"], whole["stop_sequence"]) == expected
     assert (streamed.stop_reason, streamed.stop_sequence) == expected
 

@@ -4,7 +4,8 @@ A message's content is its blocks in the order the model wrote them: ``thinking`
 thinking model's reasoning, when the request enabled it), ``text``, then a ``tool_use``
 block per call. ``stop_reason`` is ``end_turn``, ``max_tokens``, ``stop_sequence`` (one of
 the request's ``stop_sequences`` matched; it is named in ``stop_sequence``) or
-``tool_use``. ``usage`` counts the prompt tokens read from the prompt cache as
+``tool_use``, or ``model_context_window_exceeded`` when the context filled before
+``max_tokens`` was reached. ``usage`` counts the prompt tokens read from the prompt cache as
 ``cache_read_input_tokens`` and the rest as ``input_tokens``, as Anthropic does.
 
 A stream is the events Anthropic sends: ``message_start``, then per block
@@ -127,7 +128,10 @@ class _Message:
 
     def finished(self, event: ChoiceDone) -> None:
         if event.reason == "length":
-            self.stop_reason = "max_tokens"
+            limit = self.options.max_tokens
+            cut_short = limit is not None and event.completion_tokens < limit
+            # the context filled before max_tokens did: Anthropic's name for that
+            self.stop_reason = "model_context_window_exceeded" if cut_short else "max_tokens"
         elif event.reason == "tool_calls":
             self.stop_reason = "tool_use"
         elif event.stop_sequence is not None and event.stop_sequence in self.options.stop_sequences:

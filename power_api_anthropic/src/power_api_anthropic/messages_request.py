@@ -53,6 +53,8 @@ class MessagesOptions:
     stream: bool
     #: the client's ``stop_sequences``: a stop on one of them is ``stop_sequence``
     stop_sequences: list[str] = field(default_factory=list)
+    #: the client's ``max_tokens``: an answer cut shorter filled the context
+    max_tokens: int | None = None
 
 
 def parse_messages_request(
@@ -94,7 +96,9 @@ def parse_messages_request(
         # when counting: the count is of the whole conversation)
         fit_history=not count_only,
     )
-    options = MessagesOptions(stream=fields.boolean("stream"), stop_sequences=stop_sequences)
+    options = MessagesOptions(
+        stream=fields.boolean("stream"), stop_sequences=stop_sequences, max_tokens=max_tokens
+    )
     return request, options
 
 
