@@ -179,6 +179,43 @@ def test_required_function_call_and_its_output_round_trip(client: OpenAI) -> Non
     assert all(item.type == "message" for item in answer.output)
 
 
+def test_namespaced_functions_are_offered_by_their_qualified_names(v1: str) -> None:
+    # as OpenAI's Codex CLI declares its tools: a namespace of functions, and the hosted
+    # web_search, which only OpenAI runs and which is left out here
+    namespace = {
+        "type": "namespace",
+        "name": "weather_v1",
+        "description": "Weather tools.",
+        "tools": [WEATHER_TOOL, TIME_TOOL],
+    }
+    body = {
+        "model": MODEL,
+        "input": "What is the weather in Paris?",
+        "tools": [{"type": "web_search", "external_web_access": False}, namespace],
+        "tool_choice": {"type": "function", "name": "weather_v1.get_weather"},
+        "temperature": 0,
+        "max_output_tokens": 40,
+    }
+    reply = requests.post(v1 + "/responses", json=body, timeout=300).json()
+    [call] = reply["output"]
+    assert (call["type"], call["name"]) == ("function_call", "weather_v1.get_weather")
+    assert isinstance(json.loads(call["arguments"])["city"], str)
+    assert [tool["type"] for tool in reply["tools"]] == ["web_search", "namespace"]
+    assert [t["name"] for t in reply["tools"][1]["tools"]] == ["get_weather", "get_time"]
+    # the call goes back as the next request's input, by the same name
+    body["input"] = [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {k: call[k] for k in ("type", "call_id", "name", "arguments")},
+        {"type": "function_call_output", "call_id": call["call_id"], "output": "Sunny"},
+    ]
+    body["tool_choice"] = "none"
+    answer = requests.post(v1 + "/responses", json=body, timeout=300)
+    assert answer.status_code == 200, answer.text
+    duplicate = {**body, "tools": [namespace, namespace]}
+    refused = requests.post(v1 + "/responses", json=duplicate, timeout=60)
+    assert refused.status_code == 400 and "Duplicate" in refused.json()["error"]["message"]
+
+
 def test_named_function_streams_through_the_sdk_helper(client: OpenAI) -> None:
     with client.responses.stream(
         model=MODEL,
@@ -398,7 +435,18 @@ def test_stream_framing_ends_with_the_final_response_and_no_done(v1: str) -> Non
             "images",  # this model has no vision: the image is refused, not dropped
         ),
         ({"model": MODEL, "input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
-        ({"model": MODEL, "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+        (
+            {"model": MODEL, "input": "x", "tools": [{"type": "custom", "name": "g"}]},
+            "tools[0].type",
+        ),
+        (
+            {
+                "model": MODEL,
+                "input": "x",
+                "tools": [{"type": "namespace", "name": "ns", "tools": [{"type": "web_search"}]}],
+            },
+            "tools[0].tools[0].type",
+        ),
         (
             {"model": MODEL, "input": "x", "tools": [{"type": "function", "name": "bad name"}]},
             "tools[0].name",

@@ -8,12 +8,14 @@ their ``function_call_output`` results). Nothing is stored, so ``previous_respon
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from power_api_openai.chat_request import (
     ROLES,
     call_arguments,
+    checked_name,
     chosen_function,
     content_parts,
     function_spec,
@@ -33,6 +35,8 @@ from power_core.types import (
     ToolCall,
     ToolSpec,
 )
+
+log = logging.getLogger("power_api_openai")
 
 #: ``include`` value that asks for the log-probabilities of the output text
 INCLUDE_LOGPROBS = "message.output_text.logprobs"
@@ -311,8 +315,26 @@ def _input_part(kind: str, part: Fields) -> str | bytes | None:
 
 
 # ----------------------------------------------------------------------------- tools, format
+#: OpenAI's hosted tools: only OpenAI's servers run them, so a model here is not offered
+#: them (Codex declares ``web_search`` in every request)
+HOSTED_TOOLS = frozenset(
+    {
+        "web_search",
+        "web_search_preview",
+        "file_search",
+        "code_interpreter",
+        "image_generation",
+        "computer_use_preview",
+        "mcp",
+    }
+)
+
+
 def parse_function_tools(items: list[Any]) -> tuple[list[ToolSpec], list[dict[str, Any]]]:
-    """``tools``: function tools as the core's specs, and as the response repeats them."""
+    """``tools``: function tools as the core's specs, and as the response repeats them. A
+    ``namespace`` groups functions under its name: they are offered as ``namespace.name``
+    (as Ollama offers them, and as the model's calls then name them). Hosted tools are
+    left out with a warning, and repeated as given."""
     tools: list[ToolSpec] = []
     echoed: list[dict[str, Any]] = []
     for index, item in enumerate(items):
@@ -320,24 +342,62 @@ def parse_function_tools(items: list[Any]) -> tuple[list[ToolSpec], list[dict[st
         if not isinstance(item, dict):
             raise invalid_type(param, "an object", item)
         fields = Fields(item, f"{param}.")
-        kind = fields.string("type", required=True)
-        if kind != "function":
+        kind = fields.string("type", required=True) or ""
+        if kind in HOSTED_TOOLS:
+            log.warning("left out the hosted tool %r: only OpenAI runs it", kind)
+            echoed.append(item)
+        elif kind == "namespace":
+            echoed.append(_namespace(fields, tools))
+        elif kind == "function":
+            spec = function_spec(fields, tools)
+            tools.append(spec)
+            echoed.append(_echoed(spec, fields))
+        else:
             raise UnsupportedFeature(
-                f"tools of type {kind!r} are not supported; only 'function' tools are.",
+                f"tools of type {kind!r} are not supported; only 'function' and "
+                "'namespace' tools are.",
                 param=f"{param}.type",
             )
-        spec = function_spec(fields, tools)
-        tools.append(spec)
-        echoed.append(
-            {
-                "type": "function",
-                "name": spec.name,
-                "description": spec.description or None,
-                "parameters": spec.parameters,
-                "strict": fields.boolean("strict", default=True),
-            }
-        )
     return tools, echoed
+
+
+def _namespace(fields: Fields, tools: list[ToolSpec]) -> dict[str, Any]:
+    """The functions of a ``namespace`` tool, added to ``tools`` with qualified names."""
+    namespace = checked_name(fields.string("name", required=True) or "", fields.param("name"))
+    members = []
+    for index, item in enumerate(fields.array("tools", required=True) or []):
+        param = fields.param(f"tools[{index}]")
+        if not isinstance(item, dict):
+            raise invalid_type(param, "an object", item)
+        member = Fields(item, f"{param}.")
+        if member.string("type", required=True) != "function":
+            raise UnsupportedFeature(
+                "a namespace holds 'function' tools only.", param=member.param("type")
+            )
+        spec = function_spec(member, [])
+        spec.name = f"{namespace}.{spec.name}"
+        if any(tool.name == spec.name for tool in tools):
+            raise InvalidRequest(
+                f"Duplicate function name {spec.name!r} in 'tools'.", param=member.param("name")
+            )
+        tools.append(spec)
+        members.append(_echoed(spec, member, name=spec.name.removeprefix(f"{namespace}.")))
+    return {
+        "type": "namespace",
+        "name": namespace,
+        "description": fields.string("description"),
+        "tools": members,
+    }
+
+
+def _echoed(spec: ToolSpec, fields: Fields, name: str | None = None) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "name": name or spec.name,
+        "description": spec.description or None,
+        "parameters": spec.parameters,
+        "strict": fields.boolean("strict", default=True),
+    }
 
 
 def parse_responses_tool_choice(value: Any, tools: list[ToolSpec]) -> str:
