@@ -256,6 +256,18 @@ def test_images_documents_and_blocks_of_server_tools() -> None:
     assert message.content == "Notes.\n\nRead them."  # the PDF and the search result left out
 
 
+def test_server_tools_are_left_out_and_client_tools_kept() -> None:
+    request = parse(
+        messages=[{"role": "user", "content": "x"}],
+        tools=[
+            {"type": "web_search_20250305", "name": "web_search", "max_uses": 5},
+            {"name": "lookup", "input_schema": {"type": "object"}},
+            {"type": "custom", "name": "other", "input_schema": {"type": "object"}},
+        ],
+    )
+    assert [tool.name for tool in request.tools] == ["lookup", "other"]
+
+
 def test_thinking_effort_format_and_what_counting_reads() -> None:
     assert parse(messages=[{"role": "user", "content": "x"}]).think is None
     enabled = {"type": "enabled", "budget_tokens": 20_000}  # more than max_tokens: not enforced

@@ -318,10 +318,6 @@ def test_count_tokens_is_the_prompt_a_message_reads(client: anthropic.Anthropic)
             "temperature: Input",
         ),
         (
-            {"max_tokens": 4, "messages": QUESTION, "tools": [{"type": "web_search_20250305"}]},
-            "tools.0.type: server tools",
-        ),
-        (
             {
                 "max_tokens": 4,
                 "messages": [

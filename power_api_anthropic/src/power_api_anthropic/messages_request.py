@@ -343,17 +343,16 @@ def image_bytes(block: Fields) -> bytes:
 
 # ----------------------------------------------------------------------------- tools
 def parse_tools(items: list[Any]) -> list[ToolSpec]:
-    """``tools``: client tools with unique names (server tools are not run here)."""
+    """``tools``: client tools with unique names; server tools (web search, code execution)
+    are left out with a warning, as only Anthropic's servers run them."""
     tools: list[ToolSpec] = []
     for index, item in enumerate(items):
         fields = Fields(item, f"tools.{index}.")
         kind = fields.string("type")
         if kind not in (None, "custom"):
-            raise UnsupportedFeature(
-                f"tools.{index}.type: server tools ({kind!r}) are not supported; define "
-                "the tool with a name, description and input_schema instead",
-                param=f"tools.{index}.type",
-            )
+            # a server tool (web search, code execution): only Anthropic runs those
+            log.warning("left out the server tool %r: only Anthropic runs it", kind)
+            continue
         name = fields.string("name", required=True) or ""
         if not TOOL_NAME.match(name):
             raise invalid(f"tools.{index}.name", "String should match '^[a-zA-Z0-9_-]{1,128}$'")

@@ -19,9 +19,11 @@ from power_core.services import PowerServices
 #: the Ollama release whose API these routes follow, which ``/api/version`` reports (the
 #: ``ollama_version`` setting overrides it). Clients compare it with a minimum: VS Code's
 #: Copilot refuses an Ollama below 0.6.4, others gate features (structured outputs from
-#: 0.5). 0.13.0 takes everything these routes take (``logprobs``, ``think``, ``truncate``,
-#: ``shift``, ``dimensions``)
-OLLAMA_API_VERSION = "0.13.0"
+#: 0.5, the Responses API from 0.13.3: OpenAI's Codex CLI wants 0.13.4). 0.14.0 is the first
+#: release with every API this server serves: these routes' fields (``logprobs``, ``think``,
+#: ``truncate``, ``shift``, ``dimensions``), ``/v1/responses`` (0.13.3) and the Anthropic
+#: ``/v1/messages`` (0.14.0)
+OLLAMA_API_VERSION = "0.14.0"
 
 #: Ollama shows a model kept loaded forever as expiring in ~300 years
 _FOREVER_SECONDS = 300 * 365 * 86_400
