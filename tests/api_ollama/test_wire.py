@@ -68,8 +68,9 @@ def test_chat_stream_and_single_answer(url: str, post_ndjson: Any) -> None:
 
 def test_version_is_an_ollama_release_that_clients_accept(url: str) -> None:
     version = requests.get(url + "/api/version", timeout=10).json()["version"]
-    # VS Code's Copilot compares each number and refuses an Ollama older than 0.6.4
-    assert tuple(int(part) for part in version.split(".")) >= (0, 6, 4), version
+    # VS Code's Copilot compares each number and refuses an Ollama older than 0.6.4, OpenAI's
+    # Codex CLI one older than 0.13.4
+    assert tuple(int(part) for part in version.split(".")) >= (0, 13, 4), version
 
 
 def test_version_and_head_routes(url: str) -> None:
