@@ -28,3 +28,15 @@ def test_a_models_num_ctx_is_the_context_it_loads_with(client: ollama.Client) ->
         assert answer.prompt_eval_count is not None and answer.prompt_eval_count < 1024
     finally:
         client.delete(name)
+
+
+def test_a_parameter_no_load_takes_is_left_out_not_fatal(client: ollama.Client) -> None:
+    # num_thread 0 is Ollama's "automatic"; a model's own parameter must not fail requests
+    name = "smollm2-autothreads:test"
+    client.create(name, from_="smollm2:135m", parameters={"num_thread": 0, "num_ctx": 0})
+    try:
+        answer = client.generate(name, "Say hi", options={"num_predict": 2})
+        assert answer.done
+        assert loaded_context(client, name) == 2048  # the test server's configured context
+    finally:
+        client.delete(name)

@@ -76,29 +76,51 @@ def load_options_from(settings: Settings, overrides: dict[str, Any]) -> LoadOpti
         num_parallel=settings.num_parallel,
         max_queue=settings.max_queue,
     )
-    changes: dict[str, Any] = {}
-    for key, value in overrides.items():
-        expected = LOAD_OPTION_TYPES.get(key)
-        if expected is None:
-            continue
-        if expected is int and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if (
-            value is None
-            or isinstance(value, bool) != (expected is bool)
-            or not isinstance(value, expected)
-        ):
-            raise InvalidRequest(f"option '{key}' must be {expected.__name__}", param=key)
-        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-            raise InvalidRequest(f"option '{key}' must be positive", param=key)
-        changes[key] = value
+    changes = {
+        key: checked_load_option(key, value)
+        for key, value in overrides.items()
+        if key in LOAD_OPTION_TYPES
+    }
     return replace(base, **changes)
+
+
+def checked_load_option(key: str, value: Any) -> Any:
+    """``value`` as load option ``key`` takes it; :class:`InvalidRequest` if it cannot."""
+    expected = LOAD_OPTION_TYPES[key]
+    if expected is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if (
+        value is None
+        or isinstance(value, bool) != (expected is bool)
+        or not isinstance(value, expected)
+    ):
+        raise InvalidRequest(f"option '{key}' must be {expected.__name__}", param=key)
+    if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+        raise InvalidRequest(f"option '{key}' must be positive", param=key)
+    return value
 
 
 def model_load_parameters(model: ResolvedModel) -> dict[str, Any]:
     """The load options among the model's Modelfile parameters (``PARAMETER num_ctx
-    8192``), which a request's own options override, as in Ollama."""
-    return {key: model.parameters[key] for key in LOAD_OPTION_TYPES if key in model.parameters}
+    8192``), which a request's own options override, as in Ollama. One that would be
+    refused as a request's option (``num_thread 0``, Ollama's "automatic"; a pulled
+    model's ``"num_ctx": "8192"``) is left out with a warning: a model's own parameter
+    must not fail every request to it."""
+    chosen: dict[str, Any] = {}
+    for key in LOAD_OPTION_TYPES:
+        if key not in model.parameters:
+            continue
+        try:
+            chosen[key] = checked_load_option(key, model.parameters[key])
+        except InvalidRequest as exc:
+            if (model.name, key) not in _WARNED_PARAMETERS:
+                _WARNED_PARAMETERS.add((model.name, key))
+                log.warning("%s: its parameter %s is not used: %s", model.name, key, exc.message)
+    return chosen
+
+
+#: (model, parameter) pairs already warned about by :func:`model_load_parameters`
+_WARNED_PARAMETERS: set[tuple[str, str]] = set()
 
 
 def within_trained_context(model: ResolvedModel, options: LoadOptions) -> LoadOptions:
