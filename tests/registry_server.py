@@ -251,7 +251,8 @@ class RegistryServer:
                     self.send_header("WWW-Authenticate", challenge)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":  # a HEAD answer has no body, whatever its length
+                    self.wfile.write(body)
 
             def _send(self, body: bytes | None, content_type: str) -> None:
                 if body is None:
