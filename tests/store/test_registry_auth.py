@@ -221,6 +221,19 @@ def test_signatures_are_ed25519_over_what_ollama_signs(home: Path) -> None:
     verifier.verify(base64.b64decode(signature), b"GET,https://r.example/token?a=1,abc")
 
 
+def test_a_key_copied_in_gets_its_own_public_half(home: Path, tmp_path: Path) -> None:
+    # as when Ollama's ~/.ollama/id_ed25519 is copied over ours: the .pub must follow it
+    ollamas = RegistryKey.load_or_create(tmp_path / "ollama" / "id_ed25519")
+    ours = RegistryKey.load_or_create()
+    assert ours.public_line != ollamas.public_line
+    (home / "id_ed25519").write_bytes((tmp_path / "ollama" / "id_ed25519").read_bytes())
+    assert RegistryKey.load_or_create().public_line == ollamas.public_line
+    assert (home / "id_ed25519.pub").read_text() == ollamas.public_line + "\n"
+    (home / "id_ed25519.pub").unlink()
+    RegistryKey.load_or_create()
+    assert (home / "id_ed25519.pub").read_text() == ollamas.public_line + "\n"
+
+
 def test_processes_making_the_key_at_once_end_with_one(home: Path) -> None:
     made: list[str] = []
     start = threading.Barrier(4)

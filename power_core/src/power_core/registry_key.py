@@ -13,6 +13,7 @@ over it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -58,11 +59,25 @@ class RegistryKey:
         """The key at ``path`` (default :func:`default_key_path`), made there if absent."""
         path = path if path is not None else default_key_path()
         try:
-            return cls._load(path)
+            key = cls._load(path)
         except FileNotFoundError:
+            _write_new_key(path)  # a key another process wrote meanwhile is kept
+            key = cls._load(path)
+        key._write_public_half()
+        return key
+
+    def _write_public_half(self) -> None:
+        """``<key>.pub``, unless it holds this key already: a key copied in (Ollama's)
+        comes without one, or with another's."""
+        public = Path(f"{self.path}.pub")
+        line = self.public_line + "\n"
+        try:
+            if public.read_text() == line:
+                return
+        except (OSError, UnicodeDecodeError):
             pass
-        _write_new_key(path)  # a key another process wrote meanwhile is kept
-        return cls._load(path)
+        with contextlib.suppress(OSError):  # a folder one may read but not write
+            public.write_text(line)
 
     @classmethod
     def _load(cls, path: Path) -> RegistryKey:
@@ -97,8 +112,8 @@ class RegistryKey:
 
 
 def _write_new_key(path: Path) -> None:
-    """A new key at ``path`` (readable by its owner only) and its ``.pub``; never replaces
-    a file: linked into place, which fails when one is there."""
+    """A new key at ``path`` (readable by its owner only); never replaces a file: linked
+    into place, which fails when one is there."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -107,9 +122,6 @@ def _write_new_key(path: Path) -> None:
         serialization.Encoding.PEM,
         serialization.PrivateFormat.OpenSSH,
         serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".id_ed25519-", dir=path.parent)
@@ -126,8 +138,6 @@ def _write_new_key(path: Path) -> None:
             _create_exclusively(path, private)
     finally:
         os.unlink(temporary)
-    if _same_key(path, private):
-        Path(f"{path}.pub").write_bytes(public + b"\n")
 
 
 def _create_exclusively(path: Path, private: bytes) -> None:
@@ -140,10 +150,3 @@ def _create_exclusively(path: Path, private: bytes) -> None:
         out.write(private)
         out.flush()
         os.fsync(out.fileno())
-
-
-def _same_key(path: Path, private: bytes) -> bool:
-    try:
-        return path.read_bytes() == private
-    except OSError:
-        return False
