@@ -269,6 +269,13 @@ def test_thinking_asked_of_a_model_that_does_not_think_is_left_to_it(
     plain = client.messages.create(model=MODEL, max_tokens=12, messages=QUESTION, **GREEDY)
     assert [b.type for b in thinking.content] == ["text"]
     assert text_of(thinking) == text_of(plain)
+    counted = client.messages.count_tokens(
+        model=MODEL, messages=QUESTION, thinking={"type": "enabled", "budget_tokens": 1024}
+    )
+    assert (
+        counted.input_tokens
+        == client.messages.count_tokens(model=MODEL, messages=QUESTION).input_tokens
+    )
 
 
 def test_count_tokens_counts_a_conversation_longer_than_the_context(

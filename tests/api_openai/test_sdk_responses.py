@@ -191,7 +191,11 @@ def test_namespaced_functions_are_offered_by_their_qualified_names(v1: str) -> N
     body = {
         "model": MODEL,
         "input": "What is the weather in Paris?",
-        "tools": [{"type": "web_search", "external_web_access": False}, namespace],
+        "tools": [
+            {"type": "web_search", "external_web_access": False},
+            {"type": "web_search_preview_2025_03_11"},
+            namespace,
+        ],
         "tool_choice": {"type": "function", "name": "weather_v1.get_weather"},
         "temperature": 0,
         "max_output_tokens": 40,
@@ -200,8 +204,9 @@ def test_namespaced_functions_are_offered_by_their_qualified_names(v1: str) -> N
     [call] = reply["output"]
     assert (call["type"], call["name"]) == ("function_call", "weather_v1.get_weather")
     assert isinstance(json.loads(call["arguments"])["city"], str)
-    assert [tool["type"] for tool in reply["tools"]] == ["web_search", "namespace"]
-    assert [t["name"] for t in reply["tools"][1]["tools"]] == ["get_weather", "get_time"]
+    kinds = [tool["type"] for tool in reply["tools"]]
+    assert kinds == ["web_search", "web_search_preview_2025_03_11", "namespace"]
+    assert [t["name"] for t in reply["tools"][2]["tools"]] == ["get_weather", "get_time"]
     # the call goes back as the next request's input, by the same name
     body["input"] = [
         {"role": "user", "content": "What is the weather in Paris?"},

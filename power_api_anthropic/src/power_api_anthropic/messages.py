@@ -30,6 +30,7 @@ from flask import Response
 from power_api_anthropic.errors import json_response, stream_error_body
 from power_api_anthropic.messages_request import MessagesOptions, parse_messages_request
 from power_core.errors import PowerError
+from power_core.models import ResolvedModel
 from power_core.server.disconnect import (
     cancel_if_client_leaves_while_queued,
     cancel_when_client_leaves,
@@ -40,6 +41,7 @@ from power_core.types import (
     ChoiceDone,
     GenerationDone,
     GenerationEvent,
+    GenerationRequest,
     PromptProgress,
     TextDelta,
     ThinkingDelta,
@@ -62,11 +64,7 @@ def new_id(prefix: str) -> str:
 def create_message(services: PowerServices, body: dict[str, Any]) -> Response:
     """Validate, start generating (errors so far are plain 4xx/5xx), then answer or stream."""
     request, options = parse_messages_request(body)
-    model = services.library.resolve(request.model)
-    if request.think and not model.can_think(request.template):
-        # as Ollama does for Claude Code, which asks every model to think
-        log.warning("%s does not think: the request's thinking is left to the model", model.name)
-        request.think = None
+    model = _resolved(services, request)
     stream = services.generate(request, model)
     message = _Message(new_id("msg_"), request.model, options)
     if options.stream:
@@ -82,7 +80,18 @@ def create_message(services: PowerServices, body: dict[str, Any]) -> Response:
 def count_tokens(services: PowerServices, body: dict[str, Any]) -> Response:
     """``POST /v1/messages/count_tokens``: the tokens the request's prompt would take."""
     request, _ = parse_messages_request(body, count_only=True)
+    _resolved(services, request)
     return json_response({"input_tokens": services.prompt_token_count(request)})
+
+
+def _resolved(services: PowerServices, request: GenerationRequest) -> ResolvedModel:
+    """The request's model; thinking asked of one that does not think is left to the
+    model, as Ollama does for Claude Code, which asks every model to think."""
+    model = services.library.resolve(request.model)
+    if request.think and not model.can_think(request.template):
+        log.warning("%s does not think: the request's thinking is left to the model", model.name)
+        request.think = None
+    return model
 
 
 def tool_use_block(call: ToolCall) -> dict[str, Any]:

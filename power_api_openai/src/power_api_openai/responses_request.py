@@ -330,6 +330,10 @@ HOSTED_TOOLS = frozenset(
 )
 
 
+#: hosted tools by a dated name (``web_search_2025_08_26``)
+_DATED_HOSTED_TOOLS = ("web_search_", "web_search_preview_")
+
+
 def parse_function_tools(items: list[Any]) -> tuple[list[ToolSpec], list[dict[str, Any]]]:
     """``tools``: function tools as the core's specs, and as the response repeats them. A
     ``namespace`` groups functions under its name: they are offered as ``namespace.name``
@@ -343,7 +347,7 @@ def parse_function_tools(items: list[Any]) -> tuple[list[ToolSpec], list[dict[st
             raise invalid_type(param, "an object", item)
         fields = Fields(item, f"{param}.")
         kind = fields.string("type", required=True) or ""
-        if kind in HOSTED_TOOLS:
+        if kind in HOSTED_TOOLS or kind.startswith(_DATED_HOSTED_TOOLS):
             log.warning("left out the hosted tool %r: only OpenAI runs it", kind)
             echoed.append(item)
         elif kind == "namespace":
