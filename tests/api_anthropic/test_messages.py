@@ -420,3 +420,8 @@ def test_keys_go_in_x_api_key_or_a_bearer(keyed_server: PowerServer) -> None:
         ask(api_key="k1")  # x-api-key
     with pytest.raises(anthropic.NotFoundError):
         ask(auth_token="k1")  # Authorization: Bearer, as Claude Code sends it
+    # the models listing, which shares its path with the OpenAI surface, is keyed too
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=keyed_server.url, api_key="x", max_retries=0).models.list()
+    keyed = anthropic.Anthropic(base_url=keyed_server.url, api_key="k1", max_retries=0)
+    assert keyed.models.list().data == []

@@ -15,12 +15,14 @@ from power_api_anthropic.errors import (
     power_error_response,
 )
 from power_api_anthropic.messages import count_tokens, create_message
-from power_core.errors import Unauthorized
+from power_api_anthropic.models import list_models, retrieve_model
+from power_core.errors import PowerError, Unauthorized
 from power_core.server.json_body import parse_json_object
-from power_core.server.views import answering_errors_with
+from power_core.server.views import answering_errors_with, json_response
 from power_core.services import PowerServices
 
 _OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE"]
+MODELS_PATH = "/v1/models"
 
 
 def anthropic_blueprint(services: PowerServices) -> Blueprint:
@@ -31,6 +33,23 @@ def anthropic_blueprint(services: PowerServices) -> Blueprint:
 
     def body() -> dict[str, Any]:
         return parse_json_object(request.get_data())
+
+    @bp.before_app_request
+    def models_for_anthropic_clients() -> Response | None:
+        # /v1/models is the OpenAI surface's too: a client that says it speaks Anthropic's
+        # API gets Anthropic's shape (runs after the core's key check, registered first)
+        if "anthropic-version" not in request.headers or request.method not in ("GET", "HEAD"):
+            return None
+        path = request.path.rstrip("/")
+        try:
+            if path == MODELS_PATH:
+                return json_response(list_models(services, request.args.to_dict()))
+            if path.startswith(MODELS_PATH + "/"):
+                model_id = path.removeprefix(MODELS_PATH + "/")
+                return json_response(retrieve_model(services, model_id))
+        except PowerError as exc:
+            return power_error_response(exc)
+        return None
 
     @bp.errorhandler(Unauthorized)
     def refused_key(_: Unauthorized) -> Response:

@@ -123,6 +123,15 @@ def model_load_parameters(model: ResolvedModel) -> dict[str, Any]:
 _WARNED_PARAMETERS: set[tuple[str, str]] = set()
 
 
+def planned_context(model: ResolvedModel, settings: Settings) -> int:
+    """The context ``model`` loads with when a request asks for none: its Modelfile's
+    ``num_ctx``, else the configured one, no longer than it was trained for."""
+    asked = load_options_from(settings, model_load_parameters(model)).num_ctx
+    architecture = model.metadata.get("general.architecture")
+    trained = model.metadata.get(f"{architecture}.context_length")
+    return min(asked, trained) if isinstance(trained, int) and trained > 0 else asked
+
+
 def within_trained_context(model: ResolvedModel, options: LoadOptions) -> LoadOptions:
     """``options`` with a context window no longer than the model was trained for (its
     GGUF's ``<architecture>.context_length``), as Ollama loads it: tokens past it are out
