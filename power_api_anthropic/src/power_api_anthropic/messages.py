@@ -34,8 +34,8 @@ from power_core.models import ResolvedModel
 from power_core.server.disconnect import (
     cancel_if_client_leaves_while_queued,
     cancel_when_client_leaves,
-    is_client_gone_error,
 )
+from power_core.server.streams import guarded_stream
 from power_core.services import PowerServices
 from power_core.types import (
     ChoiceDone,
@@ -261,18 +261,10 @@ def _event_response(frames: Iterator[str], cancel: Callable[[], None]) -> Respon
 
 
 def _guarded(frames: Iterator[str], cancel: Callable[[], None]) -> Iterator[str]:
-    """``frames``; an error once they began is an ``error`` event, and nothing follows it.
-    ``cancel`` runs however the stream ends, freeing the generation's sequence at once when
-    the client leaves."""
-    try:
-        yield from frames
-    except PowerError as exc:
-        yield frame("error", {"error": stream_error_body(exc)["error"]})
-    except Exception as exc:  # a bug mid-stream: logged with its traceback, reported
-        if is_client_gone_error(exc):
-            log.info("the client left a streamed message (%s)", type(exc).__name__)
-            return
-        log.exception("error while streaming a message")
-        yield frame("error", {"error": stream_error_body(None)["error"]})
-    finally:
-        cancel()
+    """``frames``; an error once they began is an ``error`` event (see
+    :func:`power_core.server.streams.guarded_stream`)."""
+
+    def in_band(exc: PowerError | None) -> list[str]:
+        return [frame("error", {"error": stream_error_body(exc)["error"]})]
+
+    return guarded_stream(frames, cancel, in_band, log)

@@ -16,7 +16,7 @@ from flask import Response
 
 from power_api_openai.errors import error_body, power_error_body
 from power_core.errors import PowerError
-from power_core.server.disconnect import is_client_gone_error
+from power_core.server.streams import guarded_stream
 
 log = logging.getLogger("power_api_openai")
 
@@ -47,22 +47,13 @@ def event_stream(
     this generator, and ``cancel`` stops the generation so its sequence is freed at once.
     """
     errors = error_frames or _error_frame
-    try:
-        yield from frames
-    except PowerError as exc:
-        yield from errors(power_error_body(exc))
-        return
-    except Exception as exc:  # a bug mid-stream: logged with its traceback, reported as a frame
-        if is_client_gone_error(exc):  # nobody to report to
-            log.info("the client left a streamed response (%s)", type(exc).__name__)
-            return
-        log.exception("error while streaming a response")
-        yield from errors(error_body("internal error while generating", status=500))
-        return
-    finally:
-        cancel()
-    if end is not None:
-        yield end
+
+    def in_band(exc: PowerError | None) -> Iterable[str]:
+        if exc is None:
+            return errors(error_body("internal error while generating", status=500))
+        return errors(power_error_body(exc))
+
+    return guarded_stream(frames, cancel, in_band, log, end=() if end is None else (end,))
 
 
 def _error_frame(body: dict[str, Any]) -> list[str]:

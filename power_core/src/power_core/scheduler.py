@@ -126,19 +126,24 @@ _WARNED_PARAMETERS: set[tuple[str, str]] = set()
 def planned_context(model: ResolvedModel, settings: Settings) -> int:
     """The context ``model`` loads with when a request asks for none: its Modelfile's
     ``num_ctx``, else the configured one, no longer than it was trained for."""
-    asked = load_options_from(settings, model_load_parameters(model)).num_ctx
+    options = load_options_from(settings, model_load_parameters(model))
+    trained = trained_context(model)
+    return min(options.num_ctx, trained) if trained else options.num_ctx
+
+
+def trained_context(model: ResolvedModel) -> int | None:
+    """The context the model was trained for (its GGUF's ``<arch>.context_length``)."""
     architecture = model.metadata.get("general.architecture")
     trained = model.metadata.get(f"{architecture}.context_length")
-    return min(asked, trained) if isinstance(trained, int) and trained > 0 else asked
+    return trained if isinstance(trained, int) and trained > 0 else None
 
 
 def within_trained_context(model: ResolvedModel, options: LoadOptions) -> LoadOptions:
     """``options`` with a context window no longer than the model was trained for (its
     GGUF's ``<architecture>.context_length``), as Ollama loads it: tokens past it are out
     of what the model learnt, and the cells would take memory for nothing."""
-    architecture = model.metadata.get("general.architecture")
-    trained = model.metadata.get(f"{architecture}.context_length")
-    if isinstance(trained, int) and 0 < trained < options.num_ctx:
+    trained = trained_context(model)
+    if trained is not None and trained < options.num_ctx:
         if (model.name, options.num_ctx) not in _WARNED_CONTEXTS:  # once, not per request
             if len(_WARNED_CONTEXTS) >= 1024:  # a client trying every size: warn again
                 _WARNED_CONTEXTS.clear()
