@@ -83,7 +83,7 @@ def test_json_create_takes_adapters_by_digest_and_among_files(
     library.create("in-files", files={"model.gguf": weights, "lora.gguf": adapter.digest})
     assert library.resolve("in-files").adapters == [library.store.blob_path(adapter.digest)]
     assert library.resolve("in-files").model_digest == weights
-    with pytest.raises(InvalidRequest, match="'files' holds adapters but no model"):
+    with pytest.raises(InvalidRequest, match="'files' holds adapters or projectors but no model"):
         library.create("x", files={"lora.gguf": adapter.digest})
     with pytest.raises(BlobNotFound, match=r"for 'b\.gguf' not found; upload it first"):
         library.create("x", from_="base", adapters={"b.gguf": "sha256:" + "1" * 64})

@@ -70,7 +70,7 @@ def test_crlf_and_last_template_wins() -> None:
     [
         ("PARAMETER temperature 1", "no FROM line"),
         ("# only a comment\n", "no FROM line"),
-        ("FROM a\nFROM b", "line 2: FROM given twice"),
+        ("FROM a\nFROM b\nFROM c", "line 3: FROM given three times"),
         ("FROM a\nFOO bar", "line 2: unknown command 'FOO'"),
         ("FROM a\n\nSYSTEM", "line 3: SYSTEM needs a value"),
         ("FROM a\nPARAMETER temperature", "line 2: PARAMETER temperature needs a value"),

@@ -100,6 +100,10 @@ def add_model_routes(blueprint: Blueprint, services: PowerServices) -> None:
             "capabilities": list(model.capabilities),
             "modified_at": rfc3339(model.modified_at),
         }
+        if description.projector_info is not None:
+            payload["projector_info"] = {
+                k: [] if v is None else v for k, v in description.projector_info.items()
+            }
         if model.messages:
             payload["messages"] = [{"role": m.role, "content": m.content} for m in model.messages]
         return json_response(payload)

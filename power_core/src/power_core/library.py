@@ -32,6 +32,7 @@ from power_core.modelfile import (
 )
 from power_core.models import ModelDescription, ModelSummary, ResolvedModel
 from power_core.names import ModelRef, is_model_name
+from power_core.projectors import ProjectorSource, gguf_files_in
 from power_core.pull.inflight import InflightDownloads
 from power_core.quantize import parse_quantize_type
 from power_core.sources import FetchedBlob, ModelSource, ProgressCallback, PullProgress
@@ -68,6 +69,17 @@ def _adapter_file(base_dir: Path, text: str, line: int) -> AdapterSource:
     if not path.is_file():
         raise InvalidRequest(f"line {line}: ADAPTER file not found: {text}", param="adapters")
     return AdapterSource(text, path)
+
+
+def _projector_file(base_dir: Path, text: str, line: int) -> ProjectorSource:
+    """A Modelfile's second ``FROM``: a projector's GGUF, relative to the Modelfile."""
+    path = (base_dir / Path(text).expanduser()).resolve()
+    if not path.is_file():
+        raise InvalidRequest(
+            f"line {line}: FROM file not found: {text} (a second FROM names the model's "
+            "projector GGUF)"
+        )
+    return ProjectorSource(f"line {line}: FROM {text}", path)
 
 
 def _store_refusals(method: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -160,13 +172,22 @@ class ModelLibrary:
             messages=parsed.messages or None,
         )
         adapters = [_adapter_file(base_dir, text, line) for text, line in parsed.adapters]
+        projector = _projector_file(base_dir, *parsed.projector) if parsed.projector else None
         source = parsed.from_
         path = (base_dir / Path(source).expanduser()).resolve()
+        if path.is_dir():  # the model's GGUF and its projector's, as Ollama takes them
+            path, found = gguf_files_in(path)
+            if found is not None and projector is None:
+                projector = ProjectorSource(str(found), found)
         if path.is_file():
-            return self._creator.create(name, None, path, changes, progress, file_type, adapters)
+            return self._creator.create(
+                name, None, path, changes, progress, file_type, adapters, projector
+            )
         if looks_like_path(source) or not is_model_name(source):
             raise InvalidRequest(f"line {parsed.from_line}: FROM file not found: {source}")
-        return self._creator.create(name, source, None, changes, progress, file_type, adapters)
+        return self._creator.create(
+            name, source, None, changes, progress, file_type, adapters, projector
+        )
 
     @_store_refusals
     def create(
@@ -210,9 +231,9 @@ class ModelLibrary:
             for filename, blob in self._creator.uploaded_blobs(adapters or {}, "adapters").items()
         ]
         if files is not None:
-            uploaded, in_files = self._creator.uploaded_gguf(files)
+            uploaded, in_files, projector = self._creator.uploaded_gguf(files)
             return self._creator.create(
-                name, None, uploaded, changes, progress, file_type, [*in_files, *added]
+                name, None, uploaded, changes, progress, file_type, [*in_files, *added], projector
             )
         return self._creator.create(name, from_, None, changes, progress, file_type, added)
 

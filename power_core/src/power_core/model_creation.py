@@ -27,6 +27,7 @@ from power_core.errors import (
 )
 from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
 from power_core.names import ModelRef
+from power_core.projectors import ProjectorSource, check_projector, check_weights, is_projector
 from power_core.quantize import plan_quantizing, quantize_weights
 from power_core.sources import ProgressCallback, PullProgress
 from power_core.store.base import ModelStore, StoredBlob
@@ -59,23 +60,32 @@ class ModelCreator:
             with suppress(OSError):
                 path.unlink()
 
-    def uploaded_gguf(self, files: dict[str, str]) -> tuple[StoredBlob, list[AdapterSource]]:
+    def uploaded_gguf(
+        self, files: dict[str, str]
+    ) -> tuple[StoredBlob, list[AdapterSource], ProjectorSource | None]:
         """The model among ``files`` (file names to digests of uploaded blobs), and the LoRA
-        adapters among them, which Ollama takes in ``files`` too."""
+        adapters and the multimodal projector among them, which Ollama takes in ``files``
+        too."""
         if not isinstance(files, dict) or not files:
             raise InvalidRequest("'files' must map file names to blob digests", param="files")
         ggufs: list[StoredBlob] = []
         adapters: list[AdapterSource] = []
+        projectors: list[ProjectorSource] = []
         for filename, blob in self.uploaded_blobs(files, "files").items():
-            if is_adapter(self.reader.gguf_info(blob.digest, self.store.blob_path(blob.digest))):
+            info = self.reader.gguf_info(blob.digest, self.store.blob_path(blob.digest))
+            if is_adapter(info):
                 adapters.append(AdapterSource(filename, blob))
+            elif is_projector(info):
+                projectors.append(ProjectorSource(filename, blob))
             else:
                 ggufs.append(blob)
         if not ggufs:
-            raise InvalidRequest("'files' holds adapters but no model", param="files")
+            raise InvalidRequest("'files' holds adapters or projectors but no model", param="files")
         if len(ggufs) > 1:
             raise UnsupportedFeature("only one GGUF file per model is supported", param="files")
-        return ggufs[0], adapters
+        if len(projectors) > 1:
+            raise InvalidRequest("'files' holds more than one projector", param="files")
+        return ggufs[0], adapters, projectors[0] if projectors else None
 
     def uploaded_blobs(self, files: dict[str, str], param: str) -> dict[str, StoredBlob]:
         """The uploaded GGUF blobs that ``files`` (file names to digests) names."""
@@ -112,15 +122,19 @@ class ModelCreator:
         progress: ProgressCallback,
         quantize: str | None = None,
         adapters: Sequence[AdapterSource] = (),
+        projector: ProjectorSource | None = None,
     ) -> str:
         ref = ModelRef.parse(name)
         changes.text_layers()  # refuse a text too large before copying anything
         # refused before the first report: a surface still answers with its own status
         job = None
-        if source is not None or quantize is not None or adapters:
+        if source is not None or quantize is not None or adapters or projector:
             # a bad file is refused before gigabytes of it are copied
             path, info = self._weights_file(from_, source)
+            check_weights(from_ or str(path), info)
             self._check_adapters(from_ or path.name, path, info, adapters)
+            if projector is not None:
+                check_projector(projector.label, self._projector_info(projector))
             if quantize is not None:
                 job = plan_quantizing(path, info, quantize, self._backends())
         problem = (
@@ -139,7 +153,9 @@ class ModelCreator:
                 # outside the write lock: a long quantizing must not hold up a delete
                 quantized = scratch.enter_context(self._scratch_file())
                 quantize_weights(job, quantized, progress)
-            return self._write_model(ref, from_, source, quantized, adapters, changes, progress)
+            return self._write_model(
+                ref, from_, source, quantized, adapters, projector, changes, progress
+            )
 
     @contextmanager
     def _scratch_file(self) -> Iterator[Path]:
@@ -208,6 +224,7 @@ class ModelCreator:
         source: Path | StoredBlob | None,
         quantized: Path | None,
         adapters: Sequence[AdapterSource],
+        projector: ProjectorSource | None,
         changes: LayerChanges,
         progress: ProgressCallback,
     ) -> str:
@@ -240,10 +257,12 @@ class ModelCreator:
             verb = "creating new layer" if created else "using existing layer"
             progress(PullProgress(status=f"{verb} {weights.digest}"))
             adapter_blobs = [self._adapter_blob(adapter, progress) for adapter in adapters]
+            projector_blob = self._attached_blob(projector.source, progress) if projector else None
             manifest = build_manifest(
                 self.store,
                 weights=weights,
                 adapters=adapter_blobs,
+                projector=projector_blob,
                 info=info,
                 base=base,
                 base_parameters=base_parameters,
@@ -256,12 +275,27 @@ class ModelCreator:
         return ref.display
 
     def _adapter_blob(self, adapter: AdapterSource, progress: ProgressCallback) -> StoredBlob:
-        if isinstance(adapter.source, StoredBlob):
-            progress(PullProgress(status=f"using existing layer {adapter.source.digest}"))
-            return adapter.source
-        blob = self._copy_in(adapter.source, progress, "transferring adapter data")
+        return self._attached_blob(adapter.source, progress, "adapter")
+
+    def _attached_blob(
+        self, source: Path | StoredBlob, progress: ProgressCallback, kind: str = "projector"
+    ) -> StoredBlob:
+        """An adapter's or projector's blob: stored already, or copied in now."""
+        if isinstance(source, StoredBlob):
+            progress(PullProgress(status=f"using existing layer {source.digest}"))
+            return source
+        blob = self._copy_in(source, progress, f"transferring {kind} data")
         progress(PullProgress(status=f"creating new layer {blob.digest}"))
         return blob
+
+    def _projector_info(self, projector: ProjectorSource) -> GGUFInfo:
+        source = projector.source
+        try:
+            if isinstance(source, Path):
+                return read_gguf_info(source)
+            return self.reader.gguf_info(source.digest, self.store.blob_path(source.digest))
+        except InvalidModelFile as exc:
+            raise InvalidRequest(f"projector '{projector.label}': {exc.message}") from None
 
     def _copy_in(
         self, path: Path, progress: ProgressCallback, status: str = "transferring model data"

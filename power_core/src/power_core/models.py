@@ -62,6 +62,8 @@ class ResolvedModel:
     capabilities: list[str] = field(default_factory=list)
     #: files of the GGUF LoRA adapters applied on top of the weights, in order
     adapters: list[Path] = field(default_factory=list)
+    #: the multimodal projector (``projector`` layer) that lets it read images
+    projector: Path | None = None
 
     def can_think(self, template: str | None = None) -> bool:
         """Whether the model's reasoning can be told apart: it thinks, or ``template`` (a
@@ -79,3 +81,5 @@ class ModelDescription:
     parameters_text: str
     #: GGUF metadata; with ``verbose`` large arrays are included
     model_info: dict[str, Any]
+    #: the projector's GGUF metadata (``None`` without one), as ``model_info``
+    projector_info: dict[str, Any] | None = None

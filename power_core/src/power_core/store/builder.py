@@ -97,10 +97,12 @@ def build_manifest(
     changes: LayerChanges,
     progress: ProgressCallback,
     adapters: Sequence[StoredBlob] = (),
+    projector: StoredBlob | None = None,
 ) -> Manifest:
     """Put the text layers and the config blob; return the manifest (not yet written).
 
-    The base's adapters are kept, and ``adapters`` (blobs already stored) follow them.
+    The base's adapters are kept, and ``adapters`` (blobs already stored) follow them. A
+    ``projector`` replaces the base's.
 
     Hold ``store.write_lock()`` around this and the manifest write so that a concurrent
     garbage collection never removes a layer between the two.
@@ -109,8 +111,11 @@ def build_manifest(
     kept = {"template", "system", "license", "messages", "projector", "adapter"}
     if base is not None:
         for layer in base.layers:
-            if layer.kind in kept and not _replaced(layer.kind, changes):
+            new_projector = layer.kind == "projector" and projector is not None
+            if layer.kind in kept and not (_replaced(layer.kind, changes) or new_projector):
                 layers.append(layer)
+    if projector is not None:
+        layers.append(Layer(media("projector"), digest=projector.digest, size=projector.size))
     for adapter in adapters:
         if not any(layer.digest == adapter.digest for layer in layers):
             layers.append(Layer(media("adapter"), digest=adapter.digest, size=adapter.size))

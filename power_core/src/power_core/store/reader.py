@@ -103,6 +103,7 @@ class ModelReader:
         texts = {kind: self.texts(display, manifest, kind) for kind in _TEXT_KINDS}
         parameters = load_parameters(display, texts["params"])
         template = texts["template"][-1] if texts["template"] else info.chat_template
+        projector = manifest.layer("projector")
         model = ResolvedModel(
             name=display,
             digest=stored.digest,
@@ -130,6 +131,7 @@ class ModelReader:
             adapters=[
                 self.layer_path(display, layer.digest) for layer in manifest.layers_of("adapter")
             ],
+            projector=self.layer_path(display, projector.digest) if projector else None,
         )
         extras = {"licenses": texts["license"], "info": info}
         return model, extras
@@ -144,10 +146,7 @@ class ModelReader:
         info: GGUFInfo = extras["info"]
         if verbose:
             info = read_gguf_info(model.model_path, include_large_arrays=True)
-        model_info: dict[str, Any] = dict(info.metadata)
-        for key in info.large_arrays:
-            model_info[key] = None
-        model_info["general.parameter_count"] = info.parameter_count
+        model_info = _described_info(model.model_path, verbose, info)
         modelfile = render_modelfile(
             name=model.name,
             from_=str(model.model_path),
@@ -157,12 +156,14 @@ class ModelReader:
             licenses=extras["licenses"],
             messages=[(m.role, m.content) for m in model.messages],
             adapters=[str(path) for path in model.adapters],
+            projector=str(model.projector) if model.projector else None,
         )
         return ModelDescription(
             model=model,
             modelfile=modelfile,
             parameters_text=format_parameters(model.parameters),
-            model_info=dict(sorted(model_info.items())),
+            model_info=model_info,
+            projector_info=_described_info(model.projector, verbose) if model.projector else None,
         )
 
     def layer_path(self, display: str, digest: str) -> Path:
@@ -215,6 +216,18 @@ class ModelReader:
             raw = self.store.read_blob_bytes(layer.digest, max_size=MAX_TEXT_LAYER)
             texts.append(raw.decode("utf-8", errors="replace"))
         return texts
+
+
+def _described_info(path: Path, verbose: bool, info: GGUFInfo | None = None) -> dict[str, Any]:
+    """A GGUF's metadata as ``show`` gives it: large arrays as ``None`` unless ``verbose``,
+    and the parameter count."""
+    if info is None:
+        info = read_gguf_info(path, include_large_arrays=verbose)
+    described: dict[str, Any] = dict(info.metadata)
+    for key in info.large_arrays:
+        described[key] = None
+    described["general.parameter_count"] = info.parameter_count
+    return dict(sorted(described.items()))
 
 
 def _unrunnable(template: str) -> bool:
