@@ -217,3 +217,15 @@ def f16_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert model, f"llama.cpp cannot load the F16 copy at {path}"
     llama_cpp.llama_model_free(model)
     return path
+
+
+@pytest.fixture(scope="session")
+def seeing_model(
+    power_server: PowerServer, model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """SmolLM2 with a tiny random projector (``tiny_projector``) on :func:`power_server`: a
+    model that reads images."""
+    from tiny_projector import create_seeing_model
+
+    folder = tmp_path_factory.mktemp("projector")
+    return create_seeing_model(power_server.url, model_path, folder, "seeing:latest")

@@ -8,15 +8,16 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from power_backend_llamacpp import batching
 from power_backend_llamacpp.engine import LlamaCppEngine
+from power_backend_llamacpp.images import ImagePrompt, ImageRun
 from power_backend_llamacpp.jobs import Job
 from power_backend_llamacpp.prompt_chunks import MIN_PROMPT_CHUNK, prompt_budget, prompt_takes
+from power_core.concurrency import EventChannel
 from power_core.engine import CompletionJob, EventStream
 from power_core.types import PromptProgress, TextDelta
 
@@ -40,9 +41,28 @@ def test_prompts_take_a_batch_alone_and_fill_a_quarter_beside_generating_sequenc
     assert prompt_budget(8, 8) == 0
 
 
+def prompt_job(length: int, done: int = 0, images: dict[int, int] | None = None) -> Job:
+    """A job of ``length`` prompt tokens, ``done`` read; ``images`` maps where each image
+    starts to its length."""
+    tokens = [0] * length
+    runs = {start: ImageRun(None, size) for start, size in (images or {}).items()}
+    for start, size in (images or {}).items():
+        tokens[start : start + size] = [-7] * size
+    job = Job(
+        tokens,
+        EventChannel(),
+        max_tokens=None,
+        logprobs=None,
+        return_context=False,
+        t_submit=0,
+        images=ImagePrompt(None, tokens, runs) if images else None,
+    )
+    job.prompt_done = done
+    return job
+
+
 def test_the_shortest_rest_of_a_prompt_is_read_first() -> None:
-    def job(length: int, done: int = 0) -> Job:
-        return cast(Job, SimpleNamespace(prompt=[0] * length, prompt_done=done))
+    job = prompt_job
 
     # rests of 300, 20 and 50 tokens, listed by sequence id
     assert prompt_takes([job(300), job(20), job(60, done=10)], 128, 510) == [58, 20, 50]
@@ -50,9 +70,31 @@ def test_the_shortest_rest_of_a_prompt_is_read_first() -> None:
     assert prompt_takes([job(5), job(5)], 512, 512) == [5, 5]
 
 
+def test_a_prompt_is_read_up_to_its_next_image_which_the_engine_reads_alone() -> None:
+    seeing = prompt_job(40, images={10: 4, 14: 4, 30: 4})
+    assert prompt_takes([seeing], 512, 512) == [10]
+    seeing.prompt_done = 18  # after the two images side by side
+    assert seeing.text_ahead() == 12
+    # the shortest rest is the text up to the image
+    assert prompt_takes([prompt_job(20), seeing], 512, 512) == [20, 12]
+    images = seeing.images
+    assert images is not None
+    # a cache may hold a whole image or none of it
+    assert [images.boundary(n) for n in (10, 11, 13, 14, 15, 18, 31, 34)] == [
+        10,
+        10,
+        10,
+        14,
+        14,
+        18,
+        30,
+        34,
+    ]
+
+
 def test_a_prompt_that_nearly_fits_is_read_whole_not_split() -> None:
     def jobs(*lengths: int) -> list[Job]:
-        return [cast(Job, SimpleNamespace(prompt=[0] * n, prompt_done=0)) for n in lengths]
+        return [prompt_job(n) for n in lengths]
 
     # a burst of six short prompts while two sequences generate: one step, not two
     assert prompt_takes(jobs(24, 24, 24, 24, 24, 24), 126, 510) == [24] * 6

@@ -102,7 +102,9 @@ def _apply_model_defaults(
     if gen.think is None and model.can_think(gen.template):
         gen.think = True  # Ollama separates reasoning by default on thinking models
     # thinking, tools or images the model cannot take are refused by services.generate
-    if images:
+    if images and gen.raw:
+        gen.images = images  # shown where the raw prompt has their tags, else before it
+    elif images:
         # Images travel on messages, so the prompt becomes a single user turn.
         gen.messages = [ChatMessage(role="user", content=gen.prompt or "", images=images)]
         gen.prompt = None

@@ -63,6 +63,9 @@ def _init_llama_cpp() -> None:
 
         _log_callback = lc.llama_log_callback(log)
         lc.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        from llama_cpp import mtmd_cpp  # the projectors' library logs on its own
+
+        mtmd_cpp.mtmd_helper_log_set(_log_callback, ctypes.c_void_p(0))
         lc.llama_backend_init()
         _initialised = True
 
@@ -187,6 +190,7 @@ class LlamaCppBackend:
         import llama_cpp as lc
 
         from power_backend_llamacpp.engine import LlamaCppEngine
+        from power_backend_llamacpp.images import ImageReader
         from power_backend_llamacpp.lora import LoraAdapters
 
         max_seqs = int(lc.llama_max_parallel_sequences())
@@ -254,14 +258,19 @@ class LlamaCppBackend:
                 f"num_ctx={options.num_ctx} x num_parallel={options.num_parallel} "
                 "(not enough memory?)"
             )
+        images = None
         try:
             adapters.apply(ctx)
+            if spec.projector is not None:
+                images = ImageReader(spec.projector, model, threads, spec.name)
         except ModelLoadFailed:
             lc.llama_free(ctx)
             lc.llama_model_free(model)
             raise
         kv_bytes = _kv_cache_bytes(lc, model, int(lc.llama_n_ctx(ctx)), head_sizes, cache_type)
-        info = _engine_info(lc, model, options.num_ctx, kv_bytes)
+        if spec.projector is not None:
+            kv_bytes += spec.projector.stat().st_size  # the projector's weights, in memory
+        info = _engine_info(lc, model, options.num_ctx, kv_bytes, reads_images=images is not None)
         return LlamaCppEngine(
             name=spec.name,
             model=model,
@@ -273,6 +282,7 @@ class LlamaCppBackend:
             n_threads=threads,
             adapt_threads=options.adapt_threads,
             adapters=adapters,
+            images=images,
         )
 
 
@@ -317,7 +327,7 @@ def _head_sizes(lc: Any, model: Any) -> tuple[int, int]:
     return sizes[0], sizes[1]
 
 
-def _engine_info(lc: Any, model: Any, num_ctx: int, kv_bytes: int) -> Any:
+def _engine_info(lc: Any, model: Any, num_ctx: int, kv_bytes: int, *, reads_images: bool) -> Any:
     from power_core.engine import EngineInfo
 
     vocab = lc.llama_model_get_vocab(model)
@@ -332,6 +342,7 @@ def _engine_info(lc: Any, model: Any, num_ctx: int, kv_bytes: int) -> Any:
         vocab_size=int(lc.llama_vocab_n_tokens(vocab)),
         size_bytes=int(lc.llama_model_size(model)) + kv_bytes,
         supports_fim=min(fim) >= 0,
+        reads_images=reads_images,
     )
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import llama_cpp as lc
 
 from power_backend_llamacpp.batch import BatchBuffer
+from power_backend_llamacpp.images import text_tokens
 from power_backend_llamacpp.jobs import Choice, Job
 from power_backend_llamacpp.logprobs import token_logprob
 from power_backend_llamacpp.prompt_chunks import prompt_budget, prompt_takes
@@ -33,6 +34,9 @@ from power_core.types import (
     TextDelta,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from power_backend_llamacpp.images import ImageReader
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +66,10 @@ class ContinuousBatcher:
         n_parallel: int,
         n_batch: int,
         max_queue: int,
+        images: ImageReader | None = None,
     ) -> None:
         self._ctx = ctx
+        self._images = images
         self._memory = lc.llama_get_memory(ctx)
         self._vocab = vocab
         self._n_ctx_seq = n_ctx_seq
@@ -114,6 +120,8 @@ class ContinuousBatcher:
             self._cancel_requested = False
             self._drop_cancelled()
         self._admit()
+        if self._images is not None:
+            self._read_images(self._images)
         batch = self._batch
         n = 0
         generating = self._generating
@@ -182,6 +190,8 @@ class ContinuousBatcher:
             first.seq_id, job.cached_tokens = slots.take_for(
                 job.prompt, may_move=may_move, keep=keep
             )
+            if job.images is not None:
+                self._cache_whole_images(job, first.seq_id)
             job.prompt_done = job.cached_tokens
             for choice in job.choices[1:]:
                 choice.seq_id = slots.take_empty(may_move=may_move, keep=keep)
@@ -199,6 +209,34 @@ class ContinuousBatcher:
                 len(self._running),
                 sorted(c.seq_id for job in self._running for c in job.choices if c.seq_id >= 0),
             )
+
+    def _cache_whole_images(self, job: Job, seq: int) -> None:
+        """A cache that ends inside an image is kept up to where the image starts."""
+        assert job.images is not None
+        kept = job.images.boundary(job.cached_tokens)
+        if kept < job.cached_tokens:
+            lc.llama_memory_seq_rm(self._memory, seq, kept, -1)
+            job.cached_tokens = kept
+
+    def _read_images(self, images: ImageReader) -> None:
+        """Every prompt whose reading reached an image reads it (and any right after it),
+        each in a decode of its own, before this step's batch."""
+        for job in list(self._prompting):
+            if job.images is None:
+                continue
+            run = job.images.runs.get(job.prompt_done)
+            while run is not None:
+                if not job.t_prompt_start:
+                    job.t_prompt_start = time.perf_counter_ns()
+                seq = job.choices[0].seq_id
+                try:
+                    images.read(self._ctx, run, job.prompt_done, seq, self._batch.capacity)
+                except PowerError as exc:
+                    self._abort(job, exc)
+                    break
+                job.prompt_done += run.length
+                job.channel.put(PromptProgress(processed=job.prompt_done, total=len(job.prompt)))
+                run = job.images.runs.get(job.prompt_done)
 
     def _close_gap(self) -> None:
         """A sequence that finished (or was cancelled) between running ones splits every
@@ -339,6 +377,7 @@ class ContinuousBatcher:
         if job in self._running:
             self._running.remove(job)
         job.free_samplers()
+        job.free_images()
         with self._lock:
             self._active -= 1
         if error is not None:
@@ -350,6 +389,8 @@ class ContinuousBatcher:
         first = job.choices[0]
         if job.return_context:
             context = job.prompt + first.tokens
+            if job.images is not None:
+                context = text_tokens(context)
         usage = Usage(
             prompt_tokens=len(job.prompt),
             cached_tokens=job.cached_tokens,

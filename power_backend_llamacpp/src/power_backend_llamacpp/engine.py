@@ -15,6 +15,7 @@ import llama_cpp as lc
 from power_backend_llamacpp.batching import ContinuousBatcher
 from power_backend_llamacpp.cpu_share import ThreadGovernor
 from power_backend_llamacpp.embedding import EmbeddingRunner
+from power_backend_llamacpp.images import ImagePrompt, ImageReader, text_tokens
 from power_backend_llamacpp.jobs import Choice, Job
 from power_backend_llamacpp.lora import LoraAdapters
 from power_backend_llamacpp.sampling import SamplerChain, grammar_for
@@ -27,6 +28,7 @@ from power_core.concurrency import (
     OneShot,
     WakeSignal,
     allocate_native_lock,
+    run_on_native_thread,
     start_native_thread,
 )
 from power_core.engine import CompletionJob, EngineInfo, EventStream
@@ -114,8 +116,10 @@ class LlamaCppEngine:
         n_threads: int,
         adapters: LoraAdapters,
         adapt_threads: bool = True,
+        images: ImageReader | None = None,
     ) -> None:
         self.name = name
+        self._images = images
         self.info = info
         self._model = model
         self._ctx = ctx
@@ -129,6 +133,7 @@ class LlamaCppEngine:
             n_parallel=n_parallel,
             n_batch=n_batch,
             max_queue=max_queue,
+            images=images,
         )
         self._embedder = EmbeddingRunner(
             model, self._vocab, n_ctx=info.context_length, n_threads=n_threads, adapters=adapters
@@ -152,11 +157,21 @@ class LlamaCppEngine:
     def submit(self, job: CompletionJob) -> EventStream:
         """Queue ``job``; see :meth:`power_core.engine.Engine.submit`."""
         self._check_open()
-        prompt = self._prompt_tokens(job)
+        images = self._image_prompt(job) if job.images else None
+        try:
+            return self._submit(job, images)
+        except BaseException:
+            if images is not None:
+                images.free()
+            raise
+
+    def _submit(self, job: CompletionJob, images: ImagePrompt | None) -> EventStream:
+        prompt = self._prompt_tokens(job) if images is None else images.tokens
         if len(prompt) >= self._n_ctx:
             tokens = f"{len(prompt)} token" + ("s" if len(prompt) != 1 else "")
+            shown = " (images included)" if images is not None and images.runs else ""
             raise ContextLengthExceeded(
-                f"the prompt has {tokens} but the context holds {self._n_ctx} "
+                f"the prompt has {tokens}{shown} but the context holds {self._n_ctx} "
                 "(including the generated tokens); shorten it or load with a larger num_ctx",
                 param="prompt",
             )
@@ -192,12 +207,14 @@ class LlamaCppEngine:
             return_context=job.return_context,
             t_submit=time.perf_counter_ns(),
             shift_keep=shift_keep,
+            images=images,
         )
+        history = prompt if images is None else text_tokens(prompt)
         try:
             for index in range(job.n):
                 # each choice gets its own seed so that n > 1 gives different completions
                 sampler = SamplerChain(
-                    self._vocab, job.sampling, seed=seed + index, grammar=grammar, history=prompt
+                    self._vocab, job.sampling, seed=seed + index, grammar=grammar, history=history
                 )
                 state.choices.append(Choice(state, index, sampler, ChoiceText(job.stop)))
             self._batcher.enqueue(state)
@@ -240,6 +257,32 @@ class LlamaCppEngine:
     def _check_open(self) -> None:
         if self._closing:
             raise BackendUnavailable(f"the model '{self.name}' has been unloaded")
+
+    def _image_prompt(self, job: CompletionJob) -> ImagePrompt:
+        """``job``'s prompt tokenized with its images (read on a passing thread: decoding
+        and resizing a photo takes a while)."""
+        reader = self._images
+        if reader is None:
+            raise UnsupportedFeature(
+                f"the model '{self.name}' has no projector, so it cannot read images",
+                param="images",
+            )
+        text = job.prompt
+        if not isinstance(text, str) or job.suffix is not None:
+            raise InvalidRequest(
+                "images go with a text prompt (not token ids, nor a suffix)", param="images"
+            )
+        prompt = run_on_native_thread(
+            lambda: reader.prompt(text, job.images, add_bos=job.add_bos), "a3s-power-images"
+        )
+        ends_with_image = any(
+            start + run.length == len(prompt.tokens) for start, run in prompt.runs.items()
+        )
+        if ends_with_image or not prompt.tokens:
+            prompt.free()
+            problem = "must not end with an image" if prompt.tokens else "is empty"
+            raise InvalidRequest(f"the prompt {problem}", param="prompt")
+        return prompt
 
     def _prompt_tokens(self, job: CompletionJob) -> list[int]:
         vocab = self._vocab
@@ -368,6 +411,8 @@ class LlamaCppEngine:
         while self._tasks:
             self._tasks.popleft()()
         self._embedder.close()
+        if self._images is not None:
+            self._images.close()
         if self._ctx is not None:
             lc.llama_free(self._ctx)
             self._ctx = None

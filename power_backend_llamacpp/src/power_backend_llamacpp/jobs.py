@@ -8,6 +8,7 @@ from power_core.concurrency import EventChannel
 from power_core.types import EngineEvent, FinishReason, TokenLogprob
 
 if TYPE_CHECKING:
+    from power_backend_llamacpp.images import ImagePrompt
     from power_backend_llamacpp.sampling import SamplerChain
     from power_backend_llamacpp.text import ChoiceText
 
@@ -62,6 +63,7 @@ class Job:
         "cancelled",
         "channel",
         "choices",
+        "images",
         "logprobs",
         "max_tokens",
         "open_choices",
@@ -85,8 +87,11 @@ class Job:
         return_context: bool,
         t_submit: int,
         shift_keep: int | None = None,
+        images: ImagePrompt | None = None,
     ) -> None:
         self.prompt = prompt
+        #: the prompt's images (``prompt`` holds their positions), freed when the job ends
+        self.images = images
         self.max_tokens = max_tokens
         #: when the context fills: ``None`` ends the choice; else the first tokens kept
         #: while the older half of the rest is dropped
@@ -108,6 +113,12 @@ class Job:
         #: created by ``submit`` on the consumer's side; the engine only puts and closes
         self.channel = channel
 
+    def text_ahead(self) -> int:
+        """Prompt tokens from ``prompt_done`` up to the next image (or the end): what the
+        next batch may read of this prompt."""
+        end = len(self.prompt) if self.images is None else self.images.next_start(self.prompt_done)
+        return end - self.prompt_done
+
     def kv_tokens(self, choice: Choice) -> list[int]:
         """The tokens in ``choice``'s KV cells, from position 0 (none once shifted: the
         moved cells are not what decoding those tokens afresh would give)."""
@@ -122,3 +133,7 @@ class Job:
     def free_samplers(self) -> None:
         for choice in self.choices:
             choice.sampler.free()
+
+    def free_images(self) -> None:
+        if self.images is not None:
+            self.images.free()

@@ -49,7 +49,8 @@ def prompt_budget(capacity: int, generating: int) -> int:
 
 
 def prompt_takes(jobs: list[Job], budget: int, room: int) -> list[int]:
-    """How many tokens each prompting job reads this step: the shortest rest first, so a
+    """How many tokens each prompting job reads this step (up to its next image, which the
+    engine reads alone: :mod:`power_backend_llamacpp.images`): the shortest rest first, so a
     short question is not held behind a long document being read (the batch still lists
     the jobs in ascending sequence order).
 
@@ -61,9 +62,9 @@ def prompt_takes(jobs: list[Job], budget: int, room: int) -> list[int]:
     finish_limit = min(room, budget + budget // FINISH_STRETCH)
     takes = [0] * len(jobs)
     used = 0
-    for index in sorted(range(len(jobs)), key=lambda i: len(jobs[i].prompt) - jobs[i].prompt_done):
+    for index in sorted(range(len(jobs)), key=lambda i: jobs[i].text_ahead()):
         job = jobs[index]
-        rest = len(job.prompt) - job.prompt_done
+        rest = job.text_ahead()
         whole = used < budget and used + rest <= finish_limit
         take = rest if whole else min(rest, budget - used)
         if take <= 0:

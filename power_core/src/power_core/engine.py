@@ -9,6 +9,7 @@ separation happen in the core, so a backend only turns prompts into tokens.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,10 @@ class LoadSpec:
     #: for a backend whose ``applies_adapters`` is true; the core checked that each fits
     #: the weights when the model was created)
     adapters: tuple[Path, ...] = ()
+    #: the multimodal projector (an mmproj GGUF: the manifest's ``projector`` layer) that
+    #: turns images into embeddings the model reads; a backend that reads images with it
+    #: says so in :attr:`EngineInfo.reads_images`
+    projector: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,18 @@ class EngineInfo:
     size_bytes: int
     #: whether fill-in-the-middle (``suffix``) prompts are supported
     supports_fim: bool = False
+    #: whether jobs may carry :attr:`CompletionJob.images` (a projector was loaded)
+    reads_images: bool = False
+
+
+#: where a prompt shows image ``N`` of :attr:`CompletionJob.images`, as Ollama's runner
+#: reads its prompts: ``[img-0]``, ``[img-1]``, ...
+IMAGE_TAG = re.compile(r"\[img-(\d+)\]")
+
+
+def image_tag(index: int) -> str:
+    """The tag that shows image ``index`` in a prompt."""
+    return f"[img-{index}]"
 
 
 @dataclass
@@ -92,6 +109,10 @@ class CompletionJob:
     #: number keeps that many first tokens, drops the older half of the rest and goes on
     #: (Ollama's context shift), then ``max_tokens`` defaults to ten contexts' worth
     shift_keep: int | None = None
+    #: encoded images (PNG, JPEG, ...) that a text ``prompt`` shows where it has their tags
+    #: (:data:`IMAGE_TAG`, the index into this list); images without a tag are not read.
+    #: Only for an engine whose :attr:`EngineInfo.reads_images` is true
+    images: list[bytes] = field(default_factory=list)
 
 
 @runtime_checkable

@@ -22,6 +22,7 @@ from power_core.chat.fitting import (
 )
 from power_core.chat.go_template.chat_template import GoChatTemplate
 from power_core.chat.go_template.ollama_data import ThinkValues
+from power_core.chat.images import tagged_images, tagged_prompt
 from power_core.chat.messages import merge_system, prepend_history
 from power_core.chat.sandbox import TemplateError
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate, render_prompt
@@ -207,22 +208,43 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
     bos = special[0]
     fits_context = True
     if request.raw and request.messages is None:
-        text = request.prompt or ""
+        images = list(request.images)
+        text = tagged_prompt(request.prompt or "", images)
     else:
         templated = _templated(model, engine, request, special, job.max_tokens, parse_tools)
-        text, fits_context = templated
+        text, fits_context, images = templated
     job.add_bos = not (bos and text.startswith(bos))
-    if request.context:
+    if images:
+        _check_reads_images(model, engine)
+        job.images = images
+    if request.context and images:  # the engine finds the images' tags in text only
+        job.prompt = engine.detokenize(list(request.context)) + text
+    elif request.context:
         job.prompt = list(request.context) + engine.tokenize(text, add_bos=False)
     else:
         job.prompt = text
     chat = request.messages is not None
-    if request.fit_history and not (chat and fits_context):
+    # a prompt with images is never cut: a cut could split an image's tag (the engine
+    # refuses one too long for the context)
+    if request.fit_history and not (chat and fits_context) and not images:
         # a conversation whose last turn alone is too long (no older turn left to drop)
         # loses its middle too, as Ollama truncates any input; only what cannot fit at all
         # is cut there: fitting its turns already left the reply what room it could
         _fit_input(engine, job, _keep_tokens(model, request), reply_room_first=not chat)
     return job
+
+
+def _check_reads_images(model: ResolvedModel, engine: Engine) -> None:
+    if not engine.info.reads_images:
+        reason = (
+            "its projector did not load"
+            if model.projector
+            else "its vision weights are in the model file itself (Ollama's own engine "
+            "format), which llama.cpp cannot run; use a model with a separate projector"
+        )
+        raise UnsupportedFeature(
+            f"model '{model.name}' cannot read images here: {reason}", param="images"
+        )
 
 
 def _templated(
@@ -232,10 +254,11 @@ def _templated(
     special: tuple[str, str],
     max_tokens: int | None,
     parse_tools: bool,
-) -> tuple[str, bool]:
+) -> tuple[str, bool, list[bytes]]:
     """The request's conversation rendered by the chat template, its oldest turns dropped
     when ``fit_history`` asks and it does not fit (see :mod:`power_core.chat.fitting`),
-    and whether it fits the context then (``True`` when not fitted)."""
+    whether it fits the context then (``True`` when not fitted), and the images its tags
+    show (:mod:`power_core.chat.images`; a dropped turn's are not shown)."""
     template = chat_template_for(model, request.template, special, _think_values(request))
     tools = request.tools if parse_tools else None
     bos = special[0]
@@ -251,13 +274,14 @@ def _templated(
             counted[prompt] = len(engine.tokenize(prompt, add_bos=add_bos))
         return counted[prompt]
 
-    messages = conversation(model, request)
+    messages, images = tagged_images(conversation(model, request))
     if not (request.fit_history and request.messages is not None):
-        return render(messages), True
+        return render(messages), True, images
     context = engine.info.context_length
     budget = context - reply_room(context, max_tokens)
     text = fitted_prompt(messages, render, count_tokens, budget=budget, limit=context - 1)
-    return text, fits_by_size(text, context - 1) or count_tokens(text) <= context - 1
+    fits = fits_by_size(text, context - 1) or count_tokens(text) <= context - 1
+    return text, fits, images
 
 
 def _fit_input(engine: Engine, job: CompletionJob, keep: int, *, reply_room_first: bool) -> None:

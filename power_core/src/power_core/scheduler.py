@@ -356,6 +356,7 @@ class ModelScheduler:
             options=options,
             metadata=model.metadata,
             adapters=tuple(model.adapters),
+            projector=model.projector,
         )
         started = time.perf_counter_ns()
         try:

@@ -64,7 +64,7 @@ class PowerServices:
         may_choose = request.tool_choice == "auto" and request.response_format is None
         if request.tools and may_choose and "tools" not in model.capabilities:
             raise InvalidRequest(f'"{request.model}" does not support tools', param="tools")
-        has_images = bool(request.messages) and any(m.images for m in request.messages or [])
+        has_images = bool(request.images) or any(m.images for m in request.messages or [])
         if has_images and "vision" not in model.capabilities:
             raise InvalidRequest(f"model '{model.name}' does not support images", param="images")
         # a request's own template may write the fill-in-the-middle prompt (a Go one naming

@@ -109,6 +109,9 @@ class GenerationRequest:
     #: a chat template (Jinja2, or Ollama's Go syntax) overriding the model's own
     template: str | None = None
     raw: bool = False
+    #: images of a raw ``prompt``, which shows each with its tag (``[img-0]``, ...), else
+    #: they go before it; a templated prompt's images travel on its messages
+    images: list[bytes] = field(default_factory=list)
     tools: list[ToolSpec] = field(default_factory=list)
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True

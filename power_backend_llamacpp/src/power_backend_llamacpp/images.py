@@ -1,0 +1,200 @@
+"""Images in prompts, read through llama.cpp's multimodal library (libmtmd) with the
+model's projector (an mmproj GGUF).
+
+A prompt's image tags (``[img-0]``, :data:`power_core.engine.IMAGE_TAG`) become libmtmd's
+media marker, and libmtmd tokenizes the text around them and turns each image into a chunk
+of embeddings to come (with the model's own image start and end tokens around it). In the
+job's token list an image takes as many positions as it has embeddings, each holding the
+same negative id drawn from the image's SHA-256: the prompt cache then matches an image
+only with itself, and the samplers and returned contexts leave those ids out. The engine
+thread encodes an image and decodes its embeddings into the sequence when the prompt's
+reading reaches it, alone in that decode (:meth:`ImageReader.read`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import hashlib
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from power_core.engine import IMAGE_TAG
+from power_core.errors import InvalidRequest, ModelLoadFailed, PowerError
+
+
+@dataclass(frozen=True)
+class ImageRun:
+    """One image of a prompt: its chunk and how many positions it takes."""
+
+    chunk: Any
+    length: int
+
+
+class ImagePrompt:
+    """A tokenized prompt with images: its token list (images as runs of one negative id)
+    and, by the position each starts at, its images. Owns libmtmd's chunks until
+    :meth:`free`."""
+
+    def __init__(self, chunks: Any, tokens: list[int], runs: dict[int, ImageRun]) -> None:
+        self._chunks = chunks
+        self.tokens = tokens
+        self.runs = runs
+        self._starts = sorted(runs)
+
+    def next_start(self, position: int) -> int:
+        """Where the first image at or after ``position`` starts (the prompt's length when
+        none does)."""
+        index = bisect.bisect_left(self._starts, position)
+        return self._starts[index] if index < len(self._starts) else len(self.tokens)
+
+    def boundary(self, position: int) -> int:
+        """``position``, or the start of the image it falls inside: a prompt cache may hold
+        a whole image or none of it."""
+        index = bisect.bisect_right(self._starts, position) - 1
+        if index >= 0:
+            start = self._starts[index]
+            if start < position < start + self.runs[start].length:
+                return start
+        return position
+
+    def free(self) -> None:
+        if self._chunks is not None:
+            _mtmd().mtmd_input_chunks_free(self._chunks)
+            self._chunks = None
+
+
+def text_tokens(tokens: list[int]) -> list[int]:
+    """``tokens`` without the images' positions (for samplers and returned contexts)."""
+    return [token for token in tokens if token >= 0]
+
+
+class ImageReader:
+    """A model's projector, loaded beside the model; :meth:`prompt` runs on any thread,
+    :meth:`read` on the engine thread only."""
+
+    def __init__(self, projector: Path, model: Any, n_threads: int, name: str) -> None:
+        mtmd = _mtmd()
+        params = mtmd.mtmd_context_params_default()
+        params.use_gpu = False
+        params.print_timings = False
+        params.n_threads = n_threads
+        # a marker no prompt holds by chance: text is never read as an image
+        self._marker = f"<__a3s_image_{secrets.token_hex(8)}__>"
+        self._marker_bytes = self._marker.encode()  # libmtmd keeps the pointer
+        params.media_marker = self._marker_bytes
+        ctx = mtmd.mtmd_init_from_file(str(projector).encode(), model, params)
+        if not ctx:
+            raise ModelLoadFailed(
+                f"llama.cpp could not load the projector of '{name}' ({projector}): not an "
+                "mmproj GGUF, one this llama.cpp cannot read, or made for another model "
+                "(its output width must be the model's embedding width)"
+            )
+        problem = None
+        if not mtmd.mtmd_support_vision(ctx):
+            problem = "it reads no images"
+        elif mtmd.mtmd_decode_use_mrope(ctx):
+            problem = "its model places images with M-RoPE positions, not supported here yet"
+        if problem:
+            mtmd.mtmd_free(ctx)
+            raise ModelLoadFailed(f"cannot use the projector of '{name}': {problem}")
+        self._ctx = ctx
+
+    def prompt(self, text: str, images: list[bytes], *, add_bos: bool) -> ImagePrompt:
+        """Tokenize ``text``, reading the images its tags name (other tags stay text)."""
+        mtmd = _mtmd()
+        parts: list[str] = []
+        shown: list[int] = []
+        last = 0
+        for match in IMAGE_TAG.finditer(text):
+            index = int(match.group(1))
+            if index < len(images):
+                parts.append(text[last : match.start()])
+                shown.append(index)
+                last = match.end()
+        parts.append(text[last:])
+        bitmaps = [self._bitmap(images[index], index) for index in shown]
+        chunks = mtmd.mtmd_input_chunks_init()
+        try:
+            marked = self._marker.join(parts).encode()
+            source = mtmd.mtmd_input_text(marked, len(marked), add_bos, True)
+            array = (mtmd.mtmd_bitmap_p_ctypes * max(len(bitmaps), 1))(*bitmaps)
+            status = mtmd.mtmd_tokenize(
+                self._ctx, chunks, ctypes.byref(source), array, len(bitmaps)
+            )
+            if status != 0:
+                raise PowerError(f"llama.cpp could not tokenize a prompt with images ({status})")
+            prompt = _laid_out(mtmd, chunks, [images[index] for index in shown])
+        except BaseException:
+            mtmd.mtmd_input_chunks_free(chunks)
+            raise
+        finally:
+            for bitmap in bitmaps:
+                mtmd.mtmd_bitmap_free(bitmap)
+        return prompt
+
+    def read(self, lctx: Any, run: ImageRun, position: int, seq_id: int, n_batch: int) -> None:
+        """Encode ``run``'s image and decode its embeddings into sequence ``seq_id`` from
+        ``position`` (engine thread)."""
+        mtmd = _mtmd()
+        import llama_cpp as lc
+
+        new_position = lc.llama_pos(0)
+        status = mtmd.mtmd_helper_eval_chunk_single(
+            self._ctx, lctx, run.chunk, position, seq_id, n_batch, False, ctypes.byref(new_position)
+        )
+        if status != 0:
+            raise PowerError(f"llama.cpp could not read an image of the prompt ({status})")
+        if new_position.value != position + run.length:  # refused at load (M-RoPE)
+            raise PowerError("an image took other positions than its tokens")
+
+    def _bitmap(self, image: bytes, index: int) -> Any:
+        mtmd = _mtmd()
+        buffer = (ctypes.c_uint8 * len(image)).from_buffer_copy(image)
+        bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(self._ctx, buffer, len(image), False)
+        if not bitmap:
+            raise InvalidRequest(
+                f"image {index} could not be read: send a PNG, JPEG, GIF, BMP or WebP image",
+                param="images",
+            )
+        return bitmap
+
+    def close(self) -> None:
+        if self._ctx is not None:
+            _mtmd().mtmd_free(self._ctx)
+            self._ctx = None
+
+
+def _laid_out(mtmd: Any, chunks: Any, images: list[bytes]) -> ImagePrompt:
+    """The token list of tokenized ``chunks``, whose images are ``images`` in order."""
+    tokens: list[int] = []
+    runs: dict[int, ImageRun] = {}
+    pending = iter(images)
+    for index in range(mtmd.mtmd_input_chunks_size(chunks)):
+        chunk = mtmd.mtmd_input_chunks_get(chunks, index)
+        kind = mtmd.mtmd_input_chunk_get_type(chunk)
+        if kind == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+            count = ctypes.c_size_t(0)
+            pointer = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
+            tokens.extend(pointer[i] for i in range(count.value))
+            continue
+        if kind != mtmd.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+            raise PowerError("the projector turned an image into audio")
+        length = int(mtmd.mtmd_input_chunk_get_n_tokens(chunk))
+        runs[len(tokens)] = ImageRun(chunk, length)
+        tokens.extend([_image_id(next(pending))] * length)
+    return ImagePrompt(chunks, tokens, runs)
+
+
+def _image_id(image: bytes) -> int:
+    """The negative id an image's positions hold: the same for the same bytes."""
+    digest = hashlib.sha256(image).digest()
+    return -1 - (int.from_bytes(digest[:4], "big") & 0x3FFFFFFF)
+
+
+def _mtmd() -> Any:
+    from llama_cpp import mtmd_cpp
+
+    return mtmd_cpp
