@@ -425,3 +425,29 @@ def test_load_refuses_what_the_next_model_cannot_do(env: dict[str, str], tmp_pat
     assert answer and "does not support" not in answer, answer
     hidden.sendline("/bye")
     hidden.expect(pexpect.EOF)
+
+
+def test_a_model_with_a_projector_reads_the_image_files_a_prompt_names(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    from tiny_projector import tiny_png, write_tiny_projector
+
+    projector = write_tiny_projector(tmp_path / "mmproj.gguf")
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM {real_model_path()}\nFROM {projector}\n", encoding="utf-8")
+    power_cli(env, "create", "seeing", "-f", str(modelfile))
+    pictures = []
+    for seed in (1, 2):
+        picture = tmp_path / f"picture {seed}.png"
+        picture.write_bytes(tiny_png(seed))
+        pictures.append(picture)
+    answers = []
+    for picture in pictures:
+        result = run(env, "run", "seeing", "--prompt", f"What is in '{picture}'?", *GREEDY)
+        assert f"Added image '{picture}'" in result.stderr
+        answers.append(answer_of(result))
+    assert answers[0] != answers[1]
+    # a model without a projector reads the path as text
+    blind = run(env, "run", MODEL, "--prompt", f"What is in '{pictures[0]}'?", *GREEDY)
+    assert "Added image" not in blind.stderr
+    answer_of(blind)

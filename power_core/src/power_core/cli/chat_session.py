@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from cleo.io.io import IO
 from cleo.io.outputs.output import Type as OutputType
 
+from power_core.cli.image_paths import images_in
 from power_core.errors import InvalidRequest
 from power_core.models import ResolvedModel
 from power_core.types import (
@@ -213,11 +214,18 @@ class ChatSession:
 
     def ask(self, prompt: str) -> Answer:
         """Stream the model's answer to ``prompt``; keep the turn unless it was interrupted.
+        For a model that reads images, image files the prompt names are sent with it.
 
         Ctrl-C while the answer streams cancels the generation and returns what arrived;
         the turn is then left out of the history so the next question starts clean.
         """
-        question = ChatMessage(role="user", content=prompt)
+        images: list[bytes] = []
+        if "vision" in self.model.capabilities:
+            prompt, found = images_in(prompt)
+            for name, data in found:
+                self.io.write_error_line(f"Added image '{name}'", type=OutputType.RAW)
+                images.append(data)
+        question = ChatMessage(role="user", content=prompt, images=images)
         request = self.options.request(self.model.name, [*self.messages, question])
         answer = Answer()
         stream: GenerationStream | None = None

@@ -1,0 +1,36 @@
+"""Images named in a chat message, as ``ollama run`` finds them for a model that reads images:
+a path to an existing image file (``./cat.png``, ``/tmp/a b.jpg`` quoted, ``~/x.webp``) is
+read and taken out of the text."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+#: a path that starts like one (``/``, ``./``, ``../``, ``~/``) and ends with an image's
+#: extension, bare or in quotes (for a path with spaces)
+_IMAGE_PATH = re.compile(
+    r"""(?P<quote>['"]?)(?P<path>(?:~|\.{1,2})?/[^'"\n]*?\.(?:png|jpe?g|gif|bmp|webp))(?P=quote)"""
+    r"""(?=\s|$|[,.;:!?)])""",
+    re.IGNORECASE,
+)
+
+
+def images_in(message: str) -> tuple[str, list[tuple[str, bytes]]]:
+    """``message`` without the image files it names, and each file's path and bytes, in
+    order; paths of missing files stay in the text."""
+    images: list[tuple[str, bytes]] = []
+
+    def take(match: re.Match[str]) -> str:
+        name = match.group("path")
+        path = Path(name).expanduser()
+        if "\n" in name or not path.is_file():
+            return match.group(0)
+        try:
+            images.append((name, path.read_bytes()))
+        except OSError:
+            return match.group(0)
+        return ""
+
+    text = _IMAGE_PATH.sub(take, message)
+    return (re.sub(r"[ \t]{2,}", " ", text).strip() if images else message), images
