@@ -7,13 +7,15 @@ an image takes its tokens in the prompt, and what cannot be read is a 400."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import ollama
 import pytest
 import requests
 
 from conftest import TEST_MODEL_NAME
-from tiny_projector import N_IMAGE_TOKENS, tiny_png
+from registry_server import RegistryServer
+from tiny_projector import N_IMAGE_TOKENS, tiny_png, write_tiny_projector
 
 pytestmark = pytest.mark.model
 
@@ -135,3 +137,22 @@ def test_images_that_cannot_be_read_are_a_400(client: ollama.Client, seeing_mode
     assert last.value.status_code == 400
     assert "must not end with an image" in last.value.error
     assert chat(client, seeing_model, [tiny_png(1)]).message.content  # still serving
+
+
+def test_a_model_pulled_with_a_projector_layer_reads_images(
+    client: ollama.Client, seeing_model: str, model_path: Path, tmp_path: Path
+) -> None:
+    """As ``ollama pull llava``: the registry's manifest has a projector layer."""
+    projector = write_tiny_projector(tmp_path / "mmproj.gguf").read_bytes()
+    registry = RegistryServer()
+    try:
+        registry.add_model("looking", "tiny", model_path.read_bytes(), {"projector": projector})
+        name = registry.name("looking", "tiny")
+        client.pull(name)
+        assert "vision" in (client.show(name).capabilities or [])
+        image = tiny_png(13)
+        pulled = chat(client, name, [image]).message.content
+        assert pulled == chat(client, seeing_model, [image]).message.content
+    finally:
+        registry.close()
+    client.delete(name)
