@@ -33,9 +33,12 @@ _CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 _CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def write_tiny_projector(path: Path, text_embedding_length: int = 576, seed: int = 0) -> Path:
+def write_tiny_projector(
+    path: Path, text_embedding_length: int = 576, seed: int = 0, image_size: int = IMAGE_SIZE
+) -> Path:
     """Write the projector to ``path`` (about 0.3 MB of F32 weights, the same for the same
-    ``seed``) and return ``path``."""
+    ``seed``) and return ``path``. Images are resized to ``image_size`` pixels square, and
+    each ``PATCH_SIZE`` square of it becomes a token."""
     rng = np.random.default_rng(seed)
     writer = gguf.GGUFWriter(str(path), "clip")
     writer.add_type(gguf.GGUFType.MMPROJ)
@@ -44,7 +47,7 @@ def write_tiny_projector(path: Path, text_embedding_length: int = 576, seed: int
     writer.add_string("clip.projector_type", "mlp")
     writer.add_bool("clip.use_gelu", True)
     for key, value in {
-        "image_size": IMAGE_SIZE,
+        "image_size": image_size,
         "patch_size": PATCH_SIZE,
         "embedding_length": _N_EMBD,
         "feed_forward_length": _N_FF,
@@ -68,7 +71,7 @@ def write_tiny_projector(path: Path, text_embedding_length: int = 576, seed: int
     add("v.patch_embd.weight", _N_EMBD, 3, PATCH_SIZE, PATCH_SIZE)
     add("v.patch_embd.bias", _N_EMBD)
     add("v.class_embd", _N_EMBD)
-    add("v.position_embd.weight", N_IMAGE_TOKENS + 1, _N_EMBD)
+    add("v.position_embd.weight", (image_size // PATCH_SIZE) ** 2 + 1, _N_EMBD)
     add_norm("v.pre_ln", _N_EMBD)
     for i in range(_N_BLOCK):
         block = f"v.blk.{i}"
@@ -112,14 +115,16 @@ def tiny_png(seed: int, size: int = IMAGE_SIZE) -> bytes:
     )
 
 
-def create_seeing_model(server_url: str, model_path: Path, folder: Path, name: str) -> str:
+def create_seeing_model(
+    server_url: str, model_path: Path, folder: Path, name: str, image_size: int = IMAGE_SIZE
+) -> str:
     """Create ``name`` on a running server: ``model_path``'s weights with this projector,
     uploaded as blobs and put together by ``/api/create`` ``files``, as Ollama's clients do."""
     import hashlib
 
     import requests
 
-    projector = write_tiny_projector(folder / "mmproj.gguf")
+    projector = write_tiny_projector(folder / "mmproj.gguf", image_size=image_size)
     files = {}
     for filename, path in (("model.gguf", model_path), ("mmproj.gguf", projector)):
         digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()

@@ -13,9 +13,9 @@ import ollama
 import pytest
 import requests
 
-from conftest import TEST_MODEL_NAME
+from conftest import TEST_MODEL_NAME, PowerServer
 from registry_server import RegistryServer
-from tiny_projector import N_IMAGE_TOKENS, tiny_png, write_tiny_projector
+from tiny_projector import N_IMAGE_TOKENS, create_seeing_model, tiny_png, write_tiny_projector
 
 pytestmark = pytest.mark.model
 
@@ -155,4 +155,25 @@ def test_a_model_pulled_with_a_projector_layer_reads_images(
         assert pulled == chat(client, seeing_model, [image]).message.content
     finally:
         registry.close()
+    client.delete(name)
+
+
+def test_a_long_chat_with_images_drops_its_oldest_turns_counting_each_image(
+    client: ollama.Client, power_server: PowerServer, model_path: Path, tmp_path: Path
+) -> None:
+    """Images that take 64 tokens each: eight turns of them do not fit 512 tokens of
+    context, so the oldest turns go, as they would for text; counted as their tags' text
+    instead, the conversation would seem to fit and be refused as too long."""
+    name = create_seeing_model(power_server.url, model_path, tmp_path, "seeing:wide", 128)
+    turns: list[dict[str, object]] = []
+    for seed in range(8):
+        turns.append({"role": "user", "content": f"Picture {seed}?", "images": [tiny_png(seed)]})
+        turns.append({"role": "assistant", "content": "A picture."})
+    turns.append({"role": "user", "content": "And this one?", "images": [tiny_png(99)]})
+    options = {"temperature": 0, "num_predict": 8, "num_ctx": 512}
+    reply = client.chat(model=name, messages=turns, options=options)
+    assert reply.message.content
+    assert reply.prompt_eval_count is not None and 64 < reply.prompt_eval_count <= 512 - 8
+    last_only = client.chat(model=name, messages=turns[-1:], options=options)
+    assert reply.prompt_eval_count > (last_only.prompt_eval_count or 0)
     client.delete(name)

@@ -23,6 +23,7 @@ from power_core.types import LoadOptions
 
 if TYPE_CHECKING:
     from power_backend_llamacpp.engine import LlamaCppEngine
+    from power_backend_llamacpp.images import ImageReader
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -270,7 +271,7 @@ class LlamaCppBackend:
         kv_bytes = _kv_cache_bytes(lc, model, int(lc.llama_n_ctx(ctx)), head_sizes, cache_type)
         if spec.projector is not None:
             kv_bytes += spec.projector.stat().st_size  # the projector's weights, in memory
-        info = _engine_info(lc, model, options.num_ctx, kv_bytes, reads_images=images is not None)
+        info = _engine_info(lc, model, options.num_ctx, kv_bytes, images)
         return LlamaCppEngine(
             name=spec.name,
             model=model,
@@ -327,7 +328,9 @@ def _head_sizes(lc: Any, model: Any) -> tuple[int, int]:
     return sizes[0], sizes[1]
 
 
-def _engine_info(lc: Any, model: Any, num_ctx: int, kv_bytes: int, *, reads_images: bool) -> Any:
+def _engine_info(
+    lc: Any, model: Any, num_ctx: int, kv_bytes: int, images: ImageReader | None
+) -> Any:
     from power_core.engine import EngineInfo
 
     vocab = lc.llama_model_get_vocab(model)
@@ -342,7 +345,8 @@ def _engine_info(lc: Any, model: Any, num_ctx: int, kv_bytes: int, *, reads_imag
         vocab_size=int(lc.llama_vocab_n_tokens(vocab)),
         size_bytes=int(lc.llama_model_size(model)) + kv_bytes,
         supports_fim=min(fim) >= 0,
-        reads_images=reads_images,
+        reads_images=images is not None,
+        image_tokens=images.image_tokens if images is not None else 0,
     )
 
 

@@ -24,6 +24,10 @@ from typing import Any
 from power_core.engine import IMAGE_TAG
 from power_core.errors import InvalidRequest, ModelLoadFailed, PowerError
 
+#: the photo whose token count stands for every image's when a conversation is fitted to
+#: the context (most projectors give every image the same count)
+PHOTO_SIZE = (1024, 768)
+
 
 @dataclass(frozen=True)
 class ImageRun:
@@ -101,6 +105,22 @@ class ImageReader:
             mtmd.mtmd_free(ctx)
             raise ModelLoadFailed(f"cannot use the projector of '{name}': {problem}")
         self._ctx = ctx
+        #: the prompt tokens a photo takes (:data:`PHOTO_SIZE`)
+        self.image_tokens = self._photo_tokens()
+
+    def _photo_tokens(self) -> int:
+        mtmd = _mtmd()
+        width, height = PHOTO_SIZE
+        pixels = (ctypes.c_uint8 * (width * height * 3))()
+        bitmap = mtmd.mtmd_bitmap_init(width, height, pixels)
+        try:
+            chunks = self._tokenized(self._marker, [bitmap], add_bos=False)
+        finally:
+            mtmd.mtmd_bitmap_free(bitmap)
+        try:
+            return int(mtmd.mtmd_helper_get_n_tokens(chunks))
+        finally:
+            mtmd.mtmd_input_chunks_free(chunks)
 
     def prompt(self, text: str, images: list[bytes], *, add_bos: bool) -> ImagePrompt:
         """Tokenize ``text``, reading the images its tags name (other tags stay text)."""
@@ -115,25 +135,33 @@ class ImageReader:
                 shown.append(index)
                 last = match.end()
         parts.append(text[last:])
-        bitmaps = [self._bitmap(images[index], index) for index in shown]
-        chunks = mtmd.mtmd_input_chunks_init()
+        bitmaps: list[Any] = []
         try:
-            marked = self._marker.join(parts).encode()
-            source = mtmd.mtmd_input_text(marked, len(marked), add_bos, True)
-            array = (mtmd.mtmd_bitmap_p_ctypes * max(len(bitmaps), 1))(*bitmaps)
-            status = mtmd.mtmd_tokenize(
-                self._ctx, chunks, ctypes.byref(source), array, len(bitmaps)
-            )
-            if status != 0:
-                raise PowerError(f"llama.cpp could not tokenize a prompt with images ({status})")
-            prompt = _laid_out(mtmd, chunks, [images[index] for index in shown])
-        except BaseException:
-            mtmd.mtmd_input_chunks_free(chunks)
-            raise
+            for index in shown:
+                bitmaps.append(self._bitmap(images[index], index))
+            chunks = self._tokenized(self._marker.join(parts), bitmaps, add_bos=add_bos)
         finally:
             for bitmap in bitmaps:
                 mtmd.mtmd_bitmap_free(bitmap)
-        return prompt
+        try:
+            return _laid_out(mtmd, chunks, [images[index] for index in shown])
+        except BaseException:
+            mtmd.mtmd_input_chunks_free(chunks)
+            raise
+
+    def _tokenized(self, text: str, bitmaps: list[Any], *, add_bos: bool) -> Any:
+        """libmtmd's chunks of ``text`` whose markers show ``bitmaps`` (the caller frees
+        them)."""
+        mtmd = _mtmd()
+        chunks = mtmd.mtmd_input_chunks_init()
+        marked = text.encode()
+        source = mtmd.mtmd_input_text(marked, len(marked), add_bos, True)
+        array = (mtmd.mtmd_bitmap_p_ctypes * max(len(bitmaps), 1))(*bitmaps)
+        status = mtmd.mtmd_tokenize(self._ctx, chunks, ctypes.byref(source), array, len(bitmaps))
+        if status != 0:
+            mtmd.mtmd_input_chunks_free(chunks)
+            raise PowerError(f"llama.cpp could not tokenize a prompt with images ({status})")
+        return chunks
 
     def read(self, lctx: Any, run: ImageRun, position: int, seq_id: int, n_batch: int) -> None:
         """Encode ``run``'s image and decode its embeddings into sequence ``seq_id`` from
@@ -156,7 +184,7 @@ class ImageReader:
         bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(self._ctx, buffer, len(image), False)
         if not bitmap:
             raise InvalidRequest(
-                f"image {index} could not be read: send a PNG, JPEG, GIF, BMP or WebP image",
+                f"image {index} could not be read: send a PNG, JPEG, GIF or BMP image",
                 param="images",
             )
         return bitmap

@@ -69,6 +69,9 @@ class EngineInfo:
     supports_fim: bool = False
     #: whether jobs may carry :attr:`CompletionJob.images` (a projector was loaded)
     reads_images: bool = False
+    #: about how many prompt tokens an image takes (a photo's, for a projector whose count
+    #: follows the image's size): what fitting a conversation to the context counts for each
+    image_tokens: int = 0
 
 
 #: where a prompt shows image ``N`` of :attr:`CompletionJob.images`, as Ollama's runner

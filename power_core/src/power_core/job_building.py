@@ -28,7 +28,7 @@ from power_core.chat.sandbox import TemplateError
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate, render_prompt
 from power_core.chat.template_syntax import is_go_template
 from power_core.chat.tools import forced_tool_call_schema
-from power_core.engine import CompletionJob, Engine
+from power_core.engine import IMAGE_TAG, CompletionJob, Engine
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.models import ResolvedModel
 from power_core.special_tokens import special_tokens_of
@@ -267,20 +267,25 @@ def _templated(
         return render_prompt(template, messages, tools)
 
     counted: dict[str, int] = {}  # fitting counts a prompt at most once, and so does this
+    messages, images = tagged_images(conversation(model, request))
+    per_image = engine.info.image_tokens if images else 0
 
     def count_tokens(prompt: str) -> int:
         if prompt not in counted:
             add_bos = not (bos and prompt.startswith(bos))
-            counted[prompt] = len(engine.tokenize(prompt, add_bos=add_bos))
+            counted[prompt] = len(engine.tokenize(prompt, add_bos=add_bos)) + per_image * sum(
+                1 for tag in IMAGE_TAG.finditer(prompt) if int(tag.group(1)) < len(images)
+            )
         return counted[prompt]
 
-    messages, images = tagged_images(conversation(model, request))
     if not (request.fit_history and request.messages is not None):
         return render(messages), True, images
     context = engine.info.context_length
     budget = context - reply_room(context, max_tokens)
-    text = fitted_prompt(messages, render, count_tokens, budget=budget, limit=context - 1)
-    fits = fits_by_size(text, context - 1) or count_tokens(text) <= context - 1
+    text = fitted_prompt(
+        messages, render, count_tokens, budget=budget, limit=context - 1, by_size=not images
+    )
+    fits = (not images and fits_by_size(text, context - 1)) or count_tokens(text) <= context - 1
     return text, fits, images
 
 

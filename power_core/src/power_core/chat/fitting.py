@@ -60,12 +60,20 @@ def fitted_prompt(
     count_tokens: Callable[[str], int],
     budget: int,
     limit: int,
+    *,
+    by_size: bool = True,
 ) -> str:
     """``render``'s text of ``messages`` with the fewest oldest turns dropped that bring it
     to at most ``budget`` tokens; else the most trimmed if that is under ``limit`` (the
-    context); else of them all."""
+    context); else of them all. Without ``by_size`` every candidate is counted (a short text
+    may show images that take many tokens)."""
+
+    def fits(text: str, most: int) -> bool:
+        # most chats fit without being tokenized here
+        return (by_size and fits_by_size(text, most)) or count_tokens(text) <= most
+
     whole = render(messages)
-    if _fits(whole, count_tokens, budget):
+    if fits(whole, budget):
         return whole
     cuts = _cut_points(messages)
     # dropping more history never lengthens the prompt: the first cut that fits is found by
@@ -74,14 +82,14 @@ def fitted_prompt(
     while low < high:
         middle = (low + high) // 2
         text = _rendered(render, _kept(messages, cuts[middle]))
-        if text is not None and _fits(text, count_tokens, budget):
+        if text is not None and fits(text, budget):
             high, fitting = middle, text
         else:
             low = middle + 1
     if fitting is None and cuts:
         low = len(cuts) - 1
         text = _rendered(render, _kept(messages, cuts[low]))
-        if text is not None and _fits(text, count_tokens, limit):
+        if text is not None and fits(text, limit):
             fitting = text
     if fitting is None:
         return whole
@@ -100,11 +108,6 @@ def _rendered(
         return render(messages)
     except TemplateError:
         return None
-
-
-def _fits(text: str, count_tokens: Callable[[str], int], budget: int) -> bool:
-    # most chats fit without being tokenized here
-    return fits_by_size(text, budget) or count_tokens(text) <= budget
 
 
 def _cut_points(messages: list[ChatMessage]) -> list[int]:
