@@ -11,7 +11,7 @@ import anthropic
 import pytest
 
 from conftest import PowerServer
-from tiny_projector import ollama_chat_answer, tiny_png
+from tiny_projector import N_IMAGE_TOKENS, ollama_chat_answer, tiny_png
 
 pytestmark = pytest.mark.model
 
@@ -55,3 +55,24 @@ def test_an_image_by_url_is_a_400_in_anthropics_shape(
         )
     assert refused.value.status_code == 400
     assert "base64" in str(refused.value.body)
+
+
+def test_count_tokens_counts_an_image_as_the_request_takes_it(
+    client: anthropic.Anthropic, seeing_model: str
+) -> None:
+    image = tiny_png(14)
+    source = {"type": "base64", "media_type": "image/png", "data": base64.b64encode(image).decode()}
+    messages: Any = [
+        {
+            "role": "user",
+            "content": [{"type": "image", "source": source}, {"type": "text", "text": "hi"}],
+        }
+    ]
+    counted = client.messages.count_tokens(model=seeing_model, messages=messages)
+    sent = client.messages.create(model=seeing_model, max_tokens=2, messages=messages, **GREEDY)
+    taken = sent.usage.input_tokens + (sent.usage.cache_read_input_tokens or 0)
+    assert counted.input_tokens == taken
+    text_only = client.messages.count_tokens(
+        model=seeing_model, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert counted.input_tokens == text_only.input_tokens + N_IMAGE_TOKENS

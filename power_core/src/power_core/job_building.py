@@ -22,13 +22,13 @@ from power_core.chat.fitting import (
 )
 from power_core.chat.go_template.chat_template import GoChatTemplate
 from power_core.chat.go_template.ollama_data import ThinkValues
-from power_core.chat.images import tagged_images, tagged_prompt
+from power_core.chat.images import prompt_token_count, tagged_images, tagged_prompt
 from power_core.chat.messages import merge_system, prepend_history
 from power_core.chat.sandbox import TemplateError
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate, render_prompt
 from power_core.chat.template_syntax import is_go_template
 from power_core.chat.tools import forced_tool_call_schema
-from power_core.engine import IMAGE_TAG, CompletionJob, Engine
+from power_core.engine import CompletionJob, Engine
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.models import ResolvedModel
 from power_core.special_tokens import special_tokens_of
@@ -237,7 +237,7 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
 def _check_reads_images(model: ResolvedModel, engine: Engine) -> None:
     if not engine.info.reads_images:
         reason = (
-            "its projector did not load"
+            "its projector could not be loaded (the server's log says why)"
             if model.projector
             else "its vision weights are in the model file itself (Ollama's own engine "
             "format), which llama.cpp cannot run; use a model with a separate projector"
@@ -268,14 +268,11 @@ def _templated(
 
     counted: dict[str, int] = {}  # fitting counts a prompt at most once, and so does this
     messages, images = tagged_images(conversation(model, request))
-    per_image = engine.info.image_tokens if images else 0
 
     def count_tokens(prompt: str) -> int:
         if prompt not in counted:
             add_bos = not (bos and prompt.startswith(bos))
-            counted[prompt] = len(engine.tokenize(prompt, add_bos=add_bos)) + per_image * sum(
-                1 for tag in IMAGE_TAG.finditer(prompt) if int(tag.group(1)) < len(images)
-            )
+            counted[prompt] = prompt_token_count(engine, prompt, images, add_bos=add_bos)
         return counted[prompt]
 
     if not (request.fit_history and request.messages is not None):

@@ -6,6 +6,7 @@ import math
 import time
 from dataclasses import replace
 
+from power_core.chat.images import prompt_token_count
 from power_core.config import Settings, load_settings
 from power_core.errors import InvalidRequest, ServerBusy, UnsupportedFeature
 from power_core.generation import GenerationStream
@@ -153,7 +154,7 @@ class PowerServices:
             job = build_job(model, entry.engine, request)
             if isinstance(job.prompt, list):
                 return len(job.prompt)
-            return len(entry.engine.tokenize(job.prompt, add_bos=job.add_bos))
+            return prompt_token_count(entry.engine, job.prompt, job.images, add_bos=job.add_bos)
 
     def refuse_if_shutting_down(self) -> None:
         """:class:`ServerBusy` (503) once the server stops: work that would start now (a
