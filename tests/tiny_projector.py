@@ -33,67 +33,99 @@ _CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 _CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
+class _TinyVit:
+    """A GGUF writer for a tiny CLIP-style vision tower with random weights (numpy shapes
+    are the reverse of llama.cpp's: a linear layer's weight is (n_out, n_in))."""
+
+    def __init__(self, path: Path, projector_type: str, seed: int, keys: dict[str, int]) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.writer = gguf.GGUFWriter(str(path), "clip")
+        self.writer.add_type(gguf.GGUFType.MMPROJ)
+        self.writer.add_name("tiny test projector")
+        self.writer.add_bool("clip.has_vision_encoder", True)
+        self.writer.add_string("clip.projector_type", projector_type)
+        self.writer.add_bool("clip.use_gelu", True)
+        common = {
+            "patch_size": PATCH_SIZE,
+            "embedding_length": _N_EMBD,
+            "feed_forward_length": _N_FF,
+            "block_count": _N_BLOCK,
+            "attention.head_count": _N_HEAD,
+        }
+        for key, value in {**common, **keys}.items():
+            self.writer.add_uint32(f"clip.vision.{key}", value)
+        self.writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-5)
+        self.writer.add_array("clip.vision.image_mean", _CLIP_MEAN)
+        self.writer.add_array("clip.vision.image_std", _CLIP_STD)
+
+    def add(self, name: str, *shape: int, scale: float = 0.02) -> None:
+        self.writer.add_tensor(name, (self.rng.standard_normal(shape) * scale).astype(np.float32))
+
+    def add_norm(self, name: str, width: int = _N_EMBD) -> None:
+        self.writer.add_tensor(f"{name}.weight", np.ones(width, dtype=np.float32))
+        self.writer.add_tensor(f"{name}.bias", np.zeros(width, dtype=np.float32))
+
+    def add_blocks(self) -> None:
+        for i in range(_N_BLOCK):
+            block = f"v.blk.{i}"
+            self.add_norm(f"{block}.ln1")
+            self.add_norm(f"{block}.ln2")
+            for part in ("attn_q", "attn_k", "attn_v", "attn_out"):
+                self.add(f"{block}.{part}.weight", _N_EMBD, _N_EMBD)
+                self.add(f"{block}.{part}.bias", _N_EMBD)
+            self.add(f"{block}.ffn_up.weight", _N_FF, _N_EMBD)
+            self.add(f"{block}.ffn_up.bias", _N_FF)
+            self.add(f"{block}.ffn_down.weight", _N_EMBD, _N_FF)
+            self.add(f"{block}.ffn_down.bias", _N_EMBD)
+
+    def close(self) -> None:
+        self.writer.write_header_to_file()
+        self.writer.write_kv_data_to_file()
+        self.writer.write_tensors_to_file()
+        self.writer.close()
+
+
 def write_tiny_projector(
     path: Path, text_embedding_length: int = 576, seed: int = 0, image_size: int = IMAGE_SIZE
 ) -> Path:
     """Write the projector to ``path`` (about 0.3 MB of F32 weights, the same for the same
     ``seed``) and return ``path``. Images are resized to ``image_size`` pixels square, and
     each ``PATCH_SIZE`` square of it becomes a token."""
-    rng = np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(str(path), "clip")
-    writer.add_type(gguf.GGUFType.MMPROJ)
-    writer.add_name("tiny test projector")
-    writer.add_bool("clip.has_vision_encoder", True)
-    writer.add_string("clip.projector_type", "mlp")
-    writer.add_bool("clip.use_gelu", True)
-    for key, value in {
-        "image_size": image_size,
-        "patch_size": PATCH_SIZE,
-        "embedding_length": _N_EMBD,
-        "feed_forward_length": _N_FF,
-        "block_count": _N_BLOCK,
-        "projection_dim": text_embedding_length,
-        "attention.head_count": _N_HEAD,
-    }.items():
-        writer.add_uint32(f"clip.vision.{key}", value)
-    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-5)
-    writer.add_array("clip.vision.image_mean", _CLIP_MEAN)
-    writer.add_array("clip.vision.image_std", _CLIP_STD)
-
-    # numpy shapes are the reverse of llama.cpp's: a linear layer's weight is (n_out, n_in)
-    def add(name: str, *shape: int, scale: float = 0.02) -> None:
-        writer.add_tensor(name, (rng.standard_normal(shape) * scale).astype(np.float32))
-
-    def add_norm(name: str, width: int) -> None:
-        writer.add_tensor(f"{name}.weight", np.ones(width, dtype=np.float32))
-        writer.add_tensor(f"{name}.bias", np.zeros(width, dtype=np.float32))
-
-    add("v.patch_embd.weight", _N_EMBD, 3, PATCH_SIZE, PATCH_SIZE)
-    add("v.patch_embd.bias", _N_EMBD)
-    add("v.class_embd", _N_EMBD)
-    add("v.position_embd.weight", (image_size // PATCH_SIZE) ** 2 + 1, _N_EMBD)
-    add_norm("v.pre_ln", _N_EMBD)
-    for i in range(_N_BLOCK):
-        block = f"v.blk.{i}"
-        add_norm(f"{block}.ln1", _N_EMBD)
-        add_norm(f"{block}.ln2", _N_EMBD)
-        for part in ("attn_q", "attn_k", "attn_v", "attn_out"):
-            add(f"{block}.{part}.weight", _N_EMBD, _N_EMBD)
-            add(f"{block}.{part}.bias", _N_EMBD)
-        add(f"{block}.ffn_up.weight", _N_FF, _N_EMBD)
-        add(f"{block}.ffn_up.bias", _N_FF)
-        add(f"{block}.ffn_down.weight", _N_EMBD, _N_FF)
-        add(f"{block}.ffn_down.bias", _N_EMBD)
+    keys = {"image_size": image_size, "projection_dim": text_embedding_length}
+    vit = _TinyVit(path, "mlp", seed, keys)
+    vit.add("v.patch_embd.weight", _N_EMBD, 3, PATCH_SIZE, PATCH_SIZE)
+    vit.add("v.patch_embd.bias", _N_EMBD)
+    vit.add("v.class_embd", _N_EMBD)
+    vit.add("v.position_embd.weight", (image_size // PATCH_SIZE) ** 2 + 1, _N_EMBD)
+    vit.add_norm("v.pre_ln")
+    vit.add_blocks()
     # larger than the rest so that images make visibly different embeddings
-    add("mm.0.weight", _N_PROJ, _N_EMBD, scale=0.2)
-    add("mm.0.bias", _N_PROJ)
-    add("mm.2.weight", text_embedding_length, _N_PROJ, scale=0.1)
-    add("mm.2.bias", text_embedding_length)
+    vit.add("mm.0.weight", _N_PROJ, _N_EMBD, scale=0.2)
+    vit.add("mm.0.bias", _N_PROJ)
+    vit.add("mm.2.weight", text_embedding_length, _N_PROJ, scale=0.1)
+    vit.add("mm.2.bias", text_embedding_length)
+    vit.close()
+    return path
 
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+
+def write_tiny_slicing_projector(path: Path, text_embedding_length: int = 576) -> Path:
+    """An Idefics3 (SmolVLM) projector of the same tiny size, which cuts an image larger
+    than 32 pixels into slices: one image becomes several chunks, framed by SmolVLM's own
+    tokens (``<global-img>``, ``<row_1_col_1>``, ...), which SmolLM2's vocabulary lacks."""
+    keys = {
+        "image_size": IMAGE_SIZE,
+        "projection_dim": text_embedding_length,
+        "projector.scale_factor": 2,
+        "preproc_image_size": 2 * IMAGE_SIZE,
+    }
+    vit = _TinyVit(path, "idefics3", 0, keys)
+    vit.add("v.patch_embd.weight", _N_EMBD, 3, PATCH_SIZE, PATCH_SIZE)
+    vit.add("v.patch_embd.bias", _N_EMBD)
+    vit.add("v.position_embd.weight", N_IMAGE_TOKENS, _N_EMBD)
+    vit.add_blocks()
+    vit.add_norm("v.post_ln")
+    vit.add("mm.model.fc.weight", text_embedding_length, _N_EMBD * 4, scale=0.2)
+    vit.close()
     return path
 
 

@@ -15,7 +15,13 @@ import requests
 
 from conftest import TEST_MODEL_NAME, PowerServer
 from registry_server import RegistryServer
-from tiny_projector import N_IMAGE_TOKENS, create_seeing_model, tiny_png, write_tiny_projector
+from tiny_projector import (
+    N_IMAGE_TOKENS,
+    create_seeing_model,
+    tiny_png,
+    write_tiny_projector,
+    write_tiny_slicing_projector,
+)
 
 pytestmark = pytest.mark.model
 
@@ -177,3 +183,25 @@ def test_a_long_chat_with_images_drops_its_oldest_turns_counting_each_image(
     last_only = client.chat(model=name, messages=turns[-1:], options=options)
     assert reply.prompt_eval_count > (last_only.prompt_eval_count or 0)
     client.delete(name)
+
+
+def test_a_projector_the_model_cannot_use_leaves_it_reading_text(
+    client: ollama.Client, power_server: PowerServer, model_path: Path, tmp_path: Path
+) -> None:
+    """A SmolVLM projector on SmolLM2: stored (its width fits), but it frames images with
+    tokens SmolLM2 lacks, so the model loads reading text, and images are a 400 saying so."""
+    projector = write_tiny_slicing_projector(tmp_path / "idefics.gguf")
+    files = {}
+    for filename, path in (("model.gguf", model_path), ("mmproj.gguf", projector)):
+        files[filename] = client.create_blob(path)
+    client.create(model="seeing:sliced", files=files)
+    options = {"temperature": 0, "num_predict": 4}
+    said = client.chat(
+        model="seeing:sliced", messages=[{"role": "user", "content": "Hi"}], options=options
+    )
+    assert said.message.content
+    with pytest.raises(ollama.ResponseError) as refused:
+        chat(client, "seeing:sliced", [tiny_png(1)])
+    assert refused.value.status_code == 400
+    assert "its projector could not be loaded" in refused.value.error
+    client.delete("seeing:sliced")

@@ -259,17 +259,34 @@ class LlamaCppBackend:
                 f"num_ctx={options.num_ctx} x num_parallel={options.num_parallel} "
                 "(not enough memory?)"
             )
-        images = None
         try:
             adapters.apply(ctx)
-            if spec.projector is not None:
-                images = ImageReader(spec.projector, model, threads, spec.name)
         except ModelLoadFailed:
             lc.llama_free(ctx)
             lc.llama_model_free(model)
             raise
-        kv_bytes = _kv_cache_bytes(lc, model, int(lc.llama_n_ctx(ctx)), head_sizes, cache_type)
+        images = None
         if spec.projector is not None:
+            try:
+                images = ImageReader(
+                    spec.projector,
+                    model,
+                    n_threads=threads,
+                    batch_tokens=ctx_params.n_ubatch,
+                    name=spec.name,
+                )
+            except ModelLoadFailed as exc:  # the model still reads text
+                log.warning("%s; '%s' loads without reading images", exc.message, spec.name)
+            if images is not None and images.problem is not None:
+                log.warning(
+                    "cannot use the projector of '%s': %s; it loads without reading images",
+                    spec.name,
+                    images.problem,
+                )
+                images.close()
+                images = None
+        kv_bytes = _kv_cache_bytes(lc, model, int(lc.llama_n_ctx(ctx)), head_sizes, cache_type)
+        if images is not None and spec.projector is not None:
             kv_bytes += spec.projector.stat().st_size  # the projector's weights, in memory
         info = _engine_info(lc, model, options.num_ctx, kv_bytes, images)
         return LlamaCppEngine(

@@ -16,13 +16,16 @@ from __future__ import annotations
 import bisect
 import ctypes
 import hashlib
+import itertools
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from power_core.engine import IMAGE_TAG
-from power_core.errors import InvalidRequest, ModelLoadFailed, PowerError
+from power_backend_llamacpp.image_files import readable_image
+from power_core.chat.images import split_at_tags
+from power_core.concurrency import allocate_native_lock
+from power_core.errors import BackendUnavailable, InvalidRequest, ModelLoadFailed, PowerError
 
 #: the photo whose token count stands for every image's when a conversation is fitted to
 #: the context (most projectors give every image the same count)
@@ -64,6 +67,12 @@ class ImagePrompt:
                 return start
         return position
 
+    def lacks_tokens(self) -> bool:
+        """Whether the text libmtmd put around an image holds tokens the model's
+        vocabulary lacks (a projector made for another model's image tokens)."""
+        images = {i for start, run in self.runs.items() for i in range(start, start + run.length)}
+        return any(token < 0 for i, token in enumerate(self.tokens) if i not in images)
+
     def free(self) -> None:
         if self._chunks is not None:
             _mtmd().mtmd_input_chunks_free(self._chunks)
@@ -76,10 +85,13 @@ def text_tokens(tokens: list[int]) -> list[int]:
 
 
 class ImageReader:
-    """A model's projector, loaded beside the model; :meth:`prompt` runs on any thread,
-    :meth:`read` on the engine thread only."""
+    """A model's projector, loaded beside the model; :meth:`prompt` runs on any thread
+    (one at a time, and never once :meth:`close` began), :meth:`read` on the engine thread
+    only."""
 
-    def __init__(self, projector: Path, model: Any, n_threads: int, name: str) -> None:
+    def __init__(
+        self, projector: Path, model: Any, *, n_threads: int, batch_tokens: int, name: str
+    ) -> None:
         mtmd = _mtmd()
         params = mtmd.mtmd_context_params_default()
         params.use_gpu = False
@@ -105,10 +117,27 @@ class ImageReader:
             mtmd.mtmd_free(ctx)
             raise ModelLoadFailed(f"cannot use the projector of '{name}': {problem}")
         self._ctx = ctx
+        self._lock = allocate_native_lock()
+        photo = self._photo()
         #: the prompt tokens a photo takes (:data:`PHOTO_SIZE`)
-        self.image_tokens = self._photo_tokens()
+        self.image_tokens = len(photo.tokens)
+        #: why the model cannot read images with it, when it cannot
+        self.problem = (
+            "it frames images with tokens this model's vocabulary lacks (made for another model)"
+            if photo.lacks_tokens()
+            else None
+        )
+        photo.free()
+        if mtmd.mtmd_decode_use_non_causal(ctx, None) and self.image_tokens > batch_tokens:
+            # an image attends to itself whole: split over several decodes it would not
+            self.close()
+            raise ModelLoadFailed(
+                f"the projector of '{name}' reads an image of {self.image_tokens} tokens in "
+                f"one batch; load with num_batch {self.image_tokens} or more"
+            )
 
-    def _photo_tokens(self) -> int:
+    def _photo(self) -> ImagePrompt:
+        """A black photo (:data:`PHOTO_SIZE`) tokenized alone."""
         mtmd = _mtmd()
         width, height = PHOTO_SIZE
         pixels = (ctypes.c_uint8 * (width * height * 3))()
@@ -118,33 +147,32 @@ class ImageReader:
         finally:
             mtmd.mtmd_bitmap_free(bitmap)
         try:
-            return int(mtmd.mtmd_helper_get_n_tokens(chunks))
-        finally:
+            return _laid_out(mtmd, chunks)
+        except BaseException:
             mtmd.mtmd_input_chunks_free(chunks)
+            raise
 
     def prompt(self, text: str, images: list[bytes], *, add_bos: bool) -> ImagePrompt:
         """Tokenize ``text``, reading the images its tags name (other tags stay text)."""
+        parts, shown = split_at_tags(text, len(images))
+        files = {index: readable_image(images[index], index) for index in set(shown)}
+        with self._lock:  # close() waits for it, and frees nothing under it
+            if self._ctx is None:
+                raise BackendUnavailable("the model was unloaded")
+            return self._prompt(self._marker.join(parts), [files[i] for i in shown], add_bos)
+
+    def _prompt(self, text: str, images: list[bytes], add_bos: bool) -> ImagePrompt:
         mtmd = _mtmd()
-        parts: list[str] = []
-        shown: list[int] = []
-        last = 0
-        for match in IMAGE_TAG.finditer(text):
-            index = int(match.group(1))
-            if index < len(images):
-                parts.append(text[last : match.start()])
-                shown.append(index)
-                last = match.end()
-        parts.append(text[last:])
         bitmaps: list[Any] = []
         try:
-            for index in shown:
-                bitmaps.append(self._bitmap(images[index], index))
-            chunks = self._tokenized(self._marker.join(parts), bitmaps, add_bos=add_bos)
+            for index, image in enumerate(images):
+                bitmaps.append(self._bitmap(image, index))
+            chunks = self._tokenized(text, bitmaps, add_bos=add_bos)
         finally:
             for bitmap in bitmaps:
                 mtmd.mtmd_bitmap_free(bitmap)
         try:
-            return _laid_out(mtmd, chunks, [images[index] for index in shown])
+            return _laid_out(mtmd, chunks)
         except BaseException:
             mtmd.mtmd_input_chunks_free(chunks)
             raise
@@ -182,24 +210,23 @@ class ImageReader:
         mtmd = _mtmd()
         buffer = (ctypes.c_uint8 * len(image)).from_buffer_copy(image)
         bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(self._ctx, buffer, len(image), False)
-        if not bitmap:
-            raise InvalidRequest(
-                f"image {index} could not be read: send a PNG, JPEG, GIF or BMP image",
-                param="images",
-            )
+        if not bitmap:  # checked by Pillow already: a file stb_image still cannot decode
+            raise InvalidRequest(f"image {index} could not be decoded", param="images")
         return bitmap
 
     def close(self) -> None:
-        if self._ctx is not None:
-            _mtmd().mtmd_free(self._ctx)
-            self._ctx = None
+        """Free the projector once no prompt is being tokenized with it."""
+        with self._lock:
+            if self._ctx is not None:
+                _mtmd().mtmd_free(self._ctx)
+                self._ctx = None
 
 
-def _laid_out(mtmd: Any, chunks: Any, images: list[bytes]) -> ImagePrompt:
-    """The token list of tokenized ``chunks``, whose images are ``images`` in order."""
+def _laid_out(mtmd: Any, chunks: Any) -> ImagePrompt:
+    """The token list of tokenized ``chunks``: an image's chunks (several for a projector
+    that cuts images into slices) hold ids from the image's digest, which libmtmd names."""
     tokens: list[int] = []
     runs: dict[int, ImageRun] = {}
-    pending = iter(images)
     for index in range(mtmd.mtmd_input_chunks_size(chunks)):
         chunk = mtmd.mtmd_input_chunks_get(chunks, index)
         kind = mtmd.mtmd_input_chunk_get_type(chunk)
@@ -212,14 +239,21 @@ def _laid_out(mtmd: Any, chunks: Any, images: list[bytes]) -> ImagePrompt:
             raise PowerError("the projector turned an image into audio")
         length = int(mtmd.mtmd_input_chunk_get_n_tokens(chunk))
         runs[len(tokens)] = ImageRun(chunk, length)
-        tokens.extend([_image_id(next(pending))] * length)
+        tokens.extend([_image_id(mtmd.mtmd_input_chunk_get_id(chunk))] * length)
     return ImagePrompt(chunks, tokens, runs)
 
 
-def _image_id(image: bytes) -> int:
-    """The negative id an image's positions hold: the same for the same bytes."""
-    digest = hashlib.sha256(image).digest()
-    return -1 - (int.from_bytes(digest[:4], "big") & 0x3FFFFFFF)
+#: ids for images libmtmd names no digest of: each its own, matching no cache
+_unnamed = itertools.count(1)
+
+
+def _image_id(name: bytes | None) -> int:
+    """The negative id an image's positions hold: from its whole SHA-256 (as libmtmd
+    names it; so two images never share one), never a vocabulary id, and never passed to
+    llama.cpp."""
+    if not name:
+        return -(1 << 300) - next(_unnamed)
+    return -1 - int.from_bytes(hashlib.sha256(name).digest(), "big")
 
 
 def _mtmd() -> Any:
