@@ -24,3 +24,15 @@ def test_missing_files_and_other_words_stay(tmp_path: Path) -> None:
     folder = tmp_path / "dir.png"
     folder.mkdir()
     assert images_in(f"look {folder}") == (f"look {folder}", [])
+
+
+def test_a_path_is_found_after_slashes_that_are_no_path(tmp_path: Path) -> None:
+    cat = tmp_path / "cat.png"
+    cat.write_bytes(b"png")
+    for before in ("and/or what is in", "1/2 of", "see https://x.org/a and", "What's in"):
+        text, images = images_in(f"{before} {cat}?")
+        assert images == [(str(cat), b"png")], before
+        assert text == f"{before} ?"
+    text, images = images_in(f"(see {cat}) and '{cat}'.")
+    assert [name for name, _ in images] == [str(cat), str(cat)]
+    assert text == "(see ) and ."

@@ -7,11 +7,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-#: a path that starts like one (``/``, ``./``, ``../``, ``~/``) and ends with an image's
-#: extension, bare or in quotes (for a path with spaces)
+_EXTENSIONS = r"\.(?:png|jpe?g|gif|bmp|webp)"
+#: a path that starts a word like one (``/``, ``./``, ``../``, ``~/``) and ends with an
+#: image's extension: in quotes it may hold spaces, bare it may not
 _IMAGE_PATH = re.compile(
-    r"""(?P<quote>['"]?)(?P<path>(?:~|\.{1,2})?/[^'"\n]*?\.(?:png|jpe?g|gif|bmp|webp))(?P=quote)"""
-    r"""(?=\s|$|[,.;:!?)])""",
+    rf"""(?P<quote>['"])(?P<quoted>(?:~|\.{{1,2}})?/[^'"\n]*?{_EXTENSIONS})(?P=quote)"""
+    rf"""|(?<![^\s(\[])(?P<bare>(?:~|\.{{1,2}})?/[^\s'"]*?{_EXTENSIONS})(?=[\s,;:!?)\]]|\.?$|\.\s)""",
     re.IGNORECASE,
 )
 
@@ -22,9 +23,9 @@ def images_in(message: str) -> tuple[str, list[tuple[str, bytes]]]:
     images: list[tuple[str, bytes]] = []
 
     def take(match: re.Match[str]) -> str:
-        name = match.group("path")
+        name = match.group("quoted") or match.group("bare")
         path = Path(name).expanduser()
-        if "\n" in name or not path.is_file():
+        if not path.is_file():
             return match.group(0)
         try:
             images.append((name, path.read_bytes()))
