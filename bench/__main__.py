@@ -33,6 +33,7 @@ BENCHMARKS = {
     "long_prompt": "bench.long_prompt",
     "conversations": "bench.conversations",
     "shared_cores": "bench.shared_cores",
+    "images": "bench.images",
 }
 
 

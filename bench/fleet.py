@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.noise import CpuMeter, settle
@@ -113,6 +114,19 @@ class Fleet:
 
         # optional: a llama-server older than `--kv-unified` refuses the flag
         server = self._get("llama-server-kv-unified", make, optional=True)
+        return server if isinstance(server, LlamaServer) else None
+
+    def llama_server_reading_images(self, projector: Path) -> LlamaServer | None:
+        """``llama-server -fa off --mmproj``: images read with ``projector``, attention
+        kernels as ours."""
+
+        def make() -> LlamaServer | None:
+            binary = find_llama_server()
+            if binary is None:
+                return None
+            return LlamaServer(self.config, binary, flash_attention=False, projector=projector)
+
+        server = self._get("llama-server-mmproj", make, optional=True)
         return server if isinstance(server, LlamaServer) else None
 
     def llama_server_available(self) -> bool:

@@ -320,12 +320,15 @@ class LlamaServer(ServerProcess):
         *,
         flash_attention: bool = True,
         unified_cache: bool = False,
+        projector: Path | None = None,
     ) -> None:
         # the label names the log file: set before the base class opens it
         if not flash_attention:
             self.label = "llama-server no-flash-attn"
         if unified_cache:
             self.label += " kv-unified"
+        if projector is not None:
+            self.label += " mmproj"
         super().__init__()
         self.config = config
         self.binary = binary
@@ -334,6 +337,8 @@ class LlamaServer(ServerProcess):
         #: one KV stream shared by every slot (``--kv-unified``) instead of one per slot,
         #: its default with these settings
         self.unified_cache = unified_cache
+        #: a multimodal projector (``--mmproj``): the server reads images
+        self.projector = projector
 
     def command(self) -> list[str]:
         c = self.config
@@ -364,6 +369,8 @@ class LlamaServer(ServerProcess):
             command += ["-fa", "off"]
         if self.unified_cache:
             command.append("--kv-unified")
+        if self.projector is not None:
+            command += ["--mmproj", str(self.projector)]
         return command
 
     def version(self) -> str:
