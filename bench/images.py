@@ -35,8 +35,9 @@ IMAGE_SIZE = 128
 TOKENS = 4
 
 
-def _chat(url: str, model: str, text: str, image: bytes | None) -> tuple[float, int | None]:
-    """Time to the first content token of one streamed chat, and the prompt's tokens."""
+def _chat(url: str, model: str, text: str, image: bytes | None) -> tuple[float, int, int]:
+    """Time to the first content token of one streamed chat, the prompt's tokens and how
+    many of them the server's cache held (-1 where it does not say)."""
     content: list[dict[str, Any]] = []
     if image is not None:
         data = "data:image/png;base64," + base64.b64encode(image).decode()
@@ -52,7 +53,7 @@ def _chat(url: str, model: str, text: str, image: bytes | None) -> tuple[float, 
     }
     start = time.perf_counter()
     first = math.nan
-    prompt_tokens = None
+    prompt_tokens = cached = -1
     with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=120) as response:
         response.raise_for_status()
         for line in response.iter_lines():
@@ -62,9 +63,11 @@ def _chat(url: str, model: str, text: str, image: bytes | None) -> tuple[float, 
             choices = chunk.get("choices") or []
             if math.isnan(first) and choices and (choices[0].get("delta") or {}).get("content"):
                 first = time.perf_counter() - start
-            if chunk.get("usage"):
-                prompt_tokens = chunk["usage"].get("prompt_tokens")
-    return first, prompt_tokens
+            usage = chunk.get("usage")
+            if usage:
+                prompt_tokens = usage.get("prompt_tokens", -1)
+                cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", -1)
+    return first, prompt_tokens, cached
 
 
 def run(fleet: Fleet) -> dict[str, Any]:
@@ -82,20 +85,22 @@ def run(fleet: Fleet) -> dict[str, Any]:
     if peer is not None:
         targets[peer.label] = (peer.url, "model")
     samples: dict[str, dict[str, list[float]]] = {
-        label: {"image": [], "text": []} for label in targets
+        label: {"image": [], "text": [], "image_cached": [], "text_cached": []} for label in targets
     }
-    prompt_tokens: dict[str, set[int | None]] = {label: set() for label in targets}
+    prompt_tokens: dict[str, set[int]] = {label: set() for label in targets}
     for url, model in targets.values():
         _chat(url, model, "Hello", tiny_png(0, IMAGE_SIZE))  # loads, and warms both paths
     for rep in range(reps):
         for index, (label, (url, model)) in enumerate(targets.items()):
             quiet_pause(fleet, max_wait=5)
             seed = 1000 + rep * len(targets) + index  # never an image either saw before
-            ttft, count = _chat(url, model, "What is this?", tiny_png(seed, IMAGE_SIZE))
+            ttft, count, cached = _chat(url, model, "What is this?", tiny_png(seed, IMAGE_SIZE))
             samples[label]["image"].append(ttft)
+            samples[label]["image_cached"].append(cached)
             prompt_tokens[label].add(count)
-            ttft, _ = _chat(url, model, f"Question {seed}: what is this?", None)
+            ttft, _, cached = _chat(url, model, f"Question {seed}: what is this?", None)
             samples[label]["text"].append(ttft)
+            samples[label]["text_cached"].append(cached)
         print(f"  rep {rep + 1}/{reps}", flush=True)
     summary: dict[str, Any] = {}
     rows = []
@@ -105,7 +110,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
             "image_ttft_s": Summary.of(kinds["image"]).as_dict(),
             "text_ttft_s": Summary.of(kinds["text"]).as_dict(),
             "image_cost_s": Summary.of(cost).as_dict(),
-            "prompt_tokens_with_image": sorted(t for t in prompt_tokens[label] if t is not None),
+            "prompt_tokens_with_image": sorted(prompt_tokens[label]),
             "samples": kinds,
         }
         rows.append(
@@ -115,6 +120,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
                 Summary.of([x * 1000 for x in kinds["text"]]).spread(1),
                 Summary.of([x * 1000 for x in cost]).spread(1),
                 ", ".join(str(t) for t in summary[label]["prompt_tokens_with_image"]),
+                _cached_range(kinds["text_cached"]),
             ]
         )
     if peer is not None:
@@ -126,7 +132,7 @@ def run(fleet: Fleet) -> dict[str, Any]:
     print(
         table(
             f"Chat TTFT with one {tokens}-token image, ms, median (min-max) of {reps}",
-            ["server", "with image", "text only", "image's cost", "prompt tokens"],
+            ["server", "with image", "text only", "image's cost", "prompt tokens", "text cached"],
             rows,
         ),
         flush=True,
@@ -144,3 +150,8 @@ def headline(result: dict[str, Any]) -> list[list[str]]:
             [NAME, "image chat TTFT / llama-server -fa off", num(ratio["median"]), "-", "info"]
         )
     return rows
+
+
+def _cached_range(counts: list[float]) -> str:
+    known = [int(c) for c in counts if c >= 0]
+    return f"{min(known)}-{max(known)}" if known else "n/a"
