@@ -318,3 +318,30 @@ def test_ctrl_c_during_a_pull_exits_130_and_stores_nothing(tmp_path: Path) -> No
     assert child.returncode == 130
     manifests = home / "models" / "manifests"
     assert not manifests.exists() or not any(p.is_file() for p in manifests.rglob("*"))
+
+
+def test_show_prints_a_models_projector_as_ollama_show_does(
+    run: Run, tmp_path: Path, tiny_gguf: Path
+) -> None:
+    from tiny_projector import write_tiny_projector
+
+    projector = write_tiny_projector(tmp_path / "mmproj.gguf", text_embedding_length=32)
+    status, _, err = create(run, tmp_path, "seeing", f"FROM {tiny_gguf}\nFROM {projector}\n")
+    assert status == 0, err
+    status, out, _ = run("show seeing")
+    assert status == 0
+    section = out.split("  Projector\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split()[0] for line in section] == [
+        "architecture",
+        "parameters",
+        "embedding",
+        "dimensions",
+    ]
+    assert section[0].split()[-1] == "clip" and section[-1].split()[-1] == "32"
+    assert "vision" in out.split("  Capabilities\n")[1]
+    status, out, _ = run("show seeing --json")
+    assert json.loads(out)["projector_info"]["clip.projector_type"] == "mlp"
+    status, out, _ = run("show seeing --modelfile")
+    assert out.count("\nFROM ") == 2
+    assert create(run, tmp_path, "blind", f"FROM {tiny_gguf}\n")[0] == 0
+    assert "Projector" not in run("show blind")[1]

@@ -12,6 +12,7 @@ from cleo.io.inputs.option import Option
 
 from power_core.cli.base import PowerCommand
 from power_core.errors import InvalidRequest
+from power_core.gguf import format_parameter_count
 from power_core.models import ModelDescription
 
 _PARTS = ("modelfile", "template", "parameters", "license", "system", "json")
@@ -36,6 +37,7 @@ def description_json(description: ModelDescription) -> dict[str, Any]:
             "quantization_level": details.quantization_level,
         },
         "model_info": description.model_info,
+        **({"projector_info": description.projector_info} if description.projector_info else {}),
         "capabilities": model.capabilities,
         "modified_at": model.modified_at.isoformat(),
     }
@@ -94,6 +96,9 @@ class ShowCommand(PowerCommand):
         ]
         out = ["  Model"]
         out += [f"    {key:<20}{value}" for key, value in rows if value]
+        if description.projector_info is not None:
+            out += ["", "  Projector"]
+            out += [f"    {key:<20}{value}" for key, value in _projector_rows(description) if value]
         out += ["", "  Capabilities"]
         out += [f"    {capability}" for capability in model.capabilities]
         if description.parameters_text:
@@ -106,3 +111,16 @@ class ShowCommand(PowerCommand):
             out += ["", "  License"]
             out += [f"    {line}" for line in model.license.strip().splitlines()[:2]]
         return "\n".join(out) + "\n"
+
+
+def _projector_rows(description: ModelDescription) -> list[tuple[str, str]]:
+    """What ``ollama show`` prints of a projector: its architecture, size, and the widths
+    of its vision tower and of the embeddings it gives the model."""
+    info = description.projector_info or {}
+    count = info.get("general.parameter_count")
+    return [
+        ("architecture", str(info.get("general.architecture", ""))),
+        ("parameters", format_parameter_count(count) if isinstance(count, int) and count else ""),
+        ("embedding length", str(info.get("clip.vision.embedding_length", ""))),
+        ("dimensions", str(info.get("clip.vision.projection_dim", ""))),
+    ]
