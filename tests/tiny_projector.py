@@ -175,7 +175,12 @@ def create_seeing_model(
 
 
 def ollama_chat_answer(
-    server_url: str, model: str, text: str, image: bytes, tokens: int, **options: float
+    server_url: str,
+    model: str,
+    text: str,
+    image: bytes | list[bytes],
+    tokens: int,
+    **options: float,
 ) -> str:
     """What ``/api/chat`` answers, greedy, to one user message of ``text`` and ``image``: the
     answer every surface must give to the same question (with its ``options``)."""
@@ -183,7 +188,9 @@ def ollama_chat_answer(
 
     import requests
 
-    message = {"role": "user", "content": text, "images": [base64.b64encode(image).decode()]}
+    images = image if isinstance(image, list) else [image]
+    encoded = [base64.b64encode(each).decode() for each in images]
+    message = {"role": "user", "content": text, "images": encoded}
     answer = requests.post(
         f"{server_url}/api/chat",
         json={

@@ -81,3 +81,38 @@ def test_an_image_that_is_not_one_is_a_400_in_openais_shape(
     assert refused.value.status_code == 400
     body = refused.value.body
     assert isinstance(body, dict) and "could not be read" in body["message"]
+
+
+def test_images_between_text_parts_are_read_where_they_are(
+    client: OpenAI, power_server: PowerServer, seeing_model: str
+) -> None:
+    first, second = tiny_png(15), tiny_png(16)
+
+    def part(image: bytes) -> dict[str, Any]:
+        url = "data:image/png;base64," + base64.b64encode(image).decode()
+        return {"type": "image_url", "image_url": {"url": url}}
+
+    def text(words: str) -> dict[str, Any]:
+        return {"type": "text", "text": words}
+
+    parts = [text("Compare"), part(first), text("with"), part(second)]
+    answer = client.chat.completions.create(
+        model=seeing_model,
+        messages=[{"role": "user", "content": parts}],  # type: ignore[list-item,misc]
+        temperature=0,
+        max_tokens=12,
+    )
+    # as Ollama reads [img] where a message's text places an image
+    placed = ollama_chat_answer(
+        power_server.url,
+        seeing_model,
+        "Compare\n[img]with\n[img]",
+        [first, second],
+        12,
+        repeat_penalty=1.0,
+    )
+    assert answer.choices[0].message.content == placed
+    upfront = ollama_chat_answer(
+        power_server.url, seeing_model, "Compare\nwith", [first, second], 12, repeat_penalty=1.0
+    )
+    assert placed != upfront

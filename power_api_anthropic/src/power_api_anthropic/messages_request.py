@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from power_api_anthropic.fields import Fields, invalid
+from power_core.chat.images import placed_images
 from power_core.errors import UnsupportedFeature
 from power_core.types import (
     ChatMessage,
@@ -214,8 +215,8 @@ class _Blocks:
         self.role = role
         self.path = path
         self.names_by_id = names_by_id
-        self.texts: list[str] = []
-        self.images: list[bytes] = []
+        #: texts and images in the order the blocks had them
+        self.parts: list[str | bytes] = []
         self.calls: list[ToolCall] = []
         self.thinking: str | None = None
         self.results: list[ChatMessage] = []
@@ -223,9 +224,9 @@ class _Blocks:
     def read(self, block: Fields) -> None:
         kind = block.string("type", required=True)
         if kind == "text":
-            self.texts.append(block.string("text", required=True) or "")
+            self.parts.append(block.string("text", required=True) or "")
         elif kind == "image":
-            self.images.append(image_bytes(block))
+            self.parts.append(image_bytes(block))
         elif kind == "tool_use" and self.role == "assistant":
             call_id = block.string("id", required=True) or ""
             name = block.string("name", required=True) or ""
@@ -241,7 +242,7 @@ class _Blocks:
         elif kind in ("document", "search_result"):
             text = _plain_text(block)
             if text is not None:
-                self.texts.append(text)
+                self.parts.append(text)
             else:
                 log.warning("left out a %s block that is not plain text (%s)", kind, block.prefix)
         elif kind in SKIPPED_BLOCKS:
@@ -288,14 +289,14 @@ class _Blocks:
 
     def messages(self) -> list[ChatMessage]:
         """Tool results first (they answer the turn before), then the message itself."""
-        text = "\n\n".join(self.texts)
+        text, images = placed_images(self.parts, "\n\n")
         own: list[ChatMessage] = []
-        if text or self.images or self.calls or self.thinking or not self.results:
+        if text or images or self.calls or self.thinking or not self.results:
             own.append(
                 ChatMessage(
                     role=ROLES[self.role],
                     content=text,
-                    images=self.images,
+                    images=images,
                     tool_calls=self.calls,
                     thinking=self.thinking or None,
                 )

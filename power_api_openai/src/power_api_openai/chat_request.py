@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from power_api_openai.sampling import sampling_fields
 from power_api_openai.validation import Fields, invalid_type
+from power_core.chat.images import placed_images
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.server.json_body import parse_json_object
 from power_core.types import (
@@ -171,9 +172,9 @@ def message_content(
 
 def content_parts(parts: list[Any], param: str, read_part: PartReader) -> tuple[str, list[bytes]]:
     """Text parts joined as paragraphs (separate paragraphs of one message, as OpenAI's
-    models see them), and the bytes of inline images."""
-    texts: list[str] = []
-    images: list[bytes] = []
+    models see them), and the bytes of inline images, each shown where its part was
+    (:func:`power_core.chat.images.placed_images`)."""
+    pieces: list[str | bytes] = []
     for index, part in enumerate(parts):
         part_param = f"{param}[{index}]"
         if not isinstance(part, dict):
@@ -185,11 +186,8 @@ def content_parts(parts: list[Any], param: str, read_part: PartReader) -> tuple[
             raise UnsupportedFeature(
                 f"content parts of type {kind!r} are not supported.", param=f"{part_param}.type"
             )
-        if isinstance(piece, bytes):
-            images.append(piece)
-        else:
-            texts.append(piece)
-    return "\n".join(texts), images
+        pieces.append(piece)
+    return placed_images(pieces, "\n")
 
 
 def _image(fields: Fields) -> bytes:

@@ -47,6 +47,30 @@ def tagged_prompt(prompt: str, images: list[bytes]) -> str:
     return missing + prompt
 
 
+def placed_images(parts: list[str | bytes], separator: str) -> tuple[str, list[bytes]]:
+    """A message's text and images from its parts in order (OpenAI's content parts,
+    Anthropic's blocks): texts joined by ``separator``, and each image placed where it came,
+    by an :data:`IMAGE_SLOT` before the text that followed it. Images before any text go
+    first, as Ollama places a message's images: "Compare", image, "with", image give
+    ``"Compare\n[img]with\n[img]"``.
+    """
+    images = [part for part in parts if isinstance(part, bytes)]
+    texts = [part for part in parts if isinstance(part, str)]
+    first_text = next((i for i, part in enumerate(parts) if isinstance(part, str)), len(parts))
+    if all(isinstance(part, str) for part in parts[first_text:]):
+        return separator.join(texts), images  # none after text: they go first, untagged
+    text = ""
+    after_text = False
+    for part in parts:
+        if isinstance(part, bytes):
+            text += (separator if after_text else "") + IMAGE_SLOT
+            after_text = False
+        else:
+            text += (separator if after_text else "") + part
+            after_text = True
+    return text, images
+
+
 def split_at_tags(text: str, count: int) -> tuple[list[str], list[int]]:
     """``text`` cut at the tags of images ``0 .. count-1`` (other tags stay text): the
     pieces between them (one more than the tags), and which image each tag shows."""
