@@ -153,12 +153,11 @@ def png_header(width: int, height: int) -> bytes:
 
 
 def test_an_image_too_large_is_refused_from_its_header(seeing: LlamaCppEngine) -> None:
-    started = time.perf_counter()
+    # the files hold a few pixels: what names their size read it from the header
     with pytest.raises(InvalidRequest, match="has 8000 x 8000 pixels; at most 40 million"):
         answer(seeing, png_header(8000, 8000))
     with pytest.raises(InvalidRequest, match="has more than 178 million pixels"):
         answer(seeing, png_header(20000, 20000))
-    assert time.perf_counter() - started < 5  # nothing was decoded (a bound, not a timing)
     with pytest.raises(InvalidRequest, match="image 0 could not be read"):
         answer(seeing, b"RIFF\x00\x00\x00\x00WAVEfmt ")
 

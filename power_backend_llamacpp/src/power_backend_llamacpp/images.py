@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from power_backend_llamacpp.image_files import readable_image
+from power_backend_llamacpp.image_files import Pixels, decoded_image
 from power_core.chat.images import split_at_tags
 from power_core.concurrency import allocate_native_lock
-from power_core.errors import BackendUnavailable, InvalidRequest, ModelLoadFailed, PowerError
+from power_core.errors import BackendUnavailable, ModelLoadFailed, PowerError
 
 #: the photo whose token count stands for every image's when a conversation is fitted to
 #: the context (most projectors give every image the same count)
@@ -118,7 +118,11 @@ class ImageReader:
             raise ModelLoadFailed(f"cannot use the projector of '{name}': {problem}")
         self._ctx = ctx
         self._lock = allocate_native_lock()
-        photo = self._photo()
+        try:
+            photo = self._photo()
+        except PowerError as exc:
+            self.close()
+            raise ModelLoadFailed(f"cannot use the projector of '{name}': {exc.message}") from None
         #: the prompt tokens a photo takes (:data:`PHOTO_SIZE`)
         self.image_tokens = len(photo.tokens)
         #: why the model cannot read images with it, when it cannot
@@ -155,18 +159,21 @@ class ImageReader:
     def prompt(self, text: str, images: list[bytes], *, add_bos: bool) -> ImagePrompt:
         """Tokenize ``text``, reading the images its tags name (other tags stay text)."""
         parts, shown = split_at_tags(text, len(images))
-        files = {index: readable_image(images[index], index) for index in set(shown)}
+        # decoded outside the lock: a photo takes a while, and close() waits for the lock
+        decoded = {index: decoded_image(images[index], index) for index in set(shown)}
+        names = {index: hashlib.sha256(images[index]).hexdigest() for index in set(shown)}
+        pictures = [(decoded[index], names[index]) for index in shown]
         with self._lock:  # close() waits for it, and frees nothing under it
             if self._ctx is None:
                 raise BackendUnavailable("the model was unloaded")
-            return self._prompt(self._marker.join(parts), [files[i] for i in shown], add_bos)
+            return self._prompt(self._marker.join(parts), pictures, add_bos)
 
-    def _prompt(self, text: str, images: list[bytes], add_bos: bool) -> ImagePrompt:
+    def _prompt(self, text: str, pictures: list[tuple[Pixels, str]], add_bos: bool) -> ImagePrompt:
         mtmd = _mtmd()
         bitmaps: list[Any] = []
         try:
-            for index, image in enumerate(images):
-                bitmaps.append(self._bitmap(image, index))
+            for pixels, name in pictures:
+                bitmaps.append(_bitmap(mtmd, pixels, name))
             chunks = self._tokenized(text, bitmaps, add_bos=add_bos)
         finally:
             for bitmap in bitmaps:
@@ -206,20 +213,23 @@ class ImageReader:
         if new_position.value != position + run.length:  # refused at load (M-RoPE)
             raise PowerError("an image took other positions than its tokens")
 
-    def _bitmap(self, image: bytes, index: int) -> Any:
-        mtmd = _mtmd()
-        buffer = (ctypes.c_uint8 * len(image)).from_buffer_copy(image)
-        bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(self._ctx, buffer, len(image), False)
-        if not bitmap:  # checked by Pillow already: a file stb_image still cannot decode
-            raise InvalidRequest(f"image {index} could not be decoded", param="images")
-        return bitmap
-
     def close(self) -> None:
         """Free the projector once no prompt is being tokenized with it."""
         with self._lock:
             if self._ctx is not None:
                 _mtmd().mtmd_free(self._ctx)
                 self._ctx = None
+
+
+def _bitmap(mtmd: Any, pixels: Pixels, name: str) -> Any:
+    """libmtmd's bitmap of decoded ``pixels``, named by the file's digest (its chunks'
+    ids, so the prompt cache knows the image again)."""
+    buffer = (ctypes.c_uint8 * len(pixels.rgb)).from_buffer_copy(pixels.rgb)
+    bitmap = mtmd.mtmd_bitmap_init(pixels.width, pixels.height, buffer)
+    if not bitmap:
+        raise PowerError("llama.cpp could not take an image's pixels")
+    mtmd.mtmd_bitmap_set_id(bitmap, name.encode())
+    return bitmap
 
 
 def _laid_out(mtmd: Any, chunks: Any) -> ImagePrompt:
