@@ -134,7 +134,7 @@ class ModelCreator:
             check_weights(from_ or str(path), info)
             self._check_adapters(from_ or path.name, path, info, adapters)
             if projector is not None:
-                check_projector(projector.label, self._projector_info(projector), info)
+                check_projector(projector.label, self._projector_info(projector))
             if quantize is not None:
                 job = plan_quantizing(path, info, quantize, self._backends())
         problem = (

@@ -40,20 +40,14 @@ def is_projector(info: GGUFInfo) -> bool:
     )
 
 
-def check_projector(label: str, projector: GGUFInfo, weights: GGUFInfo) -> None:
-    """Refuse a projector that is none, or one whose embeddings are not as wide as the
-    model's (made for another model)."""
+def check_projector(label: str, projector: GGUFInfo) -> None:
+    """Refuse a projector that is none. Whether it fits the model is the backend's to say
+    at load (the width it gives is in its tensors' shapes, which differ by projector type;
+    ``clip.vision.projection_dim`` holds the vision tower's own in older files)."""
     if not is_projector(projector):
         raise InvalidRequest(
             f"{label} is not a multimodal projector (an mmproj GGUF): a model takes one "
             "GGUF of weights and at most one projector"
-        )
-    width = projector.metadata.get("clip.vision.projection_dim")
-    model_width = weights.arch_value("embedding_length")
-    if isinstance(width, int) and isinstance(model_width, int) and width != model_width:
-        raise InvalidRequest(
-            f"{label} makes embeddings {width} wide, but the model's are {model_width}: "
-            "it was made for another model"
         )
 
 
