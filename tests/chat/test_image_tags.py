@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from power_core.chat.images import placed_images, split_at_tags, tagged_images, tagged_prompt
+from power_core.chat.images import (
+    PLACED_IMAGE,
+    placed_images,
+    split_at_tags,
+    tagged_images,
+    tagged_prompt,
+)
 from power_core.types import ChatMessage
 
 
@@ -34,10 +40,21 @@ def test_tags_split_the_text_only_for_images_there_are() -> None:
 
 
 def test_parts_place_images_where_they_came_unless_all_come_first() -> None:
+    mark = PLACED_IMAGE
     assert placed_images(["Compare", b"a", "with", b"b"], "\n") == (
-        "Compare\n[img]with\n[img]",
+        f"Compare\n{mark}with\n{mark}",
         [b"a", b"b"],
     )
     assert placed_images([b"a", "What?", "More."], "\n\n") == ("What?\n\nMore.", [b"a"])
-    assert placed_images([b"a", "x", b"b"], "\n") == ("[img]x\n[img]", [b"a", b"b"])
+    assert placed_images([b"a", "x", b"b"], "\n") == (f"{mark}x\n{mark}", [b"a", b"b"])
     assert placed_images([b"a", b"b"], "\n") == ("", [b"a", b"b"])
+
+
+def test_text_a_client_typed_never_moves_a_placed_image() -> None:
+    text, images = placed_images(
+        ["What does [img] do? Look:", b"a", f"and{PLACED_IMAGE} then", b"b", "thanks"], "\n"
+    )
+    message = ChatMessage(role="user", content=text, images=images)
+    assert tagged_images([message])[0][0].content == (
+        "What does [img] do? Look:\n[img-0]and then\n[img-1]thanks"
+    )

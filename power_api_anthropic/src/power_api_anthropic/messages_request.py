@@ -258,25 +258,24 @@ class _Blocks:
         call_id = block.string("tool_use_id", required=True) or ""
         failed = block.boolean("is_error")
         content = block.raw("content")
-        texts: list[str] = []
-        images: list[bytes] = []
+        parts: list[str | bytes] = []
         if isinstance(content, str):
-            texts.append(content)
+            parts.append(content)
         elif isinstance(content, list):
             for index, part in enumerate(content):
                 inner = Fields(part, f"{block.path('content')}.{index}.")
                 kind = inner.string("type", required=True)
                 if kind == "text":
-                    texts.append(inner.string("text", required=True) or "")
+                    parts.append(inner.string("text", required=True) or "")
                 elif kind == "image":
-                    images.append(image_bytes(inner))
+                    parts.append(image_bytes(inner))
                 elif kind in ("document", "search_result") and _plain_text(inner) is not None:
-                    texts.append(_plain_text(inner) or "")
+                    parts.append(_plain_text(inner) or "")
                 else:  # a tool_reference, a PDF: nothing a local model could read
                     log.warning("left out a %s block of a tool result (%s)", kind, inner.prefix)
         elif content is not None:
             raise invalid(block.path("content"), "Input should be a valid string or list")
-        text = "\n".join(texts)
+        text, images = placed_images(parts, "\n")
         if failed:
             text = f"Error: {text}" if text else "Error"
         return ChatMessage(

@@ -16,8 +16,11 @@ from power_core.types import ChatMessage
 if TYPE_CHECKING:
     from power_core.engine import Engine
 
-#: where a message's text places its next image
+#: where a message's text places its next image (Ollama's, which a client may type)
 IMAGE_SLOT = "[img]"
+#: where a message's parts placed an image (OpenAI's content parts, Anthropic's blocks): a
+#: private-use character, taken out of the parts' text, so typed text never moves an image
+PLACED_IMAGE = "\ue000"
 
 
 def tagged_images(messages: list[ChatMessage]) -> tuple[list[ChatMessage], list[bytes]]:
@@ -33,7 +36,9 @@ def tagged_images(messages: list[ChatMessage]) -> tuple[list[ChatMessage], list[
         for image in message.images:
             tag = image_tag(len(images))
             images.append(image)
-            if IMAGE_SLOT in content:
+            if PLACED_IMAGE in content:
+                content = content.replace(PLACED_IMAGE, tag, 1)
+            elif IMAGE_SLOT in content:
                 content = content.replace(IMAGE_SLOT, tag, 1)
             else:
                 first += tag
@@ -50,10 +55,11 @@ def tagged_prompt(prompt: str, images: list[bytes]) -> str:
 def placed_images(parts: list[str | bytes], separator: str) -> tuple[str, list[bytes]]:
     """A message's text and images from its parts in order (OpenAI's content parts,
     Anthropic's blocks): texts joined by ``separator``, and each image placed where it came,
-    by an :data:`IMAGE_SLOT` before the text that followed it. Images before any text go
+    by a :data:`PLACED_IMAGE` before the text that followed it. Images before any text go
     first, as Ollama places a message's images: "Compare", image, "with", image give
-    ``"Compare\n[img]with\n[img]"``.
+    "Compare", newline, marker, "with", newline, marker.
     """
+    parts = [p.replace(PLACED_IMAGE, "") if isinstance(p, str) else p for p in parts]
     images = [part for part in parts if isinstance(part, bytes)]
     texts = [part for part in parts if isinstance(part, str)]
     first_text = next((i for i, part in enumerate(parts) if isinstance(part, str)), len(parts))
@@ -63,7 +69,7 @@ def placed_images(parts: list[str | bytes], separator: str) -> tuple[str, list[b
     after_text = False
     for part in parts:
         if isinstance(part, bytes):
-            text += (separator if after_text else "") + IMAGE_SLOT
+            text += (separator if after_text else "") + PLACED_IMAGE
             after_text = False
         else:
             text += (separator if after_text else "") + part
