@@ -9,10 +9,11 @@ from pathlib import Path
 
 _EXTENSIONS = r"\.(?:png|jpe?g|gif|bmp|webp)"
 #: a path that starts a word like one (``/``, ``./``, ``../``, ``~/``) and ends with an
-#: image's extension: in quotes it may hold spaces, bare it may not
+#: image's extension: in quotes it may hold spaces, bare it may not (a word is tried once,
+#: so a long line is read in linear time)
 _IMAGE_PATH = re.compile(
     rf"""(?P<quote>['"])(?P<quoted>(?:~|\.{{1,2}})?/[^'"\n]*?{_EXTENSIONS})(?P=quote)"""
-    rf"""|(?<![^\s(\[])(?P<bare>(?:~|\.{{1,2}})?/[^\s'"]*?{_EXTENSIONS})(?=[\s,;:!?)\]]|\.?$|\.\s)""",
+    rf"""|(?<!\S)(?P<bare>(?:~|\.{{1,2}})?/[^\s'"]*?{_EXTENSIONS})(?=[\s,;:!?)\]]|\.?$|\.\s)""",
     re.IGNORECASE,
 )
 
