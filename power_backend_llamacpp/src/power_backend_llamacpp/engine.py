@@ -229,6 +229,24 @@ class LlamaCppEngine:
         """Embed ``inputs`` (one sequence each) on the engine thread; pooled, unit length."""
         return self._on_engine_thread(lambda: self._embedder.embed(inputs, truncate=truncate))
 
+    def prompt_length_with_images(self, text: str, images: list[bytes], *, add_bos: bool) -> int:
+        """The tokens a text prompt showing ``images`` (by their tags) takes, laid out as
+        :meth:`submit` lays it out: each image's own count, which some projectors make
+        from the image's size."""
+        reader = self._images
+        if reader is None:
+            raise UnsupportedFeature(
+                f"the model '{self.name}' has no projector, so it cannot read images",
+                param="images",
+            )
+        prompt = run_on_native_thread(
+            lambda: reader.prompt(text, images, add_bos=add_bos), "a3s-power-images"
+        )
+        try:
+            return len(prompt.tokens)
+        finally:
+            prompt.free()
+
     def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
         """Token ids of ``text``, special tokens parsed."""
         return self._vocab.tokenize(text, add_special=add_bos)

@@ -154,6 +154,10 @@ class PowerServices:
             job = build_job(model, entry.engine, request)
             if isinstance(job.prompt, list):
                 return len(job.prompt)
+            # an engine that can lay out the images says exactly (an optional method)
+            exact = getattr(entry.engine, "prompt_length_with_images", None)
+            if job.images and exact is not None:
+                return int(exact(job.prompt, job.images, add_bos=job.add_bos))
             return prompt_token_count(entry.engine, job.prompt, job.images, add_bos=job.add_bos)
 
     def refuse_if_shutting_down(self) -> None:
