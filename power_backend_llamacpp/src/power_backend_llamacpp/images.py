@@ -2,13 +2,15 @@
 model's projector (an mmproj GGUF).
 
 A prompt's image tags (``[img-0]``, :data:`power_core.engine.IMAGE_TAG`) become libmtmd's
-media marker, and libmtmd tokenizes the text around them and turns each image into a chunk
-of embeddings to come (with the model's own image start and end tokens around it). In the
-job's token list an image takes as many positions as it has embeddings, each holding the
-same negative id drawn from the image's SHA-256: the prompt cache then matches an image
-only with itself, and the samplers and returned contexts leave those ids out. The engine
-thread encodes an image and decodes its embeddings into the sequence when the prompt's
-reading reaches it, alone in that decode (:meth:`ImageReader.read`).
+media marker; each image, decoded by Pillow (:mod:`power_backend_llamacpp.image_files`),
+goes to libmtmd as pixels, and libmtmd tokenizes the text around the markers and turns each
+image into chunks of embeddings to come (one, or several for a projector that cuts images
+into slices, with the model's own image start and end tokens around them). In the job's
+token list an image takes as many positions as it has embeddings, each holding the same
+negative id drawn from the file's SHA-256: the prompt cache then matches an image only with
+itself, and the samplers and returned contexts leave those ids out. The engine thread
+encodes an image and decodes its embeddings into the sequence when the prompt's reading
+reaches it, alone in that decode (:meth:`ImageReader.read`).
 """
 
 from __future__ import annotations
