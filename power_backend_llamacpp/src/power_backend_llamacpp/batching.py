@@ -215,7 +215,10 @@ class ContinuousBatcher:
         assert job.images is not None
         kept = job.images.boundary(job.cached_tokens)
         if kept < job.cached_tokens:
-            lc.llama_memory_seq_rm(self._memory, seq, kept, -1)
+            if not lc.llama_memory_seq_rm(self._memory, seq, kept, -1):
+                # a memory that cannot drop its tail (recurrent) starts empty instead
+                lc.llama_memory_seq_rm(self._memory, seq, 0, -1)
+                kept = 0
             job.cached_tokens = kept
 
     def _read_images(self, images: ImageReader) -> None:
