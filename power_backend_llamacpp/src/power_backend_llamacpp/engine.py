@@ -233,15 +233,7 @@ class LlamaCppEngine:
         """The tokens a text prompt showing ``images`` (by their tags) takes, laid out as
         :meth:`submit` lays it out: each image's own count, which some projectors make
         from the image's size."""
-        reader = self._images
-        if reader is None:
-            raise UnsupportedFeature(
-                f"the model '{self.name}' has no projector, so it cannot read images",
-                param="images",
-            )
-        prompt = run_on_native_thread(
-            lambda: reader.prompt(text, images, add_bos=add_bos), "a3s-power-images"
-        )
+        prompt = self._with_images(text, images, add_bos=add_bos)
         try:
             return len(prompt.tokens)
         finally:
@@ -279,20 +271,12 @@ class LlamaCppEngine:
     def _image_prompt(self, job: CompletionJob) -> ImagePrompt:
         """``job``'s prompt tokenized with its images (read on a passing thread: decoding
         and resizing a photo takes a while)."""
-        reader = self._images
-        if reader is None:
-            raise UnsupportedFeature(
-                f"the model '{self.name}' has no projector, so it cannot read images",
-                param="images",
-            )
         text = job.prompt
         if not isinstance(text, str) or job.suffix is not None:
             raise InvalidRequest(
                 "images go with a text prompt (not token ids, nor a suffix)", param="images"
             )
-        prompt = run_on_native_thread(
-            lambda: reader.prompt(text, job.images, add_bos=job.add_bos), "a3s-power-images"
-        )
+        prompt = self._with_images(text, job.images, add_bos=job.add_bos)
         ends_with_image = any(
             start + run.length == len(prompt.tokens) for start, run in prompt.runs.items()
         )
@@ -301,6 +285,18 @@ class LlamaCppEngine:
             problem = "must not end with an image" if prompt.tokens else "is empty"
             raise InvalidRequest(f"the prompt {problem}", param="prompt")
         return prompt
+
+    def _with_images(self, text: str, images: list[bytes], *, add_bos: bool) -> ImagePrompt:
+        """``text`` tokenized with the images its tags show, on a passing native thread."""
+        reader = self._images
+        if reader is None:
+            raise UnsupportedFeature(
+                f"the model '{self.name}' has no projector, so it cannot read images",
+                param="images",
+            )
+        return run_on_native_thread(
+            lambda: reader.prompt(text, images, add_bos=add_bos), "a3s-power-images"
+        )
 
     def _prompt_tokens(self, job: CompletionJob) -> list[int]:
         vocab = self._vocab

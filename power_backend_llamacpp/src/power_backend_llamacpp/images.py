@@ -144,19 +144,9 @@ class ImageReader:
 
     def _photo(self) -> ImagePrompt:
         """A black photo (:data:`PHOTO_SIZE`) tokenized alone."""
-        mtmd = _mtmd()
         width, height = PHOTO_SIZE
-        pixels = (ctypes.c_uint8 * (width * height * 3))()
-        bitmap = mtmd.mtmd_bitmap_init(width, height, pixels)
-        try:
-            chunks = self._tokenized(self._marker, [bitmap], add_bos=False)
-        finally:
-            mtmd.mtmd_bitmap_free(bitmap)
-        try:
-            return _laid_out(mtmd, chunks)
-        except BaseException:
-            mtmd.mtmd_input_chunks_free(chunks)
-            raise
+        black = Pixels(width, height, bytes(width * height * 3))
+        return self._prompt(self._marker, [(black, "photo")], add_bos=False)
 
     def prompt(self, text: str, images: list[bytes], *, add_bos: bool) -> ImagePrompt:
         """Tokenize ``text``, reading the images its tags name (other tags stay text)."""

@@ -240,7 +240,8 @@ def _check_reads_images(model: ResolvedModel, engine: Engine) -> None:
             "its projector could not be loaded (the server's log says why)"
             if model.projector
             else "its vision weights are in the model file itself (Ollama's own engine "
-            "format), which llama.cpp cannot run; use a model with a separate projector"
+            "format), which the installed backend cannot run; use a model with a separate "
+            "projector"
         )
         raise UnsupportedFeature(
             f"model '{model.name}' cannot read images here: {reason}", param="images"
