@@ -26,6 +26,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+#: the media types of Docker's model artifacts (``docker model package``)
+DOCKER_CONFIG_TYPE = "application/vnd.docker.ai.model.config.v0.1+json"
+DOCKER_GGUF = "application/vnd.docker.ai.gguf.v3"
+DOCKER_PROJECTOR = "application/vnd.docker.ai.mmproj"
+DOCKER_LICENSE = "application/vnd.docker.ai.license"
+DOCKER_TEMPLATE = "application/vnd.docker.ai.chat.template.jinja"
 _MANIFEST = re.compile(r"/v2/([^/]+)/([^/]+)/manifests/([^/]+)")
 _BLOB = re.compile(r"/v2/([^/]+)/([^/]+)/blobs/(sha256:[0-9a-f]{64})")
 _STORAGE = re.compile(r"/storage/(sha256:[0-9a-f]{64})")
@@ -35,6 +42,15 @@ _UPLOAD = re.compile(r"/v2/([^/]+)/([^/]+)/blobs/uploads/([0-9a-f]{32})\?_state=
 
 _REPOSITORY = re.compile(r"/v2/([^/]+)/([^/]+)/")
 _EMPTY_BODY_HASH = base64.b64encode(hashlib.sha256(b"").hexdigest().encode()).decode()
+
+
+def _media_type(manifest: bytes | None) -> str:
+    """A manifest's own media type, which registries answer with (Ollama's by default)."""
+    try:
+        kind = json.loads(manifest or b"").get("mediaType")
+    except (ValueError, AttributeError):
+        kind = None
+    return kind if isinstance(kind, str) else MANIFEST_TYPE
 
 
 def digest_of(data: bytes) -> str:
@@ -171,7 +187,7 @@ class RegistryServer:
                 if match := _MANIFEST.fullmatch(self.path):
                     registry.accept_headers.append(self.headers.get("Accept", ""))
                     body = registry.manifests.get(match.groups())  # type: ignore[call-overload]
-                    self._send(body, MANIFEST_TYPE)
+                    self._send(body, _media_type(body))
                 elif match := _BLOB.fullmatch(self.path):
                     # like registry.ollama.ai: a redirect to where the bytes live
                     self.send_response(307)
@@ -284,22 +300,49 @@ class RegistryServer:
         config = json.dumps({"model_format": "gguf", "model_family": "llama"}).encode()
         layers = [("application/vnd.ollama.image.model", gguf)]
         layers += [(f"application/vnd.ollama.image.{k}", v) for k, v in (texts or {}).items()]
-        for _, data in [*layers, ("config", config)]:
+        config_type = "application/vnd.docker.container.image.v1+json"
+        return self._publish((namespace, name, tag), MANIFEST_TYPE, (config_type, config), layers)
+
+    def add_docker_model(
+        self,
+        name: str,
+        tag: str,
+        layers: list[tuple[str, bytes]],
+        context_size: int | None = None,
+        namespace: str = "ai",
+    ) -> dict[str, Any]:
+        """Publish a Docker model artifact (an OCI manifest with Docker's model config and
+        media types, as ``docker model package`` pushes it); returns the manifest."""
+        settings: dict[str, Any] = {"format": "gguf", "quantization": "Q4_1"}
+        if context_size is not None:
+            settings["context_size"] = context_size
+        diff_ids = [digest_of(data) for _, data in layers]
+        rootfs = {"type": "rootfs", "diff_ids": diff_ids}
+        config = json.dumps({"config": settings, "descriptor": {}, "rootfs": rootfs}).encode()
+        where = (namespace, name, tag)
+        return self._publish(where, OCI_MANIFEST_TYPE, (DOCKER_CONFIG_TYPE, config), layers)
+
+    def _publish(
+        self,
+        where: tuple[str, str, str],
+        media_type: str,
+        config: tuple[str, bytes],
+        layers: list[tuple[str, bytes]],
+    ) -> dict[str, Any]:
+        """Store every blob and the manifest listing them at (namespace, model, tag)."""
+        for _, data in [*layers, config]:
             self.blobs[digest_of(data)] = data
+
+        def described(kind: str, data: bytes) -> dict[str, Any]:
+            return {"mediaType": kind, "digest": digest_of(data), "size": len(data)}
+
         manifest = {
             "schemaVersion": 2,
-            "mediaType": MANIFEST_TYPE,
-            "config": {
-                "mediaType": "application/vnd.docker.container.image.v1+json",
-                "digest": digest_of(config),
-                "size": len(config),
-            },
-            "layers": [
-                {"mediaType": kind, "digest": digest_of(data), "size": len(data)}
-                for kind, data in layers
-            ],
+            "mediaType": media_type,
+            "config": described(*config),
+            "layers": [described(kind, data) for kind, data in layers],
         }
-        self.manifests[(namespace, name, tag)] = json.dumps(manifest).encode()
+        self.manifests[where] = json.dumps(manifest).encode()
         return manifest
 
     def name(self, model: str, tag: str, namespace: str = "library") -> str:

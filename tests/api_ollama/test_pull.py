@@ -12,7 +12,13 @@ import pytest
 import requests
 
 from conftest import PowerServer, power_cli
-from registry_server import RegistryServer, TokenService
+from registry_server import (
+    DOCKER_GGUF,
+    DOCKER_LICENSE,
+    DOCKER_TEMPLATE,
+    RegistryServer,
+    TokenService,
+)
 
 
 def test_pull_by_url_streams_ollama_progress(
@@ -139,6 +145,53 @@ def test_pull_by_name_from_a_registry_then_chat(
             options={"temperature": 0, "num_predict": 4},
         )
         assert answer.message.content
+    finally:
+        registry.close()
+    client.delete(name)
+
+
+#: ChatML without the default system prompt SmolLM2's own template adds
+PLAIN_CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_a_docker_model_artifact_pulls_then_chats_with_its_template_and_context(
+    client: ollama.Client, real_gguf_copy: Path
+) -> None:
+    """What ``docker model package --gguf ... --license ... --chat-template ...
+    --context-size 1024`` pushes, pulled by name as from Docker Hub's ``ai/``."""
+    registry = RegistryServer()
+    try:
+        registry.add_docker_model(
+            "smollm2",
+            "135M-Q4_1",
+            [
+                (DOCKER_GGUF, real_gguf_copy.read_bytes()),
+                (DOCKER_LICENSE, b"Apache-2.0"),
+                (DOCKER_TEMPLATE, PLAIN_CHATML.encode()),
+            ],
+            context_size=1024,
+        )
+        progress = list(client.pull(registry.name("smollm2", "135M-Q4_1", "ai"), stream=True))
+        assert [p.status for p in progress][-1] == "success"
+        name = f"{registry.host}/ai/smollm2:135m-q4_1"
+        shown = client.show(name)
+        assert shown.template == PLAIN_CHATML
+        assert shown.license == "Apache-2.0"
+        assert shown.parameters is not None and "num_ctx" in shown.parameters
+        question = [{"role": "user", "content": "Say hi"}]
+        options = {"temperature": 0, "num_predict": 4}
+        pulled = client.chat(model=name, messages=question, options=options)
+        assert pulled.message.content
+        # the artifact's template, not the GGUF's, shaped the prompt: no default system
+        # prompt, so fewer prompt tokens than the same weights imported as they are
+        own = client.chat(model="smollm2:135m", messages=question, options=options)
+        assert (pulled.prompt_eval_count or 0) < (own.prompt_eval_count or 0)
+        loaded = {m.model: m for m in client.ps().models}
+        assert loaded[name].context_length == 1024
     finally:
         registry.close()
     client.delete(name)

@@ -17,7 +17,7 @@ from power_core.names import ModelRef
 from power_core.pull.registry import RegistrySource, registry_base, registry_tag
 from power_core.sources import PullProgress
 from power_core.store.builder import MAX_TEXT_LAYER
-from registry_server import MANIFEST_TYPE, RegistryServer, digest_of
+from registry_server import MANIFEST_TYPE, OCI_MANIFEST_TYPE, RegistryServer, digest_of
 
 TEMPLATE = b"{{ .System }} {{ .Prompt }}"
 PARAMS = b'{"stop":["<|im_end|>"],"temperature":0.2}'
@@ -43,7 +43,7 @@ def test_a_model_pulled_by_name_has_every_layer(
     assert model.model_digest == digest_of(published)
     assert model.template == TEMPLATE.decode()
     assert model.parameters == {"stop": ["<|im_end|>"], "temperature": 0.2}
-    assert registry.accept_headers == [MANIFEST_TYPE]
+    assert registry.accept_headers == [f"{MANIFEST_TYPE}, {OCI_MANIFEST_TYPE}"]
     statuses = [e.status for e in events]
     assert statuses[0] == "pulling manifest"
     assert f"pulling {digest_of(published)[7:19]}" in statuses

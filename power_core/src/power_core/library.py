@@ -336,7 +336,11 @@ class ModelLibrary:
             progress(PullProgress(status="success"))
             return ref.display
         blob = StoredBlob(fetched.digest, fetched.size)
-        return self._creator.create(ref.display, None, blob, LayerChanges(), progress)
+        projector = None
+        if fetched.projector is not None:
+            projector = ProjectorSource(fetched.projector.digest, fetched.projector)
+        changes = fetched.changes or LayerChanges()
+        return self._creator.create(ref.display, None, blob, changes, progress, projector=projector)
 
     @_store_refusals
     def push(

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from power_core.gguf import GGUFInfo
-    from power_core.store.base import ModelStore
+    from power_core.store.base import ModelStore, StoredBlob
+    from power_core.store.builder import LayerChanges
     from power_core.store.manifest import Manifest
 
 
@@ -35,6 +36,11 @@ class FetchedBlob:
     #: a whole model (a registry's manifest, every blob it lists already stored): the
     #: library stores it (same config and layers) instead of building one around ``digest``
     manifest: Manifest | None = None
+    #: without a manifest: what the model built around ``digest`` sets (its template,
+    #: licenses, parameters), as a create's Modelfile would
+    changes: LayerChanges | None = None
+    #: without a manifest: a multimodal projector already stored, for the model built
+    projector: StoredBlob | None = None
 
 
 ProgressCallback = Callable[[PullProgress], None]

@@ -1,0 +1,161 @@
+"""Pulling Docker's model artifacts (``docker model package``, Docker Hub's ``ai/``) from a
+local registry that serves them as an OCI registry does."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from power_core.errors import PullFailed
+from power_core.gguf import read_gguf_info
+from power_core.library import ModelLibrary
+from power_core.names import ModelRef
+from power_core.pull.registry import registry_base, registry_tag
+from power_core.store.manifest import Manifest
+from registry_server import (
+    DOCKER_GGUF,
+    DOCKER_LICENSE,
+    DOCKER_PROJECTOR,
+    DOCKER_TEMPLATE,
+    MANIFEST_TYPE,
+    OCI_MANIFEST_TYPE,
+    RegistryServer,
+    digest_of,
+)
+from tiny_projector import write_tiny_projector
+
+JINJA = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}<|assistant|>"
+LICENSE = b"Apache License 2.0 (test)"
+
+
+def stored_manifest(library: ModelLibrary, name: str) -> Manifest:
+    stored = library.store.read_manifest(ModelRef.parse(name))
+    assert stored is not None
+    return stored.manifest
+
+
+def test_a_docker_model_is_stored_with_its_projector_license_template_and_context(
+    puller: ModelLibrary,
+    registry: RegistryServer,
+    tiny_gguf: Path,
+    tmp_path: Path,
+    check_store: Callable[[Path], None],
+) -> None:
+    weights = tiny_gguf.read_bytes()
+    projector = write_tiny_projector(tmp_path / "mmproj.gguf").read_bytes()
+    registry.add_docker_model(
+        "tiny",
+        "135M-Q4_1",
+        [
+            (DOCKER_GGUF, weights),
+            (DOCKER_PROJECTOR, projector),
+            (DOCKER_LICENSE, LICENSE),
+            (DOCKER_TEMPLATE, JINJA.encode()),
+        ],
+        context_size=4096,
+    )
+    spelled = registry.name("tiny", "135M-Q4_1", namespace="ai")
+    name = puller.pull(spelled)
+    assert name == f"{registry.host}/ai/tiny:135m-q4_1"
+    # an OCI registry is asked for either kind of manifest
+    assert registry.accept_headers == [f"{MANIFEST_TYPE}, {OCI_MANIFEST_TYPE}"]
+
+    model = puller.resolve(name)
+    assert model.model_digest == digest_of(weights)
+    assert model.projector is not None and model.projector.read_bytes() == projector
+    assert "vision" in model.capabilities
+    assert model.template == JINJA
+    assert model.license == LICENSE.decode()
+    assert model.parameters == {"num_ctx": 4096}
+    assert model.details.quantization_level  # read from the GGUF, as a create reads it
+
+    # stored in Ollama's layout, every layer the registry's own bytes (nothing copied twice)
+    manifest = stored_manifest(puller, name)
+    kinds = {layer.kind: layer.digest for layer in manifest.layers}
+    assert kinds["model"] == digest_of(weights)
+    assert kinds["projector"] == digest_of(projector)
+    assert kinds["license"] == digest_of(LICENSE)
+    assert kinds["template"] == digest_of(JINJA.encode())
+    assert set(kinds) == {"model", "projector", "license", "template", "params"}
+    assert manifest.config.media_type == "application/vnd.docker.container.image.v1+json"
+    check_store(puller.store.root)  # type: ignore[attr-defined]
+
+    # pulled again (spelled as the registry spells its tag): no blob travels again
+    gets = registry.storage_gets()
+    assert puller.pull(spelled) == name
+    assert registry.storage_gets() == gets
+
+
+def test_a_docker_model_with_only_weights_keeps_the_gguf_template(
+    puller: ModelLibrary, registry: RegistryServer, tiny_gguf: Path
+) -> None:
+    registry.add_docker_model("plain", "latest", [(DOCKER_GGUF, tiny_gguf.read_bytes())])
+    name = puller.pull(registry.name("plain", "latest", namespace="ai"))
+    assert [layer.kind for layer in stored_manifest(puller, name).layers] == ["model"]
+    model = puller.resolve(name)
+    assert model.template == read_gguf_info(tiny_gguf).chat_template  # the GGUF's own applies
+    assert model.parameters == {}
+    assert model.projector is None
+    assert "vision" not in model.capabilities
+
+
+@pytest.mark.parametrize(
+    ("layers", "refusal"),
+    [
+        ([(DOCKER_GGUF, b"GGUF-1"), (DOCKER_GGUF, b"GGUF-2")], "a GGUF split into 2 files"),
+        ([("application/vnd.docker.ai.safetensors", b"weights")], "holds safetensors weights"),
+        ([(DOCKER_LICENSE, LICENSE)], "has no GGUF weights"),
+    ],
+    ids=["split", "safetensors", "no-weights"],
+)
+def test_docker_models_the_store_cannot_hold_are_refused_before_any_download(
+    puller: ModelLibrary,
+    registry: RegistryServer,
+    layers: list[tuple[str, bytes]],
+    refusal: str,
+) -> None:
+    registry.add_docker_model("odd", "latest", layers)
+    with pytest.raises(PullFailed, match=refusal):
+        puller.pull(registry.name("odd", "latest", namespace="ai"))
+    assert registry.storage_gets() == 0
+    assert puller.list_models() == []
+
+
+def test_a_projector_layer_that_is_no_projector_stores_no_model(
+    puller: ModelLibrary, registry: RegistryServer, tiny_gguf: Path, tmp_path: Path
+) -> None:
+    weights = tiny_gguf.read_bytes()
+    registry.add_docker_model("mixed", "up", [(DOCKER_GGUF, weights), (DOCKER_PROJECTOR, weights)])
+    with pytest.raises(PullFailed, match=r"projector layer .* is not a multimodal projector"):
+        puller.pull(registry.name("mixed", "up", namespace="ai"))
+    projector = write_tiny_projector(tmp_path / "mmproj.gguf").read_bytes()
+    registry.add_docker_model("swapped", "up", [(DOCKER_GGUF, projector)])
+    with pytest.raises(PullFailed, match=r"weights of .* are a multimodal projector"):
+        puller.pull(registry.name("swapped", "up", namespace="ai"))
+    assert puller.list_models() == []
+
+
+def test_an_image_index_is_refused_as_not_a_model(
+    puller: ModelLibrary, registry: RegistryServer
+) -> None:
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": OCI_MANIFEST_TYPE, "digest": "sha256:" + "0" * 64}],
+    }
+    registry.manifests[("ai", "multi", "latest")] = json.dumps(index).encode()
+    with pytest.raises(PullFailed, match="is an image index"):
+        puller.pull(registry.name("multi", "latest", namespace="ai"))
+
+
+def test_docker_hub_names_reach_its_registry_host() -> None:
+    assert registry_base("docker.io/ai/smollm2:135M-Q4_K_M") == (
+        "https://registry-1.docker.io/v2/ai/smollm2"
+    )
+    assert registry_base("index.docker.io/ai/qwen3") == "https://registry-1.docker.io/v2/ai/qwen3"
+    assert registry_tag("docker.io/ai/smollm2:135M-Q4_K_M") == "135M-Q4_K_M"
+    # Ollama's short names keep Ollama's registry
+    assert registry_base("ai/smollm2") == "https://registry.ollama.ai/v2/ai/smollm2"
