@@ -29,10 +29,12 @@ _CACHE_FOLDER = pytest.StashKey[str]()
 
 def pytest_configure(config: pytest.Config) -> None:
     """Per-machine caches (the verdicts of llama.cpp's AMX trial) go to a folder of this
-    session, inherited by every server the tests start, never to the user's."""
+    session, inherited by every server the tests start, never to the user's; so does
+    Docker's config (registry credentials), which starts empty."""
     folder = tempfile.mkdtemp(prefix="a3s-power-test-cache-")
     config.stash[_CACHE_FOLDER] = folder
     os.environ["XDG_CACHE_HOME"] = folder
+    os.environ["DOCKER_CONFIG"] = os.path.join(folder, "docker")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

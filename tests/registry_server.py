@@ -53,6 +53,16 @@ def _media_type(manifest: bytes | None) -> str:
     return kind if isinstance(kind, str) else MANIFEST_TYPE
 
 
+def basic_pair_allowed(authorization: str, passwords: dict[str, str]) -> bool:
+    """Whether an HTTP Basic ``Authorization`` header holds a known user's password."""
+    try:
+        pair = base64.b64decode(authorization.removeprefix("Basic "), validate=True).decode()
+    except ValueError:
+        return False
+    user, _, password = pair.partition(":")
+    return user in passwords and passwords[user] == password
+
+
 def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -65,6 +75,8 @@ class TokenService:
 
     known_keys: set[str] = field(default_factory=set)
     anonymous_pull: bool = False
+    #: user name -> password, for token requests with HTTP Basic authentication (Docker's)
+    passwords: dict[str, str] = field(default_factory=dict)
     #: the realm's ``host:port`` (default: the registry's own)
     realm_host: str | None = None
     #: every token request: its path and its ``Authorization`` header ("" when none)
@@ -80,7 +92,10 @@ class TokenService:
         for scope in query.get("scope", []):
             _, repository, actions = scope.split(":")
             wanted |= {(repository, action) for action in actions.split(",")}
-        if authorization:
+        if authorization.startswith("Basic "):
+            if not basic_pair_allowed(authorization, self.passwords):
+                return 401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad password"}]}
+        elif authorization:
             problem = self._check_signature(host, path, authorization, query)
             if problem:
                 return 401, {"errors": [{"code": "UNAUTHORIZED", "message": problem}]}
@@ -138,6 +153,11 @@ class RegistryServer:
         self.refuse_uploads = False
         #: with a token service, every /v2/ request needs one of its tokens
         self.require_token: TokenService | None = None
+        #: user name -> password: every /v2/ request needs HTTP Basic authentication, as
+        #: ``registry:2`` with htpasswd wants it
+        self.require_password: dict[str, str] | None = None
+        #: the ``Authorization`` header of every /v2/ request ("" when none)
+        self.authorizations: list[str] = []
         #: forget every token just before the next blob upload, as when one expires
         self.expire_tokens_before_upload = False
         #: send blob requests on to storage on this ``host:port`` (default: this one)
@@ -158,6 +178,15 @@ class RegistryServer:
                 answers the challenge when not."""
                 service = registry.require_token
                 match = _REPOSITORY.match(self.path)
+                if match is not None:
+                    registry.authorizations.append(self.headers.get("Authorization", ""))
+                passwords = registry.require_password
+                if passwords is not None and match is not None:
+                    if basic_pair_allowed(self.headers.get("Authorization", ""), passwords):
+                        return True
+                    challenge = 'Basic realm="Registry Realm"'
+                    self._answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', challenge=challenge)
+                    return False
                 if service is None or match is None:
                     return True
                 repository = "/".join(match.groups())

@@ -11,6 +11,11 @@ token request carries ``Authorization: <public key>:<signature>`` over
 
 The signature goes only to a realm on the host the request went to, as Ollama checks; a
 realm elsewhere (Docker Hub's ``auth.docker.io``, for one) is asked for an anonymous token.
+Where ``docker login`` keeps a user name and password for the registry
+(:mod:`power_core.pull.docker_credentials`), the token request carries them instead (HTTP
+Basic, as Docker sends them, over HTTPS or to a registry already spoken to in plain HTTP),
+and a registry that challenges with ``Basic`` itself (``registry:2`` with htpasswd) gets
+them on every request.
 A request is sent again once, and only when its body can be sent again (none, bytes, or a
 body with a ``rewind()`` method, as a push's blob upload has: a token that expires during a
 long push is renewed); tokens are kept per host for the requests after it.
@@ -24,6 +29,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -33,6 +39,7 @@ import urllib3.exceptions
 from requests.auth import AuthBase
 from requests.utils import parse_dict_header
 
+from power_core.pull.docker_credentials import Credentials, credentials_for
 from power_core.registry_key import (
     OLLAMA_KEYS_PAGE,
     RegistryKey,
@@ -59,8 +66,15 @@ def sign_in_hint(key_path: Path | None = None) -> str:
     path = key_path if key_path is not None else default_key_path()
     return (
         f"the registry wants a signed-in key: add the public key in {path}.pub "
-        f"(`a3s-power key` prints it) to your account ({OLLAMA_KEYS_PAGE} for ollama.com)"
+        f"(`a3s-power key` prints it) to your account ({OLLAMA_KEYS_PAGE} for ollama.com); "
+        "for a registry that takes a user name and password, `docker login` to it "
+        "(A3S Power reads Docker's config.json)"
     )
+
+
+def parse_basic_challenge(header: str) -> bool:
+    """Whether a ``WWW-Authenticate`` header asks for HTTP Basic authentication."""
+    return header.strip().partition(" ")[0].lower() == "basic"
 
 
 def parse_challenge(header: str) -> dict[str, str] | None:
@@ -92,14 +106,26 @@ class RegistryTokenAuth(AuthBase):
     """``requests`` auth for one pull or push: adds the host's token, and on a ``401``
     with a bearer challenge gets one and sends the request again."""
 
-    def __init__(self, key_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        key_path: Path | None = None,
+        credentials: Callable[[str], Credentials | None] = credentials_for,
+    ) -> None:
         self._key_path = key_path
         self._tokens: dict[str, str] = {}
+        #: where a registry's user name and password are looked up (by ``host[:port]``)
+        self._lookup = credentials
+        self._credentials: dict[str, Credentials | None] = {}
+        #: hosts that asked for HTTP Basic authentication: it goes with every request
+        self._basic: dict[str, str] = {}
 
     def __call__(self, request: PreparedRequest) -> PreparedRequest:
-        token = self._tokens.get(_host(request.url))
+        host = _host(request.url)
+        token = self._tokens.get(host)
         if token is not None:
             request.headers["Authorization"] = f"Bearer {token}"
+        elif host in self._basic:
+            request.headers["Authorization"] = self._basic[host]
         # where the caller sent it: a redirect's copy has no such mark, and a host it was
         # sent on to (a blob's storage) never gets a signature
         setattr(request, _ORIGIN, request.url)
@@ -110,17 +136,29 @@ class RegistryTokenAuth(AuthBase):
         # the request sent again below goes straight to the adapter, which runs no hooks:
         # a request is answered once
         request = response.request
-        challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-        if response.status_code != 401 or challenge is None:
+        header = response.headers.get("WWW-Authenticate", "")
+        challenge = parse_challenge(header)
+        origin = getattr(request, _ORIGIN, None)
+        host = _host(request.url)
+        basic = None
+        if challenge is None and parse_basic_challenge(header) and origin is not None:
+            credentials = self._credentials_for(_host(origin))
+            basic = credentials.basic_authorization() if credentials else None
+        if response.status_code != 401 or (challenge is None and basic is None):
             return response
+        if basic is not None and request.headers.get("Authorization") == basic:
+            return response  # these credentials were refused: the caller says so
         rewind = getattr(request.body, "rewind", None)
         if not isinstance(request.body, (bytes, str, type(None))) and rewind is None:
             return response  # a stream already sent: the caller reports the refusal
         _drain(response)  # before asking for a token, which may fail
-        origin = getattr(request, _ORIGIN, None)
-        token = self._token(challenge, origin, verify=kwargs.get("verify", True))
-        self._tokens[_host(request.url)] = token
-        request.headers["Authorization"] = f"Bearer {token}"
+        if challenge is not None:
+            token = self._token(challenge, origin, verify=kwargs.get("verify", True))
+            self._tokens[host] = token
+            request.headers["Authorization"] = f"Bearer {token}"
+        elif basic is not None:
+            self._basic[host] = basic
+            request.headers["Authorization"] = basic
         if rewind is not None:
             rewind()
         again: requests.Response = response.connection.send(request, **kwargs)
@@ -132,9 +170,15 @@ class RegistryTokenAuth(AuthBase):
         # the signature covers exactly that
         url = requests.Request("GET", token_url(challenge)).prepare().url or ""
         headers = {}
-        if _may_sign(url, origin):
+        credentials = self._credentials_for(_host(origin)) if origin is not None else None
+        if credentials is not None and _may_send_password(url, origin):
+            headers["Authorization"] = credentials.basic_authorization()
+        elif _may_sign(url, origin):
+            credentials = None
             key = self._key()
             headers["Authorization"] = key.sign(f"GET,{url},{_EMPTY_BODY_HASH}".encode())
+        else:
+            credentials = None
         realm = challenge["realm"]
         try:
             with requests.get(url, headers=headers, timeout=30, verify=verify, stream=True) as got:
@@ -149,6 +193,11 @@ class RegistryTokenAuth(AuthBase):
             detail = body[:200].decode("utf-8", "replace").strip()
             refusal = f"{status} ({detail})" if detail else status
             message = f"the registry's token service {realm} refused: {refusal}"
+            if credentials is not None:
+                raise SignInFailed(
+                    f"{message}; it was sent the user name '{credentials.username}' and its "
+                    f"password from {credentials.origin}"
+                )
             raise SignInFailed(f"{message}; {sign_in_hint(self._key_path)}")
         try:
             answer = json.loads(body)
@@ -158,6 +207,12 @@ class RegistryTokenAuth(AuthBase):
         if not isinstance(token, str) or not token:
             raise SignInFailed(f"the registry's token service {realm} answered without a token")
         return token
+
+    def _credentials_for(self, host: str) -> Credentials | None:
+        """The user name and password kept for ``host``, looked up once per pull or push."""
+        if host not in self._credentials:
+            self._credentials[host] = self._lookup(host)
+        return self._credentials[host]
 
     def _key(self) -> RegistryKey:
         path = self._key_path or default_key_path()
@@ -179,6 +234,14 @@ def _may_sign(token_url: str, origin: str | None) -> bool:
     if realm.netloc.lower() != sent.netloc.lower():
         return False
     return realm.scheme == "https" or sent.scheme == "http"
+
+
+def _may_send_password(token_url: str, origin: str | None) -> bool:
+    """To any realm the registry names (Docker Hub's is another host), as Docker sends it,
+    but never in plain text unless the request to the registry was plain text too."""
+    if origin is None:
+        return False
+    return urlsplit(token_url).scheme == "https" or urlsplit(origin).scheme == "http"
 
 
 def _drain(response: requests.Response) -> None:
