@@ -61,7 +61,8 @@ def test_a_docker_model_is_stored_with_its_projector_license_template_and_contex
     name = puller.pull(spelled)
     assert name == f"{registry.host}/ai/tiny:135m-q4_1"
     # an OCI registry is asked for either kind of manifest
-    assert registry.accept_headers == [f"{MANIFEST_TYPE}, {OCI_MANIFEST_TYPE}"]
+    (accepted,) = registry.accept_headers
+    assert {MANIFEST_TYPE, OCI_MANIFEST_TYPE} <= set(accepted.split(", "))
 
     model = puller.resolve(name)
     assert model.model_digest == digest_of(weights)
@@ -82,11 +83,14 @@ def test_a_docker_model_is_stored_with_its_projector_license_template_and_contex
     assert set(kinds) == {"model", "projector", "license", "template", "params"}
     assert manifest.config.media_type == "application/vnd.docker.container.image.v1+json"
     check_store(puller.store.root)  # type: ignore[attr-defined]
+    # the store holds what the model uses and nothing else: Docker's config was only read
+    stored = {path.name for path in (puller.store.root / "blobs").iterdir()}  # type: ignore[attr-defined]
+    assert stored == {digest.replace(":", "-") for digest in manifest.digests}
 
-    # pulled again (spelled as the registry spells its tag): no blob travels again
+    # pulled again (spelled as the registry spells its tag): only the small config travels
     gets = registry.storage_gets()
     assert puller.pull(spelled) == name
-    assert registry.storage_gets() == gets
+    assert registry.storage_gets() == gets + 1
 
 
 def test_a_docker_model_with_only_weights_keeps_the_gguf_template(
@@ -159,3 +163,85 @@ def test_docker_hub_names_reach_its_registry_host() -> None:
     assert registry_tag("docker.io/ai/smollm2:135M-Q4_K_M") == "135M-Q4_K_M"
     # Ollama's short names keep Ollama's registry
     assert registry_base("ai/smollm2") == "https://registry.ollama.ai/v2/ai/smollm2"
+
+
+def test_a_license_listed_many_times_is_read_and_stored_once(
+    puller: ModelLibrary, registry: RegistryServer, tiny_gguf: Path
+) -> None:
+    layers = [(DOCKER_GGUF, tiny_gguf.read_bytes()), *[(DOCKER_LICENSE, LICENSE)] * 60]
+    registry.add_docker_model("licensed", "v1", layers)
+    name = puller.pull(registry.name("licensed", "v1", namespace="ai"))
+    licenses = stored_manifest(puller, name).layers_of("license")
+    assert [layer.digest for layer in licenses] == [digest_of(LICENSE)]
+    assert registry.storage_gets() == 3  # the weights, the license, the config
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ([(DOCKER_LICENSE, b"Lizenz \xfc\xe4")], r"the license \(\w+\) is not UTF-8 text"),
+        (
+            [(DOCKER_LICENSE, b"x" * (5 << 20))] * 1 + [(DOCKER_LICENSE, b"y" * (4 << 20))],
+            "bytes of licenses and template",
+        ),
+    ],
+    ids=["latin-1", "too-much-text"],
+)
+def test_texts_a_model_cannot_keep_as_sent_store_nothing(
+    puller: ModelLibrary,
+    registry: RegistryServer,
+    tiny_gguf: Path,
+    text: list[tuple[str, bytes]],
+    refusal: str,
+) -> None:
+    """Stored otherwise (decoded with replacement characters), the model's license would
+    not be the registry's; refused as the registry's fault (502), with no orphan left."""
+    registry.add_docker_model("odd-text", "v1", [(DOCKER_GGUF, tiny_gguf.read_bytes()), *text])
+    with pytest.raises(PullFailed, match=refusal):
+        puller.pull(registry.name("odd-text", "v1", namespace="ai"))
+    assert puller.list_models() == []
+
+
+def test_a_blob_larger_than_its_manifest_lists_is_refused_before_it_is_read(
+    puller: ModelLibrary, registry: RegistryServer, tiny_gguf: Path
+) -> None:
+    weights = tiny_gguf.read_bytes()
+    for name, publish in (
+        ("docker", lambda: registry.add_docker_model("big", "v1", [(DOCKER_GGUF, weights)])),
+        ("ollama", lambda: registry.add_model("big", "v1", weights, namespace="ollama")),
+    ):
+        manifest = publish()
+        manifest["layers"][0]["size"] = 1000  # the registry sends all of the file
+        registry.manifests[(name if name == "ollama" else "ai", "big", "v1")] = json.dumps(
+            manifest
+        ).encode()
+        with pytest.raises(PullFailed, match="where the manifest lists 1000"):
+            puller.pull(registry.name("big", "v1", namespace=name if name == "ollama" else "ai"))
+    assert puller.list_models() == []
+
+
+@pytest.mark.parametrize(
+    ("config_type", "what"),
+    [
+        ("application/vnd.oci.image.config.v1+json", "a container image"),
+        ("application/vnd.cncf.model.config.v1+json", "a CNCF ModelPack artifact"),
+    ],
+)
+def test_other_oci_artifacts_are_named_in_the_refusal(
+    puller: ModelLibrary, registry: RegistryServer, config_type: str, what: str
+) -> None:
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST_TYPE,
+        "config": {"mediaType": config_type, "digest": digest_of(b"{}"), "size": 2},
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": digest_of(b"layer"),
+                "size": 5,
+            }
+        ],
+    }
+    registry.manifests[("ai", "other", "v1")] = json.dumps(manifest).encode()
+    with pytest.raises(PullFailed, match=f"is {what}, not a GGUF model"):
+        puller.pull(registry.name("other", "v1", namespace="ai"))

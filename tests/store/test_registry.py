@@ -43,7 +43,8 @@ def test_a_model_pulled_by_name_has_every_layer(
     assert model.model_digest == digest_of(published)
     assert model.template == TEMPLATE.decode()
     assert model.parameters == {"stop": ["<|im_end|>"], "temperature": 0.2}
-    assert registry.accept_headers == [f"{MANIFEST_TYPE}, {OCI_MANIFEST_TYPE}"]
+    (accepted,) = registry.accept_headers
+    assert {MANIFEST_TYPE, OCI_MANIFEST_TYPE} <= set(accepted.split(", "))
     statuses = [e.status for e in events]
     assert statuses[0] == "pulling manifest"
     assert f"pulling {digest_of(published)[7:19]}" in statuses
@@ -77,7 +78,7 @@ def test_an_unknown_model_or_tag_is_not_found(
 def test_a_blob_that_does_not_match_its_digest_stores_no_model(
     puller: ModelLibrary, registry: RegistryServer, published: bytes
 ) -> None:
-    registry.blobs[digest_of(TEMPLATE)] = b"tampered"
+    registry.blobs[digest_of(TEMPLATE)] = b"t" * len(TEMPLATE)  # the size listed, not the bytes
     with pytest.raises(PullFailed, match="downloaded content has digest"):
         puller.pull(registry.name("tiny", "1b"))
     assert puller.list_models() == []

@@ -15,6 +15,7 @@ import pytest
 from power_core.errors import PullFailed, PushFailed
 from power_core.library import ModelLibrary
 from power_core.pull.docker_credentials import DOCKER_HUB_KEY, Credentials, credentials_for
+from power_core.pull.registry_auth import _may_send_password
 from registry_server import RegistryServer, TokenService
 
 
@@ -42,20 +43,25 @@ def write_config(path: Path, config: dict[str, object]) -> None:
     path.write_text(json.dumps(config))
 
 
-def helper_program(folder: Path, name: str, answers: dict[str, dict[str, str]]) -> None:
+def helper_program(folder: Path, name: str, answers: dict[str, dict[str, str]]) -> Path:
     """A ``docker-credential-<name>`` program speaking Docker's credential helper protocol
-    (``get``: the registry on standard input, its credentials as JSON, or exit 1)."""
+    (``get``: the registry on standard input, its credentials as JSON, or exit 1); every
+    registry it is asked for is added to the file returned."""
     program = folder / f"docker-credential-{name}"
+    asked = folder / f"{name}.asked"
+    asked.touch()
     program.write_text(
         f"#!{sys.executable}\n"
         "import json, sys\n"
         f"answers = {answers!r}\n"
         "server = sys.stdin.read().strip()\n"
+        f"open({str(asked)!r}, 'a').write(server + '\\n')\n"
         "if sys.argv[1:] != ['get'] or server not in answers:\n"
         "    print('credentials not found in native keychain'); sys.exit(1)\n"
         "print(json.dumps(answers[server]))\n"
     )
     program.chmod(0o755)
+    return asked
 
 
 def test_credentials_are_found_as_docker_files_them(docker_config: Path) -> None:
@@ -79,6 +85,21 @@ def test_credentials_are_found_as_docker_files_them(docker_config: Path) -> None
     assert credentials_for("registry.local") is None  # another port, another registry
     assert credentials_for("broken.example") is None
     assert credentials_for("quay.io") is None
+    # the password never shows in a log line or a traceback's locals
+    assert "hub:pass" not in repr(credentials_for("docker.io"))
+    # the exact key first: another spelling of the host with nothing in it does not hide it
+    write_config(
+        docker_config, {"auths": {"docker.io": {}, DOCKER_HUB_KEY: {"auth": encoded("a", "b")}}}
+    )
+    assert credentials_for("docker.io") == Credentials("a", "b", origin)
+
+
+def test_passwords_go_in_plain_text_only_where_the_registry_was_reached_so() -> None:
+    assert _may_send_password("https://auth.docker.io/token", "https://registry-1.docker.io/v2/")
+    assert _may_send_password("http://127.0.0.1:5000/token", "http://127.0.0.1:5000/v2/a/b")
+    assert not _may_send_password("http://127.0.0.1:5001/token", "http://127.0.0.1:5000/v2/")
+    assert not _may_send_password("http://auth.example/token", "https://registry.example/v2/")
+    assert not _may_send_password("https://auth.example/token", None)
 
 
 def test_a_config_that_is_missing_or_not_json_gives_no_credentials(docker_config: Path) -> None:
@@ -95,7 +116,7 @@ def test_credential_helpers_are_asked_before_the_auths(
     bin_folder = tmp_path / "bin"
     bin_folder.mkdir()
     monkeypatch.setenv("PATH", f"{bin_folder}{os.pathsep}{os.environ['PATH']}")
-    helper_program(
+    asked = helper_program(
         bin_folder,
         "vault",
         {
@@ -123,6 +144,9 @@ def test_credential_helpers_are_asked_before_the_auths(
     # the helper knows nothing of it (exit 1): the file's entry
     assert credentials_for("elsewhere.example") == Credentials("e", "f", str(docker_config))
     assert credentials_for("quay.io") is None  # its helper is not installed
+    # the store is asked only for what auths lists, as docker login lists what it stores
+    assert credentials_for("registry.ollama.ai") is None
+    assert asked.read_text().split() == ["ghcr.io", "oauth.example", "elsewhere.example"]
 
 
 def test_a_private_registry_gets_the_password_at_its_token_service(
@@ -169,8 +193,11 @@ def test_a_registry_that_asks_for_basic_authentication_gets_it_on_every_request(
     assert puller.resolve(name).system == "Hi."
 
     write_config(docker_config, {"auths": {registry.host: {"auth": encoded("me", "old")}}})
-    with pytest.raises(PullFailed, match="HTTP 401"):
+    with pytest.raises(PullFailed, match="HTTP 401") as refused:
         puller.pull(registry.name("private", "v1"))
+    assert f"refused the user name 'me' and its password from {docker_config}" in (
+        refused.value.message
+    )
 
 
 def test_a_push_to_a_registry_that_asks_for_basic_authentication(

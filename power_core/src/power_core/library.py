@@ -22,6 +22,7 @@ from power_core.errors import (
     DigestMismatch,
     InvalidRequest,
     ModelNotFound,
+    PullFailed,
     StoreUnavailable,
     UnsupportedFeature,
 )
@@ -336,11 +337,18 @@ class ModelLibrary:
             progress(PullProgress(status="success"))
             return ref.display
         blob = StoredBlob(fetched.digest, fetched.size)
+        if fetched.changes is None and fetched.projector is None:
+            return self._creator.create(ref.display, None, blob, LayerChanges(), progress)
         projector = None
         if fetched.projector is not None:
             projector = ProjectorSource(fetched.projector.digest, fetched.projector)
         changes = fetched.changes or LayerChanges()
-        return self._creator.create(ref.display, None, blob, changes, progress, projector=projector)
+        try:
+            return self._creator.create(
+                ref.display, None, blob, changes, progress, projector=projector
+            )
+        except InvalidRequest as exc:  # what the source sent cannot be a model: its fault
+            raise PullFailed(f"cannot store '{ref.display}': {exc.message}") from exc
 
     @_store_refusals
     def push(

@@ -7,7 +7,10 @@ keeps them in ``$DOCKER_CONFIG/config.json`` (default ``~/.docker/config.json``)
 in a credential helper program named by ``credHelpers`` (per registry) or ``credsStore``
 (for all), which ``docker-credential-<name> get`` asks with the registry on its standard
 input and answers ``{"Username": ..., "Secret": ...}`` (Docker's credential helper
-protocol). Nothing here writes that file: ``docker login`` (or an editor) does.
+protocol). A ``credsStore`` is asked only for a registry that ``auths`` lists (``docker
+login`` lists there every registry it stored credentials for), so pulls from other
+registries never wait for a helper. Nothing here writes that file: ``docker login`` (or an
+editor) does.
 
 Docker Hub's credentials are filed under ``https://index.docker.io/v1/``, whichever of its
 host names a request goes to. Identity tokens (OAuth refresh tokens some registries hand
@@ -22,7 +25,8 @@ import json
 import logging
 import os
 import subprocess
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,9 +34,10 @@ from urllib.parse import urlsplit
 log = logging.getLogger(__name__)
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
-_DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
+#: the names of Docker Hub's registry; ``docker.io/ai/smollm2`` is served by the last
+DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 #: a credential helper that takes longer than this is given up on (no credentials)
-HELPER_TIMEOUT = 30.0
+HELPER_TIMEOUT = 10.0
 #: what a config file or a helper's answer may hold; larger is not one
 _MAX_ANSWER = 1 << 20
 
@@ -42,7 +47,7 @@ class Credentials:
     """A user name and its password (or access token) for one registry."""
 
     username: str
-    password: str
+    password: str = field(repr=False)
     #: where they came from, for messages (``~/.docker/config.json``, a helper's name)
     origin: str
 
@@ -69,19 +74,38 @@ def credentials_for(host: str, config_path: Path | None = None) -> Credentials |
     if config is None:
         return None
     key = _registry_key(host)
+    auths = config.get("auths")
+    entries = _entries_for(key, auths if isinstance(auths, dict) else {})
     helpers = config.get("credHelpers")
     helper = helpers.get(key) if isinstance(helpers, dict) else None
-    helper = helper or config.get("credsStore")
+    if not helper and entries:  # the store holds only what docker login listed in auths
+        helper = config.get("credsStore")
     if isinstance(helper, str) and helper:
         found = _from_helper(helper, key)
         if found is not None:
             return found
-    auths = config.get("auths")
-    if isinstance(auths, dict):
-        for name, entry in auths.items():
-            if isinstance(name, str) and _registry_key(_host_of(name)) == key:
-                return _from_entry(entry, str(path))
+    for entry in entries:
+        found = _from_entry(entry, str(path))
+        if found is not None:
+            return found
     return None
+
+
+def is_docker_hub(host: str) -> bool:
+    """Whether ``host`` is one of Docker Hub's registry names."""
+    return host.lower() in DOCKER_HUB_HOSTS
+
+
+def _entries_for(key: str, auths: dict[Any, Any]) -> list[Any]:
+    """The ``auths`` entries filed for ``key``: its exact spelling first, then any other
+    spelling of the same host (``https://ghcr.io``, ``ghcr.io/v2/``)."""
+    exact = [auths[key]] if key in auths else []
+    others = [
+        entry
+        for name, entry in auths.items()
+        if isinstance(name, str) and name != key and _registry_key(_host_of(name)) == key
+    ]
+    return exact + others
 
 
 def _read_config(path: Path) -> dict[str, Any] | None:
@@ -103,8 +127,7 @@ def _read_config(path: Path) -> dict[str, Any] | None:
 
 def _registry_key(host: str) -> str:
     """How credentials are filed for ``host``: Docker Hub's every name under one key."""
-    host = host.lower()
-    return DOCKER_HUB_KEY if host in _DOCKER_HUB_HOSTS else host
+    return DOCKER_HUB_KEY if is_docker_hub(host) else host.lower()
 
 
 def _host_of(name: str) -> str:
@@ -135,23 +158,31 @@ def _from_entry(entry: Any, origin: str) -> Credentials | None:
 def _from_helper(helper: str, key: str) -> Credentials | None:
     """Ask ``docker-credential-<helper> get`` for ``key``'s credentials."""
     program = f"docker-credential-{helper}"
+    # its answer goes to a file read up to a bound: a helper printing without end costs
+    # no memory
+    with tempfile.TemporaryFile() as answer_file:
+        try:
+            done = subprocess.run(
+                [program, "get"],
+                input=key.encode(),
+                stdout=answer_file,
+                stderr=subprocess.DEVNULL,
+                timeout=HELPER_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("cannot run the credential helper %s: %s", program, exc)
+            return None
+        if done.returncode != 0:  # "credentials not found in native keychain", for one
+            return None
+        answer_file.seek(0)
+        raw = answer_file.read(_MAX_ANSWER + 1)
     try:
-        done = subprocess.run(
-            [program, "get"],
-            input=key.encode(),
-            capture_output=True,
-            timeout=HELPER_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("cannot run the credential helper %s: %s", program, exc)
-        return None
-    if done.returncode != 0:  # "credentials not found in native keychain", for one
-        return None
-    try:
-        answer = json.loads(done.stdout[:_MAX_ANSWER])
+        answer = json.loads(raw) if len(raw) <= _MAX_ANSWER else None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        log.warning("the credential helper %s answered with what is not JSON", program)
+        answer = None
+    if answer is None:
+        log.warning("the credential helper %s answered with what is not its JSON", program)
         return None
     if not isinstance(answer, dict):
         return None

@@ -9,16 +9,27 @@ build it: the same blobs (so nothing is stored twice), Ollama's media types, and
 config's ``context_size`` as the model's ``num_ctx``.
 
 Weights in several GGUF files (a split model) and safetensors weights are refused before
-anything is downloaded: the store and the backend read one GGUF file per model.
+anything is downloaded: the store and the backend read one GGUF file per model. So are
+CNCF ModelPack artifacts and container images, which are no GGUF models either.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from power_core.adapters import is_adapter
 from power_core.errors import InvalidModelFile
+from power_core.projectors import is_projector
+from power_core.pull.registry_layers import check_expected
+from power_core.sources import FetchedBlob
+from power_core.store.builder import MAX_TEXT_LAYER, LayerChanges
 from power_core.store.manifest import Layer, Manifest
+
+if TYPE_CHECKING:
+    from power_core.names import ModelRef
+    from power_core.pull.registry_layers import LayerDownloads
 
 OCI_MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -30,6 +41,13 @@ _WEIGHTS = _DOCKER_AI + "gguf.v3"
 _PROJECTOR = _DOCKER_AI + "mmproj"
 _LICENSE = _DOCKER_AI + "license"
 _CHAT_TEMPLATE = _DOCKER_AI + "chat.template.jinja"
+#: what other kinds of OCI artifact are, by the prefix of their config's media type
+_OTHER_ARTIFACTS = {
+    "application/vnd.cncf.model.": "a CNCF ModelPack artifact",
+    "application/vnd.cnai.model.": "a CNCF ModelPack artifact",
+    # (not Docker's container config type: Ollama's models use it too)
+    "application/vnd.oci.image.config.": "a container image",
+}
 #: weights in a form the backend cannot load, by what they are called in a refusal
 _OTHER_WEIGHTS = {
     _DOCKER_AI + "safetensors": "safetensors",
@@ -75,6 +93,58 @@ def is_image_index(raw: bytes) -> bool:
     )
 
 
+def what_else(manifest: Manifest) -> str | None:
+    """What a manifest holding no model is, by its config's media type (``a container
+    image``, ...), or ``None`` when that says nothing."""
+    for prefix, kind in _OTHER_ARTIFACTS.items():
+        if manifest.config.media_type.startswith(prefix):
+            return kind
+    return None
+
+
+def fetch_docker_model(
+    ref: ModelRef, manifest: Manifest, download: LayerDownloads, expected_digest: str | None
+) -> FetchedBlob:
+    """Download a Docker model artifact's GGUF and projector into the store and read its
+    texts and config; the library builds the model around them as a create does.
+    Raises :class:`InvalidModelFile` for an artifact the store cannot hold, before any
+    download when its manifest shows it."""
+    layers = docker_model_layers(manifest, ref.display)
+    check_expected(ref, layers.weights, expected_digest)
+    texts = sum(layer.size for layer in layers.text_layers)
+    if texts > MAX_TEXT_LAYER:
+        raise InvalidModelFile(
+            f"'{ref.display}' has {texts} bytes of licenses and template; a model reads at "
+            f"most {MAX_TEXT_LAYER}"
+        )
+    num_ctx = context_size(download.small(manifest.config))
+    weights, info = download(layers.weights, gguf=True)
+    info = info or download.gguf_info(layers.weights)
+    if is_projector(info) or is_adapter(info):
+        what = "a multimodal projector" if is_projector(info) else "a LoRA adapter"
+        raise InvalidModelFile(f"the weights of '{ref.display}' are {what}, not a model")
+    projector = None
+    if layers.projector is not None:
+        projector, read = download(layers.projector, gguf=True)
+        if not is_projector(read or download.gguf_info(layers.projector)):
+            raise InvalidModelFile(
+                f"the projector layer of '{ref.display}' is not a multimodal projector"
+            )
+    changes = LayerChanges(
+        template=download.text(layers.template, "chat template") if layers.template else None,
+        licenses=[download.text(layer, "license") for layer in layers.licenses] or None,
+        parameters={"num_ctx": num_ctx} if num_ctx else {},
+    )
+    return FetchedBlob(
+        digest=weights.digest,
+        size=weights.size,
+        suggested_name=ref.display,
+        gguf_info=info,
+        changes=changes,
+        projector=projector,
+    )
+
+
 def docker_model_layers(manifest: Manifest, display: str) -> DockerModelLayers:
     """Sort a Docker model artifact's layers; raises :class:`InvalidModelFile` for one the
     store cannot hold (no GGUF, a split GGUF, other weights, two projectors or templates).
@@ -82,7 +152,9 @@ def docker_model_layers(manifest: Manifest, display: str) -> DockerModelLayers:
     where = f"'{display}' (a Docker model artifact)"
     by_type: dict[str, list[Layer]] = {}
     for layer in manifest.layers:
-        by_type.setdefault(layer.media_type, []).append(layer)
+        listed = by_type.setdefault(layer.media_type, [])
+        if all(other.digest != layer.digest for other in listed):  # each blob once
+            listed.append(layer)
     for media_type, kind in _OTHER_WEIGHTS.items():
         if media_type in by_type:
             raise InvalidModelFile(f"{where} holds {kind} weights; A3S Power runs GGUF models")

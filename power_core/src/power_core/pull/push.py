@@ -28,7 +28,8 @@ from power_core.store.manifest import MANIFEST_MEDIA_TYPE, Layer, Manifest
 
 if TYPE_CHECKING:
     import requests
-    from requests.auth import AuthBase
+
+    from power_core.pull.registry_auth import RegistryTokenAuth
 
 #: progress is reported each time this many more bytes went out (and at the end)
 REPORT_EVERY = 1 << 20
@@ -63,7 +64,7 @@ class RegistryPusher:
         base = registry_base(reference, insecure)
         session = self._session or requests.Session()
         auth = RegistryTokenAuth(self._key_path)
-        call = _Caller(session, verify=not insecure, auth=auth, key_path=self._key_path)
+        call = _Caller(session, verify=not insecure, auth=auth)
         try:
             for layer in [*manifest.layers, manifest.config]:
                 _push_blob(call, base, layer, blob_path(layer.digest), progress)
@@ -114,13 +115,10 @@ def _push_blob(
 class _Caller:
     """One request to the registry; a failure or refusal becomes :class:`PushFailed`."""
 
-    def __init__(
-        self, session: requests.Session, *, verify: bool, auth: AuthBase, key_path: Path | None
-    ) -> None:
+    def __init__(self, session: requests.Session, *, verify: bool, auth: RegistryTokenAuth) -> None:
         self._session = session
         self._verify = verify
         self._auth = auth
-        self._key_path = key_path
 
     def __call__(
         self,
@@ -147,20 +145,18 @@ class _Caller:
         except failures as exc:
             raise PushFailed(f"cannot push {what}: {failure_reason(exc)}") from exc
         if response.status_code >= 400 and not (absent_ok and response.status_code == 404):
-            raise PushFailed(_refusal(response, what, self._key_path))
+            raise PushFailed(_refusal(response, what, self._auth.refusal_hint(url)))
         return response
 
 
-def _refusal(response: requests.Response, what: str, key_path: Path | None) -> str:
+def _refusal(response: requests.Response, what: str, hint: str) -> str:
     message = f"the registry refused {what}: HTTP {response.status_code} {response.reason or ''}"
     detail = response.text[:200].strip() if response.request.method != "HEAD" else ""
     if detail:
         message = f"{message.rstrip()} ({detail})"
     message = message.rstrip()
     if response.status_code in (401, 403):
-        from power_core.pull.registry_auth import sign_in_hint
-
-        message += f"; {sign_in_hint(key_path)}"
+        message += f"; {hint}"
     return message
 
 

@@ -19,21 +19,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from power_core.adapters import is_adapter
-from power_core.errors import DigestMismatch, InvalidModelFile, ModelNotFound, PullFailed
+from power_core.errors import InvalidModelFile, ModelNotFound, PullFailed
 from power_core.names import ModelRef, is_model_name, spelled_parts
-from power_core.projectors import is_projector
+from power_core.pull.docker_credentials import is_docker_hub
 from power_core.pull.docker_models import (
+    DOCKER_LIST_MEDIA_TYPE,
+    OCI_INDEX_MEDIA_TYPE,
     OCI_MANIFEST_MEDIA_TYPE,
-    context_size,
-    docker_model_layers,
+    fetch_docker_model,
     is_docker_model,
     is_image_index,
+    what_else,
 )
 from power_core.pull.network_failures import failure_reason, network_errors
+from power_core.pull.registry_layers import LayerDownloads, check_expected
 from power_core.pull.url import CONNECT_TIMEOUT, READ_TIMEOUT, UrlSource
 from power_core.sources import FetchedBlob, ProgressCallback
-from power_core.store.builder import MAX_TEXT_LAYER, TEXT_KINDS, LayerChanges
+from power_core.store.builder import MAX_TEXT_LAYER, TEXT_KINDS
 from power_core.store.layers import load_messages, load_parameters, looks_like_path
 from power_core.store.manifest import MANIFEST_MEDIA_TYPE, Layer, Manifest, layer_media_type
 
@@ -41,18 +43,20 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import requests
-    from requests.auth import AuthBase
 
     from power_core.gguf import GGUFInfo
-    from power_core.store.base import ModelStore, StoredBlob
+    from power_core.pull.registry_auth import RegistryTokenAuth
+    from power_core.store.base import ModelStore
 
 MAX_MANIFEST_RESPONSE = 1 << 20
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 #: names on Docker Hub (``docker.io/ai/smollm2``) are served by its registry host
-_DOCKER_HUB_NAMES = ("docker.io", "index.docker.io")
 _DOCKER_HUB_REGISTRY = "registry-1.docker.io"
-#: an Ollama registry answers with its manifest; an OCI registry may hold Docker's models
-_MANIFEST_ACCEPT = f"{MANIFEST_MEDIA_TYPE}, {OCI_MANIFEST_MEDIA_TYPE}"
+#: an Ollama registry answers with its manifest; an OCI registry may hold Docker's models;
+#: an index is accepted only to be named in the refusal (registries answer 404 otherwise)
+_MANIFEST_ACCEPT = ", ".join(
+    (MANIFEST_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, DOCKER_LIST_MEDIA_TYPE)
+)
 
 
 def registry_base(reference: str, insecure: bool = False) -> str:
@@ -61,7 +65,7 @@ def registry_base(reference: str, insecure: bool = False) -> str:
     loopback hosts, or anywhere when ``insecure``."""
     ModelRef.parse(reference)  # a valid name, whatever its case
     host, namespace, model, _ = spelled_parts(reference.strip())
-    if host.lower() in _DOCKER_HUB_NAMES:
+    if is_docker_hub(host):
         host = _DOCKER_HUB_REGISTRY
     plain = insecure or host.split(":", 1)[0].lower() in _LOOPBACK_HOSTS
     scheme = "http" if plain else "https"
@@ -129,13 +133,16 @@ class RegistrySource:
         auth = RegistryTokenAuth(self._key_path)
         base = registry_base(reference, insecure)
         manifest = self._manifest(ref, f"{base}/manifests/{registry_tag(reference)}", auth)
-        download = _LayerDownloads(self._blobs, base, store, progress, insecure, auth)
+        download = LayerDownloads(self._blobs, base, store, progress, insecure, auth)
         if is_docker_model(manifest):
-            return _fetch_docker_model(ref, manifest, download, expected_digest)
+            return fetch_docker_model(ref, manifest, download, expected_digest)
         weights = manifest.layer("model")
         if weights is None:
+            other = what_else(manifest)
+            if other is not None:
+                raise InvalidModelFile(f"'{ref.display}' is {other}, not a GGUF model")
             raise InvalidModelFile(f"the registry's manifest of '{ref.display}' has no model")
-        _check_expected(ref, weights, expected_digest)
+        check_expected(ref, weights, expected_digest)
         _check_text_sizes(ref, [layer for layer in manifest.layers if layer.kind in TEXT_KINDS])
         info: GGUFInfo | None = None
         for layer in [*manifest.layers, manifest.config]:
@@ -152,10 +159,8 @@ class RegistrySource:
             manifest=manifest,
         )
 
-    def _manifest(self, ref: ModelRef, url: str, auth: AuthBase) -> Manifest:
+    def _manifest(self, ref: ModelRef, url: str, auth: RegistryTokenAuth) -> Manifest:
         import requests  # here, not at module import: keeps `a3s-power list` fast
-
-        from power_core.pull.registry_auth import sign_in_hint
 
         session = self._session or requests.Session()
         # ValueError: a redirect to an address urllib cannot parse (see url.py's _request)
@@ -175,7 +180,7 @@ class RegistrySource:
                     answer = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
                     message = f"cannot pull '{ref.display}': the registry answered {answer}"
                     if response.status_code in (401, 403):
-                        message += f"; {sign_in_hint(self._key_path)}"
+                        message += f"; {auth.refusal_hint(url)}"
                     raise PullFailed(message)
                 raw = response.raw.read(MAX_MANIFEST_RESPONSE + 1, decode_content=True)
         except failures as exc:
@@ -188,95 +193,6 @@ class RegistrySource:
                 f"'{ref.display}' is an image index (an image for each platform), not a model"
             )
         return Manifest.from_bytes(raw, where=f"the registry's manifest of '{ref.display}'")
-
-
-class _LayerDownloads:
-    """Downloads one registry model's layers into the store, verified by their digests."""
-
-    def __init__(
-        self,
-        blobs: UrlSource,
-        base: str,
-        store: ModelStore,
-        progress: ProgressCallback,
-        insecure: bool,
-        auth: AuthBase,
-    ) -> None:
-        self._blobs, self._base, self.store = blobs, base, store
-        self._progress, self._insecure, self._auth = progress, insecure, auth
-
-    def __call__(self, layer: Layer, *, gguf: bool) -> tuple[StoredBlob, GGUFInfo | None]:
-        """The stored blob, and the GGUF header when ``gguf`` and it was downloaded now."""
-        try:
-            return self._blobs.download_blob(
-                f"{self._base}/blobs/{layer.digest}",
-                self.store,
-                self._progress,
-                expected=layer.digest,
-                label=layer.digest[7:19],
-                gguf=gguf,
-                insecure=self._insecure,
-                auth=self._auth,
-            )
-        except DigestMismatch as exc:  # the registry's blob is not its own digest's
-            raise PullFailed(exc.message) from exc
-
-    def gguf_info(self, layer: Layer) -> GGUFInfo:
-        """The GGUF header of a layer already stored (a model file, by what it holds)."""
-        from power_core.gguf import read_gguf_info
-
-        return read_gguf_info(self.store.blob_path(layer.digest))
-
-    def text(self, layer: Layer) -> str:
-        """A small text layer, downloaded and read back."""
-        self(layer, gguf=False)
-        raw = self.store.read_blob_bytes(layer.digest, max_size=MAX_TEXT_LAYER)
-        return raw.decode("utf-8", errors="replace")
-
-
-def _fetch_docker_model(
-    ref: ModelRef, manifest: Manifest, download: _LayerDownloads, expected_digest: str | None
-) -> FetchedBlob:
-    """Download a Docker model artifact's GGUF, projector and texts; the library builds
-    the model around them as a create does."""
-    layers = docker_model_layers(manifest, ref.display)
-    _check_expected(ref, layers.weights, expected_digest)
-    _check_text_sizes(ref, [*layers.text_layers, manifest.config])
-    weights, info = download(layers.weights, gguf=True)
-    info = info or download.gguf_info(layers.weights)
-    if is_projector(info) or is_adapter(info):
-        what = "a multimodal projector" if is_projector(info) else "a LoRA adapter"
-        raise InvalidModelFile(f"the weights of '{ref.display}' are {what}, not a model")
-    projector = None
-    if layers.projector is not None:
-        projector, _ = download(layers.projector, gguf=True)
-        if not is_projector(download.gguf_info(layers.projector)):
-            raise InvalidModelFile(
-                f"the projector layer of '{ref.display}' is not a multimodal projector"
-            )
-    num_ctx = context_size(download.text(manifest.config).encode())
-    changes = LayerChanges(
-        template=download.text(layers.template) if layers.template else None,
-        licenses=[download.text(layer) for layer in layers.licenses] or None,
-        parameters={"num_ctx": num_ctx} if num_ctx else {},
-    )
-    return FetchedBlob(
-        digest=weights.digest,
-        size=weights.size,
-        suggested_name=ref.display,
-        gguf_info=info,
-        changes=changes,
-        projector=projector,
-    )
-
-
-def _check_expected(ref: ModelRef, weights: Layer, expected_digest: str | None) -> None:
-    """Raise :class:`DigestMismatch` when the pull asked for other weights than these."""
-    if expected_digest is not None and weights.digest != expected_digest:
-        raise DigestMismatch(
-            f"'{ref.display}' has weights {weights.digest}, expected {expected_digest}",
-            param="digest",
-        )
 
 
 def _check_text_sizes(ref: ModelRef, layers: list[Layer]) -> None:

@@ -72,7 +72,7 @@ def sign_in_hint(key_path: Path | None = None) -> str:
     )
 
 
-def parse_basic_challenge(header: str) -> bool:
+def is_basic_challenge(header: str) -> bool:
     """Whether a ``WWW-Authenticate`` header asks for HTTP Basic authentication."""
     return header.strip().partition(" ")[0].lower() == "basic"
 
@@ -135,16 +135,18 @@ class RegistryTokenAuth(AuthBase):
     def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         # the request sent again below goes straight to the adapter, which runs no hooks:
         # a request is answered once
+        if response.status_code != 401:
+            return response
         request = response.request
         header = response.headers.get("WWW-Authenticate", "")
         challenge = parse_challenge(header)
         origin = getattr(request, _ORIGIN, None)
         host = _host(request.url)
         basic = None
-        if challenge is None and parse_basic_challenge(header) and origin is not None:
+        if challenge is None and is_basic_challenge(header) and origin is not None:
             credentials = self._credentials_for(_host(origin))
             basic = credentials.basic_authorization() if credentials else None
-        if response.status_code != 401 or (challenge is None and basic is None):
+        if challenge is None and basic is None:
             return response
         if basic is not None and request.headers.get("Authorization") == basic:
             return response  # these credentials were refused: the caller says so
@@ -208,6 +210,18 @@ class RegistryTokenAuth(AuthBase):
             raise SignInFailed(f"the registry's token service {realm} answered without a token")
         return token
 
+    def refusal_hint(self, url: str) -> str:
+        """What to do about a registry at ``url`` that refused this pull or push: which
+        password it refused, when one was sent, else how to sign in."""
+        host = _host(url)
+        credentials = self._credentials.get(host)
+        if credentials is not None and host in self._basic:
+            return (
+                f"it refused the user name '{credentials.username}' and its password from "
+                f"{credentials.origin}"
+            )
+        return sign_in_hint(self._key_path)
+
     def _credentials_for(self, host: str) -> Credentials | None:
         """The user name and password kept for ``host``, looked up once per pull or push."""
         if host not in self._credentials:
@@ -237,11 +251,15 @@ def _may_sign(token_url: str, origin: str | None) -> bool:
 
 
 def _may_send_password(token_url: str, origin: str | None) -> bool:
-    """To any realm the registry names (Docker Hub's is another host), as Docker sends it,
-    but never in plain text unless the request to the registry was plain text too."""
+    """Over HTTPS to any realm the registry names (Docker Hub's is another host), as Docker
+    sends it; in plain text only to the very host (and port) the registry was reached at
+    in plain text."""
     if origin is None:
         return False
-    return urlsplit(token_url).scheme == "https" or urlsplit(origin).scheme == "http"
+    realm, sent = urlsplit(token_url), urlsplit(origin)
+    if realm.scheme == "https":
+        return True
+    return sent.scheme == "http" and realm.netloc.lower() == sent.netloc.lower()
 
 
 def _drain(response: requests.Response) -> None:

@@ -18,6 +18,7 @@ import http.client
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from power_core.errors import DigestMismatch, InvalidModelFile, PullFailed
@@ -102,13 +103,16 @@ class UrlSource:
         gguf: bool = True,
         insecure: bool = False,
         auth: AuthBase | None = None,
+        size: int | None = None,
     ) -> tuple[StoredBlob, GGUFInfo | None]:
         """Download ``url`` into ``store`` as a verified blob, resuming a kept partial file.
 
         With ``gguf`` the body must be a usable GGUF file (its parsed header is returned);
         without, any bytes are stored (the text layers of a registry model). A blob already
         stored under ``expected`` is not downloaded again. ``auth`` signs the requests in
-        (a registry's, :mod:`power_core.pull.registry_auth`).
+        (a registry's, :mod:`power_core.pull.registry_auth`). ``size``, when known (a
+        manifest lists it), is all the file may have: a server announcing another length
+        is refused at once, and one sending more is cut off there.
         """
         existing = _reuse(store, expected, label, progress) if expected else None
         if existing is not None:
@@ -123,13 +127,13 @@ class UrlSource:
                 partial.discard()
             try:
                 try:
-                    hex_digest, size = self._download(
-                        url, partial, expected, label, progress, gguf, insecure, auth
+                    hex_digest, got = self._download(
+                        url, partial, expected, label, progress, gguf, insecure, auth, size
                     )
                 except _Restart:
                     partial.discard()
-                    hex_digest, size = self._download(
-                        url, partial, expected, label, progress, gguf, insecure, auth
+                    hex_digest, got = self._download(
+                        url, partial, expected, label, progress, gguf, insecure, auth, size
                     )
             except _NotGGUF:
                 partial.discard()
@@ -149,7 +153,7 @@ class UrlSource:
                 except InvalidModelFile as exc:
                     partial.discard()
                     raise PullFailed(f"{url} is not a usable GGUF model: {exc.message}") from exc
-            blob = store.commit_partial(partial, digest="sha256:" + hex_digest, size=size)
+            blob = store.commit_partial(partial, digest="sha256:" + hex_digest, size=got)
         return blob, info
 
     def _download(
@@ -162,6 +166,7 @@ class UrlSource:
         gguf: bool,
         insecure: bool,
         auth: AuthBase | None,
+        size: int | None,
     ) -> tuple[str, int]:
         state = partial.read_state()
         offset = partial.size() if state else 0
@@ -184,7 +189,16 @@ class UrlSource:
         try:
             response = _get(url, session, headers, auth)
             return self._read(
-                url, response, headers, partial, hasher, offset, expected, label, progress, gguf
+                url,
+                response,
+                headers,
+                partial,
+                hasher,
+                offset,
+                _Expected(expected, size),
+                label,
+                progress,
+                gguf,
             )
         finally:
             if session is not self._session:
@@ -198,7 +212,7 @@ class UrlSource:
         partial: PartialDownload,
         hasher: Any,
         offset: int,
-        expected: str | None,
+        expected: _Expected,
         label: str,
         progress: ProgressCallback,
         gguf: bool,
@@ -224,6 +238,7 @@ class UrlSource:
                 total = int(length) if plain and length and length.isdecimal() else None
             else:
                 raise PullFailed(f"cannot download {url}: unexpected HTTP {response.status_code}")
+            total = expected.total(url, total)
             validator = _validator(response)
             if validator is None and response.status_code == 206:
                 validator = headers["If-Range"]  # the 206 answered it: it still holds
@@ -242,7 +257,7 @@ class UrlSource:
                         offset,
                         total,
                         url,
-                        expected,
+                        expected.digest,
                         label,
                         progress,
                         gguf,
@@ -316,6 +331,25 @@ class UrlSource:
                 "(the connection closed); pull again to resume"
             )
         return completed
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """What a download should turn out to be: its digest and its size, where known."""
+
+    digest: str | None
+    size: int | None
+
+    def total(self, url: str, announced: int | None) -> int | None:
+        """The file's length: what the server announced, which must be the known size
+        (PullFailed if not), else the known size, so that more bytes are cut off."""
+        if self.size is None:
+            return announced
+        if announced is not None and announced != self.size:
+            raise PullFailed(
+                f"{url} announces {announced} bytes, where the manifest lists {self.size}"
+            )
+        return self.size
 
 
 def _get(
