@@ -13,15 +13,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from power_backend_llamacpp import limits
+from power_backend_llamacpp import limits, model_checks
 from power_backend_llamacpp.extra_buffers import use_extra_buffers
 from power_core.concurrency import allocate_native_lock, start_native_thread
 from power_core.engine import LoadSpec, QuantizeSpec
-from power_core.errors import InvalidRequest, ModelLoadFailed
+from power_core.errors import InvalidModelFile, InvalidRequest, ModelLoadFailed
 from power_core.gguf import GGUFInfo
 from power_core.types import LoadOptions
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from power_backend_llamacpp.engine import LlamaCppEngine
     from power_backend_llamacpp.images import ImageReader
 
@@ -162,6 +164,15 @@ class LlamaCppBackend:
 
         quantize_gguf(spec, default_threads())
 
+    def weights_problem(self, path: Path) -> str | None:
+        """Why llama.cpp would abort the process on these weights, if a value of their
+        header is known to make it (the core asks at create; a load refuses them too)."""
+        return model_checks.weights_problem(path)
+
+    def projector_problem(self, path: Path) -> str | None:
+        """Why llama.cpp would abort the process on this multimodal projector, if it would."""
+        return model_checks.projector_problem(path)
+
     def adapter_problem(self, changed: set[str], model: GGUFInfo) -> str | None:
         """Why llama.cpp cannot apply a LoRA adapter changing the tensors ``changed`` to the
         weights ``model`` describes, if it cannot (the core asks at create and before a
@@ -202,9 +213,16 @@ class LlamaCppBackend:
             lc.LLAMA_LOAD_MODE_MMAP if options.use_mmap else lc.LLAMA_LOAD_MODE_NONE
         )
         model_params.use_extra_bufts = use_extra_buffers()
+
+        def load_weights() -> Any:
+            # refused here, not aborted in llama.cpp: the file is read on this thread too
+            problem = model_checks.weights_problem(spec.path)
+            if problem is not None:
+                raise InvalidModelFile(f"llama.cpp cannot load '{spec.name}': {problem}")
+            return lc.llama_model_load_from_file(str(spec.path).encode(), model_params)
+
         model = _on_a_passing_thread(
-            lambda: lc.llama_model_load_from_file(str(spec.path).encode(), model_params),
-            discard=lambda loaded: lc.llama_model_free(loaded) if loaded else None,
+            load_weights, discard=lambda loaded: lc.llama_model_free(loaded) if loaded else None
         )
         if not model:
             raise ModelLoadFailed(

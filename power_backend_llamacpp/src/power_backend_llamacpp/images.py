@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from power_backend_llamacpp.image_files import Pixels, decoded_image
+from power_backend_llamacpp.model_checks import projector_problem
 from power_core.chat.images import split_at_tags
 from power_core.concurrency import allocate_native_lock
 from power_core.errors import BackendUnavailable, ModelLoadFailed, PowerError
@@ -94,6 +95,9 @@ class ImageReader:
     def __init__(
         self, projector: Path, model: Any, *, n_threads: int, batch_tokens: int, name: str
     ) -> None:
+        problem = projector_problem(projector)
+        if problem is not None:  # refused here: llama.cpp would abort the process
+            raise ModelLoadFailed(f"cannot use the projector of '{name}': {problem}")
         mtmd = _mtmd()
         params = mtmd.mtmd_context_params_default()
         params.use_gpu = False

@@ -184,6 +184,11 @@ class Backend(Protocol):
     ``adapter_problem(changed: set[str], model: GGUFInfo) -> str | None``: why it cannot
     apply an adapter changing the tensors ``changed`` to those weights, which the core asks
     at create (a 400) and before each load.
+
+    Optionally it has ``weights_problem(path: Path) -> str | None`` and
+    ``projector_problem(path: Path) -> str | None``: why it would abort the process on
+    these weights or this multimodal projector (values of their headers it cannot take);
+    the core asks at create (a 400), and ``load`` refuses the same files itself.
     """
 
     #: unique name, e.g. ``"llamacpp"``

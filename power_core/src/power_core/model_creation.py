@@ -135,6 +135,7 @@ class ModelCreator:
             self._check_adapters(from_ or path.name, path, info, adapters)
             if projector is not None:
                 check_projector(projector.label, self._projector_info(projector))
+            self._refuse_what_aborts(from_ or str(path), path, projector)
             if quantize is not None:
                 job = plan_quantizing(path, info, quantize, self._backends())
         problem = (
@@ -287,6 +288,25 @@ class ModelCreator:
         blob = self._copy_in(source, progress, f"transferring {kind} data")
         progress(PullProgress(status=f"creating new layer {blob.digest}"))
         return blob
+
+    def _refuse_what_aborts(
+        self, label: str, weights: Path, projector: ProjectorSource | None
+    ) -> None:
+        """Refuse files a backend knows would abort its process at load (its optional
+        ``weights_problem`` and ``projector_problem``): a 400 now, not a dead server later."""
+        for backend in self._backends():
+            problem = getattr(backend, "weights_problem", None)
+            reason = problem(weights) if problem is not None else None
+            if reason:
+                raise InvalidRequest(f"{label}: {reason}", param="from")
+            problem = getattr(backend, "projector_problem", None)
+            if projector is None or problem is None:
+                continue
+            source = projector.source
+            path = source if isinstance(source, Path) else self.store.blob_path(source.digest)
+            reason = problem(path)
+            if reason:
+                raise InvalidRequest(f"projector '{projector.label}': {reason}")
 
     def _projector_info(self, projector: ProjectorSource) -> GGUFInfo:
         source = projector.source
