@@ -50,9 +50,15 @@ def embed():
     result = engine.embed(["some text to embed " * 10] * 4, truncate=True)
     log.append(f"embed-done-{len(result.vectors)}")
 
+def tokenize():
+    log.append("tokenize-start")
+    tokens = engine.tokenize("a prompt of megabytes " * 100_000)  # 2.2 MB
+    log.append(f"tokenize-done-{len(tokens)}")
+
 tick = gevent.spawn(ticker)
 gevent.joinall([gevent.spawn(generate, 0), gevent.spawn(generate, 1)])
 gevent.spawn(embed).join()
+gevent.spawn(tokenize).join()
 closer = gevent.spawn(engine.close)
 closer.join()
 log.append("closed")
@@ -62,7 +68,7 @@ print(json.dumps(log))
 """
 
 
-def test_generation_and_embedding_yield_to_other_greenlets(model_path: Path) -> None:
+def test_generating_embedding_and_long_tokenizing_yield_to_greenlets(model_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(model_path)],
         capture_output=True,
@@ -78,6 +84,11 @@ def test_generation_and_embedding_yield_to_other_greenlets(model_path: Path) -> 
     assert "tick" in log[first_delta:last_done]
     # ...and while the embedding ran on the engine thread
     start, end = log.index("embed-start"), log.index("embed-done-4")
+    assert "tick" in log[start:end]
+    # ...and while a text of megabytes was tokenized (on another OS thread)
+    start = log.index("tokenize-start")
+    end = next(i for i, entry in enumerate(log) if entry.startswith("tokenize-done-"))
+    assert int(log[end].rsplit("-", 1)[1]) > 300_000
     assert "tick" in log[start:end]
     # both jobs were generated at once: each produced text before the other finished
     assert log.index("delta0") < log.index("done1")

@@ -195,3 +195,26 @@ def test_num_keep_counts_as_ollamas_runner_does() -> None:
     assert kept_count(4, prompt, bos=None) == 4  # a model without one
     assert kept_count(0, prompt, bos=1) == 1
     assert kept_count(-1, prompt, bos=1) == 5  # the whole prompt
+
+
+def test_candidates_too_long_by_their_size_are_not_tokenized() -> None:
+    """A last message of megabytes cannot fit however much history goes: with the longest
+    token's length known, no candidate holding it is counted (each count of such a text
+    took seconds of llama.cpp, once a candidate); the answer is the same."""
+    messages = [*conversation(200)[:-1], ChatMessage("user", "word " * 200_000)]
+    counted: list[int] = []
+
+    def counting(text: str) -> int:
+        counted.append(len(text))
+        return words(text)
+
+    plain = fitted_prompt(messages, render, counting, budget=500, limit=1000)
+    assert len(counted) > 5 and max(counted) > 1_000_000  # bisection counted each one
+    counted.clear()
+    # "word " is one token of 5 bytes: at most 5 bytes a token here
+    quick = fitted_prompt(messages, render, counting, budget=500, limit=1000, longest_token_bytes=5)
+    assert quick == plain  # nothing fits: the whole conversation, for the engine to cut
+    assert counted == []
+    # a bound that does not rule the candidates out leaves them counted as before
+    fitted_prompt(messages, render, counting, budget=500, limit=1000, longest_token_bytes=10**6)
+    assert len(counted) > 5

@@ -243,6 +243,11 @@ class LlamaCppEngine:
         """Token ids of ``text``, special tokens parsed."""
         return self._vocab.tokenize(text, add_special=add_bos)
 
+    @property
+    def longest_token_bytes(self) -> int:
+        """The most bytes of text one token stands for (see :class:`Engine`)."""
+        return self._vocab.longest_token_bytes
+
     def detokenize(self, tokens: list[int]) -> str:
         """Text of ``tokens`` (special tokens rendered)."""
         return self._vocab.detokenize(list(tokens))

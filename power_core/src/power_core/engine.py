@@ -131,7 +131,13 @@ class EventStream(Protocol):
 
 @runtime_checkable
 class Engine(Protocol):
-    """One loaded model, able to serve many jobs at once."""
+    """One loaded model, able to serve many jobs at once.
+
+    Optionally it has ``longest_token_bytes: int``, the most bytes of text one token
+    stands for: a conversation too long for the context is then trimmed without
+    tokenizing candidates that surely cannot fit (a text of ``n`` bytes has at least
+    ``n / longest_token_bytes`` tokens).
+    """
 
     info: EngineInfo
 

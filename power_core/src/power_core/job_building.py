@@ -19,6 +19,7 @@ from power_core.chat.fitting import (
     kept_count,
     kept_ends,
     reply_room,
+    surely_too_long,
 )
 from power_core.chat.go_template.chat_template import GoChatTemplate
 from power_core.chat.go_template.ollama_data import ThinkValues
@@ -280,10 +281,19 @@ def _templated(
         return render(messages), True, images
     context = engine.info.context_length
     budget = context - reply_room(context, max_tokens)
+    longest = getattr(engine, "longest_token_bytes", None)
     text = fitted_prompt(
-        messages, render, count_tokens, budget=budget, limit=context - 1, by_size=not images
+        messages,
+        render,
+        count_tokens,
+        budget=budget,
+        limit=context - 1,
+        by_size=not images,
+        longest_token_bytes=longest,
     )
-    fits = (not images and fits_by_size(text, context - 1)) or count_tokens(text) <= context - 1
+    fits = (not images and fits_by_size(text, context - 1)) or (
+        not surely_too_long(text, context - 1, longest) and count_tokens(text) <= context - 1
+    )
     return text, fits, images
 
 

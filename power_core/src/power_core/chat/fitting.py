@@ -54,6 +54,15 @@ def fits_by_size(text: str, budget: int) -> bool:
     return len(text.encode("utf-8")) + 3 <= budget
 
 
+def surely_too_long(text: str, budget: int, longest_token_bytes: int | None) -> bool:
+    """Whether ``text`` surely tokenizes to more than ``budget`` tokens without tokenizing
+    it: no token stands for more than ``longest_token_bytes`` bytes of text (the engine's,
+    ``None`` when it does not say)."""
+    if not longest_token_bytes:
+        return False
+    return len(text.encode("utf-8")) > budget * longest_token_bytes
+
+
 def fitted_prompt(
     messages: list[ChatMessage],
     render: Callable[[list[ChatMessage]], str],
@@ -62,15 +71,20 @@ def fitted_prompt(
     limit: int,
     *,
     by_size: bool = True,
+    longest_token_bytes: int | None = None,
 ) -> str:
     """``render``'s text of ``messages`` with the fewest oldest turns dropped that bring it
     to at most ``budget`` tokens; else the most trimmed if that is under ``limit`` (the
     context); else of them all. Without ``by_size`` every candidate is counted (a short text
-    may show images that take many tokens)."""
+    may show images that take many tokens). With ``longest_token_bytes`` a candidate too
+    long by its size alone is not counted (:func:`surely_too_long`): a message of
+    megabytes is tokenized once at most, not once a candidate."""
 
     def fits(text: str, most: int) -> bool:
-        # most chats fit without being tokenized here
-        return (by_size and fits_by_size(text, most)) or count_tokens(text) <= most
+        # most chats fit without being tokenized here, and what cannot fit is not either
+        if by_size and fits_by_size(text, most):
+            return True
+        return not surely_too_long(text, most, longest_token_bytes) and count_tokens(text) <= most
 
     whole = render(messages)
     if fits(whole, budget):
