@@ -117,7 +117,7 @@ def add_model_routes(blueprint: Blueprint, services: PowerServices) -> None:
     @blueprint.delete("/api/delete")
     def delete() -> Response:
         body = parse_json_object(request.get_data())
-        library.delete(model_name(body))  # a missing model raises ModelNotFound: 404
+        services.delete_model(model_name(body))  # a missing model: ModelNotFound, a 404
         return Response(status=200)
 
     @blueprint.get("/api/ps")

@@ -8,10 +8,11 @@ from dataclasses import replace
 
 from power_core.chat.images import prompt_token_count
 from power_core.config import Settings, load_settings
-from power_core.errors import InvalidRequest, ServerBusy, UnsupportedFeature
+from power_core.errors import InvalidRequest, ModelNotFound, ServerBusy, UnsupportedFeature
 from power_core.generation import GenerationStream
 from power_core.job_building import build_job
 from power_core.models import ResolvedModel
+from power_core.names import ModelRef
 from power_core.plugins import PluginRegistry, get_registry
 from power_core.scheduler import LoadedModel, ModelScheduler
 from power_core.stores import open_library
@@ -98,11 +99,26 @@ class PowerServices:
         self.scheduler.release(entry)
         return model, time.perf_counter_ns() - started
 
-    def unload_model(self, name: str) -> ResolvedModel:
-        """Unload a model now (Ollama's ``keep_alive: 0`` with an empty prompt, ``stop``)."""
-        model = self.library.resolve(name)
-        self.scheduler.unload(model.name)
-        return model
+    def unload_model(self, name: str) -> None:
+        """Unload a model now (Ollama's ``keep_alive: 0`` with an empty prompt, ``stop``),
+        once its running requests end. A model deleted while it was loaded (by another
+        process: ``a3s-power rm``) is unloaded by its name; ModelNotFound when such a name
+        is neither stored nor loaded."""
+        try:
+            loaded_as = self.library.resolve(name).name
+        except ModelNotFound:
+            if not self.scheduler.unload(ModelRef.parse(name).display):
+                raise
+            return
+        self.scheduler.unload(loaded_as)
+
+    def delete_model(self, name: str) -> list[str]:
+        """Delete a stored model and unload it if it is loaded (once its running requests
+        end): its memory is not held for a model that is gone. Returns the removed blobs'
+        digests."""
+        removed = self.library.delete(name)
+        self.scheduler.unload(ModelRef.parse(name).display)
+        return removed
 
     def loaded_models(self) -> list[LoadedModel]:
         """Models in memory, most recently used first."""
