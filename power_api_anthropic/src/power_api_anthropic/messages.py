@@ -17,7 +17,6 @@ prompt is read; an error after the stream began is an ``error`` event.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import string
@@ -36,6 +35,7 @@ from power_core.server.disconnect import (
     cancel_when_client_leaves,
 )
 from power_core.server.streams import guarded_stream
+from power_core.server.views import compact_json
 from power_core.services import PowerServices
 from power_core.types import (
     ChoiceDone,
@@ -53,7 +53,6 @@ from power_core.types import (
 log = logging.getLogger("power_api_anthropic")
 
 _ID_ALPHABET = string.ascii_letters + string.digits
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def new_id(prefix: str) -> str:
@@ -231,7 +230,7 @@ class _Blocks:
         yield from self.close()
         block = tool_use_block(call)
         yield self._start("tool_use", {**block, "input": {}})
-        partial = _ENCODER.encode(call.arguments)
+        partial = compact_json(call.arguments)
         delta = {"type": "input_json_delta", "partial_json": partial}
         yield frame("content_block_delta", {"index": self.count - 1, "delta": delta})
         yield from self.close()
@@ -249,7 +248,7 @@ class _Blocks:
 
 def frame(kind: str, payload: dict[str, Any]) -> str:
     """One server-sent event: its name, and its data with the same ``type``."""
-    return f"event: {kind}\ndata: {_ENCODER.encode({'type': kind, **payload})}\n\n"
+    return f"event: {kind}\ndata: {compact_json({'type': kind, **payload})}\n\n"
 
 
 def _event_response(frames: Iterator[str], cancel: Callable[[], None]) -> Response:

@@ -6,7 +6,6 @@ nanoseconds; streams are NDJSON (one JSON object per line), single answers plain
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from power_api_ollama.options import json_text
 from power_core.config import parse_duration
 from power_core.errors import InvalidRequest
 from power_core.json_kinds import json_kind
+from power_core.server.views import compact_json
 
 NDJSON = "application/x-ndjson"
 JSON = "application/json; charset=utf-8"
@@ -61,19 +61,14 @@ def rfc3339(moment: datetime | float) -> str:
 # ------------------------------------------------------------------------------ framing
 
 
-#: compact, UTF-8 as is; made once (``json.dumps`` with options builds an encoder per call)
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def json_line(payload: dict[str, Any]) -> bytes:
     """One NDJSON line."""
-    return (_ENCODER.encode(payload) + "\n").encode()
+    return (compact_json(payload) + "\n").encode()
 
 
 def json_response(payload: dict[str, Any], status: int = 200) -> Response:
     """A single JSON answer (``stream: false`` and every non-streaming route)."""
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return Response(body, status=status, content_type=JSON)
+    return Response(compact_json(payload), status=status, content_type=JSON)
 
 
 def ndjson_response(lines: Iterable[bytes]) -> Response:

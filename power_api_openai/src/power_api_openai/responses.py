@@ -12,7 +12,6 @@ that is not streamed is the same builder's final response.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from power_core.server.disconnect import (
     cancel_if_client_leaves_while_queued,
     cancel_when_client_leaves,
 )
+from power_core.server.views import compact_json
 from power_core.services import PowerServices
 from power_core.types import (
     ChoiceDone,
@@ -47,9 +47,6 @@ from power_core.types import (
     Usage,
 )
 
-#: compact, UTF-8 as is
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
 
 def item_id(prefix: str) -> str:
     """An id in the Responses API's style: ``resp_``, ``msg_``, ``fc_``, ``rs_`` and hex."""
@@ -58,7 +55,7 @@ def item_id(prefix: str) -> str:
 
 def event_frame(event: dict[str, Any]) -> str:
     """One SSE frame naming its event, as the Responses API streams them."""
-    return f"event: {event['type']}\ndata: {_ENCODER.encode(event)}\n\n"
+    return f"event: {event['type']}\ndata: {compact_json(event)}\n\n"
 
 
 def create_response(services: PowerServices, body: dict[str, Any]) -> Response:

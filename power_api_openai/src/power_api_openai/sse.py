@@ -7,7 +7,6 @@ error after the stream began can no longer change the status code, so it travels
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -17,6 +16,7 @@ from flask import Response
 from power_api_openai.errors import error_body, power_error_body
 from power_core.errors import PowerError
 from power_core.server.streams import guarded_stream
+from power_core.server.views import compact_json
 
 log = logging.getLogger("power_api_openai")
 
@@ -24,13 +24,9 @@ PING = ": ping\n\n"
 DONE = "data: [DONE]\n\n"
 
 
-#: compact, UTF-8 as is; made once (``json.dumps`` with options builds an encoder per call)
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def data_frame(payload: Any) -> str:
     """One ``data:`` frame carrying ``payload`` as compact JSON."""
-    return "data: " + _ENCODER.encode(payload) + "\n\n"
+    return "data: " + compact_json(payload) + "\n\n"
 
 
 def event_stream(
