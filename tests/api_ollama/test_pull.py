@@ -276,3 +276,16 @@ def test_the_server_signs_in_with_the_key_the_cli_shows(
         registry.close()
     client.delete(registry.name("tiny", "1b"))
     client.delete(pushed)
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["http://", "http://a b/model.gguf", "http://127.0.0.1:99999/model.gguf", "https:///x.gguf"],
+)
+def test_a_url_that_cannot_be_sent_is_the_clients_mistake(url: str, reference: str) -> None:
+    for stream in (False, True):  # refused before the first progress line
+        answer = requests.post(
+            url + "/api/pull", json={"model": reference, "stream": stream}, timeout=60
+        )
+        assert answer.status_code == 400, answer.text
+        assert "not a valid URL" in answer.json()["error"]

@@ -302,6 +302,9 @@ class ModelLibrary:
         target = ModelRef.parse(name) if name else None
         expected = normalize_digest(expected_digest) if expected_digest else None
         source = self.source_for(reference)
+        check = getattr(source, "check", None)  # optional: a reference it cannot fetch
+        if check is not None:
+            check(reference)
         progress(PullProgress(status="pulling manifest"))
 
         def work(emit: ProgressCallback) -> FetchedBlob:

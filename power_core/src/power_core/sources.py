@@ -48,7 +48,12 @@ ProgressCallback = Callable[[PullProgress], None]
 
 @runtime_checkable
 class ModelSource(Protocol):
-    """Downloads a model file into the store."""
+    """Downloads a model file into the store.
+
+    Optionally it has ``check(reference: str) -> None``, which raises
+    :class:`~power_core.errors.InvalidRequest` for a reference it takes but can never
+    fetch (a URL without a host): the pull is then refused with a 400 before it starts.
+    """
 
     #: unique name, e.g. ``"url"``
     name: str

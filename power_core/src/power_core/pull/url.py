@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from power_core.errors import DigestMismatch, InvalidModelFile, PullFailed
+from power_core.errors import DigestMismatch, InvalidModelFile, InvalidRequest, PullFailed
 from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
 from power_core.pull.naming import suggest_model_name
 from power_core.pull.network_failures import failure_reason, network_errors
@@ -61,6 +61,18 @@ class UrlSource:
     def handles(self, reference: str) -> bool:
         """True for ``http://`` and ``https://`` references."""
         return reference.lower().startswith(("http://", "https://"))
+
+    def check(self, reference: str) -> None:
+        """Refuse a URL that cannot be sent (no host, a port past 65535, a space in the
+        host): the client's mistake, a 400 before the pull starts, not a failed download."""
+        import requests  # here, not at module import: keeps `a3s-power list` fast
+
+        try:
+            requests.Request("GET", reference).prepare()
+        except (requests.exceptions.RequestException, ValueError) as exc:
+            raise InvalidRequest(
+                f"cannot pull {reference!r}: not a valid URL ({exc})", param="model"
+            ) from None
 
     def fetch(
         self,
