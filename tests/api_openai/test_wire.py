@@ -318,6 +318,17 @@ def test_wrong_method_and_unknown_path(v1: str) -> None:
     assert_error_shape(response, 405)
     response = requests.get(v1 + "/no/such/route", timeout=60)
     assert_error_shape(response, 404)
+    # methods no route of the server takes reach no blueprint, yet answer in each shape
+    for method in ("PROPFIND", "TRACE"):
+        response = requests.request(method, v1 + "/chat/completions", timeout=60)
+        assert_error_shape(response, 405)
+        response = requests.request(method, v1 + "/messages", timeout=60)
+        assert response.status_code == 405
+        assert response.json()["type"] == "error"  # Anthropic's shape
+        assert response.json()["error"]["type"] == "invalid_request_error"
+        response = requests.request(method, v1.removesuffix("/v1") + "/api/chat", timeout=60)
+        assert response.status_code == 405
+        assert isinstance(response.json()["error"], str)  # Ollama's
 
 
 def test_any_authorization_is_accepted_without_configured_keys(v1: str) -> None:

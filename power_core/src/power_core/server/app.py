@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,8 +113,28 @@ def create_app(services: PowerServices) -> Flask:
         return jsonify(error=exc.message), exc.http_status
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
-        # routes outside every surface (unknown paths, wrong methods, oversized bodies)
+    def http_error(exc: HTTPException) -> Response | tuple[Response, int]:
+        # A routing error (a method no route of the path takes, PROPFIND say) reaches no
+        # blueprint's handlers: under a surface's prefix it is still answered in that
+        # surface's shape; elsewhere (unknown paths, oversized bodies) in this one.
+        surface = _surface_http_handler(app, request.path)
+        if surface is not None:
+            answer: Response = app.make_response(surface(exc))
+            return answer
         return jsonify(error=exc.description or exc.name), exc.code or 500
 
     return app
+
+
+def _surface_http_handler(app: Flask, path: str) -> Callable[[HTTPException], Any] | None:
+    """The ``HTTPException`` handler of the blueprint with the longest URL prefix holding
+    ``path`` (``/v1/messages`` before ``/v1``), if it registered one."""
+    best: tuple[int, Callable[[HTTPException], Any]] | None = None
+    for name, blueprint in app.blueprints.items():
+        prefix = (blueprint.url_prefix or "").rstrip("/")
+        if not prefix or not (path == prefix or path.startswith(prefix + "/")):
+            continue
+        handler = app.error_handler_spec.get(name, {}).get(None, {}).get(HTTPException)
+        if handler is not None and (best is None or len(prefix) > best[0]):
+            best = (len(prefix), handler)
+    return best[1] if best is not None else None
