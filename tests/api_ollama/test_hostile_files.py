@@ -114,3 +114,29 @@ def test_a_projector_without_pixels_leaves_the_model_reading_text(
     assert refused.value.status_code == 400
     client.delete(name)
     still_serving(client)
+
+
+def test_a_file_llama_cpp_refuses_is_a_400_with_its_reason_in_each_shape(
+    client: ollama.Client, url: str, model_path: Path, tmp_path: Path
+) -> None:
+    """No header value here makes llama.cpp abort, but its tensors do not fit its header:
+    llama.cpp refuses the file at load. That is the model's fault, not the server's."""
+    headless = edited_copy(model_path, tmp_path / "headless.gguf", "llama.attention.head_count", 0)
+    digest = "sha256:" + hashlib.sha256(headless.read_bytes()).hexdigest()
+    with headless.open("rb") as body:
+        requests.post(f"{url}/api/blobs/{digest}", data=body, timeout=120).raise_for_status()
+    body = {"model": "headless:v1", "files": {"m.gguf": digest}, "stream": False}
+    requests.post(f"{url}/api/create", json=body, timeout=120).raise_for_status()
+    with pytest.raises(ollama.ResponseError, match="check_tensor_dims") as refused:
+        client.chat(model="headless:v1", messages=QUESTION, options=ONE_TOKEN)
+    assert refused.value.status_code == 400
+    assert "/blobs/" not in str(refused.value)  # the server's files are not named
+    answer = requests.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "headless:v1", "messages": QUESTION, "max_tokens": 1},
+        timeout=120,
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    client.delete("headless:v1")
+    still_serving(client)

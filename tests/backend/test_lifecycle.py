@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from gguf_edits import edited_copy
 from power_backend_llamacpp import LlamaCppBackend, LlamaCppEngine
 from power_core.engine import CompletionJob, EventStream, LoadSpec
 from power_core.errors import (
     BackendUnavailable,
     ContextLengthExceeded,
+    InvalidModelFile,
     InvalidRequest,
     ModelLoadFailed,
     ServerBusy,
@@ -210,7 +212,7 @@ def test_close_ends_running_jobs_and_refuses_new_ones(model_path: Path) -> None:
 
 
 @pytest.mark.model
-def test_load_failures(tmp_path: Path) -> None:
+def test_load_failures(tmp_path: Path, model_path: Path) -> None:
     backend = LlamaCppBackend()
 
     def spec(path: Path, **options: int) -> LoadSpec:
@@ -218,10 +220,19 @@ def test_load_failures(tmp_path: Path) -> None:
 
     with pytest.raises(ModelLoadFailed, match="not found"):
         backend.load(spec(tmp_path / "missing.gguf"))
+    # a file at fault is the model's fault, a 400 saying what is wrong (never its path)
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 512)
-    with pytest.raises(ModelLoadFailed, match="could not load"):
+    with pytest.raises(InvalidModelFile, match=r"cannot load 'm': junk\.gguf: absurd metadata"):
         backend.load(spec(junk))
+    headless = edited_copy(model_path, tmp_path / "headless.gguf", "llama.attention.head_count", 0)
+    with pytest.raises(InvalidModelFile) as refused:
+        backend.load(spec(headless))
+    assert refused.value.message.startswith("llama.cpp cannot load 'm': check_tensor_dims: ")
+    assert (
+        "blk.0.attn_q.weight" in refused.value.message
+        and str(tmp_path) not in refused.value.message
+    )
     with pytest.raises(InvalidRequest):
         backend.load(spec(junk, num_ctx=0))
     with pytest.raises(InvalidRequest):

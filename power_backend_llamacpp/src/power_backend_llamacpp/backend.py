@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from power_backend_llamacpp import limits, model_checks
 from power_backend_llamacpp.extra_buffers import use_extra_buffers
-from power_core.concurrency import allocate_native_lock, start_native_thread
+from power_core.concurrency import allocate_native_lock, start_native_thread, unpatched
 from power_core.engine import LoadSpec, QuantizeSpec
-from power_core.errors import InvalidModelFile, InvalidRequest, ModelLoadFailed
+from power_core.errors import InvalidModelFile, InvalidRequest, ModelLoadFailed, PowerError
 from power_core.gguf import GGUFInfo
 from power_core.types import LoadOptions
 
@@ -34,8 +34,9 @@ _init_lock = allocate_native_lock()
 _initialised = False
 #: the log callback must outlive every native call that may log
 _log_callback: Any = None
-#: also given every line llama.cpp logs, while set (:func:`listening_to_llama_log`)
-_log_listener: Callable[[int, bytes], None] | None = None
+#: also given every line llama.cpp logs, while listening (:func:`listening_to_llama_log`);
+#: replaced whole, never changed in place, so the log callback reads it without a lock
+_log_listeners: tuple[Callable[[int, bytes], None], ...] = ()
 
 #: KV cache types by Ollama's names: ggml's types, and bytes per element (f16: 2; q8_0:
 #: 34 bytes a block of 32; q4_0: 18)
@@ -60,9 +61,9 @@ def _init_llama_cpp() -> None:
             # may run on the engine thread: write straight to stderr, no (gevent) locks
             if level == _LOG_LEVEL_ERROR and text:
                 sys.stderr.write(text.decode("utf-8", errors="replace"))
-            listener = _log_listener
-            if listener is not None and text:
-                listener(level, text)
+            if text:
+                for listener in _log_listeners:
+                    listener(level, text)
 
         _log_callback = lc.llama_log_callback(log)
         lc.llama_log_set(_log_callback, ctypes.c_void_p(0))
@@ -76,14 +77,45 @@ def _init_llama_cpp() -> None:
 @contextmanager
 def listening_to_llama_log(listener: Callable[[int, bytes], None]) -> Iterator[None]:
     """Give ``listener(level, text)`` every line llama.cpp logs, from any thread, while in
-    the block (one listener at a time: the log is the process's)."""
-    global _log_listener
+    the block. The log is the process's: a listener keeps the lines of its own thread."""
+    global _log_listeners
     _init_llama_cpp()
-    _log_listener = listener
+    with _init_lock:
+        _log_listeners = (*_log_listeners, listener)
     try:
         yield
     finally:
-        _log_listener = None
+        with _init_lock:
+            _log_listeners = tuple(other for other in _log_listeners if other is not listener)
+
+
+#: how llama.cpp says that the file itself is at fault (a wrong shape, an unknown
+#: architecture, a bad hyperparameter), as opposed to the machine (memory, a read error)
+_FILE_REFUSAL = "error loading model: "
+
+
+def _errors_of_this_thread(errors: list[str]) -> Callable[[int, bytes], None]:
+    """A log listener keeping the error lines logged on the thread that makes it."""
+    get_ident = unpatched("_thread", "get_ident")
+    thread = get_ident()
+
+    def listen(level: int, text: bytes) -> None:
+        if level == _LOG_LEVEL_ERROR and get_ident() == thread:
+            errors.append(text.decode("utf-8", errors="replace").strip())
+
+    return listen
+
+
+def _load_failure(name: str, errors: list[str]) -> PowerError:
+    """What a failed ``llama_model_load_from_file`` was, by what llama.cpp logged: a file
+    it refuses is the model's fault (:class:`InvalidModelFile`, a 400 naming llama.cpp's
+    reason); anything else is this machine's (:class:`ModelLoadFailed`, a 500)."""
+    for line in errors:
+        if _FILE_REFUSAL in line:
+            reason = line.split(_FILE_REFUSAL, 1)[1]
+            return InvalidModelFile(f"llama.cpp cannot load '{name}': {reason}")
+    detail = "; ".join(errors) or "no reason given"
+    return ModelLoadFailed(f"llama.cpp could not load '{name}': {detail}")
 
 
 def default_threads() -> int:
@@ -214,21 +246,24 @@ class LlamaCppBackend:
         )
         model_params.use_extra_bufts = use_extra_buffers()
 
+        errors: list[str] = []
+
         def load_weights() -> Any:
             # refused here, not aborted in llama.cpp: the file is read on this thread too
-            problem = model_checks.weights_problem(spec.path)
+            try:
+                problem = model_checks.weights_problem(spec.path)
+            except InvalidModelFile as exc:  # not even a GGUF header to read
+                raise InvalidModelFile(f"cannot load '{spec.name}': {exc.message}") from None
             if problem is not None:
                 raise InvalidModelFile(f"llama.cpp cannot load '{spec.name}': {problem}")
-            return lc.llama_model_load_from_file(str(spec.path).encode(), model_params)
+            with listening_to_llama_log(_errors_of_this_thread(errors)):
+                return lc.llama_model_load_from_file(str(spec.path).encode(), model_params)
 
         model = _on_a_passing_thread(
             load_weights, discard=lambda loaded: lc.llama_model_free(loaded) if loaded else None
         )
         if not model:
-            raise ModelLoadFailed(
-                f"llama.cpp could not load '{spec.name}' from {spec.path}: not a valid GGUF "
-                "file, or an architecture this llama.cpp does not support"
-            )
+            raise _load_failure(spec.name, errors)
         try:
             adapters = LoraAdapters(model, spec.adapters, spec.name)
         except ModelLoadFailed:

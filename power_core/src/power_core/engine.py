@@ -205,7 +205,8 @@ class Backend(Protocol):
         ...
 
     def load(self, spec: LoadSpec) -> Engine:
-        """Load a model; raise :class:`~power_core.errors.ModelLoadFailed` on failure."""
+        """Load a model; raise :class:`~power_core.errors.InvalidModelFile` when the file
+        is at fault, :class:`~power_core.errors.ModelLoadFailed` on other failures."""
         ...
 
 
