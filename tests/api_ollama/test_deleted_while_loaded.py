@@ -40,3 +40,24 @@ def test_a_model_deleted_by_another_process_is_stopped_by_its_name(
     with pytest.raises(ollama.ResponseError) as missing:  # neither stored nor loaded now
         client.generate(model="victim:cli", keep_alive=0)
     assert missing.value.status_code == 404
+
+
+def test_a_delete_does_not_wait_for_the_models_running_stream(client: ollama.Client) -> None:
+    """Answered at once, as Ollama answers it; the stream goes on, and the model goes when
+    the stream ends."""
+    client.copy(TEST_MODEL_NAME, "victim:busy")
+    stream = client.generate(
+        model="victim:busy",
+        prompt="Tell me a long story.",
+        stream=True,
+        options={"num_predict": 300, "temperature": 0, "stop": []},
+    )
+    pieces = iter(stream)
+    assert next(pieces).response is not None  # streaming now
+    client.delete("victim:busy")
+    # answered while the stream still runs: the model is still loaded (it would be gone
+    # had the delete waited for the stream's end)
+    assert "victim:busy" in loaded_names(client)
+    rest = list(pieces)  # the stream was not cut short by the delete
+    assert rest and rest[-1].done and (rest[-1].eval_count or 0) > 1
+    assert "victim:busy" not in loaded_names(client)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -89,9 +90,21 @@ def listening_to_llama_log(listener: Callable[[int, bytes], None]) -> Iterator[N
             _log_listeners = tuple(other for other in _log_listeners if other is not listener)
 
 
-#: how llama.cpp says that the file itself is at fault (a wrong shape, an unknown
-#: architecture, a bad hyperparameter), as opposed to the machine (memory, a read error)
+#: how llama.cpp reports any exception of a load: the file's fault (a wrong shape, an
+#: unknown architecture, a bad hyperparameter) unless it is one of the machine's
 _FILE_REFUSAL = "error loading model: "
+_MACHINE_FAULTS = (
+    "unable to allocate",
+    "failed to allocate",
+    "bad_alloc",
+    "mmap failed",
+    "read error",
+    "failed to open",
+    "No space left",
+)
+#: the loader's "failed to load model from <path>", whose cause GGUF's reader logged first
+_GGUF_REFUSAL = "failed to load model from"
+_FUNCTION_PREFIX = re.compile(r"^\w+: ")
 
 
 def _errors_of_this_thread(errors: list[str]) -> Callable[[int, bytes], None]:
@@ -106,16 +119,26 @@ def _errors_of_this_thread(errors: list[str]) -> Callable[[int, bytes], None]:
     return listen
 
 
-def _load_failure(name: str, errors: list[str]) -> PowerError:
+def _load_failure(name: str, path: Path, errors: list[str]) -> PowerError:
     """What a failed ``llama_model_load_from_file`` was, by what llama.cpp logged: a file
-    it refuses is the model's fault (:class:`InvalidModelFile`, a 400 naming llama.cpp's
-    reason); anything else is this machine's (:class:`ModelLoadFailed`, a 500)."""
-    for line in errors:
-        if _FILE_REFUSAL in line:
-            reason = line.split(_FILE_REFUSAL, 1)[1]
-            return InvalidModelFile(f"llama.cpp cannot load '{name}': {reason}")
-    detail = "; ".join(errors) or "no reason given"
+    it refuses is the model's fault (:class:`InvalidModelFile`, a 400 with llama.cpp's
+    reason); memory, a failed read or open is this machine's (:class:`ModelLoadFailed`, a
+    500). The model is named, never the file where it lies."""
+    for index, line in enumerate(errors):
+        if _FILE_REFUSAL not in line:
+            continue
+        reason = line.split(_FILE_REFUSAL, 1)[1]
+        if any(fault in reason for fault in _MACHINE_FAULTS):
+            break
+        if _GGUF_REFUSAL in reason and index > 0:  # the reader said why just before
+            reason = _FUNCTION_PREFIX.sub("", errors[index - 1], count=1)
+        return InvalidModelFile(f"llama.cpp cannot load '{name}': {_unplaced(reason, path)}")
+    detail = _unplaced("; ".join(errors), path) or "no reason given"
     return ModelLoadFailed(f"llama.cpp could not load '{name}': {detail}")
+
+
+def _unplaced(text: str, path: Path) -> str:
+    return text.replace(str(path), "the model file")
 
 
 def default_threads() -> int:
@@ -263,7 +286,7 @@ class LlamaCppBackend:
             load_weights, discard=lambda loaded: lc.llama_model_free(loaded) if loaded else None
         )
         if not model:
-            raise _load_failure(spec.name, errors)
+            raise _load_failure(spec.name, spec.path, errors)
         try:
             adapters = LoraAdapters(model, spec.adapters, spec.name)
         except ModelLoadFailed:
@@ -342,7 +365,7 @@ class LlamaCppBackend:
         if images is not None and spec.projector is not None:
             kv_bytes += spec.projector.stat().st_size  # the projector's weights, in memory
         info = _engine_info(lc, model, options.num_ctx, kv_bytes, images)
-        return LlamaCppEngine(
+        engine = LlamaCppEngine(
             name=spec.name,
             model=model,
             ctx=ctx,
@@ -355,6 +378,8 @@ class LlamaCppBackend:
             adapters=adapters,
             images=images,
         )
+        engine.longest_token_bytes  # noqa: B018 - read here, on the loading thread, once
+        return engine
 
 
 def _kv_cache_type(requested: str, flash_attention: bool) -> str:

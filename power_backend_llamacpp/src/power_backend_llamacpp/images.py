@@ -28,7 +28,7 @@ from power_backend_llamacpp.image_files import Pixels, decoded_image
 from power_backend_llamacpp.model_checks import projector_problem
 from power_core.chat.images import split_at_tags
 from power_core.concurrency import allocate_native_lock
-from power_core.errors import BackendUnavailable, ModelLoadFailed, PowerError
+from power_core.errors import BackendUnavailable, InvalidModelFile, ModelLoadFailed, PowerError
 
 #: the photo whose token count stands for every image's when a conversation is fitted to
 #: the context (most projectors give every image the same count)
@@ -95,7 +95,10 @@ class ImageReader:
     def __init__(
         self, projector: Path, model: Any, *, n_threads: int, batch_tokens: int, name: str
     ) -> None:
-        problem = projector_problem(projector)
+        try:
+            problem = projector_problem(projector)
+        except InvalidModelFile as exc:  # not even a header to read: the model reads text
+            raise ModelLoadFailed(f"cannot use the projector of '{name}': {exc.message}") from None
         if problem is not None:  # refused here: llama.cpp would abort the process
             raise ModelLoadFailed(f"cannot use the projector of '{name}': {problem}")
         mtmd = _mtmd()

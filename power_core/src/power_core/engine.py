@@ -194,7 +194,8 @@ class Backend(Protocol):
     Optionally it has ``weights_problem(path: Path) -> str | None`` and
     ``projector_problem(path: Path) -> str | None``: why it would abort the process on
     these weights or this multimodal projector (values of their headers it cannot take);
-    the core asks at create (a 400), and ``load`` refuses the same files itself.
+    the core asks at create (a 400). ``load`` checks the same itself: such weights are
+    refused, such a projector left out (the model reads text).
     """
 
     #: unique name, e.g. ``"llamacpp"``

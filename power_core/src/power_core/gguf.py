@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -264,13 +265,17 @@ class _Cursor:
                 self.string(what, keep=False)
                 done += 1
 
-    def string(self, what: str, *, keep: bool = True) -> str:
+    def raw_string(self, what: str) -> bytes:
+        """A string's bytes as the file holds them (a vocabulary's may not be UTF-8)."""
         length = self.u64(f"length of {what}")
         if length > MAX_STRING_LENGTH:
             raise self.fail(f"{what} claims {length} bytes, more than any GGUF string")
         if length > self.remaining:
             raise self.fail(f"truncated file ({what} claims {length} bytes at {self.pos})")
-        raw = self.take(length, what)
+        return self.take(length, what)
+
+    def string(self, what: str, *, keep: bool = True) -> str:
+        raw = self.raw_string(what)
         if not keep:
             return ""
         try:
@@ -280,7 +285,12 @@ class _Cursor:
             return raw.decode("utf-8", errors="replace")
 
 
-def read_gguf_info(path: str | os.PathLike[str], *, include_large_arrays: bool = False) -> GGUFInfo:
+def read_gguf_info(
+    path: str | os.PathLike[str],
+    *,
+    include_large_arrays: bool = False,
+    raw_arrays: Collection[str] = (),
+) -> GGUFInfo:
     """Parse and check the header of the GGUF file at ``path``.
 
     Raises :class:`~power_core.errors.InvalidModelFile` for a missing or unreadable file,
@@ -288,7 +298,8 @@ def read_gguf_info(path: str | os.PathLike[str], *, include_large_arrays: bool =
     than the file could hold, unknown value or tensor types, and tensor data that would
     lie beyond the end of the file. Arrays with more than :data:`LARGE_ARRAY_THRESHOLD`
     elements are left out of ``metadata`` (their lengths go to ``large_arrays``) unless
-    ``include_large_arrays`` is true.
+    ``include_large_arrays`` is true. String arrays named in ``raw_arrays`` are read
+    whatever their size, as lists of the bytes the file holds (not decoded).
     """
     name = Path(path).name
     try:
@@ -298,10 +309,10 @@ def read_gguf_info(path: str | os.PathLike[str], *, include_large_arrays: bool =
     with handle:
         size = os.fstat(handle.fileno()).st_size
         cursor = _Cursor(handle, size, name)
-        return _parse(cursor, include_large_arrays)
+        return _parse(cursor, include_large_arrays, frozenset(raw_arrays))
 
 
-def _parse(cursor: _Cursor, include_large: bool) -> GGUFInfo:
+def _parse(cursor: _Cursor, include_large: bool, raw_arrays: frozenset[str]) -> GGUFInfo:
     if cursor.size < 24:
         raise cursor.fail("not a GGUF file (too short for a GGUF header)")
     magic = cursor.take(4, "magic")
@@ -327,7 +338,10 @@ def _parse(cursor: _Cursor, include_large: bool) -> GGUFInfo:
     for _ in range(kv_count):
         key = cursor.string("metadata key")
         value_type = cursor.u32(f"type of {key!r}")
-        metadata[key] = _read_value(cursor, key, value_type, include_large, large, 0)
+        if key in raw_arrays and value_type == _ARRAY:
+            metadata[key] = _read_raw_strings(cursor, key)
+        else:
+            metadata[key] = _read_value(cursor, key, value_type, include_large, large, 0)
     for key in large:
         if not include_large:
             metadata.pop(key, None)
@@ -405,6 +419,20 @@ def _read_value(
         cursor.skip_strings(count, what)
         return None
     return [_read_value(cursor, key, _ARRAY, include_large, large, depth + 1) for _ in range(count)]
+
+
+def _read_raw_strings(cursor: _Cursor, key: str) -> list[bytes]:
+    """A string array's elements as bytes (an array of another type is refused)."""
+    item_type = cursor.u32(f"array type of {key!r}")
+    count = cursor.u64(f"array length of {key!r}")
+    if item_type != _STRING:
+        raise cursor.fail(f"{key!r} is not an array of strings")
+    if count > MAX_ARRAY_LENGTH or count * 8 > cursor.remaining:
+        raise cursor.fail(
+            f"array {key!r} claims {count} elements, more than the file holds "
+            "(a truncated or corrupt file)"
+        )
+    return [cursor.raw_string(f"element of {key!r}") for _ in range(count)]
 
 
 def _read_tensor_info(cursor: _Cursor) -> TensorInfo:

@@ -8,6 +8,7 @@ copied (or quantized) outside the store's write lock, and the manifest written l
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
@@ -131,11 +132,13 @@ class ModelCreator:
         if source is not None or quantize is not None or adapters or projector:
             # a bad file is refused before gigabytes of it are copied
             path, info = self._weights_file(from_, source)
-            check_weights(from_ or str(path), info)
+            # named as the request named them: never the store's own files
+            label = from_ or (str(source) if isinstance(source, Path) else f"blob {path.name}")
+            check_weights(label, info)
             self._check_adapters(from_ or path.name, path, info, adapters)
             if projector is not None:
                 check_projector(projector.label, self._projector_info(projector))
-            self._refuse_what_aborts(from_ or str(path), path, projector)
+            self._refuse_what_aborts(label, path, projector)
             if quantize is not None:
                 job = plan_quantizing(path, info, quantize, self._backends())
         problem = (
@@ -296,7 +299,12 @@ class ModelCreator:
         ``weights_problem`` and ``projector_problem``): a 400 now, not a dead server later."""
         for backend in self._backends():
             problem = getattr(backend, "weights_problem", None)
-            reason = problem(weights) if problem is not None else None
+            # it may read the whole vocabulary: off the server's thread
+            reason = (
+                run_on_native_thread(functools.partial(problem, weights), "a3s-power-check")
+                if problem is not None
+                else None
+            )
             if reason:
                 raise InvalidRequest(f"{label}: {reason}", param="from")
             problem = getattr(backend, "projector_problem", None)

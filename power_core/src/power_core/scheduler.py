@@ -275,6 +275,17 @@ class ModelScheduler:
         self._drain(entry)
         return True
 
+    def unload_when_idle(self, name: str) -> None:
+        """Unload a model now if it is idle, else once its running requests end, without
+        waiting for them (a model that was deleted); it takes no new ones meanwhile."""
+        entry = self._loaded.get(name)
+        if entry is None:
+            return
+        entry.draining = True
+        entry.keep_alive = 0  # the last request's release unloads it
+        if self._idle(entry):
+            self._unload(entry)
+
     def set_keep_alive(self, name: str, keep_alive: float | None) -> None:
         """Restart a loaded model's idle timer (Ollama's "load" request)."""
         entry = self._loaded.get(name)

@@ -113,11 +113,11 @@ class PowerServices:
         self.scheduler.unload(loaded_as)
 
     def delete_model(self, name: str) -> list[str]:
-        """Delete a stored model and unload it if it is loaded (once its running requests
-        end): its memory is not held for a model that is gone. Returns the removed blobs'
-        digests."""
+        """Delete a stored model and unload it if it is loaded, once its running requests
+        end (the delete does not wait for them, as Ollama's does not): its memory is not
+        held for a model that is gone. Returns the removed blobs' digests."""
         removed = self.library.delete(name)
-        self.scheduler.unload(ModelRef.parse(name).display)
+        self.scheduler.unload_when_idle(ModelRef.parse(name).display)
         return removed
 
     def loaded_models(self) -> list[LoadedModel]:
