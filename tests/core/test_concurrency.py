@@ -10,6 +10,7 @@ import time
 from power_core.concurrency import (
     Delivery,
     EventChannel,
+    NativeWorkers,
     WakeSignal,
     run_on_native_thread,
     start_native_thread,
@@ -192,3 +193,41 @@ def test_items_queued_before_the_consumer_waits_are_never_overtaken() -> None:
     channel.put(2)  # the consumer has not waited yet: queued behind 1
     channel.close()
     assert list(channel) == [1, 2] and handled == []
+
+
+def test_native_workers_run_no_more_calls_at_once_than_they_are() -> None:
+    """Twelve callers at once share two OS threads; each gets its own result or error, and
+    the threads end when no work is left."""
+    import threading
+
+    workers = NativeWorkers(2, "test-workers")
+    guard = threading.Lock()
+    active = [0, 0]  # now, most at once
+    results: dict[int, object] = {}
+
+    def task(number: int) -> int:
+        with guard:
+            active[0] += 1
+            active[1] = max(active[1], active[0])
+        time.sleep(0.02)
+        with guard:
+            active[0] -= 1
+        if number == 7:
+            raise ValueError("seven")
+        return number * number
+
+    def call(number: int) -> None:
+        try:
+            results[number] = workers.run(lambda: task(number))
+        except ValueError as exc:
+            results[number] = exc
+
+    callers = [threading.Thread(target=call, args=(n,)) for n in range(12)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert active[1] <= 2
+    assert {n: r for n, r in results.items() if n != 7} == {n: n * n for n in range(12) if n != 7}
+    assert isinstance(results[7], ValueError)
+    assert workers._running == 0  # every worker ended with the work

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 from typing import Any
 
 import llama_cpp as lc
 
-from power_core.concurrency import run_on_native_thread
+from power_core.concurrency import NativeWorkers
 from power_core.errors import InvalidRequest
 
-#: texts longer than this are tokenized on a passing OS thread: llama.cpp takes about a
+#: texts longer than this are tokenized on another OS thread: llama.cpp takes about a
 #: quarter of a second a MiB here, which on the server's thread would hold up every other
 #: request meanwhile
 OFF_THREAD_BYTES = 64 << 10
+#: the threads that do it, as many as the cores: more long prompts at once wait their turn
+_TOKENIZERS = NativeWorkers(os.cpu_count() or 1, "a3s-power-tokenize")
 
 
 class Vocabulary:
@@ -58,9 +61,7 @@ class Vocabulary:
         """Token ids of ``text``; ``add_special`` adds BOS/EOS as the model is configured to."""
         data = text.encode("utf-8")
         if len(data) > OFF_THREAD_BYTES:
-            return run_on_native_thread(
-                lambda: self._tokenized(data, add_special, parse_special), "a3s-power-tokenize"
-            )
+            return _TOKENIZERS.run(lambda: self._tokenized(data, add_special, parse_special))
         return self._tokenized(data, add_special, parse_special)
 
     def _tokenized(self, data: bytes, add_special: bool, parse_special: bool) -> list[int]:

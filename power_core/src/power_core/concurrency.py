@@ -11,6 +11,7 @@ call documented as safe from other threads; without gevent (the CLI) it is an OS
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import sys
@@ -321,6 +322,12 @@ class OneShot(Generic[T]):
 def run_on_native_thread(fn: Callable[[], T], name: str) -> T:
     """Run a blocking call on a fresh OS thread and wait for it without blocking greenlets."""
     result: OneShot[T] = OneShot()
+    start_native_thread(_settling(fn, result), name)
+    return result.wait()
+
+
+def _settling(fn: Callable[[], T], result: OneShot[T]) -> Callable[[], None]:
+    """``fn`` made to hand its result, or its error, to ``result``."""
 
     def work() -> None:
         try:
@@ -328,5 +335,37 @@ def run_on_native_thread(fn: Callable[[], T], name: str) -> T:
         except BaseException as exc:  # handed to the waiting side, which re-raises it
             result.set_error(exc)
 
-    start_native_thread(work, name)
-    return result.wait()
+    return work
+
+
+class NativeWorkers:
+    """At most ``count`` OS threads, started as work comes and ending when none is left,
+    that run blocking calls for callers who wait without blocking greenlets: a flood of
+    such calls (long prompts to tokenize) queues instead of starting a thread each."""
+
+    def __init__(self, count: int, name: str) -> None:
+        self._count = count
+        self._name = name
+        self._lock = allocate_native_lock()
+        self._pending: collections.deque[Callable[[], None]] = collections.deque()
+        self._running = 0
+
+    def run(self, fn: Callable[[], T]) -> T:
+        result: OneShot[T] = OneShot()
+        with self._lock:
+            self._pending.append(_settling(fn, result))
+            start = self._running < self._count
+            if start:
+                self._running += 1
+        if start:
+            start_native_thread(self._work, self._name)
+        return result.wait()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._running -= 1
+                    return
+                task = self._pending.popleft()
+            task()
