@@ -3,7 +3,12 @@ under a request's own options, as in Ollama."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ollama
+import pytest
+
+from registry_server import RegistryServer
 
 
 def loaded_context(client: ollama.Client, name: str) -> int | None:
@@ -40,3 +45,23 @@ def test_a_parameter_no_load_takes_is_left_out_not_fatal(client: ollama.Client) 
         assert loaded_context(client, name) == 2048  # the test server's configured context
     finally:
         client.delete(name)
+
+
+def test_a_load_parameter_no_load_could_take_is_refused_at_create_and_left_out_after(
+    client: ollama.Client, real_gguf_copy: Path
+) -> None:
+    """num_thread 100000 (ggml takes 512 at most): made by create, every request to the
+    model would fail; come from a registry, it is left out, as num_thread 0 is."""
+    with pytest.raises(ollama.ResponseError, match="num_thread must be at most 512") as refused:
+        client.create("threads:many", from_="smollm2:135m", parameters={"num_thread": 100000})
+    assert refused.value.status_code == 400
+    registry = RegistryServer()
+    try:
+        params = b'{"num_thread": 100000}'
+        registry.add_model("threads", "many", real_gguf_copy.read_bytes(), {"params": params})
+        name = registry.name("threads", "many")
+        client.pull(name)
+    finally:
+        registry.close()
+    assert client.generate(name, "Say hi", options={"num_predict": 2}).done
+    client.delete(name)

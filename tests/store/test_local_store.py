@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from power_core.errors import (
     InvalidModelFile,
     InvalidRequest,
     ModelNotFound,
+    StoreUnavailable,
 )
 from power_core.names import ModelRef
 from power_core.store import LocalStore, ModelStore
@@ -401,3 +403,43 @@ def test_torn_partial_state_means_restart(store: LocalStore) -> None:
     (store.partial_dir / f"{key}.json").write_text('{"url": "http://x", "valid')
     with store.partial_download(key) as partial:
         assert partial.read_state() == {}
+
+
+def test_a_model_folder_that_cannot_be_read_hides_only_itself(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(chmod 000 does not stop root, who runs these tests: the refusal is the OS's, as a
+    non-root user meets it.)"""
+    good, hidden = ModelRef.parse("tiny:1b"), ModelRef.parse("other:1b")
+    store.write_manifest(good, manifest_for(store, b"weights"))
+    store.write_manifest(hidden, manifest_for(store, b"others"))
+    unreadable = str(store.manifests_dir / "registry.ollama.ai" / "library" / "other")
+    scandir = os.scandir
+
+    def refusing(path: Any) -> Any:
+        if str(path) == unreadable:
+            raise PermissionError(13, "Permission denied", unreadable)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    assert [s.ref for s in store.list_manifests()] == [good]
+
+
+def test_a_store_under_a_file_is_no_empty_store(tmp_path: Path) -> None:
+    home = tmp_path / "a-file"
+    home.write_text("not a folder")
+    with pytest.raises(StoreUnavailable, match="is not a folder"):
+        LocalStore(home / "models").list_manifests()
+    assert LocalStore(tmp_path / "absent" / "models").list_manifests() == []  # a new store
+
+
+def test_a_folder_where_a_blob_should_be_does_not_fail_a_delete(store: LocalStore) -> None:
+    ref = ModelRef.parse("tiny:1b")
+    manifest = manifest_for(store, b"weights")
+    store.write_manifest(ref, manifest)
+    weights = store.blob_path(manifest.layers[0].digest)
+    weights.unlink()
+    weights.mkdir()  # a hand-damaged store
+    store.delete_manifest(ref)  # the manifest and every other blob go; no error
+    assert store.list_manifests() == []
+    assert not store.has_blob(manifest.config.digest)

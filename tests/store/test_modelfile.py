@@ -65,6 +65,10 @@ def test_crlf_and_last_template_wins() -> None:
     assert parsed.from_ == "x" and parsed.template == "two"
 
 
+def test_a_byte_order_mark_before_the_first_line_is_not_part_of_it() -> None:
+    assert parse_modelfile("\ufeffFROM x\nSYSTEM hi\n").from_ == "x"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -117,7 +117,18 @@ def test_layers_a_model_could_not_read_back_store_no_model(
     registry.add_model("badparams", "1", gguf, {"params": b"not json"})
     with pytest.raises(PullFailed, match="damaged params layer"):
         puller.pull(registry.name("badparams", "1"))
+    # known parameters of the wrong type would fail every request to the model
+    for number, params in enumerate(
+        [b'{"stop": 5}', b'{"stop": [null, 1]}', b'{"num_keep": NaN}', b'{"temperature": Infinity}']
+    ):
+        registry.add_model("typed", str(number), gguf, {"params": params})
+        with pytest.raises(PullFailed, match="has a params layer whose parameter"):
+            puller.pull(registry.name("typed", str(number)))
     assert puller.list_models() == []
+    # a parameter this server does not know is kept as it is; a lone stop string is a list
+    registry.add_model("typed", "ok", gguf, {"params": b'{"stop": "END", "future_knob": [1]}'})
+    name = puller.pull(registry.name("typed", "ok"))
+    assert puller.resolve(name).parameters == {"stop": ["END"], "future_knob": [1]}
 
 
 def test_weights_already_stored_must_be_a_model_too(

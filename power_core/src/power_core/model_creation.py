@@ -12,6 +12,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from power_core.store.digests import normalize_digest
 from power_core.store.layers import load_parameters
 from power_core.store.manifest import Manifest
 from power_core.store.reader import ModelReader
+from power_core.types import LoadOptions
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,7 @@ class ModelCreator:
     ) -> str:
         ref = ModelRef.parse(name)
         changes.text_layers()  # refuse a text too large before copying anything
+        self._refuse_unloadable(changes.parameters)
         # refused before the first report: a surface still answers with its own status
         job = None
         if source is not None or quantize is not None or adapters or projector:
@@ -291,6 +294,24 @@ class ModelCreator:
         blob = self._copy_in(source, progress, f"transferring {kind} data")
         progress(PullProgress(status=f"creating new layer {blob.digest}"))
         return blob
+
+    def _refuse_unloadable(self, parameters: dict[str, Any]) -> None:
+        """Refuse a load parameter a backend could never load with (``num_thread
+        100000``): every request to the model would fail. One the load leaves out anyway
+        (``num_thread 0``, Ollama's "automatic") is kept, as Ollama's Modelfiles carry it."""
+        from power_core.scheduler import LOAD_OPTION_TYPES, checked_load_option
+
+        for key, value in parameters.items():
+            if key not in LOAD_OPTION_TYPES:
+                continue
+            try:
+                options = replace(LoadOptions(), **{key: checked_load_option(key, value)})
+            except InvalidRequest:
+                continue
+            for backend in self._backends():
+                check = getattr(backend, "check_options", None)
+                if check is not None:
+                    check(options)
 
     def _refuse_what_aborts(
         self, label: str, weights: Path, projector: ProjectorSource | None

@@ -191,6 +191,7 @@ def parse_modelfile(text: str) -> Modelfile:
         raise InvalidRequest("the Modelfile must be text")
     if "\0" in text:  # no path, name or text of a model holds one
         raise InvalidRequest("the Modelfile contains a NUL character")
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write first
     from_: tuple[str, int] | None = None
     result = Modelfile(from_="")
     for line, content in _logical_lines(text):

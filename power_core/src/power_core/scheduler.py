@@ -113,14 +113,19 @@ def model_load_parameters(model: ResolvedModel) -> dict[str, Any]:
         try:
             chosen[key] = checked_load_option(key, model.parameters[key])
         except InvalidRequest as exc:
-            if (model.name, key) not in _WARNED_PARAMETERS:
-                _WARNED_PARAMETERS.add((model.name, key))
-                log.warning("%s: its parameter %s is not used: %s", model.name, key, exc.message)
+            _warn_unused(model, key, exc.message)
     return chosen
 
 
-#: (model, parameter) pairs already warned about by :func:`model_load_parameters`
+#: (model, parameter) pairs already warned about by :func:`_warn_unused`
 _WARNED_PARAMETERS: set[tuple[str, str]] = set()
+
+
+def _warn_unused(model: ResolvedModel, key: str, reason: str) -> None:
+    """Say once per model and parameter that a load parameter of the model is not used."""
+    if (model.name, key) not in _WARNED_PARAMETERS:
+        _WARNED_PARAMETERS.add((model.name, key))
+        log.warning("%s: its parameter %s is not used: %s", model.name, key, reason)
 
 
 def planned_context(model: ResolvedModel, settings: Settings) -> int:
@@ -202,7 +207,7 @@ class ModelScheduler:
         """Load or reuse ``model`` and take a lease on it; pair with :meth:`release`.
         ``keep_alive`` (seconds; ``None``: the configured default) is how long it stays
         loaded once idle, unless a request scheduled after this one says otherwise."""
-        asked = {**model_load_parameters(model), **load_overrides}
+        asked = {**self._usable_parameters(model), **load_overrides}
         options = within_trained_context(model, load_options_from(self._settings, asked))
         entry = self._loaded.get(model.name)
         if entry is None or not self._serves(entry, model, options):
@@ -213,6 +218,25 @@ class ModelScheduler:
         entry.expires_at = None
         entry.keep_alive = keep_alive
         return entry
+
+    def _usable_parameters(self, model: ResolvedModel) -> dict[str, Any]:
+        """The model's own load parameters, less any its backend refuses (``num_thread
+        100000`` from a registry or a hand-edited store), with a warning once: a model's
+        own parameter must not fail every request to it."""
+        chosen = model_load_parameters(model)
+        if not chosen:
+            return chosen
+        check = getattr(self._backend_for(model), "check_options", None)
+        if check is None:
+            return chosen
+        base = load_options_from(self._settings, {})
+        for key in list(chosen):
+            try:
+                check(replace(base, **{key: chosen[key]}))
+            except InvalidRequest as exc:
+                del chosen[key]
+                _warn_unused(model, key, exc.message)
+        return chosen
 
     def lease_again(self, entry: LoadedModel) -> LoadedModel:
         """One more lease on ``entry``, for a caller that holds one already (a request that

@@ -12,7 +12,7 @@ from typing import Any
 from power_core.chat.template_syntax import template_thinks
 from power_core.errors import InvalidModelFile, InvalidRequest
 from power_core.gguf import GGUFInfo
-from power_core.modelfile import MESSAGE_ROLES
+from power_core.modelfile import MESSAGE_ROLES, PARAMETER_NAMES, coerce_parameter
 from power_core.models import ModelDetails
 from power_core.store.manifest import Manifest, ModelConfig
 from power_core.types import ChatMessage
@@ -53,7 +53,11 @@ def capabilities_for(info: GGUFInfo, template: str | None, manifest: Manifest) -
 
 
 def load_parameters(display: str, texts: list[str]) -> dict[str, Any]:
-    """Parameters from ``params`` layers (JSON objects); ``stop`` always a list."""
+    """Parameters from ``params`` layers (JSON objects), each typed as a Modelfile's
+    ``PARAMETER`` is (``stop`` always a list of strings); raises InvalidModelFile for a
+    layer that is no JSON or a known parameter of another type (``"stop": 5``, a NaN
+    ``num_keep``: a registry's or a hand-edited store's), which would fail every request.
+    Parameters this server does not know are kept as they are (it reads none of them)."""
     parameters: dict[str, Any] = {}
     for text in texts:
         try:
@@ -62,8 +66,14 @@ def load_parameters(display: str, texts: list[str]) -> dict[str, Any]:
             raise InvalidModelFile(f"model '{display}' has a damaged params layer") from exc
         if isinstance(data, dict):
             parameters.update(data)
-    if isinstance(parameters.get("stop"), str):
-        parameters["stop"] = [parameters["stop"]]
+    for name, value in parameters.items():
+        if isinstance(name, str) and name.lower() in PARAMETER_NAMES:
+            try:
+                parameters[name] = coerce_parameter(name, value)
+            except InvalidRequest as exc:
+                raise InvalidModelFile(
+                    f"model '{display}' has a params layer whose {exc.message}"
+                ) from None
     return parameters
 
 

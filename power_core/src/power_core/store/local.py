@@ -36,6 +36,7 @@ from power_core.errors import (
     InvalidRequest,
     ModelNotFound,
     PowerError,
+    StoreUnavailable,
 )
 from power_core.names import ModelRef
 from power_core.store.base import PartialDownload, StoredBlob, StoredManifest
@@ -263,10 +264,12 @@ class LocalStore:
 
     # -------------------------------------------------------------------- manifests
     def _manifest_files(self) -> Iterator[tuple[Path, tuple[str, str, str, str]]]:
+        _check_not_under_a_file(self.manifests_dir)
+        # a folder below the root that cannot be read is one damaged entry, not the store
         for host in _sorted_entries(self.manifests_dir, dirs=True):
-            for namespace in _sorted_entries(host.path, dirs=True):
-                for model in _sorted_entries(namespace.path, dirs=True):
-                    for tag in _sorted_entries(model.path, dirs=False):
+            for namespace in _sorted_entries(host.path, dirs=True, skip_unreadable=True):
+                for model in _sorted_entries(namespace.path, dirs=True, skip_unreadable=True):
+                    for tag in _sorted_entries(model.path, dirs=False, skip_unreadable=True):
                         names = (host.name, namespace.name, model.name, tag.name)
                         yield Path(tag.path), names
 
@@ -432,6 +435,8 @@ class LocalStore:
                         removed.append("sha256:" + hex_digest)
                 except FileNotFoundError:
                     continue
+                except OSError as exc:  # a folder where a blob should be, say: the rest goes
+                    log.warning("cannot remove blob %s: %s", blob, exc.strerror or exc)
         if self.tmp_dir.is_dir():
             for temp in self.tmp_dir.iterdir():
                 with suppress(OSError):
@@ -474,15 +479,34 @@ def _read_chunks(handle: BinaryIO, path: Path) -> Iterator[bytes]:
         yield chunk
 
 
-def _sorted_entries(folder: Path | str, *, dirs: bool) -> list[os.DirEntry[str]]:
+def _check_not_under_a_file(folder: Path) -> None:
+    """Raise :class:`StoreUnavailable` when ``folder``, or the nearest of its parents that
+    exists, is not a folder (``A3S_POWER_HOME`` naming a file): such a store is not an
+    empty one, and should not list as one."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise StoreUnavailable(
+                    f"the model store {folder} cannot be used: {path} is not a folder"
+                )
+            return
+
+
+def _sorted_entries(
+    folder: Path | str, *, dirs: bool, skip_unreadable: bool = False
+) -> list[os.DirEntry[str]]:
     """The folders (or files) in ``folder`` by name, hidden ones left out; none if it is
-    missing, not a folder or a symlink loop. An entry that cannot be examined (a dangling
-    or looping symlink) is left out, not the folder."""
+    missing, not a folder or a symlink loop, or (``skip_unreadable``, with a warning) if
+    it cannot be read. An entry that cannot be examined (a dangling or looping symlink) is
+    left out, not the folder."""
     try:
         with os.scandir(folder) as entries:
             found = [e for e in entries if not e.name.startswith(".") and _is(e, dirs)]
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return []
+        if skip_unreadable:
+            log.warning("skipping %s: %s", folder, exc.strerror or exc)
             return []
         raise
     return sorted(found, key=lambda e: e.name)

@@ -200,7 +200,7 @@ class ModelReader:
         else:
             try:
                 raw = self.store.read_blob_bytes(digest, max_size=MAX_TEXT_LAYER)
-            except (BlobNotFound, InvalidModelFile):
+            except (BlobNotFound, InvalidModelFile, OSError):  # OSError: unreadable
                 return ModelConfig()
             if len(raw) <= _CONFIG_CACHE_BLOB_BYTES:  # a config is a few hundred bytes
                 self._config_blobs[digest] = raw
