@@ -274,3 +274,46 @@ def test_importing_the_plugin_does_not_import_llama_cpp() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+CLOSE_WHILE_TOKENIZING = r"""
+import sys, threading, time
+from pathlib import Path
+from power_backend_llamacpp import LlamaCppBackend
+from power_core.engine import LoadSpec
+from power_core.errors import BackendUnavailable
+from power_core.types import LoadOptions
+
+spec = LoadSpec("m", Path(sys.argv[1]), "sha256:" + "0" * 64, "gguf",
+                LoadOptions(num_ctx=512, num_parallel=1, num_thread=2))
+engine = LlamaCppBackend().load(spec)
+outcome = []
+
+def tokenize():
+    try:
+        outcome.append(len(engine.tokenize("hello world, a long prompt. " * 600_000)))
+    except BackendUnavailable as exc:
+        outcome.append(exc.message)
+
+reader = threading.Thread(target=tokenize)
+reader.start()
+time.sleep(0.5)
+engine.close()
+reader.join()
+print(outcome[0])
+"""
+
+
+@pytest.mark.model
+def test_closing_while_a_long_prompt_is_tokenized_waits_for_it(model_path: Path) -> None:
+    """A 16 MB prompt is tokenized on a thread of its own for seconds; the model must not
+    be freed under it (at a shutdown this read freed memory: a crash, or 0 tokens)."""
+    result = subprocess.run(
+        [sys.executable, "-c", CLOSE_WHILE_TOKENIZING, str(model_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    counted = result.stdout.strip().splitlines()[-1]
+    assert counted == "4200001" or "unloaded" in counted

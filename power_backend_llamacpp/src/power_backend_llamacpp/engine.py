@@ -436,6 +436,7 @@ class LlamaCppEngine:
             lc.llama_free(self._ctx)
             self._ctx = None
         if self._model is not None:
+            self._vocab.close()  # a long prompt may be tokenized on another thread
             lc.llama_model_free(self._model)
             self._model = None
         self._finished = True

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import llama_cpp as lc
 
-from power_core.concurrency import NativeWorkers
-from power_core.errors import InvalidRequest
+from power_core.concurrency import NativeWorkers, allocate_native_lock, unpatched
+from power_core.errors import BackendUnavailable, InvalidRequest
 
 #: texts longer than this are tokenized on another OS thread: llama.cpp takes about a
 #: quarter of a second a MiB here, which on the server's thread would hold up every other
@@ -29,6 +31,11 @@ class Vocabulary:
 
     def __init__(self, model: int) -> None:
         self._vocab = lc.llama_model_get_vocab(model)
+        # tokenizing runs on callers' threads while the engine's may free the model:
+        # the model waits for the tokenizings under way (see close)
+        self._users = 0
+        self._closed = False
+        self._users_lock = allocate_native_lock()
         self.n_vocab: int = lc.llama_vocab_n_tokens(self._vocab)
         self.bos: int = lc.llama_vocab_bos(self._vocab)
         self.adds_bos: bool = bool(lc.llama_vocab_get_add_bos(self._vocab))
@@ -61,8 +68,38 @@ class Vocabulary:
         """Token ids of ``text``; ``add_special`` adds BOS/EOS as the model is configured to."""
         data = text.encode("utf-8")
         if len(data) > OFF_THREAD_BYTES:
-            return _TOKENIZERS.run(lambda: self._tokenized(data, add_special, parse_special))
-        return self._tokenized(data, add_special, parse_special)
+            return _TOKENIZERS.run(lambda: self._tokenized_in_use(data, add_special, parse_special))
+        return self._tokenized_in_use(data, add_special, parse_special)
+
+    def close(self) -> None:
+        """Wait for the tokenizings under way and refuse new ones: the model that holds
+        this vocabulary is about to be freed (a long prompt's tokenizing, on a thread of
+        its own, read freed memory and crashed the process at a shutdown)."""
+        sleep = unpatched("time", "sleep")  # on the engine's OS thread, never a greenlet's
+        with self._users_lock:
+            self._closed = True
+        while True:
+            with self._users_lock:
+                if self._users == 0:
+                    return
+            sleep(0.005)
+
+    def _tokenized_in_use(self, data: bytes, add_special: bool, parse_special: bool) -> list[int]:
+        with self._in_use():
+            return self._tokenized(data, add_special, parse_special)
+
+    @contextlib.contextmanager
+    def _in_use(self) -> Iterator[None]:
+        """Hold the model's vocabulary for a call made from outside the engine's thread."""
+        with self._users_lock:
+            if self._closed:
+                raise BackendUnavailable("the model was unloaded while the prompt was read")
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._users_lock:
+                self._users -= 1
 
     def _tokenized(self, data: bytes, add_special: bool, parse_special: bool) -> list[int]:
         capacity = len(data) + 8
@@ -83,6 +120,10 @@ class Vocabulary:
     def detokenize(self, tokens: list[int]) -> str:
         """Text of ``tokens`` with special tokens rendered, so tokenize/detokenize round-trip."""
         self.check_tokens(tokens)
+        with self._in_use():
+            return self._detokenized(tokens)
+
+    def _detokenized(self, tokens: list[int]) -> str:
         arr = (lc.llama_token * len(tokens))(*tokens)
         capacity = len(tokens) * 8 + 16
         buf = ctypes.create_string_buffer(capacity)
