@@ -153,6 +153,17 @@ def test_a_model_deleted_while_a_request_loads_it_is_not_found(
         services.generate(GenerationRequest(model="solo", prompt="Hi", max_tokens=1), resolved)
 
 
+def test_a_copy_deleted_while_a_request_waits_to_load_it_is_not_loaded(
+    services: PowerServices,
+) -> None:
+    """Its weights stay (the original uses them): only the store says it is gone."""
+    resolved = services.library.resolve("second")  # as a request does, before loading
+    services.library.delete("second")
+    with pytest.raises(ModelNotFound):
+        services.generate(GenerationRequest(model="second", prompt="Hi", max_tokens=1), resolved)
+    assert loaded_names(services) == []
+
+
 def _endless(services: PowerServices, model: str, **extra: object) -> GenerationStream:
     """A generation that holds its lease until cancelled (its events are never read), or
     for 3000 tokens (half a minute here; a bound should the test fail)."""
@@ -224,6 +235,30 @@ def test_a_reload_of_one_model_does_not_hold_up_another(tmp_path: Path, model_pa
         time.sleep(0.5)  # the reload waits for the running request
         assert reload.is_alive()
         assert generate(services, "second")  # loaded, idle: answered meanwhile
+        assert reload.is_alive()
+        running.cancel()
+        reload.join(60)
+        assert not reload.is_alive()
+    finally:
+        services.close()
+
+
+def test_a_reload_waiting_for_a_request_that_never_ends_holds_up_no_other_load(
+    tmp_path: Path, model_path: Path
+) -> None:
+    """The running request stands for a client that stopped reading: its stream never
+    ends. The reload waits for it; a model that is not loaded yet loads meanwhile."""
+    settings = Settings(home=tmp_path, max_loaded_models=2, num_ctx=512, num_parallel=2)
+    services = PowerServices(settings, get_registry())
+    try:
+        services.library.import_gguf(model_path, "first:latest")
+        services.library.copy("first:latest", "second:latest")
+        running = _endless(services, "first")
+        reload = threading.Thread(target=generate_with, args=(services, "first", {"num_ctx": 256}))
+        reload.start()
+        time.sleep(0.5)  # the reload waits for the running request
+        assert reload.is_alive()
+        assert finishes(lambda: generate(services, "second")), "held up behind the reload"
         assert reload.is_alive()
         running.cancel()
         reload.join(60)

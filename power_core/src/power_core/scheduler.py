@@ -176,10 +176,14 @@ class ModelScheduler:
         settings: Settings,
         backends: Callable[[], dict[str, Backend]],
         clock: Callable[[], float] = time.monotonic,
+        is_stored: Callable[[str], bool] = lambda _name: True,
     ) -> None:
         self._settings = settings
         self._backends = backends
         self._clock = clock
+        #: whether a model of that name is still in the store: one deleted while a request
+        #: for it waited to load it is not loaded
+        self._is_stored = is_stored
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()  # a gevent lock under the server: it serialises loads
 
@@ -211,6 +215,12 @@ class ModelScheduler:
         options = within_trained_context(model, load_options_from(self._settings, asked))
         entry = self._loaded.get(model.name)
         if entry is None or not self._serves(entry, model, options):
+            if entry is not None:
+                # reloaded with other options (or draining): its requests may take long (a
+                # client that stopped reading), and loads of other models must not wait
+                # behind them, so they end outside the lock that serialises loads
+                self._check_options(model, options)
+                self._wait_until_idle(entry)
             with self._lock:  # loads and unloads one at a time
                 entry = self._load_as_asked(model, options)
         entry.leases += 1
@@ -265,6 +275,8 @@ class ModelScheduler:
         self._check_options(model, options)
         if entry is not None:
             self._drain(entry)
+        if not self._is_stored(model.name):  # deleted while this request waited
+            raise ModelNotFound(model.name)
         self._make_room()
         entry = self._load(model, options)
         self._loaded[model.name] = entry
@@ -338,10 +350,14 @@ class ModelScheduler:
     def _drain(self, entry: LoadedModel) -> None:
         """Unload ``entry`` once its requests end; it takes no new ones meanwhile (else a
         steady stream of them would keep it, and whoever waits, forever)."""
+        self._wait_until_idle(entry)
+        self._unload(entry)
+
+    def _wait_until_idle(self, entry: LoadedModel) -> None:
+        """Take no new requests on ``entry`` and wait for its running ones to end."""
         entry.draining = True
         while not self._idle(entry):
             time.sleep(0.05)  # cooperative under gevent's patched time
-        self._unload(entry)
 
     def _make_room(self) -> None:
         limit = self._settings.max_loaded_models

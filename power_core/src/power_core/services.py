@@ -26,7 +26,7 @@ class PowerServices:
         self.settings = settings
         self.registry = registry
         self.library = open_library(settings, registry)
-        self.scheduler = ModelScheduler(settings, registry.backends)
+        self.scheduler = ModelScheduler(settings, registry.backends, is_stored=self.library.exists)
         #: set when the server stops: new generations, loads, embeddings and transfers
         #: get a 503 (:meth:`refuse_if_shutting_down`)
         self.shutting_down = False
