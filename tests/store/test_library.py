@@ -416,3 +416,25 @@ def test_a_go_template_that_cannot_run_is_kept_with_a_warning(
         "jinja", from_="base", template="{{ messages[0].content }}", progress=events.append
     )
     assert not [e for e in events if e.status.startswith("warning: ")]
+
+
+def test_a_model_written_over_leaves_no_blob_only_it_used(
+    library: ModelLibrary, make_gguf: Callable[..., Path]
+) -> None:
+    """Overwriting by import (create), by cp and by create FROM: the replaced model's own
+    blobs go at once, as a delete's do; blobs another model uses stay."""
+    store = library.store
+    first, second = make_gguf(vocab=300), make_gguf(vocab=301)
+    library.import_gguf(first, "a:1")
+    old_weights = library.resolve("a:1").model_digest
+    library.import_gguf(second, "a:1")  # a:1 is now the second file
+    assert not store.has_blob(old_weights)
+    library.import_gguf(first, "b:1")
+    library.copy("b:1", "keep:1")  # keep:1 shares b:1's weights
+    library.copy("a:1", "b:1")  # b:1 replaced, but its weights are keep:1's too
+    kept = library.resolve("keep:1").model_digest
+    assert store.has_blob(kept)
+    library.create_from_modelfile("keep:1", "FROM a:1\nSYSTEM Now a's weights.\n", first.parent)
+    assert not store.has_blob(kept)  # no model uses the first file now
+    assert {m.name for m in library.list_models()} == {"a:1", "b:1", "keep:1"}
+    assert library.resolve("keep:1").system == "Now a's weights."

@@ -45,6 +45,7 @@ from power_core.store.layers import (
     message_pairs,
 )
 from power_core.store.reader import ModelReader
+from power_core.store.replacing import collect_replaced, current_digests
 from power_core.types import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,9 @@ class ModelLibrary:
         dst = ModelRef.parse(destination)
         with self.store.write_lock():
             stored = self.reader.stored(source)
+            replaced = current_digests(self.store, dst)
             self.store.write_manifest(dst, stored.manifest)
+        collect_replaced(self.store, replaced, stored.manifest)
         return dst.display
 
     @_store_refusals
@@ -336,7 +339,9 @@ class ModelLibrary:
         if fetched.manifest is not None:
             progress(PullProgress(status="writing manifest"))
             with self.store.write_lock():
+                replaced = current_digests(self.store, ref)
                 self.store.write_manifest(ref, fetched.manifest)
+            collect_replaced(self.store, replaced, fetched.manifest)
             progress(PullProgress(status="success"))
             return ref.display
         blob = StoredBlob(fetched.digest, fetched.size)

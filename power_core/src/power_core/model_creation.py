@@ -38,6 +38,7 @@ from power_core.store.digests import normalize_digest
 from power_core.store.layers import load_parameters
 from power_core.store.manifest import Manifest
 from power_core.store.reader import ModelReader
+from power_core.store.replacing import collect_replaced, current_digests
 from power_core.types import LoadOptions
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,9 @@ class ModelCreator:
                 progress=progress,
             )
             progress(PullProgress(status="writing manifest"))
+            replaced = current_digests(self.store, ref)
             self.store.write_manifest(ref, manifest)
+        collect_replaced(self.store, replaced, manifest)
         progress(PullProgress(status="success"))
         return ref.display
 
