@@ -43,16 +43,17 @@ DEV_REQUIREMENTS = [
     "hypothesis==6.170.17",
     "jsonschema==4.26.0",
     "gguf==0.19.0",
-    "openai==2.8.1",
-    "ollama==0.6.1",
-    # the newest; it moves none of the pins above
+    # the newest SDKs users get; openai's realtime extra brings the WebSocket client of
+    # client.responses.connect() (websockets <16; LangSmith wants >=15)
+    "openai[realtime]==3.57.0",
+    "websockets==15.0.1",
+    "ollama==0.6.3",
     "anthropic==2.14.0",
-    # LangChain's integrations for tests/api_langchain: langchain-openai 1.1.9 is the last to
-    # take openai 2.8.1 (1.1.10 wants >=2.20); langchain-core 1.8.4 wants a langchain-protocol
-    # (>=0.0.22) that the package index does not have yet
+    # LangChain's integrations for tests/api_langchain; langchain-core 1.8.4 wants a
+    # langchain-protocol (>=0.0.22) that the package index does not have yet
     "langchain-core==1.8.3",
     "langchain-ollama==1.1.0",
-    "langchain-openai==1.1.9",
+    "langchain-openai==1.7.4",
     "pexpect==4.9.0",
     "ruff==0.17.6",
     "mypy==2.4.1",

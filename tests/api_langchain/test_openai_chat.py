@@ -120,7 +120,15 @@ def test_chat_completions_stream_usage_only_when_asked(openai_url: str) -> None:
 
 def test_async_invoke_and_stream(openai_url: str, responses: bool) -> None:
     async def ask() -> tuple[BaseMessage, list[AIMessageChunk]]:
-        model = chat(openai_url, responses, stream_usage=True)  # fresh clients for this loop
+        # langchain-openai keeps one default async client per URL and timeout for the whole
+        # process, whose connections belong to the event loop that made them: a client of
+        # this loop's own, as any program that runs asyncio.run twice needs
+        model = chat(
+            openai_url,
+            responses,
+            stream_usage=True,
+            http_async_client=openai.DefaultAsyncHttpxClient(),
+        )
         reply = await model.ainvoke(COUNT.conversation)
         chunks = [chunk async for chunk in model.astream(COUNT_ON.conversation)]
         return reply, chunks
