@@ -20,6 +20,7 @@ from power_api_openai.errors import (
 )
 from power_api_openai.models import list_models, retrieve_model
 from power_api_openai.responses import create_response
+from power_api_openai.responses_socket import serve_responses_socket
 from power_core.errors import Unauthorized
 from power_core.server.json_body import parse_json_object
 from power_core.server.views import answering_errors_with
@@ -40,8 +41,9 @@ STORED_RESPONSES = (
 )
 
 
-def openai_blueprint(services: PowerServices) -> Blueprint:
-    """Routes of the OpenAI API on ``services``."""
+def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
+    """Routes of the OpenAI API on ``services``; with the server's ``flask_sock.Sock``,
+    the WebSocket mode of ``/v1/responses`` too."""
     bp = Blueprint("openai", __name__, url_prefix=URL_PREFIX)
 
     # the one place a PowerError (raised before a response starts) becomes a response
@@ -69,6 +71,12 @@ def openai_blueprint(services: PowerServices) -> Blueprint:
     @handled
     def responses() -> Response:
         return create_response(services, body())
+
+    if sock is not None:
+
+        @sock.route("/responses", bp=bp)
+        def responses_socket(socket: Any) -> None:
+            serve_responses_socket(services, socket)
 
     @bp.post("/embeddings")
     @handled

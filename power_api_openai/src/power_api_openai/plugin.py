@@ -13,7 +13,7 @@ def create_blueprint(context: ApiContext) -> Any:
     """The ``/v1`` blueprint; Flask is imported here so the CLI never loads it."""
     from power_api_openai.blueprint import openai_blueprint
 
-    return openai_blueprint(context.services)
+    return openai_blueprint(context.services, context.sock)
 
 
 @hookimpl

@@ -65,7 +65,7 @@ def create_response(services: PowerServices, body: dict[str, Any]) -> Response:
     request.sampling = with_openai_defaults(request.sampling, model)
     apply_reasoning_effort(model, request, options.reasoning.get("effort"), "reasoning.effort")
     stream = services.generate(request, model)
-    sampling = _echoed_sampling(request.sampling, model)
+    sampling = echoed_sampling(request.sampling, model)
     builder = ResponseBuilder(stream.model.name, options, sampling)
     if options.stream:
         cancel_if_client_leaves_while_queued(stream)
@@ -81,7 +81,7 @@ def create_response(services: PowerServices, body: dict[str, Any]) -> Response:
         stream.cancel()  # a no-op after a complete generation; frees the slot after an error
 
 
-def _echoed_sampling(sampling: dict[str, Any], model: ResolvedModel) -> dict[str, Any]:
+def echoed_sampling(sampling: dict[str, Any], model: ResolvedModel) -> dict[str, Any]:
     """``temperature`` and ``top_p`` as the generation uses them, for the response."""
     return {
         key: float(sampling.get(key, model.parameters.get(key, 1.0)))
@@ -103,13 +103,23 @@ def response_events(
     if writer is not None and stream.can_deliver_text_directly:
         yield from map(event_frame, builder.open_message())
         write_text_directly(stream, writer, direct_delta(builder, writer))
+    for event in builder_events(stream, builder):
+        # None: the prompt is still being read, so keep the connection alive
+        yield PING if event is None else event_frame(event)
+
+
+def builder_events(
+    stream: GenerationStream, builder: ResponseBuilder
+) -> Iterator[dict[str, Any] | None]:
+    """The events ``builder`` makes of the rest of ``stream``, its last one included;
+    ``None`` now and then while the prompt is read."""
     for _, event in merged_events([stream]):
         if isinstance(event, PromptProgress):
             if event.processed < event.total:
-                yield PING  # the prompt is still being read: keep the connection alive
+                yield None
             continue
-        yield from map(event_frame, builder.feed(event))
-    yield from map(event_frame, builder.finish())
+        yield from builder.feed(event)
+    yield from builder.finish()
 
 
 def direct_delta(builder: ResponseBuilder, writer: DirectWriter) -> Callable[[str], bytes]:
@@ -292,10 +302,12 @@ class ResponseBuilder:
         item["status"] = "completed"
         return [added, delta, done, self._event("response.output_item.done", **common, item=item)]
 
-    def finish(self) -> list[dict[str, Any]]:
-        """Close the open item, then ``response.completed`` (or ``.incomplete``)."""
+    def finish(self, *, no_output: bool = False) -> list[dict[str, Any]]:
+        """Close the open item, then ``response.completed`` (or ``.incomplete``); an answer
+        with no text and no calls is one empty message unless ``no_output`` (a turn only
+        prepared)."""
         events = []
-        if not self.output and self._open is None:
+        if not self.output and self._open is None and not no_output:
             events = self.open_message()  # no text and no calls: still one (empty) message
         events += self._close()
         self.status = "incomplete" if self._cut_short else "completed"
@@ -304,15 +316,23 @@ class ResponseBuilder:
 
     def failed_frames(self, body: dict[str, Any]) -> list[str]:
         """An error after the stream began: an ``error`` event, then ``response.failed``."""
+        return [event_frame(event) for event in self.failed_events(body)]
+
+    def failed_events(
+        self, body: dict[str, Any], status: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The events of :meth:`failed_frames`; with a ``status``, the ``error`` event takes
+        the WebSocket mode's shape (``status`` beside the whole ``error`` object)."""
         error = body["error"]
         self.status = "failed"
-        events = [
-            self._event(
-                "error", code=error["code"], message=error["message"], param=error["param"]
-            ),
+        if status is None:
+            fields = {"code": error["code"], "message": error["message"], "param": error["param"]}
+        else:
+            fields = {"status": status, "error": error}
+        return [
+            self._event("error", **fields),
             self._event("response.failed", response=self.response(error)),
         ]
-        return [event_frame(event) for event in events]
 
     # ------------------------------------------------------------------ the response object
     def response(self, error: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -339,7 +359,7 @@ class ResponseBuilder:
             "model": self.model,
             "output": [dict(item) for item in self.output],
             "parallel_tool_calls": options.parallel_tool_calls,
-            "previous_response_id": None,
+            "previous_response_id": options.previous_response_id,
             "prompt_cache_key": options.prompt_cache_key,
             "reasoning": options.reasoning,
             "safety_identifier": options.safety_identifier,

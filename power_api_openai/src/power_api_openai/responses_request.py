@@ -3,7 +3,8 @@
 The Responses API is served statelessly, as Ollama serves it: every request carries the
 whole conversation in ``input`` (messages, the model's earlier ``function_call`` items and
 their ``function_call_output`` results). Nothing is stored, so ``previous_response_id``,
-``conversation`` and ``item_reference`` are refused with a 400 that says so.
+``conversation`` and ``item_reference`` are refused with a 400 that says so; the WebSocket
+mode (:mod:`power_api_openai.responses_socket`) continues a connection's latest response.
 """
 
 from __future__ import annotations
@@ -43,8 +44,16 @@ INCLUDE_LOGPROBS = "message.output_text.logprobs"
 #: the roles a message item may have (``tool`` results are ``function_call_output`` items)
 MESSAGE_ROLES = tuple(role for role in ROLES if role != "tool")
 _STATEFUL = {
-    "previous_response_id": "'previous_response_id'",
-    "conversation": "'conversation'",
+    "previous_response_id": (
+        "'previous_response_id' is not supported over HTTP: this server stores no responses. "
+        "Send the whole conversation in 'input' instead, or use the WebSocket mode of "
+        "/v1/responses (client.responses.connect()), whose connection keeps its latest "
+        "response to continue."
+    ),
+    "conversation": (
+        "'conversation' is not supported: this server stores no responses. Send the whole "
+        "conversation in 'input' instead."
+    ),
 }
 
 
@@ -69,18 +78,16 @@ class ResponsesOptions:
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
+    #: the response this one continues (the WebSocket mode's connection keeps it)
+    previous_response_id: str | None = None
 
 
 def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, ResponsesOptions]:
     """The generation a Responses body asks for; sampling defaults are applied later."""
     fields = Fields(body)
-    for name, what in _STATEFUL.items():
+    for name, refusal in _STATEFUL.items():
         if fields.has(name):
-            raise UnsupportedFeature(
-                f"{what} is not supported: this server stores no responses. Send the whole "
-                "conversation in 'input' instead.",
-                param=name,
-            )
+            raise UnsupportedFeature(refusal, param=name)
     if fields.boolean("background"):
         raise UnsupportedFeature("background responses are not supported.", param="background")
     if fields.has("prompt"):

@@ -65,6 +65,9 @@ def create_app(services: PowerServices) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["a3s_power"] = services
     CORS(app, origins=_cors_origins(settings.origins), supports_credentials=False)
+    # a WebSocket message is held to the size of a request's body (a larger one closes
+    # the connection with 1009, "message too big")
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.max_body_bytes}
     sock = Sock(app)
 
     require_api_keys(app, settings.api_keys)

@@ -74,9 +74,15 @@ def cancel_when_client_leaves(*streams: GenerationStream) -> None:
     request's client disconnects while they run. For responses written only at the end."""
     gone = client_gone_check(request.environ)
     if gone is not None:
-        for stream in streams:
-            stream.cancel_when(gone)
-            _watch_while_queued(stream, gone)
+        cancel_streams_when(gone, *streams)
+
+
+def cancel_streams_when(gone: Callable[[], bool], *streams: GenerationStream) -> None:
+    """Cancel ``streams`` once ``gone()`` says their client left, whether they wait in the
+    queue or run (a WebSocket's handler, which writes nothing while the queue holds it)."""
+    for stream in streams:
+        stream.cancel_when(gone)
+        _watch_while_queued(stream, gone)
 
 
 def cancel_if_client_leaves_while_queued(*streams: GenerationStream) -> None:

@@ -64,7 +64,8 @@ class PowerHandler(WSGIHandler):
             super().handle_one_response()
         finally:
             server.requests_under_way -= 1
-            if server.closed:
+            if server.closed or _upgraded(self.environ):
+                # a WebSocket ran on this connection: nothing HTTP follows on it
                 self.close_connection = True
 
     def start_response(
@@ -87,7 +88,9 @@ class PowerHandler(WSGIHandler):
         # after the whole response (a stream's last chunk), so the time is the request's;
         # Flask's after_request would log when the headers go out
         super().log_request()
-        status = self.status or "-"  # bytes once a response started; a str on a socket error
+        # bytes once a response started; a str on a socket error; none after a WebSocket,
+        # whose 101 went out through the socket itself
+        status = self.status or ("101" if _upgraded(self.environ) else "-")
         if isinstance(status, bytes):
             status = status.decode("latin-1")
         code = status.split(maxsplit=1)[0]
@@ -111,6 +114,11 @@ class PowerHandler(WSGIHandler):
         if self._direct is not None and self._direct.pending:
             super()._sendall(self._direct.take_pending())
         super()._sendall(data)
+
+
+def _upgraded(environ: dict[str, Any] | None) -> bool:
+    """Whether the request asked to become a WebSocket (the route answered it, or not)."""
+    return environ is not None and environ.get("HTTP_UPGRADE", "").lower() == "websocket"
 
 
 class PowerWSGIServer(WSGIServer):

@@ -1,0 +1,217 @@
+"""The WebSocket mode of ``/v1/responses``: ``client.responses.connect()`` in the openai SDK.
+
+A client opens ``ws://host:port/v1/responses`` and sends ``response.create`` messages, each
+the body of ``POST /v1/responses`` beside ``"type"`` (``stream`` is implied). They are
+answered one after another, in the order sent, each with the events its SSE stream would
+carry, one JSON text message per event, and the connection stays open for the next.
+
+The connection keeps its latest response (the conversation it read and what it answered,
+up to ``max_body_bytes`` of it, what one request may carry), so a ``response.create`` whose
+``previous_response_id`` names it sends only the new items,
+as OpenAI's WebSocket mode continues a response with ``store`` false; any other id is
+``previous_response_not_found``, and a continuation that fails forgets the one it named.
+``generate: false`` prepares a turn without answering it: the model is loaded and the
+response, with no output, can be continued. Errors are ``error`` events in the socket's
+shape (a ``status`` beside the whole ``error`` object) and leave the connection open; a
+``stream_id`` is echoed on every event of its response.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from power_api_openai.errors import error_body, power_error_body, power_error_status
+from power_api_openai.reasoning_effort import apply_reasoning_effort
+from power_api_openai.responses import ResponseBuilder, builder_events, echoed_sampling
+from power_api_openai.responses_request import parse_responses_request
+from power_api_openai.sampling import with_openai_defaults
+from power_core.errors import InvalidRequest, PowerError
+from power_core.generation import GenerationStream
+from power_core.server.disconnect import cancel_streams_when, is_client_gone_error
+from power_core.server.streams import guarded_stream
+from power_core.server.views import compact_json
+from power_core.services import PowerServices
+
+log = logging.getLogger("power_api_openai")
+
+#: how often a connection with nothing to do looks whether the server is shutting down
+IDLE_CHECK_SECONDS = 1.0
+#: the close code of a server going away (RFC 6455), for a shutdown
+GOING_AWAY = 1001
+
+
+@dataclass
+class Conversation:
+    """The latest response of a connection: its id, every item up to its answer, and
+    about how many bytes they took on the wire."""
+
+    response_id: str
+    items: list[Any]
+    size: int
+
+
+class PreviousResponseNotFound(InvalidRequest):
+    """``previous_response_id`` names no response this connection holds."""
+
+    code = "previous_response_not_found"
+
+
+def serve_responses_socket(services: PowerServices, socket: Any) -> None:
+    """Answer the ``response.create`` messages of one connection (a ``simple_websocket``
+    server socket) until the client closes it or the server shuts down."""
+    latest: Conversation | None = None
+    try:
+        while not services.shutting_down:
+            message = socket.receive(timeout=IDLE_CHECK_SECONDS)
+            if message is not None:
+                latest = _answer(services, socket, message, latest)
+    except OSError as exc:
+        if not is_client_gone_error(exc):
+            raise
+        log.info("a WebSocket client left (%s)", type(exc).__name__)
+        return
+    socket.close(reason=GOING_AWAY, message="the server is shutting down")
+
+
+def _answer(
+    services: PowerServices, socket: Any, message: str | bytes, latest: Conversation | None
+) -> Conversation | None:
+    """Answer one client message; returns the conversation the connection keeps next."""
+    stream_id: str | None = None
+    continues: str | None = None
+    try:
+        event = _client_event(message)
+        stream_id = _stream_id(event)
+        body, items, continues = _create_body(event, latest)
+        answered = _respond(services, socket, body, continues, stream_id)
+    except PowerError as exc:
+        status = power_error_status(exc)
+        _send(socket, {"type": "error", "status": status, **power_error_body(exc)}, stream_id)
+        return None if continues is not None else latest  # a failed continuation forgets
+    if answered is None:
+        return None if continues is not None else latest
+    response_id, output = answered
+    size = len(message) + len(compact_json(output))
+    if continues is not None and latest is not None:
+        size += latest.size
+    if size > services.settings.max_body_bytes:
+        # no more than one request could carry: the client sends the rest itself, as over
+        # HTTP, and meets the same limit
+        log.info("a WebSocket conversation outgrew max_body_bytes: not kept")
+        return None
+    return Conversation(response_id, [*items, *output], size)
+
+
+def _client_event(message: str | bytes) -> dict[str, Any]:
+    """A client message as a ``response.create`` event without its ``type``."""
+    try:
+        event = json.loads(message)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"a message must be a JSON object: {exc}") from None
+    if not isinstance(event, dict):
+        raise InvalidRequest("a message must be a JSON object")
+    kind = event.pop("type", None)
+    if kind != "response.create":
+        raise InvalidRequest(
+            f"unknown event type {kind!r}: this server takes 'response.create'", param="type"
+        )
+    return event
+
+
+def _stream_id(event: dict[str, Any]) -> str | None:
+    stream_id = event.pop("stream_id", None)
+    if stream_id is not None and not isinstance(stream_id, str):
+        raise InvalidRequest("'stream_id' must be a string", param="stream_id")
+    return stream_id
+
+
+def _create_body(
+    event: dict[str, Any], latest: Conversation | None
+) -> tuple[dict[str, Any], list[Any], str | None]:
+    """The HTTP body of a ``response.create``, the items it holds (the kept conversation's
+    first when it continues it) and the id it continues."""
+    body = {key: value for key, value in event.items() if key != "stream"}
+    continues = body.pop("previous_response_id", None)
+    new_items = body.get("input")
+    if isinstance(new_items, str):
+        new_items = [{"type": "message", "role": "user", "content": new_items}]
+    if continues is None:
+        return body, new_items if isinstance(new_items, list) else [], None
+    if not isinstance(continues, str) or latest is None or continues != latest.response_id:
+        raise PreviousResponseNotFound(
+            f"Previous response with id {continues!r} not found: a connection keeps only "
+            "its latest response.",
+            param="previous_response_id",
+        )
+    if new_items is None:
+        new_items = []
+    if not isinstance(new_items, list):
+        return body, [], continues  # the parser names what is wrong with it
+    items = [*latest.items, *new_items]
+    return {**body, "input": items}, items, continues
+
+
+def _respond(
+    services: PowerServices,
+    socket: Any,
+    body: dict[str, Any],
+    continues: str | None,
+    stream_id: str | None,
+) -> tuple[str, list[Any]] | None:
+    """Stream the response to ``body``; its id and output items when it completed (or was
+    cut short by ``max_output_tokens``), ``None`` when it failed."""
+    services.refuse_if_shutting_down()
+    generate = body.pop("generate", True)
+    if not isinstance(generate, bool):
+        raise InvalidRequest("'generate' must be a boolean", param="generate")
+    request, options = parse_responses_request(body)
+    options.previous_response_id = continues
+    model = services.library.resolve(request.model)
+    request.sampling = with_openai_defaults(request.sampling, model)
+    apply_reasoning_effort(model, request, options.reasoning.get("effort"), "reasoning.effort")
+    builder = ResponseBuilder(model.name, options, echoed_sampling(request.sampling, model))
+    if not generate:
+        services.check_capabilities(request, model)
+        services.load_model(model.name)
+        for event in [*builder.start(), *builder.finish(no_output=True)]:
+            _send(socket, event, stream_id)
+        return builder.id, []
+    stream = services.generate(request, model)
+    cancel_streams_when(lambda: not socket.connected, stream)
+    with contextlib.closing(_events(stream, builder)) as events:
+        for event in events:
+            _send(socket, event, stream_id)
+    if builder.status == "failed":
+        return None
+    return builder.id, builder.output
+
+
+def _events(
+    stream: GenerationStream, builder: ResponseBuilder
+) -> Generator[dict[str, Any], None, None]:
+    """The response's events; an error on the way ends them with the socket's ``error``
+    event and ``response.failed``. Closing them cancels the generation."""
+
+    def started() -> Iterator[dict[str, Any]]:
+        yield from builder.start()
+        yield from (event for event in builder_events(stream, builder) if event is not None)
+
+    def failed(exc: PowerError | None) -> list[dict[str, Any]]:
+        if exc is None:
+            return builder.failed_events(
+                error_body("internal error while generating", status=500), status=500
+            )
+        return builder.failed_events(power_error_body(exc), status=power_error_status(exc))
+
+    yield from guarded_stream(started(), stream.cancel, failed, log)
+
+
+def _send(socket: Any, event: dict[str, Any], stream_id: str | None) -> None:
+    if stream_id is not None:
+        event = {**event, "stream_id": stream_id}
+    socket.send(compact_json(event))
