@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from power_backend_llamacpp import LlamaCppEngine
-from power_backend_llamacpp.embedding import CELL_ALIGNMENT, context_cells
+from power_backend_llamacpp.embedding import CELL_ALIGNMENT, GROUP_TOKENS, context_cells
 from power_core.engine import CompletionJob
-from power_core.errors import ContextLengthExceeded, InvalidRequest
+from power_core.errors import Cancelled, ContextLengthExceeded, InvalidRequest
+from power_core.types import SamplingOptions, TextDelta
 
 from .conftest import GREEDY, chat, done
 
@@ -56,6 +57,73 @@ def test_batched_vectors_equal_single_ones(engine: LlamaCppEngine) -> None:
     for text, vector in zip(texts[:3], together, strict=False):
         (alone,) = engine.embed([text], truncate=True).vectors
         assert cosine(alone, vector) == pytest.approx(1.0, abs=1e-4)
+
+
+def varied_texts(count: int) -> list[str | list[int]]:
+    """Texts of 20 to 150 tokens or so, so that groups of :data:`GROUP_TOKENS` end at
+    different places."""
+    return [
+        f"Paragraph {i}: " + "the river runs past the mill " * (3 + 5 * (i % 5))
+        for i in range(count)
+    ]
+
+
+def test_inputs_over_several_groups_equal_each_embedded_alone(engine: LlamaCppEngine) -> None:
+    texts = varied_texts(14)
+    lengths = [len(engine.tokenize(str(text), add_bos=True)) for text in texts]
+    assert sum(lengths) > 2 * GROUP_TOKENS
+    result = engine.embed(texts, truncate=True)
+    assert result.prompt_tokens == sum(lengths)
+    assert len(result.vectors) == len(texts)
+    for text, vector in zip(texts, result.vectors, strict=True):
+        (alone,) = engine.embed([text], truncate=True).vectors
+        assert cosine(alone, vector) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_cancelled_is_asked_between_groups_and_stops_the_work(engine: LlamaCppEngine) -> None:
+    asked: list[int] = []
+
+    def cancelled() -> bool:
+        asked.append(len(asked))
+        return len(asked) > 2
+
+    with pytest.raises(Cancelled):
+        engine.embed(varied_texts(14), truncate=True, cancelled=cancelled)
+    assert len(asked) == 3  # two groups embedded, then stopped before the third
+
+
+def test_a_generation_goes_on_between_embedding_groups(engine: LlamaCppEngine) -> None:
+    """Each group is a task of its own on the engine thread: a running stream takes
+    decode steps while a long list of inputs is embedded, instead of waiting for all."""
+    # SmolLM2's end-of-text, <|im_start|> and <|im_end|> never come: it writes all 1,500
+    no_end = SamplingOptions(temperature=0.0, logit_bias={0: -100.0, 1: -100.0, 2: -100.0})
+    stream = engine.submit(
+        CompletionJob(chat("Tell me a story."), sampling=no_end, max_tokens=1500)
+    )
+    tokens: list[str] = []
+
+    def read() -> None:
+        for event in stream:
+            if isinstance(event, TextDelta):
+                tokens.append(event.text)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        while not tokens:
+            threading.Event().wait(0.01)
+        seen: list[int] = []
+
+        def cancelled() -> bool:
+            seen.append(len(tokens))
+            return False
+
+        engine.embed(varied_texts(60), truncate=True, cancelled=cancelled)
+        assert len(seen) > 10
+        assert seen[-1] - seen[0] >= len(seen) // 2  # about a step per group, at least
+    finally:
+        stream.cancel()
+        reader.join()
 
 
 def test_token_inputs(engine: LlamaCppEngine) -> None:

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, request
 from power_api_ollama.options import parse_options
 from power_api_ollama.translate import embed_request
 from power_api_ollama.wire import json_response, keep_alive, model_name, opt_str
+from power_core.server.disconnect import current_client_gone
 from power_core.server.json_body import parse_json_object
 from power_core.services import PowerServices
 from power_core.types import EmbeddingRequest
@@ -34,6 +35,7 @@ def add_embed_routes(blueprint: Blueprint, services: PowerServices) -> None:
                     "prompt_eval_count": 0,
                 }
             )
+        embedding.cancelled = current_client_gone()
         result = services.embed(embedding)
         return json_response(
             {
@@ -57,6 +59,11 @@ def add_embed_routes(blueprint: Blueprint, services: PowerServices) -> None:
             return json_response({"embedding": []})
         # Ollama's legacy route gives the pooled vector as is; /api/embed normalises
         embedding = EmbeddingRequest(
-            model=name, inputs=[prompt], keep_alive=seconds, load=load, normalize=False
+            model=name,
+            inputs=[prompt],
+            keep_alive=seconds,
+            load=load,
+            normalize=False,
+            cancelled=current_client_gone(),
         )
         return json_response({"embedding": services.embed(embedding).vectors[0]})

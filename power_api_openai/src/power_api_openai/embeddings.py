@@ -8,6 +8,7 @@ from typing import Any
 
 from power_api_openai.validation import Fields, invalid_type
 from power_core.errors import InvalidRequest
+from power_core.server.disconnect import current_client_gone
 from power_core.services import PowerServices
 from power_core.types import EmbeddingRequest
 
@@ -64,7 +65,13 @@ def create_embeddings(services: PowerServices, body: dict[str, Any]) -> dict[str
     fields.string("user")
     resolved = services.library.resolve(model).name
     # OpenAI refuses an input longer than the model's context rather than cutting it
-    request = EmbeddingRequest(model=resolved, inputs=inputs, truncate=False, dimensions=dimensions)
+    request = EmbeddingRequest(
+        model=resolved,
+        inputs=inputs,
+        truncate=False,
+        dimensions=dimensions,
+        cancelled=current_client_gone(),
+    )
     result = services.embed(request)
     return {
         "object": "list",

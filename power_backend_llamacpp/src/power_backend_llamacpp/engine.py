@@ -225,9 +225,19 @@ class LlamaCppEngine:
         self._wake.set()
         return channel
 
-    def embed(self, inputs: list[str | list[int]], *, truncate: bool) -> EmbeddingResult:
-        """Embed ``inputs`` (one sequence each) on the engine thread; pooled, unit length."""
-        return self._on_engine_thread(lambda: self._embedder.embed(inputs, truncate=truncate))
+    def embed(
+        self,
+        inputs: list[str | list[int]],
+        *,
+        truncate: bool,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> EmbeddingResult:
+        """Embed ``inputs`` (one sequence each), pooled, unit length: each group of them is
+        a task of the engine thread, so generations go on between groups, and
+        ``cancelled()`` is asked between groups."""
+        return self._embedder.embed(
+            inputs, truncate=truncate, run=self._on_engine_thread, cancelled=cancelled
+        )
 
     def prompt_length_with_images(self, text: str, images: list[bytes], *, add_bos: bool) -> int:
         """The tokens a text prompt showing ``images`` (by their tags) takes, laid out as

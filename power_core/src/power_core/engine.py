@@ -152,7 +152,10 @@ class Engine(Protocol):
     def embed(self, inputs: list[str | list[int]], *, truncate: bool) -> EmbeddingResult:
         """Embed every input (one sequence each), pooled and L2-normalised; the lengths
         before normalising go in :attr:`EmbeddingResult.norms` (optional: without them
-        the legacy ``/api/embeddings`` answers unit vectors too)."""
+        the legacy ``/api/embeddings`` answers unit vectors too). A backend whose ``embed``
+        also takes a keyword ``cancelled`` (a ``Callable[[], bool]``) is given one when the
+        request's client can leave: it asks it now and then, and raises
+        :class:`~power_core.errors.Cancelled` once it says ``True``."""
         ...
 
     def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from power_core.chat.images import prompt_token_count
 from power_core.config import Settings, load_settings
+from power_core.engine import Engine
 from power_core.errors import InvalidRequest, ModelNotFound, ServerBusy, UnsupportedFeature
 from power_core.generation import GenerationStream
 from power_core.job_building import build_job
@@ -140,7 +144,7 @@ class PowerServices:
                     f"dimensions must be between 1 and {size} for model '{model.name}'",
                     param="dimensions",
                 )
-            result = entry.engine.embed(request.inputs, truncate=request.truncate)
+            result = _embed(entry.engine, request)
         vectors = result.vectors
         if request.dimensions is not None and request.dimensions < size:
             vectors = [_unit(v[: request.dimensions]) for v in vectors]
@@ -186,6 +190,23 @@ class PowerServices:
         """Unload every model, and remove the files of quantizings cut short."""
         self.scheduler.close()
         self.library.close()
+
+
+def _embed(engine: Engine, request: EmbeddingRequest) -> EmbeddingResult:
+    """``engine.embed`` of the request's inputs, told when the client left if it can be
+    (a ``cancelled`` keyword is optional for backends)."""
+    embed: Callable[..., EmbeddingResult] = engine.embed
+    if request.cancelled is not None and _takes_keyword(embed, "cancelled"):
+        return embed(request.inputs, truncate=request.truncate, cancelled=request.cancelled)
+    return embed(request.inputs, truncate=request.truncate)
+
+
+def _takes_keyword(method: Callable[..., Any], name: str) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def _unit(vector: list[float]) -> list[float]:

@@ -6,6 +6,7 @@ API plugins translate their wire formats into these and back; backends consume
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -162,6 +163,9 @@ class EmbeddingRequest:
     normalize: bool = True
     keep_alive: float | None = None
     load: dict[str, Any] = field(default_factory=dict)
+    #: asked now and then while the inputs are embedded: ``True`` stops the work (the
+    #: client left), where the backend's ``embed`` takes a ``cancelled`` keyword
+    cancelled: Callable[[], bool] | None = None
 
 
 @dataclass

@@ -69,6 +69,12 @@ def client_gone_check(environ: dict[str, Any]) -> Callable[[], bool] | None:
     return gone
 
 
+def current_client_gone() -> Callable[[], bool] | None:
+    """:func:`client_gone_check` of the request being answered (for work that writes
+    nothing until it ends, such as embeddings)."""
+    return client_gone_check(request.environ)
+
+
 def cancel_when_client_leaves(*streams: GenerationStream) -> None:
     """Cancel ``streams`` (with :class:`~power_core.errors.Cancelled`) if the current
     request's client disconnects while they run. For responses written only at the end."""
