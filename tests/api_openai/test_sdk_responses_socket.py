@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket as socket_module
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ import requests
 from openai import OpenAI
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request, TextMessage
 
 from api_openai.test_sdk_responses import WEATHER_TOOL
 from api_openai.wire_reading import KEYS, MODEL, NO_EOS
@@ -157,10 +160,15 @@ def test_a_failed_continuation_forgets_the_response_it_named(client: OpenAI) -> 
         assert error.error.code == "previous_response_not_found"
 
 
-def test_generate_false_prepares_a_turn_to_continue(client: OpenAI) -> None:
-    question = [{"role": "user", "content": "Name a color."}]
+@pytest.mark.parametrize(
+    "prepare", [{"generate": False}, {"prompt_cache_options": {"prewarm": True}}]
+)
+def test_a_prepared_turn_reads_the_prompt_and_can_be_continued(
+    client: OpenAI, prepare: dict[str, Any]
+) -> None:
+    question = [{"role": "user", "content": f"Name a color. {sorted(prepare)}"}]
     with client.responses.connect() as connection:
-        connection.response.create(**GREEDY, input=question, generate=False)
+        connection.response.create(**GREEDY, input=question, **prepare)
         events = events_until_final(connection)
         assert [event.type for event in events] == [
             "response.created",
@@ -169,20 +177,66 @@ def test_generate_false_prepares_a_turn_to_continue(client: OpenAI) -> None:
         ]
         prepared = events[-1].response
         assert prepared.output == []
+        assert prepared.usage.input_tokens > 0 and prepared.usage.output_tokens == 0
         follow_up = answer(connection, input=[], previous_response_id=prepared.id)
     assert follow_up.output_text
     assert follow_up.usage.input_tokens == stateless_usage(client, question).input_tokens
+    # the prompt was read into the cache: the answer reads at most its last token again
+    details = follow_up.usage.input_tokens_details
+    assert details.cached_tokens >= follow_up.usage.input_tokens - 1
+    assert details.cache_write_tokens == follow_up.usage.input_tokens - details.cached_tokens
 
 
-def test_stream_id_is_echoed_on_every_event(client: OpenAI) -> None:
+def test_lanes_fork_from_one_another(client: OpenAI) -> None:
     with client.responses.connect() as connection:
-        connection.response.create(**GREEDY, input="Hi", stream_id="lane-7")
-        events = events_until_final(connection)
-        connection.response.create(model="no-such-model:1", input="Hi", stream_id="lane-8")
-        [error] = events_until_final(connection)
-    assert {event.stream_id for event in events} == {"lane-7"}
-    assert error.stream_id == "lane-8" and error.status == 404
-    assert error.error.code == "model_not_found"
+        first = answer(connection, input="Name a fruit.", stream_id="a")
+        other = answer(connection, input="Name a tree.", stream_id="b")
+        # either response can be continued, from either lane
+        again = answer(connection, input="Another?", previous_response_id=first.id, stream_id="b")
+        more = answer(connection, input="Another?", previous_response_id=other.id, stream_id="a")
+    assert again.previous_response_id == first.id
+    assert more.previous_response_id == other.id
+
+
+def test_large_events_reach_a_client_that_reads_late(power_server: PowerServer) -> None:
+    """Each event is written whole: a frame larger than the socket takes at once was cut
+    (simple_websocket sends a frame with one ``send``), its rest lost and the next frame's
+    header inside it. A client with a small receive buffer that reads two seconds late,
+    read with ``wsproto`` (whose frames are checked) over a plain socket."""
+    schema = {"type": "object", "description": "x" * 2_000_000, "properties": {}}
+    create = {
+        "type": "response.create",
+        **GREEDY,
+        "input": "Hi",
+        "text": {"format": {"type": "json_schema", "name": "big", "schema": schema}},
+    }
+    raw = socket_module.socket()
+    raw.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF, 65536)
+    raw.settimeout(60)
+    raw.connect(("127.0.0.1", power_server.port))
+    protocol = WSConnection(ConnectionType.CLIENT)
+    raw.sendall(protocol.send(Request(host="127.0.0.1", target="/v1/responses")))
+    events: list[dict[str, Any]] = []
+    parts: list[str] = []
+    with raw:
+        sent = False
+        while not events or events[-1]["type"] not in FINAL:
+            data = raw.recv(1 << 16)
+            assert data, f"the connection ended after {[e['type'] for e in events]}"
+            protocol.receive_data(data)
+            for event in protocol.events():
+                if isinstance(event, AcceptConnection) and not sent:
+                    raw.sendall(protocol.send(TextMessage(json.dumps(create))))
+                    sent = True
+                    time.sleep(2)  # the server writes the first events while nobody reads
+                elif isinstance(event, TextMessage):
+                    parts.append(event.data)
+                    if event.message_finished:
+                        events.append(json.loads("".join(parts)))
+                        parts = []
+    assert events[0]["type"] == "response.created"
+    assert len(events[0]["response"]["text"]["format"]["schema"]["description"]) == 2_000_000
+    assert events[-1]["type"] in ("response.completed", "response.incomplete")
 
 
 @pytest.fixture
@@ -213,6 +267,12 @@ def received(connection: ClientConnection) -> dict[str, Any]:
             "",
         ),
         ('{"type": "response.create", "model": "m", "input": "x", "generate": 1}', "generate", ""),
+        (
+            '{"type": "response.create", "model": "m", "input": "x", "stream_id": "a b"}',
+            "stream_id",
+            "letters",
+        ),
+        (json.dumps({"type": "response.create", "stream_id": "s" * 257}), "stream_id", "256"),
         (
             '{"type": "response.create", "model": "m", "input": "x", "background": true}',
             "background",
@@ -280,13 +340,51 @@ def test_a_message_over_the_body_limit_closes_with_1009(keyed_server: PowerServe
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
+def test_the_body_limit_counts_bytes(keyed_server: PowerServer) -> None:
+    """The socket counts a message's characters; the limit is on its UTF-8 bytes, as a
+    request body's is."""
+    url = keyed_server.url.replace("http://", "ws://") + "/v1/responses"
+    headers = {"Authorization": f"Bearer {KEYS[0]}"}
+    with connect(url, additional_headers=headers) as connection:
+        connection.send(
+            json.dumps(
+                {"type": "response.create", **GREEDY, "input": "é" * 2100}, ensure_ascii=False
+            )
+        )
+        error = received(connection)
+        assert error["type"] == "error" and error["status"] == 413
+        assert error["error"]["code"] == "message_too_large"
+        connection.send(json.dumps({"type": "response.create", **GREEDY, "input": "Hi"}))
+        assert received(connection)["type"] == "response.created"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Sec-WebSocket-Version": "13"}, 400),
+        ({"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "c2hvcnQ="}, 400),
+        ({"Sec-WebSocket-Version": "8", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, 426),
+    ],
+)
+def test_a_bad_handshake_is_refused_in_openais_shape(
+    power_server: PowerServer, v1: str, headers: dict[str, str], status: int
+) -> None:
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", **headers}
+    reply = requests.get(v1 + "/responses", headers=upgrade, timeout=30)
+    assert reply.status_code == status
+    assert reply.json()["error"]["type"] == "invalid_request_error"
+    if status == 426:
+        assert reply.headers["Sec-WebSocket-Version"] == "13"
+    assert "Traceback" not in power_server.log()
+
+
 def test_a_conversation_is_kept_up_to_the_body_limit(keyed_server: PowerServer) -> None:
     """The keyed server takes bodies of 4,000 bytes: a conversation that grows past them
     over the connection is not kept, as no request could have carried it."""
     client = OpenAI(base_url=keyed_server.url + "/v1", api_key=KEYS[0], max_retries=0)
     with client.responses.connect() as connection:
         first = answer(connection, input="apple " * 400)  # 2,400 bytes
-        second = answer(connection, input="pear " * 200, previous_response_id=first.id)
+        second = answer(connection, input="pear " * 300, previous_response_id=first.id)
         assert second.previous_response_id == first.id
         connection.response.create(**GREEDY, input="And?", previous_response_id=second.id)
         [error] = events_until_final(connection)

@@ -3,6 +3,7 @@ included; the core checks keys, :mod:`power_core.server.auth`)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -14,17 +15,21 @@ from power_api_openai.completions import create_completion
 from power_api_openai.embeddings import create_embeddings
 from power_api_openai.errors import (
     auth_error_response,
+    error_body,
     http_error_response,
     json_response,
     power_error_response,
 )
 from power_api_openai.models import list_models, retrieve_model
 from power_api_openai.responses import create_response
-from power_api_openai.responses_socket import serve_responses_socket
+from power_api_openai.responses_socket import handshake_refusal, serve_responses_socket
 from power_core.errors import Unauthorized
+from power_core.server.disconnect import is_client_gone_error
 from power_core.server.json_body import parse_json_object
 from power_core.server.views import answering_errors_with
 from power_core.services import PowerServices
+
+log = logging.getLogger("power_api_openai")
 
 #: the methods of each route, so a wrong method is a 405 in OpenAI's shape, not Flask's
 ROUTE_METHODS = {
@@ -77,6 +82,25 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
         @sock.route("/responses", bp=bp)
         def responses_socket(socket: Any) -> None:
             serve_responses_socket(services, socket)
+
+        @bp.before_request
+        def refused_handshake() -> Response | None:
+            if request.endpoint != f"{bp.name}.responses_socket":
+                return None
+            refusal = handshake_refusal({k.lower(): v for k, v in request.headers.items()})
+            if refusal is None:
+                return None
+            status, message = refusal
+            headers = {"Sec-WebSocket-Version": "13"} if status == 426 else {}
+            return json_response(error_body(message, status=status), status, headers)
+
+        @bp.errorhandler(OSError)
+        def client_left(exc: OSError) -> Response:
+            # a client gone in the middle of its handshake: an ordinary departure
+            if request.endpoint != f"{bp.name}.responses_socket" or not is_client_gone_error(exc):
+                raise exc
+            log.info("a WebSocket client left during its handshake (%s)", type(exc).__name__)
+            return Response(status=400)
 
     @bp.post("/embeddings")
     @handled

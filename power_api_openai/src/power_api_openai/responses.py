@@ -396,7 +396,11 @@ def _usage_json(usage: Usage) -> dict[str, Any]:
     """The Responses API's ``usage``: input and output tokens, with the cached ones."""
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        # what the model read anew stays in its sequence's cache for the next request
+        "input_tokens_details": {
+            "cached_tokens": usage.cached_tokens,
+            "cache_write_tokens": usage.prompt_tokens - usage.cached_tokens,
+        },
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage.total_tokens,

@@ -2,40 +2,46 @@
 
 A client opens ``ws://host:port/v1/responses`` and sends ``response.create`` messages, each
 the body of ``POST /v1/responses`` beside ``"type"`` (``stream`` is implied). They are
-answered one after another, in the order sent, each with the events its SSE stream would
-carry, one JSON text message per event, and the connection stays open for the next.
+answered one after another, in the order sent (lanes named by ``stream_id`` included),
+each with the events its SSE stream would carry, one JSON text message per event, and the
+connection stays open for the next.
 
-The connection keeps its latest response (the conversation it read and what it answered,
-up to ``max_body_bytes`` of it, what one request may carry), so a ``response.create`` whose
-``previous_response_id`` names it sends only the new items,
-as OpenAI's WebSocket mode continues a response with ``store`` false; any other id is
-``previous_response_not_found``, and a continuation that fails forgets the one it named.
-``generate: false`` prepares a turn without answering it: the model is loaded and the
-response, with no output, can be continued. Errors are ``error`` events in the socket's
-shape (a ``status`` beside the whole ``error`` object) and leave the connection open; a
-``stream_id`` is echoed on every event of its response.
+The connection keeps its recent responses (:class:`KeptResponses`: the conversation each
+read and what it answered), so a ``response.create`` whose ``previous_response_id`` names
+one sends only the new items, as OpenAI's WebSocket mode continues a response with
+``store`` false; any other id is ``previous_response_not_found``, and a continuation that
+fails forgets the response it named. ``generate: false`` (or ``prompt_cache_options.
+prewarm``) prepares a turn without answering it: the model reads the prompt into its cache
+and the response, with no output, can be continued. Errors are ``error`` events in the
+socket's shape (a ``status`` beside the whole ``error`` object) and leave the connection
+open; a ``stream_id`` is echoed on every event of its response.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+import re
+import threading
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 from power_api_openai.errors import error_body, power_error_body, power_error_status
 from power_api_openai.reasoning_effort import apply_reasoning_effort
 from power_api_openai.responses import ResponseBuilder, builder_events, echoed_sampling
+from power_api_openai.responses_kept import KeptResponses
 from power_api_openai.responses_request import parse_responses_request
 from power_api_openai.sampling import with_openai_defaults
 from power_core.errors import InvalidRequest, PowerError
 from power_core.generation import GenerationStream
+from power_core.models import ResolvedModel
 from power_core.server.disconnect import cancel_streams_when, is_client_gone_error
 from power_core.server.streams import guarded_stream
 from power_core.server.views import compact_json
 from power_core.services import PowerServices
+from power_core.types import GenerationDone, GenerationRequest
 
 log = logging.getLogger("power_api_openai")
 
@@ -43,16 +49,8 @@ log = logging.getLogger("power_api_openai")
 IDLE_CHECK_SECONDS = 1.0
 #: the close code of a server going away (RFC 6455), for a shutdown
 GOING_AWAY = 1001
-
-
-@dataclass
-class Conversation:
-    """The latest response of a connection: its id, every item up to its answer, and
-    about how many bytes they took on the wire."""
-
-    response_id: str
-    items: list[Any]
-    size: int
+#: a lane's name, as the openai SDK checks it
+STREAM_ID = re.compile(r"[A-Za-z0-9_.-]{1,256}")
 
 
 class PreviousResponseNotFound(InvalidRequest):
@@ -61,15 +59,60 @@ class PreviousResponseNotFound(InvalidRequest):
     code = "previous_response_not_found"
 
 
+class MessageTooLarge(InvalidRequest):
+    """A message longer than ``max_body_bytes`` in UTF-8 (the socket counts characters)."""
+
+    http_status = 413
+    code = "message_too_large"
+
+
+class WholeWrites:
+    """A socket whose ``send`` writes all it is given, one writer at a time.
+
+    ``simple_websocket`` writes each frame with one ``socket.send``, which under gevent may
+    take only part of it when the client's window is full: the rest was lost, and the next
+    frame's header landed inside this one's payload. Its reader writes pongs and closes on
+    the same socket, hence the lock.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def handshake_refusal(headers: Mapping[str, str]) -> tuple[int, str] | None:
+    """Why a WebSocket handshake cannot be answered (a status and a message), checked
+    before ``simple_websocket`` takes the connection: it answered a missing key with a 500
+    and held the connection open. ``headers`` are named in lower case."""
+    if headers.get("sec-websocket-version", "").strip() != "13":
+        return 426, "this server speaks WebSocket version 13 (Sec-WebSocket-Version: 13)"
+    try:
+        key = base64.b64decode(headers.get("sec-websocket-key", "").strip(), validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 16:
+        return 400, "a WebSocket handshake needs a Sec-WebSocket-Key: 16 bytes in base64"
+    return None
+
+
 def serve_responses_socket(services: PowerServices, socket: Any) -> None:
     """Answer the ``response.create`` messages of one connection (a ``simple_websocket``
     server socket) until the client closes it or the server shuts down."""
-    latest: Conversation | None = None
+    socket.sock = WholeWrites(socket.sock)
+    kept = KeptResponses(services.settings.max_body_bytes)
     try:
         while not services.shutting_down:
             message = socket.receive(timeout=IDLE_CHECK_SECONDS)
             if message is not None:
-                latest = _answer(services, socket, message, latest)
+                _answer(services, socket, message, kept)
     except OSError as exc:
         if not is_client_gone_error(exc):
             raise
@@ -79,32 +122,39 @@ def serve_responses_socket(services: PowerServices, socket: Any) -> None:
 
 
 def _answer(
-    services: PowerServices, socket: Any, message: str | bytes, latest: Conversation | None
-) -> Conversation | None:
-    """Answer one client message; returns the conversation the connection keeps next."""
+    services: PowerServices, socket: Any, message: str | bytes, kept: KeptResponses
+) -> None:
+    """Answer one client message; keep the response it makes, forget one it failed to
+    continue."""
     stream_id: str | None = None
     continues: str | None = None
     try:
+        _check_size(message, services.settings.max_body_bytes)
         event = _client_event(message)
         stream_id = _stream_id(event)
-        body, items, continues = _create_body(event, latest)
+        body, items, continues = _create_body(event, kept)
         answered = _respond(services, socket, body, continues, stream_id)
     except PowerError as exc:
         status = power_error_status(exc)
         _send(socket, {"type": "error", "status": status, **power_error_body(exc)}, stream_id)
-        return None if continues is not None else latest  # a failed continuation forgets
+        answered = None
     if answered is None:
-        return None if continues is not None else latest
+        if continues is not None:
+            kept.forget(continues)
+        return
     response_id, output = answered
-    size = len(message) + len(compact_json(output))
-    if continues is not None and latest is not None:
-        size += latest.size
-    if size > services.settings.max_body_bytes:
-        # no more than one request could carry: the client sends the rest itself, as over
-        # HTTP, and meets the same limit
+    if not kept.keep(response_id, [*items, *output]):
+        # more than one request could carry: the client sends the conversation itself, as
+        # over HTTP, and meets the same limit
         log.info("a WebSocket conversation outgrew max_body_bytes: not kept")
-        return None
-    return Conversation(response_id, [*items, *output], size)
+
+
+def _check_size(message: str | bytes, limit: int) -> None:
+    size = len(message.encode()) if isinstance(message, str) else len(message)
+    if size > limit:
+        raise MessageTooLarge(
+            f"the message is {size} bytes; this server takes at most {limit} (max_body_bytes)"
+        )
 
 
 def _client_event(message: str | bytes) -> dict[str, Any]:
@@ -125,16 +175,20 @@ def _client_event(message: str | bytes) -> dict[str, Any]:
 
 def _stream_id(event: dict[str, Any]) -> str | None:
     stream_id = event.pop("stream_id", None)
-    if stream_id is not None and not isinstance(stream_id, str):
-        raise InvalidRequest("'stream_id' must be a string", param="stream_id")
+    if stream_id is not None and not (
+        isinstance(stream_id, str) and STREAM_ID.fullmatch(stream_id)
+    ):
+        raise InvalidRequest(
+            "'stream_id' must be 1 to 256 letters, digits, '_', '.' or '-'", param="stream_id"
+        )
     return stream_id
 
 
 def _create_body(
-    event: dict[str, Any], latest: Conversation | None
+    event: dict[str, Any], kept: KeptResponses
 ) -> tuple[dict[str, Any], list[Any], str | None]:
     """The HTTP body of a ``response.create``, the items it holds (the kept conversation's
-    first when it continues it) and the id it continues."""
+    first when it continues one) and the id it continues."""
     body = {key: value for key, value in event.items() if key != "stream"}
     continues = body.pop("previous_response_id", None)
     new_items = body.get("input")
@@ -142,17 +196,18 @@ def _create_body(
         new_items = [{"type": "message", "role": "user", "content": new_items}]
     if continues is None:
         return body, new_items if isinstance(new_items, list) else [], None
-    if not isinstance(continues, str) or latest is None or continues != latest.response_id:
+    earlier = kept.items(continues) if isinstance(continues, str) else None
+    if earlier is None:
         raise PreviousResponseNotFound(
             f"Previous response with id {continues!r} not found: a connection keeps only "
-            "its latest response.",
+            "its own recent responses.",
             param="previous_response_id",
         )
     if new_items is None:
         new_items = []
     if not isinstance(new_items, list):
         return body, [], continues  # the parser names what is wrong with it
-    items = [*latest.items, *new_items]
+    items = [*earlier, *new_items]
     return {**body, "input": items}, items, continues
 
 
@@ -166,9 +221,7 @@ def _respond(
     """Stream the response to ``body``; its id and output items when it completed (or was
     cut short by ``max_output_tokens``), ``None`` when it failed."""
     services.refuse_if_shutting_down()
-    generate = body.pop("generate", True)
-    if not isinstance(generate, bool):
-        raise InvalidRequest("'generate' must be a boolean", param="generate")
+    generate = _generates(body)
     request, options = parse_responses_request(body)
     options.previous_response_id = continues
     model = services.library.resolve(request.model)
@@ -176,8 +229,7 @@ def _respond(
     apply_reasoning_effort(model, request, options.reasoning.get("effort"), "reasoning.effort")
     builder = ResponseBuilder(model.name, options, echoed_sampling(request.sampling, model))
     if not generate:
-        services.check_capabilities(request, model)
-        services.load_model(model.name)
+        _prepare(services, socket, request, model, builder)
         for event in [*builder.start(), *builder.finish(no_output=True)]:
             _send(socket, event, stream_id)
         return builder.id, []
@@ -189,6 +241,47 @@ def _respond(
     if builder.status == "failed":
         return None
     return builder.id, builder.output
+
+
+def _generates(body: dict[str, Any]) -> bool:
+    """Whether the response answers (``generate``, unless ``prompt_cache_options.prewarm``
+    overrides it), taking both out of ``body``."""
+    generate = body.pop("generate", True)
+    if not isinstance(generate, bool):
+        raise InvalidRequest("'generate' must be a boolean", param="generate")
+    cache_options = body.pop("prompt_cache_options", None)
+    if cache_options is None:
+        return generate
+    if not isinstance(cache_options, dict):
+        raise InvalidRequest(
+            "'prompt_cache_options' must be an object", param="prompt_cache_options"
+        )
+    prewarm = cache_options.get("prewarm", False)
+    if not isinstance(prewarm, bool):
+        raise InvalidRequest(
+            "'prompt_cache_options.prewarm' must be a boolean",
+            param="prompt_cache_options.prewarm",
+        )
+    return generate and not prewarm
+
+
+def _prepare(
+    services: PowerServices,
+    socket: Any,
+    request: GenerationRequest,
+    model: ResolvedModel,
+    builder: ResponseBuilder,
+) -> None:
+    """Read the prompt into the model's cache without generating (no output token)."""
+    request.max_tokens = 0
+    stream = services.generate(request, model)
+    cancel_streams_when(lambda: not socket.connected, stream)
+    try:
+        for event in stream:
+            if isinstance(event, GenerationDone):
+                builder.usage = event.usage
+    finally:
+        stream.cancel()
 
 
 def _events(
