@@ -9,7 +9,13 @@ from typing import Any, Literal
 
 import openai
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
 from langchain_ollama import ChatOllama
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
@@ -282,3 +288,22 @@ def test_chat_completions_logprobs_in_replies_and_streams(openai_url: str) -> No
     whole = merged(model.stream(COUNT_ON.conversation))
     assert whole.text == COUNT_ON.then
     assert_greedy_logprobs(whole.response_metadata["logprobs"], COUNT_ON.then)
+
+
+def test_previous_response_ids_send_only_the_new_messages(openai_url: str) -> None:
+    """``use_previous_response_id``: LangChain drops the messages up to its last answer and
+    names that answer's response instead, which the server kept."""
+    chained = chat(openai_url, True, use_previous_response_id=True)
+    question = HumanMessage("Name a fruit.")
+    first = chained.invoke([question])
+    assert first.response_metadata["id"].startswith("resp_")
+    follow_up = HumanMessage("And a vegetable?")
+    second = chained.invoke([question, first, follow_up])
+    stored = openai.OpenAI(base_url=openai_url, api_key="unused").responses.retrieve(
+        second.response_metadata["id"]
+    )
+    assert stored.previous_response_id == first.response_metadata["id"]
+    whole = chat(openai_url, True).invoke([question, first, follow_up])
+    assert second.text == whole.text
+    assert second.usage_metadata is not None and whole.usage_metadata is not None
+    assert second.usage_metadata["input_tokens"] == whole.usage_metadata["input_tokens"]

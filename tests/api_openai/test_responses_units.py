@@ -9,7 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses import ResponseBuilder, direct_delta, event_frame
+from power_api_openai.responses_continued import with_ids
+from power_api_openai.responses_kept import MAX_KEPT, KeptResponses
 from power_api_openai.responses_request import ResponsesOptions, parse_input
 from power_core.errors import InvalidRequest
 from power_core.server.direct import DirectWriter
@@ -218,3 +221,61 @@ def test_a_direct_write_the_writer_declines_is_not_counted() -> None:
     finally:
         ours.close()
         theirs.close()
+
+
+# ----------------------------------------------------------------------------- kept responses
+def stored(store: ResponseStore, name: str, text: str) -> bool:
+    items = [{"type": "message", "role": "user", "content": text}]
+    return store.put({"id": name, "object": "response"}, items, items)
+
+
+def test_the_store_forgets_the_least_recently_used_first() -> None:
+    store = ResponseStore(max_bytes=600)
+    assert stored(store, "a", "x" * 50) and stored(store, "b", "y" * 50)
+    assert store.conversation("a") is not None  # "a" is now the more recently used
+    assert stored(store, "c", "z" * 50)
+    assert store.response("b") is None
+    assert store.response("a") == {"id": "a", "object": "response"}
+    assert store.input_items("c") == [{"type": "message", "role": "user", "content": "z" * 50}]
+
+
+def test_the_store_refuses_one_response_over_its_limit_and_keeps_the_rest() -> None:
+    store = ResponseStore(max_bytes=600)
+    assert stored(store, "a", "x")
+    assert not stored(store, "big", "x" * 600)
+    assert store.response("a") is not None and store.response("big") is None
+    assert store.delete("a") and not store.delete("a")
+
+
+def test_a_connection_keeps_a_few_responses_within_its_bytes() -> None:
+    kept = KeptResponses(max_bytes=10_000)
+    for n in range(MAX_KEPT + 2):
+        assert kept.keep(f"r{n}", [n])
+    assert kept.items("r0") is None and kept.items("r1") is None
+    assert kept.items(f"r{MAX_KEPT + 1}") == [MAX_KEPT + 1]
+    small = KeptResponses(max_bytes=20)
+    assert small.keep("a", ["x" * 8]) and small.keep("b", ["y" * 8])
+    assert small.items("a") is None and small.items("b") == ["y" * 8]
+    assert not small.keep("c", ["z" * 30])
+    small.forget("b")
+    assert small.items("b") is None
+
+
+def test_input_items_get_ids_and_openais_shape() -> None:
+    [message] = with_ids("Hi") or []
+    assert message["id"].startswith("msg_") and message["status"] == "completed"
+    assert message["content"] == [{"type": "input_text", "text": "Hi"}]
+    items = with_ids(
+        [
+            {"role": "assistant", "content": "Hello"},
+            {"type": "function_call_output", "call_id": "c", "output": "sunny"},
+            {"type": "message", "id": "msg_mine", "role": "user", "content": "x"},
+            {"type": "item_reference", "id": "msg_other"},
+        ]
+    )
+    assert items is not None
+    assert items[0]["content"] == [{"type": "output_text", "text": "Hello"}]
+    assert items[1]["id"].startswith("fco_")
+    assert items[2]["id"] == "msg_mine"
+    assert items[3] == {"type": "item_reference", "id": "msg_other"}  # left to the parser
+    assert with_ids(5) is None

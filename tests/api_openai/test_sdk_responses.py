@@ -323,14 +323,14 @@ def test_top_logprobs_alone_adds_no_logprobs(client: OpenAI) -> None:
     assert reply.output[0].content[0].logprobs == []  # type: ignore[union-attr]
 
 
-def test_stateful_fields_are_refused(client: OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as caught:
+def test_conversations_are_refused_and_unknown_responses_not_found(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=MODEL, input="Hi", conversation="conv_123")
+    assert refused.value.param == "conversation"
+    with pytest.raises(openai.BadRequestError) as unknown:
         client.responses.create(model=MODEL, input="Hi", previous_response_id="resp_123")
-    assert caught.value.param == "previous_response_id"
-    assert "whole conversation" in str(caught.value)
-
-
-def test_stored_responses_are_not_found_and_say_why(client: OpenAI) -> None:
+    assert unknown.value.code == "previous_response_not_found"
+    assert unknown.value.param == "previous_response_id"
     for call in (
         lambda: client.responses.retrieve("resp_123"),
         lambda: client.responses.delete("resp_123"),
@@ -339,7 +339,89 @@ def test_stored_responses_are_not_found_and_say_why(client: OpenAI) -> None:
     ):
         with pytest.raises(openai.NotFoundError) as caught:
             call()
-        assert "stores no responses" in str(caught.value)
+        assert "in memory only" in str(caught.value)
+
+
+def test_a_stored_response_is_continued_retrieved_listed_and_deleted(client: OpenAI) -> None:
+    question = "Name a fruit."
+    first = client.responses.create(
+        model=MODEL, input=question, instructions="Be brief.", temperature=0, max_output_tokens=8
+    )
+    assert first.store is True
+    retrieved = client.responses.retrieve(first.id)
+    assert retrieved.id == first.id and retrieved.output_text == first.output_text
+    assert retrieved.usage == first.usage
+    follow_up = [{"role": "user", "content": "And a vegetable?"}]
+    second = client.responses.create(
+        model=MODEL,
+        input=follow_up,  # type: ignore[arg-type]
+        previous_response_id=first.id,
+        temperature=0,
+        max_output_tokens=8,
+    )
+    assert second.previous_response_id == first.id
+    # the prompt of the whole conversation sent at once (instructions are not carried over)
+    whole = client.responses.create(
+        model=MODEL,
+        input=[
+            {"role": "user", "content": question},
+            *[item.model_dump(exclude_none=True) for item in first.output],
+            *follow_up,
+        ],  # type: ignore[list-item]
+        temperature=0,
+        max_output_tokens=8,
+        store=False,
+    )
+    assert second.usage is not None and whole.usage is not None
+    assert second.usage.input_tokens == whole.usage.input_tokens
+    # its own input, with ids
+    [item] = client.responses.input_items.list(second.id).data
+    assert item.type == "message" and item.id.startswith("msg_")
+    assert item.content[0].text == "And a vegetable?"  # type: ignore[union-attr]
+    with pytest.raises(openai.BadRequestError):
+        client.responses.cancel(second.id)  # nothing runs in the background
+    client.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+    with pytest.raises(openai.BadRequestError) as gone:
+        client.responses.create(model=MODEL, input="More?", previous_response_id=first.id)
+    assert gone.value.code == "previous_response_not_found"
+    # what continued it is still there, its conversation whole
+    third = client.responses.create(
+        model=MODEL, input="More?", previous_response_id=second.id, max_output_tokens=4
+    )
+    assert third.previous_response_id == second.id
+
+
+def test_store_false_and_streamed_responses(client: OpenAI) -> None:
+    unstored = client.responses.create(model=MODEL, input="Hi", store=False, max_output_tokens=4)
+    assert unstored.store is False
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(unstored.id)
+    events = list(
+        client.responses.create(model=MODEL, input="Hi", stream=True, max_output_tokens=4)
+    )
+    final = events[-1].response  # type: ignore[union-attr]
+    assert final.store is True
+    assert client.responses.retrieve(final.id).output_text == final.output_text
+
+
+def test_input_items_are_listed_a_page_at_a_time(client: OpenAI) -> None:
+    items = [{"role": "user", "content": f"Line {n}."} for n in range(5)]
+    reply = client.responses.create(
+        model=MODEL,
+        input=items,  # type: ignore[arg-type]
+        max_output_tokens=2,
+    )
+    newest_first = client.responses.input_items.list(reply.id, limit=2)
+    assert [item.content[0].text for item in newest_first.data] == ["Line 4.", "Line 3."]  # type: ignore[union-attr]
+    assert newest_first.has_more is True
+    every = [item.content[0].text for item in client.responses.input_items.list(reply.id, limit=2)]  # type: ignore[union-attr]
+    assert every == [f"Line {n}." for n in range(4, -1, -1)]  # the SDK follows 'after'
+    oldest_first = client.responses.input_items.list(reply.id, order="asc")
+    assert [item.content[0].text for item in oldest_first.data] == [f"Line {n}." for n in range(5)]  # type: ignore[union-attr]
+    with pytest.raises(openai.BadRequestError):
+        client.responses.input_items.list(reply.id, limit=500)
 
 
 def test_unknown_model_is_not_found(client: OpenAI) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 import requests
 from openai import OpenAI
@@ -148,8 +149,10 @@ def test_an_unknown_previous_response_is_not_found_and_the_connection_goes_on(
 
 
 def test_a_failed_continuation_forgets_the_response_it_named(client: OpenAI) -> None:
+    """As OpenAI's mode does for responses it keeps only on the connection (store false);
+    a stored one stays in the server's store."""
     with client.responses.connect() as connection:
-        first = answer(connection, input="Hi")
+        first = answer(connection, input="Hi", store=False)
         connection.response.create(
             **{**GREEDY, "temperature": "hot"}, input="x", previous_response_id=first.id
         )
@@ -237,6 +240,30 @@ def test_large_events_reach_a_client_that_reads_late(power_server: PowerServer) 
     assert events[0]["type"] == "response.created"
     assert len(events[0]["response"]["text"]["format"]["schema"]["description"]) == 2_000_000
     assert events[-1]["type"] in ("response.completed", "response.incomplete")
+
+
+def test_stream_id_is_echoed_on_every_event(client: OpenAI) -> None:
+    with client.responses.connect() as connection:
+        connection.response.create(**GREEDY, input="Hi", stream_id="lane-7")
+        events = events_until_final(connection)
+        connection.response.create(model="no-such-model:1", input="Hi", stream_id="lane-8")
+        [error] = events_until_final(connection)
+    assert {event.stream_id for event in events} == {"lane-7"}
+    assert error.stream_id == "lane-8" and error.status == 404
+    assert error.error.code == "model_not_found"
+
+
+def test_stored_responses_continue_across_http_and_websocket(client: OpenAI) -> None:
+    over_http = client.responses.create(**GREEDY, input="Name a fruit.")
+    with client.responses.connect() as connection:
+        over_socket = answer(connection, input="Another?", previous_response_id=over_http.id)
+        unstored = answer(connection, input="Hi", store=False)
+    assert over_socket.previous_response_id == over_http.id
+    again = client.responses.create(**GREEDY, input="More?", previous_response_id=over_socket.id)
+    assert again.previous_response_id == over_socket.id
+    assert client.responses.retrieve(over_socket.id).output_text == over_socket.output_text
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(unstored.id)  # kept by its connection only
 
 
 @pytest.fixture
@@ -383,8 +410,8 @@ def test_a_conversation_is_kept_up_to_the_body_limit(keyed_server: PowerServer) 
     over the connection is not kept, as no request could have carried it."""
     client = OpenAI(base_url=keyed_server.url + "/v1", api_key=KEYS[0], max_retries=0)
     with client.responses.connect() as connection:
-        first = answer(connection, input="apple " * 400)  # 2,400 bytes
-        second = answer(connection, input="pear " * 300, previous_response_id=first.id)
+        first = answer(connection, input="apple " * 400, store=False)  # 2,400 bytes
+        second = answer(connection, input="pear " * 300, previous_response_id=first.id, store=False)
         assert second.previous_response_id == first.id
         connection.response.create(**GREEDY, input="And?", previous_response_id=second.id)
         [error] = events_until_final(connection)

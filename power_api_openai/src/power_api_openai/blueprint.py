@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from power_api_openai import URL_PREFIX
+from power_api_openai import URL_PREFIX, stored_responses
 from power_api_openai.chat import create_chat_completion
 from power_api_openai.completions import create_completion
 from power_api_openai.embeddings import create_embeddings
@@ -21,6 +21,7 @@ from power_api_openai.errors import (
     power_error_response,
 )
 from power_api_openai.models import list_models, retrieve_model
+from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses import create_response
 from power_api_openai.responses_socket import handshake_refusal, serve_responses_socket
 from power_core.errors import Unauthorized
@@ -40,16 +41,13 @@ ROUTE_METHODS = {
     "models": ("GET", "HEAD"),
 }
 _ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-STORED_RESPONSES = (
-    "This server stores no responses, so none can be retrieved, cancelled or deleted: "
-    "/v1/responses is stateless, and each request carries the whole conversation in 'input'."
-)
 
 
 def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     """Routes of the OpenAI API on ``services``; with the server's ``flask_sock.Sock``,
     the WebSocket mode of ``/v1/responses`` too."""
     bp = Blueprint("openai", __name__, url_prefix=URL_PREFIX)
+    store = ResponseStore()
 
     # the one place a PowerError (raised before a response starts) becomes a response
     handled = answering_errors_with(power_error_response)
@@ -75,13 +73,34 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     @bp.post("/responses")
     @handled
     def responses() -> Response:
-        return create_response(services, body())
+        return create_response(services, body(), store)
+
+    @bp.get("/responses/<response_id>")
+    @handled
+    def retrieve_response(response_id: str) -> Response:
+        return json_response(stored_responses.retrieve(store, response_id))
+
+    @bp.delete("/responses/<response_id>")
+    @handled
+    def delete_response(response_id: str) -> Response:
+        return json_response(stored_responses.delete(store, response_id))
+
+    @bp.post("/responses/<response_id>/cancel")
+    @handled
+    def cancel_response(response_id: str) -> Response:
+        return json_response(stored_responses.cancel(store, response_id))
+
+    @bp.get("/responses/<response_id>/input_items")
+    @handled
+    def response_input_items(response_id: str) -> Response:
+        query = request.args.to_dict()
+        return json_response(stored_responses.input_items(store, response_id, query))
 
     if sock is not None:
 
         @sock.route("/responses", bp=bp)
         def responses_socket(socket: Any) -> None:
-            serve_responses_socket(services, socket)
+            serve_responses_socket(services, socket, store)
 
         @bp.before_request
         def refused_handshake() -> Response | None:
@@ -125,9 +144,6 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
         )
         if allowed is not None:
             return http_error_response(MethodNotAllowed(valid_methods=list(allowed)))
-        if rest.startswith("responses/"):
-            # retrieve, delete, cancel, input_items: there is no stored response to act on
-            return http_error_response(NotFound(STORED_RESPONSES))
         return http_error_response(NotFound(f"Invalid URL ({request.method} {URL_PREFIX}/{rest})"))
 
     @bp.errorhandler(HTTPException)

@@ -12,7 +12,6 @@ that is not streamed is the same builder's final response.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,6 +23,9 @@ from power_api_openai.errors import json_response
 from power_api_openai.logprobs import chat_token_logprobs
 from power_api_openai.merge import merged_events
 from power_api_openai.reasoning_effort import apply_reasoning_effort
+from power_api_openai.response_ids import item_id
+from power_api_openai.response_store import ResponseStore
+from power_api_openai.responses_continued import continued_body
 from power_api_openai.responses_request import ResponsesOptions, parse_responses_request
 from power_api_openai.sampling import with_openai_defaults
 from power_api_openai.sse import PING, sse_response
@@ -48,34 +50,44 @@ from power_core.types import (
 )
 
 
-def item_id(prefix: str) -> str:
-    """An id in the Responses API's style: ``resp_``, ``msg_``, ``fc_``, ``rs_`` and hex."""
-    return f"{prefix}_{secrets.token_hex(24)}"
-
-
 def event_frame(event: dict[str, Any]) -> str:
     """One SSE frame naming its event, as the Responses API streams them."""
     return f"event: {event['type']}\ndata: {compact_json(event)}\n\n"
 
 
-def create_response(services: PowerServices, body: dict[str, Any]) -> Response:
-    """Validate, start generating (errors so far are plain 4xx/5xx), then answer or stream."""
-    request, options = parse_responses_request(body)
+def create_response(
+    services: PowerServices, body: dict[str, Any], store: ResponseStore
+) -> Response:
+    """Validate, start generating (errors so far are plain 4xx/5xx), then answer or stream;
+    a finished response is kept in ``store`` unless the request says ``store: false``."""
+    continued = continued_body(body, store.conversation)
+    request, options = parse_responses_request(continued.body)
+    options.previous_response_id = continued.continues
     model = services.library.resolve(request.model)
     request.sampling = with_openai_defaults(request.sampling, model)
     apply_reasoning_effort(model, request, options.reasoning.get("effort"), "reasoning.effort")
     stream = services.generate(request, model)
     sampling = echoed_sampling(request.sampling, model)
     builder = ResponseBuilder(stream.model.name, options, sampling)
+
+    def finished() -> None:
+        if options.store and builder.status in ("completed", "incomplete"):
+            store.put(
+                builder.response(),
+                continued.input_items,
+                [*continued.conversation, *builder.output],
+            )
+
     if options.stream:
         cancel_if_client_leaves_while_queued(stream)
-        frames = response_events(stream, builder, direct_writer())
+        frames = response_events(stream, builder, direct_writer(), finished)
         return sse_response(frames, stream.cancel, end=None, error_frames=builder.failed_frames)
     cancel_when_client_leaves(stream)
     try:
         for event in stream:
             builder.feed(event)
         builder.finish()
+        finished()
         return json_response(builder.response())
     finally:
         stream.cancel()  # a no-op after a complete generation; frees the slot after an error
@@ -90,7 +102,10 @@ def echoed_sampling(sampling: dict[str, Any], model: ResolvedModel) -> dict[str,
 
 
 def response_events(
-    stream: GenerationStream, builder: ResponseBuilder, writer: DirectWriter | None
+    stream: GenerationStream,
+    builder: ResponseBuilder,
+    writer: DirectWriter | None,
+    finished: Callable[[], None] = lambda: None,
 ) -> Iterator[str]:
     """The SSE frames of a streamed response.
 
@@ -106,6 +121,7 @@ def response_events(
     for event in builder_events(stream, builder):
         # None: the prompt is still being read, so keep the connection alive
         yield PING if event is None else event_frame(event)
+    finished()
 
 
 def builder_events(
@@ -363,7 +379,7 @@ class ResponseBuilder:
             "prompt_cache_key": options.prompt_cache_key,
             "reasoning": options.reasoning,
             "safety_identifier": options.safety_identifier,
-            "store": False,
+            "store": options.store,
             "temperature": self.sampling["temperature"],
             "text": options.text,
             "tool_choice": options.tool_choice,

@@ -1,10 +1,10 @@
 """Reading a ``/v1/responses`` body into the core's :class:`GenerationRequest`.
 
-The Responses API is served statelessly, as Ollama serves it: every request carries the
-whole conversation in ``input`` (messages, the model's earlier ``function_call`` items and
-their ``function_call_output`` results). Nothing is stored, so ``previous_response_id``,
-``conversation`` and ``item_reference`` are refused with a 400 that says so; the WebSocket
-mode (:mod:`power_api_openai.responses_socket`) continues a connection's latest response.
+A request carries its conversation in ``input`` (messages, the model's earlier
+``function_call`` items and their ``function_call_output`` results), after the one of the
+response it continues (``previous_response_id``, which the caller resolves first:
+:mod:`power_api_openai.responses_continued`). ``conversation`` and ``item_reference`` are
+refused with a 400 that says so.
 """
 
 from __future__ import annotations
@@ -44,15 +44,9 @@ INCLUDE_LOGPROBS = "message.output_text.logprobs"
 #: the roles a message item may have (``tool`` results are ``function_call_output`` items)
 MESSAGE_ROLES = tuple(role for role in ROLES if role != "tool")
 _STATEFUL = {
-    "previous_response_id": (
-        "'previous_response_id' is not supported over HTTP: this server stores no responses. "
-        "Send the whole conversation in 'input' instead, or use the WebSocket mode of "
-        "/v1/responses (client.responses.connect()), whose connection keeps its latest "
-        "response to continue."
-    ),
     "conversation": (
-        "'conversation' is not supported: this server stores no responses. Send the whole "
-        "conversation in 'input' instead."
+        "'conversation' is not supported: this server keeps no conversations. Continue a "
+        "response with 'previous_response_id', or send the whole conversation in 'input'."
     ),
 }
 
@@ -78,8 +72,10 @@ class ResponsesOptions:
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
-    #: the response this one continues (the WebSocket mode's connection keeps it)
+    #: the response this one continues (:mod:`power_api_openai.responses_continued`)
     previous_response_id: str | None = None
+    #: whether the response is kept for later requests (:mod:`power_api_openai.response_store`)
+    store: bool = True
 
 
 def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, ResponsesOptions]:
@@ -132,7 +128,7 @@ def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, Re
         # 'auto' drops the oldest turns of a conversation too long for the context
         fit_history=truncation == "auto",
     )
-    fields.boolean("store", default=True)  # accepted; nothing is stored either way
+    store = fields.boolean("store", default=True)
     options = ResponsesOptions(
         stream=stream,
         logprobs=want_logprobs,
@@ -150,6 +146,7 @@ def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, Re
         user=fields.string("user"),
         safety_identifier=fields.string("safety_identifier"),
         prompt_cache_key=fields.string("prompt_cache_key"),
+        store=bool(store),
     )
     return request, options
 

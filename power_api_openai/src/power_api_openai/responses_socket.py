@@ -8,9 +8,10 @@ connection stays open for the next.
 
 The connection keeps its recent responses (:class:`KeptResponses`: the conversation each
 read and what it answered), so a ``response.create`` whose ``previous_response_id`` names
-one sends only the new items, as OpenAI's WebSocket mode continues a response with
-``store`` false; any other id is ``previous_response_not_found``, and a continuation that
-fails forgets the response it named. ``generate: false`` (or ``prompt_cache_options.
+one, or one the server's :class:`ResponseStore` keeps, sends only the new items, as
+OpenAI's WebSocket mode continues a response with ``store`` false; any other id is
+``previous_response_not_found``, and a continuation that fails makes the connection forget
+the response it named. ``generate: false`` (or ``prompt_cache_options.
 prewarm``) prepares a turn without answering it: the model reads the prompt into its cache
 and the response, with no output, can be continued. Errors are ``error`` events in the
 socket's shape (a ``status`` beside the whole ``error`` object) and leave the connection
@@ -30,7 +31,9 @@ from typing import Any
 
 from power_api_openai.errors import error_body, power_error_body, power_error_status
 from power_api_openai.reasoning_effort import apply_reasoning_effort
+from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses import ResponseBuilder, builder_events, echoed_sampling
+from power_api_openai.responses_continued import ContinuedBody, continued_body
 from power_api_openai.responses_kept import KeptResponses
 from power_api_openai.responses_request import parse_responses_request
 from power_api_openai.sampling import with_openai_defaults
@@ -51,12 +54,6 @@ IDLE_CHECK_SECONDS = 1.0
 GOING_AWAY = 1001
 #: a lane's name, as the openai SDK checks it
 STREAM_ID = re.compile(r"[A-Za-z0-9_.-]{1,256}")
-
-
-class PreviousResponseNotFound(InvalidRequest):
-    """``previous_response_id`` names no response this connection holds."""
-
-    code = "previous_response_not_found"
 
 
 class MessageTooLarge(InvalidRequest):
@@ -103,16 +100,18 @@ def handshake_refusal(headers: Mapping[str, str]) -> tuple[int, str] | None:
     return None
 
 
-def serve_responses_socket(services: PowerServices, socket: Any) -> None:
+def serve_responses_socket(services: PowerServices, socket: Any, store: ResponseStore) -> None:
     """Answer the ``response.create`` messages of one connection (a ``simple_websocket``
-    server socket) until the client closes it or the server shuts down."""
+    server socket) until the client closes it or the server shuts down; responses it may
+    continue are its own recent ones and those in ``store``, where it stores its own unless
+    told ``store: false``."""
     socket.sock = WholeWrites(socket.sock)
     kept = KeptResponses(services.settings.max_body_bytes)
     try:
         while not services.shutting_down:
             message = socket.receive(timeout=IDLE_CHECK_SECONDS)
             if message is not None:
-                _answer(services, socket, message, kept)
+                _answer(services, socket, message, kept, store)
     except OSError as exc:
         if not is_client_gone_error(exc):
             raise
@@ -122,28 +121,39 @@ def serve_responses_socket(services: PowerServices, socket: Any) -> None:
 
 
 def _answer(
-    services: PowerServices, socket: Any, message: str | bytes, kept: KeptResponses
+    services: PowerServices,
+    socket: Any,
+    message: str | bytes,
+    kept: KeptResponses,
+    store: ResponseStore,
 ) -> None:
     """Answer one client message; keep the response it makes, forget one it failed to
     continue."""
     stream_id: str | None = None
-    continues: str | None = None
+    continued: ContinuedBody | None = None
     try:
         _check_size(message, services.settings.max_body_bytes)
         event = _client_event(message)
         stream_id = _stream_id(event)
-        body, items, continues = _create_body(event, kept)
-        answered = _respond(services, socket, body, continues, stream_id)
+        body = {key: value for key, value in event.items() if key != "stream"}
+        continued = continued_body(
+            body, lambda earlier: kept.items(earlier) or store.conversation(earlier)
+        )
+        answered = _respond(services, socket, continued, stream_id)
     except PowerError as exc:
         status = power_error_status(exc)
         _send(socket, {"type": "error", "status": status, **power_error_body(exc)}, stream_id)
         answered = None
     if answered is None:
-        if continues is not None:
-            kept.forget(continues)
+        if continued is not None and continued.continues is not None:
+            kept.forget(continued.continues)
         return
-    response_id, output = answered
-    if not kept.keep(response_id, [*items, *output]):
+    assert continued is not None  # answered
+    response, output = answered
+    conversation = [*continued.conversation, *output]
+    if response["store"]:
+        store.put(response, continued.input_items, conversation)
+    if not kept.keep(response["id"], conversation):
         # more than one request could carry: the client sends the conversation itself, as
         # over HTTP, and meets the same limit
         log.info("a WebSocket conversation outgrew max_body_bytes: not kept")
@@ -184,46 +194,15 @@ def _stream_id(event: dict[str, Any]) -> str | None:
     return stream_id
 
 
-def _create_body(
-    event: dict[str, Any], kept: KeptResponses
-) -> tuple[dict[str, Any], list[Any], str | None]:
-    """The HTTP body of a ``response.create``, the items it holds (the kept conversation's
-    first when it continues one) and the id it continues."""
-    body = {key: value for key, value in event.items() if key != "stream"}
-    continues = body.pop("previous_response_id", None)
-    new_items = body.get("input")
-    if isinstance(new_items, str):
-        new_items = [{"type": "message", "role": "user", "content": new_items}]
-    if continues is None:
-        return body, new_items if isinstance(new_items, list) else [], None
-    earlier = kept.items(continues) if isinstance(continues, str) else None
-    if earlier is None:
-        raise PreviousResponseNotFound(
-            f"Previous response with id {continues!r} not found: a connection keeps only "
-            "its own recent responses.",
-            param="previous_response_id",
-        )
-    if new_items is None:
-        new_items = []
-    if not isinstance(new_items, list):
-        return body, [], continues  # the parser names what is wrong with it
-    items = [*earlier, *new_items]
-    return {**body, "input": items}, items, continues
-
-
 def _respond(
-    services: PowerServices,
-    socket: Any,
-    body: dict[str, Any],
-    continues: str | None,
-    stream_id: str | None,
-) -> tuple[str, list[Any]] | None:
-    """Stream the response to ``body``; its id and output items when it completed (or was
-    cut short by ``max_output_tokens``), ``None`` when it failed."""
+    services: PowerServices, socket: Any, continued: ContinuedBody, stream_id: str | None
+) -> tuple[dict[str, Any], list[Any]] | None:
+    """Stream the response to a request; the response object and its output items when it
+    completed (or was cut short by ``max_output_tokens``), ``None`` when it failed."""
     services.refuse_if_shutting_down()
-    generate = _generates(body)
-    request, options = parse_responses_request(body)
-    options.previous_response_id = continues
+    generate = _generates(continued.body)
+    request, options = parse_responses_request(continued.body)
+    options.previous_response_id = continued.continues
     model = services.library.resolve(request.model)
     request.sampling = with_openai_defaults(request.sampling, model)
     apply_reasoning_effort(model, request, options.reasoning.get("effort"), "reasoning.effort")
@@ -232,7 +211,7 @@ def _respond(
         _prepare(services, socket, request, model, builder)
         for event in [*builder.start(), *builder.finish(no_output=True)]:
             _send(socket, event, stream_id)
-        return builder.id, []
+        return builder.response(), []
     stream = services.generate(request, model)
     cancel_streams_when(lambda: not socket.connected, stream)
     with contextlib.closing(_events(stream, builder)) as events:
@@ -240,7 +219,7 @@ def _respond(
             _send(socket, event, stream_id)
     if builder.status == "failed":
         return None
-    return builder.id, builder.output
+    return builder.response(), builder.output
 
 
 def _generates(body: dict[str, Any]) -> bool:

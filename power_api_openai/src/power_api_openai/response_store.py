@@ -1,0 +1,83 @@
+"""Responses kept in the server's memory, so that ``previous_response_id`` continues them
+and ``GET``/``DELETE /v1/responses/{id}`` and ``/input_items`` find them, as OpenAI keeps
+responses created with ``store`` true (its default). Nothing is written to disk: a restart
+forgets them, and the oldest go first once they take :data:`STORE_BYTES` in all."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from power_core.server.views import compact_json
+
+#: the memory stored responses may take, as compact JSON (their conversations included)
+STORE_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """One response as compact JSON: the response object, the items of its own input and
+    the whole conversation up to its answer."""
+
+    response: bytes
+    input_items: bytes
+    conversation: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.response) + len(self.input_items) + len(self.conversation)
+
+
+class ResponseStore:
+    """Responses by id, the most recently used last, within ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = STORE_BYTES) -> None:
+        self._max_bytes = max_bytes
+        self._stored: OrderedDict[str, StoredResponse] = OrderedDict()
+        self._bytes = 0
+
+    def put(
+        self, response: dict[str, Any], input_items: list[Any], conversation: list[Any]
+    ) -> bool:
+        """Store a finished response; ``False`` when it alone is over the limit."""
+        stored = StoredResponse(
+            compact_json(response).encode(),
+            compact_json(input_items).encode(),
+            compact_json(conversation).encode(),
+        )
+        if stored.size > self._max_bytes:
+            return False
+        self.delete(response["id"])
+        self._stored[response["id"]] = stored
+        self._bytes += stored.size
+        while self._bytes > self._max_bytes:
+            _, oldest = self._stored.popitem(last=False)
+            self._bytes -= oldest.size
+        return True
+
+    def _get(self, response_id: str) -> StoredResponse | None:
+        stored = self._stored.get(response_id)
+        if stored is not None:
+            self._stored.move_to_end(response_id)
+        return stored
+
+    def response(self, response_id: str) -> dict[str, Any] | None:
+        stored = self._get(response_id)
+        return None if stored is None else json.loads(stored.response)
+
+    def input_items(self, response_id: str) -> list[Any] | None:
+        stored = self._get(response_id)
+        return None if stored is None else json.loads(stored.input_items)
+
+    def conversation(self, response_id: str) -> list[Any] | None:
+        stored = self._get(response_id)
+        return None if stored is None else json.loads(stored.conversation)
+
+    def delete(self, response_id: str) -> bool:
+        stored = self._stored.pop(response_id, None)
+        if stored is None:
+            return False
+        self._bytes -= stored.size
+        return True
