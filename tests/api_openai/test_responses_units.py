@@ -226,11 +226,11 @@ def test_a_direct_write_the_writer_declines_is_not_counted() -> None:
 # ----------------------------------------------------------------------------- kept responses
 def stored(store: ResponseStore, name: str, text: str) -> bool:
     items = [{"type": "message", "role": "user", "content": text}]
-    return store.put({"id": name, "object": "response"}, items, items)
+    return store.put({"id": name, "object": "response"}, items, slice(0, 1))
 
 
 def test_the_store_forgets_the_least_recently_used_first() -> None:
-    store = ResponseStore(max_bytes=600)
+    store = ResponseStore(max_bytes=300)  # two of these, not three
     assert stored(store, "a", "x" * 50) and stored(store, "b", "y" * 50)
     assert store.conversation("a") is not None  # "a" is now the more recently used
     assert stored(store, "c", "z" * 50)
@@ -274,8 +274,20 @@ def test_input_items_get_ids_and_openais_shape() -> None:
         ]
     )
     assert items is not None
-    assert items[0]["content"] == [{"type": "output_text", "text": "Hello"}]
+    assert items[0]["content"] == [{"type": "output_text", "text": "Hello", "annotations": []}]
     assert items[1]["id"].startswith("fco_")
     assert items[2]["id"] == "msg_mine"
     assert items[3] == {"type": "item_reference", "id": "msg_other"}  # left to the parser
     assert with_ids(5) is None
+    # ids are the client's where they can page: strings, each named once
+    odd = with_ids(
+        [
+            {"role": "user", "content": "a", "id": "msg_same"},
+            {"role": "user", "content": "b", "id": "msg_same"},
+            {"role": "user", "content": "c", "id": 5},
+        ]
+    )
+    assert odd is not None
+    ids = [item["id"] for item in odd]
+    assert ids[0] == "msg_same" and len(set(ids)) == 3
+    assert all(isinstance(name, str) for name in ids)

@@ -406,6 +406,28 @@ def test_store_false_and_streamed_responses(client: OpenAI) -> None:
     assert client.responses.retrieve(final.id).output_text == final.output_text
 
 
+def test_continuations_are_checked_as_the_clients_own_request(client: OpenAI) -> None:
+    first = client.responses.create(model=MODEL, input="Hi", max_output_tokens=2)
+    with pytest.raises(openai.BadRequestError) as wrong_type:
+        client.responses.create(
+            model=MODEL,
+            input="Hi",
+            extra_body={"previous_response_id": 5},
+        )
+    assert wrong_type.value.param == "previous_response_id"
+    assert wrong_type.value.code != "previous_response_not_found"
+    with pytest.raises(openai.BadRequestError) as bad_item:
+        client.responses.create(
+            model=MODEL,
+            input=[{"role": "user", "content": "ok"}, 5],  # type: ignore[list-item]
+            previous_response_id=first.id,
+        )
+    assert bad_item.value.param == "input[1]"  # its own place, not the conversation's
+    with pytest.raises(openai.BadRequestError) as long_id:
+        client.responses.create(model=MODEL, input="Hi", previous_response_id="r" * 100_000)
+    assert len(str(long_id.value)) < 1000
+
+
 def test_input_items_are_listed_a_page_at_a_time(client: OpenAI) -> None:
     items = [{"role": "user", "content": f"Line {n}."} for n in range(5)]
     reply = client.responses.create(
@@ -422,6 +444,14 @@ def test_input_items_are_listed_a_page_at_a_time(client: OpenAI) -> None:
     assert [item.content[0].text for item in oldest_first.data] == [f"Line {n}." for n in range(5)]  # type: ignore[union-attr]
     with pytest.raises(openai.BadRequestError):
         client.responses.input_items.list(reply.id, limit=500)
+    # ids the client repeats are made unique, so pages end
+    repeated = client.responses.create(
+        model=MODEL,
+        input=[{"role": "user", "content": f"{n}", "id": "msg_same"} for n in range(3)],  # type: ignore[misc]
+        max_output_tokens=2,
+    )
+    listed = list(client.responses.input_items.list(repeated.id, limit=1, order="asc"))
+    assert [item.content[0].text for item in listed] == ["0", "1", "2"]  # type: ignore[union-attr]
 
 
 def test_unknown_model_is_not_found(client: OpenAI) -> None:

@@ -92,6 +92,20 @@ def test_cancelled_is_asked_between_groups_and_stops_the_work(engine: LlamaCppEn
     assert len(asked) == 3  # two groups embedded, then stopped before the third
 
 
+def test_an_input_too_long_is_refused_before_any_group_is_embedded(
+    engine: LlamaCppEngine,
+) -> None:
+    asked: list[bool] = []
+    too_long = "lorem ipsum dolor sit amet " * 400
+    with pytest.raises(ContextLengthExceeded):
+        engine.embed(
+            [*varied_texts(20), too_long],
+            truncate=False,
+            cancelled=lambda: asked.append(True) or False,
+        )
+    assert asked == []
+
+
 def test_a_generation_goes_on_between_embedding_groups(engine: LlamaCppEngine) -> None:
     """Each group is a task of its own on the engine thread: a running stream takes
     decode steps while a long list of inputs is embedded, instead of waiting for all."""

@@ -6,11 +6,14 @@ forgets them, and the oldest go first once they take :data:`STORE_BYTES` in all.
 from __future__ import annotations
 
 import json
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from power_core.server.views import compact_json
+
+log = logging.getLogger("power_api_openai")
 
 #: the memory stored responses may take, as compact JSON (their conversations included)
 STORE_BYTES = 64 << 20
@@ -18,16 +21,16 @@ STORE_BYTES = 64 << 20
 
 @dataclass(frozen=True)
 class StoredResponse:
-    """One response as compact JSON: the response object, the items of its own input and
-    the whole conversation up to its answer."""
+    """One response as compact JSON: the response object and the whole conversation up to
+    its answer, in which the response's own input items are ``conversation[inputs]``."""
 
     response: bytes
-    input_items: bytes
     conversation: bytes
+    inputs: slice
 
     @property
     def size(self) -> int:
-        return len(self.response) + len(self.input_items) + len(self.conversation)
+        return len(self.response) + len(self.conversation)
 
 
 class ResponseStore:
@@ -38,16 +41,16 @@ class ResponseStore:
         self._stored: OrderedDict[str, StoredResponse] = OrderedDict()
         self._bytes = 0
 
-    def put(
-        self, response: dict[str, Any], input_items: list[Any], conversation: list[Any]
-    ) -> bool:
-        """Store a finished response; ``False`` when it alone is over the limit."""
+    def put(self, response: dict[str, Any], conversation: list[Any], inputs: slice) -> bool:
+        """Store a finished response, its conversation and where its own input items are
+        in it; ``False`` (logged) when it alone is over the limit."""
         stored = StoredResponse(
-            compact_json(response).encode(),
-            compact_json(input_items).encode(),
-            compact_json(conversation).encode(),
+            compact_json(response).encode(), compact_json(conversation).encode(), inputs
         )
         if stored.size > self._max_bytes:
+            log.info(
+                "a response of %d bytes was not kept (at most %d)", stored.size, self._max_bytes
+            )
             return False
         self.delete(response["id"])
         self._stored[response["id"]] = stored
@@ -69,7 +72,10 @@ class ResponseStore:
 
     def input_items(self, response_id: str) -> list[Any] | None:
         stored = self._get(response_id)
-        return None if stored is None else json.loads(stored.input_items)
+        if stored is None:
+            return None
+        items: list[Any] = json.loads(stored.conversation)
+        return items[stored.inputs]
 
     def conversation(self, response_id: str) -> list[Any] | None:
         stored = self._get(response_id)

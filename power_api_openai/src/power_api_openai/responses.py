@@ -72,11 +72,7 @@ def create_response(
 
     def finished() -> None:
         if options.store and builder.status in ("completed", "incomplete"):
-            store.put(
-                builder.response(),
-                continued.input_items,
-                [*continued.conversation, *builder.output],
-            )
+            store.put(builder.response(), *continued.stored_with(builder.output))
 
     if options.stream:
         cancel_if_client_leaves_while_queued(stream)

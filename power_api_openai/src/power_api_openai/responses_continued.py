@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from power_api_openai.response_ids import item_id
+from power_api_openai.responses_request import parse_input
+from power_api_openai.validation import invalid_type
 from power_core.errors import InvalidRequest
 
 #: the id prefix OpenAI gives each kind of input item
@@ -30,12 +32,18 @@ class ContinuedBody:
     """A request body ready to parse, and what storing its response needs."""
 
     body: dict[str, Any]
-    #: the request's own input items, each with an id
-    input_items: list[Any] = field(default_factory=list)
-    #: the earlier conversation then the input items: what the response continues
+    #: the earlier conversation then the request's own input items (each with an id):
+    #: what the response continues
     conversation: list[Any] = field(default_factory=list)
+    #: where the request's own items start in :attr:`conversation`
+    first_input: int = 0
     #: the response it continues
     continues: str | None = None
+
+    def stored_with(self, output: list[Any]) -> tuple[list[Any], slice]:
+        """The conversation up to an answer of ``output`` items, and where this request's
+        own input items are in it (what :meth:`ResponseStore.put` takes)."""
+        return [*self.conversation, *output], slice(self.first_input, len(self.conversation))
 
 
 def continued_body(
@@ -47,43 +55,62 @@ def continued_body(
     continues = body.pop("previous_response_id", None)
     new_items = with_ids(body.get("input"))
     if continues is None:
-        return ContinuedBody(body, new_items or [], new_items or [])
-    earlier = earlier_of(continues) if isinstance(continues, str) else None
+        return ContinuedBody(body, new_items or [])
+    if not isinstance(continues, str):
+        raise invalid_type("previous_response_id", "a string", continues)
+    earlier = earlier_of(continues)
     if earlier is None:
+        shown = continues if len(continues) <= 80 else continues[:80] + "..."
         raise PreviousResponseNotFound(
-            f"Previous response with id {continues!r} not found.", param="previous_response_id"
+            f"Previous response with id '{shown}' not found.", param="previous_response_id"
         )
     if new_items is None:
         if body.get("input") is not None:
             return ContinuedBody(body, continues=continues)  # the parser says what is wrong
         new_items = []
+    # checked alone first, so that an error names the client's own item (input[0], not
+    # its place in the whole conversation)
+    parse_input(new_items)
     conversation = [*earlier, *new_items]
-    return ContinuedBody({**body, "input": conversation}, new_items, conversation, continues)
+    return ContinuedBody({**body, "input": conversation}, conversation, len(earlier), continues)
 
 
 def with_ids(value: Any) -> list[Any] | None:
-    """``input`` as a list of items as OpenAI lists them, each with an id (a string is one
-    user message); ``None`` when it is neither a string nor a list."""
+    """``input`` as a list of items as OpenAI lists them, each with an id of its own (a
+    string is one user message); ``None`` when it is neither a string nor a list."""
     if isinstance(value, str):
         value = [{"type": "message", "role": "user", "content": value}]
     if not isinstance(value, list):
         return None
-    return [_listed(item) if isinstance(item, dict) else item for item in value]
+    seen: set[str] = set()
+    items = []
+    for item in value:
+        if isinstance(item, dict):
+            item = _listed(item, seen)
+            seen.add(item.get("id"))  # type: ignore[arg-type]
+        items.append(item)
+    return items
 
 
-def _listed(item: dict[str, Any]) -> dict[str, Any]:
-    """An input item with an id and a status, a message's text as a content part."""
+def _listed(item: dict[str, Any], seen: set[str]) -> dict[str, Any]:
+    """An input item with an id (the client's unless it is not a string or names an
+    earlier item, as listing pages by id) and a status, a message's text as a part."""
     kind = item.get("type") or ("message" if "role" in item else None)
     prefix = _ITEM_PREFIXES.get(kind) if isinstance(kind, str) else None
     if prefix is None:
         return item  # not an item this server reads: the parser says so
-    listed = {"id": item_id(prefix), **item}
+    listed = dict(item)
+    own = listed.get("id")
+    if not isinstance(own, str) or not own or own in seen:
+        listed["id"] = item_id(prefix)
     if kind == "message":
         listed["type"] = "message"
         content = listed.get("content")
         if isinstance(content, str):
-            part = "output_text" if listed.get("role") == "assistant" else "input_text"
-            listed["content"] = [{"type": part, "text": content}]
+            if listed.get("role") == "assistant":
+                listed["content"] = [{"type": "output_text", "text": content, "annotations": []}]
+            else:
+                listed["content"] = [{"type": "input_text", "text": content}]
     if kind in ("message", "function_call", "function_call_output"):
         listed.setdefault("status", "completed")
     return listed

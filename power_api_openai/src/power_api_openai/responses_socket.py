@@ -150,9 +150,9 @@ def _answer(
         return
     assert continued is not None  # answered
     response, output = answered
-    conversation = [*continued.conversation, *output]
+    conversation, inputs = continued.stored_with(output)
     if response["store"]:
-        store.put(response, continued.input_items, conversation)
+        store.put(response, conversation, inputs)
     if not kept.keep(response["id"], conversation):
         # more than one request could carry: the client sends the conversation itself, as
         # over HTTP, and meets the same limit

@@ -5,8 +5,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import llama_cpp as lc
@@ -48,17 +47,6 @@ def model_meta(model: Any, key: str) -> str | None:
         buf = ctypes.create_string_buffer(n + 1)
         lc.llama_model_meta_val_str(model, key.encode(), buf, n + 1)
     return buf.value.decode("utf-8", errors="replace")
-
-
-@dataclass(frozen=True)
-class Pooled:
-    """The embeddings of a request so far: each vector with its length, how many inputs
-    they are, their tokens, and the next input's tokens when a group stopped before it."""
-
-    vectors: list[tuple[list[float], float]] = field(default_factory=list)
-    taken: int = 0
-    tokens: int = 0
-    carried: list[int] | None = None
 
 
 class EmbeddingRunner:
@@ -114,45 +102,31 @@ class EmbeddingRunner:
         inputs: list[str | list[int]],
         *,
         truncate: bool,
-        run: Callable[[Callable[[], Pooled]], Pooled] = lambda task: task(),
+        run: Callable[[Callable[[], Any]], Any] = lambda task: task(),
         cancelled: Callable[[], bool] | None = None,
     ) -> EmbeddingResult:
-        """Embed ``inputs`` a group at a time: ``run`` runs each group's task (tokenizing
-        and decoding it) on the thread that owns the contexts; ``cancelled()``, asked
-        between groups, stops the work with :class:`Cancelled`."""
+        """Embed ``inputs``: ``run`` runs each task on the thread that owns the contexts,
+        first the tokenizing of them all (so an input too long is refused before any
+        work), then each group's decode; ``cancelled()``, asked between groups, stops the
+        work with :class:`Cancelled`."""
         started = time.perf_counter_ns()
         if not inputs:
             raise InvalidRequest("no input to embed", param="input")
-        pooled = Pooled()
-        while pooled.taken < len(inputs):
+        sequences: list[list[int]] = run(lambda: [self._tokens(item, truncate) for item in inputs])
+        pooled: list[tuple[list[float], float]] = []
+        for group in _groups(sequences):
             if cancelled is not None and cancelled():
                 raise Cancelled("the client closed the connection")
-            pooled = run(functools.partial(self._embed_group, inputs, pooled, truncate))
+            pooled.extend(run(functools.partial(self._decode_group, group)))
         return EmbeddingResult(
-            vectors=[vector for vector, _ in pooled.vectors],
-            prompt_tokens=pooled.tokens,
+            vectors=[vector for vector, _ in pooled],
+            prompt_tokens=sum(len(tokens) for tokens in sequences),
             total_ns=time.perf_counter_ns() - started,
-            norms=[norm for _, norm in pooled.vectors],
+            norms=[norm for _, norm in pooled],
         )
 
-    def _embed_group(self, inputs: list[str | list[int]], pooled: Pooled, truncate: bool) -> Pooled:
-        """``pooled`` with the next group of inputs embedded: as many as fit
-        :data:`GROUP_TOKENS` (at least one) and :data:`_MAX_SEQS`."""
-        group: list[list[int]] = []
-        used = 0
-        index = pooled.taken
-        carried = pooled.carried
-        while index < len(inputs) and len(group) < _MAX_SEQS:
-            tokens = carried if carried is not None else self._tokens(inputs[index], truncate)
-            carried = None
-            if group and used + len(tokens) > GROUP_TOKENS:
-                carried = tokens  # the next group's first, tokenized once
-                break
-            group.append(tokens)
-            used += len(tokens)
-            index += 1
-        vectors = self._decode(self._context(), group)
-        return Pooled(pooled.vectors + vectors, index, pooled.tokens + used, carried)
+    def _decode_group(self, group: list[list[int]]) -> list[tuple[list[float], float]]:
+        return self._decode(self._context(), group)
 
     def _tokens(self, item: str | list[int], truncate: bool) -> list[int]:
         vocab = self._vocab
@@ -211,3 +185,18 @@ class EmbeddingRunner:
         if self._ctx is not None:
             lc.llama_free(self._ctx)
             self._ctx = None
+
+
+def _groups(sequences: list[list[int]]) -> Iterator[list[list[int]]]:
+    """Consecutive sequences, as many together as fit :data:`GROUP_TOKENS` (one at least)
+    and :data:`_MAX_SEQS`."""
+    group: list[list[int]] = []
+    used = 0
+    for tokens in sequences:
+        if group and (used + len(tokens) > GROUP_TOKENS or len(group) == _MAX_SEQS):
+            yield group
+            group, used = [], 0
+        group.append(tokens)
+        used += len(tokens)
+    if group:
+        yield group
