@@ -41,6 +41,7 @@ from power_core.errors import InvalidRequest, PowerError
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
 from power_core.server.disconnect import cancel_streams_when, is_client_gone_error
+from power_core.server.sending import send_all
 from power_core.server.streams import guarded_stream
 from power_core.server.views import compact_json
 from power_core.services import PowerServices
@@ -64,7 +65,9 @@ class MessageTooLarge(InvalidRequest):
 
 
 class WholeWrites:
-    """A socket whose ``send`` writes all it is given, one writer at a time.
+    """A socket whose ``send`` writes all it is given, one writer at a time, and gives up
+    on a client that reads nothing for ``stall_seconds`` (as every HTTP write does:
+    :mod:`power_core.server.sending`).
 
     ``simple_websocket`` writes each frame with one ``socket.send``, which under gevent may
     take only part of it when the client's window is full: the rest was lost, and the next
@@ -72,13 +75,14 @@ class WholeWrites:
     the same socket, hence the lock.
     """
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, stall_seconds: float) -> None:
         self._sock = sock
+        self._stall_seconds = stall_seconds
         self._lock = threading.Lock()
 
     def send(self, data: bytes) -> int:
         with self._lock:
-            self._sock.sendall(data)
+            send_all(self._sock, data, self._stall_seconds)
         return len(data)
 
     def __getattr__(self, name: str) -> Any:
@@ -105,7 +109,7 @@ def serve_responses_socket(services: PowerServices, socket: Any, store: Response
     server socket) until the client closes it or the server shuts down; responses it may
     continue are its own recent ones and those in ``store``, where it stores its own unless
     told ``store: false``."""
-    socket.sock = WholeWrites(socket.sock)
+    socket.sock = WholeWrites(socket.sock, services.settings.send_timeout)
     kept = KeptResponses(services.settings.max_body_bytes)
     try:
         while not services.shutting_down:

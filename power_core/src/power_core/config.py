@@ -125,6 +125,8 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     #: request bodies larger than this are refused (bytes)
     max_body_bytes: int = 64 * 1024 * 1024
+    #: seconds a write to a client waits for it to read before the connection is closed
+    send_timeout: int = 60
     log_level: str = "info"
     #: the Ollama release ``/api/version`` reports; None: the one whose API the Ollama
     #: plugin follows (tools such as VS Code's Copilot refuse servers below a minimum)
@@ -159,6 +161,7 @@ _FIELD_TYPES: dict[str, str] = {
     "store": "a store plugin name",
     "api_keys": "a list of strings",
     "max_body_bytes": "a positive integer",
+    "send_timeout": "a positive integer (seconds)",
     "log_level": "one of debug, info, warning, error",
     "ollama_version": "a version like 0.13.0",
 }
@@ -175,6 +178,7 @@ _POSITIVE_INTS = {
     "num_batch",
     "num_thread",
     "max_body_bytes",
+    "send_timeout",
 }
 
 

@@ -11,6 +11,7 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import errno  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -26,6 +27,7 @@ from power_core.errors import PowerError  # noqa: E402
 from power_core.host_address import url_host  # noqa: E402
 from power_core.server.direct import DIRECT_WRITER, DirectWriter  # noqa: E402
 from power_core.server.disconnect import CLIENT_SOCKET  # noqa: E402
+from power_core.server.sending import ClientStalled, send_all  # noqa: E402
 
 if TYPE_CHECKING:
     from power_core.services import PowerServices
@@ -109,11 +111,30 @@ class PowerHandler(WSGIHandler):
                 direct.deferred,
             )
 
+    #: a write that times out (a client that stopped reading) ends the connection quietly,
+    #: as a reset does
+    ignored_socket_errors = (*WSGIHandler.ignored_socket_errors, errno.ETIMEDOUT)
+
     def _sendall(self, data: bytes) -> None:
         # pywsgi sends every header, chunk and terminator through here
         if self._direct is not None and self._direct.pending:
-            super()._sendall(self._direct.take_pending())
-        super()._sendall(data)
+            self._send(self._direct.take_pending())
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        """pywsgi's ``_sendall``, giving up on a client that reads nothing for the
+        server's ``send_timeout`` (:mod:`power_core.server.sending`)."""
+        try:
+            send_all(self.socket, data, self.server.send_timeout)
+        except OSError as exc:
+            if isinstance(exc, ClientStalled):
+                log.info("%s %s: %s, so its connection is closed", self.command, self.path, exc)
+            self.status = f"socket error: {exc}"
+            code = int(getattr(self, "code", 0))  # negative: how pywsgi logs a failed write
+            if code > 0:
+                self.code = -code
+            raise
+        self.response_length += len(data)
 
 
 def _upgraded(environ: dict[str, Any] | None) -> bool:
@@ -125,6 +146,8 @@ class PowerWSGIServer(WSGIServer):
     """pywsgi's server, counting the requests its handlers are answering."""
 
     requests_under_way = 0
+    #: seconds a write may wait for a client that reads nothing (the ``send_timeout`` setting)
+    send_timeout = 60.0
 
 
 #: seconds a shutdown (SIGTERM, Ctrl-C) gives the requests under way to finish; a second
@@ -201,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             handler_class=PowerHandler,
         )
         server.init_socket()
+        server.send_timeout = settings.send_timeout
     except OSError as exc:
         print(
             f"Error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
