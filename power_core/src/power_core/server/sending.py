@@ -25,7 +25,14 @@ def send_all(sock: Any, data: bytes, stall_seconds: float) -> None:
     room in it lasts ``stall_seconds``."""
     view = memoryview(data)
     while view:
-        stalled = ClientStalled(errno.ETIMEDOUT, f"the client read nothing for {stall_seconds:g} s")
-        with gevent.Timeout(stall_seconds, stalled):
-            sent = sock.send(view)
+        timer = gevent.Timeout(stall_seconds)
+        try:
+            with timer:
+                sent = sock.send(view)
+        except gevent.Timeout as fired:
+            if fired is not timer:
+                raise  # another's timeout, not this write's
+            raise ClientStalled(
+                errno.ETIMEDOUT, f"the client read nothing for {stall_seconds:g} s"
+            ) from None
         view = view[sent:]
