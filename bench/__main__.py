@@ -34,6 +34,7 @@ BENCHMARKS = {
     "conversations": "bench.conversations",
     "shared_cores": "bench.shared_cores",
     "images": "bench.images",
+    "embed_beside": "bench.embed_beside",
 }
 
 

@@ -23,7 +23,7 @@ _MAX_SEQS = 16
 #: is a task of its own on the engine thread, so the model's streams take a step between
 #: two of them rather than wait for a whole request's inputs. 100 inputs (11,790 tokens)
 #: beside a stream, 2 cores (ad hoc): its worst pause 10.1-10.4 s as one task, 0.48 s in
-#: groups of 512, 0.27 s in groups of 256; 1,136-1,185 tokens/s embedded in each case
+#: groups of 512, 0.23-0.27 s in groups of 256 (``python -m bench embed_beside``)
 GROUP_TOKENS = 256
 #: the embedding context's cells and batch are a multiple of this: llama.cpp pads its KV
 #: cache to it, and a batch of another size (``num_ctx`` 1000, 100, 17) failed a
