@@ -130,7 +130,7 @@ class TokenService:
         return (repository, action) in self.tokens.get(token, set())
 
 
-class _QuietServer(ThreadingHTTPServer):
+class QuietHTTPServer(ThreadingHTTPServer):
     """A client that hangs up (as one does after a refusal) is not an error to print."""
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -310,7 +310,7 @@ class RegistryServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = _QuietServer((address, 0), Handler)
+        self._httpd = QuietHTTPServer((address, 0), Handler)
         self._httpd.daemon_threads = True
         self.host = f"{address}:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from power_core.pull.registry import RegistrySource
 from power_core.pull.url import UrlSource
 from power_core.store.local import LocalStore
 from power_core.store.manifest import Manifest
-from registry_server import RegistryServer
+from registry_server import QuietHTTPServer, RegistryServer
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
@@ -293,7 +293,8 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def file_server() -> Iterator[FileServer]:
     server = FileServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
+    # a pull that refuses a download hangs up: not an error to print
+    httpd = QuietHTTPServer(("127.0.0.1", 0), _handler(server))
     httpd.daemon_threads = True
     server.port = httpd.server_address[1]
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
