@@ -23,11 +23,12 @@ from power_api_openai.errors import (
 from power_api_openai.models import list_models, retrieve_model
 from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses import create_response
-from power_api_openai.responses_socket import handshake_refusal, serve_responses_socket
+from power_api_openai.responses_socket import serve_responses_socket
 from power_core.errors import Unauthorized
 from power_core.server.disconnect import is_client_gone_error
 from power_core.server.json_body import parse_json_object
 from power_core.server.views import answering_errors_with
+from power_core.server.websocket import handshake_refusal
 from power_core.services import PowerServices
 
 log = logging.getLogger("power_api_openai")
