@@ -149,6 +149,12 @@ class PowerServer:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def active_requests(self, key: str | None = None) -> int:
+        """Requests holding a loaded model now (``/power/loaded``), sent with ``key``."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        reply = requests.get(self.url + "/power/loaded", headers=headers, timeout=60)
+        return sum(model["active"] for model in reply.json()["models"])
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

@@ -21,14 +21,9 @@ MODEL = "smollm2:135m"
 INPUTS = [f"Note {i}: " + "the river runs past the old mill " * 16 for i in range(300)]
 
 
-def active_requests(server: PowerServer) -> int:
-    models = requests.get(server.url + "/power/loaded", timeout=60).json()["models"]
-    return sum(model["active"] for model in models)
-
-
 def wait_for_active(server: PowerServer, count: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    while active_requests(server) != count:
+    while server.active_requests() != count:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)

@@ -43,11 +43,6 @@ def wait_for_log(server: PowerServer, text: str, count: int, seconds: float) -> 
     return True
 
 
-def active_requests(server: PowerServer) -> int:
-    models = requests.get(server.url + "/power/loaded", timeout=60).json()["models"]
-    return sum(model["active"] for model in models)
-
-
 def test_an_http_answer_nobody_reads_is_given_up(server: PowerServer) -> None:
     stalled = "read nothing for 2 s"
     before = server.log().count(stalled)
@@ -87,5 +82,5 @@ def test_a_websocket_nobody_reads_is_given_up(server: PowerServer) -> None:
         sock.sendall(protocol.send(TextMessage(json.dumps(create))))
         # every event echoes the 4 MB schema: the first ones fill the buffers
         assert wait_for_log(server, left, before + 1, 60), server.log()[-2000:]
-        assert active_requests(server) == 0
+        assert server.active_requests() == 0
     assert "Traceback" not in server.log()

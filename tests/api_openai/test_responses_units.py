@@ -12,7 +12,6 @@ import pytest
 from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses import ResponseBuilder, direct_delta, event_frame
 from power_api_openai.responses_continued import with_ids
-from power_api_openai.responses_kept import MAX_KEPT, KeptResponses
 from power_api_openai.responses_request import ResponsesOptions, parse_input
 from power_core.errors import InvalidRequest
 from power_core.server.direct import DirectWriter
@@ -247,18 +246,12 @@ def test_the_store_refuses_one_response_over_its_limit_and_keeps_the_rest() -> N
     assert store.delete("a") and not store.delete("a")
 
 
-def test_a_connection_keeps_a_few_responses_within_its_bytes() -> None:
-    kept = KeptResponses(max_bytes=10_000)
-    for n in range(MAX_KEPT + 2):
-        assert kept.keep(f"r{n}", [n])
-    assert kept.items("r0") is None and kept.items("r1") is None
-    assert kept.items(f"r{MAX_KEPT + 1}") == [MAX_KEPT + 1]
-    small = KeptResponses(max_bytes=20)
-    assert small.keep("a", ["x" * 8]) and small.keep("b", ["y" * 8])
-    assert small.items("a") is None and small.items("b") == ["y" * 8]
-    assert not small.keep("c", ["z" * 30])
-    small.forget("b")
-    assert small.items("b") is None
+def test_a_store_may_keep_a_few_responses_only() -> None:
+    kept = ResponseStore(max_bytes=10_000, max_count=3)
+    for n in range(5):
+        assert stored(kept, f"r{n}", str(n))
+    assert kept.response("r0") is None and kept.response("r1") is None
+    assert [kept.input_items(f"r{n}") is not None for n in range(2, 5)] == [True] * 3
 
 
 def test_input_items_get_ids_and_openais_shape() -> None:

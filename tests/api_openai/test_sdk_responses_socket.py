@@ -434,11 +434,11 @@ def test_a_client_that_leaves_frees_its_sequence(keyed_server: PowerServer) -> N
         connection.send(json.dumps(create))
         while received(connection)["type"] != "response.output_text.delta":
             pass
-        assert active_requests(keyed_server) == 1
+        assert keyed_server.active_requests(KEYS[0]) == 1
     deadline = time.monotonic() + 30  # the whole generation would take a minute or more
-    while active_requests(keyed_server) and time.monotonic() < deadline:
+    while keyed_server.active_requests(KEYS[0]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert active_requests(keyed_server) == 0
+    assert keyed_server.active_requests(KEYS[0]) == 0
 
 
 def test_a_client_that_leaves_while_queued_is_dropped(keyed_server: PowerServer) -> None:
@@ -460,13 +460,6 @@ def test_a_client_that_leaves_while_queued_is_dropped(keyed_server: PowerServer)
         while keyed_server.log().count(dropped) == before and time.monotonic() < deadline:
             time.sleep(0.1)
         assert keyed_server.log().count(dropped) == before + 1
-
-
-def active_requests(server: PowerServer) -> int:
-    reply = requests.get(
-        server.url + "/power/loaded", headers={"Authorization": f"Bearer {KEYS[0]}"}, timeout=30
-    )
-    return sum(model["active"] for model in reply.json()["models"])
 
 
 def test_a_shutdown_closes_idle_connections_with_going_away(tmp_path: Path) -> None:

@@ -34,10 +34,12 @@ class StoredResponse:
 
 
 class ResponseStore:
-    """Responses by id, the most recently used last, within ``max_bytes``."""
+    """Responses by id, the most recently used last, within ``max_bytes`` and, if given,
+    ``max_count`` responses (a WebSocket connection keeps its own few this way)."""
 
-    def __init__(self, max_bytes: int = STORE_BYTES) -> None:
+    def __init__(self, max_bytes: int = STORE_BYTES, max_count: int | None = None) -> None:
         self._max_bytes = max_bytes
+        self._max_count = max_count
         self._stored: OrderedDict[str, StoredResponse] = OrderedDict()
         self._bytes = 0
 
@@ -55,7 +57,9 @@ class ResponseStore:
         self.delete(response["id"])
         self._stored[response["id"]] = stored
         self._bytes += stored.size
-        while self._bytes > self._max_bytes:
+        while self._bytes > self._max_bytes or (
+            self._max_count is not None and len(self._stored) > self._max_count
+        ):
             _, oldest = self._stored.popitem(last=False)
             self._bytes -= oldest.size
         return True

@@ -6,9 +6,10 @@ answered one after another, in the order sent (lanes named by ``stream_id`` incl
 each with the events its SSE stream would carry, one JSON text message per event, and the
 connection stays open for the next.
 
-The connection keeps its recent responses (:class:`KeptResponses`: the conversation each
-read and what it answered), so a ``response.create`` whose ``previous_response_id`` names
-one, or one the server's :class:`ResponseStore` keeps, sends only the new items, as
+The connection keeps its recent responses (a :class:`ResponseStore` of its own: the
+conversation each read and what it answered, :data:`KEPT_PER_CONNECTION` of them), so a
+``response.create`` whose ``previous_response_id`` names one, or one the server's
+:class:`ResponseStore` keeps, sends only the new items, as
 OpenAI's WebSocket mode continues a response with ``store`` false; any other id is
 ``previous_response_not_found``, and a continuation that fails makes the connection forget
 the response it named. ``generate: false`` (or ``prompt_cache_options.
@@ -32,7 +33,6 @@ from power_api_openai.reasoning_effort import apply_reasoning_effort
 from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses import ResponseBuilder, builder_events, echoed_sampling
 from power_api_openai.responses_continued import ContinuedBody, continued_body
-from power_api_openai.responses_kept import KeptResponses
 from power_api_openai.responses_request import parse_responses_request
 from power_api_openai.sampling import with_openai_defaults
 from power_core.errors import InvalidRequest, PowerError
@@ -51,6 +51,9 @@ log = logging.getLogger("power_api_openai")
 IDLE_CHECK_SECONDS = 1.0
 #: the close code of a server going away (RFC 6455), for a shutdown
 GOING_AWAY = 1001
+#: responses a connection keeps: its latest in each of a few lanes (``stream_id``), which
+#: may fork from one another
+KEPT_PER_CONNECTION = 16
 #: a lane's name, as the openai SDK checks it
 STREAM_ID = re.compile(r"[A-Za-z0-9_.-]{1,256}")
 
@@ -68,7 +71,7 @@ def serve_responses_socket(services: PowerServices, socket: Any, store: Response
     continue are its own recent ones and those in ``store``, where it stores its own unless
     told ``store: false``."""
     socket.sock = WholeWrites(socket.sock, services.settings.send_timeout)
-    kept = KeptResponses(services.settings.max_body_bytes)
+    kept = ResponseStore(services.settings.max_body_bytes, max_count=KEPT_PER_CONNECTION)
     try:
         while not services.shutting_down:
             message = socket.receive(timeout=IDLE_CHECK_SECONDS)
@@ -86,7 +89,7 @@ def _answer(
     services: PowerServices,
     socket: Any,
     message: str | bytes,
-    kept: KeptResponses,
+    kept: ResponseStore,
     store: ResponseStore,
 ) -> None:
     """Answer one client message; keep the response it makes, forget one it failed to
@@ -99,7 +102,7 @@ def _answer(
         stream_id = _stream_id(event)
         body = {key: value for key, value in event.items() if key != "stream"}
         continued = continued_body(
-            body, lambda earlier: kept.items(earlier) or store.conversation(earlier)
+            body, lambda earlier: kept.conversation(earlier) or store.conversation(earlier)
         )
         answered = _respond(services, socket, continued, stream_id)
     except PowerError as exc:
@@ -108,17 +111,16 @@ def _answer(
         answered = None
     if answered is None:
         if continued is not None and continued.continues is not None:
-            kept.forget(continued.continues)
+            kept.delete(continued.continues)
         return
     assert continued is not None  # answered
     response, output = answered
     conversation, inputs = continued.stored_with(output)
     if response["store"]:
         store.put(response, conversation, inputs)
-    if not kept.keep(response["id"], conversation):
-        # more than one request could carry: the client sends the conversation itself, as
-        # over HTTP, and meets the same limit
-        log.info("a WebSocket conversation outgrew max_body_bytes: not kept")
+    # no more than one request could carry (the put logs a refusal): past it the client
+    # sends the conversation itself, as over HTTP, and meets the same limit
+    kept.put(response, conversation, inputs)
 
 
 def _check_size(message: str | bytes, limit: int) -> None:
