@@ -323,10 +323,10 @@ def test_top_logprobs_alone_adds_no_logprobs(client: OpenAI) -> None:
     assert reply.output[0].content[0].logprobs == []  # type: ignore[union-attr]
 
 
-def test_conversations_are_refused_and_unknown_responses_not_found(client: OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as refused:
+def test_unknown_conversations_and_responses_are_not_found(client: OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as unknown_conversation:
         client.responses.create(model=MODEL, input="Hi", conversation="conv_123")
-    assert refused.value.param == "conversation"
+    assert unknown_conversation.value.param == "conversation"
     with pytest.raises(openai.BadRequestError) as unknown:
         client.responses.create(model=MODEL, input="Hi", previous_response_id="resp_123")
     assert unknown.value.code == "previous_response_not_found"
@@ -576,7 +576,7 @@ def test_stream_framing_ends_with_the_final_response_and_no_done(v1: str) -> Non
         ({"model": MODEL, "input": "x", "max_output_tokens": 0}, "max_output_tokens"),
         ({"model": MODEL, "input": "x", "temperature": "hot"}, "temperature"),
         ({"model": MODEL, "input": "x", "truncation": "middle"}, "truncation"),
-        ({"model": MODEL, "input": "x", "conversation": "conv_1"}, "conversation"),
+        ({"model": MODEL, "input": "x", "conversation": ["conv_1"]}, "conversation"),
         ({"model": MODEL, "input": "x", "background": True}, "background"),
         ({"model": MODEL, "input": "x", "stream_options": {}}, "stream_options"),
         ({"model": MODEL, "input": "x", "metadata": {"k": 1}}, "metadata.k"),

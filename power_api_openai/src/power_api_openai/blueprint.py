@@ -9,9 +9,10 @@ from typing import Any
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from power_api_openai import URL_PREFIX, stored_responses
+from power_api_openai import URL_PREFIX, conversations, stored_responses
 from power_api_openai.chat import create_chat_completion
 from power_api_openai.completions import create_completion
+from power_api_openai.conversation_store import ConversationStore
 from power_api_openai.embeddings import create_embeddings
 from power_api_openai.errors import (
     auth_error_response,
@@ -22,7 +23,7 @@ from power_api_openai.errors import (
 )
 from power_api_openai.models import list_models, retrieve_model
 from power_api_openai.response_store import ResponseStore
-from power_api_openai.responses import create_response
+from power_api_openai.responses import count_input_tokens, create_response
 from power_api_openai.responses_socket import serve_responses_socket
 from power_core.errors import Unauthorized
 from power_core.server.disconnect import is_client_gone_error
@@ -39,6 +40,8 @@ ROUTE_METHODS = {
     "completions": ("POST",),
     "embeddings": ("POST",),
     "responses": ("POST",),
+    "responses/input_tokens": ("POST",),
+    "conversations": ("POST",),
     "models": ("GET", "HEAD"),
 }
 _ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -49,6 +52,7 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     the WebSocket mode of ``/v1/responses`` too."""
     bp = Blueprint("openai", __name__, url_prefix=URL_PREFIX)
     store = ResponseStore()
+    conversation_store = ConversationStore(services.settings.home / "conversations")
 
     # the one place a PowerError (raised before a response starts) becomes a response
     handled = answering_errors_with(power_error_response)
@@ -74,7 +78,12 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     @bp.post("/responses")
     @handled
     def responses() -> Response:
-        return create_response(services, body(), store)
+        return create_response(services, body(), store, conversation_store)
+
+    @bp.post("/responses/input_tokens")
+    @handled
+    def response_input_tokens() -> Response:
+        return json_response(count_input_tokens(services, body(), store, conversation_store))
 
     @bp.get("/responses/<response_id>")
     @handled
@@ -101,7 +110,7 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
 
         @sock.route("/responses", bp=bp)
         def responses_socket(socket: Any) -> None:
-            serve_responses_socket(services, socket, store)
+            serve_responses_socket(services, socket, store, conversation_store)
 
         @bp.before_request
         def refused_handshake() -> Response | None:
@@ -121,6 +130,51 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
                 raise exc
             log.info("a WebSocket client left during its handshake (%s)", type(exc).__name__)
             return Response(status=400)
+
+    @bp.post("/conversations")
+    @handled
+    def create_conversation() -> Response:
+        return json_response(conversations.create(conversation_store, body()))
+
+    @bp.get("/conversations/<conversation_id>")
+    @handled
+    def retrieve_conversation(conversation_id: str) -> Response:
+        return json_response(conversations.retrieve(conversation_store, conversation_id))
+
+    @bp.post("/conversations/<conversation_id>")
+    @handled
+    def update_conversation(conversation_id: str) -> Response:
+        updated = conversations.update(conversation_store, conversation_id, body())
+        return json_response(updated)
+
+    @bp.delete("/conversations/<conversation_id>")
+    @handled
+    def delete_conversation(conversation_id: str) -> Response:
+        return json_response(conversations.delete(conversation_store, conversation_id))
+
+    @bp.post("/conversations/<conversation_id>/items")
+    @handled
+    def add_conversation_items(conversation_id: str) -> Response:
+        added = conversations.add_items(conversation_store, conversation_id, body())
+        return json_response(added)
+
+    @bp.get("/conversations/<conversation_id>/items")
+    @handled
+    def list_conversation_items(conversation_id: str) -> Response:
+        query = request.args.to_dict()
+        return json_response(conversations.list_items(conversation_store, conversation_id, query))
+
+    @bp.get("/conversations/<conversation_id>/items/<item_id>")
+    @handled
+    def retrieve_conversation_item(conversation_id: str, item_id: str) -> Response:
+        item = conversations.retrieve_item(conversation_store, conversation_id, item_id)
+        return json_response(item)
+
+    @bp.delete("/conversations/<conversation_id>/items/<item_id>")
+    @handled
+    def delete_conversation_item(conversation_id: str, item_id: str) -> Response:
+        left = conversations.delete_item(conversation_store, conversation_id, item_id)
+        return json_response(left)
 
     @bp.post("/embeddings")
     @handled

@@ -19,13 +19,14 @@ from typing import Any
 from flask import Response
 
 from power_api_openai.chat import tool_call_json
+from power_api_openai.conversation_store import ConversationStore
 from power_api_openai.errors import json_response
 from power_api_openai.logprobs import chat_token_logprobs
 from power_api_openai.merge import merged_events
 from power_api_openai.reasoning_effort import apply_reasoning_effort
 from power_api_openai.response_ids import item_id
 from power_api_openai.response_store import ResponseStore
-from power_api_openai.responses_continued import continued_body
+from power_api_openai.responses_continued import continued_body, keep_response
 from power_api_openai.responses_request import ResponsesOptions, parse_responses_request
 from power_api_openai.sampling import with_openai_defaults
 from power_api_openai.sse import PING, sse_response
@@ -56,13 +57,18 @@ def event_frame(event: dict[str, Any]) -> str:
 
 
 def create_response(
-    services: PowerServices, body: dict[str, Any], store: ResponseStore
+    services: PowerServices,
+    body: dict[str, Any],
+    store: ResponseStore,
+    conversations: ConversationStore,
 ) -> Response:
     """Validate, start generating (errors so far are plain 4xx/5xx), then answer or stream;
-    a finished response is kept in ``store`` unless the request says ``store: false``."""
-    continued = continued_body(body, store.conversation)
+    a finished response is kept in ``store`` unless the request says ``store: false``, and
+    added to the conversation it names."""
+    continued = continued_body(body, store.conversation, conversations)
     request, options = parse_responses_request(continued.body)
     options.previous_response_id = continued.continues
+    options.conversation_id = continued.conversation_id
     model = services.library.resolve(request.model)
     request.sampling = with_openai_defaults(request.sampling, model)
     apply_reasoning_effort(model, request, options.reasoning.get("effort"), "reasoning.effort")
@@ -71,8 +77,8 @@ def create_response(
     builder = ResponseBuilder(stream.model.name, options, sampling)
 
     def finished() -> None:
-        if options.store and builder.status in ("completed", "incomplete"):
-            store.put(builder.response(), *continued.stored_with(builder.output))
+        if builder.status in ("completed", "incomplete"):
+            keep_response(continued, builder.response(), builder.output, store, conversations)
 
     if options.stream:
         cancel_if_client_leaves_while_queued(stream)
@@ -87,6 +93,22 @@ def create_response(
         return json_response(builder.response())
     finally:
         stream.cancel()  # a no-op after a complete generation; frees the slot after an error
+
+
+def count_input_tokens(
+    services: PowerServices,
+    body: dict[str, Any],
+    store: ResponseStore,
+    conversations: ConversationStore,
+) -> dict[str, Any]:
+    """``POST /v1/responses/input_tokens``: the tokens a response to ``body`` would read,
+    its instructions, tools, earlier response or conversation included, as the model's
+    template lays them out."""
+    continued = continued_body(body, store.conversation, conversations)
+    request, options = parse_responses_request(continued.body)
+    model = services.library.resolve(request.model)
+    apply_reasoning_effort(model, request, options.reasoning.get("effort"), "reasoning.effort")
+    return {"object": "response.input_tokens", "input_tokens": services.prompt_token_count(request)}
 
 
 def echoed_sampling(sampling: dict[str, Any], model: ResolvedModel) -> dict[str, Any]:
@@ -372,6 +394,9 @@ class ResponseBuilder:
             "output": [dict(item) for item in self.output],
             "parallel_tool_calls": options.parallel_tool_calls,
             "previous_response_id": options.previous_response_id,
+            "conversation": (
+                {"id": options.conversation_id} if options.conversation_id is not None else None
+            ),
             "prompt_cache_key": options.prompt_cache_key,
             "reasoning": options.reasoning,
             "safety_identifier": options.safety_identifier,

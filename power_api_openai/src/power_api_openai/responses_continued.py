@@ -1,16 +1,22 @@
-"""A Responses request that continues an earlier response (``previous_response_id``): its
-body with the earlier conversation before its own input, over HTTP and over WebSocket."""
+"""A Responses request that continues an earlier response (``previous_response_id``) or a
+kept conversation (``conversation``): its body with the earlier items before its own
+input, over HTTP and over WebSocket."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from power_api_openai.conversation_store import ConversationStore
 from power_api_openai.response_ids import item_id
+from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses_request import parse_input
 from power_api_openai.validation import invalid_type
-from power_core.errors import InvalidRequest
+from power_core.errors import InvalidRequest, PowerError, UnsupportedFeature
+
+log = logging.getLogger("power_api_openai")
 
 #: the id prefix OpenAI gives each kind of input item
 _ITEM_PREFIXES = {
@@ -39,6 +45,13 @@ class ContinuedBody:
     first_input: int = 0
     #: the response it continues
     continues: str | None = None
+    #: the conversation it reads and adds to
+    conversation_id: str | None = None
+
+    @property
+    def new_items(self) -> list[Any]:
+        """The request's own input items, with their ids."""
+        return self.conversation[self.first_input :]
 
     def stored_with(self, output: list[Any]) -> tuple[list[Any], slice]:
         """The conversation up to an answer of ``output`` items, and where this request's
@@ -46,53 +59,105 @@ class ContinuedBody:
         return [*self.conversation, *output], slice(self.first_input, len(self.conversation))
 
 
+def keep_response(
+    continued: ContinuedBody,
+    response: dict[str, Any],
+    output: list[Any],
+    store: ResponseStore,
+    conversations: ConversationStore,
+) -> None:
+    """After a finished response: keep it in ``store`` unless it said ``store: false``, and
+    add its input and output items to its conversation, if it names one. A conversation
+    that cannot take them (deleted meanwhile, a full disk) is logged: the response stands."""
+    if response["store"]:
+        store.put(response, *continued.stored_with(output))
+    if continued.conversation_id is None:
+        return
+    try:
+        conversations.append(
+            continued.conversation_id, [*continued.new_items, *output], "conversation"
+        )
+    except PowerError as exc:
+        log.warning("response %s was not added to its conversation: %s", response["id"], exc)
+
+
 def continued_body(
-    body: dict[str, Any], earlier_of: Callable[[str], list[Any] | None]
+    body: dict[str, Any],
+    earlier_of: Callable[[str], list[Any] | None],
+    conversations: ConversationStore | None = None,
 ) -> ContinuedBody:
-    """``body`` without ``previous_response_id``, its ``input`` after the conversation
-    ``earlier_of`` gives for that id (``previous_response_not_found`` when none)."""
+    """``body`` without ``previous_response_id`` or ``conversation``, its ``input`` after
+    the conversation ``earlier_of`` gives for that response id (``previous_response_not_found``
+    when none) or the items of that conversation (404 when none)."""
     body = dict(body)
     continues = body.pop("previous_response_id", None)
-    new_items = with_ids(body.get("input"))
-    if continues is None:
-        return ContinuedBody(body, new_items or [])
-    if not isinstance(continues, str):
-        raise invalid_type("previous_response_id", "a string", continues)
-    earlier = earlier_of(continues)
-    if earlier is None:
-        shown = continues if len(continues) <= 80 else continues[:80] + "..."
-        raise PreviousResponseNotFound(
-            f"Previous response with id '{shown}' not found.", param="previous_response_id"
+    conversation_id = _conversation_id(body.pop("conversation", None))
+    if continues is not None and conversation_id is not None:
+        raise InvalidRequest(
+            "Mutually exclusive parameters: Ensure you are only providing one of: "
+            "'previous_response_id' or 'conversation'.",
+            param="conversation",
         )
+    if conversation_id is not None:
+        if conversations is None:
+            raise UnsupportedFeature("'conversation' is not supported here.", param="conversation")
+        earlier = conversations.get(conversation_id, "conversation").items
+    elif continues is not None:
+        if not isinstance(continues, str):
+            raise invalid_type("previous_response_id", "a string", continues)
+        found = earlier_of(continues)
+        if found is None:
+            shown = continues if len(continues) <= 80 else continues[:80] + "..."
+            raise PreviousResponseNotFound(
+                f"Previous response with id '{shown}' not found.", param="previous_response_id"
+            )
+        earlier = found
+    else:
+        return ContinuedBody(body, with_ids(body.get("input")) or [])
+    new_items = with_ids(body.get("input"), {item.get("id") for item in earlier})
     if new_items is None:
-        if body.get("input") is not None:
-            return ContinuedBody(body, continues=continues)  # the parser says what is wrong
+        if body.get("input") is not None:  # the parser says what is wrong
+            return ContinuedBody(body, continues=continues, conversation_id=conversation_id)
         new_items = []
     # checked alone first, so that an error names the client's own item (input[0], not
     # its place in the whole conversation)
     parse_input(new_items)
     conversation = [*earlier, *new_items]
-    return ContinuedBody({**body, "input": conversation}, conversation, len(earlier), continues)
+    return ContinuedBody(
+        {**body, "input": conversation}, conversation, len(earlier), continues, conversation_id
+    )
 
 
-def with_ids(value: Any) -> list[Any] | None:
+def _conversation_id(value: Any) -> str | None:
+    """``conversation``: an id, or an object with one."""
+    if isinstance(value, dict):
+        value = value.get("id")
+        if not isinstance(value, str):
+            raise invalid_type("conversation.id", "a string", value)
+    elif value is not None and not isinstance(value, str):
+        raise invalid_type("conversation", "a string or an object with an id", value)
+    return value
+
+
+def with_ids(value: Any, taken: set[Any] | None = None) -> list[Any] | None:
     """``input`` as a list of items as OpenAI lists them, each with an id of its own (a
-    string is one user message); ``None`` when it is neither a string nor a list."""
+    string is one user message), none of them one in ``taken``; ``None`` when it is
+    neither a string nor a list."""
     if isinstance(value, str):
         value = [{"type": "message", "role": "user", "content": value}]
     if not isinstance(value, list):
         return None
-    seen: set[str] = set()
+    seen: set[Any] = set(taken or ())
     items = []
     for item in value:
         if isinstance(item, dict):
             item = _listed(item, seen)
-            seen.add(item.get("id"))  # type: ignore[arg-type]
+            seen.add(item.get("id"))
         items.append(item)
     return items
 
 
-def _listed(item: dict[str, Any], seen: set[str]) -> dict[str, Any]:
+def _listed(item: dict[str, Any], seen: set[Any]) -> dict[str, Any]:
     """An input item with an id (the client's unless it is not a string or names an
     earlier item, as listing pages by id) and a status, a message's text as a part."""
     kind = item.get("type") or ("message" if "role" in item else None)

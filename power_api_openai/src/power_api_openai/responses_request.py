@@ -2,9 +2,9 @@
 
 A request carries its conversation in ``input`` (messages, the model's earlier
 ``function_call`` items and their ``function_call_output`` results), after the one of the
-response it continues (``previous_response_id``, which the caller resolves first:
-:mod:`power_api_openai.responses_continued`). ``conversation`` and ``item_reference`` are
-refused with a 400 that says so.
+response it continues (``previous_response_id``) or the items of its ``conversation``,
+which the caller resolves first (:mod:`power_api_openai.responses_continued`).
+``item_reference`` is refused with a 400 that says so.
 """
 
 from __future__ import annotations
@@ -43,12 +43,6 @@ log = logging.getLogger("power_api_openai")
 INCLUDE_LOGPROBS = "message.output_text.logprobs"
 #: the roles a message item may have (``tool`` results are ``function_call_output`` items)
 MESSAGE_ROLES = tuple(role for role in ROLES if role != "tool")
-_STATEFUL = {
-    "conversation": (
-        "'conversation' is not supported: this server keeps no conversations. Continue a "
-        "response with 'previous_response_id', or send the whole conversation in 'input'."
-    ),
-}
 
 
 @dataclass
@@ -76,14 +70,14 @@ class ResponsesOptions:
     previous_response_id: str | None = None
     #: whether the response is kept for later requests (:mod:`power_api_openai.response_store`)
     store: bool = True
+    #: the conversation the response reads and adds to
+    #: (:mod:`power_api_openai.conversation_store`)
+    conversation_id: str | None = None
 
 
 def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, ResponsesOptions]:
     """The generation a Responses body asks for; sampling defaults are applied later."""
     fields = Fields(body)
-    for name, refusal in _STATEFUL.items():
-        if fields.has(name):
-            raise UnsupportedFeature(refusal, param=name)
     if fields.boolean("background"):
         raise UnsupportedFeature("background responses are not supported.", param="background")
     if fields.has("prompt"):
@@ -135,7 +129,7 @@ def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, Re
         instructions=instructions,
         max_output_tokens=max_output_tokens,
         max_tool_calls=fields.integer("max_tool_calls", 0),
-        metadata=_metadata(fields),
+        metadata=parse_metadata(fields),
         text={**text, "format": format_json},
         tools=tool_json,
         tool_choice=fields.raw("tool_choice") or "auto",
@@ -170,7 +164,7 @@ def _strings(fields: Fields, name: str) -> list[str]:
     return cast(list[str], values)
 
 
-def _metadata(fields: Fields) -> dict[str, str]:
+def parse_metadata(fields: Fields) -> dict[str, str]:
     """``metadata``: at most 16 string pairs, keys up to 64 and values up to 512 characters."""
     value = fields.object("metadata") or {}
     if len(value) > 16:
@@ -187,22 +181,23 @@ def _metadata(fields: Fields) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- input items
-def parse_input(value: Any) -> list[ChatMessage]:
-    """``input``: a string (one user message) or a list of items, as core messages.
+def parse_input(value: Any, name: str = "input") -> list[ChatMessage]:
+    """``input``: a string (one user message) or a list of items, as core messages;
+    errors name the parameter ``name`` (a conversation's ``items`` are read alike).
 
     A ``function_call`` item joins the assistant message just before it (an answer with
     text and calls is one turn), a ``reasoning`` item becomes the next assistant turn's
     thinking, and a ``function_call_output`` learns its tool's name from its call.
     """
     if value is None:
-        raise InvalidRequest("Missing required parameter: 'input'.", param="input")
+        raise InvalidRequest(f"Missing required parameter: '{name}'.", param=name)
     if isinstance(value, str):
         return [ChatMessage(role="user", content=value)]
     if not isinstance(value, list):
-        raise invalid_type("input", "a string or an array of input items", value)
+        raise invalid_type(name, "a string or an array of input items", value)
     reader = _InputReader()
     for index, item in enumerate(value):
-        param = f"input[{index}]"
+        param = f"{name}[{index}]"
         if not isinstance(item, dict):
             raise invalid_type(param, "an object", item)
         reader.read(Fields(item, f"{param}."), param)

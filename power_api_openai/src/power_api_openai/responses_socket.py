@@ -28,11 +28,12 @@ import re
 from collections.abc import Generator, Iterator
 from typing import Any
 
+from power_api_openai.conversation_store import ConversationStore
 from power_api_openai.errors import error_body, power_error_body, power_error_status
 from power_api_openai.reasoning_effort import apply_reasoning_effort
 from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses import ResponseBuilder, builder_events, echoed_sampling
-from power_api_openai.responses_continued import ContinuedBody, continued_body
+from power_api_openai.responses_continued import ContinuedBody, continued_body, keep_response
 from power_api_openai.responses_request import parse_responses_request
 from power_api_openai.sampling import with_openai_defaults
 from power_core.errors import InvalidRequest, PowerError
@@ -65,18 +66,20 @@ class MessageTooLarge(InvalidRequest):
     code = "message_too_large"
 
 
-def serve_responses_socket(services: PowerServices, socket: Any, store: ResponseStore) -> None:
+def serve_responses_socket(
+    services: PowerServices, socket: Any, store: ResponseStore, conversations: ConversationStore
+) -> None:
     """Answer the ``response.create`` messages of one connection (a ``simple_websocket``
     server socket) until the client closes it or the server shuts down; responses it may
     continue are its own recent ones and those in ``store``, where it stores its own unless
-    told ``store: false``."""
+    told ``store: false``, and any of ``conversations``."""
     socket.sock = WholeWrites(socket.sock, services.settings.send_timeout)
     kept = ResponseStore(services.settings.max_body_bytes, max_count=KEPT_PER_CONNECTION)
     try:
         while not services.shutting_down:
             message = socket.receive(timeout=IDLE_CHECK_SECONDS)
             if message is not None:
-                _answer(services, socket, message, kept, store)
+                _answer(services, socket, message, kept, (store, conversations))
     except OSError as exc:
         if not is_client_gone_error(exc):
             raise
@@ -90,7 +93,7 @@ def _answer(
     socket: Any,
     message: str | bytes,
     kept: ResponseStore,
-    store: ResponseStore,
+    server_kept: tuple[ResponseStore, ConversationStore],
 ) -> None:
     """Answer one client message; keep the response it makes, forget one it failed to
     continue."""
@@ -101,8 +104,11 @@ def _answer(
         event = _client_event(message)
         stream_id = _stream_id(event)
         body = {key: value for key, value in event.items() if key != "stream"}
+        store, conversations = server_kept
         continued = continued_body(
-            body, lambda earlier: kept.conversation(earlier) or store.conversation(earlier)
+            body,
+            lambda earlier: kept.conversation(earlier) or store.conversation(earlier),
+            conversations,
         )
         answered = _respond(services, socket, continued, stream_id)
     except PowerError as exc:
@@ -115,12 +121,10 @@ def _answer(
         return
     assert continued is not None  # answered
     response, output = answered
-    conversation, inputs = continued.stored_with(output)
-    if response["store"]:
-        store.put(response, conversation, inputs)
+    keep_response(continued, response, output, *server_kept)
     # no more than one request could carry (the put logs a refusal): past it the client
     # sends the conversation itself, as over HTTP, and meets the same limit
-    kept.put(response, conversation, inputs)
+    kept.put(response, *continued.stored_with(output))
 
 
 def _check_size(message: str | bytes, limit: int) -> None:
@@ -167,6 +171,7 @@ def _respond(
     generate = _generates(continued.body)
     request, options = parse_responses_request(continued.body)
     options.previous_response_id = continued.continues
+    options.conversation_id = continued.conversation_id
     model = services.library.resolve(request.model)
     request.sampling = with_openai_defaults(request.sampling, model)
     apply_reasoning_effort(model, request, options.reasoning.get("effort"), "reasoning.effort")

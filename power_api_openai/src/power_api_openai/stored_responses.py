@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from power_api_openai.item_pages import item_page
 from power_api_openai.response_store import ResponseStore
-from power_api_openai.validation import Fields
 from power_core.errors import InvalidRequest, NotFound
-
-#: the most input items one page lists, as OpenAI's
-MAX_PAGE = 100
 
 
 class ResponseNotFound(NotFound):
@@ -48,42 +45,8 @@ def cancel(store: ResponseStore, response_id: str) -> dict[str, Any]:
 
 
 def input_items(store: ResponseStore, response_id: str, query: dict[str, Any]) -> dict[str, Any]:
-    """One page of a response's own input items: ``limit`` (1-100, default 20), ``order``
-    (``desc``, the default, or ``asc``), after the item ``after``."""
+    """One page of a response's own input items (:func:`item_page`)."""
     items = store.input_items(response_id)
     if items is None:
         raise _not_found(response_id)
-    fields = Fields(query)
-    limit = _integer(query.get("limit"), "limit") or 20
-    order = fields.choice("order", ("asc", "desc"), "desc")
-    after = fields.string("after")
-    if order == "desc":
-        items = items[::-1]
-    if after is not None:
-        ids = [item.get("id") for item in items]
-        if after not in ids:
-            raise InvalidRequest(
-                f"No input item with id '{after}' in this response.", param="after"
-            )
-        items = items[ids.index(after) + 1 :]
-    page = items[:limit]
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0].get("id") if page else None,
-        "last_id": page[-1].get("id") if page else None,
-        "has_more": len(items) > len(page),
-    }
-
-
-def _integer(value: Any, name: str) -> int | None:
-    """A query's integer (query values are text)."""
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if not 1 <= number <= MAX_PAGE:
-        raise InvalidRequest(f"'{name}' must be an integer from 1 to {MAX_PAGE}", param=name)
-    return number
+    return item_page(items, query, "this response")

@@ -1,0 +1,93 @@
+"""``/v1/conversations``: OpenAI's Conversations API on the conversations this server keeps
+on disk (:mod:`power_api_openai.conversation_store`). A response created with
+``conversation`` reads its items before its own input and adds its input and output items
+to it (:mod:`power_api_openai.responses_continued`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from power_api_openai.conversation_store import ConversationStore
+from power_api_openai.item_pages import item_page
+from power_api_openai.responses_continued import with_ids
+from power_api_openai.responses_request import parse_input, parse_metadata
+from power_api_openai.validation import Fields
+from power_core.errors import InvalidRequest
+
+#: the most items one request may add, as OpenAI's
+MAX_ITEMS_ADDED = 20
+
+
+def create(store: ConversationStore, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/conversations``: a new conversation, with its first ``items``."""
+    fields = Fields(body)
+    metadata = parse_metadata(fields)
+    items = _items(fields, required=False)
+    return store.create(items, metadata).public()
+
+
+def retrieve(store: ConversationStore, conversation_id: str) -> dict[str, Any]:
+    return store.get(conversation_id).public()
+
+
+def update(store: ConversationStore, conversation_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/conversations/{id}``: replace its ``metadata``."""
+    fields = Fields(body)
+    if not fields.has("metadata"):
+        raise InvalidRequest("Missing required parameter: 'metadata'.", param="metadata")
+    metadata = parse_metadata(fields)
+    return store.set_metadata(conversation_id, metadata).public()
+
+
+def delete(store: ConversationStore, conversation_id: str) -> dict[str, Any]:
+    store.delete(conversation_id)
+    return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
+
+
+def add_items(
+    store: ConversationStore, conversation_id: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """``POST /v1/conversations/{id}/items``: add up to 20 items at its end."""
+    store.get(conversation_id)  # a 404 before a 400 about the body, as OpenAI
+    added = store.append(conversation_id, _items(Fields(body), required=True))
+    return {
+        "object": "list",
+        "data": added,
+        "first_id": added[0]["id"] if added else None,
+        "last_id": added[-1]["id"] if added else None,
+        "has_more": False,
+    }
+
+
+def list_items(
+    store: ConversationStore, conversation_id: str, query: dict[str, Any]
+) -> dict[str, Any]:
+    """``GET /v1/conversations/{id}/items``: one page of its items."""
+    items = store.get(conversation_id).items
+    return item_page(items, query, "this conversation")
+
+
+def retrieve_item(store: ConversationStore, conversation_id: str, item: str) -> dict[str, Any]:
+    return store.get(conversation_id).item(item)
+
+
+def delete_item(store: ConversationStore, conversation_id: str, item: str) -> dict[str, Any]:
+    """``DELETE /v1/conversations/{id}/items/{item_id}``: the conversation, without it."""
+    return store.delete_item(conversation_id, item).public()
+
+
+def _items(fields: Fields, *, required: bool) -> list[dict[str, Any]]:
+    """``items``: at most 20 input items, read as a response's ``input`` would read them
+    (so that a response can continue the conversation), each with an id."""
+    value = fields.array("items", required=required) or []
+    if len(value) > MAX_ITEMS_ADDED:
+        raise InvalidRequest(
+            f"'items' may add at most {MAX_ITEMS_ADDED} items at a time; got {len(value)}.",
+            param="items",
+        )
+    if required and not value:
+        raise InvalidRequest("'items' must contain at least one item.", param="items")
+    parse_input(value, "items")
+    listed = with_ids(value)
+    assert listed is not None  # a list
+    return listed

@@ -1,0 +1,309 @@
+"""The Conversations API (``/v1/conversations``) and responses that read and extend a
+conversation, through the official ``openai`` SDK, unchanged, against the real SmolLM2
+model; conversations outlive a restart of the server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import requests
+from openai import OpenAI
+
+from api_openai.test_sdk_responses_socket import answer, dumped
+from api_openai.wire_reading import MODEL, assert_error_shape
+from conftest import PowerServer
+
+pytestmark = pytest.mark.model
+
+GREEDY: dict[str, Any] = {"model": MODEL, "temperature": 0, "max_output_tokens": 8}
+
+
+def texts(items: Any) -> list[tuple[str, str]]:
+    """``(role, text)`` of each message item."""
+    return [(item.role, item.content[0].text) for item in items]
+
+
+def test_a_conversation_is_created_read_updated_and_deleted(client: OpenAI) -> None:
+    conversation = client.conversations.create(
+        items=[
+            {"type": "message", "role": "user", "content": "Hello."},
+            {"role": "assistant", "content": "Hi there."},
+        ],
+        metadata={"topic": "greetings"},
+    )
+    assert conversation.id.startswith("conv_") and conversation.object == "conversation"
+    assert conversation.metadata == {"topic": "greetings"}
+    assert client.conversations.retrieve(conversation.id).created_at == conversation.created_at
+    listed = client.conversations.items.list(conversation.id, order="asc")
+    assert texts(listed.data) == [("user", "Hello."), ("assistant", "Hi there.")]
+    assert listed.has_more is False
+    first, second = listed.data
+    assert first.id.startswith("msg_") and first.status == "completed"  # type: ignore[union-attr]
+    assert first.content[0].type == "input_text"  # type: ignore[union-attr]
+    assert second.content[0].type == "output_text"  # type: ignore[union-attr]
+    added = client.conversations.items.create(
+        conversation.id, items=[{"type": "message", "role": "user", "content": "Bye."}]
+    )
+    assert texts(added.data) == [("user", "Bye.")]
+    assert added.first_id == added.last_id == added.data[0].id
+    # newest first by default, a page at a time (the SDK follows 'after')
+    newest = client.conversations.items.list(conversation.id, limit=1)
+    assert texts(newest.data) == [("user", "Bye.")] and newest.has_more is True
+    every = list(client.conversations.items.list(conversation.id, limit=1))
+    assert [text for _, text in texts(every)] == ["Bye.", "Hi there.", "Hello."]
+    fetched = client.conversations.items.retrieve(second.id, conversation_id=conversation.id)
+    assert texts([fetched]) == [("assistant", "Hi there.")]
+    updated = client.conversations.update(conversation.id, metadata={"topic": "farewells"})
+    assert updated.metadata == {"topic": "farewells"}
+    left = client.conversations.items.delete(first.id, conversation_id=conversation.id)
+    assert left.id == conversation.id and left.metadata == {"topic": "farewells"}
+    remaining = client.conversations.items.list(conversation.id, order="asc")
+    assert [text for _, text in texts(remaining.data)] == ["Hi there.", "Bye."]
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.items.retrieve(first.id, conversation_id=conversation.id)
+    deleted = client.conversations.delete(conversation.id)
+    assert deleted.deleted is True and deleted.id == conversation.id
+    for call in (
+        lambda: client.conversations.retrieve(conversation.id),
+        lambda: client.conversations.items.list(conversation.id),
+        lambda: client.conversations.delete(conversation.id),
+        lambda: client.responses.create(**GREEDY, input="Hi", conversation=conversation.id),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            call()
+
+
+def test_responses_read_a_conversation_and_add_their_items_to_it(client: OpenAI) -> None:
+    conversation = client.conversations.create(
+        items=[{"role": "user", "content": "My name is Ada."}]
+    )
+    first = client.responses.create(
+        **GREEDY, input="What is my name?", conversation={"id": conversation.id}
+    )
+    assert first.conversation is not None and first.conversation.id == conversation.id
+    items = client.conversations.items.list(conversation.id, order="asc").data
+    assert [item.type for item in items] == ["message", "message", "message"]
+    assert texts(items[:2]) == [("user", "My name is Ada."), ("user", "What is my name?")]
+    # the response's own output item, as the response gave it
+    assert items[2].id == first.output[0].id
+    assert texts(items[2:]) == [("assistant", first.output_text)]
+    # the next turn reads the whole conversation: as many tokens as a resend of it
+    second = client.responses.create(**GREEDY, input="Spell it.", conversation=conversation.id)
+    resend = client.responses.create(
+        **GREEDY,
+        input=[*dumped(items), {"role": "user", "content": "Spell it."}],  # type: ignore[list-item]
+        store=False,
+    )
+    assert second.usage is not None and resend.usage is not None
+    assert second.usage.input_tokens == resend.usage.input_tokens
+    # a streamed response adds its items too, once it ends
+    events = list(
+        client.responses.create(
+            **GREEDY, input="Thanks.", conversation=conversation.id, stream=True
+        )
+    )
+    streamed = events[-1].response  # type: ignore[union-attr]
+    assert streamed.conversation.id == conversation.id
+    everything = list(client.conversations.items.list(conversation.id, order="asc"))
+    assert len(everything) == 7
+    assert everything[-1].id == streamed.output[0].id
+    assert texts(everything[-2:-1]) == [("user", "Thanks.")]
+    # instructions shape one response only: they are not added
+    client.responses.create(
+        **GREEDY, input="Ok.", instructions="Be brief.", conversation=conversation.id
+    )
+    roles = [item.role for item in client.conversations.items.list(conversation.id, limit=100)]  # type: ignore[union-attr]
+    assert "system" not in roles and "developer" not in roles
+
+
+def test_a_response_that_fails_adds_nothing(client: OpenAI) -> None:
+    conversation = client.conversations.create()
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(
+            **GREEDY,
+            input=[{"role": "user", "content": "Hi"}, {"type": "bogus"}],  # type: ignore[list-item]
+            conversation=conversation.id,
+        )
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="ghost:1b", input="Hi", conversation=conversation.id)
+    assert client.conversations.items.list(conversation.id).data == []
+
+
+def test_responses_finishing_together_both_land(client: OpenAI) -> None:
+    conversation = client.conversations.create()
+    replies: list[Any] = []
+
+    def ask(question: str) -> None:
+        replies.append(
+            client.responses.create(**GREEDY, input=question, conversation=conversation.id)
+        )
+
+    threads = [threading.Thread(target=ask, args=(f"Question {n}?",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    items = list(client.conversations.items.list(conversation.id, limit=100, order="asc"))
+    assert len(replies) == 4 and len(items) == 8
+    questions = sorted(text for role, text in texts(items) if role == "user")
+    assert questions == [f"Question {n}?" for n in range(4)]
+    assert len({item.id for item in items}) == 8
+
+
+def test_the_websocket_mode_reads_and_extends_a_conversation(client: OpenAI) -> None:
+    conversation = client.conversations.create(items=[{"role": "user", "content": "I like tea."}])
+    with client.responses.connect() as connection:
+        reply = answer(connection, input="What do I like?", conversation=conversation.id)
+    assert reply.conversation.id == conversation.id
+    items = client.conversations.items.list(conversation.id, order="asc").data
+    assert texts(items) == [
+        ("user", "I like tea."),
+        ("user", "What do I like?"),
+        ("assistant", reply.output[0].content[0].text),
+    ]
+
+
+def test_input_tokens_are_counted_as_a_response_would_read_them(client: OpenAI) -> None:
+    fields: dict[str, Any] = {
+        "input": "Name three colours.",
+        "instructions": "Answer in French.",
+    }
+    counted = client.responses.input_tokens.count(model=MODEL, **fields)
+    assert counted.object == "response.input_tokens"
+    reply = client.responses.create(**GREEDY, **fields, store=True)
+    assert reply.usage is not None and counted.input_tokens == reply.usage.input_tokens
+    follow = client.responses.input_tokens.count(
+        model=MODEL, input="And three more.", previous_response_id=reply.id
+    )
+    continued = client.responses.create(
+        **GREEDY, input="And three more.", previous_response_id=reply.id
+    )
+    assert continued.usage is not None
+    assert follow.input_tokens == continued.usage.input_tokens > counted.input_tokens
+    conversation = client.conversations.create(items=[{"role": "user", "content": "Hello."}])
+    in_conversation = client.responses.input_tokens.count(
+        model=MODEL, input="Hi.", conversation=conversation.id
+    )
+    alone = client.responses.input_tokens.count(model=MODEL, input="Hi.")
+    assert in_conversation.input_tokens > alone.input_tokens
+    # counting adds nothing to the conversation
+    assert len(client.conversations.items.list(conversation.id).data) == 1
+    with pytest.raises(openai.NotFoundError):
+        client.responses.input_tokens.count(model="ghost:1b", input="Hi")
+    with pytest.raises(openai.BadRequestError) as missing:
+        client.responses.input_tokens.count(model=MODEL)
+    assert missing.value.param == "input"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "param"),
+    [
+        (
+            "POST",
+            "/conversations",
+            {"items": [{"role": "user", "content": "x"}] * 21},
+            400,
+            "items",
+        ),
+        ("POST", "/conversations", {"items": [{"type": "bogus"}]}, 400, "items[0].type"),
+        ("POST", "/conversations", {"items": "Hello"}, 400, "items"),
+        ("POST", "/conversations", {"metadata": {str(n): "v" for n in range(17)}}, 400, "metadata"),
+        ("POST", "/conversations", {"metadata": {"k": 5}}, 400, "metadata.k"),
+        ("GET", "/conversations/conv_123", None, 404, "conversation_id"),
+        ("GET", "/conversations/..%2F..%2Fconfig", None, 404, None),
+        ("DELETE", "/conversations/conv_" + "0" * 48, None, 404, "conversation_id"),
+        ("GET", "/conversations/conv_123/items?limit=500", None, 404, "conversation_id"),
+        (
+            "POST",
+            "/responses",
+            {"model": MODEL, "input": "Hi", "conversation": "conv_1", "previous_response_id": "r"},
+            400,
+            "conversation",
+        ),
+        (
+            "POST",
+            "/responses",
+            {"model": MODEL, "input": "Hi", "conversation": 5},
+            400,
+            "conversation",
+        ),
+        (
+            "POST",
+            "/responses",
+            {"model": MODEL, "input": "Hi", "conversation": {"id": 5}},
+            400,
+            "conversation.id",
+        ),
+        (
+            "POST",
+            "/responses",
+            {"model": MODEL, "input": "Hi", "conversation": "c"},
+            404,
+            "conversation",
+        ),
+        ("POST", "/responses/input_tokens", {"model": MODEL, "input": 5}, 400, "input"),
+    ],
+)
+def test_bad_requests_are_refused_in_openais_shape(
+    v1: str, method: str, path: str, body: Any, status: int, param: str | None
+) -> None:
+    reply = requests.request(method, v1 + path, json=body, timeout=60)
+    assert_error_shape(reply, status, param)
+
+
+def test_bad_requests_leave_a_conversation_as_it_was(client: OpenAI, v1: str) -> None:
+    conversation = client.conversations.create(
+        items=[{"role": "user", "content": "Keep me."}], metadata={"a": "1"}
+    )
+    url = f"{v1}/conversations/{conversation.id}"
+    refused = [
+        requests.post(url + "/items", json={"items": []}, timeout=60),
+        requests.post(
+            url + "/items", json={"items": [{"role": "nobody", "content": "x"}]}, timeout=60
+        ),
+        requests.post(url + "/items", data=b"{not json", timeout=60),
+        requests.post(url, json={"metadata": {"a": 1}}, timeout=60),
+        requests.post(url, json={}, timeout=60),
+        requests.get(url + "/items?order=sideways", timeout=60),
+        requests.get(url + "/items?after=msg_unknown", timeout=60),
+        requests.delete(url + "/items/msg_unknown", timeout=60),
+    ]
+    for reply, status in zip(refused, [400] * 7 + [404], strict=True):
+        assert_error_shape(reply, status)
+    assert client.conversations.retrieve(conversation.id).metadata == {"a": "1"}
+    assert texts(client.conversations.items.list(conversation.id).data) == [("user", "Keep me.")]
+
+
+# ---------------------------------------------------------------------- across a restart
+@pytest.fixture(scope="module")
+def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerServer]:
+    server = PowerServer(tmp_path_factory.mktemp("conversations-home"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_conversations_outlive_a_restart_and_are_kept_whole(restartable: PowerServer) -> None:
+    sdk = OpenAI(base_url=restartable.url + "/v1", api_key="x", max_retries=0)
+    kept = sdk.conversations.create(
+        items=[{"role": "user", "content": "Remember me."}], metadata={"k": "v"}
+    )
+    gone = sdk.conversations.create()
+    sdk.conversations.delete(gone.id)
+    restartable.stop()
+    restartable.start()
+    assert sdk.conversations.retrieve(kept.id).metadata == {"k": "v"}
+    assert texts(sdk.conversations.items.list(kept.id).data) == [("user", "Remember me.")]
+    with pytest.raises(openai.NotFoundError):
+        sdk.conversations.retrieve(gone.id)
+    # one file each, whole JSON, nothing left aside from the atomic writes
+    folder: Path = restartable.home / "conversations"
+    files = sorted(path.name for path in folder.iterdir())
+    assert files == [f"{kept.id}.json"]
+    assert json.loads((folder / files[0]).read_text())["items"][0]["role"] == "user"
