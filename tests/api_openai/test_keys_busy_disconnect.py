@@ -224,3 +224,24 @@ def test_a_client_leaving_while_its_request_is_queued_frees_its_place(
     finally:
         _reset(first)
     _wait_for_leases(keyed_server, 0)
+
+
+def test_more_prompts_than_the_model_ever_takes_is_a_400_not_a_busy_503(
+    keyed_server: PowerServer,
+) -> None:
+    # one sequence and a one-job queue: two prompts fit, three never can
+    def complete(prompts: list[str]) -> requests.Response:
+        return requests.post(
+            keyed_server.url + "/v1/completions",
+            headers=AUTH,
+            timeout=60,
+            json={"model": MODEL, "prompt": prompts, "max_tokens": 2, "temperature": 0},
+        )
+
+    refused = complete(["One", "Two", "Three"])
+    assert_error_shape(refused, 400, param="prompt")
+    assert "at most 2" in refused.json()["error"]["message"]
+    _wait_for_leases(keyed_server, 0)  # the prompt already started is let go
+    served = complete(["One", "Two"])
+    assert served.status_code == 200, served.text
+    assert [choice["index"] for choice in served.json()["choices"]] == [0, 1]

@@ -135,6 +135,7 @@ def create_completion(services: PowerServices, body: dict[str, Any]) -> Response
                 streams.append(services.generate_beside(streams[0], request))
             else:
                 streams.append(services.generate(request, model))
+                _check_room_for(len(options.prompts), streams[0])
     except BaseException:
         cancel_all(streams)
         raise
@@ -150,6 +151,21 @@ def create_completion(services: PowerServices, body: dict[str, Any]) -> Response
         return json_response(completion(streams, envelope, options))
     finally:
         cancel_all(streams)
+
+
+def _check_room_for(prompts: int, stream: GenerationStream) -> None:
+    """A 400 for more prompts than the loaded model ever takes at once (its sequences and
+    its queue): such a request could never run, however long the client waited, so the
+    busy server's 503 would be wrong."""
+    options = stream.entry.options
+    most = options.num_parallel + options.max_queue
+    if prompts > most:
+        raise InvalidRequest(
+            f"{prompts} prompts in one request, but model '{stream.model.name}' takes at most "
+            f"{most} at once (num_parallel {options.num_parallel} + max_queue "
+            f"{options.max_queue}); send them in smaller requests.",
+            param="prompt",
+        )
 
 
 def _max_tokens(requested: int | None, model: ResolvedModel) -> int | None:
