@@ -307,3 +307,83 @@ def test_conversations_outlive_a_restart_and_are_kept_whole(restartable: PowerSe
     files = sorted(path.name for path in folder.iterdir())
     assert files == [f"{kept.id}.json"]
     assert json.loads((folder / files[0]).read_text())["items"][0]["role"] == "user"
+
+
+# ---------------------------------------------------------------------- item references
+def test_item_references_name_items_of_kept_responses_and_conversations(
+    client: OpenAI,
+) -> None:
+    first = client.responses.create(**GREEDY, input="Name a colour.")
+    [asked] = client.responses.input_items.list(first.id).data
+    follow_up = {"role": "user", "content": "Another?"}
+    by_reference = client.responses.create(
+        **GREEDY,
+        input=[
+            {"type": "item_reference", "id": asked.id},
+            {"id": first.output[0].id},  # the type may be left out
+            follow_up,
+        ],  # type: ignore[list-item]
+    )
+    resend = client.responses.create(
+        **GREEDY,
+        input=[*dumped([asked, *first.output]), follow_up],  # type: ignore[list-item]
+        store=False,
+    )
+    assert by_reference.usage is not None and resend.usage is not None
+    assert by_reference.usage.input_tokens == resend.usage.input_tokens
+    listed = client.responses.input_items.list(by_reference.id, order="asc").data
+    assert texts(listed) == [
+        ("user", "Name a colour."),
+        ("assistant", first.output_text),
+        ("user", "Another?"),
+    ]
+    # in a conversation: its own items, and a kept response's, added as items of their own
+    conversation = client.conversations.create(
+        items=[{"type": "item_reference", "id": first.output[0].id}]
+    )
+    [copied] = client.conversations.items.list(conversation.id).data
+    assert texts([copied]) == [("assistant", first.output_text)]
+    added = client.conversations.items.create(
+        conversation.id, items=[{"type": "item_reference", "id": copied.id}]
+    )
+    assert added.data[0].id != copied.id  # a second copy, with an id of its own
+    reply = client.responses.create(
+        **GREEDY,
+        input=[{"type": "item_reference", "id": asked.id}],
+        conversation=conversation.id,
+    )
+    items = client.conversations.items.list(conversation.id, order="asc", limit=100).data
+    assert texts(items[2:3]) == [("user", "Name a colour.")]
+    assert items[-1].id == reply.output[0].id
+    for bad, param in (
+        ([{"type": "item_reference", "id": "msg_unknown"}], "input[0].id"),
+        ([{"role": "user", "content": "x"}, {"type": "item_reference", "id": 5}], "input[1].id"),
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.responses.create(**GREEDY, input=bad)  # type: ignore[arg-type]
+        assert caught.value.param == param
+    with pytest.raises(openai.BadRequestError) as unknown:
+        client.conversations.items.create(
+            conversation.id, items=[{"type": "item_reference", "id": "msg_unknown"}]
+        )
+    assert unknown.value.param == "items[0].id"
+
+
+def test_over_websocket_a_reference_reaches_the_connections_own_responses(
+    client: OpenAI,
+) -> None:
+    with client.responses.connect() as connection:
+        first = answer(connection, input="Say hi.", store=False)
+        second = answer(
+            connection,
+            input=[
+                {"type": "item_reference", "id": first.output[0].id},
+                {"role": "user", "content": "Again."},
+            ],
+            store=False,
+        )
+    assert second.usage.input_tokens > first.usage.input_tokens
+    with pytest.raises(openai.BadRequestError):  # kept by that connection only
+        client.responses.create(
+            **GREEDY, input=[{"type": "item_reference", "id": first.output[0].id}]
+        )

@@ -551,7 +551,7 @@ def test_stream_framing_ends_with_the_final_response_and_no_done(v1: str) -> Non
             },
             "images",  # this model has no vision: the image is refused, not dropped
         ),
-        ({"model": MODEL, "input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
+        ({"model": MODEL, "input": [{"type": "item_reference", "id": "x"}]}, "input[0].id"),
         (
             {"model": MODEL, "input": "x", "tools": [{"type": "custom", "name": "g"}]},
             "tools[0].type",

@@ -134,7 +134,7 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     @bp.post("/conversations")
     @handled
     def create_conversation() -> Response:
-        return json_response(conversations.create(conversation_store, body()))
+        return json_response(conversations.create(conversation_store, body(), store))
 
     @bp.get("/conversations/<conversation_id>")
     @handled
@@ -155,7 +155,7 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     @bp.post("/conversations/<conversation_id>/items")
     @handled
     def add_conversation_items(conversation_id: str) -> Response:
-        added = conversations.add_items(conversation_store, conversation_id, body())
+        added = conversations.add_items(conversation_store, conversation_id, body(), store)
         return json_response(added)
 
     @bp.get("/conversations/<conversation_id>/items")

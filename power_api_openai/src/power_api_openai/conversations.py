@@ -9,7 +9,7 @@ from typing import Any
 
 from power_api_openai.conversation_store import ConversationStore
 from power_api_openai.item_pages import item_page
-from power_api_openai.responses_continued import with_ids
+from power_api_openai.responses_continued import KeptResponses, resolved_references, with_ids
 from power_api_openai.responses_request import parse_input, parse_metadata
 from power_api_openai.validation import Fields
 from power_core.errors import InvalidRequest
@@ -18,11 +18,12 @@ from power_core.errors import InvalidRequest
 MAX_ITEMS_ADDED = 20
 
 
-def create(store: ConversationStore, body: dict[str, Any]) -> dict[str, Any]:
-    """``POST /v1/conversations``: a new conversation, with its first ``items``."""
+def create(store: ConversationStore, body: dict[str, Any], kept: KeptResponses) -> dict[str, Any]:
+    """``POST /v1/conversations``: a new conversation, with its first ``items`` (an
+    ``item_reference`` among them names an item of a kept response)."""
     fields = Fields(body)
     metadata = parse_metadata(fields)
-    items = _items(fields, required=False)
+    items = _items(fields, [], kept, required=False)
     return store.create(items, metadata).public()
 
 
@@ -45,11 +46,12 @@ def delete(store: ConversationStore, conversation_id: str) -> dict[str, Any]:
 
 
 def add_items(
-    store: ConversationStore, conversation_id: str, body: dict[str, Any]
+    store: ConversationStore, conversation_id: str, body: dict[str, Any], kept: KeptResponses
 ) -> dict[str, Any]:
-    """``POST /v1/conversations/{id}/items``: add up to 20 items at its end."""
-    store.get(conversation_id)  # a 404 before a 400 about the body, as OpenAI
-    added = store.append(conversation_id, _items(Fields(body), required=True))
+    """``POST /v1/conversations/{id}/items``: add up to 20 items at its end (an
+    ``item_reference`` names one of its items or of a kept response)."""
+    earlier = store.get(conversation_id).items  # a 404 before a 400 about the body
+    added = store.append(conversation_id, _items(Fields(body), earlier, kept, required=True))
     return {
         "object": "list",
         "data": added,
@@ -76,10 +78,14 @@ def delete_item(store: ConversationStore, conversation_id: str, item: str) -> di
     return store.delete_item(conversation_id, item).public()
 
 
-def _items(fields: Fields, *, required: bool) -> list[dict[str, Any]]:
+def _items(
+    fields: Fields, earlier: list[Any], kept: KeptResponses, *, required: bool
+) -> list[dict[str, Any]]:
     """``items``: at most 20 input items, read as a response's ``input`` would read them
     (so that a response can continue the conversation), each with an id."""
-    value = fields.array("items", required=required) or []
+    value = resolved_references(
+        fields.array("items", required=required) or [], earlier, kept, "items"
+    )
     if len(value) > MAX_ITEMS_ADDED:
         raise InvalidRequest(
             f"'items' may add at most {MAX_ITEMS_ADDED} items at a time; got {len(value)}.",

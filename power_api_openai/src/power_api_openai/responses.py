@@ -65,7 +65,7 @@ def create_response(
     """Validate, start generating (errors so far are plain 4xx/5xx), then answer or stream;
     a finished response is kept in ``store`` unless the request says ``store: false``, and
     added to the conversation it names."""
-    continued = continued_body(body, store.conversation, conversations)
+    continued = continued_body(body, store, conversations)
     request, options = parse_responses_request(continued.body)
     options.previous_response_id = continued.continues
     options.conversation_id = continued.conversation_id
@@ -104,7 +104,7 @@ def count_input_tokens(
     """``POST /v1/responses/input_tokens``: the tokens a response to ``body`` would read,
     its instructions, tools, earlier response or conversation included, as the model's
     template lays them out."""
-    continued = continued_body(body, store.conversation, conversations)
+    continued = continued_body(body, store, conversations)
     request, options = parse_responses_request(continued.body)
     model = services.library.resolve(request.model)
     apply_reasoning_effort(model, request, options.reasoning.get("effort"), "reasoning.effort")

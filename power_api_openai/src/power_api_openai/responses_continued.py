@@ -5,9 +5,8 @@ input, over HTTP and over WebSocket."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from power_api_openai.conversation_store import ConversationStore
 from power_api_openai.response_ids import item_id
@@ -81,14 +80,45 @@ def keep_response(
         log.warning("response %s was not added to its conversation: %s", response["id"], exc)
 
 
+class KeptResponses(Protocol):
+    """Where earlier responses are found: their conversations, and their items by id."""
+
+    def conversation(self, response_id: str) -> list[Any] | None: ...
+
+    def item(self, item_id: str) -> dict[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class KeptInTurn:
+    """Several places that keep responses, asked in turn (a WebSocket connection's own,
+    then the server's)."""
+
+    places: tuple[KeptResponses, ...]
+
+    def conversation(self, response_id: str) -> list[Any] | None:
+        for place in self.places:
+            found = place.conversation(response_id)
+            if found is not None:
+                return found
+        return None
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        for place in self.places:
+            found = place.item(item_id)
+            if found is not None:
+                return found
+        return None
+
+
 def continued_body(
     body: dict[str, Any],
-    earlier_of: Callable[[str], list[Any] | None],
+    kept: KeptResponses,
     conversations: ConversationStore | None = None,
 ) -> ContinuedBody:
     """``body`` without ``previous_response_id`` or ``conversation``, its ``input`` after
-    the conversation ``earlier_of`` gives for that response id (``previous_response_not_found``
-    when none) or the items of that conversation (404 when none)."""
+    the conversation ``kept`` holds for that response id (``previous_response_not_found``
+    when none) or the items of that conversation (404 when none), each ``item_reference``
+    in it replaced by the item it names."""
     body = dict(body)
     continues = body.pop("previous_response_id", None)
     conversation_id = _conversation_id(body.pop("conversation", None))
@@ -98,25 +128,16 @@ def continued_body(
             "'previous_response_id' or 'conversation'.",
             param="conversation",
         )
-    if conversation_id is not None:
-        if conversations is None:
-            raise UnsupportedFeature("'conversation' is not supported here.", param="conversation")
-        earlier = conversations.get(conversation_id, "conversation").items
-    elif continues is not None:
-        if not isinstance(continues, str):
-            raise invalid_type("previous_response_id", "a string", continues)
-        found = earlier_of(continues)
-        if found is None:
-            shown = continues if len(continues) <= 80 else continues[:80] + "..."
-            raise PreviousResponseNotFound(
-                f"Previous response with id '{shown}' not found.", param="previous_response_id"
-            )
-        earlier = found
-    else:
-        return ContinuedBody(body, with_ids(body.get("input")) or [])
-    new_items = with_ids(body.get("input"), {item.get("id") for item in earlier})
+    earlier = _earlier_items(kept, conversations, continues, conversation_id)
+    given = body.get("input")
+    resolved = resolved_references(given, earlier, kept)
+    new_items = with_ids(resolved, {item.get("id") for item in earlier})
+    if continues is None and conversation_id is None:
+        if resolved is not given:
+            body["input"] = resolved
+        return ContinuedBody(body, new_items or [])
     if new_items is None:
-        if body.get("input") is not None:  # the parser says what is wrong
+        if given is not None:  # the parser says what is wrong
             return ContinuedBody(body, continues=continues, conversation_id=conversation_id)
         new_items = []
     # checked alone first, so that an error names the client's own item (input[0], not
@@ -126,6 +147,68 @@ def continued_body(
     return ContinuedBody(
         {**body, "input": conversation}, conversation, len(earlier), continues, conversation_id
     )
+
+
+def _earlier_items(
+    kept: KeptResponses,
+    conversations: ConversationStore | None,
+    continues: Any,
+    conversation_id: str | None,
+) -> list[Any]:
+    """The items before the request's own: its conversation's, or those of the response it
+    continues; none for a request that names neither."""
+    if conversation_id is not None:
+        if conversations is None:
+            raise UnsupportedFeature("'conversation' is not supported here.", param="conversation")
+        return conversations.get(conversation_id, "conversation").items
+    if continues is None:
+        return []
+    if not isinstance(continues, str):
+        raise invalid_type("previous_response_id", "a string", continues)
+    found = kept.conversation(continues)
+    if found is None:
+        shown = continues if len(continues) <= 80 else continues[:80] + "..."
+        raise PreviousResponseNotFound(
+            f"Previous response with id '{shown}' not found.", param="previous_response_id"
+        )
+    return found
+
+
+def resolved_references(
+    value: Any, earlier: list[Any], kept: KeptResponses, name: str = "input"
+) -> Any:
+    """``input`` (or a conversation's ``items``: ``name``) with each ``item_reference``
+    replaced by the item it names: one of the ``earlier`` items, else one of a kept
+    response (its input or output). ``value`` itself when it holds no reference."""
+    if not isinstance(value, list) or not any(map(_is_reference, value)):
+        return value
+    by_id = {item.get("id"): item for item in earlier if isinstance(item, dict)}
+    resolved = []
+    for index, item in enumerate(value):
+        if not _is_reference(item):
+            resolved.append(item)
+            continue
+        named = item.get("id")
+        if not isinstance(named, str):
+            raise invalid_type(f"{name}[{index}].id", "a string", named)
+        found = by_id.get(named) or kept.item(named)
+        if found is None:
+            raise InvalidRequest(
+                f"Item with id '{named[:80]}' not found: an item_reference names an item of "
+                "the conversation, of the response continued, or of a kept response.",
+                param=f"{name}[{index}].id",
+            )
+        resolved.append(found)
+    return resolved
+
+
+def _is_reference(item: Any) -> bool:
+    """An ``item_reference``: its type says so, or it has nothing but an id (the type is
+    optional in OpenAI's API)."""
+    if not isinstance(item, dict):
+        return False
+    kind = item.get("type")
+    return kind == "item_reference" or (kind is None and set(item) == {"id"})
 
 
 def _conversation_id(value: Any) -> str | None:

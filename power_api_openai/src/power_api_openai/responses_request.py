@@ -222,8 +222,7 @@ class _InputReader:
             self._reasoning(fields)
         elif kind == "item_reference":
             raise UnsupportedFeature(
-                "'item_reference' items are not supported: this server stores no items. Send "
-                "the items themselves.",
+                "an 'item_reference' must name an item by its 'id' alone.",
                 param=f"{param}.type",
             )
         elif kind is None:

@@ -33,7 +33,12 @@ from power_api_openai.errors import error_body, power_error_body, power_error_st
 from power_api_openai.reasoning_effort import apply_reasoning_effort
 from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses import ResponseBuilder, builder_events, echoed_sampling
-from power_api_openai.responses_continued import ContinuedBody, continued_body, keep_response
+from power_api_openai.responses_continued import (
+    ContinuedBody,
+    KeptInTurn,
+    continued_body,
+    keep_response,
+)
 from power_api_openai.responses_request import parse_responses_request
 from power_api_openai.sampling import with_openai_defaults
 from power_core.errors import InvalidRequest, PowerError
@@ -105,11 +110,7 @@ def _answer(
         stream_id = _stream_id(event)
         body = {key: value for key, value in event.items() if key != "stream"}
         store, conversations = server_kept
-        continued = continued_body(
-            body,
-            lambda earlier: kept.conversation(earlier) or store.conversation(earlier),
-            conversations,
-        )
+        continued = continued_body(body, KeptInTurn((kept, store)), conversations)
         answered = _respond(services, socket, continued, stream_id)
     except PowerError as exc:
         status = power_error_status(exc)
