@@ -54,6 +54,8 @@ DEV_REQUIREMENTS = [
     "langchain-core==1.8.3",
     "langchain-ollama==1.1.0",
     "langchain-openai==1.7.4",
+    # the OpenAI Agents SDK for tests/api_agents (Responses API, conversations, sessions)
+    "openai-agents==0.24.0",
     "pexpect==4.9.0",
     "ruff==0.17.6",
     "mypy==2.4.1",
