@@ -15,6 +15,7 @@ import pytest
 from agents import (
     Agent,
     ModelSettings,
+    OpenAIChatCompletionsModel,
     OpenAIConversationsSession,
     Runner,
     function_tool,
@@ -142,3 +143,36 @@ def test_the_sdks_conversation_session_remembers_pops_and_clears(
     assert popped["content"][0]["text"] == second.final_output
     assert after_pop == remembered[:3]
     assert cleared
+
+
+def test_a_streamed_run_delivers_the_text_as_it_comes() -> None:
+    async def streamed() -> Any:
+        result = Runner.run_streamed(helper(), "Name a fruit.")
+        deltas = [
+            event.data.delta
+            async for event in result.stream_events()
+            if event.type == "raw_response_event"
+            and event.data.type == "response.output_text.delta"
+        ]
+        return result, deltas
+
+    result, deltas = run(streamed())
+    assert len(deltas) > 1 and "".join(deltas) == result.final_output
+
+
+def test_an_agent_on_the_chat_completions_api_calls_a_tool(
+    agents_client: AsyncOpenAI, tools_model: str
+) -> None:
+    # the model class users of Ollama's OpenAI API pick: Chat Completions, not Responses
+    agent = Agent(
+        name="Forecaster",
+        instructions="Use the weather tool.",
+        model=OpenAIChatCompletionsModel(model=tools_model, openai_client=agents_client),
+        tools=[weather],
+        model_settings=ModelSettings(temperature=0, max_tokens=200, tool_choice="required"),
+    )
+    result = run(Runner.run(agent, "What is the weather in Rome?"))
+    kinds = [type(item) for item in result.new_items]
+    assert kinds[:2] == [ToolCallItem, ToolCallOutputItem]
+    assert kinds[-1] is MessageOutputItem
+    assert isinstance(result.final_output, str) and result.final_output
