@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import socket
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from power_api_openai.response_shelf import DiskShelf
 from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses import ResponseBuilder, direct_delta, event_frame
 from power_api_openai.responses_continued import with_ids
@@ -252,6 +255,82 @@ def test_a_store_may_keep_a_few_responses_only() -> None:
         assert stored(kept, f"r{n}", str(n))
     assert kept.response("r0") is None and kept.response("r1") is None
     assert [kept.input_items(f"r{n}") is not None for n in range(2, 5)] == [True] * 3
+
+
+# ------------------------------------------------------------------ kept responses on disk
+def on_disk(folder: Path, max_bytes: int = 100_000) -> ResponseStore:
+    return ResponseStore(max_bytes, shelf=DiskShelf(folder))
+
+
+def with_item(store: ResponseStore, name: str, text: str, item: str) -> int:
+    """Keep a response of one item; its size as the store counts it."""
+    response = {"id": name, "object": "response"}
+    conversation = [{"type": "message", "role": "user", "content": text, "id": item}]
+    assert store.put(response, conversation, slice(0, 1))
+    return len(json.dumps(response, separators=(",", ":"))) + len(
+        json.dumps(conversation, separators=(",", ":"))
+    )
+
+
+def test_responses_on_disk_outlive_their_store(tmp_path: Path) -> None:
+    first = on_disk(tmp_path)
+    with_item(first, "resp_a1", "hello", "msg_1")
+    with_item(first, "resp_b2", "there", "msg_2")
+    assert first.delete("resp_b2")
+    again = on_disk(tmp_path)  # what a restart reads
+    assert again.response("resp_a1") == {"id": "resp_a1", "object": "response"}
+    assert again.input_items("resp_a1") == [
+        {"type": "message", "role": "user", "content": "hello", "id": "msg_1"}
+    ]
+    assert again.item("msg_1") is not None and again.item("msg_2") is None
+    assert again.response("resp_b2") is None
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["resp_a1.jsonl"]
+
+
+def test_evictions_on_disk_follow_use_across_restarts(tmp_path: Path) -> None:
+    size = with_item(on_disk(tmp_path / "measure"), "resp_a", "x" * 40, "msg_a")
+    bound = size * 5 // 2  # two of these, not three
+    store = on_disk(tmp_path, max_bytes=bound)
+    with_item(store, "resp_a", "x" * 40, "msg_a")
+    time.sleep(0.05)  # modification times tell the order of use
+    with_item(store, "resp_b", "y" * 40, "msg_b")
+    time.sleep(0.05)
+    assert store.conversation("resp_a") is not None  # now the more recently used
+    restarted = on_disk(tmp_path, max_bytes=bound)
+    with_item(restarted, "resp_c", "z" * 40, "msg_c")
+    assert restarted.response("resp_b") is None and restarted.item("msg_b") is None
+    time.sleep(0.05)
+    assert restarted.response("resp_a") is not None
+    assert not (tmp_path / "resp_b.jsonl").exists()
+    # a smaller bound at the next start evicts down to it ("resp_a" was read last)
+    time.sleep(0.05)
+    smaller = on_disk(tmp_path, max_bytes=size * 3 // 2)
+    assert [smaller.response(n) is not None for n in ("resp_a", "resp_c")] == [True, False]
+
+
+def test_damaged_files_and_leftovers_are_removed_not_served(tmp_path: Path) -> None:
+    store = on_disk(tmp_path)
+    with_item(store, "resp_a", "kept", "msg_a")
+    with_item(store, "resp_b", "torn", "msg_b")
+    with_item(store, "resp_c", "cut", "msg_c")
+    (tmp_path / ".resp-0123").write_bytes(b"half a write")
+    (tmp_path / "resp_b.jsonl").write_bytes(b'{"id": "resp_b", "si')  # a torn header
+    restarted = on_disk(tmp_path)
+    assert not (tmp_path / ".resp-0123").exists() and not (tmp_path / "resp_b.jsonl").exists()
+    assert restarted.response("resp_b") is None
+    path = tmp_path / "resp_c.jsonl"
+    path.write_bytes(path.read_bytes()[:-20])  # damaged after the start
+    assert restarted.conversation("resp_c") is None and not path.exists()
+    assert restarted.conversation("resp_a") is not None
+
+
+def test_a_disk_that_refuses_a_write_keeps_nothing_half_written(tmp_path: Path) -> None:
+    blocked = tmp_path / "responses"
+    blocked.write_bytes(b"")  # a file where the folder should be
+    store = on_disk(blocked)
+    assert not store.put({"id": "resp_a", "object": "response"}, [], slice(0, 0))
+    assert store.response("resp_a") is None
+    assert blocked.read_bytes() == b""
 
 
 def test_input_items_get_ids_and_openais_shape() -> None:

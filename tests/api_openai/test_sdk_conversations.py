@@ -17,7 +17,7 @@ from openai import OpenAI
 
 from api_openai.test_sdk_responses_socket import answer, dumped
 from api_openai.wire_reading import MODEL, assert_error_shape
-from conftest import PowerServer
+from conftest import PowerServer, import_test_model
 
 pytestmark = pytest.mark.model
 
@@ -284,20 +284,45 @@ def test_bad_requests_leave_a_conversation_as_it_was(client: OpenAI, v1: str) ->
 @pytest.fixture(scope="module")
 def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerServer]:
     server = PowerServer(tmp_path_factory.mktemp("conversations-home"))
+    import_test_model(server.env)
     server.start()
     yield server
     server.stop()
 
 
-def test_conversations_outlive_a_restart_and_are_kept_whole(restartable: PowerServer) -> None:
+def test_conversations_and_responses_outlive_a_restart_and_are_kept_whole(
+    restartable: PowerServer,
+) -> None:
     sdk = OpenAI(base_url=restartable.url + "/v1", api_key="x", max_retries=0)
     kept = sdk.conversations.create(
         items=[{"role": "user", "content": "Remember me."}], metadata={"k": "v"}
     )
     gone = sdk.conversations.create()
     sdk.conversations.delete(gone.id)
+    first = sdk.responses.create(**GREEDY, input="Name a fruit.")
+    unstored = sdk.responses.create(**GREEDY, input="Name a fruit.", store=False)
     restartable.stop()
     restartable.start()
+    # a kept response is found, continued and its items referenced after the restart
+    assert sdk.responses.retrieve(first.id).output_text == first.output_text
+    continued = sdk.responses.create(
+        **GREEDY, input="Another?", previous_response_id=first.id, store=False
+    )
+    resend = sdk.responses.create(
+        **GREEDY,
+        input=[
+            {"type": "item_reference", "id": first.output[0].id},
+            {"role": "user", "content": "Another?"},
+        ],  # type: ignore[list-item]
+        store=False,
+    )
+    assert continued.usage is not None and resend.usage is not None
+    assert continued.usage.input_tokens > resend.usage.input_tokens  # the question too
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(unstored.id)
+    assert sorted(path.name for path in (restartable.home / "responses").iterdir()) == [
+        f"{first.id}.jsonl"
+    ]
     assert sdk.conversations.retrieve(kept.id).metadata == {"k": "v"}
     assert texts(sdk.conversations.items.list(kept.id).data) == [("user", "Remember me.")]
     with pytest.raises(openai.NotFoundError):

@@ -339,7 +339,7 @@ def test_unknown_conversations_and_responses_are_not_found(client: OpenAI) -> No
     ):
         with pytest.raises(openai.NotFoundError) as caught:
             call()
-        assert "in memory only" in str(caught.value)
+        assert "stored_responses_bytes" in str(caught.value)
 
 
 def test_a_stored_response_is_continued_retrieved_listed_and_deleted(client: OpenAI) -> None:

@@ -22,6 +22,7 @@ from power_api_openai.errors import (
     power_error_response,
 )
 from power_api_openai.models import list_models, retrieve_model
+from power_api_openai.response_shelf import DiskShelf
 from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses import count_input_tokens, create_response
 from power_api_openai.responses_socket import serve_responses_socket
@@ -51,8 +52,11 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     """Routes of the OpenAI API on ``services``; with the server's ``flask_sock.Sock``,
     the WebSocket mode of ``/v1/responses`` too."""
     bp = Blueprint("openai", __name__, url_prefix=URL_PREFIX)
-    store = ResponseStore()
-    conversation_store = ConversationStore(services.settings.home / "conversations")
+    home = services.settings.home
+    store = ResponseStore(
+        services.settings.stored_responses_bytes, shelf=DiskShelf(home / "responses")
+    )
+    conversation_store = ConversationStore(home / "conversations")
 
     # the one place a PowerError (raised before a response starts) becomes a response
     handled = answering_errors_with(power_error_response)

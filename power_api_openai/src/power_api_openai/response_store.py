@@ -1,21 +1,29 @@
-"""Responses kept in the server's memory, so that ``previous_response_id`` continues them
-and ``GET``/``DELETE /v1/responses/{id}`` and ``/input_items`` find them, as OpenAI keeps
-responses created with ``store`` true (its default). Nothing is written to disk: a restart
-forgets them, and the oldest go first once they take :data:`STORE_BYTES` in all."""
+"""Kept responses, so that ``previous_response_id`` continues them, ``item_reference``
+finds their items, and ``GET``/``DELETE /v1/responses/{id}`` and ``/input_items`` find them,
+as OpenAI keeps responses created with ``store`` true (its default).
+
+A :class:`ResponseStore` holds the index (ids, sizes, each response's own item ids, the
+most recently used last) and evicts the least recently used past its byte (and count)
+bound; a shelf holds the bytes. The server's store is on disk
+(:class:`~power_api_openai.response_shelf.DiskShelf`: responses outlive a restart); a
+WebSocket connection's own few, ``store: false`` ones included, stay in memory
+(:class:`MemoryShelf`) and go with the connection.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from power_core.server.views import compact_json
 
 log = logging.getLogger("power_api_openai")
 
-#: the memory stored responses may take, as compact JSON (their conversations included)
+#: the memory a WebSocket connection's kept responses may take (with their conversations)
 STORE_BYTES = 64 << 20
 
 
@@ -35,52 +43,114 @@ class StoredResponse:
         return len(self.response) + len(self.conversation)
 
 
+@dataclass(frozen=True)
+class ShelvedEntry:
+    """What the index keeps of a response a shelf holds."""
+
+    response_id: str
+    size: int
+    own_item_ids: tuple[str, ...]
+
+
+class Shelf(Protocol):
+    """Where a store's responses lie."""
+
+    def save(self, response_id: str, stored: StoredResponse) -> bool:
+        """Keep ``stored``; ``False`` (logged) when it could not be kept."""
+        ...
+
+    def load(self, response_id: str) -> StoredResponse | None: ...
+
+    def remove(self, response_id: str) -> None: ...
+
+    def entries(self) -> Iterable[ShelvedEntry]:
+        """What the shelf holds already, the least recently used first."""
+        ...
+
+
+class MemoryShelf:
+    """Responses in this process's memory."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, StoredResponse] = {}
+
+    def save(self, response_id: str, stored: StoredResponse) -> bool:
+        self._held[response_id] = stored
+        return True
+
+    def load(self, response_id: str) -> StoredResponse | None:
+        return self._held.get(response_id)
+
+    def remove(self, response_id: str) -> None:
+        self._held.pop(response_id, None)
+
+    def entries(self) -> Iterable[ShelvedEntry]:
+        return ()
+
+
 class ResponseStore:
     """Responses by id, the most recently used last, within ``max_bytes`` and, if given,
     ``max_count`` responses (a WebSocket connection keeps its own few this way)."""
 
-    def __init__(self, max_bytes: int = STORE_BYTES, max_count: int | None = None) -> None:
+    def __init__(
+        self,
+        max_bytes: int = STORE_BYTES,
+        max_count: int | None = None,
+        shelf: Shelf | None = None,
+    ) -> None:
         self._max_bytes = max_bytes
         self._max_count = max_count
-        self._stored: OrderedDict[str, StoredResponse] = OrderedDict()
+        self._shelf: Shelf = shelf if shelf is not None else MemoryShelf()
+        self._index: OrderedDict[str, ShelvedEntry] = OrderedDict()
         self._bytes = 0
         #: item id -> the response that brought the item (its input or its output)
         self._item_owners: dict[str, str] = {}
+        for entry in self._shelf.entries():
+            self._add(entry)
+        self._evict()
 
     def put(self, response: dict[str, Any], conversation: list[Any], inputs: slice) -> bool:
         """Store a finished response, its conversation and where its own input items are
-        in it; ``False`` (logged) when it alone is over the limit."""
-        own = conversation[inputs.start :]
+        in it; ``False`` (logged) when it alone is over the limit or cannot be kept."""
         stored = StoredResponse(
             compact_json(response).encode(),
             compact_json(conversation).encode(),
             inputs,
-            tuple(
-                item["id"]
-                for item in own
-                if isinstance(item, dict) and isinstance(item.get("id"), str)
-            ),
+            tuple(_ids_of(conversation[inputs.start :])),
         )
         if stored.size > self._max_bytes:
             log.info(
                 "a response of %d bytes was not kept (at most %d)", stored.size, self._max_bytes
             )
             return False
-        self.delete(response["id"])
-        self._stored[response["id"]] = stored
-        self._bytes += stored.size
-        for item_id in stored.own_item_ids:
-            self._item_owners[item_id] = response["id"]
-        while self._bytes > self._max_bytes or (
-            self._max_count is not None and len(self._stored) > self._max_count
-        ):
-            self.delete(next(iter(self._stored)))
+        response_id = response["id"]
+        self.delete(response_id)
+        if not self._shelf.save(response_id, stored):
+            return False
+        self._add(ShelvedEntry(response_id, stored.size, stored.own_item_ids))
+        self._evict()
         return True
 
+    def _add(self, entry: ShelvedEntry) -> None:
+        self._index[entry.response_id] = entry
+        self._bytes += entry.size
+        for item_id in entry.own_item_ids:
+            self._item_owners[item_id] = entry.response_id
+
+    def _evict(self) -> None:
+        while self._bytes > self._max_bytes or (
+            self._max_count is not None and len(self._index) > self._max_count
+        ):
+            self.delete(next(iter(self._index)))
+
     def _get(self, response_id: str) -> StoredResponse | None:
-        stored = self._stored.get(response_id)
-        if stored is not None:
-            self._stored.move_to_end(response_id)
+        if response_id not in self._index:
+            return None
+        stored = self._shelf.load(response_id)
+        if stored is None:  # gone from under the index (a damaged or removed file)
+            self.delete(response_id)
+            return None
+        self._index.move_to_end(response_id)
         return stored
 
     def response(self, response_id: str) -> dict[str, Any] | None:
@@ -108,13 +178,14 @@ class ResponseStore:
         return None
 
     def delete(self, response_id: str) -> bool:
-        stored = self._stored.pop(response_id, None)
-        if stored is None:
+        entry = self._index.pop(response_id, None)
+        if entry is None:
             return False
-        self._bytes -= stored.size
-        for item_id in stored.own_item_ids:
+        self._bytes -= entry.size
+        for item_id in entry.own_item_ids:
             if self._item_owners.get(item_id) == response_id:
                 del self._item_owners[item_id]
+        self._shelf.remove(response_id)
         return True
 
 

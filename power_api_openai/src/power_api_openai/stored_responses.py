@@ -1,5 +1,5 @@
 """``GET``/``DELETE /v1/responses/{id}``, ``/input_items`` and ``/cancel``: the responses
-the server keeps in memory (:mod:`power_api_openai.response_store`)."""
+the server keeps (:mod:`power_api_openai.response_store`)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from power_core.errors import InvalidRequest, NotFound
 
 class ResponseNotFound(NotFound):
     """No response of that id is kept (never made, made with ``store: false``, deleted,
-    forgotten to make room, or made before the server started)."""
+    or forgotten to make room)."""
 
 
 def _not_found(response_id: str) -> ResponseNotFound:
     return ResponseNotFound(
-        f"Response with id '{response_id}' not found: this server keeps responses in memory "
-        "only (not those made with store false), until it restarts or needs the room.",
+        f"Response with id '{response_id[:80]}' not found: this server keeps the responses "
+        "made with store true until it needs the room (stored_responses_bytes).",
         param="response_id",
     )
 

@@ -127,6 +127,9 @@ class Settings:
     max_body_bytes: int = 64 * 1024 * 1024
     #: seconds a write to a client waits for it to read before the connection is closed
     send_timeout: int = 60
+    #: the disk that responses kept for ``previous_response_id`` (OpenAI's ``store``) may
+    #: take under ``<home>/responses``; the least recently used go first
+    stored_responses_bytes: int = 1 << 30
     log_level: str = "info"
     #: the Ollama release ``/api/version`` reports; None: the one whose API the Ollama
     #: plugin follows (tools such as VS Code's Copilot refuse servers below a minimum)
@@ -162,6 +165,7 @@ _FIELD_TYPES: dict[str, str] = {
     "api_keys": "a list of strings",
     "max_body_bytes": "a positive integer",
     "send_timeout": "a positive integer (seconds)",
+    "stored_responses_bytes": "a positive integer",
     "log_level": "one of debug, info, warning, error",
     "ollama_version": "a version like 0.13.0",
 }
@@ -179,6 +183,7 @@ _POSITIVE_INTS = {
     "num_thread",
     "max_body_bytes",
     "send_timeout",
+    "stored_responses_bytes",
 }
 
 
