@@ -327,11 +327,12 @@ def test_conversations_and_responses_outlive_a_restart_and_are_kept_whole(
     assert texts(sdk.conversations.items.list(kept.id).data) == [("user", "Remember me.")]
     with pytest.raises(openai.NotFoundError):
         sdk.conversations.retrieve(gone.id)
-    # one file each, whole JSON, nothing left aside from the atomic writes
+    # one log each, a JSON value a line: the conversation, then each change
     folder: Path = restartable.home / "conversations"
     files = sorted(path.name for path in folder.iterdir())
-    assert files == [f"{kept.id}.json"]
-    assert json.loads((folder / files[0]).read_text())["items"][0]["role"] == "user"
+    assert files == [f"{kept.id}.jsonl"]
+    header, added = map(json.loads, (folder / files[0]).read_text().splitlines())
+    assert header["id"] == kept.id and added["add"][0]["role"] == "user"
 
 
 # ---------------------------------------------------------------------- item references
@@ -412,3 +413,172 @@ def test_over_websocket_a_reference_reaches_the_connections_own_responses(
         client.responses.create(
             **GREEDY, input=[{"type": "item_reference", "id": first.output[0].id}]
         )
+
+
+# ---------------------------------------------------------------------- from a review
+def test_a_client_deleting_as_it_pages_reaches_the_end(client: OpenAI) -> None:
+    conversation = client.conversations.create(
+        items=[{"role": "user", "content": f"Line {n}."} for n in range(15)]
+    )
+    deleted = 0
+    for item in client.conversations.items.list(conversation.id, limit=4):
+        client.conversations.items.delete(item.id, conversation_id=conversation.id)
+        deleted += 1
+    assert deleted == 15
+    assert client.conversations.items.list(conversation.id).data == []
+
+
+def test_an_id_the_conversation_holds_already_is_refused_as_a_duplicate(client: OpenAI) -> None:
+    conversation = client.conversations.create(items=[{"role": "user", "content": "Hi."}])
+    reply = client.responses.create(**GREEDY, input="Name a fruit.", conversation=conversation.id)
+    [held, *_] = client.conversations.items.list(conversation.id, order="asc").data
+    with pytest.raises(openai.BadRequestError) as twice:
+        client.conversations.items.create(
+            conversation.id, items=[{"role": "user", "content": "Hi.", "id": held.id}]
+        )
+    assert twice.value.param == "items[0].id" and "Duplicate item" in str(twice.value)
+    # the response's output sent back with the conversation: the model would read it twice
+    with pytest.raises(openai.BadRequestError) as resent:
+        client.responses.create(
+            **GREEDY,
+            input=[*dumped(reply.output), {"role": "user", "content": "More."}],  # type: ignore[list-item]
+            conversation=conversation.id,
+        )
+    assert resent.value.param == "input[0].id"
+    with pytest.raises(openai.BadRequestError) as continued:
+        client.responses.create(
+            **GREEDY,
+            input=dumped(reply.output),
+            previous_response_id=reply.id,  # type: ignore[arg-type]
+        )
+    assert continued.value.param == "input[0].id"
+    assert len(client.conversations.items.list(conversation.id).data) == 3
+
+
+def test_items_are_kept_in_the_shapes_openais_types_give_them(client: OpenAI, v1: str) -> None:
+    conversation = client.conversations.create(
+        items=[
+            {"role": "user", "content": "x", "id": "a/b"},  # no id a URL path can carry
+            {"role": "user", "content": "y", "id": ".."},
+            {"role": "user", "content": "z", "id": "msg_kept-as_is"},
+            {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "hello"}],
+            },
+            {
+                "type": "reasoning",
+                "id": "rs_1",
+                "content": [{"type": "reasoning_text", "text": "t"}],
+            },
+        ]  # type: ignore[list-item]
+    )
+    items = client.conversations.items.list(conversation.id, order="asc").data
+    ids = [item.id for item in items]
+    assert ids[0].startswith("msg_") and ids[1].startswith("msg_") and ids[2] == "msg_kept-as_is"
+    for item_id in ids:  # each one reachable by its id
+        assert (
+            client.conversations.items.retrieve(item_id, conversation_id=conversation.id).id
+            == item_id
+        )
+    assert items[3].content[0].annotations == []  # type: ignore[union-attr]
+    assert items[4].summary == []  # type: ignore[union-attr]
+    for item in (
+        {"role": "user", "content": "x", "status": "weird"},
+        {"type": "reasoning", "summary": [1]},
+    ):
+        refused = requests.post(
+            f"{v1}/conversations/{conversation.id}/items", json={"items": [item]}, timeout=60
+        )
+        assert_error_shape(refused, 400)
+        assert refused.json()["error"]["param"].startswith("items[0].")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/conversations/conv_1", "DELETE, GET, POST"),
+        ("PATCH", "/conversations/conv_1/items", "GET, POST"),
+        ("POST", "/conversations/conv_1/items/msg_1", "DELETE, GET"),
+        ("GET", "/conversations", "POST"),
+        ("PUT", "/responses/resp_1", "DELETE, GET"),
+        ("PUT", "/responses/input_tokens", "POST"),
+    ],
+)
+def test_a_wrong_method_is_405_naming_the_right_ones(
+    v1: str, method: str, path: str, allowed: str
+) -> None:
+    reply = requests.request(method, v1 + path, timeout=60)
+    assert_error_shape(reply, 405)
+    assert sorted(reply.headers["Allow"].split(", ")) == sorted(allowed.split(", "))
+
+
+def test_a_prepared_turn_over_websocket_adds_nothing_to_the_conversation(client: OpenAI) -> None:
+    conversation = client.conversations.create()
+    with client.responses.connect() as connection:
+        answer(connection, input="Name a fruit.", conversation=conversation.id, generate=False)
+        reply = answer(connection, input="Name a fruit.", conversation=conversation.id)
+    items = client.conversations.items.list(conversation.id, order="asc").data
+    assert texts(items) == [("user", "Name a fruit."), ("assistant", reply.output_text)]
+
+
+def test_two_servers_on_one_home_both_add_to_a_conversation(restartable: PowerServer) -> None:
+    beside = PowerServer(restartable.home)  # the same home, a port of its own
+    beside.start()
+    try:
+        clients = [
+            OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+            for server in (restartable, beside)
+        ]
+        conversation = clients[0].conversations.create()
+
+        def add(sdk: OpenAI, name: str) -> None:
+            for n in range(25):
+                sdk.conversations.items.create(
+                    conversation.id, items=[{"role": "user", "content": f"{name} {n}"}]
+                )
+
+        threads = [
+            threading.Thread(target=add, args=(sdk, name))
+            for sdk, name in zip(clients, ("first", "second"), strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for sdk in clients:
+            listed = list(sdk.conversations.items.list(conversation.id, limit=100))
+            assert len(listed) == 50 and len({item.id for item in listed}) == 50
+    finally:
+        beside.stop()
+
+
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerServer]:
+    """A server whose request bodies, and so conversations, take at most 6000 bytes."""
+    server = PowerServer(tmp_path_factory.mktemp("small-home"), max_body_bytes="6000")
+    import_test_model(server.env)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_conversation_holds_what_one_request_may_carry(small_server: PowerServer) -> None:
+    sdk = OpenAI(base_url=small_server.url + "/v1", api_key="x", max_retries=0)
+    conversation = sdk.conversations.create()
+    line = {"role": "user", "content": "x" * 1500}
+    sdk.conversations.items.create(conversation.id, items=[line, line])
+    with pytest.raises(openai.BadRequestError) as full:
+        sdk.conversations.items.create(conversation.id, items=[line, line])
+    assert full.value.code == "conversation_too_large" and full.value.param == "items"
+    sdk.conversations.items.create(conversation.id, items=[line])  # what fits still goes in
+    log = small_server.home / "conversations" / f"{conversation.id}.jsonl"
+    room = 6000 - log.stat().st_size - 200
+    sdk.conversations.items.create(conversation.id, items=[{"role": "user", "content": "y" * room}])
+    # a response begins with room left, and its items go in past the limit
+    sdk.responses.create(**GREEDY, input="Name a fruit.", conversation=conversation.id)
+    assert log.stat().st_size > 6000
+    with pytest.raises(openai.BadRequestError) as unread:  # refused before generating
+        sdk.responses.create(**GREEDY, input="Hi", conversation=conversation.id)
+    assert unread.value.code == "conversation_too_large" and unread.value.param == "conversation"
+    assert len(sdk.conversations.items.list(conversation.id).data) == 6

@@ -4,6 +4,7 @@ included; the core checks keys, :mod:`power_core.server.auth`)."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -45,7 +46,27 @@ ROUTE_METHODS = {
     "conversations": ("POST",),
     "models": ("GET", "HEAD"),
 }
+#: the same for routes with ids in their paths
+ROUTE_PATTERN_METHODS = [
+    (re.compile(r"models/.+"), ("GET", "HEAD")),
+    (re.compile(r"responses/[^/]+"), ("GET", "DELETE")),
+    (re.compile(r"responses/[^/]+/input_items"), ("GET",)),
+    (re.compile(r"responses/[^/]+/cancel"), ("POST",)),
+    (re.compile(r"conversations/[^/]+"), ("GET", "POST", "DELETE")),
+    (re.compile(r"conversations/[^/]+/items"), ("GET", "POST")),
+    (re.compile(r"conversations/[^/]+/items/[^/]+"), ("GET", "DELETE")),
+]
 _ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def allowed_methods(path: str) -> tuple[str, ...] | None:
+    """The methods of the route at ``path`` (under ``/v1``); ``None`` for no route."""
+    if path in ROUTE_METHODS:
+        return ROUTE_METHODS[path]
+    for pattern, methods in ROUTE_PATTERN_METHODS:
+        if pattern.fullmatch(path):
+            return methods
+    return None
 
 
 def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
@@ -56,7 +77,7 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     store = ResponseStore(
         services.settings.stored_responses_bytes, shelf=DiskShelf(home / "responses")
     )
-    conversation_store = ConversationStore(home / "conversations")
+    conversation_store = ConversationStore(home / "conversations", services.settings.max_body_bytes)
 
     # the one place a PowerError (raised before a response starts) becomes a response
     handled = answering_errors_with(power_error_response)
@@ -198,9 +219,7 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     @bp.route("/<path:rest>", methods=_ANY_METHOD)
     def unknown(rest: str) -> Response:
         # a known path with the wrong method is 405; anything else under /v1 is 404
-        allowed = ROUTE_METHODS.get(rest) or (
-            ROUTE_METHODS["models"] if rest.startswith("models/") else None
-        )
+        allowed = allowed_methods(rest)
         if allowed is not None:
             return http_error_response(MethodNotAllowed(valid_methods=list(allowed)))
         return http_error_response(NotFound(f"Invalid URL ({request.method} {URL_PREFIX}/{rest})"))

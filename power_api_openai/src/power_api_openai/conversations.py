@@ -9,7 +9,12 @@ from typing import Any
 
 from power_api_openai.conversation_store import ConversationStore
 from power_api_openai.item_pages import item_page
-from power_api_openai.responses_continued import KeptResponses, resolved_references, with_ids
+from power_api_openai.responses_continued import (
+    KeptResponses,
+    refuse_duplicates,
+    resolved_references,
+    with_ids,
+)
 from power_api_openai.responses_request import parse_input, parse_metadata
 from power_api_openai.validation import Fields
 from power_core.errors import InvalidRequest
@@ -51,7 +56,8 @@ def add_items(
     """``POST /v1/conversations/{id}/items``: add up to 20 items at its end (an
     ``item_reference`` names one of its items or of a kept response)."""
     earlier = store.get(conversation_id).items  # a 404 before a 400 about the body
-    added = store.append(conversation_id, _items(Fields(body), earlier, kept, required=True))
+    items = _items(Fields(body), earlier, kept, required=True)
+    added = store.append(conversation_id, items, limit_param="items")
     return {
         "object": "list",
         "data": added,
@@ -65,8 +71,8 @@ def list_items(
     store: ConversationStore, conversation_id: str, query: dict[str, Any]
 ) -> dict[str, Any]:
     """``GET /v1/conversations/{id}/items``: one page of its items."""
-    items = store.get(conversation_id).items
-    return item_page(items, query, "this conversation")
+    conversation = store.get(conversation_id)
+    return item_page(conversation.items, query, "this conversation", conversation.positions)
 
 
 def retrieve_item(store: ConversationStore, conversation_id: str, item: str) -> dict[str, Any]:
@@ -93,6 +99,7 @@ def _items(
         )
     if required and not value:
         raise InvalidRequest("'items' must contain at least one item.", param="items")
+    refuse_duplicates(value, earlier, "items")
     parse_input(value, "items")
     listed = with_ids(value)
     assert listed is not None  # a list

@@ -4,6 +4,7 @@ or ``asc``), and ``after`` (the id of the item the page follows)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from power_api_openai.validation import Fields
@@ -13,9 +14,15 @@ from power_core.errors import InvalidRequest
 MAX_PAGE = 100
 
 
-def item_page(items: list[Any], query: dict[str, Any], where: str) -> dict[str, Any]:
+def item_page(
+    items: list[Any],
+    query: dict[str, Any],
+    where: str,
+    positions: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
     """The page of ``items`` (oldest first) that a request's ``query`` asks for; ``where``
-    names what holds them, for an unknown ``after``."""
+    names what holds them, for an unknown ``after``. With the ``positions`` of every item
+    ever held, a page resumes after an item deleted since (a client deleting as it pages)."""
     fields = Fields(query)
     limit = _integer(query.get("limit"), "limit") or 20
     order = fields.choice("order", ("asc", "desc"), "desc")
@@ -24,9 +31,13 @@ def item_page(items: list[Any], query: dict[str, Any], where: str) -> dict[str, 
         items = items[::-1]
     if after is not None:
         ids = [item.get("id") for item in items]
-        if after not in ids:
+        if after in ids:
+            items = items[ids.index(after) + 1 :]
+        elif positions is not None and after in positions:
+            mark = positions[after]
+            items = [item for item in items if (positions[item["id"]] > mark) == (order == "asc")]
+        else:
             raise InvalidRequest(f"No item with id '{after[:80]}' in {where}.", param="after")
-        items = items[ids.index(after) + 1 :]
     page = items[:limit]
     return {
         "object": "list",

@@ -136,24 +136,28 @@ def response_events(
     if writer is not None and stream.can_deliver_text_directly:
         yield from map(event_frame, builder.open_message())
         write_text_directly(stream, writer, direct_delta(builder, writer))
-    for event in builder_events(stream, builder):
+    for event in builder_events(stream, builder, finished):
         # None: the prompt is still being read, so keep the connection alive
         yield PING if event is None else event_frame(event)
-    finished()
 
 
 def builder_events(
-    stream: GenerationStream, builder: ResponseBuilder
+    stream: GenerationStream,
+    builder: ResponseBuilder,
+    finished: Callable[[], None] = lambda: None,
 ) -> Iterator[dict[str, Any] | None]:
     """The events ``builder`` makes of the rest of ``stream``, its last one included;
-    ``None`` now and then while the prompt is read."""
+    ``None`` now and then while the prompt is read. ``finished`` is called once the
+    response is whole, before its last events: a client that has read them finds it kept."""
     for _, event in merged_events([stream]):
         if isinstance(event, PromptProgress):
             if event.processed < event.total:
                 yield None
             continue
         yield from builder.feed(event)
-    yield from builder.finish()
+    last = builder.finish()
+    finished()
+    yield from last
 
 
 def direct_delta(builder: ResponseBuilder, writer: DirectWriter) -> Callable[[str], bytes]:

@@ -5,6 +5,7 @@ input, over HTTP and over WebSocket."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +25,10 @@ _ITEM_PREFIXES = {
     "function_call_output": "fco",
     "reasoning": "rs",
 }
+
+
+#: the client's ids kept as they are: ones a URL path carries as they are (OpenAI's style)
+_USABLE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 class PreviousResponseNotFound(InvalidRequest):
@@ -64,17 +69,23 @@ def keep_response(
     output: list[Any],
     store: ResponseStore,
     conversations: ConversationStore,
+    *,
+    into_conversation: bool = True,
 ) -> None:
     """After a finished response: keep it in ``store`` unless it said ``store: false``, and
-    add its input and output items to its conversation, if it names one. A conversation
-    that cannot take them (deleted meanwhile, a full disk) is logged: the response stands."""
+    add its input and output items to its conversation, if it names one (and
+    ``into_conversation``). A conversation that cannot take them (deleted meanwhile, a full
+    disk) is logged: the response stands."""
     if response["store"]:
         store.put(response, *continued.stored_with(output))
-    if continued.conversation_id is None:
+    if continued.conversation_id is None or not into_conversation:
         return
     try:
         conversations.append(
-            continued.conversation_id, [*continued.new_items, *output], "conversation"
+            continued.conversation_id,
+            [*continued.new_items, *output],
+            "conversation",
+            limit_param=None,
         )
     except PowerError as exc:
         log.warning("response %s was not added to its conversation: %s", response["id"], exc)
@@ -130,6 +141,7 @@ def continued_body(
         )
     earlier = _earlier_items(kept, conversations, continues, conversation_id)
     given = body.get("input")
+    refuse_duplicates(given, earlier, "input")
     resolved = resolved_references(given, earlier, kept)
     new_items = with_ids(resolved, {item.get("id") for item in earlier})
     if continues is None and conversation_id is None:
@@ -160,7 +172,9 @@ def _earlier_items(
     if conversation_id is not None:
         if conversations is None:
             raise UnsupportedFeature("'conversation' is not supported here.", param="conversation")
-        return conversations.get(conversation_id, "conversation").items
+        conversation = conversations.get(conversation_id, "conversation")
+        conversations.check_room(conversation, "conversation")
+        return conversation.items
     if continues is None:
         return []
     if not isinstance(continues, str):
@@ -198,8 +212,25 @@ def resolved_references(
                 "the conversation, of the response continued, or of a kept response.",
                 param=f"{name}[{index}].id",
             )
-        resolved.append(found)
+        # a copy of its own: the id stays the named item's
+        resolved.append({key: value for key, value in found.items() if key != "id"})
     return resolved
+
+
+def refuse_duplicates(value: Any, earlier: list[Any], name: str) -> None:
+    """A 400 for an item of ``value`` whose id one of the ``earlier`` items has (as
+    OpenAI's): sent again, the model would read it twice."""
+    if not isinstance(value, list) or not earlier:
+        return
+    held = {item.get("id") for item in earlier if isinstance(item, dict)}
+    for index, item in enumerate(value):
+        own = item.get("id") if isinstance(item, dict) and not _is_reference(item) else None
+        if isinstance(own, str) and own in held:
+            raise InvalidRequest(
+                f"Duplicate item found with id '{own[:80]}'. Remove duplicate items from "
+                "your input and try again.",
+                param=f"{name}[{index}].id",
+            )
 
 
 def _is_reference(item: Any) -> bool:
@@ -213,12 +244,16 @@ def _is_reference(item: Any) -> bool:
 
 def _conversation_id(value: Any) -> str | None:
     """``conversation``: an id, or an object with one."""
+    param = "conversation"
     if isinstance(value, dict):
         value = value.get("id")
+        param = "conversation.id"
         if not isinstance(value, str):
-            raise invalid_type("conversation.id", "a string", value)
+            raise invalid_type(param, "a string", value)
     elif value is not None and not isinstance(value, str):
-        raise invalid_type("conversation", "a string or an object with an id", value)
+        raise invalid_type(param, "a string or an object with an id", value)
+    if value == "":
+        raise InvalidRequest(f"'{param}' must not be empty.", param=param)
     return value
 
 
@@ -241,24 +276,39 @@ def with_ids(value: Any, taken: set[Any] | None = None) -> list[Any] | None:
 
 
 def _listed(item: dict[str, Any], seen: set[Any]) -> dict[str, Any]:
-    """An input item with an id (the client's unless it is not a string or names an
-    earlier item, as listing pages by id) and a status, a message's text as a part."""
+    """An input item as OpenAI lists it: with an id (the client's unless it is not one a
+    URL can carry or names an earlier item, as listing pages by id), a status, a
+    message's text as a part, and the fields OpenAI's item types always have."""
     kind = item.get("type") or ("message" if "role" in item else None)
     prefix = _ITEM_PREFIXES.get(kind) if isinstance(kind, str) else None
     if prefix is None:
         return item  # not an item this server reads: the parser says so
     listed = dict(item)
     own = listed.get("id")
-    if not isinstance(own, str) or not own or own in seen:
+    if not isinstance(own, str) or not _USABLE_ID.fullmatch(own) or own in seen:
         listed["id"] = item_id(prefix)
     if kind == "message":
         listed["type"] = "message"
         content = listed.get("content")
         if isinstance(content, str):
+            content = [{"type": "input_text", "text": content}]
             if listed.get("role") == "assistant":
-                listed["content"] = [{"type": "output_text", "text": content, "annotations": []}]
-            else:
-                listed["content"] = [{"type": "input_text", "text": content}]
+                content = [{"type": "output_text", "text": content[0]["text"]}]
+        if isinstance(content, list):
+            listed["content"] = [_part(part) for part in content]
+    if kind == "reasoning":
+        listed.setdefault("summary", [])
     if kind in ("message", "function_call", "function_call_output"):
         listed.setdefault("status", "completed")
     return listed
+
+
+def _part(part: Any) -> Any:
+    """A content part with the fields OpenAI's types always give it."""
+    if not isinstance(part, dict):
+        return part
+    if part.get("type") == "output_text":
+        return {**part, "annotations": part.get("annotations") or []}
+    if part.get("type") == "input_image":
+        return {"detail": "auto", **part}
+    return part

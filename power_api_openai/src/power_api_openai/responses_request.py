@@ -212,6 +212,8 @@ class _InputReader:
 
     def read(self, fields: Fields, param: str) -> None:
         kind = fields.string("type") or ("message" if fields.has("role") else None)
+        if kind in ("message", "function_call", "function_call_output"):
+            fields.choice("status", ("in_progress", "completed", "incomplete"), "completed")
         if kind == "message":
             self._message(fields, param)
         elif kind == "function_call":
@@ -288,12 +290,17 @@ class _InputReader:
 
     def _reasoning(self, fields: Fields) -> None:
         # the model's own words (content) if given, else its summary
+        said = []
         for name in ("content", "summary"):
-            parts = fields.array(name) or []
-            texts = [part.get("text") for part in parts if isinstance(part, dict)]
-            if any(isinstance(text, str) and text for text in texts):
-                self._thinking.append("".join(t for t in texts if isinstance(t, str)))
-                return
+            texts = []
+            for index, part in enumerate(fields.array(name) or []):
+                if not isinstance(part, dict) or not isinstance(part.get("text"), str):
+                    expected = "an object with a 'text' string"
+                    raise invalid_type(f"{fields.param(name)}[{index}]", expected, part)
+                texts.append(part["text"])
+            said.append("".join(texts))
+        if any(said):
+            self._thinking.append(said[0] or said[1])
 
 
 def _input_part(kind: str, part: Fields) -> str | bytes | None:

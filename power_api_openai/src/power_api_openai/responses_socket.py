@@ -25,7 +25,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from power_api_openai.conversation_store import ConversationStore
@@ -100,8 +100,8 @@ def _answer(
     kept: ResponseStore,
     server_kept: tuple[ResponseStore, ConversationStore],
 ) -> None:
-    """Answer one client message; keep the response it makes, forget one it failed to
-    continue."""
+    """Answer one client message; keep the response it makes (before its last event goes,
+    so a client that reads it finds the response kept), forget one it failed to continue."""
     stream_id: str | None = None
     continued: ContinuedBody | None = None
     try:
@@ -111,21 +111,32 @@ def _answer(
         body = {key: value for key, value in event.items() if key != "stream"}
         store, conversations = server_kept
         continued = continued_body(body, KeptInTurn((kept, store)), conversations)
-        answered = _respond(services, socket, continued, stream_id)
+        answered = _respond(
+            services, socket, continued, stream_id, _keeper(continued, kept, server_kept)
+        )
     except PowerError as exc:
         status = power_error_status(exc)
         _send(socket, {"type": "error", "status": status, **power_error_body(exc)}, stream_id)
-        answered = None
-    if answered is None:
-        if continued is not None and continued.continues is not None:
-            kept.delete(continued.continues)
-        return
-    assert continued is not None  # answered
-    response, output = answered
-    keep_response(continued, response, output, *server_kept)
-    # no more than one request could carry (the put logs a refusal): past it the client
-    # sends the conversation itself, as over HTTP, and meets the same limit
-    kept.put(response, *continued.stored_with(output))
+        answered = False
+    if not answered and continued is not None and continued.continues is not None:
+        kept.delete(continued.continues)
+
+
+def _keeper(
+    continued: ContinuedBody,
+    kept: ResponseStore,
+    server_kept: tuple[ResponseStore, ConversationStore],
+) -> Callable[[dict[str, Any], list[Any], bool], None]:
+    """What keeps a finished response: the server's store and conversation (a response
+    that generated nothing adds nothing to one), and the connection's own few."""
+
+    def keep(response: dict[str, Any], output: list[Any], generated: bool) -> None:
+        keep_response(continued, response, output, *server_kept, into_conversation=generated)
+        # no more than one request could carry (the put logs a refusal): past it the client
+        # sends the conversation itself, as over HTTP, and meets the same limit
+        kept.put(response, *continued.stored_with(output))
+
+    return keep
 
 
 def _check_size(message: str | bytes, limit: int) -> None:
@@ -164,10 +175,14 @@ def _stream_id(event: dict[str, Any]) -> str | None:
 
 
 def _respond(
-    services: PowerServices, socket: Any, continued: ContinuedBody, stream_id: str | None
-) -> tuple[dict[str, Any], list[Any]] | None:
-    """Stream the response to a request; the response object and its output items when it
-    completed (or was cut short by ``max_output_tokens``), ``None`` when it failed."""
+    services: PowerServices,
+    socket: Any,
+    continued: ContinuedBody,
+    stream_id: str | None,
+    keep: Callable[[dict[str, Any], list[Any], bool], None],
+) -> bool:
+    """Stream the response to a request; whether it completed (or was cut short by
+    ``max_output_tokens``), when ``keep`` was given it before its last event."""
     services.refuse_if_shutting_down()
     generate = _generates(continued.body)
     request, options = parse_responses_request(continued.body)
@@ -179,17 +194,18 @@ def _respond(
     builder = ResponseBuilder(model.name, options, echoed_sampling(request.sampling, model))
     if not generate:
         _prepare(services, socket, request, model, builder)
-        for event in [*builder.start(), *builder.finish(no_output=True)]:
+        prepared = [*builder.start(), *builder.finish(no_output=True)]
+        keep(builder.response(), [], False)
+        for event in prepared:
             _send(socket, event, stream_id)
-        return builder.response(), []
+        return True
     stream = services.generate(request, model)
     cancel_streams_when(lambda: not socket.connected, stream)
-    with contextlib.closing(_events(stream, builder)) as events:
+    finished = lambda: keep(builder.response(), builder.output, True)  # noqa: E731
+    with contextlib.closing(_events(stream, builder, finished)) as events:
         for event in events:
             _send(socket, event, stream_id)
-    if builder.status == "failed":
-        return None
-    return builder.response(), builder.output
+    return builder.status != "failed"
 
 
 def _generates(body: dict[str, Any]) -> bool:
@@ -234,14 +250,16 @@ def _prepare(
 
 
 def _events(
-    stream: GenerationStream, builder: ResponseBuilder
+    stream: GenerationStream, builder: ResponseBuilder, finished: Callable[[], None]
 ) -> Generator[dict[str, Any], None, None]:
-    """The response's events; an error on the way ends them with the socket's ``error``
-    event and ``response.failed``. Closing them cancels the generation."""
+    """The response's events, ``finished`` called before the last; an error on the way
+    ends them with the socket's ``error`` event and ``response.failed``. Closing them
+    cancels the generation."""
 
     def started() -> Iterator[dict[str, Any]]:
         yield from builder.start()
-        yield from (event for event in builder_events(stream, builder) if event is not None)
+        events = builder_events(stream, builder, finished)
+        yield from (event for event in events if event is not None)
 
     def failed(exc: PowerError | None) -> list[dict[str, Any]]:
         if exc is None:

@@ -65,8 +65,9 @@ def disk_error(exc: OSError, root: Path) -> PowerError:
     return PowerError(f"cannot write to the model store {root}: {exc.strerror or exc}")
 
 
-def _fsync_dir(path: Path) -> None:
-    # Makes a rename durable; some filesystems refuse to open directories, so best effort.
+def sync_folder(path: Path) -> None:
+    """Make a rename, creation or removal in the folder ``path`` durable; best effort, as
+    some filesystems refuse to open folders."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -257,7 +258,7 @@ class LocalStore:
             else:
                 self.blobs_dir.mkdir(parents=True, exist_ok=True)
                 os.replace(temp, target)
-                _fsync_dir(self.blobs_dir)
+                sync_folder(self.blobs_dir)
         except OSError as exc:
             raise disk_error(exc, self.root) from exc
         return StoredBlob(digest, size)
@@ -367,7 +368,7 @@ class LocalStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temp, target)
             self._manifests.pop(target, None)
-            _fsync_dir(target.parent)
+            sync_folder(target.parent)
         except OSError as exc:
             raise disk_error(exc, self.root) from exc
         finally:
@@ -386,7 +387,7 @@ class LocalStore:
                 candidates = self._load(path, ref).manifest.digests
             path.unlink()
             self._manifests.pop(path, None)
-            _fsync_dir(path.parent)
+            sync_folder(path.parent)
             parent = path.parent
             while parent != self.manifests_dir and parent.is_relative_to(self.manifests_dir):
                 try:
