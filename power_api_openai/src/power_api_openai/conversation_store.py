@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,20 +71,28 @@ class Conversation:
     id: str
     created_at: int
     metadata: dict[str, str] = field(default_factory=dict)
-    items: list[dict[str, Any]] = field(default_factory=list)
+    #: its items by id, in order
+    held: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the place of every item ever added, deleted ones included (pages resume after one)
     positions: dict[str, int] = field(default_factory=dict)
-    #: the bytes of the log read so far (whole lines)
+    #: the bytes of the log read so far (whole lines), and of the items still held
     size: int = 0
+    held_bytes: int = 0
+    _item_bytes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        return list(self.held.values())
 
     def item(self, item: str) -> dict[str, Any]:
         """The item of that id, or :class:`ItemNotFound`."""
-        for each in self.items:
-            if each.get("id") == item:
-                return each
-        raise ItemNotFound(
-            f"Item with id '{item[:80]}' not found in conversation {self.id}.", param="item_id"
-        )
+        found = self.held.get(item)
+        if found is None:
+            raise ItemNotFound(
+                f"Item with id '{item[:80]}' not found in conversation {self.id}.",
+                param="item_id",
+            )
+        return found
 
     def public(self) -> dict[str, Any]:
         """The ``conversation`` object of the API (its items are listed apart)."""
@@ -95,7 +103,7 @@ class Conversation:
             "metadata": self.metadata,
         }
 
-    def apply(self, change: Any) -> None:
+    def apply(self, change: Any, line_bytes: int) -> None:
         """One line of the log after the first; ValueError when it is not one."""
         if not isinstance(change, dict) or len(change) != 1:
             raise ValueError("a change is an object of one key")
@@ -104,14 +112,21 @@ class Conversation:
             for item in value:
                 if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                     raise ValueError("an added item without an id")
+                self._drop(item["id"])
+                self.held[item["id"]] = item
                 self.positions[item["id"]] = len(self.positions)
-                self.items.append(item)
+                self._item_bytes[item["id"]] = line_bytes // max(len(value), 1)
+                self.held_bytes += self._item_bytes[item["id"]]
         elif kind == "metadata" and isinstance(value, dict):
             self.metadata = value
         elif kind == "delete" and isinstance(value, str):
-            self.items = [each for each in self.items if each.get("id") != value]
+            self._drop(value)
         else:
             raise ValueError(f"an unknown change {kind!r}")
+
+    def _drop(self, item: str) -> None:
+        if self.held.pop(item, None) is not None:
+            self.held_bytes -= self._item_bytes.pop(item, 0)
 
 
 @dataclass
@@ -161,7 +176,7 @@ class ConversationStore:
             whole = tail[: tail.rfind(b"\n") + 1]  # a line without its end is not written yet
             try:
                 for line in whole.splitlines():
-                    conversation.apply(json.loads(line))
+                    conversation.apply(json.loads(line), len(line) + 1)
             except (ValueError, RecursionError) as exc:
                 self._forget(conversation_id)
                 raise _damaged(conversation_id, path, exc) from None
@@ -238,7 +253,7 @@ class ConversationStore:
         when they would pass the limit; ``None`` adds them all the same (a response's, whose
         conversation had room when it began)."""
         with self._changing(conversation_id, param) as (conversation, write):
-            added = with_unique_ids(items, {item["id"] for item in conversation.items})
+            added = with_unique_ids(items, conversation.held)
             write({"add": added}, limit_param)
         return added
 
@@ -246,7 +261,7 @@ class ConversationStore:
         with self._changing(conversation_id, "conversation_id") as (conversation, write):
             conversation.item(item)
             write({"delete": item})
-            wasted = conversation.size > 4 * len(compact_json(conversation.items)) + 65536
+            wasted = conversation.size > 4 * conversation.held_bytes + 65536
         if wasted:
             self._rewrite(conversation_id)
         return self.get(conversation_id)
@@ -306,7 +321,7 @@ class ConversationStore:
                         raise PowerError(
                             f"cannot save the conversation: {exc.strerror or exc}"
                         ) from exc
-                    conversation.apply(change)
+                    conversation.apply(change, len(line))
                     self._grew(conversation_id, conversation, len(line))
 
                 yield conversation, write
@@ -354,15 +369,16 @@ class ConversationStore:
                         path.unlink()
 
 
-def with_unique_ids(items: list[dict[str, Any]], taken: set[Any]) -> list[dict[str, Any]]:
-    """``items`` with a fresh id for any whose id is in ``taken`` or repeated among them."""
+def with_unique_ids(items: list[dict[str, Any]], held: Container[Any]) -> list[dict[str, Any]]:
+    """``items`` with a fresh id for any whose id is ``held`` or repeated among them."""
     unique = []
+    seen: set[Any] = set()
     for item in items:
         own = item.get("id")
-        if own in taken:
+        if own in held or own in seen:
             prefix = own.split("_", 1)[0] if isinstance(own, str) and "_" in own else "item"
             item = {**item, "id": item_id(prefix)}
-        taken.add(item["id"])
+        seen.add(item["id"])
         unique.append(item)
     return unique
 

@@ -5,6 +5,7 @@ to it (:mod:`power_api_openai.responses_continued`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from power_api_openai.conversation_store import ConversationStore
@@ -28,7 +29,7 @@ def create(store: ConversationStore, body: dict[str, Any], kept: KeptResponses) 
     ``item_reference`` among them names an item of a kept response)."""
     fields = Fields(body)
     metadata = parse_metadata(fields)
-    items = _items(fields, [], kept, required=False)
+    items = _items(fields, {}, kept, required=False)
     return store.create(items, metadata).public()
 
 
@@ -55,8 +56,8 @@ def add_items(
 ) -> dict[str, Any]:
     """``POST /v1/conversations/{id}/items``: add up to 20 items at its end (an
     ``item_reference`` names one of its items or of a kept response)."""
-    earlier = store.get(conversation_id).items  # a 404 before a 400 about the body
-    items = _items(Fields(body), earlier, kept, required=True)
+    held = store.get(conversation_id).held  # a 404 before a 400 about the body
+    items = _items(Fields(body), held, kept, required=True)
     added = store.append(conversation_id, items, limit_param="items")
     return {
         "object": "list",
@@ -85,13 +86,11 @@ def delete_item(store: ConversationStore, conversation_id: str, item: str) -> di
 
 
 def _items(
-    fields: Fields, earlier: list[Any], kept: KeptResponses, *, required: bool
+    fields: Fields, held: Mapping[str, Any], kept: KeptResponses, *, required: bool
 ) -> list[dict[str, Any]]:
     """``items``: at most 20 input items, read as a response's ``input`` would read them
     (so that a response can continue the conversation), each with an id."""
-    value = resolved_references(
-        fields.array("items", required=required) or [], earlier, kept, "items"
-    )
+    value = resolved_references(fields.array("items", required=required) or [], held, kept, "items")
     if len(value) > MAX_ITEMS_ADDED:
         raise InvalidRequest(
             f"'items' may add at most {MAX_ITEMS_ADDED} items at a time; got {len(value)}.",
@@ -99,7 +98,7 @@ def _items(
         )
     if required and not value:
         raise InvalidRequest("'items' must contain at least one item.", param="items")
-    refuse_duplicates(value, earlier, "items")
+    refuse_duplicates(value, held, "items")
     parse_input(value, "items")
     listed = with_ids(value)
     assert listed is not None  # a list

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -140,10 +141,11 @@ def continued_body(
             param="conversation",
         )
     earlier = _earlier_items(kept, conversations, continues, conversation_id)
+    held = {item.get("id"): item for item in earlier if isinstance(item, dict)}
     given = body.get("input")
-    refuse_duplicates(given, earlier, "input")
-    resolved = resolved_references(given, earlier, kept)
-    new_items = with_ids(resolved, {item.get("id") for item in earlier})
+    refuse_duplicates(given, held, "input")
+    resolved = resolved_references(given, held, kept)
+    new_items = with_ids(resolved, set(held))
     if continues is None and conversation_id is None:
         if resolved is not given:
             body["input"] = resolved
@@ -189,14 +191,13 @@ def _earlier_items(
 
 
 def resolved_references(
-    value: Any, earlier: list[Any], kept: KeptResponses, name: str = "input"
+    value: Any, held: Mapping[Any, Any], kept: KeptResponses, name: str = "input"
 ) -> Any:
     """``input`` (or a conversation's ``items``: ``name``) with each ``item_reference``
-    replaced by the item it names: one of the ``earlier`` items, else one of a kept
+    replaced by the item it names: one ``held`` before (by id), else one of a kept
     response (its input or output). ``value`` itself when it holds no reference."""
     if not isinstance(value, list) or not any(map(_is_reference, value)):
         return value
-    by_id = {item.get("id"): item for item in earlier if isinstance(item, dict)}
     resolved = []
     for index, item in enumerate(value):
         if not _is_reference(item):
@@ -205,7 +206,7 @@ def resolved_references(
         named = item.get("id")
         if not isinstance(named, str):
             raise invalid_type(f"{name}[{index}].id", "a string", named)
-        found = by_id.get(named) or kept.item(named)
+        found = held.get(named) or kept.item(named)
         if found is None:
             raise InvalidRequest(
                 f"Item with id '{named[:80]}' not found: an item_reference names an item of "
@@ -217,12 +218,11 @@ def resolved_references(
     return resolved
 
 
-def refuse_duplicates(value: Any, earlier: list[Any], name: str) -> None:
-    """A 400 for an item of ``value`` whose id one of the ``earlier`` items has (as
-    OpenAI's): sent again, the model would read it twice."""
-    if not isinstance(value, list) or not earlier:
+def refuse_duplicates(value: Any, held: Container[Any], name: str) -> None:
+    """A 400 for an item of ``value`` whose id an item ``held`` before has (as OpenAI's):
+    sent again, the model would read it twice."""
+    if not isinstance(value, list):
         return
-    held = {item.get("id") for item in earlier if isinstance(item, dict)}
     for index, item in enumerate(value):
         own = item.get("id") if isinstance(item, dict) and not _is_reference(item) else None
         if isinstance(own, str) and own in held:
