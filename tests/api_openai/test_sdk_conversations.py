@@ -186,6 +186,11 @@ def test_input_tokens_are_counted_as_a_response_would_read_them(client: OpenAI) 
     )
     assert continued.usage is not None
     assert follow.input_tokens == continued.usage.input_tokens > counted.input_tokens
+    # a continuation counts with the model of the response it continues
+    modelless = client.responses.input_tokens.count(
+        input="And three more.", previous_response_id=reply.id
+    )
+    assert modelless.input_tokens == follow.input_tokens
     conversation = client.conversations.create(items=[{"role": "user", "content": "Hello."}])
     in_conversation = client.responses.input_tokens.count(
         model=MODEL, input="Hi.", conversation=conversation.id

@@ -103,7 +103,13 @@ def count_input_tokens(
 ) -> dict[str, Any]:
     """``POST /v1/responses/input_tokens``: the tokens a response to ``body`` would read,
     its instructions, tools, earlier response or conversation included, as the model's
-    template lays them out."""
+    template lays them out. Without ``model``, a continuation counts with the model of the
+    response it continues (OpenAI's ``model`` is optional here)."""
+    earlier = body.get("previous_response_id")
+    if "model" not in body and isinstance(earlier, str):
+        kept = store.response(earlier)
+        if kept is not None:
+            body = {**body, "model": kept["model"]}
     continued = continued_body(body, store, conversations)
     request, options = parse_responses_request(continued.body)
     model = services.library.resolve(request.model)
