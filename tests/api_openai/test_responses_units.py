@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from power_api_openai.response_shelf import DiskShelf
-from power_api_openai.response_store import ResponseStore
+from power_api_openai.response_store import ByteBudget, ResponseStore
 from power_api_openai.responses import ResponseBuilder, direct_delta, event_frame
 from power_api_openai.responses_continued import with_ids
 from power_api_openai.responses_request import ResponsesOptions, parse_input
@@ -255,6 +255,26 @@ def test_a_store_may_keep_a_few_responses_only() -> None:
         assert stored(kept, f"r{n}", str(n))
     assert kept.response("r0") is None and kept.response("r1") is None
     assert [kept.input_items(f"r{n}") is not None for n in range(2, 5)] == [True] * 3
+
+
+def test_stores_sharing_a_budget_never_pass_it_together() -> None:
+    size = len(json.dumps({"id": "a0", "object": "response"}, separators=(",", ":"))) + len(
+        json.dumps(
+            [{"type": "message", "role": "user", "content": "x" * 50}], separators=(",", ":")
+        )
+    )
+    budget = ByteBudget(limit=size * 3)
+    first, second = (ResponseStore(10_000, budget=budget) for _ in range(2))
+    assert stored(first, "a0", "x" * 50) and stored(first, "a1", "x" * 50)
+    assert stored(second, "b0", "x" * 50)
+    assert budget.used == size * 3
+    assert stored(second, "b1", "x" * 50)  # room made from its own oldest
+    assert second.response("b0") is None and first.response("a0") is not None
+    assert budget.used == size * 3
+    third = ResponseStore(10_000, budget=budget)
+    assert not stored(third, "c0", "x" * 50)  # the others hold it all: not kept
+    first.clear()
+    assert budget.used == size and stored(third, "c0", "x" * 50)
 
 
 # ------------------------------------------------------------------ kept responses on disk

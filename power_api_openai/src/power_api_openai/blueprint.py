@@ -24,7 +24,7 @@ from power_api_openai.errors import (
 )
 from power_api_openai.models import list_models, retrieve_model
 from power_api_openai.response_shelf import DiskShelf
-from power_api_openai.response_store import ResponseStore
+from power_api_openai.response_store import ByteBudget, ResponseStore
 from power_api_openai.responses import count_input_tokens, create_response
 from power_api_openai.responses_socket import serve_responses_socket
 from power_core.errors import Unauthorized
@@ -132,10 +132,11 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
         return json_response(stored_responses.input_items(store, response_id, query))
 
     if sock is not None:
+        connections_budget = ByteBudget()
 
         @sock.route("/responses", bp=bp)
         def responses_socket(socket: Any) -> None:
-            serve_responses_socket(services, socket, store, conversation_store)
+            serve_responses_socket(services, socket, store, conversation_store, connections_budget)
 
         @bp.before_request
         def refused_handshake() -> Response | None:

@@ -23,8 +23,19 @@ from power_core.server.views import compact_json
 
 log = logging.getLogger("power_api_openai")
 
-#: the memory a WebSocket connection's kept responses may take (with their conversations)
+#: the memory a store in memory may take by default (with the responses' conversations)
 STORE_BYTES = 64 << 20
+#: the memory every WebSocket connection's own kept responses may take together
+CONNECTIONS_BYTES = 256 << 20
+
+
+class ByteBudget:
+    """Bytes several stores share (the WebSocket connections' own), so that their sum is
+    bounded however many connections there are."""
+
+    def __init__(self, limit: int = CONNECTIONS_BYTES) -> None:
+        self.limit = limit
+        self.used = 0
 
 
 @dataclass(frozen=True)
@@ -97,9 +108,11 @@ class ResponseStore:
         max_bytes: int = STORE_BYTES,
         max_count: int | None = None,
         shelf: Shelf | None = None,
+        budget: ByteBudget | None = None,
     ) -> None:
         self._max_bytes = max_bytes
         self._max_count = max_count
+        self._budget = budget
         self._shelf: Shelf = shelf if shelf is not None else MemoryShelf()
         self._index: OrderedDict[str, ShelvedEntry] = OrderedDict()
         self._bytes = 0
@@ -125,15 +138,37 @@ class ResponseStore:
             return False
         response_id = response["id"]
         self.delete(response_id)
+        if not self._within_budget(stored.size):
+            return False
         if not self._shelf.save(response_id, stored):
             return False
         self._add(ShelvedEntry(response_id, stored.size, stored.own_item_ids))
         self._evict()
         return True
 
+    def _within_budget(self, size: int) -> bool:
+        """Room in the shared budget for ``size`` more bytes, made by forgetting this
+        store's own oldest; ``False`` (logged) when the others hold the rest."""
+        budget = self._budget
+        if budget is None:
+            return True
+        while self._index and budget.used + size > budget.limit:
+            self.delete(next(iter(self._index)))
+        if budget.used + size > budget.limit:
+            log.info(
+                "a response of %d bytes was not kept: the connections keep %d of %d bytes",
+                size,
+                budget.used,
+                budget.limit,
+            )
+            return False
+        return True
+
     def _add(self, entry: ShelvedEntry) -> None:
         self._index[entry.response_id] = entry
         self._bytes += entry.size
+        if self._budget is not None:
+            self._budget.used += entry.size
         for item_id in entry.own_item_ids:
             self._item_owners[item_id] = entry.response_id
 
@@ -177,11 +212,18 @@ class ResponseStore:
                 return item
         return None
 
+    def clear(self) -> None:
+        """Forget every response (a WebSocket connection's, when it ends)."""
+        for response_id in list(self._index):
+            self.delete(response_id)
+
     def delete(self, response_id: str) -> bool:
         entry = self._index.pop(response_id, None)
         if entry is None:
             return False
         self._bytes -= entry.size
+        if self._budget is not None:
+            self._budget.used -= entry.size
         for item_id in entry.own_item_ids:
             if self._item_owners.get(item_id) == response_id:
                 del self._item_owners[item_id]

@@ -31,7 +31,7 @@ from typing import Any
 from power_api_openai.conversation_store import ConversationStore
 from power_api_openai.errors import error_body, power_error_body, power_error_status
 from power_api_openai.reasoning_effort import apply_reasoning_effort
-from power_api_openai.response_store import ResponseStore
+from power_api_openai.response_store import ByteBudget, ResponseStore
 from power_api_openai.responses import ResponseBuilder, builder_events, echoed_sampling
 from power_api_openai.responses_continued import (
     ContinuedBody,
@@ -72,19 +72,40 @@ class MessageTooLarge(InvalidRequest):
 
 
 def serve_responses_socket(
-    services: PowerServices, socket: Any, store: ResponseStore, conversations: ConversationStore
+    services: PowerServices,
+    socket: Any,
+    store: ResponseStore,
+    conversations: ConversationStore,
+    connections_budget: ByteBudget,
 ) -> None:
     """Answer the ``response.create`` messages of one connection (a ``simple_websocket``
     server socket) until the client closes it or the server shuts down; responses it may
-    continue are its own recent ones and those in ``store``, where it stores its own unless
-    told ``store: false``, and any of ``conversations``."""
+    continue are its own recent ones (in memory, within ``connections_budget`` for every
+    connection together) and those in ``store``, where it stores its own unless told
+    ``store: false``, and any of ``conversations``."""
     socket.sock = WholeWrites(socket.sock, services.settings.send_timeout)
-    kept = ResponseStore(services.settings.max_body_bytes, max_count=KEPT_PER_CONNECTION)
+    kept = ResponseStore(
+        services.settings.max_body_bytes,
+        max_count=KEPT_PER_CONNECTION,
+        budget=connections_budget,
+    )
+    try:
+        _serve(services, socket, kept, (store, conversations))
+    finally:
+        kept.clear()
+
+
+def _serve(
+    services: PowerServices,
+    socket: Any,
+    kept: ResponseStore,
+    server_kept: tuple[ResponseStore, ConversationStore],
+) -> None:
     try:
         while not services.shutting_down:
             message = socket.receive(timeout=IDLE_CHECK_SECONDS)
             if message is not None:
-                _answer(services, socket, message, kept, (store, conversations))
+                _answer(services, socket, message, kept, server_kept)
     except OSError as exc:
         if not is_client_gone_error(exc):
             raise
