@@ -14,6 +14,7 @@ from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
 
+from pdf_files import pdf_with_pages
 from power_api_anthropic.messages import _guarded, _Message
 from power_api_anthropic.messages_request import MessagesOptions, parse_messages_request
 from power_core.errors import Cancelled, InvalidRequest, UnsupportedFeature
@@ -244,7 +245,15 @@ def test_images_documents_and_blocks_of_server_tools() -> None:
                         },
                     },
                     {"type": "document", "source": {"type": "text", "data": "Notes."}},
-                    {"type": "document", "source": {"type": "base64", "data": "JVBERi0="}},
+                    {
+                        "type": "document",
+                        "title": "report.pdf",
+                        "source": {
+                            "type": "base64",
+                            "media_type": "application/pdf",
+                            "data": base64.b64encode(pdf_with_pages("Sales rose.")).decode(),
+                        },
+                    },
                     {"type": "web_search_tool_result", "tool_use_id": "s1", "content": []},
                     {"type": "text", "text": "Read them."},
                 ],
@@ -253,7 +262,8 @@ def test_images_documents_and_blocks_of_server_tools() -> None:
     )
     (message,) = request.messages
     assert message.images == [png]
-    assert message.content == "Notes.\n\nRead them."  # the PDF and the search result left out
+    # the PDF's text, under its title; the search result left out
+    assert message.content == "Notes.\n\nreport.pdf\n\nSales rose.\n\nRead them."
 
 
 def test_server_tools_are_left_out_and_client_tools_kept() -> None:

@@ -265,7 +265,7 @@ def test_list_does_not_import_the_server_or_the_engine(home: Path) -> None:
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
         "heavy = {'flask', 'gevent', 'llama_cpp', 'werkzeug', 'requests', 'jinja2',\n"
-        "         'cryptography', 'PIL'}\n"
+        "         'cryptography', 'PIL', 'pypdf'}\n"
         "print('IMPORTED', sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
     )
     result = subprocess.run(

@@ -23,6 +23,7 @@ from typing import Any
 
 from power_api_anthropic.fields import Fields, invalid
 from power_core.chat.images import placed_images
+from power_core.documents import PDF_MEDIA_TYPE, pdf_text
 from power_core.errors import UnsupportedFeature
 from power_core.types import (
     ChatMessage,
@@ -240,7 +241,7 @@ class _Blocks:
             self.thinking = block.string("thinking", required=True)
             block.string("signature")
         elif kind in ("document", "search_result"):
-            text = _plain_text(block)
+            text = _document_text(block)
             if text is not None:
                 self.parts.append(text)
             else:
@@ -269,9 +270,13 @@ class _Blocks:
                     parts.append(inner.string("text", required=True) or "")
                 elif kind == "image":
                     parts.append(image_bytes(inner))
-                elif kind in ("document", "search_result") and _plain_text(inner) is not None:
-                    parts.append(_plain_text(inner) or "")
-                else:  # a tool_reference, a PDF: nothing a local model could read
+                elif kind in ("document", "search_result"):
+                    text = _document_text(inner)
+                    if text is None:
+                        log.warning("left out a %s block of a tool result (%s)", kind, inner.prefix)
+                    else:
+                        parts.append(text)
+                else:  # a tool_reference: nothing a local model could read
                     log.warning("left out a %s block of a tool result (%s)", kind, inner.prefix)
         elif content is not None:
             raise invalid(block.path("content"), "Input should be a valid string or list")
@@ -303,21 +308,43 @@ class _Blocks:
         return [*self.results, *own]
 
 
-def _plain_text(block: Fields) -> str | None:
-    """The text of a ``document`` with a ``text`` source, or of a ``search_result``'s text
-    blocks (with its title); ``None`` for anything else (a PDF, an image)."""
+def _document_text(block: Fields) -> str | None:
+    """The text of a ``document`` (a ``text`` source, or a base64 PDF's pages), or of a
+    ``search_result``'s text blocks, with its title; ``None`` for anything else (an image,
+    a document's content blocks)."""
     title = block.string("title")
     parts: list[str] = [title] if title else []
     source = block.raw("source")
     if block.string("type") == "document":
-        if not (isinstance(source, dict) and source.get("type") == "text"):
+        if not isinstance(source, dict):
             return None
-        parts.append(str(source.get("data") or ""))
+        if source.get("type") == "base64" and source.get("media_type") == PDF_MEDIA_TYPE:
+            parts.append(pdf_text(_base64(block, "source", "data"), block.path("source")))
+        elif source.get("type") in ("url", "file"):
+            raise UnsupportedFeature(
+                f"{block.path('source.type')}: documents must be sent with their data "
+                "(base64 or text); this server does not download them",
+                param=block.path("source.type"),
+            )
+        elif source.get("type") == "text":
+            parts.append(str(source.get("data") or ""))
+        else:
+            return None
     else:
         for item in block.array("content") or []:
             if isinstance(item, dict) and item.get("type") == "text":
                 parts.append(str(item.get("text") or ""))
     return "\n\n".join(parts)
+
+
+def _base64(block: Fields, name: str, field: str) -> bytes:
+    """The bytes of ``block[name][field]``, base64; a 400 naming it when it is not."""
+    inner = block.object(name, required=True)
+    assert inner is not None
+    try:
+        return base64.b64decode(inner.string(field, required=True) or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(inner.path(field), "the data is not valid base64") from None
 
 
 def image_bytes(block: Fields) -> bytes:

@@ -12,6 +12,7 @@ from typing import Any, cast
 from power_api_openai.sampling import sampling_fields
 from power_api_openai.validation import Fields, invalid_type
 from power_core.chat.images import placed_images
+from power_core.documents import PDF_MEDIA_TYPE, pdf_text
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.server.json_body import parse_json_object
 from power_core.types import (
@@ -25,6 +26,8 @@ from power_core.types import (
 
 ROLES = ("developer", "system", "user", "assistant", "tool")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: a data URL of any media type: the type, then the base64 data
+_FILE_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,(.*)", re.DOTALL)
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,(.*)$", re.DOTALL)
 
 
@@ -150,6 +153,9 @@ def _chat_part(kind: str, part: Fields) -> str | bytes | None:
         return part.string("refusal", required=True) or ""
     if kind == "image_url":
         return _image(part)
+    if kind == "file":
+        attached = part.object("file", required=True) or {}
+        return attached_file_text(Fields(attached, part.param("file.")))
     return None
 
 
@@ -209,6 +215,31 @@ def image_from_data_url(url: str, param: str) -> bytes:
         return base64.b64decode(match.group(1), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequest("the image is not valid base64.", param=param) from None
+
+
+def attached_file_text(fields: Fields) -> str:
+    """The text of an attached file: a PDF in ``file_data`` (a ``data:application/pdf``
+    URL, or bare base64), headed by its ``filename``; files by id or URL are refused."""
+    for name, refusal in (
+        ("file_id", "files by 'file_id' are not supported (no Files API here)"),
+        ("file_url", "files by 'file_url' are not supported: this server does not download"),
+    ):
+        if fields.has(name):
+            raise UnsupportedFeature(
+                f"{refusal}; send the file in 'file_data'.", param=fields.param(name)
+            )
+    param = fields.param("file_data")
+    data = fields.string("file_data", required=True) or ""
+    match = _FILE_DATA_URL.match(data)
+    if match is not None and match.group(1) != PDF_MEDIA_TYPE:
+        raise UnsupportedFeature(
+            f"files of type '{match.group(1)}' are not supported; PDFs are.", param=param
+        )
+    try:
+        raw = base64.b64decode(match.group(2) if match else data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("the file is not valid base64.", param=param) from None
+    return pdf_text(raw, param, fields.string("filename"))
 
 
 def _assistant_tool_calls(fields: Fields) -> list[ToolCall]:

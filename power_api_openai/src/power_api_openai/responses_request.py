@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from power_api_openai.chat_request import (
     ROLES,
+    attached_file_text,
     call_arguments,
     checked_name,
     chosen_function,
@@ -316,6 +317,8 @@ def _input_part(kind: str, part: Fields) -> str | bytes | None:
             )
         url = part.string("image_url", required=True) or ""
         return image_from_data_url(url, part.param("image_url"))
+    if kind == "input_file":
+        return attached_file_text(part)
     return None
 
 

@@ -1,0 +1,54 @@
+"""The text of attached PDFs (power_core.documents), with PDFs built in the test."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from pypdf import PdfReader, PdfWriter
+
+from pdf_files import pdf_with_pages
+from power_core import documents
+from power_core.documents import UnreadableDocument, pdf_text
+
+
+def test_the_pages_text_is_read_in_order_under_the_documents_name() -> None:
+    data = pdf_with_pages("First (page).", "", "Third page.")
+    assert pdf_text(data, "doc") == "First (page).\n\nThird page."
+    assert pdf_text(data, "doc", "notes.pdf") == "notes.pdf\n\nFirst (page).\n\nThird page."
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"plain words, not a PDF", "not a PDF"),
+        (pdf_with_pages("cut")[:60], "not a PDF"),
+        (pdf_with_pages("", ""), "no text"),
+    ],
+)
+def test_what_cannot_be_read_is_a_400_naming_the_parameter(data: bytes, says: str) -> None:
+    with pytest.raises(UnreadableDocument) as refused:
+        pdf_text(data, "messages.0.content.1.source")
+    assert refused.value.http_status == 400
+    assert refused.value.param == "messages.0.content.1.source"
+    assert says in refused.value.message
+
+
+def test_a_pdf_behind_a_password_is_refused_and_one_without_is_read() -> None:
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_with_pages("Secret."))))
+    writer.encrypt(user_password="hunter2", algorithm="AES-128")
+    locked = io.BytesIO()
+    writer.write(locked)
+    with pytest.raises(UnreadableDocument, match="password"):
+        pdf_text(locked.getvalue(), "file")
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_with_pages("Open."))))
+    writer.encrypt(user_password="", owner_password="owner", algorithm="AES-128")
+    opened = io.BytesIO()
+    writer.write(opened)
+    assert pdf_text(opened.getvalue(), "file") == "Open."
+
+
+def test_too_many_pages_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(documents, "MAX_PAGES", 2)
+    with pytest.raises(UnreadableDocument, match="3 pages"):
+        pdf_text(pdf_with_pages("a", "b", "c"), "file")
