@@ -4,6 +4,7 @@ error after a stream began."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -11,12 +12,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from power_api_openai.response_shelf import DiskShelf
+from power_api_openai.response_shelf import BLOCK, DiskShelf
 from power_api_openai.response_store import ByteBudget, ResponseStore
 from power_api_openai.responses import ResponseBuilder, direct_delta, event_frame
 from power_api_openai.responses_continued import with_ids
 from power_api_openai.responses_request import ResponsesOptions, parse_input
-from power_core.errors import InvalidRequest
+from power_core.errors import InvalidRequest, PowerError
 from power_core.server.direct import DirectWriter
 from power_core.types import (
     ChoiceDone,
@@ -302,13 +303,13 @@ def test_responses_on_disk_outlive_their_store(tmp_path: Path) -> None:
     assert again.input_items("resp_a1") == [
         {"type": "message", "role": "user", "content": "hello", "id": "msg_1"}
     ]
-    assert again.item("msg_1") is not None and again.item("msg_2") is None
+    assert list(again.items(["msg_1", "msg_2"])) == ["msg_1"]
     assert again.response("resp_b2") is None
     assert sorted(path.name for path in tmp_path.iterdir()) == ["resp_a1.jsonl"]
 
 
 def test_evictions_on_disk_follow_use_across_restarts(tmp_path: Path) -> None:
-    size = with_item(on_disk(tmp_path / "measure"), "resp_a", "x" * 40, "msg_a")
+    size = BLOCK  # each of these takes one block of the disk
     bound = size * 5 // 2  # two of these, not three
     store = on_disk(tmp_path, max_bytes=bound)
     with_item(store, "resp_a", "x" * 40, "msg_a")
@@ -318,7 +319,7 @@ def test_evictions_on_disk_follow_use_across_restarts(tmp_path: Path) -> None:
     assert store.conversation("resp_a") is not None  # now the more recently used
     restarted = on_disk(tmp_path, max_bytes=bound)
     with_item(restarted, "resp_c", "z" * 40, "msg_c")
-    assert restarted.response("resp_b") is None and restarted.item("msg_b") is None
+    assert restarted.response("resp_b") is None and restarted.items(["msg_b"]) == {}
     time.sleep(0.05)
     assert restarted.response("resp_a") is not None
     assert not (tmp_path / "resp_b.jsonl").exists()
@@ -334,9 +335,13 @@ def test_damaged_files_and_leftovers_are_removed_not_served(tmp_path: Path) -> N
     with_item(store, "resp_b", "torn", "msg_b")
     with_item(store, "resp_c", "cut", "msg_c")
     (tmp_path / ".resp-0123").write_bytes(b"half a write")
+    two_hours_ago = time.time() - 7200
+    os.utime(tmp_path / ".resp-0123", (two_hours_ago, two_hours_ago))
+    (tmp_path / ".resp-4567").write_bytes(b"another server's write under way")
     (tmp_path / "resp_b.jsonl").write_bytes(b'{"id": "resp_b", "si')  # a torn header
     restarted = on_disk(tmp_path)
     assert not (tmp_path / ".resp-0123").exists() and not (tmp_path / "resp_b.jsonl").exists()
+    assert (tmp_path / ".resp-4567").exists()
     assert restarted.response("resp_b") is None
     path = tmp_path / "resp_c.jsonl"
     path.write_bytes(path.read_bytes()[:-20])  # damaged after the start
@@ -383,3 +388,44 @@ def test_input_items_get_ids_and_openais_shape() -> None:
     ids = [item["id"] for item in odd]
     assert ids[0] == "msg_same" and len(set(ids)) == 3
     assert all(isinstance(name, str) for name in ids)
+
+
+def test_a_second_store_on_the_same_folder_finds_what_the_first_kept(tmp_path: Path) -> None:
+    first, second = on_disk(tmp_path), on_disk(tmp_path)  # two servers on one home
+    with_item(first, "resp_a", "hello", "msg_1")
+    assert second.response("resp_a") == {"id": "resp_a", "object": "response"}
+    assert second.delete("resp_a") and first.response("resp_a") is None
+
+
+def test_a_file_that_cannot_be_read_or_removed_now_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = on_disk(tmp_path)
+    with_item(store, "resp_a", "hello", "msg_1")
+    path = tmp_path / "resp_a.jsonl"
+
+    def refuse(self: Path, *args: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(PowerError) as unread:
+        store.response("resp_a")
+    assert unread.value.http_status == 500
+    monkeypatch.undo()
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(PowerError):
+        store.delete("resp_a")
+    monkeypatch.undo()
+    assert path.exists() and store.response("resp_a") is not None  # nothing was lost
+
+
+def test_files_that_lie_are_removed(tmp_path: Path) -> None:
+    store = on_disk(tmp_path)
+    with_item(store, "resp_a", "hello", "msg_1")
+    with_item(store, "resp_b", "there", "msg_2")
+    (tmp_path / "resp_b.jsonl").write_bytes((tmp_path / "resp_a.jsonl").read_bytes())
+    (tmp_path / "resp_c.jsonl").mkdir()  # a folder where a file would be
+    restarted = on_disk(tmp_path)
+    assert restarted.response("resp_b") is None and not (tmp_path / "resp_b.jsonl").exists()
+    assert restarted.response("resp_c") is None
+    assert restarted.response("resp_a") is not None

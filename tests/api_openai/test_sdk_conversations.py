@@ -587,3 +587,34 @@ def test_a_conversation_holds_what_one_request_may_carry(small_server: PowerServ
         sdk.responses.create(**GREEDY, input="Hi", conversation=conversation.id)
     assert unread.value.code == "conversation_too_large" and unread.value.param == "conversation"
     assert len(sdk.conversations.items.list(conversation.id).data) == 6
+
+
+def test_references_cannot_grow_a_small_request_into_a_huge_one(
+    client: OpenAI, small_server: PowerServer, v1: str
+) -> None:
+    first = client.responses.create(**GREEDY, input="Name a fruit.")
+    [asked] = client.responses.input_items.list(first.id).data
+    conversation = client.conversations.create()
+    # the count is checked before any reference is looked up
+    many = [{"type": "item_reference", "id": asked.id}] * 21
+    refused = requests.post(
+        f"{v1}/conversations/{conversation.id}/items", json={"items": many}, timeout=60
+    )
+    assert_error_shape(refused, 400, "items")
+    too_many = [{"type": "item_reference", "id": asked.id}] * 1001
+    refused = requests.post(
+        f"{v1}/responses/input_tokens", json={"model": MODEL, "input": too_many}, timeout=60
+    )
+    assert_error_shape(refused, 400, "input")
+    # on a server whose requests carry at most 6000 bytes: 60 references to an item of
+    # 200 bytes would make 12,000
+    sdk = OpenAI(base_url=small_server.url + "/v1", api_key="x", max_retries=0)
+    kept = sdk.responses.create(**GREEDY, input="y" * 150)
+    [item] = sdk.responses.input_items.list(kept.id).data
+    grown = requests.post(
+        small_server.url + "/v1/responses/input_tokens",
+        json={"model": MODEL, "input": [{"type": "item_reference", "id": item.id}] * 60},
+        timeout=60,
+    )
+    assert_error_shape(grown, 400, "input")
+    assert "max_body_bytes" in grown.json()["error"]["message"]

@@ -41,8 +41,14 @@ log = logging.getLogger("power_api_openai")
 
 #: the ids this store makes (``conv_`` and 48 hex digits); anything else is not found
 _CONVERSATION_ID = re.compile(r"conv_[0-9a-f]{48}")
-#: the parsed conversations kept in memory, in bytes of their logs
-CACHE_BYTES = 64 << 20
+#: the parsed conversations kept in memory, in bytes of their logs (parsed, they take
+#: several times that)
+CACHE_BYTES = 16 << 20
+#: the places of deleted items a log written anew keeps
+GONE_KEPT = 1000
+#: what a crash left aside is removed at a start once it is this old (seconds): younger,
+#: it may be another server's write under way
+LEFTOVER_AGE = 3600
 _LOCK_POLL_SECONDS = 0.02
 
 
@@ -71,6 +77,10 @@ class Conversation:
     id: str
     created_at: int
     metadata: dict[str, str] = field(default_factory=dict)
+    #: which writing of the log this is (a new one each time it is written anew)
+    generation: str = ""
+    #: the place the next item added takes
+    next_position: int = 0
     #: its items by id, in order
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the place of every item ever added, deleted ones included (pages resume after one)
@@ -104,17 +114,28 @@ class Conversation:
         }
 
     def apply(self, change: Any, line_bytes: int) -> None:
-        """One line of the log after the first; ValueError when it is not one."""
-        if not isinstance(change, dict) or len(change) != 1:
+        """One line of the log after the first; ValueError when it is not one. An ``add``
+        written anew (:meth:`ConversationStore._rewrite`) says where its items were
+        (``at``)."""
+        if not isinstance(change, dict) or not 1 <= len(change) <= 2:
             raise ValueError("a change is an object of one key")
+        places = change.pop("at", None)
         [(kind, value)] = change.items()
         if kind == "add" and isinstance(value, list):
-            for item in value:
+            if places is not None and not (
+                isinstance(places, list)
+                and len(places) == len(value)
+                and all(isinstance(place, int) for place in places)
+            ):
+                raise ValueError("an add's places are not one integer per item")
+            for index, item in enumerate(value):
                 if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                     raise ValueError("an added item without an id")
+                place = places[index] if places is not None else self.next_position
                 self._drop(item["id"])
                 self.held[item["id"]] = item
-                self.positions[item["id"]] = len(self.positions)
+                self.positions[item["id"]] = place
+                self.next_position = max(self.next_position, place + 1)
                 self._item_bytes[item["id"]] = line_bytes // max(len(value), 1)
                 self.held_bytes += self._item_bytes[item["id"]]
         elif kind == "metadata" and isinstance(value, dict):
@@ -127,6 +148,22 @@ class Conversation:
     def _drop(self, item: str) -> None:
         if self.held.pop(item, None) is not None:
             self.held_bytes -= self._item_bytes.pop(item, 0)
+
+    def header(self) -> dict[str, Any]:
+        """The first line of its log written anew: the places of the items deleted most
+        recently (so that a page resumes after one), and where the next item goes."""
+        gone = sorted(
+            ((place, item) for item, place in self.positions.items() if item not in self.held),
+            reverse=True,
+        )[:GONE_KEPT]
+        return {
+            "id": self.id,
+            "created_at": self.created_at,
+            "metadata": self.metadata,
+            "generation": uuid.uuid4().hex,
+            "next_position": self.next_position,
+            "gone": {item: place for place, item in gone},
+        }
 
 
 @dataclass
@@ -157,26 +194,37 @@ class ConversationStore:
         except FileNotFoundError:
             self._forget(conversation_id)
             raise ConversationNotFound(conversation_id, param) from None
+        except OSError as exc:  # a permission, a disk error: the log stays as it is
+            log.error("conversation log %s cannot be read: %s", path, exc)
+            raise PowerError(f"conversation {conversation_id} cannot be read now") from exc
 
     def _read(self, conversation_id: str, handle: Any, path: Path) -> Conversation:
         """The conversation in the open log ``handle``: the cached state and what was
-        appended since it was read, or the whole log."""
+        appended since it was read, or the whole log when the log was written anew since
+        (its first line names another generation) or is not cached."""
         status = os.fstat(handle.fileno())
-        inode = (status.st_dev, status.st_ino)
+        line, header = self._header(conversation_id, handle, path)
         cached = self._cache.get(conversation_id)
-        if cached is None or cached.inode != inode or cached.conversation.size > status.st_size:
+        if (
+            cached is None
+            or cached.conversation.generation != header.get("generation", "")
+            or cached.inode != (status.st_dev, status.st_ino)
+            or cached.conversation.size > status.st_size
+        ):
             self._forget(conversation_id)
-            cached = _Cached(self._parse_header(conversation_id, handle, path), inode)
+            conversation = _from_header(conversation_id, header, path)
+            conversation.size = len(line)
+            cached = _Cached(conversation, (status.st_dev, status.st_ino))
             self._cache[conversation_id] = cached
-            self._cached_bytes += cached.conversation.size
+            self._cached_bytes += conversation.size
         conversation = cached.conversation
         if status.st_size > conversation.size:
             handle.seek(conversation.size)
             tail = handle.read(status.st_size - conversation.size)
             whole = tail[: tail.rfind(b"\n") + 1]  # a line without its end is not written yet
             try:
-                for line in whole.splitlines():
-                    conversation.apply(json.loads(line), len(line) + 1)
+                for change in whole.splitlines():
+                    conversation.apply(json.loads(change), len(change) + 1)
             except (ValueError, RecursionError) as exc:
                 self._forget(conversation_id)
                 raise _damaged(conversation_id, path, exc) from None
@@ -186,22 +234,16 @@ class ConversationStore:
             self._forget(next(iter(self._cache)))
         return conversation
 
-    def _parse_header(self, conversation_id: str, handle: Any, path: Path) -> Conversation:
+    def _header(self, conversation_id: str, handle: Any, path: Path) -> tuple[bytes, Any]:
         handle.seek(0)
         line = handle.readline()
         try:
             if not line.endswith(b"\n"):
                 raise ValueError("its first line is cut short")
-            header = json.loads(line)
-            if header.get("id") != conversation_id:
-                raise ValueError("it names another conversation")
-            conversation = Conversation(
-                conversation_id, int(header["created_at"]), dict(header["metadata"])
-            )
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            return line, json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            self._forget(conversation_id)
             raise _damaged(conversation_id, path, exc) from None
-        conversation.size = len(line)
-        return conversation
 
     def _forget(self, conversation_id: str) -> None:
         cached = self._cache.pop(conversation_id, None)
@@ -217,7 +259,7 @@ class ConversationStore:
     # ------------------------------------------------------------------------- writing
     def create(self, items: list[dict[str, Any]], metadata: dict[str, str]) -> Conversation:
         conversation_id = item_id("conv")
-        header = {"id": conversation_id, "created_at": int(time.time()), "metadata": metadata}
+        header = Conversation(conversation_id, int(time.time()), metadata).header()
         lines = [header] + ([{"add": with_unique_ids(items, set())}] if items else [])
         data = b"".join(compact_json(line).encode() + b"\n" for line in lines)
         self._check_room(0, len(data), "items")
@@ -238,7 +280,10 @@ class ConversationStore:
     def set_metadata(self, conversation_id: str, metadata: dict[str, str]) -> Conversation:
         with self._changing(conversation_id, "conversation_id") as (conversation, write):
             write({"metadata": metadata})
-        return conversation
+            wasted = _mostly_gone(conversation)
+        if wasted:
+            self._rewrite(conversation_id)
+        return self.get(conversation_id)
 
     def append(
         self,
@@ -261,22 +306,30 @@ class ConversationStore:
         with self._changing(conversation_id, "conversation_id") as (conversation, write):
             conversation.item(item)
             write({"delete": item})
-            wasted = conversation.size > 4 * conversation.held_bytes + 65536
+            wasted = _mostly_gone(conversation)
         if wasted:
             self._rewrite(conversation_id)
         return self.get(conversation_id)
 
     def delete(self, conversation_id: str) -> None:
+        """Remove the log, under its locks (so a log being written anew elsewhere is not
+        renamed back into place after)."""
         path = self._path(conversation_id, "conversation_id")
-        with self._local_lock(conversation_id):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                raise ConversationNotFound(conversation_id) from None
+        with self._local_lock(conversation_id, path):
+            handle = _locked_log(path)
+            if handle is None:
+                self._forget(conversation_id)
+                raise ConversationNotFound(conversation_id)
+            with handle:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    raise ConversationNotFound(conversation_id) from None
+                except OSError as exc:
+                    raise _unwritable(exc) from exc
             self._forget(conversation_id)
             self._locks.pop(conversation_id, None)
-        with suppress(OSError):
-            sync_folder(self.folder)
+        sync_folder(self.folder)
 
     def check_room(self, conversation: Conversation, param: str) -> None:
         """:class:`ConversationFull` when ``conversation`` has no room left at all."""
@@ -295,7 +348,7 @@ class ConversationStore:
         """The conversation, read afresh under its locks, and a function that appends one
         change to its log (synced) and applies it."""
         path = self._path(conversation_id, param)
-        with self._local_lock(conversation_id):
+        with self._local_lock(conversation_id, path, param):
             handle = _locked_log(path)
             if handle is None:
                 self._forget(conversation_id)
@@ -318,9 +371,7 @@ class ConversationStore:
                         self._forget(conversation_id)
                         with suppress(OSError):
                             os.truncate(descriptor, conversation.size)
-                        raise PowerError(
-                            f"cannot save the conversation: {exc.strerror or exc}"
-                        ) from exc
+                        raise _unwritable(exc) from exc
                     conversation.apply(change, len(line))
                     self._grew(conversation_id, conversation, len(line))
 
@@ -329,12 +380,11 @@ class ConversationStore:
     def _rewrite(self, conversation_id: str) -> None:
         """Write the log anew with only what is left, aside then renamed over it."""
         with self._changing(conversation_id, "conversation_id") as (conversation, _):
-            header = {
-                "id": conversation.id,
-                "created_at": conversation.created_at,
-                "metadata": conversation.metadata,
-            }
-            lines = [header] + ([{"add": conversation.items}] if conversation.items else [])
+            held = conversation.items
+            lines: list[dict[str, Any]] = [conversation.header()]
+            if held:
+                places = [conversation.positions[item["id"]] for item in held]
+                lines.append({"add": held, "at": places})
             aside = self.folder / f".{conversation_id}.{uuid.uuid4().hex}"
             try:
                 with open(aside, "wb") as handle:
@@ -350,9 +400,17 @@ class ConversationStore:
                     aside.unlink()
             self._forget(conversation_id)
 
-    def _local_lock(self, conversation_id: str) -> threading.Lock:
-        # one per conversation: a gevent lock in the server, so a greenlet waits its turn
-        return self._locks.setdefault(conversation_id, threading.Lock())
+    def _local_lock(
+        self, conversation_id: str, path: Path, param: str = "conversation_id"
+    ) -> threading.Lock:
+        """The conversation's lock in this process (a gevent lock in the server, so a
+        greenlet waits its turn); made only for a conversation that exists."""
+        lock = self._locks.get(conversation_id)
+        if lock is None:
+            if not path.exists():
+                raise ConversationNotFound(conversation_id, param)
+            lock = self._locks.setdefault(conversation_id, threading.Lock())
+        return lock
 
     def _path(self, conversation_id: str, param: str) -> Path:
         # only ids this store makes name a file: nothing else can reach outside the folder
@@ -361,12 +419,14 @@ class ConversationStore:
         return self.folder / f"{conversation_id}.jsonl"
 
     def _remove_leftovers(self) -> None:
-        """Remove what compactions a crash cut short left aside."""
+        """Remove what compactions a crash cut short left aside (once it is old enough
+        not to be another server's under way)."""
         with suppress(OSError):
             for path in self.folder.iterdir():
                 if path.name.startswith(".conv_"):
                     with suppress(OSError):
-                        path.unlink()
+                        if time.time() - path.stat().st_mtime > LEFTOVER_AGE:
+                            path.unlink()
 
 
 def with_unique_ids(items: list[dict[str, Any]], held: Container[Any]) -> list[dict[str, Any]]:
@@ -383,6 +443,15 @@ def with_unique_ids(items: list[dict[str, Any]], held: Container[Any]) -> list[d
     return unique
 
 
+def _mostly_gone(conversation: Conversation) -> bool:
+    """Whether the log is mostly what was deleted or replaced (worth writing anew)."""
+    return conversation.size > 4 * conversation.held_bytes + 65536
+
+
+def _unwritable(exc: OSError) -> PowerError:
+    return PowerError(f"cannot save the conversation: {exc.strerror or exc}")
+
+
 def _locked_log(path: Path) -> Any:
     """The log at ``path`` open for appending, under an exclusive ``flock`` (waited for
     with ``time.sleep``, which yields under gevent); ``None`` when there is none. A log
@@ -392,6 +461,8 @@ def _locked_log(path: Path) -> Any:
             descriptor = os.open(path, os.O_RDWR | os.O_APPEND)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise _unwritable(exc) from exc
         handle = open(descriptor, "a+b")  # noqa: SIM115 - the caller closes it
         try:
             while fcntl is not None:
@@ -412,6 +483,25 @@ def _locked_log(path: Path) -> Any:
         if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
             return handle
         handle.close()
+
+
+def _from_header(conversation_id: str, header: Any, path: Path) -> Conversation:
+    """A conversation as its log's first line begins it."""
+    try:
+        if header.get("id") != conversation_id:
+            raise ValueError("it names another conversation")
+        conversation = Conversation(
+            conversation_id,
+            int(header["created_at"]),
+            dict(header["metadata"]),
+            str(header.get("generation", "")),
+            int(header.get("next_position", 0)),
+        )
+        for item, place in dict(header.get("gone", {})).items():
+            conversation.positions[str(item)] = int(place)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise _damaged(conversation_id, path, exc) from None
+    return conversation
 
 
 def _damaged(conversation_id: str, path: Path, exc: BaseException) -> PowerError:

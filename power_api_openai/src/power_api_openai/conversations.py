@@ -29,7 +29,7 @@ def create(store: ConversationStore, body: dict[str, Any], kept: KeptResponses) 
     ``item_reference`` among them names an item of a kept response)."""
     fields = Fields(body)
     metadata = parse_metadata(fields)
-    items = _items(fields, {}, kept, required=False)
+    items = _items(fields, {}, kept, store.max_bytes, required=False)
     return store.create(items, metadata).public()
 
 
@@ -57,7 +57,7 @@ def add_items(
     """``POST /v1/conversations/{id}/items``: add up to 20 items at its end (an
     ``item_reference`` names one of its items or of a kept response)."""
     held = store.get(conversation_id).held  # a 404 before a 400 about the body
-    items = _items(Fields(body), held, kept, required=True)
+    items = _items(Fields(body), held, kept, store.max_bytes, required=True)
     added = store.append(conversation_id, items, limit_param="items")
     return {
         "object": "list",
@@ -86,19 +86,26 @@ def delete_item(store: ConversationStore, conversation_id: str, item: str) -> di
 
 
 def _items(
-    fields: Fields, held: Mapping[str, Any], kept: KeptResponses, *, required: bool
+    fields: Fields,
+    held: Mapping[str, Any],
+    kept: KeptResponses,
+    limit_bytes: int,
+    *,
+    required: bool,
 ) -> list[dict[str, Any]]:
     """``items``: at most 20 input items, read as a response's ``input`` would read them
-    (so that a response can continue the conversation), each with an id."""
-    value = resolved_references(fields.array("items", required=required) or [], held, kept, "items")
-    if len(value) > MAX_ITEMS_ADDED:
+    (so that a response can continue the conversation), each with an id; checked before
+    any ``item_reference`` among them is looked up."""
+    given = fields.array("items", required=required) or []
+    if len(given) > MAX_ITEMS_ADDED:
         raise InvalidRequest(
-            f"'items' may add at most {MAX_ITEMS_ADDED} items at a time; got {len(value)}.",
+            f"'items' may add at most {MAX_ITEMS_ADDED} items at a time; got {len(given)}.",
             param="items",
         )
-    if required and not value:
+    if required and not given:
         raise InvalidRequest("'items' must contain at least one item.", param="items")
-    refuse_duplicates(value, held, "items")
+    refuse_duplicates(given, held, "items")
+    value = resolved_references(given, held, kept, limit_bytes, "items")
     parse_input(value, "items")
     listed = with_ids(value)
     assert listed is not None  # a list

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from power_core.errors import PowerError
 from power_core.server.views import compact_json
 
 log = logging.getLogger("power_api_openai")
@@ -66,16 +67,26 @@ class ShelvedEntry:
 class Shelf(Protocol):
     """Where a store's responses lie."""
 
-    def save(self, response_id: str, stored: StoredResponse) -> bool:
-        """Keep ``stored``; ``False`` (logged) when it could not be kept."""
+    def save(self, response_id: str, stored: StoredResponse) -> int | None:
+        """Keep ``stored``; the bytes it takes there, or ``None`` (logged) when it could
+        not be kept."""
         ...
 
-    def load(self, response_id: str) -> StoredResponse | None: ...
+    def load(self, response_id: str) -> StoredResponse | None:
+        """The response, or ``None`` when the shelf has none (or a damaged one, which it
+        removes); a :class:`PowerError` when it cannot be read now."""
+        ...
 
-    def remove(self, response_id: str) -> None: ...
+    def remove(self, response_id: str) -> None:
+        """Let the response go; a :class:`PowerError` when it could not be."""
+        ...
 
     def entries(self) -> Iterable[ShelvedEntry]:
         """What the shelf holds already, the least recently used first."""
+        ...
+
+    def size_of(self, response_id: str, stored: StoredResponse) -> int:
+        """The bytes ``stored`` takes on the shelf."""
         ...
 
 
@@ -85,9 +96,9 @@ class MemoryShelf:
     def __init__(self) -> None:
         self._held: dict[str, StoredResponse] = {}
 
-    def save(self, response_id: str, stored: StoredResponse) -> bool:
+    def save(self, response_id: str, stored: StoredResponse) -> int | None:
         self._held[response_id] = stored
-        return True
+        return stored.size
 
     def load(self, response_id: str) -> StoredResponse | None:
         return self._held.get(response_id)
@@ -97,6 +108,9 @@ class MemoryShelf:
 
     def entries(self) -> Iterable[ShelvedEntry]:
         return ()
+
+    def size_of(self, response_id: str, stored: StoredResponse) -> int:
+        return stored.size
 
 
 class ResponseStore:
@@ -140,9 +154,10 @@ class ResponseStore:
         self.delete(response_id)
         if not self._within_budget(stored.size):
             return False
-        if not self._shelf.save(response_id, stored):
+        taken = self._shelf.save(response_id, stored)
+        if taken is None:
             return False
-        self._add(ShelvedEntry(response_id, stored.size, stored.own_item_ids))
+        self._add(ShelvedEntry(response_id, taken, stored.own_item_ids))
         self._evict()
         return True
 
@@ -176,16 +191,28 @@ class ResponseStore:
         while self._bytes > self._max_bytes or (
             self._max_count is not None and len(self._index) > self._max_count
         ):
-            self.delete(next(iter(self._index)))
+            oldest = next(iter(self._index))
+            try:
+                self.delete(oldest)
+            except PowerError as exc:  # counted no more: the disk holds it all the same
+                log.warning("kept response %s was not removed: %s", oldest, exc.message)
+                self._forget(oldest)
 
     def _get(self, response_id: str) -> StoredResponse | None:
-        if response_id not in self._index:
-            return None
+        """The response if the index holds it, or the shelf does (another server on the
+        same home kept it: it joins the index)."""
+        known = response_id in self._index
         stored = self._shelf.load(response_id)
-        if stored is None:  # gone from under the index (a damaged or removed file)
-            self.delete(response_id)
+        if stored is None:
+            if known:  # gone from under the index (removed, or damaged and removed)
+                self._forget(response_id)
             return None
-        self._index.move_to_end(response_id)
+        if known:
+            self._index.move_to_end(response_id)
+        else:
+            size = self._shelf.size_of(response_id, stored)
+            self._add(ShelvedEntry(response_id, size, stored.own_item_ids))
+            self._evict()
         return stored
 
     def response(self, response_id: str) -> dict[str, Any] | None:
@@ -203,14 +230,20 @@ class ResponseStore:
         stored = self._get(response_id)
         return None if stored is None else json.loads(stored.conversation)
 
-    def item(self, item_id: str) -> dict[str, Any] | None:
-        """The item of that id, from the kept response that brought it."""
-        owner = self._item_owners.get(item_id)
-        conversation = None if owner is None else self.conversation(owner)
-        for item in conversation or ():
-            if isinstance(item, dict) and item.get("id") == item_id:
-                return item
-        return None
+    def items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The items of those ids found in kept responses (their inputs and outputs), each
+        response's conversation read once."""
+        by_owner: dict[str, set[str]] = {}
+        for item_id in item_ids:
+            owner = self._item_owners.get(item_id)
+            if owner is not None:
+                by_owner.setdefault(owner, set()).add(item_id)
+        found: dict[str, dict[str, Any]] = {}
+        for owner, wanted in by_owner.items():
+            for item in self.conversation(owner) or ():
+                if isinstance(item, dict) and item.get("id") in wanted:
+                    found[item["id"]] = item
+        return found
 
     def clear(self) -> None:
         """Forget every response (a WebSocket connection's, when it ends)."""
@@ -218,17 +251,24 @@ class ResponseStore:
             self.delete(response_id)
 
     def delete(self, response_id: str) -> bool:
+        """Let a response go, from the shelf first: a :class:`PowerError` when the shelf
+        could not, and the response stays."""
+        if response_id not in self._index and self._get(response_id) is None:
+            return False
+        self._shelf.remove(response_id)
+        self._forget(response_id)
+        return True
+
+    def _forget(self, response_id: str) -> None:
         entry = self._index.pop(response_id, None)
         if entry is None:
-            return False
+            return
         self._bytes -= entry.size
         if self._budget is not None:
             self._budget.used -= entry.size
         for item_id in entry.own_item_ids:
             if self._item_owners.get(item_id) == response_id:
                 del self._item_owners[item_id]
-        self._shelf.remove(response_id)
-        return True
 
 
 def _ids_of(items: list[Any]) -> list[str]:

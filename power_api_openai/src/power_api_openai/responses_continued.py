@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -15,7 +15,8 @@ from power_api_openai.response_ids import item_id
 from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses_request import parse_input
 from power_api_openai.validation import invalid_type
-from power_core.errors import InvalidRequest, PowerError, UnsupportedFeature
+from power_core.errors import InvalidRequest, PowerError
+from power_core.server.views import compact_json
 
 log = logging.getLogger("power_api_openai")
 
@@ -28,6 +29,8 @@ _ITEM_PREFIXES = {
 }
 
 
+#: the most ``item_reference`` items one request may hold
+MAX_REFERENCES = 1000
 #: the client's ids kept as they are: ones a URL path carries as they are (OpenAI's style)
 _USABLE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -97,7 +100,7 @@ class KeptResponses(Protocol):
 
     def conversation(self, response_id: str) -> list[Any] | None: ...
 
-    def item(self, item_id: str) -> dict[str, Any] | None: ...
+    def items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -114,18 +117,18 @@ class KeptInTurn:
                 return found
         return None
 
-    def item(self, item_id: str) -> dict[str, Any] | None:
+    def items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        wanted = set(item_ids)
         for place in self.places:
-            found = place.item(item_id)
-            if found is not None:
-                return found
-        return None
+            found.update(place.items(wanted - found.keys()))
+        return found
 
 
 def continued_body(
     body: dict[str, Any],
     kept: KeptResponses,
-    conversations: ConversationStore | None = None,
+    conversations: ConversationStore,
 ) -> ContinuedBody:
     """``body`` without ``previous_response_id`` or ``conversation``, its ``input`` after
     the conversation ``kept`` holds for that response id (``previous_response_not_found``
@@ -144,7 +147,7 @@ def continued_body(
     held = {item.get("id"): item for item in earlier if isinstance(item, dict)}
     given = body.get("input")
     refuse_duplicates(given, held, "input")
-    resolved = resolved_references(given, held, kept)
+    resolved = resolved_references(given, held, kept, conversations.max_bytes)
     new_items = with_ids(resolved, set(held))
     if continues is None and conversation_id is None:
         if resolved is not given:
@@ -165,15 +168,13 @@ def continued_body(
 
 def _earlier_items(
     kept: KeptResponses,
-    conversations: ConversationStore | None,
+    conversations: ConversationStore,
     continues: Any,
     conversation_id: str | None,
 ) -> list[Any]:
     """The items before the request's own: its conversation's, or those of the response it
     continues; none for a request that names neither."""
     if conversation_id is not None:
-        if conversations is None:
-            raise UnsupportedFeature("'conversation' is not supported here.", param="conversation")
         conversation = conversations.get(conversation_id, "conversation")
         conversations.check_room(conversation, "conversation")
         return conversation.items
@@ -191,30 +192,61 @@ def _earlier_items(
 
 
 def resolved_references(
-    value: Any, held: Mapping[Any, Any], kept: KeptResponses, name: str = "input"
+    value: Any,
+    held: Mapping[Any, Any],
+    kept: KeptResponses,
+    limit_bytes: int,
+    name: str = "input",
 ) -> Any:
     """``input`` (or a conversation's ``items``: ``name``) with each ``item_reference``
     replaced by the item it names: one ``held`` before (by id), else one of a kept
-    response (its input or output). ``value`` itself when it holds no reference."""
+    response (its input or output, each response read once). ``value`` itself when it
+    holds no reference. At most :data:`MAX_REFERENCES` references, and the items they
+    bring at most ``limit_bytes`` (what one request may carry): a small request must not
+    grow into a huge one."""
     if not isinstance(value, list) or not any(map(_is_reference, value)):
         return value
-    resolved = []
+    named: dict[int, str] = {}
     for index, item in enumerate(value):
-        if not _is_reference(item):
+        if _is_reference(item):
+            reference = item.get("id")
+            if not isinstance(reference, str):
+                raise invalid_type(f"{name}[{index}].id", "a string", reference)
+            named[index] = reference
+    if len(named) > MAX_REFERENCES:
+        raise InvalidRequest(
+            f"{len(named)} item references; at most {MAX_REFERENCES} in one request.",
+            param=name,
+        )
+    wanted = set(named.values())
+    found = {ref: held[ref] for ref in wanted if ref in held}
+    found.update(kept.items(wanted - found.keys()))
+    copies: dict[str, tuple[dict[str, Any], int]] = {}
+    resolved, brought = [], 0
+    for index, item in enumerate(value):
+        reference = named.get(index)
+        if reference is None:
             resolved.append(item)
             continue
-        named = item.get("id")
-        if not isinstance(named, str):
-            raise invalid_type(f"{name}[{index}].id", "a string", named)
-        found = held.get(named) or kept.item(named)
-        if found is None:
+        if reference not in found:
             raise InvalidRequest(
-                f"Item with id '{named[:80]}' not found: an item_reference names an item of "
-                "the conversation, of the response continued, or of a kept response.",
+                f"Item with id '{reference[:80]}' not found: an item_reference names an item "
+                "of the conversation, of the response continued, or of a kept response.",
                 param=f"{name}[{index}].id",
             )
-        # a copy of its own: the id stays the named item's
-        resolved.append({key: value for key, value in found.items() if key != "id"})
+        if reference not in copies:
+            # a copy of its own: the id stays the named item's
+            copy = {key: value for key, value in found[reference].items() if key != "id"}
+            copies[reference] = copy, len(compact_json(copy))
+        copy, size = copies[reference]
+        brought += size
+        if brought > limit_bytes:
+            raise InvalidRequest(
+                f"the items referenced come to more than {limit_bytes} bytes, what one "
+                "request may carry (max_body_bytes).",
+                param=name,
+            )
+        resolved.append(copy)
     return resolved
 
 
