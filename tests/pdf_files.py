@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
 
-def pdf_with_pages(*texts: str) -> bytes:
-    """A PDF of one page per text (an empty text makes a page with nothing to read)."""
+
+def pdf_with_pages(*texts: str, flate_repeats: int = 1) -> bytes:
+    """A PDF of one page per text (an empty text makes a page with nothing to read); with
+    ``flate_repeats``, each page's drawing repeated that often and compressed (a small
+    file that unpacks to a large one)."""
     pages = len(texts)
     kids = " ".join(f"{4 + 2 * n} 0 R" for n in range(pages))
     bodies = [
@@ -14,14 +18,19 @@ def pdf_with_pages(*texts: str) -> bytes:
     ]
     for n, text in enumerate(texts):
         escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        content = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET".encode() if text else b""
+        content = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET\n".encode() if text else b""
         bodies.append(
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources "
             f"<< /Font << /F1 3 0 R >> >> /Contents {5 + 2 * n} 0 R >>".encode()
         )
+        packing = b""
+        if flate_repeats > 1:
+            content = zlib.compress(content * flate_repeats, 9)
+            packing = b" /Filter /FlateDecode"
         bodies.append(
             b"<< /Length "
             + str(len(content)).encode()
+            + packing
             + b" >>\nstream\n"
             + content
             + b"\nendstream"

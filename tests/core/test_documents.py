@@ -48,6 +48,20 @@ def test_a_pdf_behind_a_password_is_refused_and_one_without_is_read() -> None:
     assert pdf_text(opened.getvalue(), "file") == "Open."
 
 
+def test_a_small_pdf_that_unpacks_to_a_huge_one_is_refused_at_once() -> None:
+    bomb = pdf_with_pages("x", flate_repeats=2_000_000)  # 66 MB of drawing in 70 KB
+    assert len(bomb) < 200_000
+    with pytest.raises(UnreadableDocument, match="unpacks to more than"):
+        pdf_text(bomb, "file")
+    assert pdf_text(pdf_with_pages("fits", flate_repeats=100), "file").startswith("fits")
+
+
+def test_a_pdf_that_takes_too_long_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(documents, "MAX_SECONDS", 0.0)
+    with pytest.raises(UnreadableDocument, match="took more than"):
+        pdf_text(pdf_with_pages("a", "b"), "file")
+
+
 def test_too_many_pages_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(documents, "MAX_PAGES", 2)
     with pytest.raises(UnreadableDocument, match="3 pages"):

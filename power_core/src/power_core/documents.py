@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 
 from power_core.concurrency import run_on_native_thread
 from power_core.errors import InvalidRequest
@@ -20,6 +21,11 @@ log = logging.getLogger("power_core")
 PDF_MEDIA_TYPE = "application/pdf"
 #: pages read at most from one document (a longer one is refused: no model here reads more)
 MAX_PAGES = 1000
+#: seconds one document's pages may take to read, checked after each page
+MAX_SECONDS = 20.0
+#: the bytes one stream of a PDF may decompress to (pypdf's own bound is 75 MB, which
+#: takes minutes of pure Python to read as text; a page's text takes far less)
+MAX_STREAM_BYTES = 4_000_000
 
 
 class UnreadableDocument(InvalidRequest):
@@ -37,8 +43,17 @@ def pdf_text(data: bytes, param: str, name: str | None = None) -> str:
 
 
 def _read_pages(data: bytes, param: str) -> str:
-    from pypdf import PdfReader
+    from pypdf import PdfReader, overwrite_configuration
+    from pypdf.errors import LimitReachedError
 
+    # this thread's own (a context variable): the bounds hold for this document only
+    overwrite_configuration(
+        zlib_maximum_output_length=MAX_STREAM_BYTES,
+        lzw_maximum_output_length=MAX_STREAM_BYTES,
+        run_length_maximum_output_length=MAX_STREAM_BYTES,
+        array_based_stream_maximum_output_length=MAX_STREAM_BYTES,
+    )
+    started = time.monotonic()
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
@@ -49,9 +64,23 @@ def _read_pages(data: bytes, param: str) -> str:
                 f"the PDF has {count} pages; this server reads at most {MAX_PAGES}.",
                 param=param,
             )
-        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+        pages = []
+        for page in reader.pages:
+            pages.append((page.extract_text() or "").strip())
+            if time.monotonic() - started > MAX_SECONDS:
+                raise UnreadableDocument(
+                    f"the PDF took more than {MAX_SECONDS:.0f} s to read ({len(pages)} of "
+                    f"{count} pages); send fewer pages, or their text.",
+                    param=param,
+                )
     except UnreadableDocument:
         raise
+    except LimitReachedError:
+        raise UnreadableDocument(
+            f"a part of the PDF unpacks to more than {MAX_STREAM_BYTES} bytes, more than this "
+            "server reads; send its text instead.",
+            param=param,
+        ) from None
     except Exception as exc:  # pypdf's many errors on a damaged or foreign file
         log.info("an attached PDF could not be read: %s: %s", type(exc).__name__, exc)
         raise UnreadableDocument(
