@@ -577,7 +577,7 @@ def test_stream_framing_ends_with_the_final_response_and_no_done(v1: str) -> Non
         ({"model": MODEL, "input": "x", "temperature": "hot"}, "temperature"),
         ({"model": MODEL, "input": "x", "truncation": "middle"}, "truncation"),
         ({"model": MODEL, "input": "x", "conversation": ["conv_1"]}, "conversation"),
-        ({"model": MODEL, "input": "x", "background": True}, "background"),
+        ({"model": MODEL, "input": "x", "background": "yes"}, "background"),
         ({"model": MODEL, "input": "x", "stream_options": {}}, "stream_options"),
         ({"model": MODEL, "input": "x", "metadata": {"k": 1}}, "metadata.k"),
     ],

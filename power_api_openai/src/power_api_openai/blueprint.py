@@ -11,6 +11,7 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from power_api_openai import URL_PREFIX, conversations, stored_responses
+from power_api_openai.background_responses import BackgroundRuns
 from power_api_openai.chat import create_chat_completion
 from power_api_openai.completions import create_completion
 from power_api_openai.conversation_store import ConversationStore
@@ -25,8 +26,10 @@ from power_api_openai.errors import (
 from power_api_openai.models import list_models, retrieve_model
 from power_api_openai.response_shelf import DiskShelf
 from power_api_openai.response_store import ByteBudget, ResponseStore
-from power_api_openai.responses import count_input_tokens, create_response
+from power_api_openai.responses import count_input_tokens, create_response, followed_frames
 from power_api_openai.responses_socket import serve_responses_socket
+from power_api_openai.sse import sse_response
+from power_api_openai.validation import Fields
 from power_core.errors import Unauthorized
 from power_core.server.disconnect import is_client_gone_error
 from power_core.server.json_body import parse_json_object
@@ -77,6 +80,7 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     store = ResponseStore(
         services.settings.stored_responses_bytes, shelf=DiskShelf(home / "responses")
     )
+    runs = BackgroundRuns()
     conversation_store = ConversationStore(home / "conversations", services.settings.max_body_bytes)
 
     # the one place a PowerError (raised before a response starts) becomes a response
@@ -103,7 +107,7 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     @bp.post("/responses")
     @handled
     def responses() -> Response:
-        return create_response(services, body(), store, conversation_store)
+        return create_response(services, body(), store, conversation_store, runs)
 
     @bp.post("/responses/input_tokens")
     @handled
@@ -113,17 +117,22 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     @bp.get("/responses/<response_id>")
     @handled
     def retrieve_response(response_id: str) -> Response:
-        return json_response(stored_responses.retrieve(store, response_id))
+        query = request.args.to_dict()
+        if Fields(query).string("stream") in ("true", "1"):
+            run = stored_responses.followed(runs, response_id)
+            after = stored_responses.starting_after(query)
+            return sse_response(followed_frames(run, after), lambda: None, end=None)
+        return json_response(stored_responses.retrieve(store, runs, response_id))
 
     @bp.delete("/responses/<response_id>")
     @handled
     def delete_response(response_id: str) -> Response:
-        return json_response(stored_responses.delete(store, response_id))
+        return json_response(stored_responses.delete(store, runs, response_id))
 
     @bp.post("/responses/<response_id>/cancel")
     @handled
     def cancel_response(response_id: str) -> Response:
-        return json_response(stored_responses.cancel(store, response_id))
+        return json_response(stored_responses.cancel(store, runs, response_id))
 
     @bp.get("/responses/<response_id>/input_items")
     @handled

@@ -12,15 +12,17 @@ that is not streamed is the same builder's final response.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from flask import Response
 
+from power_api_openai.background_responses import BackgroundRun, BackgroundRuns
 from power_api_openai.chat import tool_call_json
 from power_api_openai.conversation_store import ConversationStore
-from power_api_openai.errors import json_response
+from power_api_openai.errors import error_body, json_response, power_error_body, power_error_status
 from power_api_openai.logprobs import chat_token_logprobs
 from power_api_openai.merge import merged_events
 from power_api_openai.reasoning_effort import apply_reasoning_effort
@@ -30,6 +32,7 @@ from power_api_openai.responses_continued import continued_body, keep_response
 from power_api_openai.responses_request import ResponsesOptions, parse_responses_request
 from power_api_openai.sampling import with_openai_defaults
 from power_api_openai.sse import PING, sse_response
+from power_core.errors import PowerError
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
 from power_core.server.direct import DirectWriter, direct_writer, write_text_directly
@@ -37,6 +40,7 @@ from power_core.server.disconnect import (
     cancel_if_client_leaves_while_queued,
     cancel_when_client_leaves,
 )
+from power_core.server.streams import guarded_stream
 from power_core.server.views import compact_json
 from power_core.services import PowerServices
 from power_core.types import (
@@ -50,6 +54,8 @@ from power_core.types import (
     Usage,
 )
 
+log = logging.getLogger("power_api_openai")
+
 
 def event_frame(event: dict[str, Any]) -> str:
     """One SSE frame naming its event, as the Responses API streams them."""
@@ -61,10 +67,12 @@ def create_response(
     body: dict[str, Any],
     store: ResponseStore,
     conversations: ConversationStore,
+    runs: BackgroundRuns,
 ) -> Response:
-    """Validate, start generating (errors so far are plain 4xx/5xx), then answer or stream;
-    a finished response is kept in ``store`` unless the request says ``store: false``, and
-    added to the conversation it names."""
+    """Validate, start generating (errors so far are plain 4xx/5xx), then answer or stream,
+    or leave it to run in the background (``runs``); a finished response is kept in
+    ``store`` unless the request says ``store: false``, and added to the conversation it
+    names."""
     continued = continued_body(body, store, conversations)
     request, options = parse_responses_request(continued.body)
     options.previous_response_id = continued.continues
@@ -80,6 +88,16 @@ def create_response(
         if builder.status in ("completed", "incomplete"):
             keep_response(continued, builder.response(), builder.output, store, conversations)
 
+    if options.background:
+        run = runs.start(
+            builder,
+            stream,
+            lambda run: guarded_events(stream, builder, finished),
+            lambda response: store.put(response, *continued.stored_with(builder.output)),
+        )
+        if options.stream:  # the client may leave: the run goes on, to be followed again
+            return sse_response(followed_frames(run, -1), lambda: None, end=None)
+        return json_response(run.snapshot())
     if options.stream:
         cancel_if_client_leaves_while_queued(stream)
         frames = response_events(stream, builder, direct_writer(), finished)
@@ -93,6 +111,12 @@ def create_response(
         return json_response(builder.response())
     finally:
         stream.cancel()  # a no-op after a complete generation; frees the slot after an error
+
+
+def followed_frames(run: BackgroundRun, after: int) -> Iterator[str]:
+    """The SSE frames of a background run's events after sequence number ``after``."""
+    for event in run.follow(after):
+        yield PING if event is None else event_frame(event)
 
 
 def count_input_tokens(
@@ -145,6 +169,35 @@ def response_events(
     for event in builder_events(stream, builder, finished):
         # None: the prompt is still being read, so keep the connection alive
         yield PING if event is None else event_frame(event)
+
+
+def guarded_events(
+    stream: GenerationStream,
+    builder: ResponseBuilder,
+    finished: Callable[[], None],
+    *,
+    socket_shape: bool = False,
+) -> Generator[dict[str, Any], None, None]:
+    """The response's events (for a WebSocket or a background run), ``finished`` called
+    before the last; an error on the way ends them with an ``error`` event (in the
+    WebSocket mode's shape with ``socket_shape``) and ``response.failed``. Closing them
+    cancels the generation."""
+
+    def started() -> Iterator[dict[str, Any]]:
+        yield from builder.start()
+        events = builder_events(stream, builder, finished)
+        yield from (event for event in events if event is not None)
+
+    def failed(exc: PowerError | None) -> list[dict[str, Any]]:
+        status = 500 if exc is None else power_error_status(exc)
+        body = (
+            error_body("internal error while generating", status=500)
+            if exc is None
+            else power_error_body(exc)
+        )
+        return builder.failed_events(body, status=status if socket_shape else None)
+
+    yield from guarded_stream(started(), stream.cancel, failed, log)
 
 
 def builder_events(
@@ -388,7 +441,7 @@ class ResponseBuilder:
             "object": "response",
             "created_at": self.created_at,
             "status": self.status,
-            "background": False,
+            "background": options.background,
             "error": (
                 {"code": _response_error_code(error), "message": error["message"]}
                 if error is not None

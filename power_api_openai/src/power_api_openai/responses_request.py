@@ -71,6 +71,8 @@ class ResponsesOptions:
     previous_response_id: str | None = None
     #: whether the response is kept for later requests (:mod:`power_api_openai.response_store`)
     store: bool = True
+    #: whether it runs on after its request returns (:mod:`power_api_openai.background_responses`)
+    background: bool = False
     #: the conversation the response reads and adds to
     #: (:mod:`power_api_openai.conversation_store`)
     conversation_id: str | None = None
@@ -79,8 +81,7 @@ class ResponsesOptions:
 def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, ResponsesOptions]:
     """The generation a Responses body asks for; sampling defaults are applied later."""
     fields = Fields(body)
-    if fields.boolean("background"):
-        raise UnsupportedFeature("background responses are not supported.", param="background")
+    background = fields.boolean("background")
     if fields.has("prompt"):
         raise UnsupportedFeature("stored prompt templates are not supported.", param="prompt")
     model = fields.model()
@@ -124,6 +125,11 @@ def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, Re
         fit_history=truncation == "auto",
     )
     store = fields.boolean("store", default=True)
+    if background and not store:
+        raise InvalidRequest(
+            "background responses must be stored: 'store' cannot be false with them.",
+            param="store",
+        )
     options = ResponsesOptions(
         stream=stream,
         logprobs=want_logprobs,
@@ -142,6 +148,7 @@ def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, Re
         safety_identifier=fields.string("safety_identifier"),
         prompt_cache_key=fields.string("prompt_cache_key"),
         store=bool(store),
+        background=background,
     )
     return request, options
 

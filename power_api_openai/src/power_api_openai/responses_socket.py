@@ -25,14 +25,14 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from power_api_openai.conversation_store import ConversationStore
-from power_api_openai.errors import error_body, power_error_body, power_error_status
+from power_api_openai.errors import power_error_body, power_error_status
 from power_api_openai.reasoning_effort import apply_reasoning_effort
 from power_api_openai.response_store import ByteBudget, ResponseStore
-from power_api_openai.responses import ResponseBuilder, builder_events, echoed_sampling
+from power_api_openai.responses import ResponseBuilder, echoed_sampling, guarded_events
 from power_api_openai.responses_continued import (
     ContinuedBody,
     KeptInTurn,
@@ -42,10 +42,8 @@ from power_api_openai.responses_continued import (
 from power_api_openai.responses_request import parse_responses_request
 from power_api_openai.sampling import with_openai_defaults
 from power_core.errors import InvalidRequest, PowerError
-from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
 from power_core.server.disconnect import cancel_streams_when, is_client_gone_error
-from power_core.server.streams import guarded_stream
 from power_core.server.views import compact_json
 from power_core.server.websocket import WholeWrites
 from power_core.services import PowerServices
@@ -209,6 +207,11 @@ def _respond(
     request, options = parse_responses_request(continued.body)
     options.previous_response_id = continued.continues
     options.conversation_id = continued.conversation_id
+    if options.background:
+        raise InvalidRequest(
+            "background responses are made over HTTP; this connection streams its own.",
+            param="background",
+        )
     model = services.library.resolve(request.model)
     request.sampling = with_openai_defaults(request.sampling, model)
     apply_reasoning_effort(model, request, options.reasoning.get("effort"), "reasoning.effort")
@@ -223,7 +226,7 @@ def _respond(
     stream = services.generate(request, model)
     cancel_streams_when(lambda: not socket.connected, stream)
     finished = lambda: keep(builder.response(), builder.output, True)  # noqa: E731
-    with contextlib.closing(_events(stream, builder, finished)) as events:
+    with contextlib.closing(guarded_events(stream, builder, finished, socket_shape=True)) as events:
         for event in events:
             _send(socket, event, stream_id)
     return builder.status != "failed"
@@ -268,28 +271,6 @@ def _prepare(
                 builder.usage = event.usage
     finally:
         stream.cancel()
-
-
-def _events(
-    stream: GenerationStream, builder: ResponseBuilder, finished: Callable[[], None]
-) -> Generator[dict[str, Any], None, None]:
-    """The response's events, ``finished`` called before the last; an error on the way
-    ends them with the socket's ``error`` event and ``response.failed``. Closing them
-    cancels the generation."""
-
-    def started() -> Iterator[dict[str, Any]]:
-        yield from builder.start()
-        events = builder_events(stream, builder, finished)
-        yield from (event for event in events if event is not None)
-
-    def failed(exc: PowerError | None) -> list[dict[str, Any]]:
-        if exc is None:
-            return builder.failed_events(
-                error_body("internal error while generating", status=500), status=500
-            )
-        return builder.failed_events(power_error_body(exc), status=power_error_status(exc))
-
-    yield from guarded_stream(started(), stream.cancel, failed, log)
 
 
 def _send(socket: Any, event: dict[str, Any], stream_id: str | None) -> None:
