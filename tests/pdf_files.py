@@ -35,6 +35,38 @@ def pdf_with_pages(*texts: str, flate_repeats: int = 1) -> bytes:
             + content
             + b"\nendstream"
         )
+    return _assembled(bodies)
+
+
+def pdf_drawing_a_form(times: int, form_text: str = "again ") -> bytes:
+    """One page that draws a text form ``times`` times: a few bytes that make pypdf read
+    the form's text as often (slow pure Python for a large ``times``)."""
+    form_content = ("BT /F1 12 Tf 72 700 Td (" + form_text * 200 + ") Tj ET\n").encode()
+    page_content = b"BT /F1 12 Tf 72 720 Td (visible) Tj ET\n" + b"/Fm0 Do\n" * times
+    packed_page = zlib.compress(page_content, 9)
+    bodies = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources "
+        b"<< /Font << /F1 3 0 R >> /XObject << /Fm0 6 0 R >> >> /Contents 5 0 R >>",
+        b"<< /Length "
+        + str(len(packed_page)).encode()
+        + b" /Filter /FlateDecode >>\nstream\n"
+        + packed_page
+        + b"\nendstream",
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources "
+        b"<< /Font << /F1 3 0 R >> >> /Length "
+        + str(len(form_content)).encode()
+        + b" >>\nstream\n"
+        + form_content
+        + b"\nendstream",
+    ]
+    return _assembled(bodies)
+
+
+def _assembled(bodies: list[bytes]) -> bytes:
+    """A PDF file of ``bodies``, objects 1, 2, ... in order, with its cross-reference table."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(bodies, start=1):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from pdf_files import pdf_with_pages
+from pdf_files import pdf_drawing_a_form, pdf_with_pages
 from power_core import documents
 from power_core.documents import UnreadableDocument, pdf_text
 
@@ -51,15 +52,29 @@ def test_a_pdf_behind_a_password_is_refused_and_one_without_is_read() -> None:
 def test_a_small_pdf_that_unpacks_to_a_huge_one_is_refused_at_once() -> None:
     bomb = pdf_with_pages("x", flate_repeats=2_000_000)  # 66 MB of drawing in 70 KB
     assert len(bomb) < 200_000
-    with pytest.raises(UnreadableDocument, match="unpacks to more than"):
+    with pytest.raises(UnreadableDocument, match="bounds on reading"):
         pdf_text(bomb, "file")
     assert pdf_text(pdf_with_pages("fits", flate_repeats=100), "file").startswith("fits")
 
 
 def test_a_pdf_that_takes_too_long_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(documents, "MAX_SECONDS", 0.0)
-    with pytest.raises(UnreadableDocument, match="took more than"):
-        pdf_text(pdf_with_pages("a", "b"), "file")
+    with pytest.raises(UnreadableDocument, match="takes more than"):
+        pdf_text(pdf_with_pages("slow a", "slow b"), "file")
+
+
+def test_a_page_that_would_read_for_ever_is_stopped_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a 10 KB file whose one page draws a form 20,000 times: minutes of pure Python
+    slow = pdf_drawing_a_form(20_000)
+    assert len(slow) < 20_000
+    monkeypatch.setattr(documents, "MAX_SECONDS", 2.0)
+    started = time.monotonic()
+    with pytest.raises(UnreadableDocument, match="takes more than 2 s"):
+        pdf_text(slow, "file")
+    assert time.monotonic() - started < 10  # the reading process was ended, not awaited
+    assert pdf_text(pdf_drawing_a_form(2), "file").startswith("visible")
 
 
 def test_too_many_pages_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
