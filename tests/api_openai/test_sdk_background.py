@@ -127,3 +127,23 @@ def test_background_needs_store_and_http(client: OpenAI) -> None:
         for event in connection:
             assert event.type == "error" and "background" in event.error.message  # type: ignore[union-attr]
             break
+
+
+def test_a_cancelled_run_adds_nothing_to_its_conversation_and_a_deleted_one_is_gone(
+    client: OpenAI, v1: str
+) -> None:
+    conversation = client.conversations.create(items=[{"role": "user", "content": "Hi."}])
+    started = client.responses.create(
+        input="Tell a long story.", background=True, conversation=conversation.id, **LONG
+    )
+    deadline = time.monotonic() + 60
+    while not client.responses.retrieve(started.id).output:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.responses.cancel(started.id).status == "cancelled"
+    assert len(client.conversations.items.list(conversation.id).data) == 1
+    client.responses.delete(started.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(started.id)
+    gone = requests.get(f"{v1}/responses/{started.id}", params={"stream": "true"}, timeout=60)
+    assert_error_shape(gone, 400, "stream")

@@ -11,12 +11,16 @@ failed or cancelled, is kept in the server's :class:`ResponseStore` like any oth
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from power_api_openai.sse import event_frame
 from power_core.generation import GenerationStream
+
+log = logging.getLogger("power_api_openai")
 
 if TYPE_CHECKING:  # the builder's module starts runs: imported there, named here
     from power_api_openai.responses import ResponseBuilder
@@ -25,6 +29,8 @@ if TYPE_CHECKING:  # the builder's module starts runs: imported there, named her
 KEPT_SECONDS = 600.0
 #: seconds a follower waits for the next event before it sends a keep-alive
 PING_SECONDS = 5.0
+#: finished runs kept at most (the oldest go first)
+KEPT_RUNS = 256
 
 
 class BackgroundRun:
@@ -33,9 +39,14 @@ class BackgroundRun:
     def __init__(self, builder: ResponseBuilder, stream: GenerationStream) -> None:
         self.builder = builder
         self.stream = stream
-        self.events: list[dict[str, Any]] = []
+        #: (sequence number, SSE frame) of each event, written as it was made
+        self.events: list[tuple[int, str]] = []
+        #: the response as it ended (failed ones with their error)
+        self.final: dict[str, Any] | None = None
         self.cancelled = False
         self.finished_at: float | None = None
+        #: the response as its request answered it (``queued``)
+        self.queued: dict[str, Any] = {}
         # a gevent condition in the server (``threading`` is patched there)
         self._changed = threading.Condition()
 
@@ -45,7 +56,9 @@ class BackgroundRun:
 
     def publish(self, event: dict[str, Any]) -> None:
         with self._changed:
-            self.events.append(event)
+            self.events.append((event["sequence_number"], event_frame(event)))
+            if event["type"] in ("response.completed", "response.incomplete", "response.failed"):
+                self.final = event["response"]
             self._changed.notify_all()
 
     def finish(self) -> None:
@@ -58,9 +71,9 @@ class BackgroundRun:
             if not self.done:
                 self._changed.wait(seconds)
 
-    def follow(self, after: int) -> Iterator[dict[str, Any] | None]:
-        """Its events after sequence number ``after``, those made and those to come, until
-        it ends; ``None`` now and then while none comes (a keep-alive)."""
+    def follow(self, after: int) -> Iterator[str | None]:
+        """The frames of its events after sequence number ``after``, those made and those
+        to come, until it ends; ``None`` now and then while none comes (a keep-alive)."""
         index = 0
         while True:
             with self._changed:
@@ -71,14 +84,16 @@ class BackgroundRun:
                 ended = self.done
             if not batch and not ended:
                 yield None
-            for event in batch:
-                if event["sequence_number"] > after:
-                    yield event
+            for sequence, frame in batch:
+                if sequence > after:
+                    yield frame
             if ended and index >= len(self.events):
                 return
 
     def snapshot(self) -> dict[str, Any]:
-        """The response as it stands."""
+        """The response as it stands, or as it ended."""
+        if self.final is not None and not self.cancelled:
+            return self.final
         return self.builder.response()
 
     def cancel(self) -> None:
@@ -96,6 +111,9 @@ class BackgroundRuns:
     def get(self, response_id: str) -> BackgroundRun | None:
         self._drop_expired()
         return self._runs.get(response_id)
+
+    def forget(self, response_id: str) -> None:
+        self._runs.pop(response_id, None)
 
     def start(
         self,
@@ -119,17 +137,30 @@ class BackgroundRuns:
                     if event is not None and not run.cancelled:
                         run.publish(event)
             finally:
-                if run.cancelled:
-                    builder.status = "cancelled"
-                if builder.status in ("failed", "cancelled"):
-                    keep(builder.response())
-                run.finish()
+                try:
+                    if run.cancelled:
+                        builder.status = "cancelled"
+                        keep(builder.response())
+                    elif builder.status == "failed":
+                        keep(run.final or builder.response())
+                except Exception:  # its end is kept in memory all the same
+                    log.exception("background response %s was not kept", builder.id)
+                finally:
+                    run.finish()
 
+        queued = run.snapshot()
         threading.Thread(target=work, name=f"background {builder.id}", daemon=True).start()
+        run.queued = queued
         return run
 
     def _drop_expired(self) -> None:
         now = time.monotonic()
-        for response_id, run in list(self._runs.items()):
-            if run.finished_at is not None and now - run.finished_at > KEPT_SECONDS:
+        finished = [
+            (run.finished_at, response_id)
+            for response_id, run in self._runs.items()
+            if run.finished_at is not None
+        ]
+        finished.sort()
+        for index, (at, response_id) in enumerate(finished):
+            if now - at > KEPT_SECONDS or index < len(finished) - KEPT_RUNS:
                 del self._runs[response_id]

@@ -31,7 +31,7 @@ from power_api_openai.response_store import ResponseStore
 from power_api_openai.responses_continued import continued_body, keep_response
 from power_api_openai.responses_request import ResponsesOptions, parse_responses_request
 from power_api_openai.sampling import with_openai_defaults
-from power_api_openai.sse import PING, sse_response
+from power_api_openai.sse import PING, event_frame, sse_response
 from power_core.errors import PowerError
 from power_core.generation import GenerationStream
 from power_core.models import ResolvedModel
@@ -41,7 +41,6 @@ from power_core.server.disconnect import (
     cancel_when_client_leaves,
 )
 from power_core.server.streams import guarded_stream
-from power_core.server.views import compact_json
 from power_core.services import PowerServices
 from power_core.types import (
     ChoiceDone,
@@ -55,11 +54,6 @@ from power_core.types import (
 )
 
 log = logging.getLogger("power_api_openai")
-
-
-def event_frame(event: dict[str, Any]) -> str:
-    """One SSE frame naming its event, as the Responses API streams them."""
-    return f"event: {event['type']}\ndata: {compact_json(event)}\n\n"
 
 
 def create_response(
@@ -89,15 +83,25 @@ def create_response(
             keep_response(continued, builder.response(), builder.output, store, conversations)
 
     if options.background:
+
+        def run_events(run: BackgroundRun) -> Iterator[dict[str, Any]]:
+            def unless_cancelled() -> None:
+                # a cancelled run ends as a complete one would: it is kept as cancelled,
+                # and adds nothing to its conversation
+                if not run.cancelled:
+                    finished()
+
+            return guarded_events(stream, builder, unless_cancelled)
+
         run = runs.start(
             builder,
             stream,
-            lambda run: guarded_events(stream, builder, finished),
+            run_events,
             lambda response: store.put(response, *continued.stored_with(builder.output)),
         )
         if options.stream:  # the client may leave: the run goes on, to be followed again
             return sse_response(followed_frames(run, -1), lambda: None, end=None)
-        return json_response(run.snapshot())
+        return json_response(run.queued)
     if options.stream:
         cancel_if_client_leaves_while_queued(stream)
         frames = response_events(stream, builder, direct_writer(), finished)
@@ -115,8 +119,8 @@ def create_response(
 
 def followed_frames(run: BackgroundRun, after: int) -> Iterator[str]:
     """The SSE frames of a background run's events after sequence number ``after``."""
-    for event in run.follow(after):
-        yield PING if event is None else event_frame(event)
+    for frame in run.follow(after):
+        yield PING if frame is None else frame
 
 
 def count_input_tokens(

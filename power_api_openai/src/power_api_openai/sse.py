@@ -29,6 +29,11 @@ def data_frame(payload: Any) -> str:
     return "data: " + compact_json(payload) + "\n\n"
 
 
+def event_frame(event: dict[str, Any]) -> str:
+    """One SSE frame naming its event, as the Responses API streams them."""
+    return f"event: {event['type']}\ndata: {compact_json(event)}\n\n"
+
+
 def event_stream(
     frames: Iterator[str],
     cancel: Callable[[], None],

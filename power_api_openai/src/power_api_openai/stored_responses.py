@@ -33,6 +33,8 @@ def retrieve(store: ResponseStore, runs: BackgroundRuns, response_id: str) -> di
     if run is not None and not run.done:
         return run.snapshot()
     response = store.response(response_id)
+    if response is None and run is not None:  # ended, but not kept (over the store's bound)
+        return run.snapshot()
     if response is None:
         raise _not_found(response_id)
     return response
@@ -70,7 +72,8 @@ def delete(store: ResponseStore, runs: BackgroundRuns, response_id: str) -> dict
     run = runs.get(response_id)
     if run is not None and not run.done:
         _cancelled(run)
-    if not store.delete(response_id):
+    runs.forget(response_id)
+    if not store.delete(response_id) and run is None:
         raise _not_found(response_id)
     return {"id": response_id, "object": "response.deleted", "deleted": True}
 
@@ -80,7 +83,9 @@ def cancel(store: ResponseStore, runs: BackgroundRuns, response_id: str) -> dict
     run = runs.get(response_id)
     if run is not None:
         return _cancelled(run)
-    retrieve(store, runs, response_id)
+    kept = retrieve(store, runs, response_id)
+    if kept.get("background"):  # it ended before: answered as it ended
+        return kept
     raise InvalidRequest(
         "Only responses created with background set to true can be cancelled.",
         param="response_id",
