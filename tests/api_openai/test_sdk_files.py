@@ -43,7 +43,11 @@ def test_a_chat_file_part_is_read_as_its_text(client: OpenAI) -> None:
         },
     )
     assert as_file == chat_prompt_tokens(client, {"type": "text", "text": TEXT})
-    # bare base64 is taken too
+    # a data URL with parameters, and bare base64, are taken too
+    named = data_url(pdf_with_pages(*PAGES)).replace(";base64,", ";name=mill.pdf;base64,")
+    assert as_file == chat_prompt_tokens(
+        client, {"type": "file", "file": {"filename": "mill.pdf", "file_data": named}}
+    )
     bare = base64.b64encode(pdf_with_pages(*PAGES)).decode()
     assert as_file == chat_prompt_tokens(
         client, {"type": "file", "file": {"filename": "mill.pdf", "file_data": bare}}

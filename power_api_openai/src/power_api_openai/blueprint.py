@@ -118,7 +118,7 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     @handled
     def retrieve_response(response_id: str) -> Response:
         query = request.args.to_dict()
-        if Fields(query).string("stream") in ("true", "1"):
+        if (Fields(query).string("stream") or "").lower() in ("true", "1"):
             run = stored_responses.followed(runs, response_id)
             after = stored_responses.starting_after(query)
             return sse_response(followed_frames(run, after), lambda: None, end=None)

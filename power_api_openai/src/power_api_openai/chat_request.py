@@ -27,7 +27,9 @@ from power_core.types import (
 ROLES = ("developer", "system", "user", "assistant", "tool")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: a data URL of any media type: the type, then the base64 data
-_FILE_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,(.*)", re.DOTALL)
+_FILE_DATA_URL = re.compile(
+    r"data:([\w.+-]+/[\w.+-]+)(?:;[^;,]*)*;base64,(.*)", re.DOTALL | re.IGNORECASE
+)
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,(.*)$", re.DOTALL)
 
 
@@ -231,7 +233,7 @@ def attached_file_text(fields: Fields) -> str:
     param = fields.param("file_data")
     data = fields.string("file_data", required=True) or ""
     match = _FILE_DATA_URL.match(data)
-    if match is not None and match.group(1) != PDF_MEDIA_TYPE:
+    if match is not None and match.group(1).lower() != PDF_MEDIA_TYPE:
         raise UnsupportedFeature(
             f"files of type '{match.group(1)}' are not supported; PDFs are.", param=param
         )
