@@ -60,17 +60,20 @@ def weather(city: str) -> str:
     return f"Sunny and 21 C in {city}."
 
 
-def test_a_function_tool_round_trip(tools_model: str) -> None:
-    # the first turn must call the tool; the SDK then resets tool_choice, so the second
-    # reads the tool's output and answers in text
-    agent = Agent(
+def forecaster(model: Any) -> Agent[Any]:
+    """An agent whose first turn must call the weather tool; the SDK then resets
+    tool_choice, so the second reads the tool's output and answers in text."""
+    return Agent(
         name="Forecaster",
         instructions="Use the weather tool.",
-        model=tools_model,
+        model=model,
         tools=[weather],
         model_settings=ModelSettings(temperature=0, max_tokens=200, tool_choice="required"),
     )
-    result = run(Runner.run(agent, "What is the weather in Paris?"))
+
+
+def test_a_function_tool_round_trip(tools_model: str) -> None:
+    result = run(Runner.run(forecaster(tools_model), "What is the weather in Paris?"))
     kinds = [type(item) for item in result.new_items]
     assert kinds[:2] == [ToolCallItem, ToolCallOutputItem]
     assert kinds[-1] is MessageOutputItem
@@ -164,14 +167,8 @@ def test_an_agent_on_the_chat_completions_api_calls_a_tool(
     agents_client: AsyncOpenAI, tools_model: str
 ) -> None:
     # the model class users of Ollama's OpenAI API pick: Chat Completions, not Responses
-    agent = Agent(
-        name="Forecaster",
-        instructions="Use the weather tool.",
-        model=OpenAIChatCompletionsModel(model=tools_model, openai_client=agents_client),
-        tools=[weather],
-        model_settings=ModelSettings(temperature=0, max_tokens=200, tool_choice="required"),
-    )
-    result = run(Runner.run(agent, "What is the weather in Rome?"))
+    model = OpenAIChatCompletionsModel(model=tools_model, openai_client=agents_client)
+    result = run(Runner.run(forecaster(model), "What is the weather in Rome?"))
     kinds = [type(item) for item in result.new_items]
     assert kinds[:2] == [ToolCallItem, ToolCallOutputItem]
     assert kinds[-1] is MessageOutputItem

@@ -30,12 +30,8 @@ from typing import Any
 from power_api_openai.response_ids import item_id
 from power_core.errors import InvalidRequest, NotFound, PowerError
 from power_core.server.views import compact_json
-from power_core.store.local import sync_folder
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows has no flock: one server per home there
-    fcntl = None  # type: ignore[assignment]
+from power_core.store.local import replace_durably, sync_folder
+from power_core.store.locks import locked_descriptor
 
 log = logging.getLogger("power_api_openai")
 
@@ -49,7 +45,6 @@ GONE_KEPT = 1000
 #: what a crash left aside is removed at a start once it is this old (seconds): younger,
 #: it may be another server's write under way
 LEFTOVER_AGE = 3600
-_LOCK_POLL_SECONDS = 0.02
 
 
 class ConversationNotFound(NotFound):
@@ -385,19 +380,12 @@ class ConversationStore:
             if held:
                 places = [conversation.positions[item["id"]] for item in held]
                 lines.append({"add": held, "at": places})
+            data = b"".join(compact_json(line).encode() + b"\n" for line in lines)
             aside = self.folder / f".{conversation_id}.{uuid.uuid4().hex}"
             try:
-                with open(aside, "wb") as handle:
-                    for line in lines:
-                        handle.write(compact_json(line).encode() + b"\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(aside, self._path(conversation_id, "conversation_id"))
+                replace_durably(self._path(conversation_id, "conversation_id"), data, aside)
             except OSError as exc:  # the log as it was still holds everything
                 log.warning("conversation %s was not compacted: %s", conversation_id, exc)
-            finally:
-                with suppress(OSError):
-                    aside.unlink()
             self._forget(conversation_id)
 
     def _local_lock(
@@ -454,35 +442,15 @@ def _unwritable(exc: OSError) -> PowerError:
 
 def _locked_log(path: Path) -> Any:
     """The log at ``path`` open for appending, under an exclusive ``flock`` (waited for
-    with ``time.sleep``, which yields under gevent); ``None`` when there is none. A log
-    written anew (renamed over) while we waited is opened again."""
-    while True:
-        try:
-            descriptor = os.open(path, os.O_RDWR | os.O_APPEND)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise _unwritable(exc) from exc
-        handle = open(descriptor, "a+b")  # noqa: SIM115 - the caller closes it
-        try:
-            while fcntl is not None:
-                try:
-                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    time.sleep(_LOCK_POLL_SECONDS)
-            held = os.fstat(descriptor)
-            try:
-                now = os.stat(path)
-            except FileNotFoundError:
-                handle.close()
-                return None
-        except BaseException:
-            handle.close()
-            raise
-        if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
-            return handle
-        handle.close()
+    with ``time.sleep``, which yields under gevent; a log written anew while we waited is
+    opened again); ``None`` when there is none."""
+    try:
+        descriptor = locked_descriptor(path, exclusive=True, flags=os.O_RDWR | os.O_APPEND)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _unwritable(exc) from exc
+    return open(descriptor, "a+b")
 
 
 def _from_header(conversation_id: str, header: Any, path: Path) -> Conversation:

@@ -26,7 +26,7 @@ from pathlib import Path
 from power_api_openai.response_store import ShelvedEntry, StoredResponse
 from power_core.errors import PowerError
 from power_core.server.views import compact_json
-from power_core.store.local import sync_folder
+from power_core.store.local import replace_durably, sync_folder
 
 log = logging.getLogger("power_api_openai")
 
@@ -58,23 +58,16 @@ class DiskShelf:
             "inputs": [stored.inputs.start, stored.inputs.stop],
             "own_item_ids": list(stored.own_item_ids),
         }
-        data = b"\n".join([compact_json(header).encode(), stored.response, stored.conversation])
+        lines = [compact_json(header).encode(), stored.response, stored.conversation, b""]
+        data = b"\n".join(lines)
         aside = self.folder / f"{_ASIDE_PREFIX}{uuid.uuid4().hex}"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with open(aside, "wb") as handle:
-                handle.write(data + b"\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(aside, self.folder / f"{response_id}.jsonl")
-            sync_folder(self.folder)
+            replace_durably(self.folder / f"{response_id}.jsonl", data, aside)
         except OSError as exc:
             log.warning("response %s was not kept: %s", response_id, exc)
             return None
-        finally:
-            with suppress(OSError):  # renamed into place, or never made
-                aside.unlink()
-        return disk_bytes(len(data) + 1)
+        return disk_bytes(len(data))
 
     def load(self, response_id: str) -> StoredResponse | None:
         path = self._path(response_id)

@@ -65,6 +65,22 @@ def disk_error(exc: OSError, root: Path) -> PowerError:
     return PowerError(f"cannot write to the model store {root}: {exc.strerror or exc}")
 
 
+def replace_durably(path: Path, data: bytes, aside: Path) -> None:
+    """Make ``path`` hold ``data``: written to ``aside`` (in the same folder), synced, then
+    renamed over ``path``, the folder synced after; a crash leaves the old file or the new
+    one, never a torn one, and nothing aside. OSError when the disk refuses."""
+    try:
+        with open(aside, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(aside, path)
+    finally:
+        with suppress(OSError):  # renamed into place, or never made
+            aside.unlink()
+    sync_folder(path.parent)
+
+
 def sync_folder(path: Path) -> None:
     """Make a rename, creation or removal in the folder ``path`` durable; best effort, as
     some filesystems refuse to open folders."""

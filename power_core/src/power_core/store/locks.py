@@ -29,7 +29,7 @@ def file_lock(path: Path, *, exclusive: bool) -> Iterator[None]:
     Each call opens its own descriptor, so the lock also separates threads of one process.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _locked_descriptor(path, exclusive)
+    fd = locked_descriptor(path, exclusive=exclusive, flags=os.O_RDWR | os.O_CREAT)
     try:
         yield
     finally:
@@ -37,12 +37,14 @@ def file_lock(path: Path, *, exclusive: bool) -> Iterator[None]:
         os.close(fd)
 
 
-def _locked_descriptor(path: Path, exclusive: bool) -> int:
-    """A descriptor of ``path`` holding the lock. A holder may remove the file before it
-    lets go (see :func:`power_core.store.partial.open_partial`); a lock won on a file no
-    longer at ``path`` locks nothing, so it is dropped and ``path`` opened afresh."""
+def locked_descriptor(path: Path, *, exclusive: bool, flags: int) -> int:
+    """A descriptor of ``path`` (opened with ``flags``) holding an advisory ``flock``,
+    waited for with ``time.sleep``. A holder may remove or replace the file before it lets
+    go (see :func:`power_core.store.partial.open_partial`); a lock won on a file no longer
+    at ``path`` locks nothing, so it is dropped and ``path`` opened afresh. Without
+    ``os.O_CREAT`` in ``flags``, ``FileNotFoundError`` when ``path`` is gone."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, flags, 0o644)
         if fcntl is None:
             return fd
         mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
