@@ -303,3 +303,40 @@ def test_vocabularies_are_skipped_across_small_read_buffers(
     full = read_gguf_info(model_path, include_large_arrays=True)
     assert len(full.metadata["tokenizer.ggml.tokens"]) == 49152
     assert full.tensors == whole.tensors and full.data_offset == whole.data_offset
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("buffer_size", [4099, 65_536 + 7, 1 << 20])
+def test_raw_vocabularies_are_read_across_small_read_buffers(
+    model_path: Path, buffer_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The raw path slices strings out of the read buffer; each boundary splits a string or
+    # its length somewhere, and every token must still come out whole and in order.
+    full = read_gguf_info(model_path, include_large_arrays=True)
+    monkeypatch.setattr(gguf, "_BUFFER", buffer_size)
+    raw = read_gguf_info(model_path, raw_arrays=("tokenizer.ggml.tokens",))
+    tokens = raw.metadata["tokenizer.ggml.tokens"]
+    assert all(isinstance(token, bytes) for token in tokens)
+    decoded = [token.decode("utf-8", errors="replace") for token in tokens]
+    assert decoded == full.metadata["tokenizer.ggml.tokens"]
+    assert raw.tensors == full.tensors and raw.data_offset == full.data_offset
+
+
+def test_a_raw_string_longer_than_any_gguf_string_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the limit lowered to just above the file's keys (21 bytes at most)
+    long_token = b"x" * 40
+    path = tmp_path / "long-token.gguf"
+    path.write_bytes(_raw_gguf_with_tokens([b"ab", long_token, b"c"]))
+    monkeypatch.setattr(gguf, "MAX_STRING_LENGTH", 39)
+    with pytest.raises(InvalidModelFile, match="claims 40 bytes, more than any GGUF string"):
+        read_gguf_info(path, raw_arrays=("tokenizer.ggml.tokens",))
+    monkeypatch.setattr(gguf, "MAX_STRING_LENGTH", 40)
+    tokens = read_gguf_info(path, raw_arrays=("tokenizer.ggml.tokens",)).metadata
+    assert tokens["tokenizer.ggml.tokens"] == [b"ab", long_token, b"c"]
+
+
+def _raw_gguf_with_tokens(tokens: list[bytes]) -> bytes:
+    array = struct.pack("<IQ", STR, len(tokens)) + b"".join(gstr(token) for token in tokens)
+    return raw_gguf([*GOOD_KVS, kv("tokenizer.ggml.tokens", ARR, array)], GOOD_TENSORS, GOOD_DATA)

@@ -213,6 +213,24 @@ def _walk_strings(buffer: bytes, rel: int, count: int) -> tuple[int, int]:
     return rel, walked
 
 
+def _slice_strings(buffer: bytes, rel: int, count: int, into: list[bytes]) -> int:
+    """Append up to ``count`` whole strings in ``buffer`` from ``rel`` to ``into``; returns
+    the new offset. Stops before a string that crosses the buffer's end or claims more than
+    :data:`MAX_STRING_LENGTH` (the careful path reads or refuses it)."""
+    unpack, end, append = _U64.unpack_from, len(buffer), into.append
+    try:
+        for _ in range(count):
+            length = unpack(buffer, rel)[0]
+            following = rel + 8 + length
+            if following > end or length > MAX_STRING_LENGTH:
+                break
+            append(buffer[rel + 8 : following])
+            rel = following
+    except struct.error:  # its length runs past the buffer
+        pass
+    return rel
+
+
 class _Cursor:
     """Sequential little-endian reads through a sliding buffer, bounded by the file size."""
 
@@ -264,6 +282,18 @@ class _Cursor:
             if done < count:  # the next string crosses the buffer: the careful path
                 self.string(what, keep=False)
                 done += 1
+
+    def raw_strings(self, count: int, what: str) -> list[bytes]:
+        """``count`` strings' bytes, sliced from the buffer directly (vocabularies are large)."""
+        strings: list[bytes] = []
+        while len(strings) < count:
+            left = count - len(strings)
+            self.pos = self._start + _slice_strings(
+                self._buffer, self.pos - self._start, left, strings
+            )
+            if len(strings) < count:  # the next string crosses the buffer: the careful path
+                strings.append(self.raw_string(what))
+        return strings
 
     def raw_string(self, what: str) -> bytes:
         """A string's bytes as the file holds them (a vocabulary's may not be UTF-8)."""
@@ -432,7 +462,7 @@ def _read_raw_strings(cursor: _Cursor, key: str) -> list[bytes]:
             f"array {key!r} claims {count} elements, more than the file holds "
             "(a truncated or corrupt file)"
         )
-    return [cursor.raw_string(f"element of {key!r}") for _ in range(count)]
+    return cursor.raw_strings(count, f"element of {key!r}")
 
 
 def _read_tensor_info(cursor: _Cursor) -> TensorInfo:
