@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 from pathlib import Path
@@ -11,7 +12,10 @@ import ollama
 import pytest
 import requests
 
-from conftest import PowerServer, power_cli
+from conftest import TEST_MODEL_NAME, PowerServer, power_cli, real_model_path
+from power_core.config import Settings
+from power_core.plugins import get_registry
+from power_core.stores import open_library
 from registry_server import (
     DOCKER_GGUF,
     DOCKER_LICENSE,
@@ -19,6 +23,7 @@ from registry_server import (
     RegistryServer,
     TokenService,
 )
+from split_files import split_copy
 
 
 def test_pull_by_url_streams_ollama_progress(
@@ -289,3 +294,29 @@ def test_a_url_that_cannot_be_sent_is_the_clients_mistake(url: str, reference: s
         )
         assert answer.status_code == 400, answer.text
         assert "not a valid URL" in answer.json()["error"]
+
+
+@pytest.mark.model
+def test_a_split_model_pulled_by_url_is_the_file_it_was_cut_from(
+    client: ollama.Client, gguf_server: Any, power_server: PowerServer
+) -> None:
+    # the real model cut in three by the gguf package's writer, served over HTTP
+    parts = split_copy(real_model_path(), gguf_server.folder, "SmolLM2-Split.Q4_1", 3)
+    progress = list(client.pull(gguf_server.url(parts[0].name), stream=True))
+    statuses = [p.status for p in progress]
+    assert [f"pulling {part.name}" in statuses for part in parts] == [True] * 3
+    joining = [p for p in progress if p.status == "joining 3 parts"]
+    assert joining and joining[-1].completed == joining[-1].total
+    assert statuses[-1] == "success"
+
+    name = "smollm2-split:q4_1"
+    library = open_library(Settings(home=power_server.home), get_registry())
+    original = hashlib.sha256(real_model_path().read_bytes()).hexdigest()
+    assert library.resolve(name).model_digest == f"sha256:{original}"
+    # llama.cpp runs it as the model it was cut from: the same greedy answer
+    options = {"temperature": 0, "num_predict": 12, "seed": 1}
+    prompt = "Name three colours."
+    joined = client.generate(model=name, prompt=prompt, options=options).response
+    assert joined
+    assert joined == client.generate(model=TEST_MODEL_NAME, prompt=prompt, options=options).response
+    client.delete(name)

@@ -95,6 +95,12 @@ class TensorInfo:
             count *= dim
         return count
 
+    @property
+    def n_bytes(self) -> int:
+        """The size of the tensor's data (whole blocks: the reader refuses partial ones)."""
+        block, type_size = GGML_TYPE_SIZES[self.type]
+        return self.n_elements // block * type_size
+
 
 @dataclass
 class GGUFInfo:
@@ -111,6 +117,8 @@ class GGUFInfo:
     data_offset: int = 0
     file_size: int = 0
     tensors: list[TensorInfo] = field(default_factory=list)
+    #: where each key/value entry lies in the file: (start, end) byte offsets, in order
+    kv_spans: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def architecture(self) -> str:
@@ -365,13 +373,16 @@ def _parse(cursor: _Cursor, include_large: bool, raw_arrays: frozenset[str]) -> 
 
     metadata: dict[str, Any] = {}
     large: dict[str, int] = {}
+    spans: dict[str, tuple[int, int]] = {}
     for _ in range(kv_count):
+        start = cursor.pos
         key = cursor.string("metadata key")
         value_type = cursor.u32(f"type of {key!r}")
         if key in raw_arrays and value_type == _ARRAY:
             metadata[key] = _read_raw_strings(cursor, key)
         else:
             metadata[key] = _read_value(cursor, key, value_type, include_large, large, 0)
+        spans[key] = (start, cursor.pos)
     for key in large:
         if not include_large:
             metadata.pop(key, None)
@@ -405,6 +416,7 @@ def _parse(cursor: _Cursor, include_large: bool, raw_arrays: frozenset[str]) -> 
         data_offset=data_offset,
         file_size=cursor.size,
         tensors=tensors,
+        kv_spans=spans,
     )
 
 

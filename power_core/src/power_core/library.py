@@ -233,7 +233,8 @@ class ModelLibrary:
             for filename, blob in self._creator.uploaded_blobs(adapters or {}, "adapters").items()
         ]
         if files is not None:
-            uploaded, in_files, projector = self._creator.uploaded_gguf(files)
+            weights, in_files, projector = self._creator.uploaded_gguf(files)
+            uploaded = self._creator.join_uploaded(weights, progress)
             return self._creator.create(
                 name, None, uploaded, changes, progress, file_type, [*in_files, *added], projector
             )

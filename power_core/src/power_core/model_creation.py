@@ -32,6 +32,14 @@ from power_core.names import ModelRef
 from power_core.projectors import ProjectorSource, check_projector, check_weights, is_projector
 from power_core.quantize import plan_quantizing, quantize_weights
 from power_core.sources import ProgressCallback, PullProgress
+from power_core.split_joining import join_into_store
+from power_core.split_models import (
+    part_names,
+    read_parts,
+    refuse_later_part,
+    refuse_split,
+    split_part,
+)
 from power_core.store.base import ModelStore, StoredBlob
 from power_core.store.builder import LayerChanges, build_manifest
 from power_core.store.digests import normalize_digest
@@ -66,13 +74,14 @@ class ModelCreator:
 
     def uploaded_gguf(
         self, files: dict[str, str]
-    ) -> tuple[StoredBlob, list[AdapterSource], ProjectorSource | None]:
-        """The model among ``files`` (file names to digests of uploaded blobs), and the LoRA
+    ) -> tuple[list[tuple[str, StoredBlob]], list[AdapterSource], ProjectorSource | None]:
+        """The model among ``files`` (file names to digests of uploaded blobs): its one GGUF,
+        or the parts of a split model in order (see :meth:`join_uploaded`); and the LoRA
         adapters and the multimodal projector among them, which Ollama takes in ``files``
         too."""
         if not isinstance(files, dict) or not files:
             raise InvalidRequest("'files' must map file names to blob digests", param="files")
-        ggufs: list[StoredBlob] = []
+        ggufs: list[tuple[str, StoredBlob, GGUFInfo]] = []
         adapters: list[AdapterSource] = []
         projectors: list[ProjectorSource] = []
         for filename, blob in self.uploaded_blobs(files, "files").items():
@@ -82,14 +91,32 @@ class ModelCreator:
             elif is_projector(info):
                 projectors.append(ProjectorSource(filename, blob))
             else:
-                ggufs.append(blob)
+                ggufs.append((filename, blob, info))
         if not ggufs:
             raise InvalidRequest("'files' holds adapters or projectors but no model", param="files")
-        if len(ggufs) > 1:
-            raise UnsupportedFeature("only one GGUF file per model is supported", param="files")
         if len(projectors) > 1:
             raise InvalidRequest("'files' holds more than one projector", param="files")
-        return ggufs[0], adapters, projectors[0] if projectors else None
+        if len(ggufs) > 1:
+            parts = [split_part(info) for _, _, info in ggufs]
+            if any(part is None or part.count != len(ggufs) for part in parts):
+                raise UnsupportedFeature(
+                    "only one GGUF file per model is supported, or every part of one split model",
+                    param="files",
+                )
+            ggufs.sort(key=lambda gguf: _part_number(gguf[2]))
+        weights = [(filename, blob) for filename, blob, _ in ggufs]
+        return weights, adapters, projectors[0] if projectors else None
+
+    def join_uploaded(
+        self, parts: list[tuple[str, StoredBlob]], progress: ProgressCallback
+    ) -> StoredBlob:
+        """The uploaded parts of a split model (file names and blobs, in order) joined into
+        one blob; one uploaded GGUF as it is."""
+        if len(parts) == 1:
+            return parts[0][1]
+        paths = [self.store.blob_path(blob.digest) for _, blob in parts]
+        infos = read_parts(paths, [filename for filename, _ in parts])
+        return join_into_store(self.store, paths, infos, progress)
 
     def uploaded_blobs(self, files: dict[str, str], param: str) -> dict[str, StoredBlob]:
         """The uploaded GGUF blobs that ``files`` (file names to digests) names."""
@@ -134,11 +161,15 @@ class ModelCreator:
         # refused before the first report: a surface still answers with its own status
         job = None
         if source is not None or quantize is not None or adapters or projector:
+            # named as the request named them: never the store's own files
+            named = str(source) if isinstance(source, Path) else None
+            if isinstance(source, Path):
+                source = self._joined_if_split(source, progress)
             # a bad file is refused before gigabytes of it are copied
             path, info = self._weights_file(from_, source)
-            # named as the request named them: never the store's own files
-            label = from_ or (str(source) if isinstance(source, Path) else f"blob {path.name}")
+            label = from_ or named or f"blob {path.name}"
             check_weights(label, info)
+            refuse_split(label, info)
             self._check_adapters(from_ or path.name, path, info, adapters)
             if projector is not None:
                 check_projector(projector.label, self._projector_info(projector))
@@ -207,6 +238,20 @@ class ModelCreator:
         except InvalidModelFile as exc:
             message = f"adapter '{adapter.label}': {exc.message}"
             raise InvalidRequest(message, param="adapters") from None
+
+    def _joined_if_split(self, path: Path, progress: ProgressCallback) -> Path | StoredBlob:
+        """``path``, or where it is the first part of a split model, the blob its parts
+        beside it are joined into (checked first: a missing or foreign part is refused)."""
+        try:
+            part = split_part(read_gguf_info(path))
+        except InvalidModelFile:
+            return path  # refused in the words of the usual checks
+        if part is None:
+            return path
+        refuse_later_part(str(path), part)
+        paths = [path.with_name(name) for name in part_names(path.name, part.count)]
+        infos = read_parts(paths, [str(p) for p in paths])
+        return join_into_store(self.store, paths, infos, progress)
 
     def _weights_file(
         self, from_: str | None, source: Path | StoredBlob | None
@@ -359,3 +404,8 @@ class ModelCreator:
 
         report(0)
         return self.store.put_blob_file(path, progress=report)
+
+
+def _part_number(info: GGUFInfo) -> int:
+    part = split_part(info)
+    return part.number if part is not None else 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from power_core.errors import InvalidRequest
 from power_core.gguf import GGUFInfo, read_gguf_info
+from power_core.split_models import split_part
 from power_core.store.base import StoredBlob
 
 #: ``general.type`` of projectors: llama.cpp's converter writes ``mmproj``, Ollama's
@@ -62,12 +63,18 @@ def check_weights(label: str, weights: GGUFInfo) -> None:
 
 
 def gguf_files_in(folder: Path) -> tuple[Path, Path | None]:
-    """A ``FROM`` folder's model GGUF and its projector (one of each at most)."""
+    """A ``FROM`` folder's model GGUF and its projector (one of each at most); a model
+    split into parts counts once, as its first part."""
     models: list[Path] = []
     projectors: list[Path] = []
     for path in sorted(folder.glob("*.gguf")):
-        if path.is_file():
-            (projectors if is_projector(read_gguf_info(path)) else models).append(path)
+        if not path.is_file():
+            continue
+        info = read_gguf_info(path)
+        part = split_part(info)
+        if part is not None and part.number > 1:
+            continue  # joined with the first part of its split model
+        (projectors if is_projector(info) else models).append(path)
     if len(models) != 1 or len(projectors) > 1:
         found = ", ".join(p.name for p in models + projectors) or "none"
         raise InvalidRequest(

@@ -1,0 +1,145 @@
+"""Models split into GGUF parts come into the store joined: pulled by the first part's URL
+(every part downloaded, then joined, the parts dropped), created from the first part's path
+or its folder, or from every part uploaded as blobs."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from power_core.errors import InvalidRequest, PullFailed, UnsupportedFeature
+from power_core.library import ModelLibrary
+from power_core.names import ModelRef
+from power_core.sources import PullProgress
+from power_core.store.local import LocalStore
+from split_files import write_tiny_model
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def split(tmp_path: Path) -> tuple[bytes, list[Path]]:
+    """A tiny model's whole file, and the same model in 3 parts."""
+    folder = tmp_path / "split"
+    folder.mkdir()
+    write_tiny_model(tmp_path / "whole.gguf")
+    write_tiny_model(folder / "Tiny-Model.Q8_0.gguf", split_max_tensors=2)
+    return (tmp_path / "whole.gguf").read_bytes(), sorted(folder.glob("*-of-*.gguf"))
+
+
+def stored_blobs(store: LocalStore) -> set[str]:
+    return {"sha256:" + p.name[7:] for p in store.blobs_dir.iterdir()}
+
+
+def serve(file_server, parts: list[Path], query: str = "") -> list[str]:
+    for part in parts:
+        file_server.add(f"/models/{part.name}{query}", part.read_bytes())
+    return [file_server.url(f"/models/{part.name}{query}") for part in parts]
+
+
+def test_pulling_the_first_part_joins_every_part(
+    library: ModelLibrary, file_server, split: tuple[bytes, list[Path]], check_store
+) -> None:
+    whole, parts = split
+    urls = serve(file_server, parts, "?download=true")
+    events: list[PullProgress] = []
+    name = library.pull(urls[0], progress=events.append)
+    assert name == "tiny-model:q8_0"  # the whole model's name, not the first part's
+    assert library.resolve(name).model_digest == sha(whole)
+    store: LocalStore = library.store  # type: ignore[assignment]
+    manifest = library.store.read_manifest(ModelRef.parse(name))
+    assert manifest is not None
+    assert stored_blobs(store) == set(manifest.manifest.digests)  # the parts are gone
+    assert [path for path, _, _ in file_server.requests] == [
+        f"/models/{part.name}?download=true" for part in parts
+    ]
+    statuses = [e.status for e in events]
+    for part in parts:
+        assert f"pulling {part.name}" in statuses
+    joining = [e for e in events if e.status == "joining 3 parts"]
+    assert joining and joining[-1].completed == joining[-1].total
+    assert statuses.index("joining 3 parts") < statuses.index("writing manifest")
+    assert statuses[-1] == "success"
+    check_store(store.root)
+
+
+def test_a_later_part_or_a_digest_is_refused_before_the_rest_is_fetched(
+    library: ModelLibrary, file_server, split: tuple[bytes, list[Path]]
+) -> None:
+    _, parts = split
+    urls = serve(file_server, parts)
+    with pytest.raises(InvalidRequest, match=r"part 2 of 3 .*give the first part"):
+        library.pull(urls[1])
+    first = sha(parts[0].read_bytes())
+    with pytest.raises(InvalidRequest, match="a digest names one file"):
+        library.pull(urls[0], expected_digest=first)
+    assert [path for path, _, _ in file_server.requests] == [
+        f"/models/{parts[1].name}",
+        f"/models/{parts[0].name}",
+    ]
+    assert library.list_models() == []
+
+
+def test_a_missing_part_fails_the_pull_and_leaves_no_part_behind(
+    library: ModelLibrary, file_server, split: tuple[bytes, list[Path]], check_store
+) -> None:
+    _, parts = split
+    urls = serve(file_server, parts[:2])
+    with pytest.raises(PullFailed, match=r"-00003-of-00003\.gguf: HTTP 404"):
+        library.pull(urls[0])
+    store: LocalStore = library.store  # type: ignore[assignment]
+    assert not store.blobs_dir.exists() or stored_blobs(store) == set()
+    assert library.list_models() == []
+    check_store(store.root)
+
+
+def test_a_part_of_another_model_is_refused(
+    library: ModelLibrary, file_server, split: tuple[bytes, list[Path]], tmp_path: Path
+) -> None:
+    _, parts = split
+    write_tiny_model(tmp_path / "other.gguf", split_max_tensors=3)  # 2 parts
+    other = sorted(tmp_path.glob("other-*-of-*.gguf"))
+    urls = serve(file_server, parts)
+    file_server.add(f"/models/{parts[1].name}", other[1].read_bytes())
+    with pytest.raises(InvalidRequest, match=r"should be part 2 of 3 .* part 2 of 2"):
+        library.pull(urls[0])
+    assert library.list_models() == []
+
+
+def test_creating_from_the_first_parts_path_or_its_folder(
+    library: ModelLibrary, split: tuple[bytes, list[Path]], check_store
+) -> None:
+    whole, parts = split
+    events: list[PullProgress] = []
+    library.create_from_modelfile("from-path", f"FROM {parts[0]}\n", parts[0].parent, events.append)
+    assert library.resolve("from-path").model_digest == sha(whole)
+    assert "joining 3 parts" in [e.status for e in events]
+    library.create_from_modelfile("from-folder", "FROM .\n", parts[0].parent)
+    assert library.resolve("from-folder").model_digest == sha(whole)
+    with pytest.raises(InvalidRequest, match=r"part 3 of 3 .*give the first part"):
+        library.create_from_modelfile("later", f"FROM {parts[2]}\n", parts[0].parent)
+    parts[1].unlink()
+    with pytest.raises(InvalidRequest, match=r"part 2 of 3 of the split model is missing"):
+        library.create_from_modelfile("missing", f"FROM {parts[0]}\n", parts[0].parent)
+    check_store(library.store.root)
+
+
+def test_creating_from_every_part_uploaded(
+    library: ModelLibrary, split: tuple[bytes, list[Path]], check_store
+) -> None:
+    whole, parts = split
+    digests = {part.name: library.store.put_blob_file(part).digest for part in parts}
+    # in any order: the parts say which they are
+    files = dict(reversed(list(digests.items())))
+    library.create("uploaded", files=files)
+    assert library.resolve("uploaded").model_digest == sha(whole)
+    with pytest.raises(InvalidRequest, match=r"is part 1 of 3 of a split GGUF model"):
+        library.create("first-only", files={parts[0].name: digests[parts[0].name]})
+    two = {name: digests[name] for name in list(digests)[:2]}
+    with pytest.raises(UnsupportedFeature, match="every part of one split model"):
+        library.create("two-of-three", files=two)
+    check_store(library.store.root)
