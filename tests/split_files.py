@@ -22,11 +22,11 @@ def split_copy(source: Path, folder: Path, stem: str, parts: int) -> list[Path]:
     return written
 
 
-def write_tiny_model(path: Path, *, split_max_tensors: int = 0) -> None:
+def write_tiny_model(path: Path, *, split_max_tensors: int = 0, context_length: int = 64) -> None:
     """Five tensors of different sizes (unaligned lengths) under ``path``, whole or split."""
     writer = gguf.GGUFWriter(path, "llama", split_max_tensors=split_max_tensors)
     writer.add_block_count(1)
-    writer.add_context_length(64)
+    writer.add_context_length(context_length)
     writer.add_tokenizer_model("gpt2")
     writer.add_token_list([f"t{i}" for i in range(300)])  # a large array, skipped by reading
     for index in range(5):

@@ -172,6 +172,8 @@ class FileServer:
 
     files: dict[str, ServedFile] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
+    #: the paths asked for with HEAD (not in :attr:`requests`, which are the GETs)
+    heads: list[str] = field(default_factory=list)
     port: int = 0
 
     def add(self, path: str, data: bytes, **options: Any) -> ServedFile:
@@ -193,6 +195,19 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
+
+        def do_HEAD(self) -> None:
+            served = server.files.get(self.path)
+            server.heads.append(self.path)
+            self.send_response(404 if served is None else 200)
+            if served is not None:
+                self.send_header("Content-Type", served.content_type)
+                self.send_header("Content-Length", str(len(served.data)))
+                if served.etag:
+                    self.send_header("ETag", served.etag)
+            else:
+                self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def do_GET(self) -> None:
             served = server.files.get(self.path)

@@ -84,17 +84,70 @@ def test_a_later_part_or_a_digest_is_refused_before_the_rest_is_fetched(
     assert library.list_models() == []
 
 
-def test_a_missing_part_fails_the_pull_and_leaves_no_part_behind(
+def test_a_pull_that_stopped_resumes_without_the_parts_it_finished(
     library: ModelLibrary, file_server, split: tuple[bytes, list[Path]], check_store
 ) -> None:
-    _, parts = split
+    whole, parts = split
     urls = serve(file_server, parts[:2])
     with pytest.raises(PullFailed, match=r"-00003-of-00003\.gguf: HTTP 404"):
         library.pull(urls[0])
-    store: LocalStore = library.store  # type: ignore[assignment]
-    assert not store.blobs_dir.exists() or stored_blobs(store) == set()
     assert library.list_models() == []
+    store: LocalStore = library.store  # type: ignore[assignment]
+    assert len(stored_blobs(store)) == 2  # kept for the next pull
     check_store(store.root)
+
+    serve(file_server, parts[2:])
+    before = len(file_server.requests)
+    assert library.pull(urls[0]) == "tiny-model:q8_0"
+    # asked whether parts 1 and 2 are still the same files; downloaded only part 3
+    assert [path for path, _, _ in file_server.requests[before:]] == [f"/models/{parts[2].name}"]
+    assert f"/models/{parts[0].name}" in file_server.heads
+    assert library.resolve("tiny-model:q8_0").model_digest == sha(whole)
+    manifest = store.read_manifest(ModelRef.parse("tiny-model:q8_0"))
+    assert manifest is not None and stored_blobs(store) == set(manifest.manifest.digests)
+    assert list(store.partial_dir.glob("*.json")) == []  # the note went with the parts
+    check_store(store.root)
+
+
+def test_a_new_version_on_the_server_is_downloaded_whole(
+    library: ModelLibrary, file_server, split: tuple[bytes, list[Path]], tmp_path: Path
+) -> None:
+    _, parts = split
+    urls = serve(file_server, parts[:2])
+    with pytest.raises(PullFailed, match="HTTP 404"):
+        library.pull(urls[0])
+    # a new version of the model, with new ETags, replaces the files on the server
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    write_tiny_model(newer / "Tiny-Model.Q8_0.gguf", split_max_tensors=2, context_length=128)
+    write_tiny_model(tmp_path / "newer-whole.gguf", context_length=128)
+    for part in sorted(newer.glob("*-of-*.gguf")):
+        file_server.add(f"/models/{part.name}", part.read_bytes(), etag='"v2"')
+    before = len(file_server.requests)
+    library.pull(urls[0])
+    fetched = [path for path, _, _ in file_server.requests[before:]]
+    assert fetched == [f"/models/{part.name}" for part in parts]  # nothing old reused
+    newer_whole = (tmp_path / "newer-whole.gguf").read_bytes()
+    assert library.resolve("tiny-model:q8_0").model_digest == sha(newer_whole)
+    store: LocalStore = library.store  # type: ignore[assignment]
+    manifest = store.read_manifest(ModelRef.parse("tiny-model:q8_0"))
+    assert manifest is not None and stored_blobs(store) == set(manifest.manifest.digests)
+
+
+def test_only_the_parts_still_the_same_are_kept(
+    library: ModelLibrary, file_server, split: tuple[bytes, list[Path]]
+) -> None:
+    whole, parts = split
+    urls = serve(file_server, parts[:2])
+    with pytest.raises(PullFailed, match="HTTP 404"):
+        library.pull(urls[0])
+    file_server.files[f"/models/{parts[1].name}"].etag = '"v2"'  # the server says it changed
+    serve(file_server, parts[2:])
+    before = len(file_server.requests)
+    library.pull(urls[0])
+    fetched = [path for path, _, _ in file_server.requests[before:]]
+    assert fetched == [f"/models/{parts[1].name}", f"/models/{parts[2].name}"]
+    assert library.resolve("tiny-model:q8_0").model_digest == sha(whole)
 
 
 def test_a_part_of_another_model_is_refused(

@@ -37,3 +37,9 @@ def suggest_model_name(url: str) -> str:
     model = _clean(stem)
     name = f"{model}:{tag}"
     return name if model and is_model_name(name) else "model:latest"
+
+
+def file_label(url: str) -> str:
+    """The file name in ``url``, as progress reports name a download (``pulling NAME``)."""
+    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return name[:80] or "model"

@@ -20,23 +20,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from power_core.errors import DigestMismatch, InvalidModelFile, InvalidRequest, PullFailed
 from power_core.gguf import GGUFInfo, check_gguf_magic, read_gguf_info
-from power_core.pull.naming import suggest_model_name
+from power_core.pull.naming import file_label, suggest_model_name
 from power_core.pull.network_failures import failure_reason, network_errors
+from power_core.pull.split_url import fetch_split, reusable_part
 from power_core.pull.writeback import EarlyWriteback
 from power_core.sources import FetchedBlob, ProgressCallback, PullProgress
-from power_core.split_joining import join_into_store
-from power_core.split_models import (
-    SplitPart,
-    part_names,
-    read_parts,
-    refuse_later_part,
-    split_part,
-    whole_model_name,
-)
+from power_core.split_models import split_part
 from power_core.store.base import ModelStore, PartialDownload, StoredBlob
 from power_core.store.digests import digest_hex, normalize_digest
 from power_core.store.writes import write_all
@@ -103,10 +95,8 @@ class UrlSource:
         """
         url = reference
         expected = normalize_digest(expected_digest) if expected_digest else None
-        label = expected[7:19] if expected else _file_label(url)
-        blob, info = self.download_blob(
-            url, store, progress, expected=expected, label=label, insecure=insecure
-        )
+        label = expected[7:19] if expected else file_label(url)
+        blob, info = self._first_file(url, store, progress, expected, label, insecure)
         part = split_part(info) if info is not None else None
         if part is not None:
             if expected is not None:
@@ -115,7 +105,7 @@ class UrlSource:
                     "names one file, so it cannot be checked against the joined model",
                     param="digest",
                 )
-            return self._fetch_split(url, part, blob, store, progress, insecure)
+            return fetch_split(self, url, part, blob, store, progress, insecure)
         return FetchedBlob(
             digest=blob.digest,
             size=blob.size,
@@ -123,44 +113,47 @@ class UrlSource:
             gguf_info=info,
         )
 
-    def _fetch_split(
+    def _first_file(
         self,
         url: str,
-        part: SplitPart,
-        first: StoredBlob,
         store: ModelStore,
         progress: ProgressCallback,
+        expected: str | None,
+        label: str,
         insecure: bool,
-    ) -> FetchedBlob:
-        """Download the other parts of the split model whose first part ``url`` named,
-        join them into one blob and drop the parts (see :mod:`power_core.split_models`)."""
-        refuse_later_part(url, part)
-        urls = _part_urls(url, part.count)
-        parts = [first]
-        try:
-            for part_url in urls[1:]:
+    ) -> tuple[StoredBlob, GGUFInfo | None]:
+        """The file ``url`` names; where it began a split model that an earlier pull left
+        unfinished, the one that pull downloaded, if the server still has it."""
+        known = None if expected else reusable_part(self, store, url, url, insecure)
+        if known is not None:
+            with contextlib.suppress(DigestMismatch):  # changed since: downloaded anew
                 blob, _ = self.download_blob(
-                    part_url,
-                    store,
-                    progress,
-                    expected=None,
-                    label=_file_label(part_url),
-                    insecure=insecure,
+                    url, store, progress, expected=known, label=label, insecure=insecure
                 )
-                parts.append(blob)
-            paths = [store.blob_path(blob.digest) for blob in parts]
-            infos = read_parts(paths, urls)
-            joined = join_into_store(store, paths, infos, progress)
-        finally:
-            # the parts are no model's: the joined blob is, or nothing (a failed pull
-            # downloads them again; each interrupted one resumes)
-            store.gc([blob.digest for blob in parts])
-        return FetchedBlob(
-            digest=joined.digest,
-            size=joined.size,
-            suggested_name=suggest_model_name(_whole_url(url)),
-            gguf_info=read_gguf_info(store.blob_path(joined.digest)),
+                return blob, read_gguf_info(store.blob_path(blob.digest))
+        return self.download_blob(
+            url, store, progress, expected=expected, label=label, insecure=insecure
         )
+
+    def current_validator(self, url: str, insecure: bool) -> str | None:
+        """What identifies the file at ``url`` now (its ETag, else its Last-Modified), from a
+        ``HEAD``; ``None`` when the server names none or cannot be asked."""
+        import requests
+
+        session = self._session or requests.Session()
+        try:
+            response = session.head(
+                url,
+                allow_redirects=True,
+                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                verify=not insecure and session.verify,
+            )
+            return _validator(response) if response.ok else None
+        except (requests.RequestException, ValueError):
+            return None
+        finally:
+            if session is not self._session:
+                session.close()
 
     def download_blob(
         self,
@@ -482,28 +475,6 @@ def _resumed_total(response: requests.Response, offset: int) -> int | None:
     if match is None or int(match.group(1)) != offset:
         return None
     return int(match.group(3)) if match.group(3) != "*" else None
-
-
-def _part_urls(url: str, count: int) -> list[str]:
-    """The URLs of all ``count`` parts of a split model, from its first part's URL (the
-    file name changed, the query kept: a signed link's parts are signed alike or not)."""
-    scheme, host, path, query, fragment = urlsplit(url)
-    folder, _, name = path.rpartition("/")
-    return [
-        urlunsplit((scheme, host, f"{folder}/{part}", query, fragment))
-        for part in part_names(name, count)
-    ]
-
-
-def _whole_url(url: str) -> str:
-    """``url`` with its file name that of the whole model (for the suggested name)."""
-    scheme, host, path, query, fragment = urlsplit(url)
-    return urlunsplit((scheme, host, whole_model_name(path), query, fragment))
-
-
-def _file_label(url: str) -> str:
-    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    return name[:80] or "model"
 
 
 def _disk_failure(exc: OSError, url: str) -> PullFailed:
