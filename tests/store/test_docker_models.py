@@ -25,6 +25,7 @@ from registry_server import (
     RegistryServer,
     digest_of,
 )
+from split_files import write_tiny_model
 from tiny_projector import write_tiny_projector
 
 JINJA = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}<|assistant|>"
@@ -109,11 +110,10 @@ def test_a_docker_model_with_only_weights_keeps_the_gguf_template(
 @pytest.mark.parametrize(
     ("layers", "refusal"),
     [
-        ([(DOCKER_GGUF, b"GGUF-1"), (DOCKER_GGUF, b"GGUF-2")], "a GGUF split into 2 files"),
         ([("application/vnd.docker.ai.safetensors", b"weights")], "holds safetensors weights"),
         ([(DOCKER_LICENSE, LICENSE)], "has no GGUF weights"),
     ],
-    ids=["split", "safetensors", "no-weights"],
+    ids=["safetensors", "no-weights"],
 )
 def test_docker_models_the_store_cannot_hold_are_refused_before_any_download(
     puller: ModelLibrary,
@@ -126,6 +126,42 @@ def test_docker_models_the_store_cannot_hold_are_refused_before_any_download(
         puller.pull(registry.name("odd", "latest", namespace="ai"))
     assert registry.storage_gets() == 0
     assert puller.list_models() == []
+
+
+def test_a_split_docker_model_is_pulled_part_by_part_and_joined(
+    puller: ModelLibrary,
+    registry: RegistryServer,
+    tmp_path: Path,
+    check_store: Callable[[Path], None],
+) -> None:
+    write_tiny_model(tmp_path / "whole.gguf")
+    write_tiny_model(tmp_path / "tiny.gguf", split_max_tensors=2)
+    parts = [path.read_bytes() for path in sorted(tmp_path.glob("tiny-*-of-*.gguf"))]
+    # in any order: each part says which it is
+    registry.add_docker_model("split", "q8", [(DOCKER_GGUF, part) for part in reversed(parts)])
+    name = puller.pull(registry.name("split", "q8", namespace="ai"))
+    whole = (tmp_path / "whole.gguf").read_bytes()
+    assert puller.resolve(name).model_digest == digest_of(whole)
+    manifest = stored_manifest(puller, name)
+    stored = {path.name for path in (puller.store.root / "blobs").iterdir()}  # type: ignore[attr-defined]
+    assert stored == {digest.replace(":", "-") for digest in manifest.digests}  # parts gone
+    check_store(puller.store.root)  # type: ignore[attr-defined]
+
+
+def test_gguf_layers_that_are_no_parts_of_one_model_are_refused(
+    puller: ModelLibrary, registry: RegistryServer, tiny_gguf: Path, tmp_path: Path
+) -> None:
+    write_tiny_model(tmp_path / "whole.gguf")
+    layers = [
+        (DOCKER_GGUF, tiny_gguf.read_bytes()),
+        (DOCKER_GGUF, (tmp_path / "whole.gguf").read_bytes()),
+    ]
+    registry.add_docker_model("two", "models", layers)
+    with pytest.raises(PullFailed, match=r"has 2 GGUF layers, not the parts of one model: .*"):
+        puller.pull(registry.name("two", "models", namespace="ai"))
+    assert puller.list_models() == []
+    stored = puller.store.root / "blobs"  # type: ignore[attr-defined]
+    assert not stored.exists() or list(stored.iterdir()) == []
 
 
 def test_a_projector_layer_that_is_no_projector_stores_no_model(

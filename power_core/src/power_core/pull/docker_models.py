@@ -8,9 +8,11 @@ downloads the layers it can use and stores the model in Ollama's layout, as a cr
 build it: the same blobs (so nothing is stored twice), Ollama's media types, and the
 config's ``context_size`` as the model's ``num_ctx``.
 
-Weights in several GGUF files (a split model) and safetensors weights are refused before
-anything is downloaded: the store and the backend read one GGUF file per model. So are
-CNCF ModelPack artifacts and container images, which are no GGUF models either.
+Weights in several GGUF files (a split model, ``docker model package`` of a
+``-00001-of-0000N.gguf`` file) are downloaded part by part and joined into one, as a pull of
+a split model's URL joins them (:mod:`power_core.split_models`). Safetensors weights are
+refused before anything is downloaded: the backend reads GGUF. So are CNCF ModelPack
+artifacts and container images, which are no GGUF models either.
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from power_core.adapters import is_adapter
-from power_core.errors import InvalidModelFile
+from power_core.errors import InvalidModelFile, InvalidRequest
+from power_core.gguf import GGUFInfo, read_gguf_info
 from power_core.projectors import is_projector
 from power_core.pull.registry_layers import check_expected
 from power_core.sources import FetchedBlob
+from power_core.split_joining import join_into_store
+from power_core.split_models import read_parts, split_part
 from power_core.store.builder import MAX_TEXT_LAYER, LayerChanges
 from power_core.store.manifest import Layer, Manifest
 
 if TYPE_CHECKING:
     from power_core.names import ModelRef
     from power_core.pull.registry_layers import LayerDownloads
+    from power_core.store.base import StoredBlob
 
 OCI_MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -61,7 +67,8 @@ _OTHER_WEIGHTS = {
 class DockerModelLayers:
     """The layers of a Docker model artifact that a pull downloads."""
 
-    weights: Layer
+    #: one GGUF, or the parts of a split one (in the manifest's order)
+    weights: list[Layer]
     projector: Layer | None = None
     licenses: list[Layer] = field(default_factory=list)
     template: Layer | None = None
@@ -110,7 +117,8 @@ def fetch_docker_model(
     Raises :class:`InvalidModelFile` for an artifact the store cannot hold, before any
     download when its manifest shows it."""
     layers = docker_model_layers(manifest, ref.display)
-    check_expected(ref, layers.weights, expected_digest)
+    if len(layers.weights) == 1:  # a split model's digest is its joined file's
+        check_expected(ref, layers.weights[0], expected_digest)
     texts = sum(layer.size for layer in layers.text_layers)
     if texts > MAX_TEXT_LAYER:
         raise InvalidModelFile(
@@ -118,8 +126,7 @@ def fetch_docker_model(
             f"most {MAX_TEXT_LAYER}"
         )
     num_ctx = context_size(download.small(manifest.config))
-    weights, info = download(layers.weights, gguf=True)
-    info = info or download.gguf_info(layers.weights)
+    weights, info = _weights(ref, layers.weights, download)
     if is_projector(info) or is_adapter(info):
         what = "a multimodal projector" if is_projector(info) else "a LoRA adapter"
         raise InvalidModelFile(f"the weights of '{ref.display}' are {what}, not a model")
@@ -145,9 +152,39 @@ def fetch_docker_model(
     )
 
 
+def _weights(
+    ref: ModelRef, layers: list[Layer], download: LayerDownloads
+) -> tuple[StoredBlob, GGUFInfo]:
+    """The model's weights: its one GGUF layer, or its split parts downloaded and joined
+    into one blob (the parts then dropped)."""
+    if len(layers) == 1:
+        weights, info = download(layers[0], gguf=True)
+        return weights, info or download.gguf_info(layers[0])
+    parts = [(download(layer, gguf=True)[0], download.gguf_info(layer)) for layer in layers]
+    parts.sort(key=lambda part: _part_number(part[1]))
+    store = download.store
+    paths = [store.blob_path(blob.digest) for blob, _ in parts]
+    try:
+        infos = read_parts(paths, [f"layer {blob.digest}" for blob, _ in parts])
+        joined = join_into_store(store, paths, infos, download.progress)
+    except InvalidRequest as exc:
+        raise InvalidModelFile(
+            f"'{ref.display}' has {len(layers)} GGUF layers, not the parts of one model: "
+            f"{exc.message}"
+        ) from None
+    finally:
+        store.gc([blob.digest for blob, _ in parts])  # no model's: the joined blob is
+    return joined, read_gguf_info(store.blob_path(joined.digest))
+
+
+def _part_number(info: GGUFInfo) -> int:
+    part = split_part(info)
+    return part.number if part is not None else 0
+
+
 def docker_model_layers(manifest: Manifest, display: str) -> DockerModelLayers:
     """Sort a Docker model artifact's layers; raises :class:`InvalidModelFile` for one the
-    store cannot hold (no GGUF, a split GGUF, other weights, two projectors or templates).
+    store cannot hold (no GGUF, other weights, two projectors or templates).
     Layers of a kind this does not know are left out."""
     where = f"'{display}' (a Docker model artifact)"
     by_type: dict[str, list[Layer]] = {}
@@ -161,18 +198,13 @@ def docker_model_layers(manifest: Manifest, display: str) -> DockerModelLayers:
     weights = by_type.get(_WEIGHTS, [])
     if not weights:
         raise InvalidModelFile(f"{where} has no GGUF weights")
-    if len(weights) > 1:
-        raise InvalidModelFile(
-            f"{where} is a GGUF split into {len(weights)} files; A3S Power loads a model "
-            "from one GGUF file (llama.cpp's gguf-split --merge joins them)"
-        )
     projectors = by_type.get(_PROJECTOR, [])
     templates = by_type.get(_CHAT_TEMPLATE, [])
     for found, what in ((projectors, "multimodal projectors"), (templates, "chat templates")):
         if len(found) > 1:
             raise InvalidModelFile(f"{where} has {len(found)} {what}; a model has one")
     return DockerModelLayers(
-        weights=weights[0],
+        weights=weights,
         projector=projectors[0] if projectors else None,
         licenses=by_type.get(_LICENSE, []),
         template=templates[0] if templates else None,

@@ -54,6 +54,11 @@ class LayerDownloads:
         except DigestMismatch as exc:  # the registry's blob is not its own digest's
             raise PullFailed(exc.message) from exc
 
+    @property
+    def progress(self) -> ProgressCallback:
+        """Where the pull reports its progress."""
+        return self._progress
+
     def gguf_info(self, layer: Layer) -> GGUFInfo:
         """The GGUF header of a layer already stored (a model file, by what it holds)."""
         from power_core.gguf import read_gguf_info
