@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from power_api_openai import URL_PREFIX, conversations, stored_responses
+from power_api_openai import URL_PREFIX, conversations, files, stored_responses
 from power_api_openai.background_responses import BackgroundRuns
 from power_api_openai.chat import create_chat_completion
 from power_api_openai.completions import create_completion
@@ -23,6 +23,7 @@ from power_api_openai.errors import (
     json_response,
     power_error_response,
 )
+from power_api_openai.file_store import FileStore
 from power_api_openai.models import list_models, retrieve_model
 from power_api_openai.response_shelf import DiskShelf
 from power_api_openai.response_store import ByteBudget, ResponseStore
@@ -47,6 +48,7 @@ ROUTE_METHODS = {
     "responses": ("POST",),
     "responses/input_tokens": ("POST",),
     "conversations": ("POST",),
+    "files": ("GET", "POST"),
     "models": ("GET", "HEAD"),
 }
 #: the same for routes with ids in their paths
@@ -58,6 +60,8 @@ ROUTE_PATTERN_METHODS = [
     (re.compile(r"conversations/[^/]+"), ("GET", "POST", "DELETE")),
     (re.compile(r"conversations/[^/]+/items"), ("GET", "POST")),
     (re.compile(r"conversations/[^/]+/items/[^/]+"), ("GET", "DELETE")),
+    (re.compile(r"files/[^/]+"), ("GET", "DELETE")),
+    (re.compile(r"files/[^/]+/content"), ("GET",)),
 ]
 _ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -82,6 +86,8 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     )
     runs = BackgroundRuns()
     conversation_store = ConversationStore(home / "conversations", services.settings.max_body_bytes)
+    uploaded = FileStore(home / "files")
+    files.register(bp, uploaded)
 
     # the one place a PowerError (raised before a response starts) becomes a response
     handled = answering_errors_with(power_error_response)
@@ -210,6 +216,31 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     def delete_conversation_item(conversation_id: str, item_id: str) -> Response:
         left = conversations.delete_item(conversation_store, conversation_id, item_id)
         return json_response(left)
+
+    @bp.post("/files")
+    @handled
+    def upload_file() -> Response:
+        return json_response(files.create(uploaded))
+
+    @bp.get("/files")
+    @handled
+    def list_files() -> Response:
+        return json_response(files.listing(uploaded, request.args.to_dict()))
+
+    @bp.get("/files/<file_id>")
+    @handled
+    def retrieve_file(file_id: str) -> Response:
+        return json_response(files.retrieve(uploaded, file_id))
+
+    @bp.delete("/files/<file_id>")
+    @handled
+    def delete_file(file_id: str) -> Response:
+        return json_response(files.delete(uploaded, file_id))
+
+    @bp.get("/files/<file_id>/content")
+    @handled
+    def file_content(file_id: str) -> Response:
+        return files.content(uploaded, file_id)
 
     @bp.post("/embeddings")
     @handled

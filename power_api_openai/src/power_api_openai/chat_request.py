@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from power_api_openai.files import attached_text
 from power_api_openai.sampling import sampling_fields
 from power_api_openai.validation import Fields, invalid_type
 from power_core.chat.images import placed_images
@@ -221,15 +222,17 @@ def image_from_data_url(url: str, param: str) -> bytes:
 
 def attached_file_text(fields: Fields) -> str:
     """The text of an attached file: a PDF in ``file_data`` (a ``data:application/pdf``
-    URL, or bare base64), headed by its ``filename``; files by id or URL are refused."""
-    for name, refusal in (
-        ("file_id", "files by 'file_id' are not supported (no Files API here)"),
-        ("file_url", "files by 'file_url' are not supported: this server does not download"),
-    ):
-        if fields.has(name):
-            raise UnsupportedFeature(
-                f"{refusal}; send the file in 'file_data'.", param=fields.param(name)
-            )
+    URL, or bare base64), headed by its ``filename``, or a file uploaded to ``/v1/files``
+    named by ``file_id``; files by URL are refused."""
+    if fields.has("file_url"):
+        raise UnsupportedFeature(
+            "files by 'file_url' are not supported: this server does not download; send the "
+            "file in 'file_data', or upload it to /v1/files and send its 'file_id'.",
+            param=fields.param("file_url"),
+        )
+    if fields.has("file_id"):
+        file_id = fields.string("file_id", required=True) or ""
+        return attached_text(file_id, fields.param("file_id"))
     param = fields.param("file_data")
     data = fields.string("file_data", required=True) or ""
     match = _FILE_DATA_URL.match(data)

@@ -26,6 +26,7 @@ from power_api_openai.chat_request import (
     message_content,
     parse_tool_choice,
 )
+from power_api_openai.files import attached_bytes
 from power_api_openai.sampling import sampling_fields
 from power_api_openai.validation import Fields, invalid_type
 from power_core.errors import InvalidRequest, UnsupportedFeature
@@ -317,10 +318,9 @@ def _input_part(kind: str, part: Fields) -> str | bytes | None:
     if kind == "refusal":
         return part.string("refusal", required=True) or ""
     if kind == "input_image":
-        if part.has("file_id"):
-            raise UnsupportedFeature(
-                "images by 'file_id' are not supported; send a data URL in 'image_url'.",
-                param=part.param("file_id"),
+        if part.has("file_id"):  # an image uploaded to /v1/files
+            return attached_bytes(
+                part.string("file_id", required=True) or "", part.param("file_id")
             )
         url = part.string("image_url", required=True) or ""
         return image_from_data_url(url, part.param("image_url"))
