@@ -4,6 +4,7 @@ clear refusal for every part that is missing, misplaced or foreign."""
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -130,3 +131,28 @@ def test_a_damaged_part_is_refused_in_the_readers_words(
     parts[2].write_bytes(parts[2].read_bytes()[:100])
     with pytest.raises(InvalidRequest, match=r"part 3 of 3: .*truncated"):
         read_parts(parts, [p.name for p in parts])
+
+
+def _renamed(path: Path, old: bytes, new: bytes) -> None:
+    """Rename the tensor ``old`` of the file at ``path`` to ``new`` (of the same length)."""
+    data = path.read_bytes()
+    entry = struct.pack("<Q", len(old)) + old
+    assert data.count(entry) == 1
+    path.write_bytes(data.replace(entry, struct.pack("<Q", len(new)) + new))
+
+
+def test_a_tensor_in_two_parts_is_refused(model: tuple[bytes, list[Path]]) -> None:
+    _, parts = model
+    _renamed(parts[1], b"w2", b"w0")  # part 1 holds w0 already
+    with pytest.raises(InvalidRequest, match=r"part 2 of 3 holds the tensor 'w0' an earlier"):
+        read_parts(parts, [p.name for p in parts])
+
+
+def test_tensor_names_are_copied_as_the_file_holds_them(
+    model: tuple[bytes, list[Path]], tmp_path: Path
+) -> None:
+    _, parts = model
+    _renamed(parts[1], b"w2", b"w\xff")  # not UTF-8
+    whole = tmp_path / "whole.gguf"
+    _renamed(whole, b"w2", b"w\xff")
+    assert joined(parts) == whole.read_bytes()

@@ -5,7 +5,11 @@ or its folder, or from every part uploaded as blobs."""
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,9 +194,108 @@ def test_creating_from_every_part_uploaded(
     files = dict(reversed(list(digests.items())))
     library.create("uploaded", files=files)
     assert library.resolve("uploaded").model_digest == sha(whole)
+    store: LocalStore = library.store  # type: ignore[assignment]
+    assert stored_blobs(store) == set(
+        store.read_manifest(ModelRef.parse("uploaded")).manifest.digests  # type: ignore[union-attr]
+    )  # the parts went into the model, joined
+    digests = {part.name: library.store.put_blob_file(part).digest for part in parts}
     with pytest.raises(InvalidRequest, match=r"is part 1 of 3 of a split GGUF model"):
         library.create("first-only", files={parts[0].name: digests[parts[0].name]})
     two = {name: digests[name] for name in list(digests)[:2]}
     with pytest.raises(UnsupportedFeature, match="every part of one split model"):
         library.create("two-of-three", files=two)
+    assert library.list_models()[0].name == "uploaded:latest"
     check_store(library.store.root)
+
+
+def test_a_refused_create_leaves_no_joined_blob(
+    library: ModelLibrary, split: tuple[bytes, list[Path]], tmp_path: Path
+) -> None:
+    _, parts = split
+    # a model given as an adapter: refused once the weights' header is read, after joining
+    modelfile = f"FROM {parts[0]}\nADAPTER {tmp_path / 'whole.gguf'}\n"
+    events: list[PullProgress] = []
+    with pytest.raises(InvalidRequest, match="adapter"):
+        library.create_from_modelfile("refused", modelfile, parts[0].parent, events.append)
+    assert "joining 3 parts" in [e.status for e in events]
+    store: LocalStore = library.store  # type: ignore[assignment]
+    assert not store.blobs_dir.exists() or stored_blobs(store) == set()
+
+
+def _pull_in_background(library: ModelLibrary, url: str) -> tuple[threading.Thread, list[Any]]:
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(library.pull(url))
+        except Exception as exc:  # handed to the test, which shows it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def _await_get(file_server, path: str) -> None:
+    deadline = time.monotonic() + 30
+    while not any(p == path for p, _, _ in file_server.requests):
+        assert time.monotonic() < deadline, f"no GET {path}"
+        time.sleep(0.01)
+
+
+def test_a_pull_finishing_keeps_the_parts_another_pull_holds(
+    library: ModelLibrary, file_server, split: tuple[bytes, list[Path]]
+) -> None:
+    # two clients pull one split model by URLs that differ in their query: the same parts
+    whole, parts = split
+    gate = threading.Event()
+    for query in ("?a", "?b"):
+        for part in parts:
+            held = (query, part) == ("?b", parts[2])
+            options = {"gate": gate, "gate_after": 0} if held else {}
+            file_server.add(f"/models/{part.name}{query}", part.read_bytes(), **options)
+    thread, outcome = _pull_in_background(library, file_server.url(f"/models/{parts[0].name}?b"))
+    _await_get(file_server, f"/models/{parts[2].name}?b")  # it holds parts 1 and 2
+    library.pull(file_server.url(f"/models/{parts[0].name}?a"), name="first")  # drops its parts
+    gate.set()
+    thread.join(30)
+    assert outcome == ["tiny-model:q8_0"], outcome
+    assert library.resolve("tiny-model:q8_0").model_digest == sha(whole)
+
+
+def test_a_long_pull_keeps_its_parts_through_a_collection(
+    library: ModelLibrary, file_server, split: tuple[bytes, list[Path]], tiny_gguf: Path
+) -> None:
+    whole, parts = split
+    store: LocalStore = library.store  # type: ignore[assignment]
+    library.import_gguf(tiny_gguf, "other")
+    gate = threading.Event()
+    for part in parts:
+        options = {"gate": gate, "gate_after": 0} if part == parts[2] else {}
+        file_server.add(f"/models/{part.name}", part.read_bytes(), **options)
+    thread, outcome = _pull_in_background(library, file_server.url(f"/models/{parts[0].name}"))
+    _await_get(file_server, f"/models/{parts[2].name}")
+    hours_ago = time.time() - 2 * store.stale_seconds  # parts 1 and 2 finished long ago
+    for blob in store.blobs_dir.iterdir():
+        os.utime(blob, (hours_ago, hours_ago))
+    library.delete("other")  # a collection: stale blobs no model references go
+    gate.set()
+    thread.join(30)
+    assert outcome == ["tiny-model:q8_0"], outcome
+    assert library.resolve("tiny-model:q8_0").model_digest == sha(whole)
+
+
+def test_a_refused_split_leaves_nothing_downloaded(
+    library: ModelLibrary, file_server, split: tuple[bytes, list[Path]]
+) -> None:
+    _, parts = split
+    file_server.add("/renamed.gguf", parts[0].read_bytes())  # no -00001-of-00003 in its name
+    with pytest.raises(InvalidRequest, match="does not end in -00001-of-00003"):
+        library.pull(file_server.url("/renamed.gguf"))
+    urls = serve(file_server, parts)
+    with pytest.raises(InvalidRequest, match="part 2 of 3"):
+        library.pull(urls[1])
+    with pytest.raises(InvalidRequest, match="a digest names one file"):
+        library.pull(urls[0], expected_digest=sha(parts[0].read_bytes()))
+    store: LocalStore = library.store  # type: ignore[assignment]
+    assert not store.blobs_dir.exists() or stored_blobs(store) == set()

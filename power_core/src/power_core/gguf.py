@@ -87,6 +87,8 @@ class TensorInfo:
     shape: tuple[int, ...]
     type: int
     offset: int
+    #: the name's bytes as the file holds them (``name`` replaces what is not UTF-8)
+    raw_name: bytes = field(default=b"", compare=False, repr=False)
 
     @property
     def n_elements(self) -> int:
@@ -478,7 +480,8 @@ def _read_raw_strings(cursor: _Cursor, key: str) -> list[bytes]:
 
 
 def _read_tensor_info(cursor: _Cursor) -> TensorInfo:
-    name = cursor.string("tensor name")
+    raw_name = cursor.raw_string("tensor name")
+    name = raw_name.decode("utf-8", errors="replace")
     n_dims = cursor.u32(f"dimensions of tensor {name!r}")
     if n_dims == 0 or n_dims > MAX_TENSOR_DIMS:
         raise cursor.fail(f"tensor {name!r} has {n_dims} dimensions (1 to 4 allowed)")
@@ -494,7 +497,7 @@ def _read_tensor_info(cursor: _Cursor) -> TensorInfo:
     if tensor_type not in GGML_TYPE_SIZES:
         raise cursor.fail(f"tensor {name!r} has unknown type {tensor_type}")
     offset = cursor.u64(f"offset of tensor {name!r}")
-    return TensorInfo(name=name, shape=shape, type=tensor_type, offset=offset)
+    return TensorInfo(name=name, shape=shape, type=tensor_type, offset=offset, raw_name=raw_name)
 
 
 def check_gguf_magic(head: bytes) -> bool:

@@ -235,9 +235,23 @@ class ModelLibrary:
         if files is not None:
             weights, in_files, projector = self._creator.uploaded_gguf(files)
             uploaded = self._creator.join_uploaded(weights, progress)
-            return self._creator.create(
-                name, None, uploaded, changes, progress, file_type, [*in_files, *added], projector
-            )
+            try:
+                created = self._creator.create(
+                    name,
+                    None,
+                    uploaded,
+                    changes,
+                    progress,
+                    file_type,
+                    [*in_files, *added],
+                    projector,
+                )
+            finally:
+                if len(weights) > 1:  # the joined blob: no model's if the create failed
+                    self.store.gc([uploaded.digest])
+            if len(weights) > 1:  # the uploaded parts are in the model, joined
+                self.store.gc([blob.digest for _, blob in weights])
+            return created
         return self._creator.create(name, from_, None, changes, progress, file_type, added)
 
     @_store_refusals

@@ -12,7 +12,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from power_core.store.builder import LayerChanges, build_manifest
 from power_core.store.digests import normalize_digest
 from power_core.store.layers import load_parameters
 from power_core.store.manifest import Manifest
+from power_core.store.pins import pinning
 from power_core.store.reader import ModelReader
 from power_core.store.replacing import collect_replaced, current_digests
 from power_core.types import LoadOptions
@@ -114,9 +115,17 @@ class ModelCreator:
         one blob; one uploaded GGUF as it is."""
         if len(parts) == 1:
             return parts[0][1]
-        paths = [self.store.blob_path(blob.digest) for _, blob in parts]
-        infos = read_parts(paths, [filename for filename, _ in parts])
-        return join_into_store(self.store, paths, infos, progress)
+        with pinning(self.store) as pin:
+            for filename, blob in parts:
+                pin(blob.digest)
+                if not self.store.has_blob(blob.digest):
+                    raise BlobNotFound(
+                        f"blob {blob.digest} for '{filename}' not found; upload it first",
+                        param="files",
+                    )
+            paths = [self.store.blob_path(blob.digest) for _, blob in parts]
+            infos = read_parts(paths, [filename for filename, _ in parts])
+            return join_into_store(self.store, paths, infos, progress)
 
     def uploaded_blobs(self, files: dict[str, str], param: str) -> dict[str, StoredBlob]:
         """The uploaded GGUF blobs that ``files`` (file names to digests) names."""
@@ -155,6 +164,39 @@ class ModelCreator:
         adapters: Sequence[AdapterSource] = (),
         projector: ProjectorSource | None = None,
     ) -> str:
+        """Create model ``name`` (see :meth:`ModelLibrary.create`). The first part of a
+        split model's files is joined with the others first; the joined blob is pinned
+        until the model holds it, and goes if the create fails (or quantizing replaced it)."""
+        joined: list[str] = []
+        try:
+            with pinning(self.store) as pin:
+                return self._create(
+                    name,
+                    from_,
+                    source,
+                    changes,
+                    progress,
+                    quantize,
+                    adapters,
+                    projector,
+                    _Joins(pin, joined),
+                )
+        finally:
+            if joined:
+                self.store.gc(joined)  # kept where the model references it
+
+    def _create(
+        self,
+        name: str,
+        from_: str | None,
+        source: Path | StoredBlob | None,
+        changes: LayerChanges,
+        progress: ProgressCallback,
+        quantize: str | None,
+        adapters: Sequence[AdapterSource],
+        projector: ProjectorSource | None,
+        joins: _Joins,
+    ) -> str:
         ref = ModelRef.parse(name)
         changes.text_layers()  # refuse a text too large before copying anything
         self._refuse_unloadable(changes.parameters)
@@ -164,7 +206,7 @@ class ModelCreator:
             # named as the request named them: never the store's own files
             named = str(source) if isinstance(source, Path) else None
             if isinstance(source, Path):
-                source = self._joined_if_split(source, progress)
+                source = self._joined_if_split(source, progress, joins)
             # a bad file is refused before gigabytes of it are copied
             path, info = self._weights_file(from_, source)
             label = from_ or named or f"blob {path.name}"
@@ -239,7 +281,9 @@ class ModelCreator:
             message = f"adapter '{adapter.label}': {exc.message}"
             raise InvalidRequest(message, param="adapters") from None
 
-    def _joined_if_split(self, path: Path, progress: ProgressCallback) -> Path | StoredBlob:
+    def _joined_if_split(
+        self, path: Path, progress: ProgressCallback, joins: _Joins
+    ) -> Path | StoredBlob:
         """``path``, or where it is the first part of a split model, the blob its parts
         beside it are joined into (checked first: a missing or foreign part is refused)."""
         try:
@@ -251,7 +295,11 @@ class ModelCreator:
         refuse_later_part(str(path), part)
         paths = [path.with_name(name) for name in part_names(path.name, part.count)]
         infos = read_parts(paths, [str(p) for p in paths])
-        return join_into_store(self.store, paths, infos, progress)
+        joined = join_into_store(self.store, paths, infos, progress)
+        joins.keep(joined)
+        if not self.store.has_blob(joined.digest):  # collected before its pin: once more
+            joined = join_into_store(self.store, paths, infos, progress)
+        return joined
 
     def _weights_file(
         self, from_: str | None, source: Path | StoredBlob | None
@@ -404,6 +452,18 @@ class ModelCreator:
 
         report(0)
         return self.store.put_blob_file(path, progress=report)
+
+
+@dataclass(frozen=True)
+class _Joins:
+    """A create's joined blobs: pinned while it runs, collected after unless it used them."""
+
+    pin: Callable[[str], None]
+    digests: list[str]
+
+    def keep(self, blob: StoredBlob) -> None:
+        self.pin(blob.digest)
+        self.digests.append(blob.digest)
 
 
 def _part_number(info: GGUFInfo) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from power_core.concurrency import EventChannel, start_native_thread
+from power_core.concurrency import EventChannel, run_on_native_thread, start_native_thread
 from power_core.errors import UnsupportedFeature
 from power_core.gguf import GGUFInfo
 from power_core.sources import ProgressCallback, PullProgress
@@ -37,7 +37,8 @@ def join_into_store(
     status = f"joining {len(paths)} parts"
     with scratch_file("join") as scratch:
         _join_on_native_thread(paths, infos, scratch, status, progress)
-        return store.keep_scratch(scratch)
+        # hashed, synced and renamed into the blobs off the server's thread: gigabytes
+        return run_on_native_thread(lambda: store.keep_scratch(scratch), "a3s-power-keep")
 
 
 def _join_on_native_thread(

@@ -41,6 +41,11 @@ class SplitPart:
     count: int
 
 
+#: the most parts a model may come in (llama.cpp's naming allows 99,999; models in
+#: parts come in tens)
+MAX_PARTS = 1000
+
+
 def split_part(info: GGUFInfo) -> SplitPart | None:
     """The part ``info``'s file is, or ``None`` for a whole model (no ``split.count``, or 1)."""
     count = info.metadata.get("split.count")
@@ -56,6 +61,12 @@ def part_names(first_name: str, count: int) -> list[str]:
     Raises InvalidRequest when the name is not llama.cpp's ``-00001-of-0000N.gguf``: the
     other parts could not be found by it.
     """
+    if count > MAX_PARTS:
+        raise InvalidRequest(
+            f"{first_name} says the model is in {count} parts; this server joins at most "
+            f"{MAX_PARTS}",
+            param="from",
+        )
     match = _PART_NAME.search(first_name)
     if match is None or int(match.group(1)) != 1 or int(match.group(2)) != count:
         raise InvalidRequest(
@@ -119,6 +130,17 @@ def read_parts(paths: Sequence[Path], labels: Sequence[str]) -> list[GGUFInfo]:
                 param="from",
             )
         infos.append(info)
+    names: set[bytes] = set()
+    for index, info in enumerate(infos, start=1):
+        for tensor in info.tensors:
+            name = tensor.raw_name or tensor.name.encode("utf-8")
+            if name in names:
+                raise InvalidRequest(
+                    f"part {index} of {count} holds the tensor {tensor.name!r} an earlier "
+                    "part holds too; a model has each tensor once",
+                    param="from",
+                )
+            names.add(name)
     tensors = infos[0].metadata.get("split.tensors.count")
     held = sum(info.tensor_count for info in infos)
     if _is_count(tensors) and tensors != held:
@@ -154,7 +176,7 @@ def join_parts(
     placed: list[tuple[int, int, int, int]] = []  # part, its offset, new offset, size
     for index, info in enumerate(infos):
         for tensor in info.tensors:
-            name = tensor.name.encode("utf-8")
+            name = tensor.raw_name or tensor.name.encode("utf-8")
             head += struct.pack("<Q", len(name)) + name
             head += struct.pack(f"<I{len(tensor.shape)}Q", len(tensor.shape), *tensor.shape)
             head += struct.pack("<IQ", tensor.type, offset)
@@ -163,18 +185,17 @@ def join_parts(
     head += bytes(_aligned(len(head), alignment) - len(head))
     write_all(destination, head)
     total, written = offset, 0
-    handles = [open(path, "rb") for path in paths]  # noqa: SIM115 - closed below
-    try:
-        for index, source, target, size in placed:
-            _copy(handles[index], source, size, destination)
-            padding = _aligned(size, alignment) - size
-            if padding:
-                write_all(destination, bytes(padding))
-            written = target + size + padding
-            report(written, total)
-    finally:
-        for handle in handles:
-            handle.close()
+    for index, path in enumerate(paths):  # one part open at a time: placed in part order
+        with open(path, "rb") as handle:
+            for part, source, target, size in placed:
+                if part != index:
+                    continue
+                _copy(handle, source, size, destination)
+                padding = _aligned(size, alignment) - size
+                if padding:
+                    write_all(destination, bytes(padding))
+                written = target + size + padding
+                report(written, total)
     return len(head) + written
 
 

@@ -31,6 +31,7 @@ from power_core.split_joining import join_into_store
 from power_core.split_models import read_parts, split_part
 from power_core.store.builder import MAX_TEXT_LAYER, LayerChanges
 from power_core.store.manifest import Layer, Manifest
+from power_core.store.pins import pinning
 
 if TYPE_CHECKING:
     from power_core.names import ModelRef
@@ -160,20 +161,26 @@ def _weights(
     if len(layers) == 1:
         weights, info = download(layers[0], gguf=True)
         return weights, info or download.gguf_info(layers[0])
-    parts = [(download(layer, gguf=True)[0], download.gguf_info(layer)) for layer in layers]
-    parts.sort(key=lambda part: _part_number(part[1]))
     store = download.store
-    paths = [store.blob_path(blob.digest) for blob, _ in parts]
     try:
-        infos = read_parts(paths, [f"layer {blob.digest}" for blob, _ in parts])
-        joined = join_into_store(store, paths, infos, download.progress)
+        # pinned before they are fetched: no collection (another pull's) takes them meanwhile
+        with pinning(store) as pin:
+            for layer in layers:
+                pin(layer.digest)
+            parts = [(download(layer, gguf=True)[0], download.gguf_info(layer)) for layer in layers]
+            parts.sort(key=lambda part: _part_number(part[1]))
+            paths = [store.blob_path(blob.digest) for blob, _ in parts]
+            infos = read_parts(paths, [f"layer {blob.digest}" for blob, _ in parts])
+            joined = join_into_store(store, paths, infos, download.progress)
     except InvalidRequest as exc:
+        store.gc([layer.digest for layer in layers])
         raise InvalidModelFile(
             f"'{ref.display}' has {len(layers)} GGUF layers, not the parts of one model: "
             f"{exc.message}"
         ) from None
-    finally:
-        store.gc([blob.digest for blob, _ in parts])  # no model's: the joined blob is
+    # no model's: the joined blob is (a pull that failed keeps them: pulled again, they are
+    # not downloaded again; else they go with a collection once an hour old)
+    store.gc([layer.digest for layer in layers])
     return joined, read_gguf_info(store.blob_path(joined.digest))
 
 

@@ -13,10 +13,11 @@ server that names no validator gets every part downloaded again. Once the parts 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from power_core.errors import DigestMismatch, PullFailed
+from power_core.errors import DigestMismatch, InvalidRequest, PullFailed
 from power_core.gguf import read_gguf_info
 from power_core.pull.naming import file_label, suggest_model_name
 from power_core.sources import FetchedBlob, ProgressCallback
@@ -29,6 +30,7 @@ from power_core.split_models import (
     whole_model_name,
 )
 from power_core.store.base import ModelStore, PartialDownload, StoredBlob
+from power_core.store.pins import pinning
 
 if TYPE_CHECKING:
     from power_core.pull.url import UrlSource
@@ -55,10 +57,16 @@ def fetch_split(
     insecure: bool,
 ) -> FetchedBlob:
     """Download the other parts of the split model whose first part (``first``) ``url``
-    named, join them into one blob, and drop the parts."""
-    refuse_later_part(url, part)
-    urls = part_urls(url, part.count)
-    with store.partial_download(_note_key(url)) as note:
+    named, join them into one blob, and drop the parts. The parts are pinned meanwhile
+    (:mod:`power_core.store.pins`): no collection removes them, another pull's included."""
+    try:
+        refuse_later_part(url, part)
+        urls = part_urls(url, part.count)
+    except InvalidRequest:
+        store.gc([first.digest])  # refused: what was downloaded to tell goes
+        raise
+    with pinning(store) as pin, store.partial_download(_note_key(url)) as note:
+        first = _kept(pin, first, source, url, store, progress, insecure)
         finished = _finished(note, url)
         if finished.get(url, ("",))[0] != first.digest:  # a new first part: none kept holds
             store.gc([digest for digest, _ in finished.values() if digest != first.digest])
@@ -69,6 +77,7 @@ def fetch_split(
         for part_url in urls[1:]:
             known = _unchanged(source, finished.get(part_url), part_url, insecure)
             blob = _download_part(source, part_url, known, store, progress, insecure, note)
+            blob = _kept(pin, blob, source, part_url, store, progress, insecure)
             parts.append(blob)
             finished[part_url] = (blob.digest, source.current_validator(part_url, insecure))
             note.write_state({"url": url, "parts": finished})
@@ -83,6 +92,37 @@ def fetch_split(
         suggested_name=suggest_model_name(_whole_url(url)),
         gguf_info=read_gguf_info(store.blob_path(joined.digest)),
     )
+
+
+def _kept(
+    pin: Callable[[str], None],
+    blob: StoredBlob,
+    source: UrlSource,
+    url: str,
+    store: ModelStore,
+    progress: ProgressCallback,
+    insecure: bool,
+) -> StoredBlob:
+    """``blob`` (the part at ``url``) pinned; downloaded again, the same bytes, if a
+    collection took it before the pin."""
+    pin(blob.digest)
+    if store.has_blob(blob.digest):
+        return blob
+    return _download(source, url, blob.digest, store, progress, insecure)
+
+
+def _download(
+    source: UrlSource,
+    url: str,
+    digest: str,
+    store: ModelStore,
+    progress: ProgressCallback,
+    insecure: bool,
+) -> StoredBlob:
+    blob, _ = source.download_blob(
+        url, store, progress, expected=digest, label=file_label(url), insecure=insecure
+    )
+    return blob
 
 
 def _download_part(

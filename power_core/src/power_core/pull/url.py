@@ -100,6 +100,7 @@ class UrlSource:
         part = split_part(info) if info is not None else None
         if part is not None:
             if expected is not None:
+                store.gc([blob.digest])  # refused: what was downloaded to tell goes
                 raise InvalidRequest(
                     f"{url} is part of a model split into {part.count} files; a digest "
                     "names one file, so it cannot be checked against the joined model",

@@ -44,6 +44,7 @@ from power_core.store.digests import blob_file_name, digest_from_hex, digest_hex
 from power_core.store.locks import file_lock
 from power_core.store.manifest import MAX_MANIFEST_BYTES, Manifest
 from power_core.store.partial import LocalPartialDownload, open_partial
+from power_core.store.pins import holding_pins, pinned_digests
 from power_core.store.writes import write_all
 
 log = logging.getLogger(__name__)
@@ -418,8 +419,14 @@ class LocalStore:
         """Shared lock held while committing blobs and the manifest that uses them."""
         return file_lock(self._lock_path, exclusive=False)
 
+    def pinning(self) -> AbstractContextManager[Callable[[str], None]]:
+        """Keep blobs from :meth:`gc` for the ``with`` body: yields ``pin(digest)`` (see
+        :mod:`power_core.store.pins`)."""
+        return holding_pins(self.root / "pins")
+
     def gc(self, candidates: Iterable[str] = ()) -> list[str]:
-        """Remove unreferenced blobs: ``candidates`` at once, others once stale."""
+        """Remove unreferenced blobs: ``candidates`` at once, others once stale; blobs
+        pinned by work under way (:meth:`pinning`) stay."""
         with file_lock(self._lock_path, exclusive=True):
             return self._collect(list(candidates))
 
@@ -435,6 +442,7 @@ class LocalStore:
                 log.warning("not collecting blobs: unreadable manifest %s (%s)", path, exc)
                 return []
             referenced.update(digest_hex(d) for d in manifest.digests)
+        referenced.update(digest_hex(d) for d in pinned_digests(self.root / "pins"))
         wanted = {digest_hex(d) for d in candidates}
         cutoff = time.time() - self.stale_seconds
         removed: list[str] = []
