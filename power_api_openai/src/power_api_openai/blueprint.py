@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from typing import Any, cast
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from power_api_openai import URL_PREFIX, conversations, files, stored_responses
+from power_api_openai import URL_PREFIX, batches, conversations, files, stored_responses
 from power_api_openai.background_responses import BackgroundRuns
+from power_api_openai.batch_runs import BatchRuns
+from power_api_openai.batch_store import BatchStore
 from power_api_openai.chat import create_chat_completion
 from power_api_openai.completions import create_completion
 from power_api_openai.conversation_store import ConversationStore
@@ -48,6 +50,7 @@ ROUTE_METHODS = {
     "responses": ("POST",),
     "responses/input_tokens": ("POST",),
     "conversations": ("POST",),
+    "batches": ("GET", "POST"),
     "files": ("GET", "POST"),
     "models": ("GET", "HEAD"),
 }
@@ -60,6 +63,8 @@ ROUTE_PATTERN_METHODS = [
     (re.compile(r"conversations/[^/]+"), ("GET", "POST", "DELETE")),
     (re.compile(r"conversations/[^/]+/items"), ("GET", "POST")),
     (re.compile(r"conversations/[^/]+/items/[^/]+"), ("GET", "DELETE")),
+    (re.compile(r"batches/[^/]+"), ("GET",)),
+    (re.compile(r"batches/[^/]+/cancel"), ("POST",)),
     (re.compile(r"files/[^/]+"), ("GET", "DELETE")),
     (re.compile(r"files/[^/]+/content"), ("GET",)),
 ]
@@ -88,6 +93,15 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     conversation_store = ConversationStore(home / "conversations", services.settings.max_body_bytes)
     uploaded = FileStore(home / "files")
     files.register(bp, uploaded)
+    settings = services.settings
+    batch_runs = BatchRuns(
+        BatchStore(home / "batches"),
+        uploaded,
+        parallel=settings.num_parallel,
+        api_key=settings.api_keys[0] if settings.api_keys else None,
+        shutting_down=lambda: services.shutting_down,
+    )
+    bp.record_once(lambda state: batch_runs.resume(cast(Flask, state.app)))
 
     # the one place a PowerError (raised before a response starts) becomes a response
     handled = answering_errors_with(power_error_response)
@@ -241,6 +255,26 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     @handled
     def file_content(file_id: str) -> Response:
         return files.content(uploaded, file_id)
+
+    @bp.post("/batches")
+    @handled
+    def create_batch() -> Response:
+        return json_response(batches.create(batch_runs, body()))
+
+    @bp.get("/batches")
+    @handled
+    def list_batches() -> Response:
+        return json_response(batches.listing(batch_runs, request.args.to_dict()))
+
+    @bp.get("/batches/<batch_id>")
+    @handled
+    def retrieve_batch(batch_id: str) -> Response:
+        return json_response(batch_runs.store.get(batch_id))
+
+    @bp.post("/batches/<batch_id>/cancel")
+    @handled
+    def cancel_batch(batch_id: str) -> Response:
+        return json_response(batch_runs.cancel(batch_id))
 
     @bp.post("/embeddings")
     @handled

@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, has_app_context, request, se
 from werkzeug.datastructures import MultiDict
 
 from power_api_openai.file_store import MAX_FILE_BYTES, FileStore, StoredFile, check_purpose
+from power_api_openai.item_pages import item_page
 from power_api_openai.validation import Fields
 from power_core.concurrency import run_on_native_thread
 from power_core.documents import pdf_text
@@ -62,27 +63,9 @@ def create(files: FileStore) -> dict[str, Any]:
 def listing(files: FileStore, query: dict[str, str]) -> dict[str, Any]:
     """``GET /v1/files``: ``purpose``, ``order`` (``desc``, the default, or ``asc``),
     ``after`` (a file id) and ``limit`` (1 to 10,000, all by default)."""
-    fields = Fields(query)
-    purpose = fields.string("purpose")
-    order = fields.choice("order", ("asc", "desc"), "desc")
-    after = fields.string("after")
-    limit = _limit(query.get("limit"))
-    found = [f for f in files.all() if purpose is None or f.purpose == purpose]
-    if order == "desc":
-        found.reverse()
-    if after is not None:
-        ids = [f.id for f in found]
-        if after not in ids:
-            raise InvalidRequest(f"'after' names no file in this list: {after!r}.", param="after")
-        found = found[ids.index(after) + 1 :]
-    page = found[:limit]
-    return {
-        "object": "list",
-        "data": [f.as_json() for f in page],
-        "first_id": page[0].id if page else None,
-        "last_id": page[-1].id if page else None,
-        "has_more": len(found) > limit,
-    }
+    purpose = Fields(query).string("purpose")
+    kept = [f.as_json() for f in files.all() if purpose is None or f.purpose == purpose]
+    return item_page(kept, query, "the files", most=_MAX_LIST, default_limit=_MAX_LIST)
 
 
 def retrieve(files: FileStore, file_id: str) -> dict[str, Any]:
@@ -179,13 +162,3 @@ def _file_name(name: str | None) -> str:
     """The upload's file name without any folder, at most 255 characters."""
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
     return base[:255] or "upload"
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return _MAX_LIST
-    if not raw.isdecimal() or not 1 <= int(raw) <= _MAX_LIST:
-        raise InvalidRequest(
-            f"'limit' must be a whole number from 1 to {_MAX_LIST}.", param="limit"
-        )
-    return int(raw)

@@ -19,12 +19,16 @@ def item_page(
     query: dict[str, Any],
     where: str,
     positions: Mapping[str, int] | None = None,
+    *,
+    most: int = MAX_PAGE,
+    default_limit: int = 20,
 ) -> dict[str, Any]:
     """The page of ``items`` (oldest first) that a request's ``query`` asks for; ``where``
     names what holds them, for an unknown ``after``. With the ``positions`` of every item
-    ever held, a page resumes after an item deleted since (a client deleting as it pages)."""
+    ever held, a page resumes after an item deleted since (a client deleting as it pages).
+    ``limit`` may be 1 to ``most``."""
     fields = Fields(query)
-    limit = _integer(query.get("limit"), "limit") or 20
+    limit = _integer(query.get("limit"), "limit", most) or default_limit
     order = fields.choice("order", ("asc", "desc"), "desc")
     after = fields.string("after")
     if order == "desc":
@@ -48,7 +52,7 @@ def item_page(
     }
 
 
-def _integer(value: Any, name: str) -> int | None:
+def _integer(value: Any, name: str, most: int) -> int | None:
     """A query's integer (query values are text)."""
     if value is None:
         return None
@@ -56,6 +60,6 @@ def _integer(value: Any, name: str) -> int | None:
         number = int(value)
     except (TypeError, ValueError):
         number = 0
-    if not 1 <= number <= MAX_PAGE:
-        raise InvalidRequest(f"'{name}' must be an integer from 1 to {MAX_PAGE}", param=name)
+    if not 1 <= number <= most:
+        raise InvalidRequest(f"'{name}' must be an integer from 1 to {most}", param=name)
     return number
