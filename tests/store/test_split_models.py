@@ -61,6 +61,7 @@ def test_pulling_the_first_part_joins_every_part(
     assert [path for path, _, _ in file_server.requests] == [
         f"/models/{part.name}?download=true" for part in parts
     ]
+    assert file_server.heads == []  # each part's ETag is the one its download came with
     statuses = [e.status for e in events]
     for part in parts:
         assert f"pulling {part.name}" in statuses

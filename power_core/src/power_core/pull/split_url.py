@@ -55,10 +55,12 @@ def fetch_split(
     store: ModelStore,
     progress: ProgressCallback,
     insecure: bool,
+    validators: dict[str, str | None],
 ) -> FetchedBlob:
     """Download the other parts of the split model whose first part (``first``) ``url``
     named, join them into one blob, and drop the parts. The parts are pinned meanwhile
-    (:mod:`power_core.store.pins`): no collection removes them, another pull's included."""
+    (:mod:`power_core.store.pins`): no collection removes them, another pull's included.
+    ``validators`` holds the ETag or Last-Modified each download came with (by URL)."""
     try:
         refuse_later_part(url, part)
         urls = part_urls(url, part.count)
@@ -68,18 +70,24 @@ def fetch_split(
     with pinning(store) as pin, store.partial_download(_note_key(url)) as note:
         first = _kept(pin, first, source, url, store, progress, insecure)
         finished = _finished(note, url)
-        if finished.get(url, ("",))[0] != first.digest:  # a new first part: none kept holds
+        kept_first = finished.get(url)
+        if kept_first is None or kept_first[0] != first.digest:  # a new first part
             store.gc([digest for digest, _ in finished.values() if digest != first.digest])
             finished = {}
-        finished[url] = (first.digest, source.current_validator(url, insecure))
+        finished[url] = (first.digest, _validator(source, url, validators, kept_first, insecure))
         note.write_state({"url": url, "parts": finished})
         parts = [first]
         for part_url in urls[1:]:
-            known = _unchanged(source, finished.get(part_url), part_url, insecure)
-            blob = _download_part(source, part_url, known, store, progress, insecure, note)
+            kept = finished.get(part_url)
+            known = _unchanged(source, kept, part_url, insecure)
+            blob = _download_part(
+                source, part_url, known, store, progress, insecure, note, validators
+            )
             blob = _kept(pin, blob, source, part_url, store, progress, insecure)
             parts.append(blob)
-            finished[part_url] = (blob.digest, source.current_validator(part_url, insecure))
+            reused = kept if known is not None and known == blob.digest else None
+            validator = _validator(source, part_url, validators, reused, insecure)
+            finished[part_url] = (blob.digest, validator)
             note.write_state({"url": url, "parts": finished})
         paths = [store.blob_path(blob.digest) for blob in parts]
         infos = read_parts(paths, urls)
@@ -92,6 +100,23 @@ def fetch_split(
         suggested_name=suggest_model_name(_whole_url(url)),
         gguf_info=read_gguf_info(store.blob_path(joined.digest)),
     )
+
+
+def _validator(
+    source: UrlSource,
+    url: str,
+    validators: dict[str, str | None],
+    kept: tuple[str, str | None] | None,
+    insecure: bool,
+) -> str | None:
+    """What identifies the part at ``url`` as the store holds it: the validator of the
+    response it was downloaded in, else the kept one (checked current), else the server's
+    now (a ``HEAD``)."""
+    if url in validators:
+        return validators[url]
+    if kept is not None:
+        return kept[1]
+    return source.current_validator(url, insecure)
 
 
 def _kept(
@@ -133,12 +158,19 @@ def _download_part(
     progress: ProgressCallback,
     insecure: bool,
     note: PartialDownload,
+    validators: dict[str, str | None],
 ) -> StoredBlob:
     """One part: the one an earlier pull finished, if the store still holds it or it
     downloads the same again; else downloaded now."""
     try:
         blob, _ = source.download_blob(
-            url, store, progress, expected=known, label=file_label(url), insecure=insecure
+            url,
+            store,
+            progress,
+            expected=known,
+            label=file_label(url),
+            insecure=insecure,
+            validators=validators,
         )
     except DigestMismatch:
         note.discard()  # the parts kept are another version's: start over

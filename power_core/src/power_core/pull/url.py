@@ -96,7 +96,8 @@ class UrlSource:
         url = reference
         expected = normalize_digest(expected_digest) if expected_digest else None
         label = expected[7:19] if expected else file_label(url)
-        blob, info = self._first_file(url, store, progress, expected, label, insecure)
+        validators: dict[str, str | None] = {}
+        blob, info = self._first_file(url, store, progress, expected, label, insecure, validators)
         part = split_part(info) if info is not None else None
         if part is not None:
             if expected is not None:
@@ -106,7 +107,7 @@ class UrlSource:
                     "names one file, so it cannot be checked against the joined model",
                     param="digest",
                 )
-            return fetch_split(self, url, part, blob, store, progress, insecure)
+            return fetch_split(self, url, part, blob, store, progress, insecure, validators)
         return FetchedBlob(
             digest=blob.digest,
             size=blob.size,
@@ -122,6 +123,7 @@ class UrlSource:
         expected: str | None,
         label: str,
         insecure: bool,
+        validators: dict[str, str | None],
     ) -> tuple[StoredBlob, GGUFInfo | None]:
         """The file ``url`` names; where it began a split model that an earlier pull left
         unfinished, the one that pull downloaded, if the server still has it."""
@@ -133,7 +135,13 @@ class UrlSource:
                 )
                 return blob, read_gguf_info(store.blob_path(blob.digest))
         return self.download_blob(
-            url, store, progress, expected=expected, label=label, insecure=insecure
+            url,
+            store,
+            progress,
+            expected=expected,
+            label=label,
+            insecure=insecure,
+            validators=validators,
         )
 
     def current_validator(self, url: str, insecure: bool) -> str | None:
@@ -168,6 +176,7 @@ class UrlSource:
         insecure: bool = False,
         auth: AuthBase | None = None,
         size: int | None = None,
+        validators: dict[str, str | None] | None = None,
     ) -> tuple[StoredBlob, GGUFInfo | None]:
         """Download ``url`` into ``store`` as a verified blob, resuming a kept partial file.
 
@@ -176,7 +185,9 @@ class UrlSource:
         stored under ``expected`` is not downloaded again. ``auth`` signs the requests in
         (a registry's, :mod:`power_core.pull.registry_auth`). ``size``, when known (a
         manifest lists it), is all the file may have: a server announcing another length
-        is refused at once, and one sending more is cut off there.
+        is refused at once, and one sending more is cut off there. ``validators`` gets
+        the downloaded file's ETag or Last-Modified under ``url`` (that of the response it
+        came in, not of a later request).
         """
         existing = _reuse(store, expected, label, progress) if expected else None
         if existing is not None:
@@ -217,6 +228,8 @@ class UrlSource:
                 except InvalidModelFile as exc:
                     partial.discard()
                     raise PullFailed(f"{url} is not a usable GGUF model: {exc.message}") from exc
+            if validators is not None:
+                validators[url] = partial.read_state().get("validator")
             blob = store.commit_partial(partial, digest="sha256:" + hex_digest, size=got)
         return blob, info
 
