@@ -136,3 +136,35 @@ def test_an_expiry_is_kept_and_bad_uploads_are_400s(client: OpenAI, v1: str, upl
     assert wrong_method.status_code == 405
     unknown = requests.get(f"{v1}/files/not-a-file-id", timeout=30)
     assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_file_name_loses_folders_and_control_characters(
+    client: OpenAI, v1: str, uploaded: Any
+) -> None:
+    # a name with a line break would break the header its download is named in; the SDK
+    # escapes one, a hand-made form (RFC 5987's filename*) need not
+    boundary = "b0undary"
+    form = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="purpose"\r\n\r\nuser_data\r\n'
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; '
+        "filename*=UTF-8''..%2Fnotes%0D%0ASet-Cookie%3A%20x%3D1.txt\r\n\r\n"
+        f"some notes\r\n--{boundary}--\r\n"
+    )
+    reply = requests.post(
+        f"{v1}/files",
+        data=form.encode(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    created = client.files.retrieve(reply.json()["id"])
+    assert created.filename == "notesSet-Cookie: x=1.txt"
+    download = requests.get(f"{v1}/files/{created.id}/content", timeout=30)
+    assert download.status_code == 200 and download.content == b"some notes"
+    assert "Set-Cookie" not in download.headers
+    client.files.delete(created.id)
+    with pytest.raises(openai.BadRequestError, match="empty") as empty:
+        client.files.create(file=("empty.txt", b""), purpose="user_data")  # type: ignore[arg-type]
+    assert empty.value.param == "file"

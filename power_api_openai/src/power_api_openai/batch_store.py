@@ -12,9 +12,15 @@ import logging
 import os
 import re
 import secrets
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one server per home is on the user
+    fcntl = None  # type: ignore[assignment]
 
 from power_core.errors import NotFound, PowerError
 from power_core.server.views import compact_json
@@ -74,36 +80,63 @@ class BatchStore:
         with open(self.results_path(batch_id, kind), "ab") as handle:
             handle.write(compact_json(line).encode() + b"\n")
 
-    def finished(self, batch_id: str) -> set[str]:
-        """The ``custom_id`` of every request whose result is logged whole."""
-        done: set[str] = set()
+    def finished(self, batch_id: str) -> dict[str, set[str]]:
+        """The ``custom_id`` of every request whose result is logged whole, by log. A line
+        a crash cut short is cut off first, so the next result starts a line of its own."""
+        done: dict[str, set[str]] = {}
         for kind in RESULT_KINDS:
-            for line in self._result_lines(batch_id, kind):
-                done.add(line["custom_id"])
+            self._cut_torn_line(batch_id, kind)
+            done[kind] = {line["custom_id"] for line in self._result_lines(batch_id, kind)}
         return done
 
     def results_path(self, batch_id: str, kind: str) -> Path:
         return self.folder / f"{batch_id}.{kind}.jsonl"
 
-    def whole_results(self, batch_id: str, kind: str) -> bytes:
-        """The ``kind`` log without a line a crash cut short, synced to the disk."""
+    def synced_results(self, batch_id: str, kind: str) -> Path | None:
+        """The ``kind`` log, whole lines only, on the disk; ``None`` when it is empty."""
         path = self.results_path(batch_id, kind)
+        self._cut_torn_line(batch_id, kind)
         try:
             with open(path, "rb+") as handle:
-                data = handle.read()
-                whole = data[: data.rfind(b"\n") + 1]
-                if len(whole) != len(data):
-                    handle.truncate(len(whole))
                 handle.flush()
                 os.fsync(handle.fileno())
-                return whole
+                return path if handle.seek(0, os.SEEK_END) else None
         except FileNotFoundError:
-            return b""
+            return None
+
+    @contextmanager
+    def running(self, batch_id: str) -> Iterator[bool]:
+        """Whether this process may run ``batch_id`` (no other server on this home runs
+        it), held for the ``with`` body."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / f"{batch_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    def _cut_torn_line(self, batch_id: str, kind: str) -> None:
+        try:
+            with open(self.results_path(batch_id, kind), "rb+") as handle:
+                data = handle.read()
+                whole = data.rfind(b"\n") + 1
+                if whole != len(data):
+                    handle.truncate(whole)
+        except FileNotFoundError:
+            return
 
     def drop_results(self, batch_id: str) -> None:
-        for kind in RESULT_KINDS:
+        for path in [self.results_path(batch_id, kind) for kind in RESULT_KINDS] + [
+            self.folder / f"{batch_id}.lock"
+        ]:
             with suppress(FileNotFoundError):
-                self.results_path(batch_id, kind).unlink()
+                path.unlink()
 
     def _result_lines(self, batch_id: str, kind: str) -> list[dict[str, Any]]:
         try:

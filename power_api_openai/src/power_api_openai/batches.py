@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import current_app
 
-from power_api_openai.batch_input import ENDPOINTS
+from power_api_openai.batch_input import ENDPOINTS, MAX_INPUT_BYTES
 from power_api_openai.batch_runs import BatchRuns, new_batch
 from power_api_openai.batch_store import new_batch_id
 from power_api_openai.item_pages import item_page
@@ -38,6 +38,12 @@ def create(runs: BatchRuns, body: dict[str, Any]) -> dict[str, Any]:
             f"no file with id {input_file_id!r}: upload the requests to /v1/files first.",
             param="input_file_id",
         ) from None
+    if stored.bytes > MAX_INPUT_BYTES:
+        raise InvalidRequest(
+            f"the file {input_file_id} has {stored.bytes} bytes; a batch reads at most "
+            f"{MAX_INPUT_BYTES}.",
+            param="input_file_id",
+        )
     if stored.purpose != "batch":
         raise InvalidRequest(
             f"the file {input_file_id} was uploaded for '{stored.purpose}'; a batch reads a "
@@ -46,7 +52,7 @@ def create(runs: BatchRuns, body: dict[str, Any]) -> dict[str, Any]:
         )
     batch = new_batch(new_batch_id(), input_file_id, endpoint, metadata or None)
     runs.store.save(batch)
-    runs.start(current_app._get_current_object(), batch)  # type: ignore[attr-defined]
+    runs.start(current_app._get_current_object(), batch["id"])  # type: ignore[attr-defined]
     return batch
 
 

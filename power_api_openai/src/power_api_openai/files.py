@@ -7,10 +7,12 @@ response's ``input_file``): a PDF's text, or a UTF-8 text file as it is.
 from __future__ import annotations
 
 import time
+import unicodedata
 from typing import Any
 
 from flask import Blueprint, Response, current_app, has_app_context, request, send_file
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from power_api_openai.file_store import MAX_FILE_BYTES, FileStore, StoredFile, check_purpose
 from power_api_openai.item_pages import item_page
@@ -53,10 +55,12 @@ def create(files: FileStore) -> dict[str, Any]:
     )
     if stored.bytes > MAX_FILE_BYTES:  # a body without a length, read to its end
         files.delete(stored.id)
-        raise InvalidRequest(
-            f"the file has {stored.bytes} bytes; a file may have at most {MAX_FILE_BYTES}.",
-            param="file",
+        raise RequestEntityTooLarge(
+            f"The file has {stored.bytes} bytes; a file may have at most {MAX_FILE_BYTES}."
         )
+    if not stored.bytes:
+        files.delete(stored.id)
+        raise InvalidRequest("The file is empty.", param="file")
     return stored.as_json()
 
 
@@ -82,7 +86,10 @@ def delete(files: FileStore, file_id: str) -> dict[str, Any]:
 def content(files: FileStore, file_id: str) -> Response:
     """``GET /v1/files/{id}/content``: the bytes as uploaded."""
     stored = files.get(file_id)
-    handle = open(files.content_path(file_id), "rb")  # noqa: SIM115 - the response closes it
+    try:
+        handle = open(files.content_path(file_id), "rb")  # noqa: SIM115 - the response closes it
+    except FileNotFoundError:  # deleted just now (another server on this home)
+        raise NotFound(f"No such File object: {file_id}", param="id") from None
     return send_file(
         handle,
         mimetype="application/octet-stream",
@@ -123,7 +130,7 @@ def _attached(file_id: str, param: str) -> tuple[StoredFile, bytes]:
             f"{MAX_ATTACHED_BYTES}.",
             param=param,
         )
-    return files.read(file_id)
+    return run_on_native_thread(lambda: files.read(file_id), "a3s-power-attached-file")
 
 
 def _plain_text(stored: StoredFile, data: bytes, param: str) -> str:
@@ -159,6 +166,8 @@ def _expires_at(form: MultiDict[str, str]) -> int | None:
 
 
 def _file_name(name: str | None) -> str:
-    """The upload's file name without any folder, at most 255 characters."""
-    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    """The upload's file name without any folder or control characters (a line break
+    would break the header a download names it in), at most 255 characters."""
+    printable = "".join(c for c in name or "" if unicodedata.category(c) != "Cc")
+    base = printable.replace("\\", "/").rsplit("/", 1)[-1].strip()
     return base[:255] or "upload"
