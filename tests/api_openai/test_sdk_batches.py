@@ -87,6 +87,15 @@ def test_a_batch_answers_each_request_as_it_is_answered_alone(client: OpenAI) ->
         alone = client.chat.completions.create(**chat_body(question))  # type: ignore[call-overload]
         assert body["object"] == "chat.completion"
         assert body["choices"][0]["message"]["content"] == alone.choices[0].message.content
+    prompt_tokens = sum(
+        line["response"]["body"]["usage"]["prompt_tokens"] for line in answered.values()
+    )
+    completion_tokens = sum(
+        line["response"]["body"]["usage"]["completion_tokens"] for line in answered.values()
+    )
+    assert done.usage is not None
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (prompt_tokens, completion_tokens)
+    assert done.usage.total_tokens == prompt_tokens + completion_tokens
     failed = results(client, done.error_file_id)
     assert failed["nobody"]["response"]["status_code"] == 404
     assert "no-such-model" in failed["nobody"]["response"]["body"]["error"]["message"]

@@ -181,7 +181,11 @@ class BatchRuns:
         expired = not batch.get("cancelling_at") and time.time() >= batch["expires_at"]
         if expired:
             self._report_unrun(batch, requests)
-        files: dict[str, Any] = {}
+        files: dict[str, Any] = {
+            "usage": run_on_native_thread(
+                lambda: self.store.usage(batch_id), "a3s-power-batch-usage"
+            )
+        }
         for kind, field in (("out", "output_file_id"), ("err", "error_file_id")):
             made = run_on_native_thread(
                 lambda kind=kind: self._results_file(batch_id, kind),  # type: ignore[misc]
@@ -249,6 +253,7 @@ def new_batch(
         "cancelled_at": None,
         "request_counts": {"total": 0, "completed": 0, "failed": 0},
         "metadata": metadata,
+        "usage": None,
     }
 
 

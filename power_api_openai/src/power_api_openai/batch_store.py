@@ -89,6 +89,24 @@ class BatchStore:
             done[kind] = {line["custom_id"] for line in self._result_lines(batch_id, kind)}
         return done
 
+    def usage(self, batch_id: str) -> dict[str, Any]:
+        """The tokens the batch's answered requests used, summed as OpenAI's batch
+        ``usage`` sums them (a chat's prompt and completion tokens count as input and
+        output, as a response's do)."""
+        sums = {"input": 0, "cached": 0, "output": 0, "reasoning": 0}
+        for line in self._result_lines(batch_id, "out"):
+            body = (line.get("response") or {}).get("body")
+            used = body.get("usage") if isinstance(body, dict) else None
+            if isinstance(used, dict):
+                _add_usage(sums, used)
+        return {
+            "input_tokens": sums["input"],
+            "input_tokens_details": {"cached_tokens": sums["cached"]},
+            "output_tokens": sums["output"],
+            "output_tokens_details": {"reasoning_tokens": sums["reasoning"]},
+            "total_tokens": sums["input"] + sums["output"],
+        }
+
     def results_path(self, batch_id: str, kind: str) -> Path:
         return self.folder / f"{batch_id}.{kind}.jsonl"
 
@@ -169,3 +187,18 @@ class BatchStore:
 
     def _path(self, batch_id: str) -> Path:
         return self.folder / f"{batch_id}.json"
+
+
+def _add_usage(sums: dict[str, int], used: dict[str, Any]) -> None:
+    """Add one answer's ``usage`` (a chat's, a completion's, an embedding's, a response's)."""
+    inputs = used.get("prompt_tokens", used.get("input_tokens"))
+    outputs = used.get("completion_tokens", used.get("output_tokens"))
+    input_details = used.get("prompt_tokens_details") or used.get("input_tokens_details")
+    output_details = used.get("completion_tokens_details") or used.get("output_tokens_details")
+    sums["input"] += inputs if isinstance(inputs, int) else 0
+    sums["output"] += outputs if isinstance(outputs, int) else 0
+    if isinstance(input_details, dict) and isinstance(input_details.get("cached_tokens"), int):
+        sums["cached"] += input_details["cached_tokens"]
+    if isinstance(output_details, dict):
+        reasoning = output_details.get("reasoning_tokens")
+        sums["reasoning"] += reasoning if isinstance(reasoning, int) else 0
