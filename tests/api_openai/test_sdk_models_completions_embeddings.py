@@ -6,6 +6,7 @@ import math
 
 import openai
 import pytest
+import requests
 from openai import OpenAI
 
 from api_openai.wire_reading import MODEL
@@ -31,6 +32,21 @@ def test_retrieve_unknown_model_is_not_found(client: OpenAI) -> None:
         client.models.retrieve("no-such-model:7b")
     with pytest.raises(openai.NotFoundError):  # not even a valid name
         client.models.retrieve("bad..name")
+
+
+def test_a_model_is_deleted_as_openai_deletes_one(client: OpenAI, v1: str) -> None:
+    # a copy of the test model (the same blobs), made through Ollama's API
+    base = v1.removesuffix("/v1")
+    copied = requests.post(
+        base + "/api/copy", json={"source": MODEL, "destination": "doomed:copy"}, timeout=60
+    )
+    assert copied.status_code == 200
+    deleted = client.models.delete("doomed:copy")
+    assert (deleted.id, deleted.object, deleted.deleted) == ("doomed:copy", "model", True)
+    assert "doomed:copy" not in [m.id for m in client.models.list()]
+    assert client.models.retrieve(MODEL).id == MODEL  # its blobs stay: the model uses them
+    with pytest.raises(openai.NotFoundError):
+        client.models.delete("doomed:copy")
 
 
 # ------------------------------------------------------------------------------- completions

@@ -175,7 +175,9 @@ def test_creating_from_the_first_parts_path_or_its_folder(
     events: list[PullProgress] = []
     library.create_from_modelfile("from-path", f"FROM {parts[0]}\n", parts[0].parent, events.append)
     assert library.resolve("from-path").model_digest == sha(whole)
-    assert "joining 3 parts" in [e.status for e in events]
+    statuses = [e.status for e in events]
+    assert "joining 3 parts" in statuses
+    assert f"creating new layer {sha(whole)}" in statuses
     library.create_from_modelfile("from-folder", "FROM .\n", parts[0].parent)
     assert library.resolve("from-folder").model_digest == sha(whole)
     with pytest.raises(InvalidRequest, match=r"part 3 of 3 .*give the first part"):

@@ -26,7 +26,7 @@ from power_api_openai.errors import (
     power_error_response,
 )
 from power_api_openai.file_store import FileStore
-from power_api_openai.models import list_models, retrieve_model
+from power_api_openai.models import delete_model, list_models, retrieve_model
 from power_api_openai.response_shelf import DiskShelf
 from power_api_openai.response_store import ByteBudget, ResponseStore
 from power_api_openai.responses import count_input_tokens, create_response, followed_frames
@@ -56,7 +56,7 @@ ROUTE_METHODS = {
 }
 #: the same for routes with ids in their paths
 ROUTE_PATTERN_METHODS = [
-    (re.compile(r"models/.+"), ("GET", "HEAD")),
+    (re.compile(r"models/.+"), ("GET", "HEAD", "DELETE")),
     (re.compile(r"responses/[^/]+"), ("GET", "DELETE")),
     (re.compile(r"responses/[^/]+/input_items"), ("GET",)),
     (re.compile(r"responses/[^/]+/cancel"), ("POST",)),
@@ -290,6 +290,11 @@ def openai_blueprint(services: PowerServices, sock: Any = None) -> Blueprint:
     @handled
     def model(model_id: str) -> Response:
         return json_response(retrieve_model(services, model_id))
+
+    @bp.delete("/models/<path:model_id>")
+    @handled
+    def remove_model(model_id: str) -> Response:
+        return json_response(delete_model(services, model_id))
 
     @bp.route("/<path:rest>", methods=_ANY_METHOD)
     def unknown(rest: str) -> Response:

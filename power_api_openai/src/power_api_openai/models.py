@@ -1,4 +1,5 @@
-"""``GET /v1/models`` and ``GET /v1/models/{id}``: the models in the store."""
+"""``GET /v1/models``, ``GET /v1/models/{id}`` and ``DELETE /v1/models/{id}``: the models in
+the store."""
 
 from __future__ import annotations
 
@@ -37,3 +38,12 @@ def retrieve_model(services: PowerServices, model_id: str) -> dict[str, Any]:
     """One model by name; raises ``ModelNotFound`` (404) for an unknown one."""
     model = services.library.resolve(model_id)
     return model_json(model.name, model.modified_at)
+
+
+def delete_model(services: PowerServices, model_id: str) -> dict[str, Any]:
+    """Delete a stored model, as OpenAI deletes a fine-tuned one (Ollama's ``/api/delete``
+    does the same): unloaded once its running requests end. ``ModelNotFound`` (404) for
+    an unknown one."""
+    name = services.library.resolve(model_id).name
+    services.delete_model(name)
+    return {"id": name, "object": "model", "deleted": True}

@@ -235,7 +235,7 @@ class ModelCreator:
                 quantized = scratch.enter_context(self._scratch_file())
                 quantize_weights(job, quantized, progress)
             return self._write_model(
-                ref, from_, source, quantized, adapters, projector, changes, progress
+                ref, from_, source, quantized, adapters, projector, changes, progress, joins.digests
             )
 
     @contextmanager
@@ -328,6 +328,7 @@ class ModelCreator:
         projector: ProjectorSource | None,
         changes: LayerChanges,
         progress: ProgressCallback,
+        joined: Sequence[str] = (),
     ) -> str:
         base: Manifest | None = None
         base_parameters: dict[str, Any] = {}
@@ -354,7 +355,7 @@ class ModelCreator:
             elif source is not None:
                 weights = source
             info = self.reader.gguf_info(weights.digest, self.store.blob_path(weights.digest))
-            created = isinstance(source, Path) or quantized is not None
+            created = isinstance(source, Path) or quantized is not None or weights.digest in joined
             verb = "creating new layer" if created else "using existing layer"
             progress(PullProgress(status=f"{verb} {weights.digest}"))
             adapter_blobs = [self._adapter_blob(adapter, progress) for adapter in adapters]
