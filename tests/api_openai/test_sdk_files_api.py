@@ -15,6 +15,7 @@ from openai import OpenAI
 
 from api_openai.test_sdk_files import PAGES, TEXT, chat_prompt_tokens
 from api_openai.wire_reading import MODEL
+from conftest import PowerServer
 from pdf_files import pdf_with_pages
 
 NOTES = "Buy flour.\nFix the mill wheel.\n"
@@ -168,3 +169,35 @@ def test_a_file_name_loses_folders_and_control_characters(
     with pytest.raises(openai.BadRequestError, match="empty") as empty:
         client.files.create(file=("empty.txt", b""), purpose="user_data")  # type: ignore[arg-type]
     assert empty.value.param == "file"
+
+
+def test_an_upload_without_a_length_and_one_with_two_files(
+    client: OpenAI, v1: str, power_server: PowerServer
+) -> None:
+    boundary = "b0undary"
+
+    def part(name: str, body: bytes, filename: str | None = None) -> bytes:
+        named = f'; filename="{filename}"' if filename else ""
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{named}\r\n\r\n'
+        return head.encode() + body + b"\r\n"
+
+    data = bytes(range(256)) * 4096  # 1 MiB
+    form = [
+        part("purpose", b"user_data"),
+        part("file", data, "big.bin"),
+        part("file", b"a second file", "second.txt"),
+        f"--{boundary}--\r\n".encode(),
+    ]
+    reply = requests.post(  # a generator body goes chunked, without a Content-Length
+        f"{v1}/files",
+        data=(piece for piece in form),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    kept = reply.json()
+    assert (kept["filename"], kept["bytes"]) == ("big.bin", len(data))
+    assert client.files.content(kept["id"]).read() == data
+    client.files.delete(kept["id"])
+    # written straight into the store's folder; the second file's bytes did not stay there
+    assert list((power_server.home / "files").glob(".upload-*")) == []

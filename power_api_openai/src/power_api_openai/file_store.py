@@ -85,15 +85,34 @@ class FileStore:
     ) -> StoredFile:
         """Keep what ``source`` holds (read to its end) as a new file. Blocking: call it off
         the server's hub for a large file. Raises a PowerError when the disk refuses."""
-        file_id = f"file-{secrets.token_hex(12)}"
+        aside, handle = self.new_upload()
+        try:
+            with handle:
+                shutil.copyfileobj(source, handle, _COPY_BYTES)
+        except OSError as exc:
+            with suppress(OSError):
+                aside.unlink()
+            raise disk_error(exc, self.folder) from exc
+        return self.keep(aside, filename, purpose, expires_at)
+
+    def new_upload(self) -> tuple[Path, IO[bytes]]:
+        """A file aside in the store's folder to write an upload into, and its handle; then
+        :meth:`keep` it (its bytes are not copied again)."""
         aside = self.folder / f"{_ASIDE_PREFIX}{secrets.token_hex(8)}"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with open(aside, "wb") as handle:
-                shutil.copyfileobj(source, handle, _COPY_BYTES)
-                handle.flush()
+            return aside, open(aside, "wb+")
+        except OSError as exc:
+            raise disk_error(exc, self.folder) from exc
+
+    def keep(self, aside: Path, filename: str, purpose: str, expires_at: int | None) -> StoredFile:
+        """Make the upload written to ``aside`` (by :meth:`new_upload`) a file: synced and
+        renamed into place, then described. Raises a PowerError when the disk refuses."""
+        file_id = f"file-{secrets.token_hex(12)}"
+        try:
+            with open(aside, "rb+") as handle:
                 os.fsync(handle.fileno())
-                size = handle.tell()
+                size = handle.seek(0, os.SEEK_END)
             os.replace(aside, self.folder / file_id)
             now_ns = time.time_ns()
             stored = StoredFile(

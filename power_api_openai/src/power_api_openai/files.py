@@ -6,13 +6,16 @@ response's ``input_file``): a PDF's text, or a UTF-8 text file as it is.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import unicodedata
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from flask import Blueprint, Response, current_app, has_app_context, request, send_file
-from werkzeug.datastructures import MultiDict
+from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import parse_form_data
 
 from power_api_openai.file_store import MAX_FILE_BYTES, FileStore, StoredFile, check_purpose
 from power_api_openai.item_pages import item_page
@@ -39,19 +42,49 @@ def register(blueprint: Blueprint, files: FileStore) -> None:
 
 def create(files: FileStore) -> dict[str, Any]:
     """``POST /v1/files``: a ``multipart/form-data`` upload of ``file`` with ``purpose``
-    (and ``expires_after[anchor]``, ``expires_after[seconds]``)."""
-    request.max_content_length = MAX_FILE_BYTES + _FORM_OVERHEAD
-    upload = request.files.get("file")
+    (and ``expires_after[anchor]``, ``expires_after[seconds]``). The file's bytes are
+    written once, aside in the store's own folder (not in a temporary file first)."""
+    written: dict[int, Path] = {}  # id of each part's handle -> where it is written
+
+    def into_store(*_: Any, **__: Any) -> IO[bytes]:
+        path, handle = files.new_upload()
+        written[id(handle)] = path
+        return handle
+
+    try:
+        _, form, uploads = parse_form_data(
+            request.environ,
+            stream_factory=into_store,
+            max_content_length=MAX_FILE_BYTES + _FORM_OVERHEAD,
+            silent=False,
+        )
+        return _keep_upload(files, form, uploads, written)
+    finally:
+        for path in written.values():  # what was not kept (a refusal, a second part)
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _keep_upload(
+    files: FileStore,
+    form: MultiDict[str, str],
+    uploads: MultiDict[str, FileStorage],
+    written: dict[int, Path],
+) -> dict[str, Any]:
+    for _, part in uploads.items(multi=True):
+        part.stream.close()
+    upload = uploads.get("file")
     if upload is None:
         raise InvalidRequest(
             "'file' is required: upload it as multipart/form-data with a 'purpose'.",
             param="file",
         )
-    purpose = check_purpose(request.form.get("purpose"))
-    expires_at = _expires_at(request.form)
+    purpose = check_purpose(form.get("purpose"))
+    expires_at = _expires_at(form)
     filename = _file_name(upload.filename)
+    aside = written.pop(id(upload.stream))
     stored = run_on_native_thread(
-        lambda: files.add(upload.stream, filename, purpose, expires_at), "a3s-power-upload"
+        lambda: files.keep(aside, filename, purpose, expires_at), "a3s-power-upload"
     )
     if stored.bytes > MAX_FILE_BYTES:  # a body without a length, read to its end
         files.delete(stored.id)
