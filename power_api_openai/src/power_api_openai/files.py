@@ -45,21 +45,32 @@ def create(files: FileStore) -> dict[str, Any]:
     (and ``expires_after[anchor]``, ``expires_after[seconds]``). The file's bytes are
     written once, aside in the store's own folder (not in a temporary file first)."""
     written: dict[int, Path] = {}  # id of each part's handle -> where it is written
+    handles: list[IO[bytes]] = []
 
     def into_store(*_: Any, **__: Any) -> IO[bytes]:
         path, handle = files.new_upload()
         written[id(handle)] = path
+        handles.append(handle)
         return handle
 
     try:
-        _, form, uploads = parse_form_data(
-            request.environ,
-            stream_factory=into_store,
-            max_content_length=MAX_FILE_BYTES + _FORM_OVERHEAD,
-            silent=False,
-        )
+        try:
+            _, form, uploads = parse_form_data(
+                request.environ,
+                stream_factory=into_store,
+                max_content_length=MAX_FILE_BYTES + _FORM_OVERHEAD,
+                silent=False,
+            )
+        except ValueError as exc:  # a body that breaks the multipart rules
+            raise InvalidRequest(
+                f"the upload is not valid multipart/form-data ({exc}).", param="file"
+            ) from None
+        for handle in handles:
+            handle.close()
         return _keep_upload(files, form, uploads, written)
     finally:
+        for handle in handles:
+            handle.close()
         for path in written.values():  # what was not kept (a refusal, a second part)
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -71,8 +82,6 @@ def _keep_upload(
     uploads: MultiDict[str, FileStorage],
     written: dict[int, Path],
 ) -> dict[str, Any]:
-    for _, part in uploads.items(multi=True):
-        part.stream.close()
     upload = uploads.get("file")
     if upload is None:
         raise InvalidRequest(
