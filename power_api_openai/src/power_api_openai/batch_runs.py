@@ -167,6 +167,7 @@ class BatchRuns:
             return None
         if errors:
             self._update(batch["id"], status="failed", failed_at=_now(), errors=_errors(errors))
+            self.store.drop_results(batch["id"])  # nothing ran; its lock goes too
             return None
         return requests
 

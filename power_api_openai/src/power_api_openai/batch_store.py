@@ -31,6 +31,8 @@ log = logging.getLogger("power_api_openai")
 _BATCH_ID = re.compile(r"batch_[0-9a-f]{24}")
 #: the two result logs: what succeeded (2xx) and what did not
 RESULT_KINDS = ("out", "err")
+#: how much of a log's end is read at a time to find its last whole line
+_TAIL_BYTES = 64 << 10
 
 
 def new_batch_id() -> str:
@@ -140,12 +142,23 @@ class BatchStore:
             os.close(fd)
 
     def _cut_torn_line(self, batch_id: str, kind: str) -> None:
+        """Cut off a last line a crash left without its end (read from the end back)."""
         try:
             with open(self.results_path(batch_id, kind), "rb+") as handle:
-                data = handle.read()
-                whole = data.rfind(b"\n") + 1
-                if whole != len(data):
-                    handle.truncate(whole)
+                end = handle.seek(0, os.SEEK_END)
+                whole = end
+                while whole > 0:
+                    start = max(0, whole - _TAIL_BYTES)
+                    handle.seek(start)
+                    tail = handle.read(whole - start)
+                    if whole == end and tail.endswith(b"\n"):
+                        return
+                    newline = tail.rfind(b"\n")
+                    if newline >= 0:
+                        whole = start + newline + 1
+                        break
+                    whole = start
+                handle.truncate(whole)
         except FileNotFoundError:
             return
 
@@ -156,20 +169,23 @@ class BatchStore:
             with suppress(FileNotFoundError):
                 path.unlink()
 
-    def _result_lines(self, batch_id: str, kind: str) -> list[dict[str, Any]]:
+    def _result_lines(self, batch_id: str, kind: str) -> Iterator[dict[str, Any]]:
+        """The whole lines of the ``kind`` log, one at a time (an embeddings batch's log
+        holds every vector: it is never read whole)."""
         try:
-            data = self.results_path(batch_id, kind).read_bytes()
+            handle = open(self.results_path(batch_id, kind), "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
-            return []
-        lines = []
-        for raw in data.split(b"\n")[:-1]:  # the last piece: empty, or cut short
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(line, dict) and isinstance(line.get("custom_id"), str):
-                lines.append(line)
-        return lines
+            return
+        with handle:
+            for raw in handle:
+                if not raw.endswith(b"\n"):
+                    return  # cut short by a crash
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(line, dict) and isinstance(line.get("custom_id"), str):
+                    yield line
 
     def _read(self, batch_id: str) -> dict[str, Any] | None:
         try:
