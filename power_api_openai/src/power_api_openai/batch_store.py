@@ -13,18 +13,14 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import Any
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: one server per home is on the user
-    fcntl = None  # type: ignore[assignment]
 
 from power_core.errors import NotFound, PowerError
 from power_core.server.views import compact_json
 from power_core.store.local import replace_durably
+from power_core.store.locks import lock_if_free
 
 log = logging.getLogger("power_api_openai")
 
@@ -124,22 +120,10 @@ class BatchStore:
         except FileNotFoundError:
             return None
 
-    @contextmanager
-    def running(self, batch_id: str) -> Iterator[bool]:
+    def running(self, batch_id: str) -> AbstractContextManager[bool]:
         """Whether this process may run ``batch_id`` (no other server on this home runs
         it), held for the ``with`` body."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / f"{batch_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                if fcntl is not None:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            yield True
-        finally:
-            os.close(fd)
+        return lock_if_free(self.folder / f"{batch_id}.lock")
 
     def _cut_torn_line(self, batch_id: str, kind: str) -> None:
         """Cut off a last line a crash left without its end (read from the end back)."""

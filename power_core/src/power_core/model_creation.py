@@ -34,7 +34,9 @@ from power_core.quantize import plan_quantizing, quantize_weights
 from power_core.sources import ProgressCallback, PullProgress
 from power_core.split_joining import join_into_store
 from power_core.split_models import (
+    SplitPart,
     part_names,
+    part_number,
     read_parts,
     refuse_later_part,
     refuse_split,
@@ -104,7 +106,7 @@ class ModelCreator:
                     "only one GGUF file per model is supported, or every part of one split model",
                     param="files",
                 )
-            ggufs.sort(key=lambda gguf: _part_number(gguf[2]))
+            ggufs.sort(key=lambda gguf: part_number(gguf[2]))
         weights = [(filename, blob) for filename, blob, _ in ggufs]
         return weights, adapters, projectors[0] if projectors else None
 
@@ -205,10 +207,12 @@ class ModelCreator:
         if source is not None or quantize is not None or adapters or projector:
             # named as the request named them: never the store's own files
             named = str(source) if isinstance(source, Path) else None
-            if isinstance(source, Path):
-                source = self._joined_if_split(source, progress, joins)
             # a bad file is refused before gigabytes of it are copied
             path, info = self._weights_file(from_, source)
+            part = split_part(info)
+            if isinstance(source, Path) and part is not None:
+                source = self._joined(source, part, progress, joins)
+                path, info = self._weights_file(from_, source)
             label = from_ or named or f"blob {path.name}"
             check_weights(label, info)
             refuse_split(label, info)
@@ -281,17 +285,11 @@ class ModelCreator:
             message = f"adapter '{adapter.label}': {exc.message}"
             raise InvalidRequest(message, param="adapters") from None
 
-    def _joined_if_split(
-        self, path: Path, progress: ProgressCallback, joins: _Joins
-    ) -> Path | StoredBlob:
-        """``path``, or where it is the first part of a split model, the blob its parts
-        beside it are joined into (checked first: a missing or foreign part is refused)."""
-        try:
-            part = split_part(read_gguf_info(path))
-        except InvalidModelFile:
-            return path  # refused in the words of the usual checks
-        if part is None:
-            return path
+    def _joined(
+        self, path: Path, part: SplitPart, progress: ProgressCallback, joins: _Joins
+    ) -> StoredBlob:
+        """The blob the split model whose part ``path`` is joins into, with the parts
+        beside it (checked first: a later, missing or foreign part is refused)."""
         refuse_later_part(str(path), part)
         paths = [path.with_name(name) for name in part_names(path.name, part.count)]
         infos = read_parts(paths, [str(p) for p in paths])
@@ -465,8 +463,3 @@ class _Joins:
     def keep(self, blob: StoredBlob) -> None:
         self.pin(blob.digest)
         self.digests.append(blob.digest)
-
-
-def _part_number(info: GGUFInfo) -> int:
-    part = split_part(info)
-    return part.number if part is not None else 0

@@ -15,13 +15,11 @@ from pathlib import Path
 from power_core.concurrency import EventChannel, run_on_native_thread, start_native_thread
 from power_core.errors import UnsupportedFeature
 from power_core.gguf import GGUFInfo
+from power_core.quantize import PROGRESS_DIGEST
 from power_core.sources import ProgressCallback, PullProgress
 from power_core.split_models import join_parts
 from power_core.store.base import ModelStore, StoredBlob
 from power_core.store.local import disk_error
-
-#: the digest Ollama's clients show for a step that has none (as quantizing reports)
-_PROGRESS_DIGEST = "0000000000000000000"
 
 
 def join_into_store(
@@ -60,10 +58,10 @@ def _join_on_native_thread(
         else:
             reports.close()
 
-    progress(PullProgress(status, digest=_PROGRESS_DIGEST, total=0, completed=0))
+    progress(PullProgress(status, digest=PROGRESS_DIGEST, total=0, completed=0))
     start_native_thread(work, "a3s-power-join")
     try:
         for done, total in reports:
-            progress(PullProgress(status, digest=_PROGRESS_DIGEST, total=total, completed=done))
+            progress(PullProgress(status, digest=PROGRESS_DIGEST, total=total, completed=done))
     except OSError as exc:
         raise disk_error(exc, destination.parent) from exc

@@ -55,6 +55,18 @@ def split_part(info: GGUFInfo) -> SplitPart | None:
     return SplitPart(number + 1 if _is_count(number) else 0, count)
 
 
+def part_number(info: GGUFInfo) -> int:
+    """Which part ``info``'s file is (from 1), 0 for a whole model: the order to join in."""
+    part = split_part(info)
+    return part.number if part is not None else 0
+
+
+def looks_like_first_part(name: str) -> bool:
+    """Whether a file name (or URL path) is llama.cpp's name for a first part."""
+    match = _PART_NAME.search(name)
+    return match is not None and int(match.group(1)) == 1
+
+
 def part_names(first_name: str, count: int) -> list[str]:
     """The names of all ``count`` parts, from the first part's file name (or URL path).
 

@@ -28,7 +28,7 @@ from power_core.projectors import is_projector
 from power_core.pull.registry_layers import check_expected
 from power_core.sources import FetchedBlob
 from power_core.split_joining import join_into_store
-from power_core.split_models import read_parts, split_part
+from power_core.split_models import part_number, read_parts
 from power_core.store.builder import MAX_TEXT_LAYER, LayerChanges
 from power_core.store.manifest import Layer, Manifest
 from power_core.store.pins import pinning
@@ -168,7 +168,7 @@ def _weights(
             for layer in layers:
                 pin(layer.digest)
             parts = [(download(layer, gguf=True)[0], download.gguf_info(layer)) for layer in layers]
-            parts.sort(key=lambda part: _part_number(part[1]))
+            parts.sort(key=lambda part: part_number(part[1]))
             paths = [store.blob_path(blob.digest) for blob, _ in parts]
             infos = read_parts(paths, [f"layer {blob.digest}" for blob, _ in parts])
             joined = join_into_store(store, paths, infos, download.progress)
@@ -182,11 +182,6 @@ def _weights(
     # not downloaded again; else they go with a collection once an hour old)
     store.gc([layer.digest for layer in layers])
     return joined, read_gguf_info(store.blob_path(joined.digest))
-
-
-def _part_number(info: GGUFInfo) -> int:
-    part = split_part(info)
-    return part.number if part is not None else 0
 
 
 def docker_model_layers(manifest: Manifest, display: str) -> DockerModelLayers:

@@ -24,6 +24,7 @@ from power_core.sources import FetchedBlob, ProgressCallback
 from power_core.split_joining import join_into_store
 from power_core.split_models import (
     SplitPart,
+    looks_like_first_part,
     part_names,
     read_parts,
     refuse_later_part,
@@ -41,7 +42,10 @@ def reusable_part(
 ) -> str | None:
     """The digest of the part at ``url`` that an earlier pull of the split model at
     ``first_url`` finished, if the server still has that very file (the same ETag or
-    Last-Modified); else ``None``."""
+    Last-Modified); else ``None``. Only a URL named as a first part is looked up: an
+    ordinary pull takes no lock for it."""
+    if not looks_like_first_part(urlsplit(first_url).path):
+        return None
     with store.partial_download(_note_key(first_url)) as note:
         finished = _finished(note, first_url)
     return _unchanged(source, finished.get(url), url, insecure)
