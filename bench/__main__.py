@@ -47,9 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "benchmark",
-        choices=["all", *BENCHMARKS, "summary", "profile"],
+        choices=["all", *BENCHMARKS, "summary", "profile", "gpu_offload"],
         help="what to run; 'summary' prints the table of the latest results; 'profile' "
-        "samples our server with py-spy during one and eight streams",
+        "samples our server with py-spy during one and eight streams; 'gpu_offload' "
+        "measures num_gpu where llama.cpp has a GPU (not part of 'all')",
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and levels")
     parser.add_argument("--reps", type=int, help="repetitions for every benchmark")
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     use_client(args.client)
     names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
-    modules = {**BENCHMARKS, "profile": "bench.profile"}
+    modules = {**BENCHMARKS, "profile": "bench.profile", "gpu_offload": "bench.gpu_offload"}
     fleet = Fleet(config)
     results: dict[str, dict[str, Any]] = {}
     started = time.monotonic()

@@ -65,3 +65,53 @@ def test_a_load_parameter_no_load_could_take_is_refused_at_create_and_left_out_a
         registry.close()
     assert client.generate(name, "Say hi", options={"num_predict": 2}).done
     client.delete(name)
+
+
+def gpus_seen() -> bool:
+    """Whether this machine's llama.cpp offloads to a GPU (the server's is the same one)."""
+    from power_backend_llamacpp.devices import list_gpus
+
+    return bool(list_gpus())
+
+
+def test_gpu_options_load_the_model_and_ps_says_where_it_is(client: ollama.Client) -> None:
+    """num_gpu, main_gpu and use_mlock are load options, as in Ollama: a change reloads
+    the model. Without a GPU the model runs on the CPU whatever num_gpu asks for, and
+    ps reports none of it in VRAM."""
+    name = "smollm2:135m"
+    for options in ({"num_gpu": 0}, {"num_gpu": 99, "main_gpu": 0, "use_mlock": True}):
+        answer = client.generate(name, "Say hi", options={"num_predict": 2, **options})
+        assert answer.done
+        entry = next(model for model in client.ps().models if model.model == name)
+        assert entry.size is not None and entry.size > 0
+        if options["num_gpu"] == 0 or not gpus_seen():
+            assert entry.size_vram == 0
+        else:
+            assert 0 < (entry.size_vram or 0) <= entry.size
+
+
+def test_gpu_options_of_the_wrong_kind_are_refused(client: ollama.Client) -> None:
+    for options, message in (
+        ({"main_gpu": -1}, "option 'main_gpu' must not be negative"),
+        ({"num_gpu": "all"}, "option 'num_gpu' must be an integer"),
+        ({"use_mlock": "yes"}, "option 'use_mlock' must be true or false"),
+    ):
+        with pytest.raises(ollama.ResponseError, match=message) as refused:
+            client.generate("smollm2:135m", "Say hi", options={"num_predict": 1, **options})
+        assert refused.value.status_code == 400
+
+
+def test_a_models_num_gpu_parameter_is_a_load_option(client: ollama.Client) -> None:
+    """PARAMETER num_gpu 0 (a model kept on the CPU) and -1 (as many layers as fit)."""
+    for layers in (0, -1):
+        name = f"smollm2-gpu{layers}:test"
+        client.create(name, from_="smollm2:135m", parameters={"num_gpu": layers})
+        try:
+            assert client.generate(name, "Say hi", options={"num_predict": 2}).done
+            entry = next(model for model in client.ps().models if model.model == name)
+            if layers == 0 or not gpus_seen():
+                assert entry.size_vram == 0
+            else:
+                assert 0 < (entry.size_vram or 0) <= (entry.size or 0)
+        finally:
+            client.delete(name)

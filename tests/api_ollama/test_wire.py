@@ -785,6 +785,11 @@ def test_ps_and_stop_from_the_command_line(power_server: PowerServer) -> None:
     assert requests.post(url + "/api/generate", json=body, timeout=120).status_code == 200
     listed = power_cli(power_server.env, "ps")
     assert MODEL in listed.stdout, listed.stdout
+    [row] = [line for line in listed.stdout.splitlines() if line.startswith(MODEL)]
+    size_vram = next(m for m in requests.get(url + "/api/ps", timeout=10).json()["models"])[
+        "size_vram"
+    ]
+    assert ("100% CPU" in row) == (size_vram == 0), row
     # stop waits for the request under way, then the model is gone
     long = {"model": MODEL, "prompt": "Count from one to one hundred.", "options": GREEDY_200}
     stream = requests.post(url + "/api/generate", json=long, stream=True, timeout=120)

@@ -211,12 +211,19 @@ def test_interactive_chat(chat: pexpect.spawn, env: dict[str, str]) -> None:
     assert "Couldn't set parameter: 'top_p' must be between 0 and 1" in command(
         chat, "/set parameter top_p 7"
     )
+    assert "Set parameter 'num_gpu' to '0'" in command(chat, "/set parameter num_gpu 0")
+    assert "Couldn't set parameter: 'main_gpu' must not be negative" in command(
+        chat, "/set parameter main_gpu -1"
+    )
     assert "Couldn't set parameter: unknown parameter 'warmth'" in command(
         chat, "/set parameter warmth 3"
     )
     assert "num_ctx <int>" in command(chat, "/set parameter")
     shown = command(chat, "/show parameters")
-    assert "User defined parameters:\ntemperature     0\nnum_predict     16\n" in shown, shown
+    assert (
+        "User defined parameters:\ntemperature     0\nnum_predict     16\nnum_gpu         0\n"
+        in shown
+    ), shown
 
     info = command(chat, "/show info")
     for expected in (

@@ -87,6 +87,22 @@ def test_all_documented_fields_parse(tmp_path: Path) -> None:
     assert settings.use_mmap is False
 
 
+def test_num_gpu_is_as_many_layers_as_fit_unless_configured(tmp_path: Path) -> None:
+    assert load_settings(environ=env_for(tmp_path)).num_gpu == -1
+    for text, layers in (("0", 0), ("12", 12), ("-1", -1), (" -5 ", -1)):
+        settings = load_settings(environ=env_for(tmp_path, A3S_POWER_NUM_GPU=text))
+        assert settings.num_gpu == layers
+        assert load_options_from(settings, {}).num_gpu == layers
+        # a request's (or a model's) own num_gpu wins
+        assert load_options_from(settings, {"num_gpu": 3}).num_gpu == 3
+    (tmp_path / "config.yaml").write_text("num_gpu: 20\n")
+    assert load_settings(environ=env_for(tmp_path)).num_gpu == 20
+    for bad in ("all", "true", "1.5"):
+        (tmp_path / "config.yaml").write_text(f"num_gpu: {bad}\n")
+        with pytest.raises(ConfigError, match="'num_gpu' must be an integer: -1 for as many"):
+            load_settings(environ=env_for(tmp_path))
+
+
 def test_flash_attention_is_off_unless_configured(tmp_path: Path) -> None:
     assert load_settings(environ=env_for(tmp_path)).flash_attention is False
     settings = load_settings(environ=env_for(tmp_path, A3S_POWER_FLASH_ATTENTION="true"))
@@ -114,7 +130,7 @@ def test_rust_tool_keys_without_a_counterpart_are_named_in_a_warning(
 ) -> None:
     (tmp_path / "config.toml").write_text(
         'keep_alive = "1h"\nnum_thread = 3\ntee_mode = true\napi_keys = ["9f86d0"]\n'
-        "[gpu]\ngpu_layers = -1\n"
+        "[gpu]\ngpu_layers = 12\ntensor_split = [1, 1]\n"
     )
     # its api_keys are hashes: the server needs the keys themselves, or it does not start
     with pytest.raises(ConfigError, match="api_keys holds hashes of keys") as refused:
@@ -124,9 +140,10 @@ def test_rust_tool_keys_without_a_counterpart_are_named_in_a_warning(
     keyed = {**env_for(tmp_path), "A3S_POWER_API_KEYS": "secret"}
     settings = load_settings(environ=keyed)
     assert (settings.keep_alive, settings.num_thread, settings.api_keys) == (3600, 3, ("secret",))
+    assert settings.num_gpu == 12  # its [gpu] gpu_layers
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert str(tmp_path / "config.toml") in warning
-    assert "ignoring 'tee_mode', 'api_keys', 'gpu'" in warning
+    assert "ignoring 'tee_mode', 'api_keys', 'gpu.tensor_split'" in warning
     assert "config.yaml" in warning
     (tmp_path / "config.toml").write_text("num_thread = 0\n")  # read keys are checked
     with pytest.raises(ConfigError, match=r"config\.toml: 'num_thread' must be a positive"):

@@ -35,7 +35,15 @@ SAMPLING = {
     "seed": _INT,
 }
 #: options that shape the loaded model
-LOAD = {"num_ctx": _INT, "num_batch": _INT, "num_thread": _INT, "use_mmap": _BOOL}
+LOAD = {
+    "num_ctx": _INT,
+    "num_batch": _INT,
+    "num_thread": _INT,
+    "use_mmap": _BOOL,
+    "use_mlock": _BOOL,
+    "num_gpu": _INT,
+    "main_gpu": _INT,
+}
 #: documented Ollama options this engine cannot honour
 IGNORED = {
     "tfs_z": _FLOAT,
@@ -44,13 +52,10 @@ IGNORED = {
     "mirostat_eta": _FLOAT,
     "penalize_newline": _BOOL,
     "numa": _BOOL,
-    "num_gpu": _INT,
-    "main_gpu": _INT,
     "low_vram": _BOOL,
     "f16_kv": _BOOL,
     "logits_all": _BOOL,
     "vocab_only": _BOOL,
-    "use_mlock": _BOOL,
     "embedding_only": _BOOL,
 }
 _OTHER = {"num_predict": _INT, "stop": _STOP, "num_keep": _INT}

@@ -131,7 +131,7 @@ def add_model_routes(blueprint: Blueprint, services: PowerServices) -> None:
                 "digest": entry.model.digest,
                 "details": details_json(entry.model.details),
                 "expires_at": _expires_at(entry, default_keep_alive),
-                "size_vram": 0,  # llama.cpp runs on the CPU here
+                "size_vram": entry.engine.info.gpu_bytes,
                 "context_length": entry.engine.info.context_length,
             }
             for entry in services.loaded_models()

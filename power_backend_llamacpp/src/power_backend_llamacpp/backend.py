@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from power_backend_llamacpp import limits, model_checks
 from power_backend_llamacpp.extra_buffers import use_extra_buffers
+from power_backend_llamacpp.offload import Offload, plan_offload
 from power_core.concurrency import allocate_native_lock, start_native_thread, unpatched
 from power_core.engine import LoadSpec, QuantizeSpec
 from power_core.errors import InvalidModelFile, InvalidRequest, ModelLoadFailed, PowerError
@@ -263,13 +264,20 @@ class LlamaCppBackend:
         max_seqs = int(lc.llama_max_parallel_sequences())
         if options.num_parallel > max_seqs:
             raise InvalidRequest(f"num_parallel must be at most {max_seqs}", param="num_parallel")
+        # generating sequences take one batch slot each, so the batch always fits them; a
+        # batch larger than the context could never fill
+        cells = options.num_ctx * options.num_parallel
+        n_batch = min(max(options.num_batch, options.num_parallel), cells)
+        n_ubatch = min(n_batch, options.num_batch) or n_batch
         model_params = lc.llama_model_default_params()
         model_params.load_mode = (
             lc.LLAMA_LOAD_MODE_MMAP if options.use_mmap else lc.LLAMA_LOAD_MODE_NONE
         )
+        model_params.use_mlock = options.use_mlock
         model_params.use_extra_bufts = use_extra_buffers()
 
         errors: list[str] = []
+        planned: list[Offload] = []
 
         def load_weights() -> Any:
             # refused here, not aborted in llama.cpp: the file is read on this thread too
@@ -279,6 +287,16 @@ class LlamaCppBackend:
                 raise InvalidModelFile(f"cannot load '{spec.name}': {exc.message}") from None
             if problem is not None:
                 raise InvalidModelFile(f"llama.cpp cannot load '{spec.name}': {problem}")
+            offload = plan_offload(
+                spec.path,
+                spec.name,
+                options,
+                n_ubatch=n_ubatch,
+                kv_bytes_per_element=_BYTES_PER_ELEMENT[cache_type],
+            )
+            planned.append(offload)
+            model_params.n_gpu_layers = offload.layers
+            model_params.main_gpu = options.main_gpu if offload.layers else 0
             with listening_to_llama_log(_errors_of_this_thread(errors)):
                 return lc.llama_model_load_from_file(str(spec.path).encode(), model_params)
 
@@ -287,23 +305,20 @@ class LlamaCppBackend:
         )
         if not model:
             raise _load_failure(spec.name, spec.path, errors)
+        offload = planned[0]
         try:
             adapters = LoraAdapters(model, spec.adapters, spec.name)
         except ModelLoadFailed:
             lc.llama_model_free(model)
             raise
         threads = options.num_thread or default_threads()
-        cells = options.num_ctx * options.num_parallel
-        # generating sequences take one batch slot each, so the batch always fits them; a
-        # batch larger than the context could never fill
-        n_batch = min(max(options.num_batch, options.num_parallel), cells)
         ctx_params = lc.llama_context_default_params()
         ctx_params.n_ctx = cells
         ctx_params.n_seq_max = options.num_parallel
         # one KV stream per sequence: each gets exactly num_ctx cells and attends to its own
         ctx_params.kv_unified = False
         ctx_params.n_batch = n_batch
-        ctx_params.n_ubatch = min(n_batch, options.num_batch) or n_batch
+        ctx_params.n_ubatch = n_ubatch
         ctx_params.n_threads = threads
         ctx_params.n_threads_batch = threads
         # llama.cpp's default ("auto") turns it on wherever the device supports it. On CPUs
@@ -319,9 +334,9 @@ class LlamaCppBackend:
         head_sizes = _head_sizes(lc, model)
         cache_type = _cache_type_for_heads(cache_type, head_sizes)
         try:
-            limits.check_kv_cache_fits(
-                options, _kv_cache_bytes(lc, model, cells, head_sizes, cache_type)
-            )
+            # the offloaded layers' part of the cache is in GPU memory
+            in_ram = _kv_cache_bytes(lc, model, cells, head_sizes, cache_type)
+            limits.check_kv_cache_fits(options, max(0, in_ram - offload.gpu_kv_bytes))
         except InvalidRequest:
             lc.llama_model_free(model)
             raise
@@ -333,7 +348,12 @@ class LlamaCppBackend:
             raise ModelLoadFailed(
                 f"llama.cpp could not create a context for '{spec.name}' with "
                 f"num_ctx={options.num_ctx} x num_parallel={options.num_parallel} "
-                "(not enough memory?)"
+                + (
+                    f"and {offload.layers} layers on the GPUs (not enough memory? a smaller "
+                    "num_gpu or num_ctx needs less)"
+                    if offload.layers
+                    else "(not enough memory?)"
+                )
             )
         try:
             adapters.apply(ctx)
@@ -364,7 +384,7 @@ class LlamaCppBackend:
         kv_bytes = _kv_cache_bytes(lc, model, int(lc.llama_n_ctx(ctx)), head_sizes, cache_type)
         if images is not None and spec.projector is not None:
             kv_bytes += spec.projector.stat().st_size  # the projector's weights, in memory
-        info = _engine_info(lc, model, options.num_ctx, kv_bytes, images)
+        info = _engine_info(lc, model, options.num_ctx, kv_bytes, images, offload.gpu_bytes)
         engine = LlamaCppEngine(
             name=spec.name,
             model=model,
@@ -424,7 +444,7 @@ def _head_sizes(lc: Any, model: Any) -> tuple[int, int]:
 
 
 def _engine_info(
-    lc: Any, model: Any, num_ctx: int, kv_bytes: int, images: ImageReader | None
+    lc: Any, model: Any, num_ctx: int, kv_bytes: int, images: ImageReader | None, gpu_bytes: int
 ) -> Any:
     from power_core.engine import EngineInfo
 
@@ -434,11 +454,13 @@ def _engine_info(
         lc.llama_vocab_fim_suf(vocab),
         lc.llama_vocab_fim_mid(vocab),
     )
+    size = int(lc.llama_model_size(model)) + kv_bytes
     return EngineInfo(
         context_length=num_ctx,
         embedding_length=int(lc.llama_model_n_embd(model)),
         vocab_size=int(lc.llama_vocab_n_tokens(vocab)),
-        size_bytes=int(lc.llama_model_size(model)) + kv_bytes,
+        size_bytes=size,
+        gpu_bytes=min(gpu_bytes, size),
         supports_fim=min(fim) >= 0,
         reads_images=images is not None,
         image_tokens=images.image_tokens if images is not None else 0,

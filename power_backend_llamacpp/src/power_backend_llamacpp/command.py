@@ -15,8 +15,8 @@ from power_core.cli.base import PowerCommand
 class LlamaCppCommand(PowerCommand):
     name = "llamacpp"
     description = (
-        "Show how llama.cpp runs here: its build, the CPU features it uses, and whether "
-        "weights go to its AMX buffers."
+        "Show how llama.cpp runs here: its build, the CPU features it uses, its devices, "
+        "and whether weights go to its AMX buffers."
     )
     options = [  # noqa: RUF012 - cleo reads this class attribute
         option(
@@ -39,6 +39,7 @@ class LlamaCppCommand(PowerCommand):
 
         from power_backend_llamacpp import extra_buffers
         from power_backend_llamacpp.backend import default_threads
+        from power_backend_llamacpp.devices import describe, list_devices, list_gpus
 
         try:
             version = importlib.metadata.version("llama-cpp-python")
@@ -53,11 +54,21 @@ class LlamaCppCommand(PowerCommand):
             ("threads", self._threads(default_threads())),
             ("AMX", "yes" if extra_buffers.cpu_has_amx() else "no"),
             ("extra buffers", f"{state}: {why}"),
+            ("devices", "; ".join(describe(device) for device in list_devices())),
+            ("GPU offload", self._offload(bool(list_gpus()))),
         ]
         width = max(len(label) for label, _ in rows)
         for label, value in rows:
             self.line(f"{label.ljust(width)}    {value}")
         return 0
+
+    def _offload(self, has_gpus: bool) -> str:
+        if not has_gpus:
+            return "none: this llama.cpp build has no GPU backend (or sees no GPU)"
+        layers = self.settings.num_gpu
+        if layers < 0:
+            return "as many layers as fit in the GPUs' free memory (num_gpu -1)"
+        return f"{layers} layers a model (num_gpu {layers}; a model's own option can change it)"
 
     def _threads(self, default: int) -> str:
         configured = self.settings.num_thread

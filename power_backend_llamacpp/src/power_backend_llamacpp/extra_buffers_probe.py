@@ -94,6 +94,7 @@ def trial_logits(path: Path, extra_buffers: bool) -> list[list[float]]:
 
     model_params = lc.llama_model_default_params()
     model_params.use_extra_bufts = extra_buffers
+    model_params.n_gpu_layers = 0  # the CPU's kernels are on trial, not a GPU's
     model = lc.llama_model_load_from_file(str(path).encode(), model_params)
     if not model:
         raise RuntimeError(f"llama.cpp could not load {path}")

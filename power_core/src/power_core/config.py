@@ -112,6 +112,9 @@ class Settings:
     #: wait for each other at every step, so one without a core stalls them all)
     adapt_threads: bool = True
     use_mmap: bool = True
+    #: layers of each model offloaded to the GPUs (Ollama's ``num_gpu``): -1 for as many
+    #: as fit in their free memory, 0 for none (a backend without GPUs ignores it)
+    num_gpu: int = -1
     #: llama.cpp's flash attention; off by default: on CPUs its kernels decode slower
     flash_attention: bool = False
     #: the KV cache's element type (Ollama's OLLAMA_KV_CACHE_TYPE); a quantized one needs
@@ -158,6 +161,7 @@ _FIELD_TYPES: dict[str, str] = {
     "num_thread": "a positive integer",
     "adapt_threads": "true or false",
     "use_mmap": "true or false",
+    "num_gpu": "an integer: -1 for as many layers as fit, 0 for none",
     "flash_attention": "true or false",
     "kv_cache_type": "one of f16, q8_0, q4_0",
     "origins": "a list of origins",
@@ -199,6 +203,13 @@ def _coerce(key: str, value: Any, from_text: bool) -> Any:
         if key == "port" and value > 65535:
             raise ValueError(expected)
         return value
+    if key == "num_gpu":
+        text = value.strip() if from_text and isinstance(value, str) else ""
+        if text.lstrip("-").isdecimal() and len(text) <= 18:
+            value = int(text)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(expected)
+        return max(value, -1)
     if key == "keep_alive":
         try:
             return parse_duration(value)
@@ -321,16 +332,25 @@ def _read_rust_toml(path: Path) -> tuple[dict[str, Any], bool]:
     except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     wants_keys = bool(data.get("api_keys"))
-    ignored = [key for key in data if key not in RUST_TOML_KEYS]
+    shared = {k: v for k, v in data.items() if k in RUST_TOML_KEYS}
+    ignored = [key for key in data if key not in RUST_TOML_KEYS and key != "gpu"]
+    gpu = data.get("gpu")
+    if isinstance(gpu, dict):
+        # its [gpu] gpu_layers is llama.cpp's n_gpu_layers, as num_gpu is (-1: all)
+        if "gpu_layers" in gpu:
+            shared["num_gpu"] = gpu["gpu_layers"]
+        ignored += [f"gpu.{key}" for key in gpu if key != "gpu_layers"]
+    elif "gpu" in data:
+        ignored.append("gpu")
     if ignored:
         log.warning(
             "%s: ignoring %s: from the Rust tool's config.toml only %s are read; "
             "a config.yaml beside it takes every setting (and replaces it)",
             path,
             ", ".join(f"'{key}'" for key in ignored),
-            ", ".join(RUST_TOML_KEYS),
+            ", ".join([*RUST_TOML_KEYS, "gpu.gpu_layers"]),
         )
-    return {k: v for k, v in data.items() if k in RUST_TOML_KEYS}, wants_keys
+    return shared, wants_keys
 
 
 def load_settings(

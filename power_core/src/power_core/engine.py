@@ -65,6 +65,8 @@ class EngineInfo:
     vocab_size: int
     #: bytes the loaded model occupies (weights + caches)
     size_bytes: int
+    #: the part of them in GPU memory (Ollama's ``size_vram``): 0 on the CPU alone
+    gpu_bytes: int = 0
     #: whether fill-in-the-middle (``suffix``) prompts are supported
     supports_fim: bool = False
     #: whether jobs may carry :attr:`CompletionJob.images` (a projector was loaded)

@@ -39,7 +39,13 @@ LOAD_OPTION_TYPES: dict[str, type] = {
     "num_batch": int,
     "num_thread": int,
     "use_mmap": bool,
+    "use_mlock": bool,
+    "num_gpu": int,
+    "main_gpu": int,
 }
+#: the least each integer load option may be (the others must be positive); a negative
+#: ``num_gpu`` offloads as many layers as fit, as in Ollama
+_LEAST_LOAD_OPTION = {"num_gpu": None, "main_gpu": 0}
 
 
 @dataclass
@@ -71,6 +77,7 @@ def load_options_from(settings: Settings, overrides: dict[str, Any]) -> LoadOpti
         num_thread=settings.num_thread,
         adapt_threads=settings.adapt_threads,
         use_mmap=settings.use_mmap,
+        num_gpu=settings.num_gpu,
         flash_attention=settings.flash_attention,
         kv_cache_type=settings.kv_cache_type,
         num_parallel=settings.num_parallel,
@@ -95,8 +102,12 @@ def checked_load_option(key: str, value: Any) -> Any:
         or not isinstance(value, expected)
     ):
         raise InvalidRequest(f"option '{key}' must be {expected.__name__}", param=key)
-    if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-        raise InvalidRequest(f"option '{key}' must be positive", param=key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        least = _LEAST_LOAD_OPTION.get(key, 1)
+        if least == 1 and value < 1:
+            raise InvalidRequest(f"option '{key}' must be positive", param=key)
+        if least is not None and value < least:
+            raise InvalidRequest(f"option '{key}' must not be negative", param=key)
     return value
 
 

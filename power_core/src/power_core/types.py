@@ -43,6 +43,13 @@ class LoadOptions:
     #: use fewer of the ``num_thread`` threads while other processes keep cores busy
     adapt_threads: bool = True
     use_mmap: bool = True
+    #: keep the weights in RAM (``mlock``): never paged out, even under memory pressure
+    use_mlock: bool = False
+    #: layers offloaded to the GPUs (Ollama's option): negative for as many as fit, 0 for
+    #: none; a backend without GPUs ignores it
+    num_gpu: int = -1
+    #: the GPU that holds the small tensors and the scratch buffers, counted from 0
+    main_gpu: int = 0
     flash_attention: bool = False
     #: "f16", "q8_0" or "q4_0"; quantized types apply only with flash attention
     kv_cache_type: str = "f16"

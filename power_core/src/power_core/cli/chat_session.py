@@ -48,11 +48,13 @@ PARAMETERS: dict[str, tuple[str, str]] = {
     "num_ctx": ("int", "context window in tokens (reloads the model)"),
     "num_batch": ("int", "prompt tokens processed per step (reloads the model)"),
     "num_thread": ("int", "CPU threads (reloads the model)"),
+    "num_gpu": ("int", "layers offloaded to the GPUs (-1: as many as fit; reloads the model)"),
+    "main_gpu": ("int", "the GPU for small tensors, counted from 0 (reloads the model)"),
 }
 _UNIT_INTERVAL = {"top_p", "min_p", "typical_p"}
-_NON_NEGATIVE = {"temperature", "repeat_penalty", "top_k"}
+_NON_NEGATIVE = {"temperature", "repeat_penalty", "top_k", "main_gpu"}
 _POSITIVE = {"num_ctx", "num_batch", "num_thread"}
-_LOAD = {"num_ctx", "num_batch", "num_thread"}
+_LOAD = {"num_ctx", "num_batch", "num_thread", "num_gpu", "main_gpu"}
 
 
 def parse_parameter(name: str, values: list[str]) -> Any:

@@ -49,6 +49,7 @@ def loaded_model_json(entry: LoadedModel) -> dict[str, Any]:
         "name": entry.model.name,
         "digest": entry.model.digest,
         "size": entry.engine.info.size_bytes,
+        "size_vram": entry.engine.info.gpu_bytes,
         "context_length": entry.engine.info.context_length,
         "expires_at": expires,
         "active": entry.leases,

@@ -25,7 +25,7 @@ class PsCommand(PowerCommand):
                     model["name"],
                     model["digest"][:12],
                     human_size(model["size"]),
-                    "100% CPU",
+                    processor(model["size"], model.get("size_vram", 0)),
                     str(model["context_length"]),
                     until,
                 ]
@@ -34,3 +34,14 @@ class PsCommand(PowerCommand):
         for row in rows:
             self.line("    ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         return 0
+
+
+def processor(size: int, size_vram: int) -> str:
+    """Where a loaded model is, as ``ollama ps`` says it: ``100% CPU``, ``100% GPU`` or
+    ``27%/73% CPU/GPU`` (shares of its bytes)."""
+    if size_vram <= 0 or size <= 0:
+        return "100% CPU"
+    if size_vram >= size:
+        return "100% GPU"
+    on_gpu = round(100 * size_vram / size)
+    return f"{100 - on_gpu}%/{on_gpu}% CPU/GPU"
