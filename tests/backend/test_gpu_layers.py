@@ -1,23 +1,52 @@
 """How many layers go to the GPUs and what they take there, from a model file's tensors
 (``num_gpu``; ``/api/ps``'s ``size_vram``). The arithmetic runs on models written by the
-``gguf`` package, and on the real SmolLM2 against what the loaded engine counts."""
+``gguf`` package, and on the real SmolLM2 against what the loaded engine counts. Where a
+plan needs GPUs, the list llama.cpp would give is replaced by GPUs described here (this
+machine has none); the load itself runs the real llama.cpp, whose CPU build takes the
+same parameters and ignores the GPU ones."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import gguf
 import numpy as np
 import pytest
 
-from power_backend_llamacpp.devices import list_devices, list_gpus
-from power_backend_llamacpp.gpu_layers import ModelLayers, graph_bytes, model_layers
-from power_backend_llamacpp.offload import ON_THE_CPU, plan_offload
+from power_backend_llamacpp import LlamaCppBackend, LlamaCppEngine, offload
+from power_backend_llamacpp.devices import Device, DevicesUnknown, list_devices, list_gpus
+from power_backend_llamacpp.gpu_layers import (
+    RESERVE_PER_GPU,
+    ModelLayers,
+    context_cells,
+    graph_bytes,
+    head_sizes,
+    model_layers,
+    usable_cache_type,
+)
+from power_backend_llamacpp.offload import ON_THE_CPU, layer_budget, plan_offload
+from power_core.engine import LoadSpec
 from power_core.errors import InvalidRequest
 from power_core.gguf import read_gguf_info
 from power_core.types import LoadOptions
 
 EMBD, VOCAB, HEADS = 8, 16, 2
+GIB = 2**30
+
+
+def gpu(
+    name: str = "CUDA0", free: int = 80 * GIB, kind: str = "gpu", backend: str = "CUDA"
+) -> Device:
+    return Device(name, "a GPU described by the test", kind, free, free, backend)
+
+
+@pytest.fixture
+def gpus(monkeypatch: pytest.MonkeyPatch) -> list[Device]:
+    """The GPUs llama.cpp is said to see: fill the list a test gets."""
+    seen: list[Device] = []
+    monkeypatch.setattr(offload, "list_gpus", lambda: list(seen))
+    return seen
 
 
 def write_layered_model(
@@ -63,22 +92,30 @@ def test_each_layer_counts_its_own_tensors_and_its_kv_cache(tmp_path: Path) -> N
     layers = layers_of(write_layered_model(tmp_path / "m.gguf"), num_ctx=10, num_parallel=3)
     assert layers.count == 3
     assert layers.weights == tuple(4 * (64 * (n + 1) + EMBD) for n in range(3))
-    # one KV head of EMBD / HEADS values for keys and as many for values, f16, 30 cells
-    assert layers.kv_cache == (1 * 2 * (EMBD // HEADS) * 30 * 2,) * 3
+    # one KV head of EMBD / HEADS values for keys and as many for values, f16, and the
+    # cells llama.cpp allocates for 3 sequences of 10: each padded to 256
+    assert layers.kv_cache == (1 * 2 * (EMBD // HEADS) * 768 * 2,) * 3
 
 
-def test_layers_are_offloaded_from_the_last_and_the_output_layer_after_all(
-    tmp_path: Path,
-) -> None:
+def test_cells_are_padded_as_llama_cpp_pads_them() -> None:
+    assert context_cells(100, 1) == 256
+    assert context_cells(256, 1) == 256
+    assert context_cells(300, 2) == 1024  # 600 -> 768 in all, 384 -> 512 a sequence
+    assert context_cells(2048, 8) == 16384
+
+
+def test_the_output_layer_goes_first_then_the_layers_from_the_last(tmp_path: Path) -> None:
+    """llama.cpp's row: layers 0..n-1, then the output layer; n_gpu_layers takes its end."""
     layers = layers_of(write_layered_model(tmp_path / "m.gguf", tied=False))
     weights, kv = layers.weights, layers.kv_cache
+    assert layers.output == 4 * EMBD + 4 * VOCAB * EMBD  # its norm and its own weight
     assert layers.bytes_on_gpu(0) == 0
-    assert layers.bytes_on_gpu(1) == weights[2] + kv[2]
-    assert layers.bytes_on_gpu(3) == sum(weights) + sum(kv)
-    # the output layer: its norm and its own weight
-    assert layers.output == 4 * EMBD + 4 * VOCAB * EMBD
-    assert layers.bytes_on_gpu(4) == sum(weights) + sum(kv) + layers.output
+    assert layers.bytes_on_gpu(1) == layers.output
+    assert layers.bytes_on_gpu(2) == layers.output + weights[2] + kv[2]
+    assert layers.bytes_on_gpu(4) == layers.output + sum(weights) + sum(kv)
     assert layers.bytes_on_gpu(99) == layers.bytes_on_gpu(4)
+    assert list(layers.offloaded(3)) == [1, 2]
+    assert layers.kv_on_gpu(3) == kv[1] + kv[2]
 
 
 def test_tied_embeddings_are_copied_to_the_output_layer(tmp_path: Path) -> None:
@@ -89,32 +126,62 @@ def test_tied_embeddings_are_copied_to_the_output_layer(tmp_path: Path) -> None:
     assert tied.output == untied.output == 4 * EMBD + 4 * VOCAB * EMBD
 
 
-def test_as_many_layers_as_fit_beside_the_compute_buffers(tmp_path: Path) -> None:
+def test_as_many_of_the_row_as_fit_the_budget(tmp_path: Path) -> None:
     layers = layers_of(write_layered_model(tmp_path / "m.gguf"))
-    assert layers.graph > 0
-    for fitting in range(5):
-        exact = layers.graph + layers.bytes_on_gpu(fitting)
+    for fitting in range(1, 5):
+        exact = layers.bytes_on_gpu(fitting)
         assert layers.layers_that_fit(exact) == fitting
-        if fitting:
-            assert layers.layers_that_fit(exact - 1) == fitting - 1
-    assert layers.layers_that_fit(layers.graph - 1) == 0
+        assert layers.layers_that_fit(exact - 1) == fitting - 1
+    assert layers.layers_that_fit(0) == 0
     assert layers.layers_that_fit(10**12) == layers.count + 1
 
 
-def test_per_layer_kv_heads(tmp_path: Path) -> None:
+def test_per_layer_kv_heads_and_layers_without_attention(tmp_path: Path) -> None:
     layers = layers_of(write_layered_model(tmp_path / "m.gguf", kv_heads=[2, 0, 1]))
-    per_head = 2 * (EMBD // HEADS) * 10 * 2
+    per_head = 2 * (EMBD // HEADS) * 256 * 2
     assert layers.kv_cache == (2 * per_head, 0, per_head)
+    # a recurrent model (Mamba's GGUF has no attention heads) keeps a small fixed state
+    recurrent = tmp_path / "recurrent.gguf"
+    writer = gguf.GGUFWriter(recurrent, "mamba")
+    writer.add_block_count(2)
+    writer.add_embedding_length(EMBD)
+    for layer in range(2):
+        writer.add_tensor(f"blk.{layer}.ssm_in.weight", np.zeros(64, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert layers_of(recurrent).kv_cache == (0, 0)
 
 
 def test_flash_attention_needs_no_buffer_for_each_heads_scores(tmp_path: Path) -> None:
     info = read_gguf_info(write_layered_model(tmp_path / "m.gguf"))
     scores = graph_bytes(info, num_ctx=100_000, n_ubatch=4, flash=False)
     flash = graph_bytes(info, num_ctx=100_000, n_ubatch=4, flash=True)
-    assert scores == 4 * 4 * (1 + 4 * EMBD + 100_000 * (1 + HEADS))
+    assert scores == 4 * 4 * (1 + 4 * EMBD + 100_096 * (1 + HEADS))  # cells padded to 256
     # then the larger of the logits and the attention's other intermediates
     assert flash == max(4 * 4 * (EMBD + VOCAB), 4 * 4 * (1 + 4 * EMBD))
     assert flash < scores
+
+
+def test_a_quantized_cache_needs_heads_of_whole_blocks(tmp_path: Path) -> None:
+    assert head_sizes(read_gguf_info(write_layered_model(tmp_path / "m.gguf"))) == (4, 4)
+    assert usable_cache_type("q8_0", (4, 4)) == "f16"
+    assert usable_cache_type("q8_0", (64, 64)) == "q8_0"
+    assert usable_cache_type("q4_0", (80, 80)) == "f16"  # Phi-2's heads
+    assert usable_cache_type("f16", (80, 80)) == "f16"
+
+
+def test_the_gpu_with_least_room_for_its_share_decides() -> None:
+    graph = GIB
+    assert layer_budget([gpu(free=24 * GIB)], graph) == 24 * GIB - RESERVE_PER_GPU - graph
+    # llama.cpp gives each GPU layers in proportion to its free memory: the 4 GiB one
+    # gets 1/7 of them, and needs its own compute buffers and reserve besides
+    small = 4 * GIB - RESERVE_PER_GPU - graph
+    pair = [gpu("CUDA0", 24 * GIB), gpu("CUDA1", 4 * GIB)]
+    assert layer_budget(pair, graph) == small * 7
+    assert layer_budget([gpu(free=GIB)], graph) == 0
+    assert layer_budget([], graph) == 0
 
 
 def test_the_real_models_layers_add_up_to_its_file(model_path: Path) -> None:
@@ -136,29 +203,38 @@ def test_the_real_models_layers_add_up_to_its_file(model_path: Path) -> None:
     assert layers.output == tensors["token_embd.weight"] + tensors["output_norm.weight"]
 
 
-def test_the_real_models_kv_cache_is_what_the_engine_counts(model_path: Path) -> None:
-    """The per-layer KV estimate and the loaded engine's size agree (f16, 2 x 512 cells)."""
-    from power_backend_llamacpp import LlamaCppBackend
-    from power_core.engine import LoadSpec
-
-    options = LoadOptions(num_ctx=512, num_batch=64, num_parallel=2, num_thread=2)
-    engine = LlamaCppBackend().load(
-        LoadSpec("kv:test", model_path, "sha256:" + "0" * 64, "gguf", options)
+def load(model_path: Path, **options: object) -> LlamaCppEngine:
+    settings: dict[str, object] = {"num_ctx": 512, "num_batch": 64, "num_parallel": 2}
+    settings.update(options)
+    spec = LoadSpec(
+        "gpu:test",
+        model_path,
+        "sha256:" + "0" * 64,
+        "gguf",
+        LoadOptions(num_thread=2, **settings),
     )
+    engine = LlamaCppBackend().load(spec)
+    assert isinstance(engine, LlamaCppEngine)
+    return engine
+
+
+def test_the_real_models_kv_cache_is_what_the_engine_counts(model_path: Path) -> None:
+    """The per-layer KV estimate and the loaded engine's size agree, padding included
+    (2 sequences of 300 cells are 1,024 cells)."""
+    import llama_cpp as lc
+
+    engine = load(model_path, num_ctx=300)
     try:
         layers = model_layers(
             read_gguf_info(model_path),
-            num_ctx=512,
+            num_ctx=300,
             num_parallel=2,
             n_ubatch=64,
             kv_bytes_per_element=2,
             flash_attention=False,
         )
-        import llama_cpp as lc
-
         weights = int(lc.llama_model_size(engine._model))
         assert engine.info.size_bytes - weights == sum(layers.kv_cache)
-        assert engine.info.gpu_bytes == (layers.bytes_on_gpu(31) if list_gpus() else 0)
     finally:
         engine.close()
 
@@ -167,23 +243,211 @@ def test_llama_cpp_lists_its_cpu_and_every_gpu_it_offloads_to() -> None:
     devices = list_devices()
     cpu = [device for device in devices if device.kind == "cpu"]
     assert len(cpu) == 1 and cpu[0].total_bytes > 0 and cpu[0].description
+    assert cpu[0].backend == "CPU"
     import llama_cpp as lc
 
-    expected = [d for d in devices if d.is_gpu] if lc.llama_supports_gpu_offload() else []
-    assert list_gpus() == expected
-
-
-def test_without_gpus_nothing_is_offloaded_whatever_was_asked(model_path: Path) -> None:
-    """As in Ollama, a Modelfile's num_gpu and main_gpu mean nothing on a machine without
-    GPUs; where llama.cpp has them, a main_gpu beyond the last is refused."""
-    asked = LoadOptions(num_gpu=99, main_gpu=7)
-    if list_gpus():
-        with pytest.raises(InvalidRequest, match="main_gpu must be below") as caught:
-            plan_offload(model_path, "m", asked, n_ubatch=64, kv_bytes_per_element=2)
-        assert caught.value.param == "main_gpu"
+    if lc.llama_supports_gpu_offload():
+        assert {d.name for d in list_gpus()} <= {d.name for d in devices if d.kind != "cpu"}
     else:
-        assert plan_offload(model_path, "m", asked, n_ubatch=64, kv_bytes_per_element=2) == (
-            ON_THE_CPU
-        )
-    none = LoadOptions(num_gpu=0)
-    assert plan_offload(model_path, "m", none, n_ubatch=64, kv_bytes_per_element=2) == ON_THE_CPU
+        assert list_gpus() == []
+
+
+def test_without_gpus_nothing_is_offloaded_whatever_was_asked(
+    model_path: Path, gpus: list[Device]
+) -> None:
+    """As in Ollama, a Modelfile's num_gpu and main_gpu mean nothing without GPUs."""
+    asked = LoadOptions(num_gpu=99, main_gpu=7)
+    assert plan_offload(model_path, "m", asked, n_ubatch=64, cache_type="f16") == ON_THE_CPU
+    LlamaCppBackend().check_options(asked)
+
+
+def plan(model_path: Path, **options: object) -> offload.Offload:
+    settings: dict[str, object] = {"num_ctx": 2048, "num_parallel": 4}
+    settings.update(options)
+    return plan_offload(
+        model_path,
+        "m",
+        LoadOptions(**settings),
+        n_ubatch=512,
+        cache_type="f16",
+    )
+
+
+def real_layers(model_path: Path, num_ctx: int = 2048) -> ModelLayers:
+    return model_layers(
+        read_gguf_info(model_path),
+        num_ctx=num_ctx,
+        num_parallel=4,
+        n_ubatch=512,
+        kv_bytes_per_element=2,
+        flash_attention=False,
+    )
+
+
+def test_unset_num_gpu_offloads_as_many_as_fit(model_path: Path, gpus: list[Device]) -> None:
+    layers = real_layers(model_path)
+    gpus.append(gpu(free=80 * GIB))
+    everything = plan(model_path)
+    assert everything.layers == 31
+    assert everything.gpu_bytes == layers.bytes_on_gpu(31)
+    assert everything.kv_off_host == sum(layers.kv_cache)
+    assert everything.only_gpu is None
+    # room for the output layer and 10 layers, beside the compute buffers and the reserve
+    gpus[0] = gpu(free=RESERVE_PER_GPU + layers.graph + layers.bytes_on_gpu(11))
+    assert plan(model_path).layers == 11
+    gpus[0] = gpu(free=RESERVE_PER_GPU + layers.graph + layers.bytes_on_gpu(11) - 1)
+    assert plan(model_path).layers == 10
+    gpus[0] = gpu(free=RESERVE_PER_GPU)
+    assert plan(model_path).layers == 0
+
+
+def test_num_gpu_is_taken_as_asked_up_to_the_whole_row(
+    model_path: Path, gpus: list[Device]
+) -> None:
+    gpus.append(gpu(free=GIB))  # too little for all: asked for, they are tried anyway
+    assert plan(model_path, num_gpu=31).layers == 31
+    assert plan(model_path, num_gpu=500).layers == 31
+    assert plan(model_path, num_gpu=5).layers == 5
+    assert plan(model_path, num_gpu=0) == ON_THE_CPU
+
+
+def test_main_gpu_puts_every_layer_on_that_gpu(model_path: Path, gpus: list[Device]) -> None:
+    layers = real_layers(model_path)
+    gpus.extend([gpu("CUDA0", 80 * GIB), gpu("CUDA1", RESERVE_PER_GPU + layers.graph)])
+    spread = plan(model_path)
+    assert spread.only_gpu is None and spread.layers == 0  # CUDA1 has no room for a share
+    alone = plan(model_path, main_gpu=0)
+    assert alone.only_gpu == 0 and alone.layers == 31
+    with pytest.raises(InvalidRequest, match=r"main_gpu must be below 2: llama\.cpp sees 0: CUDA0"):
+        plan(model_path, main_gpu=2)
+    # refused before a loaded model would be unloaded for it
+    with pytest.raises(InvalidRequest, match="main_gpu must be below 2") as refused:
+        LlamaCppBackend().check_options(LoadOptions(main_gpu=2))
+    assert refused.value.param == "main_gpu"
+
+
+def test_a_gpu_sharing_the_hosts_memory_leaves_the_kv_cache_in_ram(
+    model_path: Path, gpus: list[Device]
+) -> None:
+    gpus.append(gpu("Vulkan0", kind="igpu", backend="Vulkan"))
+    assert plan(model_path).kv_off_host == 0
+    gpus[0] = gpu("MTL0", backend="Metal")
+    assert plan(model_path).kv_off_host == 0
+
+
+def test_a_build_that_cannot_list_its_devices_offloads_as_llama_cpp_would(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unknown() -> list[Device]:
+        raise DevicesUnknown("llama.cpp's devices cannot be listed: no such symbol")
+
+    monkeypatch.setattr(offload, "list_gpus", unknown)
+    assert plan(model_path).layers == 31
+    assert plan(model_path, num_gpu=4).layers == 4
+    assert plan(model_path).kv_off_host == 0  # where the layers went is not known
+
+
+class ParamsSeen:
+    """llama.cpp's model loader, noting the parameters each load gave it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import llama_cpp as lc
+
+        self.params: list[dict[str, int]] = []
+        real = lc.llama_model_load_from_file
+
+        def noting(path: bytes, params: object) -> object:
+            self.params.append(
+                {
+                    name: int(getattr(params, name))
+                    for name in ("n_gpu_layers", "split_mode", "main_gpu", "load_mode")
+                }
+            )
+            return real(path, params)
+
+        monkeypatch.setattr(lc, "llama_model_load_from_file", noting)
+
+
+def test_a_load_hands_llama_cpp_the_plan(
+    model_path: Path, gpus: list[Device], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llama_cpp as lc
+
+    seen = ParamsSeen(monkeypatch)
+    gpus.extend([gpu("CUDA0"), gpu("CUDA1")])
+    for options, n_gpu_layers, split_mode, main_gpu in (
+        ({}, 31, lc.LLAMA_SPLIT_MODE_LAYER, 0),
+        ({"num_gpu": 7}, 7, lc.LLAMA_SPLIT_MODE_LAYER, 0),
+        ({"main_gpu": 1}, 31, lc.LLAMA_SPLIT_MODE_NONE, 1),
+        ({"num_gpu": 0, "main_gpu": 1}, 0, lc.LLAMA_SPLIT_MODE_LAYER, 0),
+    ):
+        engine = load(model_path, **options)
+        try:
+            expected = plan_offload(
+                model_path,
+                "m",
+                LoadOptions(num_ctx=512, num_batch=64, num_parallel=2, **options),
+                n_ubatch=64,
+                cache_type="f16",
+            )
+            assert engine.info.gpu_bytes == min(expected.gpu_bytes, engine.info.size_bytes)
+        finally:
+            engine.close()
+        assert seen.params[-1]["n_gpu_layers"] == n_gpu_layers, options
+        assert seen.params[-1]["split_mode"] == split_mode, options
+        assert seen.params[-1]["main_gpu"] == main_gpu, options
+
+
+def test_use_mlock_locks_the_weights_in_ram(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import resource
+
+    import llama_cpp as lc
+
+    seen = ParamsSeen(monkeypatch)
+    engine = load(model_path, use_mlock=True)
+    try:
+        assert seen.params[-1]["load_mode"] == lc.LLAMA_LOAD_MODE_MMAP_MLOCK
+        locked = locked_kib()
+        limit = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+        if os.geteuid() == 0 or limit == resource.RLIM_INFINITY or limit > 2 * 98_000_000:
+            assert locked > 90_000, locked  # the 98 MB of weights
+        else:  # llama.cpp warns and loads them unlocked
+            assert engine.info.size_bytes > 0
+    finally:
+        engine.close()
+    engine = load(model_path, use_mlock=True, use_mmap=False)
+    engine.close()
+    assert seen.params[-1]["load_mode"] == lc.LLAMA_LOAD_MODE_MLOCK
+    engine = load(model_path)
+    engine.close()
+    assert seen.params[-1]["load_mode"] == lc.LLAMA_LOAD_MODE_MMAP
+
+
+def locked_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmLck:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_a_quantized_cache_that_falls_back_to_f16_is_planned_at_f16(
+    tmp_path: Path, gpus: list[Device]
+) -> None:
+    """Heads of 4 values are no whole q8_0 block: the cache stays f16, and is planned so."""
+    path = write_layered_model(tmp_path / "m.gguf")
+    gpus.append(gpu())
+    options = LoadOptions(num_ctx=10, num_parallel=1, flash_attention=True, kv_cache_type="q8_0")
+    planned = plan_offload(path, "m", options, n_ubatch=4, cache_type="q8_0")
+    at_f16 = model_layers(
+        read_gguf_info(path),
+        num_ctx=10,
+        num_parallel=1,
+        n_ubatch=4,
+        kv_bytes_per_element=2,
+        flash_attention=True,
+    )
+    assert planned.layers == 4
+    assert planned.gpu_bytes == at_f16.bytes_on_gpu(4)

@@ -215,6 +215,9 @@ def test_interactive_chat(chat: pexpect.spawn, env: dict[str, str]) -> None:
     assert "Couldn't set parameter: 'main_gpu' must not be negative" in command(
         chat, "/set parameter main_gpu -1"
     )
+    assert "Couldn't set parameter: 'use_mlock' must be true or false, got 'maybe'" in command(
+        chat, "/set parameter use_mlock maybe"
+    )
     assert "Couldn't set parameter: unknown parameter 'warmth'" in command(
         chat, "/set parameter warmth 3"
     )

@@ -16,6 +16,8 @@ from power_core.cli.commands.ps import processor
         (1000, 730, "27%/73% CPU/GPU"),
         (1000, 1, "100%/0% CPU/GPU"),
         (1000, 999, "0%/100% CPU/GPU"),
+        (1000, 995, "1%/99% CPU/GPU"),  # a half rounds away from zero, as in Go
+        (1000, 5, "100%/0% CPU/GPU"),
         (0, 0, "100% CPU"),
     ],
 )

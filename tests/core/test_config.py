@@ -97,10 +97,13 @@ def test_num_gpu_is_as_many_layers_as_fit_unless_configured(tmp_path: Path) -> N
         assert load_options_from(settings, {"num_gpu": 3}).num_gpu == 3
     (tmp_path / "config.yaml").write_text("num_gpu: 20\n")
     assert load_settings(environ=env_for(tmp_path)).num_gpu == 20
-    for bad in ("all", "true", "1.5"):
-        (tmp_path / "config.yaml").write_text(f"num_gpu: {bad}\n")
+    for bad in ("all", "true", "1.5", "--5"):
+        (tmp_path / "config.yaml").write_text(f"num_gpu: '{bad}'\n")
         with pytest.raises(ConfigError, match="'num_gpu' must be an integer: -1 for as many"):
             load_settings(environ=env_for(tmp_path))
+        (tmp_path / "config.yaml").unlink()
+        with pytest.raises(ConfigError, match="variable A3S_POWER_NUM_GPU: 'num_gpu' must be an"):
+            load_settings(environ=env_for(tmp_path, A3S_POWER_NUM_GPU=bad))
 
 
 def test_flash_attention_is_off_unless_configured(tmp_path: Path) -> None:

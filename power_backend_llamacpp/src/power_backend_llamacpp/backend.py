@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from power_backend_llamacpp import limits, model_checks
 from power_backend_llamacpp.extra_buffers import use_extra_buffers
-from power_backend_llamacpp.offload import Offload, plan_offload
+from power_backend_llamacpp.gpu_layers import usable_cache_type
+from power_backend_llamacpp.offload import (
+    KV_BYTES_PER_ELEMENT,
+    Offload,
+    check_main_gpu,
+    plan_offload,
+)
 from power_core.concurrency import allocate_native_lock, start_native_thread, unpatched
 from power_core.engine import LoadSpec, QuantizeSpec
 from power_core.errors import InvalidModelFile, InvalidRequest, ModelLoadFailed, PowerError
@@ -40,10 +46,8 @@ _log_callback: Any = None
 #: replaced whole, never changed in place, so the log callback reads it without a lock
 _log_listeners: tuple[Callable[[int, bytes], None], ...] = ()
 
-#: KV cache types by Ollama's names: ggml's types, and bytes per element (f16: 2; q8_0:
-#: 34 bytes a block of 32; q4_0: 18)
+#: KV cache types by Ollama's names: ggml's types
 _GGML_TYPES = {"f16": "GGML_TYPE_F16", "q8_0": "GGML_TYPE_Q8_0", "q4_0": "GGML_TYPE_Q4_0"}
-_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
 #: llama.cpp's ``GGML_LOG_LEVEL_ERROR``; everything below it is progress chatter
 _LOG_LEVEL_ERROR = 4
@@ -212,6 +216,7 @@ class LlamaCppBackend:
         """Refuse load options llama.cpp cannot honour (:class:`InvalidRequest`); the
         scheduler asks before it unloads a model to reload it with them."""
         limits.check_options(options)
+        check_main_gpu(options)
 
     def quantize(self, spec: QuantizeSpec) -> None:
         """Quantize a GGUF file with llama.cpp (``llama_model_quantize``); raises
@@ -270,10 +275,7 @@ class LlamaCppBackend:
         n_batch = min(max(options.num_batch, options.num_parallel), cells)
         n_ubatch = min(n_batch, options.num_batch) or n_batch
         model_params = lc.llama_model_default_params()
-        model_params.load_mode = (
-            lc.LLAMA_LOAD_MODE_MMAP if options.use_mmap else lc.LLAMA_LOAD_MODE_NONE
-        )
-        model_params.use_mlock = options.use_mlock
+        model_params.load_mode = _load_mode(lc, options)
         model_params.use_extra_bufts = use_extra_buffers()
 
         errors: list[str] = []
@@ -288,15 +290,13 @@ class LlamaCppBackend:
             if problem is not None:
                 raise InvalidModelFile(f"llama.cpp cannot load '{spec.name}': {problem}")
             offload = plan_offload(
-                spec.path,
-                spec.name,
-                options,
-                n_ubatch=n_ubatch,
-                kv_bytes_per_element=_BYTES_PER_ELEMENT[cache_type],
+                spec.path, spec.name, options, n_ubatch=n_ubatch, cache_type=cache_type
             )
             planned.append(offload)
             model_params.n_gpu_layers = offload.layers
-            model_params.main_gpu = options.main_gpu if offload.layers else 0
+            if offload.layers and offload.only_gpu is not None:
+                model_params.split_mode = lc.LLAMA_SPLIT_MODE_NONE
+                model_params.main_gpu = offload.only_gpu
             with listening_to_llama_log(_errors_of_this_thread(errors)):
                 return lc.llama_model_load_from_file(str(spec.path).encode(), model_params)
 
@@ -304,7 +304,10 @@ class LlamaCppBackend:
             load_weights, discard=lambda loaded: lc.llama_model_free(loaded) if loaded else None
         )
         if not model:
-            raise _load_failure(spec.name, spec.path, errors)
+            failure = _load_failure(spec.name, spec.path, errors)
+            if isinstance(failure, ModelLoadFailed) and planned:
+                raise _asked_too_many_layers(options, planned[0]) or failure
+            raise failure
         offload = planned[0]
         try:
             adapters = LoraAdapters(model, spec.adapters, spec.name)
@@ -336,7 +339,7 @@ class LlamaCppBackend:
         try:
             # the offloaded layers' part of the cache is in GPU memory
             in_ram = _kv_cache_bytes(lc, model, cells, head_sizes, cache_type)
-            limits.check_kv_cache_fits(options, max(0, in_ram - offload.gpu_kv_bytes))
+            limits.check_kv_cache_fits(options, max(0, in_ram - offload.kv_off_host))
         except InvalidRequest:
             lc.llama_model_free(model)
             raise
@@ -345,6 +348,9 @@ class LlamaCppBackend:
         ctx = lc.llama_init_from_model(model, ctx_params)
         if not ctx:
             lc.llama_model_free(model)
+            too_many = _asked_too_many_layers(options, offload)
+            if too_many is not None:
+                raise too_many
             raise ModelLoadFailed(
                 f"llama.cpp could not create a context for '{spec.name}' with "
                 f"num_ctx={options.num_ctx} x num_parallel={options.num_parallel} "
@@ -402,6 +408,29 @@ class LlamaCppBackend:
         return engine
 
 
+def _load_mode(lc: Any, options: LoadOptions) -> int:
+    """llama.cpp's load mode: mapped (``use_mmap``) or read, locked in RAM (``use_mlock``)
+    or not."""
+    if options.use_mlock:
+        return int(lc.LLAMA_LOAD_MODE_MMAP_MLOCK if options.use_mmap else lc.LLAMA_LOAD_MODE_MLOCK)
+    return int(lc.LLAMA_LOAD_MODE_MMAP if options.use_mmap else lc.LLAMA_LOAD_MODE_NONE)
+
+
+def _asked_too_many_layers(options: LoadOptions, offload: Offload) -> InvalidRequest | None:
+    """A load that ran out of memory with the layers a client asked for (``num_gpu``) is
+    the client's to change: a 400 saying so, where the same with as many as fit (num_gpu
+    unset) is the machine's (a 500)."""
+    if options.num_gpu <= 0 or not offload.layers:
+        return None
+    return InvalidRequest(
+        f"llama.cpp could not load the model with num_gpu={options.num_gpu} layers on the "
+        f"GPUs (about {offload.gpu_bytes / 2**20:,.0f} MiB of weights and KV cache there, "
+        "and compute buffers besides): ask for fewer layers, a smaller num_ctx, or leave "
+        "num_gpu unset for as many as fit",
+        param="num_gpu",
+    )
+
+
 def _kv_cache_type(requested: str, flash_attention: bool) -> str:
     """The KV cache type to use: a quantized one only with flash attention (llama.cpp needs
     it for quantized values; Ollama falls back to f16 the same way, with a warning)."""
@@ -418,7 +447,7 @@ def _kv_cache_type(requested: str, flash_attention: bool) -> str:
 def _cache_type_for_heads(cache_type: str, head_sizes: tuple[int, int]) -> str:
     """``cache_type``, or f16 where a head's size is not a whole number of the type's
     32-value blocks (llama.cpp then refuses the context, e.g. Phi-2's heads of 80)."""
-    if cache_type != "f16" and any(size % 32 for size in head_sizes):
+    if usable_cache_type(cache_type, head_sizes) != cache_type:
         log.warning(
             "kv_cache_type %s needs heads of a multiple of 32 values (this model's: %s); "
             "the KV cache stays f16",
@@ -473,4 +502,4 @@ def _kv_cache_bytes(
     """Estimated size of a KV cache of ``cells`` cells (keys and values for each)."""
     per_cell = int(lc.llama_model_n_head_kv(model)) * sum(head_sizes)
     elements = per_cell * int(lc.llama_model_n_layer(model)) * cells
-    return int(elements * _BYTES_PER_ELEMENT[cache_type])
+    return int(elements * KV_BYTES_PER_ELEMENT[cache_type])

@@ -39,7 +39,6 @@ class LlamaCppCommand(PowerCommand):
 
         from power_backend_llamacpp import extra_buffers
         from power_backend_llamacpp.backend import default_threads
-        from power_backend_llamacpp.devices import describe, list_devices, list_gpus
 
         try:
             version = importlib.metadata.version("llama-cpp-python")
@@ -54,13 +53,22 @@ class LlamaCppCommand(PowerCommand):
             ("threads", self._threads(default_threads())),
             ("AMX", "yes" if extra_buffers.cpu_has_amx() else "no"),
             ("extra buffers", f"{state}: {why}"),
-            ("devices", "; ".join(describe(device) for device in list_devices())),
-            ("GPU offload", self._offload(bool(list_gpus()))),
+            *self._devices(),
         ]
         width = max(len(label) for label, _ in rows)
         for label, value in rows:
             self.line(f"{label.ljust(width)}    {value}")
         return 0
+
+    def _devices(self) -> list[tuple[str, str]]:
+        from power_backend_llamacpp.devices import DevicesUnknown, describe, list_devices, list_gpus
+
+        try:
+            devices = "; ".join(describe(device) for device in list_devices())
+            gpus = list_gpus()
+        except DevicesUnknown as exc:
+            return [("devices", str(exc))]
+        return [("devices", devices), ("GPU offload", self._offload(bool(gpus)))]
 
     def _offload(self, has_gpus: bool) -> str:
         if not has_gpus:

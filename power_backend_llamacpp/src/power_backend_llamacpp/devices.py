@@ -3,24 +3,27 @@ registry (``ggml_backend_dev_*``, which llama-cpp-python does not bind).
 
 A llama-cpp-python built for CPUs only has one device, the CPU; one built with CUDA,
 Vulkan, Metal or ROCm lists its GPUs beside it, each with the memory its driver says is
-free. The backend offloads layers only to the GPUs listed here
-(:mod:`power_backend_llamacpp.gpu_layers`).
+free. The functions are looked up through llama-cpp-python's own handle on ``libllama``
+(whose dependencies hold them), so that the registry read is the one llama.cpp loads
+models with, never a second copy of ggml.
 """
 
 from __future__ import annotations
 
 import ctypes
-import sys
+import logging
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: ``enum ggml_backend_dev_type`` (ggml-backend.h)
 _KINDS = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel", 4: "meta"}
-#: the kinds whose memory holds offloaded layers: a discrete GPU's own, or an integrated
-#: GPU's share of the host's (Apple's Metal, ...)
-GPU_KINDS = frozenset({"gpu", "igpu"})
+
+
+class DevicesUnknown(Exception):
+    """llama.cpp's build does not let its devices be listed (a static or unusual build)."""
 
 
 @dataclass(frozen=True)
@@ -34,40 +37,56 @@ class Device:
     kind: str
     free_bytes: int
     total_bytes: int
+    #: the name of the backend that registered it (``CUDA``, ``Vulkan``, ``Metal``, ``RPC``)
+    backend: str = ""
 
     @property
-    def is_gpu(self) -> bool:
-        return self.kind in GPU_KINDS
+    def uses_host_memory(self) -> bool:
+        """Whether its memory is the host's RAM: an integrated GPU, or Apple's GPUs, which
+        Metal reports as discrete but which share the machine's memory."""
+        return self.kind == "igpu" or self.backend == "Metal" or self.name.startswith("MTL")
 
 
 def list_devices() -> list[Device]:
-    """Every device llama.cpp's build registered, with the memory free on it now."""
-    registry, base = _ggml()
+    """Every device llama.cpp's build registered, with the memory free on it now.
+    :class:`DevicesUnknown` where the build does not say."""
+    ggml = _ggml()
     devices = []
-    for index in range(registry.ggml_backend_dev_count()):
-        device = registry.ggml_backend_dev_get(index)
+    for index in range(ggml.ggml_backend_dev_count()):
+        device = ggml.ggml_backend_dev_get(index)
         free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
-        base.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
+        ggml.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
+        registry = ggml.ggml_backend_dev_backend_reg(device)
         devices.append(
             Device(
-                name=_text(base.ggml_backend_dev_name(device)),
-                description=_text(base.ggml_backend_dev_description(device)),
-                kind=_KINDS.get(base.ggml_backend_dev_type(device), "unknown"),
+                name=_text(ggml.ggml_backend_dev_name(device)),
+                description=_text(ggml.ggml_backend_dev_description(device)),
+                kind=_KINDS.get(ggml.ggml_backend_dev_type(device), "unknown"),
                 free_bytes=free.value,
                 total_bytes=total.value,
+                backend=_text(ggml.ggml_backend_reg_name(registry)) if registry else "",
             )
         )
     return devices
 
 
 def list_gpus() -> list[Device]:
-    """The devices layers can be offloaded to, in llama.cpp's order (``main_gpu`` counts
-    them from 0)."""
+    """The devices a model's layers go to, chosen and ordered as llama.cpp chooses them by
+    default (``main_gpu`` counts them from 0): RPC servers first, then the discrete GPUs,
+    or, where there are none, the integrated GPUs of one backend. Accelerators (BLAS,
+    AMX) compute beside the CPU and hold no layers. :class:`DevicesUnknown` where the
+    build supports offloading but does not list its devices."""
     import llama_cpp as lc
 
     if not lc.llama_supports_gpu_offload():
         return []
-    return [device for device in list_devices() if device.is_gpu]
+    devices = list_devices()
+    remote = [d for d in devices if d.kind == "gpu" and d.backend == "RPC"]
+    discrete = [d for d in devices if d.kind == "gpu" and d.backend != "RPC"]
+    integrated = [d for d in devices if d.kind == "igpu"]
+    if discrete or not integrated:
+        return remote + discrete
+    return remote + [d for d in integrated if d.backend == integrated[0].backend]
 
 
 def describe(device: Device) -> str:
@@ -82,36 +101,49 @@ def _text(value: bytes | None) -> str:
     return value.decode("utf-8", errors="replace") if value else "?"
 
 
-#: the libraries' file names (llama-cpp-python ships them in its package's ``lib``)
-_LIBRARIES = {
-    "win32": ("ggml.dll", "ggml-base.dll"),
-    "darwin": ("libggml.dylib", "libggml-base.dylib"),
-}
+#: (function, result type, argument types); a device and a registry are pointers
+_FUNCTIONS: tuple[tuple[str, Any, list[Any]], ...] = (
+    ("ggml_backend_dev_count", ctypes.c_size_t, []),
+    ("ggml_backend_dev_get", ctypes.c_void_p, [ctypes.c_size_t]),
+    ("ggml_backend_dev_name", ctypes.c_char_p, [ctypes.c_void_p]),
+    ("ggml_backend_dev_description", ctypes.c_char_p, [ctypes.c_void_p]),
+    ("ggml_backend_dev_type", ctypes.c_int, [ctypes.c_void_p]),
+    (
+        "ggml_backend_dev_memory",
+        None,
+        [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)],
+    ),
+    ("ggml_backend_dev_backend_reg", ctypes.c_void_p, [ctypes.c_void_p]),
+    ("ggml_backend_reg_name", ctypes.c_char_p, [ctypes.c_void_p]),
+)
+
+
+@dataclass(frozen=True)
+class _Ggml:
+    ggml_backend_dev_count: Any
+    ggml_backend_dev_get: Any
+    ggml_backend_dev_name: Any
+    ggml_backend_dev_description: Any
+    ggml_backend_dev_type: Any
+    ggml_backend_dev_memory: Any
+    ggml_backend_dev_backend_reg: Any
+    ggml_backend_reg_name: Any
 
 
 @cache
-def _ggml() -> tuple[Any, Any]:
-    """ggml's registry library (``ggml_backend_dev_count``, ``_get``) and its base library
-    (the calls on a device), as llama-cpp-python ships them, with their functions typed."""
-    import llama_cpp
+def _ggml() -> _Ggml:
+    """ggml's registry functions, typed, found through ``libllama``'s handle (a lookup
+    through a library's handle searches the libraries it depends on, ggml's among them)."""
+    try:
+        from llama_cpp import llama_cpp as bindings
 
-    folder = Path(llama_cpp.__file__).parent / "lib"
-    names = _LIBRARIES.get(sys.platform, ("libggml.so", "libggml-base.so"))
-    registry, base = (ctypes.CDLL(str(folder / name)) for name in names)
-    device = ctypes.c_void_p
-    registry.ggml_backend_dev_count.restype = ctypes.c_size_t
-    registry.ggml_backend_dev_count.argtypes = []
-    registry.ggml_backend_dev_get.restype = device
-    registry.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
-    for name in ("ggml_backend_dev_name", "ggml_backend_dev_description"):
-        getattr(base, name).restype = ctypes.c_char_p
-        getattr(base, name).argtypes = [device]
-    base.ggml_backend_dev_type.restype = ctypes.c_int
-    base.ggml_backend_dev_type.argtypes = [device]
-    base.ggml_backend_dev_memory.restype = None
-    base.ggml_backend_dev_memory.argtypes = [
-        device,
-        ctypes.POINTER(ctypes.c_size_t),
-        ctypes.POINTER(ctypes.c_size_t),
-    ]
-    return registry, base
+        # the handle llama.cpp itself was loaded by
+        library = bindings._lib
+        functions = {}
+        for name, result, arguments in _FUNCTIONS:
+            function = getattr(library, name)
+            function.restype, function.argtypes = result, arguments
+            functions[name] = function
+    except (AttributeError, OSError, ImportError) as exc:
+        raise DevicesUnknown(f"llama.cpp's devices cannot be listed: {exc}") from exc
+    return _Ggml(**functions)

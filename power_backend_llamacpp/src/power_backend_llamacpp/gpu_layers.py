@@ -1,15 +1,20 @@
 """How many of a model's layers go to the GPUs, and how many bytes they take there.
 
-llama.cpp offloads ``n_gpu_layers`` of a model's repeating layers, counted from the last
-one back, with their share of the KV cache; past the last of them (``n_gpu_layers`` above
-the layer count) the output layer goes too. The token embeddings stay in host memory
-(a table looked up a row at a time), so "everything" is the layer count plus one.
+llama.cpp numbers a model's repeating layers from 0 and its output layer after them, and
+``n_gpu_layers = k`` offloads the last ``k`` of that row (``llama-model.cpp``:
+``i_gpu_start = n_layer + 1 - n_gpu_layers``): the output layer first, then the repeating
+layers from the last one back, each with its share of the KV cache. The token embeddings
+stay in host memory (a table looked up a row at a time); the output layer of a model that
+ties it to them gets a copy of the table. "Everything" is the layer count plus one.
 
 Ollama's ``num_gpu`` option is that number. Left unset (or negative), as many layers are
 offloaded as fit in the memory the GPUs have free, less :data:`RESERVE_PER_GPU` each (the
 driver's and the math libraries' own buffers) and less an estimate of llama.cpp's compute
-buffers (:func:`graph_bytes`); 0 keeps the model on the CPU. These sizes are estimates
-from the file's tensors, the same ones ``/api/ps`` reports as ``size_vram``.
+buffers on each (:func:`graph_bytes`); 0 keeps the model on the CPU. These sizes are
+estimates from the file's tensors, the same ones ``/api/ps`` reports as ``size_vram``. They
+count every layer's KV cache at the full context, so they are high for models whose
+sliding-window layers keep fewer cells (Gemma 2 and 3) or whose layers share a cache: such
+a model gets fewer layers offloaded than would fit, never more.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from power_core.gguf import GGUFInfo
 #: memory left free on each GPU besides the model: the CUDA/ROCm/Vulkan driver's and
 #: the math libraries' workspaces (cuBLAS, ...), which llama.cpp does not count
 RESERVE_PER_GPU = 512 * 2**20
+#: llama.cpp rounds a context's cells, and each sequence's, up to a multiple of this
+CELL_PADDING = 256
 _LAYER_TENSOR = re.compile(r"blk\.(\d+)\.")
 #: the output layer's tensors (its weight may be missing: then it shares the embeddings')
 _OUTPUT_TENSORS = ("output.weight", "output.bias", "output_norm.weight", "output_norm.bias")
@@ -44,23 +51,42 @@ class ModelLayers:
     def count(self) -> int:
         return len(self.weights)
 
+    def offloaded(self, n_gpu_layers: int) -> range:
+        """The repeating layers ``n_gpu_layers`` puts on the GPUs (the output layer goes
+        first, so one fewer than asked, up to all of them)."""
+        repeating = max(0, min(n_gpu_layers - 1, self.count))
+        return range(self.count - repeating, self.count)
+
     def bytes_on_gpu(self, n_gpu_layers: int) -> int:
         """What offloading ``n_gpu_layers`` puts in GPU memory (compute buffers aside)."""
-        offloaded = max(0, min(n_gpu_layers, self.count))
-        first = self.count - offloaded
-        total = sum(self.weights[first:]) + sum(self.kv_cache[first:])
-        if n_gpu_layers > self.count:
-            total += self.output
-        return total
+        if n_gpu_layers <= 0:
+            return 0
+        layers = self.offloaded(n_gpu_layers)
+        return (
+            self.output
+            + sum(self.weights[layers.start : layers.stop])
+            + sum(self.kv_cache[layers.start : layers.stop])
+        )
 
-    def layers_that_fit(self, free_bytes: int) -> int:
-        """The most layers whose weights and KV cache fit in ``free_bytes`` beside the
-        compute buffers, up to all of them and the output layer (``count + 1``)."""
-        budget = free_bytes - self.graph
+    def kv_on_gpu(self, n_gpu_layers: int) -> int:
+        """The part of :meth:`bytes_on_gpu` that is KV cache."""
+        layers = self.offloaded(n_gpu_layers)
+        return sum(self.kv_cache[layers.start : layers.stop])
+
+    def layers_that_fit(self, budget: int) -> int:
+        """The most of the row whose weights and KV cache fit in ``budget`` bytes (the
+        compute buffers already taken out), up to all of it (``count + 1``)."""
         fitted = 0
         while fitted <= self.count and self.bytes_on_gpu(fitted + 1) <= budget:
             fitted += 1
         return fitted
+
+
+def context_cells(num_ctx: int, num_parallel: int) -> int:
+    """The KV cells llama.cpp allocates for ``num_parallel`` sequences of ``num_ctx``
+    cells each, each its own stream (``llama-context.cpp`` pads both counts)."""
+    total = _pad(num_ctx * num_parallel)
+    return _pad(total // num_parallel) * num_parallel
 
 
 def model_layers(
@@ -88,7 +114,7 @@ def model_layers(
             embeddings = tensor.n_bytes
     if tied:
         output += embeddings
-    cells = num_ctx * num_parallel
+    cells = context_cells(num_ctx, num_parallel)
     kv_cache = tuple(
         int(heads * width * cells * kv_bytes_per_element)
         for heads, width in _kv_shapes(info, count)
@@ -116,24 +142,41 @@ def graph_bytes(info: GGUFInfo, *, num_ctx: int, n_ubatch: int, flash: bool) -> 
         0,
     )
     logits = 4 * n_ubatch * (embedding + vocab)
-    scores = 0 if flash else num_ctx * (1 + max(heads, default=1))
+    scores = 0 if flash else _pad(num_ctx) * (1 + max(heads, default=1))
     attention = 4 * n_ubatch * (1 + 4 * embedding + scores)
     return max(logits, attention)
 
 
+def head_sizes(info: GGUFInfo) -> tuple[int, int]:
+    """The values of one key head and of one value head (``key_length`` and
+    ``value_length``, else the embedding over the query heads)."""
+    heads = max(_layer_values(info.arch_value("attention.head_count"), 1), default=0)
+    default = _int(info.arch_value("embedding_length")) // heads if heads else 0
+    key = _int(info.arch_value("attention.key_length")) or default
+    value = _int(info.arch_value("attention.value_length")) or default
+    return key, value
+
+
+def usable_cache_type(cache_type: str, sizes: tuple[int, int]) -> str:
+    """``cache_type``, or f16 where a head's size is not a whole number of the quantized
+    type's 32-value blocks (llama.cpp then refuses the context, e.g. Phi-2's heads of 80)."""
+    if cache_type != "f16" and any(size % 32 for size in sizes):
+        return "f16"
+    return cache_type
+
+
 def _kv_shapes(info: GGUFInfo, count: int) -> list[tuple[int, int]]:
-    """Each layer's KV heads and the values of a key plus a value per head."""
+    """Each layer's KV heads and the values of a key plus a value per head. A layer with
+    no attention heads (a recurrent one: Mamba's, RWKV's) keeps a small fixed state, not a
+    cache that grows with the context: it counts as none."""
     heads = _layer_values(info.arch_value("attention.head_count"), count)
     kv_heads = _layer_values(info.arch_value("attention.head_count_kv"), count) or heads
-    embedding = _int(info.arch_value("embedding_length"))
+    key, value = head_sizes(info)
     shapes = []
     for layer in range(count):
-        query_heads = heads[layer] if layer < len(heads) else 1
-        default = embedding // query_heads if query_heads else 0
-        key = _int(info.arch_value("attention.key_length")) or default
-        value = _int(info.arch_value("attention.value_length")) or default
+        query_heads = heads[layer] if layer < len(heads) else 0
         layer_kv = kv_heads[layer] if layer < len(kv_heads) else query_heads
-        shapes.append((layer_kv, key + value))
+        shapes.append((layer_kv if query_heads else 0, key + value))
     return shapes
 
 
@@ -143,6 +186,10 @@ def _layer_values(value: object, count: int) -> list[int]:
         return [_int(item) for item in value]
     number = _int(value)
     return [number] * count if number else []
+
+
+def _pad(cells: int) -> int:
+    return -(-cells // CELL_PADDING) * CELL_PADDING
 
 
 def _int(value: object) -> int:

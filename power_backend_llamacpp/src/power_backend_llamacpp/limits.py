@@ -29,7 +29,7 @@ def check_options(options: LoadOptions) -> None:
             raise InvalidRequest(f"{field} must be at least 1", param=field)
     if options.num_thread is not None and options.num_thread < 1:
         raise InvalidRequest("num_thread must be at least 1", param="num_thread")
-    if options.main_gpu < 0:
+    if options.main_gpu is not None and options.main_gpu < 0:
         raise InvalidRequest("main_gpu must not be negative", param="main_gpu")
     if options.max_queue < 0:
         raise InvalidRequest("max_queue must not be negative", param="max_queue")

@@ -2,10 +2,12 @@
 
 On a llama.cpp built without GPU support nothing is offloaded and both options are
 ignored, as Ollama ignores them on a machine without GPUs: a Modelfile written for a GPU
-machine still loads on a laptop. Where llama.cpp has GPUs, ``num_gpu`` layers go to them
-(:mod:`power_backend_llamacpp.gpu_layers` says how many fit when it is negative), and a
-``main_gpu`` beyond the last GPU is the client's mistake, refused before llama.cpp reads
-the file.
+machine still loads on a laptop. Where llama.cpp has GPUs, ``num_gpu`` of the model's
+layers go to them (:mod:`power_backend_llamacpp.gpu_layers` says how many fit when it is
+negative), spread over every GPU in proportion to its free memory, as llama.cpp spreads
+them; a ``main_gpu`` puts them all on that one GPU instead (llama.cpp reads ``main_gpu``
+only then), and one beyond the last GPU is the client's mistake, refused before the model
+in memory is unloaded for it.
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from power_backend_llamacpp.devices import Device, describe, list_gpus
-from power_backend_llamacpp.gpu_layers import RESERVE_PER_GPU, ModelLayers, model_layers
+from power_backend_llamacpp.devices import Device, DevicesUnknown, describe, list_gpus
+from power_backend_llamacpp.gpu_layers import (
+    RESERVE_PER_GPU,
+    ModelLayers,
+    head_sizes,
+    model_layers,
+    usable_cache_type,
+)
 from power_core.errors import InvalidRequest
 from power_core.gguf import read_gguf_info
 from power_core.types import LoadOptions
 
 log = logging.getLogger(__name__)
+
+#: bytes per element of each KV cache type (f16: 2; q8_0: 34 bytes a block of 32; q4_0: 18)
+KV_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
 
 @dataclass(frozen=True)
@@ -30,60 +41,98 @@ class Offload:
     layers: int
     #: the layers' weights and KV cache in GPU memory (compute buffers aside)
     gpu_bytes: int = 0
-    #: the KV cache's part of ``gpu_bytes``
-    gpu_kv_bytes: int = 0
+    #: the KV cache's part of ``gpu_bytes`` that is not in the host's RAM (a discrete
+    #: GPU's own memory; an integrated or Apple GPU's memory is the host's)
+    kv_off_host: int = 0
+    #: the one GPU that holds them all (llama.cpp's split mode "none"), else ``None``
+    #: (spread over every GPU)
+    only_gpu: int | None = None
 
 
 ON_THE_CPU = Offload(layers=0)
 
 
-def plan_offload(
-    path: Path, name: str, options: LoadOptions, *, n_ubatch: int, kv_bytes_per_element: float
-) -> Offload:
-    """How many layers of the model at ``path`` go to the GPUs (none without GPUs)."""
-    gpus = list_gpus()
-    if not gpus:
-        return ON_THE_CPU
-    if options.main_gpu >= len(gpus):
+def usable_gpus() -> list[Device] | None:
+    """The GPUs llama.cpp offloads to (empty: none), or ``None`` where its build can
+    offload but does not say to what (then llama.cpp's own defaults apply)."""
+    try:
+        return list_gpus()
+    except DevicesUnknown as exc:
+        log.warning("%s; GPU layers follow num_gpu alone", exc)
+        return None
+
+
+def check_main_gpu(options: LoadOptions) -> None:
+    """Refuse a ``main_gpu`` beyond the GPUs llama.cpp sees (ignored where it sees none)."""
+    if options.main_gpu is None or options.num_gpu == 0:
+        return
+    gpus = usable_gpus()
+    if gpus and options.main_gpu >= len(gpus):
         raise InvalidRequest(
             f"main_gpu must be below {len(gpus)}: llama.cpp sees "
             + ", ".join(f"{index}: {describe(gpu)}" for index, gpu in enumerate(gpus)),
             param="main_gpu",
         )
-    if options.num_gpu == 0:
+
+
+def plan_offload(
+    path: Path, name: str, options: LoadOptions, *, n_ubatch: int, cache_type: str
+) -> Offload:
+    """How many layers of the model at ``path`` go to the GPUs (none without GPUs)."""
+    gpus = usable_gpus()
+    if options.num_gpu == 0 or gpus == []:
         return ON_THE_CPU
+    check_main_gpu(options)
+    info = read_gguf_info(path)
     layers = model_layers(
-        read_gguf_info(path),
+        info,
         num_ctx=options.num_ctx,
         num_parallel=options.num_parallel,
         n_ubatch=n_ubatch,
-        kv_bytes_per_element=kv_bytes_per_element,
+        kv_bytes_per_element=KV_BYTES_PER_ELEMENT[usable_cache_type(cache_type, head_sizes(info))],
         flash_attention=options.flash_attention,
     )
-    if options.num_gpu < 0:
-        chosen = layers.layers_that_fit(usable_gpu_memory(gpus))
-    else:
+    holding = gpus if gpus is None or options.main_gpu is None else [gpus[options.main_gpu]]
+    if options.num_gpu > 0:
         chosen = min(options.num_gpu, layers.count + 1)
-    plan = _offload(layers, chosen)
-    log.info(
-        "%s: %d of %d layers on %s (%.0f MiB)%s",
-        name,
-        min(chosen, layers.count),
-        layers.count,
-        ", ".join(gpu.name for gpu in gpus),
-        plan.gpu_bytes / 2**20,
-        "" if chosen > layers.count else ", the output layer on the CPU",
+    elif holding is None:
+        chosen = layers.count + 1  # llama.cpp's own default: everything
+    else:
+        chosen = layers.layers_that_fit(layer_budget(holding, layers.graph))
+    plan = Offload(
+        layers=chosen,
+        gpu_bytes=layers.bytes_on_gpu(chosen),
+        kv_off_host=0
+        if holding is None or any(gpu.uses_host_memory for gpu in holding)
+        else layers.kv_on_gpu(chosen),
+        only_gpu=options.main_gpu,
     )
+    _log_plan(name, layers, plan, holding)
     return plan
 
 
-def usable_gpu_memory(gpus: list[Device]) -> int:
-    """The memory free on ``gpus`` for weights, caches and compute buffers: llama.cpp
-    spreads layers over them in proportion to their free memory."""
-    return sum(max(0, gpu.free_bytes - RESERVE_PER_GPU) for gpu in gpus)
+def layer_budget(gpus: list[Device], graph: int) -> int:
+    """The bytes of weights and KV cache that fit on ``gpus`` when llama.cpp spreads the
+    layers over them in proportion to their free memory: each GPU holding any also needs
+    its compute buffers (``graph``) and :data:`RESERVE_PER_GPU`, so the GPU with the least
+    room for its share decides."""
+    total = sum(gpu.free_bytes for gpu in gpus)
+    shares = [
+        (gpu.free_bytes - RESERVE_PER_GPU - graph) * total // gpu.free_bytes
+        for gpu in gpus
+        if gpu.free_bytes > 0
+    ]
+    return max(0, min(shares, default=0))
 
 
-def _offload(layers: ModelLayers, chosen: int) -> Offload:
-    offloaded = min(chosen, layers.count)
-    kv = sum(layers.kv_cache[layers.count - offloaded :])
-    return Offload(layers=chosen, gpu_bytes=layers.bytes_on_gpu(chosen), gpu_kv_bytes=kv)
+def _log_plan(name: str, layers: ModelLayers, plan: Offload, gpus: list[Device] | None) -> None:
+    offloaded = len(layers.offloaded(plan.layers))
+    log.info(
+        "%s: %d of %d layers%s on %s (%.0f MiB)",
+        name,
+        offloaded,
+        layers.count,
+        " and the output layer" if plan.layers else "",
+        ", ".join(gpu.name for gpu in gpus) if gpus else "the GPUs",
+        plan.gpu_bytes / 2**20,
+    )

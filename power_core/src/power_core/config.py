@@ -205,7 +205,7 @@ def _coerce(key: str, value: Any, from_text: bool) -> Any:
         return value
     if key == "num_gpu":
         text = value.strip() if from_text and isinstance(value, str) else ""
-        if text.lstrip("-").isdecimal() and len(text) <= 18:
+        if re.fullmatch(r"-?[0-9]{1,18}", text):
             value = int(text)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(expected)

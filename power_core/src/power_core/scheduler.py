@@ -108,6 +108,8 @@ def checked_load_option(key: str, value: Any) -> Any:
             raise InvalidRequest(f"option '{key}' must be positive", param=key)
         if least is not None and value < least:
             raise InvalidRequest(f"option '{key}' must not be negative", param=key)
+        if key == "num_gpu":
+            value = max(value, -1)  # every negative means "as many as fit": one reload
     return value
 
 

@@ -48,8 +48,9 @@ class LoadOptions:
     #: layers offloaded to the GPUs (Ollama's option): negative for as many as fit, 0 for
     #: none; a backend without GPUs ignores it
     num_gpu: int = -1
-    #: the GPU that holds the small tensors and the scratch buffers, counted from 0
-    main_gpu: int = 0
+    #: the one GPU, counted from 0, that holds every offloaded layer; ``None`` spreads them
+    #: over every GPU (llama.cpp reads ``main_gpu`` only when a model is on one GPU)
+    main_gpu: int | None = None
     flash_attention: bool = False
     #: "f16", "q8_0" or "q4_0"; quantized types apply only with flash attention
     kv_cache_type: str = "f16"

@@ -49,12 +49,16 @@ PARAMETERS: dict[str, tuple[str, str]] = {
     "num_batch": ("int", "prompt tokens processed per step (reloads the model)"),
     "num_thread": ("int", "CPU threads (reloads the model)"),
     "num_gpu": ("int", "layers offloaded to the GPUs (-1: as many as fit; reloads the model)"),
-    "main_gpu": ("int", "the GPU for small tensors, counted from 0 (reloads the model)"),
+    "main_gpu": ("int", "the one GPU, from 0, that holds the model (reloads the model)"),
+    "use_mmap": ("bool", "map the model file instead of reading it (reloads the model)"),
+    "use_mlock": ("bool", "lock the model in RAM (reloads the model)"),
 }
 _UNIT_INTERVAL = {"top_p", "min_p", "typical_p"}
 _NON_NEGATIVE = {"temperature", "repeat_penalty", "top_k", "main_gpu"}
 _POSITIVE = {"num_ctx", "num_batch", "num_thread"}
-_LOAD = {"num_ctx", "num_batch", "num_thread", "num_gpu", "main_gpu"}
+_LOAD = {"num_ctx", "num_batch", "num_thread", "num_gpu", "main_gpu", "use_mmap", "use_mlock"}
+#: how ``/set parameter`` reads a true or false, as Go's strconv.ParseBool (Ollama's)
+_BOOLS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
 
 
 def parse_parameter(name: str, values: list[str]) -> Any:
@@ -72,6 +76,10 @@ def parse_parameter(name: str, values: list[str]) -> Any:
     if len(values) != 1:
         raise InvalidRequest(f"parameter '{name}' takes one value", param=name)
     text = values[0]
+    if kind == "bool":
+        if text.lower() not in _BOOLS:
+            raise InvalidRequest(f"'{name}' must be true or false, got '{text}'", param=name)
+        return _BOOLS[text.lower()]
     value: int | float
     try:
         value = int(text) if kind == "int" else float(text)

@@ -43,5 +43,6 @@ def processor(size: int, size_vram: int) -> str:
         return "100% CPU"
     if size_vram >= size:
         return "100% GPU"
-    on_gpu = round(100 * size_vram / size)
-    return f"{100 - on_gpu}%/{on_gpu}% CPU/GPU"
+    on_cpu = int(100 * (size - size_vram) / size + 0.5)  # half away from zero, as Go rounds
+    on_gpu = 100 - on_cpu
+    return f"{on_cpu}%/{on_gpu}% CPU/GPU"
