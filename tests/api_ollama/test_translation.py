@@ -38,10 +38,15 @@ def test_unusable_and_unknown_options_are_ignored_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="power_api_ollama"):
-        parsed = parse_options({"mirostat": 2, "num_gpu": 1, "frobnicate": True})
+        parsed = parse_options({"mirostat": 2, "low_vram": True, "frobnicate": True})
     assert parsed.sampling == {} and parsed.load == {}
-    assert "mirostat" in caplog.text and "num_gpu" in caplog.text
+    assert "mirostat" in caplog.text and "low_vram" in caplog.text
     assert "frobnicate" in caplog.text
+
+
+def test_gpu_options_are_load_options() -> None:
+    parsed = parse_options({"num_gpu": 1, "main_gpu": 0, "use_mlock": True})
+    assert parsed.load == {"num_gpu": 1, "main_gpu": 0, "use_mlock": True}
 
 
 @pytest.mark.parametrize(
