@@ -8,6 +8,7 @@ from pathlib import Path
 import ollama
 import pytest
 
+from conftest import PowerServer
 from registry_server import RegistryServer
 
 
@@ -88,6 +89,15 @@ def test_gpu_options_load_the_model_and_ps_says_where_it_is(client: ollama.Clien
             assert entry.size_vram == 0
         else:
             assert 0 < (entry.size_vram or 0) <= entry.size
+
+
+def test_the_first_load_says_where_models_run(
+    client: ollama.Client, power_server: PowerServer
+) -> None:
+    assert client.generate("smollm2:135m", "Say hi", options={"num_predict": 1}).done
+    expected = "offloads layers to " if gpus_seen() else "offloads to no GPU: models run on"
+    assert power_server.log().count("llama.cpp offloads") == 1
+    assert expected in power_server.log()
 
 
 def test_gpu_options_of_the_wrong_kind_are_refused(client: ollama.Client) -> None:

@@ -78,6 +78,23 @@ def _init_llama_cpp() -> None:
         mtmd_cpp.mtmd_helper_log_set(_log_callback, ctypes.c_void_p(0))
         lc.llama_backend_init()
         _initialised = True
+    _log_devices()
+
+
+def _log_devices() -> None:
+    """Say once, at the first load, where models will run (as Ollama logs its "inference
+    compute"): a GPU build that sees no GPU is the usual reason a model is slow."""
+    from power_backend_llamacpp.devices import DevicesUnknown, describe, list_gpus
+
+    try:
+        gpus = list_gpus()
+    except DevicesUnknown as exc:
+        log.info("llama.cpp: %s", exc)
+        return
+    if gpus:
+        log.info("llama.cpp offloads layers to %s", "; ".join(describe(gpu) for gpu in gpus))
+    else:
+        log.info("llama.cpp offloads to no GPU: models run on the CPU")
 
 
 @contextmanager
