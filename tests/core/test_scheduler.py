@@ -126,6 +126,23 @@ def test_changing_a_load_option_reloads(services: PowerServices) -> None:
     assert entry.engine.info.context_length == 256
 
 
+def test_gpu_options_reload_only_where_llama_cpp_has_gpus(services: PowerServices) -> None:
+    """Without a GPU, num_gpu and main_gpu change nothing: a request that differs from the
+    loaded model only in them reuses it (as in Ollama, they are ignored there)."""
+    from power_backend_llamacpp.devices import list_gpus
+
+    generate(services, "first")
+    first_engine = services.loaded_models()[0].engine
+    for load in ({"num_gpu": 5}, {"num_gpu": 0, "main_gpu": 0}, {"num_gpu": -3}):
+        stream = services.generate(
+            GenerationRequest(model="first", prompt="Hi", max_tokens=2, load=load)
+        )
+        list(stream)
+        same = services.loaded_models()[0].engine is first_engine
+        assert same == (not list_gpus()), load
+        first_engine = services.loaded_models()[0].engine
+
+
 def test_a_context_past_what_the_model_was_trained_for_is_cut_to_it(
     services: PowerServices, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from power_backend_llamacpp import limits, model_checks
@@ -22,6 +23,7 @@ from power_backend_llamacpp.offload import (
     Offload,
     check_main_gpu,
     plan_offload,
+    without_gpus_seen,
 )
 from power_core.concurrency import allocate_native_lock, start_native_thread, unpatched
 from power_core.engine import LoadSpec, QuantizeSpec
@@ -234,6 +236,14 @@ class LlamaCppBackend:
         scheduler asks before it unloads a model to reload it with them."""
         limits.check_options(options)
         check_main_gpu(options)
+
+    def effective_options(self, options: LoadOptions) -> LoadOptions:
+        """``options`` with the GPU ones made equal where llama.cpp offloads to no GPU, so
+        that a request's ``num_gpu`` or ``main_gpu`` does not reload a model it changes
+        nothing for (known once a load has asked llama.cpp)."""
+        if without_gpus_seen():
+            return replace(options, num_gpu=-1, main_gpu=None)
+        return options
 
     def quantize(self, spec: QuantizeSpec) -> None:
         """Quantize a GGUF file with llama.cpp (``llama_model_quantize``); raises

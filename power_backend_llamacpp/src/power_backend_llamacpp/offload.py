@@ -52,14 +52,29 @@ class Offload:
 ON_THE_CPU = Offload(layers=0)
 
 
+#: whether llama.cpp was found to offload to no GPU at all (its build or the machine has
+#: none, which a running process does not gain); ``None`` until a load has asked
+_no_gpus: bool | None = None
+
+
 def usable_gpus() -> list[Device] | None:
     """The GPUs llama.cpp offloads to (empty: none), or ``None`` where its build can
     offload but does not say to what (then llama.cpp's own defaults apply)."""
+    global _no_gpus
     try:
-        return list_gpus()
+        gpus = list_gpus()
     except DevicesUnknown as exc:
         log.warning("%s; GPU layers follow num_gpu alone", exc)
         return None
+    _no_gpus = not gpus
+    return gpus
+
+
+def without_gpus_seen() -> bool:
+    """Whether a load has found llama.cpp offloading to no GPU (then ``num_gpu`` and
+    ``main_gpu`` change nothing). Asks nothing of llama.cpp itself: the scheduler asks on
+    its event loop, before anything may have imported llama.cpp."""
+    return _no_gpus is True
 
 
 def check_main_gpu(options: LoadOptions) -> None:

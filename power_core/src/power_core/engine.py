@@ -185,6 +185,11 @@ class Backend(Protocol):
     :class:`~power_core.errors.InvalidRequest` for load options it cannot honour; the
     scheduler asks before it unloads a model to reload it with a request's options.
 
+    Optionally it has ``effective_options(options: LoadOptions) -> LoadOptions``: the
+    options as it would load them, with values that change nothing for it made equal (the
+    llama.cpp backend without GPUs: every ``num_gpu`` and ``main_gpu``); the scheduler
+    compares those, so a request differing only in such values reuses the loaded model.
+
     Optionally it has ``quantize(spec: QuantizeSpec) -> None`` (see :class:`Quantizer`):
     ``create`` with ``quantize`` asks the first backend that has it and ``supports()`` the
     model's format.

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from power_core.adapters import check_stored_adapters
 from power_core.concurrency import run_on_native_thread
@@ -226,6 +226,7 @@ class ModelScheduler:
         loaded once idle, unless a request scheduled after this one says otherwise."""
         asked = {**self._usable_parameters(model), **load_overrides}
         options = within_trained_context(model, load_options_from(self._settings, asked))
+        options = self._effective_options(model, options)
         entry = self._loaded.get(model.name)
         if entry is None or not self._serves(entry, model, options):
             if entry is not None:
@@ -399,6 +400,13 @@ class ModelScheduler:
                 "no backend available: install one, e.g. `pip install a3s-power-llamacpp`"
             )
         raise BackendUnavailable(f"no installed backend can load {model.format} models")
+
+    def _effective_options(self, model: ResolvedModel, options: LoadOptions) -> LoadOptions:
+        """``options`` as the backend would load them (its optional
+        ``effective_options``): values that change nothing there are made equal, so that a
+        request differing only in them reuses the loaded model."""
+        effective = getattr(self._backend_for(model), "effective_options", None)
+        return options if effective is None else cast(LoadOptions, effective(options))
 
     def _check_options(self, model: ResolvedModel, options: LoadOptions) -> None:
         """The backend's own refusal of ``options`` (its optional ``check_options``)."""
