@@ -8,6 +8,7 @@ same parameters and ignores the GPU ones."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import gguf
@@ -25,7 +26,12 @@ from power_backend_llamacpp.gpu_layers import (
     model_layers,
     usable_cache_type,
 )
-from power_backend_llamacpp.offload import ON_THE_CPU, layer_budget, plan_offload
+from power_backend_llamacpp.offload import (
+    ON_THE_CPU,
+    bytes_per_gpu,
+    layers_that_fit,
+    plan_offload,
+)
 from power_core.engine import LoadSpec
 from power_core.errors import InvalidRequest
 from power_core.gguf import read_gguf_info
@@ -42,11 +48,14 @@ def gpu(
 
 
 @pytest.fixture
-def gpus(monkeypatch: pytest.MonkeyPatch) -> list[Device]:
+def gpus(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Device]]:
     """The GPUs llama.cpp is said to see: fill the list a test gets."""
     seen: list[Device] = []
     monkeypatch.setattr(offload, "list_gpus", lambda: list(seen))
-    return seen
+    monkeypatch.setattr(offload, "_no_gpus", None)
+    offload._gpus_at_start.cache_clear()
+    yield seen
+    offload._gpus_at_start.cache_clear()
 
 
 def write_layered_model(
@@ -172,16 +181,42 @@ def test_a_quantized_cache_needs_heads_of_whole_blocks(tmp_path: Path) -> None:
     assert usable_cache_type("f16", (80, 80)) == "f16"
 
 
-def test_the_gpu_with_least_room_for_its_share_decides() -> None:
-    graph = GIB
-    assert layer_budget([gpu(free=24 * GIB)], graph) == 24 * GIB - RESERVE_PER_GPU - graph
-    # llama.cpp gives each GPU layers in proportion to its free memory: the 4 GiB one
-    # gets 1/7 of them, and needs its own compute buffers and reserve besides
-    small = 4 * GIB - RESERVE_PER_GPU - graph
-    pair = [gpu("CUDA0", 24 * GIB), gpu("CUDA1", 4 * GIB)]
-    assert layer_budget(pair, graph) == small * 7
-    assert layer_budget([gpu(free=GIB)], graph) == 0
-    assert layer_budget([], graph) == 0
+def test_layers_go_to_each_gpu_in_proportion_to_its_free_memory(tmp_path: Path) -> None:
+    """llama.cpp's split: the k-th of n offloaded layers goes to the first GPU whose
+    running share of the free memory is above k / n; the output layer is the last."""
+    layers = layers_of(write_layered_model(tmp_path / "m.gguf"))
+    w, kv = layers.weights, layers.kv_cache
+    # two equal GPUs, 3 layers and the output layer: 0 and 1 on the first, 2 and the
+    # output layer on the second
+    assert bytes_per_gpu(layers, 4, [GIB, GIB]) == [
+        w[0] + kv[0] + w[1] + kv[1],
+        w[2] + kv[2] + layers.output,
+    ]
+    # 2 of the row: layer 2 on the first, the output layer on the second
+    assert bytes_per_gpu(layers, 2, [GIB, GIB]) == [w[2] + kv[2], layers.output]
+    # a GPU with a sliver of the free memory gets nothing
+    assert bytes_per_gpu(layers, 4, [100 * GIB, GIB])[1] == 0
+    assert bytes_per_gpu(layers, 4, [GIB]) == [layers.bytes_on_gpu(4)]
+    assert bytes_per_gpu(layers, 0, [GIB, GIB]) == [0, 0]
+
+
+def test_each_gpu_must_hold_its_share_beside_its_buffers(tmp_path: Path) -> None:
+    layers = layers_of(write_layered_model(tmp_path / "m.gguf"))
+    overhead = layers.graph + RESERVE_PER_GPU
+    one = [gpu(free=overhead + layers.bytes_on_gpu(3))]
+    assert layers_that_fit(layers, one) == 3
+    one = [gpu(free=overhead + layers.bytes_on_gpu(3) - 1)]
+    assert layers_that_fit(layers, one) == 2
+    # two GPUs of equal free memory: each needs its own buffers for its half
+    half = max(bytes_per_gpu(layers, 4, [GIB, GIB]))
+    pair = [gpu("CUDA0", overhead + half), gpu("CUDA1", overhead + half)]
+    assert layers_that_fit(layers, pair) == 4
+    pair = [gpu("CUDA0", overhead + half - 1), gpu("CUDA1", overhead + half - 1)]
+    assert layers_that_fit(layers, pair) < 4
+    # a nearly full second GPU takes no layers, and does not stop the first from taking all
+    busy = [gpu("CUDA0", 80 * GIB), gpu("CUDA1", overhead // 2)]
+    assert layers_that_fit(layers, busy) == 4
+    assert layers_that_fit(layers, [gpu(free=overhead)]) == 0
 
 
 def test_the_real_models_layers_add_up_to_its_file(model_path: Path) -> None:
@@ -315,7 +350,7 @@ def test_main_gpu_puts_every_layer_on_that_gpu(model_path: Path, gpus: list[Devi
     layers = real_layers(model_path)
     gpus.extend([gpu("CUDA0", 80 * GIB), gpu("CUDA1", RESERVE_PER_GPU + layers.graph)])
     spread = plan(model_path)
-    assert spread.only_gpu is None and spread.layers == 0  # CUDA1 has no room for a share
+    assert spread.only_gpu is None and spread.layers == 31  # CUDA1's sliver gets none
     alone = plan(model_path, main_gpu=0)
     assert alone.only_gpu == 0 and alone.layers == 31
     with pytest.raises(InvalidRequest, match=r"main_gpu must be below 2: llama\.cpp sees 0: CUDA0"):
@@ -422,7 +457,8 @@ def test_use_mlock_locks_the_weights_in_ram(
     assert seen.params[-1]["load_mode"] == lc.LLAMA_LOAD_MODE_MLOCK
     engine = load(model_path)
     engine.close()
-    assert seen.params[-1]["load_mode"] == lc.LLAMA_LOAD_MODE_MMAP
+    # mapped, unless a GPU it offloads to cannot take mapped weights
+    assert seen.params[-1]["load_mode"] == lc.LLAMA_LOAD_MODE_AUTO
 
 
 def locked_kib() -> int:
@@ -451,3 +487,51 @@ def test_a_quantized_cache_that_falls_back_to_f16_is_planned_at_f16(
     )
     assert planned.layers == 4
     assert planned.gpu_bytes == at_f16.bytes_on_gpu(4)
+
+
+def test_llama_cpps_own_choice_of_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As llama.cpp chooses by default (``llama.cpp``): RPC servers first, then discrete
+    GPUs (one two backends see counted once), integrated ones only where there are none,
+    and those of one backend; accelerators and the CPU hold no layers."""
+    import llama_cpp as lc
+
+    from power_backend_llamacpp import devices
+
+    listed: list[Device] = []
+    monkeypatch.setattr(lc, "llama_supports_gpu_offload", lambda: True)
+    monkeypatch.setattr(devices, "list_devices", lambda: list(listed))
+
+    def named(*found: Device) -> list[str]:
+        listed[:] = found
+        return [device.name for device in devices.list_gpus()]
+
+    cpu = Device("CPU", "cpu", "cpu", GIB, GIB, "CPU")
+    amx = Device("AMX", "amx", "accel", 0, 0, "CPU")
+    cuda0 = Device("CUDA0", "card", "gpu", GIB, GIB, "CUDA", "0000:01:00.0")
+    vulkan0 = Device("Vulkan0", "card", "gpu", GIB, GIB, "Vulkan", "0000:01:00.0")
+    vulkan1 = Device("Vulkan1", "other", "gpu", GIB, GIB, "Vulkan", "0000:02:00.0")
+    rpc = Device("RPC0", "remote", "gpu", GIB, GIB, "RPC")
+    igpu = Device("Vulkan2", "igpu", "igpu", GIB, GIB, "Vulkan")
+    sycl_igpu = Device("SYCL0", "igpu", "igpu", GIB, GIB, "SYCL")
+    assert named(cpu, amx) == []
+    assert named(cpu, cuda0, vulkan0, vulkan1) == ["CUDA0", "Vulkan1"]
+    assert named(cpu, cuda0, rpc) == ["RPC0", "CUDA0"]
+    assert named(cpu, igpu, cuda0) == ["CUDA0"]
+    assert named(cpu, igpu, sycl_igpu) == ["Vulkan2"]
+
+
+def test_a_load_out_of_memory_with_the_layers_asked_names_num_gpu() -> None:
+    from power_backend_llamacpp.backend import _too_many_layers
+
+    planned = offload.Offload(layers=31, gpu_bytes=2**30)
+    alloc = [
+        "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 1440.00 MiB on device 0: "
+        "cudaMalloc failed: out of memory"
+    ]
+    failed = _too_many_layers(LoadOptions(num_gpu=31), planned, alloc)
+    assert failed is not None and failed.param == "num_gpu" and failed.http_status == 500
+    assert "num_gpu=31" in failed.message
+    # as many as fit (unset), or a failure that is not memory: not the option's
+    assert _too_many_layers(LoadOptions(num_gpu=-1), planned, alloc) is None
+    assert _too_many_layers(LoadOptions(num_gpu=31), planned, ["failed to open x"]) is None
+    assert _too_many_layers(LoadOptions(num_gpu=31), offload.ON_THE_CPU, alloc) is None

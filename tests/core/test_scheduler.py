@@ -143,6 +143,59 @@ def test_gpu_options_reload_only_where_llama_cpp_has_gpus(services: PowerService
         first_engine = services.loaded_models()[0].engine
 
 
+def test_the_first_load_with_gpu_options_is_reused_by_the_same_request(
+    services: PowerServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The options a model is loaded with are compared as later requests' are: the
+    first load, which tells the backend whether there are GPUs, is no exception."""
+    from power_backend_llamacpp import offload
+    from power_backend_llamacpp.devices import list_gpus
+
+    monkeypatch.setattr(offload, "_no_gpus", None)  # as in a process that loaded nothing yet
+
+    engines = set()
+    for _ in range(3):
+        stream = services.generate(
+            GenerationRequest(model="first", prompt="Hi", max_tokens=2, load={"num_gpu": 5})
+        )
+        list(stream)
+        engines.add(id(services.loaded_models()[0].engine))
+    assert len(engines) == 1
+    if not list_gpus():
+        assert services.loaded_models()[0].options.num_gpu == -1  # the same as any value
+
+
+def test_a_load_failing_on_an_option_the_request_set_is_the_clients_to_change(
+    services: PowerServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend's ModelLoadFailed naming a load option (too many layers for the GPU) is a
+    400 when the request set the option, and stays a 500 when the settings did."""
+    from power_core.errors import InvalidRequest, ModelLoadFailed
+
+    [backend] = services.scheduler._backends().values()
+
+    def out_of_memory(spec: object) -> object:
+        raise ModelLoadFailed("out of memory with num_gpu=77 layers", param="num_gpu")
+
+    monkeypatch.setattr(backend, "load", out_of_memory)
+    asked = GenerationRequest(model="first", prompt="Hi", max_tokens=2, load={"num_gpu": 77})
+    with pytest.raises(InvalidRequest, match="num_gpu=77") as refused:
+        list(services.generate(asked))
+    assert refused.value.param == "num_gpu" and refused.value.http_status == 400
+    configured = GenerationRequest(model="first", prompt="Hi", max_tokens=2)
+    with pytest.raises(ModelLoadFailed) as failed:
+        list(services.generate(configured))
+    assert failed.value.http_status == 500
+
+
+def test_every_negative_num_gpu_is_one_value() -> None:
+    from power_core.scheduler import checked_load_option
+
+    assert checked_load_option("num_gpu", -7) == -1
+    assert checked_load_option("num_gpu", 0) == 0
+    assert checked_load_option("num_gpu", 12) == 12
+
+
 def test_a_context_past_what_the_model_was_trained_for_is_cut_to_it(
     services: PowerServices, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from power_backend_llamacpp import limits, model_checks
 from power_backend_llamacpp.extra_buffers import use_extra_buffers
-from power_backend_llamacpp.gpu_layers import usable_cache_type
+from power_backend_llamacpp.gpu_layers import context_cells, usable_cache_type
 from power_backend_llamacpp.offload import (
     KV_BYTES_PER_ELEMENT,
     Offload,
@@ -126,6 +126,8 @@ _MACHINE_FAULTS = (
     "failed to open",
     "No space left",
 )
+#: what llama.cpp logs when a buffer (weights, KV cache, compute) cannot be allocated
+_MEMORY_FAULTS = ("unable to allocate", "failed to allocate", "out of memory", "bad_alloc")
 #: the loader's "failed to load model from <path>", whose cause GGUF's reader logged first
 _GGUF_REFUSAL = "failed to load model from"
 _FUNCTION_PREFIX = re.compile(r"^\w+: ")
@@ -243,6 +245,8 @@ class LlamaCppBackend:
         nothing for (known once a load has asked llama.cpp)."""
         if without_gpus_seen():
             return replace(options, num_gpu=-1, main_gpu=None)
+        if options.num_gpu == 0:  # on the CPU: no GPU to put it on
+            return replace(options, main_gpu=None)
         return options
 
     def quantize(self, spec: QuantizeSpec) -> None:
@@ -333,7 +337,7 @@ class LlamaCppBackend:
         if not model:
             failure = _load_failure(spec.name, spec.path, errors)
             if isinstance(failure, ModelLoadFailed) and planned:
-                raise _asked_too_many_layers(options, planned[0]) or failure
+                raise _too_many_layers(options, planned[0], errors) or failure
             raise failure
         offload = planned[0]
         try:
@@ -365,17 +369,20 @@ class LlamaCppBackend:
         cache_type = _cache_type_for_heads(cache_type, head_sizes)
         try:
             # the offloaded layers' part of the cache is in GPU memory
-            in_ram = _kv_cache_bytes(lc, model, cells, head_sizes, cache_type)
+            padded = context_cells(options.num_ctx, options.num_parallel)
+            in_ram = _kv_cache_bytes(lc, model, padded, head_sizes, cache_type)
             limits.check_kv_cache_fits(options, max(0, in_ram - offload.kv_off_host))
         except InvalidRequest:
             lc.llama_model_free(model)
             raise
         ctx_params.type_k = ctx_params.type_v = getattr(lc, _GGML_TYPES[cache_type])
         ctx_params.no_perf = True
-        ctx = lc.llama_init_from_model(model, ctx_params)
+        context_errors: list[str] = []
+        with listening_to_llama_log(_errors_of_this_thread(context_errors)):
+            ctx = lc.llama_init_from_model(model, ctx_params)
         if not ctx:
             lc.llama_model_free(model)
-            too_many = _asked_too_many_layers(options, offload)
+            too_many = _too_many_layers(options, offload, context_errors)
             if too_many is not None:
                 raise too_many
             raise ModelLoadFailed(
@@ -436,24 +443,31 @@ class LlamaCppBackend:
 
 
 def _load_mode(lc: Any, options: LoadOptions) -> int:
-    """llama.cpp's load mode: mapped (``use_mmap``) or read, locked in RAM (``use_mlock``)
-    or not."""
+    """llama.cpp's load mode: mapped (``use_mmap``, where the GPUs allow) or read, locked in
+    RAM (``use_mlock``) or not."""
     if options.use_mlock:
         return int(lc.LLAMA_LOAD_MODE_MMAP_MLOCK if options.use_mmap else lc.LLAMA_LOAD_MODE_MLOCK)
-    return int(lc.LLAMA_LOAD_MODE_MMAP if options.use_mmap else lc.LLAMA_LOAD_MODE_NONE)
+    # "auto" maps the file unless a GPU it offloads to cannot take mapped weights (CUDA's
+    # integrated GPUs, OpenCL): then it reads them
+    return int(lc.LLAMA_LOAD_MODE_AUTO if options.use_mmap else lc.LLAMA_LOAD_MODE_NONE)
 
 
-def _asked_too_many_layers(options: LoadOptions, offload: Offload) -> InvalidRequest | None:
-    """A load that ran out of memory with the layers a client asked for (``num_gpu``) is
-    the client's to change: a 400 saying so, where the same with as many as fit (num_gpu
-    unset) is the machine's (a 500)."""
+def _too_many_layers(
+    options: LoadOptions, offload: Offload, errors: list[str]
+) -> ModelLoadFailed | None:
+    """A load that ran out of memory with a set number of layers on the GPUs (``num_gpu``):
+    the failure, naming the option (``param``), so that the scheduler answers a request
+    that set it itself with a 400, and one that did not (the server's or the model's
+    setting) with a 500. ``None`` for other failures."""
     if options.num_gpu <= 0 or not offload.layers:
         return None
-    return InvalidRequest(
-        f"llama.cpp could not load the model with num_gpu={options.num_gpu} layers on the "
-        f"GPUs (about {offload.gpu_bytes / 2**20:,.0f} MiB of weights and KV cache there, "
-        "and compute buffers besides): ask for fewer layers, a smaller num_ctx, or leave "
-        "num_gpu unset for as many as fit",
+    if not any(fault in line for line in errors for fault in _MEMORY_FAULTS):
+        return None
+    return ModelLoadFailed(
+        f"llama.cpp ran out of memory loading the model with num_gpu={options.num_gpu} "
+        f"layers on the GPUs (about {offload.gpu_bytes / 2**20:,.0f} MiB of weights and KV "
+        "cache there, and compute buffers besides): ask for fewer layers, a smaller "
+        "num_ctx, or leave num_gpu unset for as many as fit",
         param="num_gpu",
     )
 

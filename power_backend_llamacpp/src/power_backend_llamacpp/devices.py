@@ -37,14 +37,16 @@ class Device:
     kind: str
     free_bytes: int
     total_bytes: int
-    #: the name of the backend that registered it (``CUDA``, ``Vulkan``, ``Metal``, ``RPC``)
+    #: the name of the backend that registered it (``CUDA``, ``Vulkan``, ``MTL``, ``RPC``)
     backend: str = ""
+    #: the device's id (a PCI bus id), by which llama.cpp knows one GPU two backends see
+    device_id: str = ""
 
     @property
     def uses_host_memory(self) -> bool:
         """Whether its memory is the host's RAM: an integrated GPU, or Apple's GPUs, which
         Metal reports as discrete but which share the machine's memory."""
-        return self.kind == "igpu" or self.backend == "Metal" or self.name.startswith("MTL")
+        return self.kind == "igpu" or self.name.startswith("MTL")
 
 
 def list_devices() -> list[Device]:
@@ -57,6 +59,10 @@ def list_devices() -> list[Device]:
         free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
         ggml.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
         registry = ggml.ggml_backend_dev_backend_reg(device)
+        # the whole struct is written: a buffer larger than it, read through its head
+        props = (ctypes.c_byte * 1024)()
+        ggml.ggml_backend_dev_get_props(device, props)
+        device_id = _PropsHead.from_buffer(props).device_id
         devices.append(
             Device(
                 name=_text(ggml.ggml_backend_dev_name(device)),
@@ -65,6 +71,7 @@ def list_devices() -> list[Device]:
                 free_bytes=free.value,
                 total_bytes=total.value,
                 backend=_text(ggml.ggml_backend_reg_name(registry)) if registry else "",
+                device_id=device_id.decode("utf-8", errors="replace") if device_id else "",
             )
         )
     return devices
@@ -82,11 +89,20 @@ def list_gpus() -> list[Device]:
         return []
     devices = list_devices()
     remote = [d for d in devices if d.kind == "gpu" and d.backend == "RPC"]
-    discrete = [d for d in devices if d.kind == "gpu" and d.backend != "RPC"]
+    discrete: list[Device] = []
+    for device in devices:
+        if device.kind == "gpu" and device.backend != "RPC" and not _seen(device, discrete):
+            discrete.append(device)
     integrated = [d for d in devices if d.kind == "igpu"]
     if discrete or not integrated:
         return remote + discrete
     return remote + [d for d in integrated if d.backend == integrated[0].backend]
+
+
+def _seen(device: Device, listed: list[Device]) -> bool:
+    """Whether ``device`` is one of ``listed`` seen through another backend (CUDA and
+    Vulkan both list a card): the same device id."""
+    return bool(device.device_id) and any(d.device_id == device.device_id for d in listed)
 
 
 def describe(device: Device) -> str:
@@ -108,6 +124,7 @@ _FUNCTIONS: tuple[tuple[str, Any, list[Any]], ...] = (
     ("ggml_backend_dev_name", ctypes.c_char_p, [ctypes.c_void_p]),
     ("ggml_backend_dev_description", ctypes.c_char_p, [ctypes.c_void_p]),
     ("ggml_backend_dev_type", ctypes.c_int, [ctypes.c_void_p]),
+    ("ggml_backend_dev_get_props", None, [ctypes.c_void_p, ctypes.c_void_p]),
     (
         "ggml_backend_dev_memory",
         None,
@@ -118,6 +135,20 @@ _FUNCTIONS: tuple[tuple[str, Any, list[Any]], ...] = (
 )
 
 
+class _PropsHead(ctypes.Structure):
+    """The fields of ``struct ggml_backend_dev_props`` up to its device id (those after,
+    its capabilities, have changed between versions)."""
+
+    _fields_ = (
+        ("name", ctypes.c_char_p),
+        ("description", ctypes.c_char_p),
+        ("memory_free", ctypes.c_size_t),
+        ("memory_total", ctypes.c_size_t),
+        ("type", ctypes.c_int),
+        ("device_id", ctypes.c_char_p),
+    )
+
+
 @dataclass(frozen=True)
 class _Ggml:
     ggml_backend_dev_count: Any
@@ -125,6 +156,7 @@ class _Ggml:
     ggml_backend_dev_name: Any
     ggml_backend_dev_description: Any
     ggml_backend_dev_type: Any
+    ggml_backend_dev_get_props: Any
     ggml_backend_dev_memory: Any
     ggml_backend_dev_backend_reg: Any
     ggml_backend_reg_name: Any

@@ -13,7 +13,10 @@ in memory is unloaded for it.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
 from dataclasses import dataclass
+from functools import cache
+from itertools import accumulate
 from pathlib import Path
 
 from power_backend_llamacpp.devices import Device, DevicesUnknown, describe, list_gpus
@@ -24,6 +27,7 @@ from power_backend_llamacpp.gpu_layers import (
     model_layers,
     usable_cache_type,
 )
+from power_backend_llamacpp.limits import available_memory
 from power_core.errors import InvalidRequest
 from power_core.gguf import read_gguf_info
 from power_core.types import LoadOptions
@@ -58,16 +62,30 @@ _no_gpus: bool | None = None
 
 
 def usable_gpus() -> list[Device] | None:
-    """The GPUs llama.cpp offloads to (empty: none), or ``None`` where its build can
-    offload but does not say to what (then llama.cpp's own defaults apply)."""
+    """The GPUs llama.cpp offloads to (empty: none), with their free memory now, or
+    ``None`` where its build can offload but does not say to what (then llama.cpp's own
+    defaults apply)."""
     global _no_gpus
     try:
         gpus = list_gpus()
     except DevicesUnknown as exc:
-        log.warning("%s; GPU layers follow num_gpu alone", exc)
+        _warn_once(f"{exc}; GPU layers follow num_gpu alone")
         return None
     _no_gpus = not gpus
     return gpus
+
+
+@cache
+def _gpus_at_start() -> tuple[str, ...] | None:
+    """The GPUs as first listed (their descriptions): how many there are does not change
+    while the process runs, so checking a ``main_gpu`` asks llama.cpp once."""
+    gpus = usable_gpus()
+    return None if gpus is None else tuple(describe(gpu) for gpu in gpus)
+
+
+@cache
+def _warn_once(message: str) -> None:
+    log.warning("%s", message)
 
 
 def without_gpus_seen() -> bool:
@@ -81,11 +99,11 @@ def check_main_gpu(options: LoadOptions) -> None:
     """Refuse a ``main_gpu`` beyond the GPUs llama.cpp sees (ignored where it sees none)."""
     if options.main_gpu is None or options.num_gpu == 0:
         return
-    gpus = usable_gpus()
+    gpus = _gpus_at_start()
     if gpus and options.main_gpu >= len(gpus):
         raise InvalidRequest(
             f"main_gpu must be below {len(gpus)}: llama.cpp sees "
-            + ", ".join(f"{index}: {describe(gpu)}" for index, gpu in enumerate(gpus)),
+            + ", ".join(f"{index}: {gpu}" for index, gpu in enumerate(gpus)),
             param="main_gpu",
         )
 
@@ -113,7 +131,7 @@ def plan_offload(
     elif holding is None:
         chosen = layers.count + 1  # llama.cpp's own default: everything
     else:
-        chosen = layers.layers_that_fit(layer_budget(holding, layers.graph))
+        chosen = layers_that_fit(layers, holding)
     plan = Offload(
         layers=chosen,
         gpu_bytes=layers.bytes_on_gpu(chosen),
@@ -126,18 +144,45 @@ def plan_offload(
     return plan
 
 
-def layer_budget(gpus: list[Device], graph: int) -> int:
-    """The bytes of weights and KV cache that fit on ``gpus`` when llama.cpp spreads the
-    layers over them in proportion to their free memory: each GPU holding any also needs
-    its compute buffers (``graph``) and :data:`RESERVE_PER_GPU`, so the GPU with the least
-    room for its share decides."""
-    total = sum(gpu.free_bytes for gpu in gpus)
-    shares = [
-        (gpu.free_bytes - RESERVE_PER_GPU - graph) * total // gpu.free_bytes
-        for gpu in gpus
-        if gpu.free_bytes > 0
-    ]
-    return max(0, min(shares, default=0))
+def layers_that_fit(layers: ModelLayers, gpus: list[Device]) -> int:
+    """The most of the model's row (:mod:`~power_backend_llamacpp.gpu_layers`) whose
+    share on each GPU fits there beside its compute buffers and :data:`RESERVE_PER_GPU`."""
+    free = _free_memory(gpus)
+    for chosen in range(layers.count + 1, 0, -1):
+        shares = bytes_per_gpu(layers, chosen, free)
+        if all(
+            not share or share + layers.graph + RESERVE_PER_GPU <= room
+            for share, room in zip(shares, free, strict=True)
+        ):
+            return chosen
+    return 0
+
+
+def bytes_per_gpu(layers: ModelLayers, n_gpu_layers: int, free: list[int]) -> list[int]:
+    """What each GPU holds when ``n_gpu_layers`` of the row are offloaded: llama.cpp
+    (``llama-model.cpp``) gives the k-th of the offloaded layers to the first GPU whose
+    running share of the free memory is above k / n_gpu_layers."""
+    total = sum(free)
+    shares = [0] * len(free)
+    if total <= 0 or n_gpu_layers <= 0:
+        return shares
+    bounds = list(accumulate(room / total for room in free))
+    offloaded = min(n_gpu_layers, layers.count + 1)
+    first = layers.count + 1 - offloaded
+    for layer in range(first, layers.count + 1):
+        where = min(bisect_right(bounds, (layer - first) / offloaded), len(free) - 1)
+        if layer == layers.count:
+            shares[where] += layers.output
+        else:
+            shares[where] += layers.weights[layer] + layers.kv_cache[layer]
+    return shares
+
+
+def _free_memory(gpus: list[Device]) -> list[int]:
+    """Each GPU's free memory; one that reports none at all (no memory of its own to tell
+    of) gets the host's, as llama.cpp splits by."""
+    host = available_memory() or 0
+    return [gpu.free_bytes if gpu.free_bytes or gpu.total_bytes else host for gpu in gpus]
 
 
 def _log_plan(name: str, layers: ModelLayers, plan: Offload, gpus: list[Device] | None) -> None:

@@ -236,7 +236,7 @@ class ModelScheduler:
                 self._check_options(model, options)
                 self._wait_until_idle(entry)
             with self._lock:  # loads and unloads one at a time
-                entry = self._load_as_asked(model, options)
+                entry = self._load_as_asked_by(model, options, load_overrides)
         entry.leases += 1
         entry.last_used = self._clock()
         entry.expires_at = None
@@ -279,6 +279,20 @@ class ModelScheduler:
             not entry.draining and entry.options == options and entry.model.digest == model.digest
         )
 
+    def _load_as_asked_by(
+        self, model: ResolvedModel, options: LoadOptions, load_overrides: dict[str, Any]
+    ) -> LoadedModel:
+        """:meth:`_load_as_asked`; a load that failed because of a load option the request
+        set itself (a backend's :class:`ModelLoadFailed` naming it as ``param``: too many
+        layers for the GPU) is the client's to change, a 400. Set by the server's or the
+        model's settings, it stays the server's failure."""
+        try:
+            return self._load_as_asked(model, options)
+        except ModelLoadFailed as exc:
+            if exc.param is not None and exc.param in load_overrides:
+                raise InvalidRequest(exc.message, param=exc.param) from exc
+            raise
+
     def _load_as_asked(self, model: ResolvedModel, options: LoadOptions) -> LoadedModel:
         self.reap_expired()
         entry = self._loaded.get(model.name)
@@ -293,6 +307,9 @@ class ModelScheduler:
             raise ModelNotFound(model.name)
         self._make_room()
         entry = self._load(model, options)
+        # as later requests will compare them: the first load is what tells the backend
+        # which values change nothing (llama.cpp without GPUs)
+        entry.options = self._effective_options(model, options)
         self._loaded[model.name] = entry
         return entry
 
