@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from power_backend_llamacpp import limits, model_checks
 from power_backend_llamacpp.extra_buffers import use_extra_buffers
-from power_backend_llamacpp.gpu_layers import context_cells, usable_cache_type
+from power_backend_llamacpp.gpu_layers import context_cells, head_sizes_from, usable_cache_type
 from power_backend_llamacpp.offload import (
     KV_BYTES_PER_ELEMENT,
     Offload,
@@ -504,13 +504,13 @@ def _head_sizes(lc: Any, model: Any) -> tuple[int, int]:
     else the embedding size over the heads)."""
     from power_backend_llamacpp.embedding import model_meta
 
-    default = int(lc.llama_model_n_embd(model)) // max(1, int(lc.llama_model_n_head(model)))
     arch = model_meta(model, "general.architecture") or ""
-    sizes = []
+    given = []
     for part in ("key_length", "value_length"):
         value = model_meta(model, f"{arch}.attention.{part}")
-        sizes.append(int(value) if value and value.isdecimal() else default)
-    return sizes[0], sizes[1]
+        given.append(int(value) if value and value.isdecimal() else 0)
+    embedding, heads = int(lc.llama_model_n_embd(model)), int(lc.llama_model_n_head(model))
+    return head_sizes_from(embedding, heads, given[0], given[1])
 
 
 def _engine_info(

@@ -12,6 +12,7 @@ import llama_cpp as lc
 import numpy as np
 
 from power_backend_llamacpp.batch import BatchBuffer
+from power_backend_llamacpp.gpu_layers import CELL_PADDING, pad_cells
 from power_backend_llamacpp.lora import LoraAdapters
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.errors import Cancelled, ContextLengthExceeded, InvalidRequest, ModelLoadFailed
@@ -28,13 +29,13 @@ GROUP_TOKENS = 256
 #: the embedding context's cells and batch are a multiple of this: llama.cpp pads its KV
 #: cache to it, and a batch of another size (``num_ctx`` 1000, 100, 17) failed a
 #: ``GGML_ASSERT`` in the pooled graph and aborted the process
-CELL_ALIGNMENT = 256
+CELL_ALIGNMENT = CELL_PADDING
 
 
 def context_cells(n_ctx: int) -> int:
     """The cells (and batch size) of an embedding context for inputs of up to ``n_ctx``
     tokens."""
-    return -(-n_ctx // CELL_ALIGNMENT) * CELL_ALIGNMENT
+    return pad_cells(n_ctx)
 
 
 def model_meta(model: Any, key: str) -> str | None:

@@ -85,8 +85,8 @@ class ModelLayers:
 def context_cells(num_ctx: int, num_parallel: int) -> int:
     """The KV cells llama.cpp allocates for ``num_parallel`` sequences of ``num_ctx``
     cells each, each its own stream (``llama-context.cpp`` pads both counts)."""
-    total = _pad(num_ctx * num_parallel)
-    return _pad(total // num_parallel) * num_parallel
+    total = pad_cells(num_ctx * num_parallel)
+    return pad_cells(total // num_parallel) * num_parallel
 
 
 def model_layers(
@@ -142,19 +142,26 @@ def graph_bytes(info: GGUFInfo, *, num_ctx: int, n_ubatch: int, flash: bool) -> 
         0,
     )
     logits = 4 * n_ubatch * (embedding + vocab)
-    scores = 0 if flash else _pad(num_ctx) * (1 + max(heads, default=1))
+    scores = 0 if flash else pad_cells(num_ctx) * (1 + max(heads, default=1))
     attention = 4 * n_ubatch * (1 + 4 * embedding + scores)
     return max(logits, attention)
 
 
 def head_sizes(info: GGUFInfo) -> tuple[int, int]:
-    """The values of one key head and of one value head (``key_length`` and
-    ``value_length``, else the embedding over the query heads)."""
-    heads = max(_layer_values(info.arch_value("attention.head_count"), 1), default=0)
-    default = _int(info.arch_value("embedding_length")) // heads if heads else 0
-    key = _int(info.arch_value("attention.key_length")) or default
-    value = _int(info.arch_value("attention.value_length")) or default
-    return key, value
+    """:func:`head_sizes_from` the file's header."""
+    return head_sizes_from(
+        _int(info.arch_value("embedding_length")),
+        max(_layer_values(info.arch_value("attention.head_count"), 1), default=0),
+        _int(info.arch_value("attention.key_length")),
+        _int(info.arch_value("attention.value_length")),
+    )
+
+
+def head_sizes_from(embedding: int, heads: int, key: int, value: int) -> tuple[int, int]:
+    """The values of one key head and of one value head: ``key_length`` and
+    ``value_length`` (0: not given), else the embedding over the query heads."""
+    default = embedding // heads if heads > 0 else 0
+    return key or default, value or default
 
 
 def usable_cache_type(cache_type: str, sizes: tuple[int, int]) -> str:
@@ -188,7 +195,8 @@ def _layer_values(value: object, count: int) -> list[int]:
     return [number] * count if number else []
 
 
-def _pad(cells: int) -> int:
+def pad_cells(cells: int) -> int:
+    """``cells`` rounded up to a multiple of :data:`CELL_PADDING`, as llama.cpp rounds them."""
     return -(-cells // CELL_PADDING) * CELL_PADDING
 
 
