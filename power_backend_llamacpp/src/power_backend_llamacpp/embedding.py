@@ -180,7 +180,9 @@ class EmbeddingRunner:
             return vectors
         finally:
             if memory:
-                lc.llama_memory_clear(memory, True)
+                # the cells only: zeroing the cache's data too wrote all of it after every
+                # decode (SmolLM2, a 10-token input: 85 ms at 32,768 cells against 11 ms)
+                lc.llama_memory_clear(memory, False)
 
     def close(self) -> None:
         if self._ctx is not None:
