@@ -11,12 +11,17 @@ from pathlib import Path
 import pytest
 
 from power_backend_llamacpp import LlamaCppEngine
-from power_backend_llamacpp.embedding import CELL_ALIGNMENT, GROUP_TOKENS, context_cells
+from power_backend_llamacpp.embedding import (
+    CELL_ALIGNMENT,
+    GROUP_TOKENS,
+    context_cells,
+    grown_cells,
+)
 from power_core.engine import CompletionJob
 from power_core.errors import Cancelled, ContextLengthExceeded, InvalidRequest
 from power_core.types import SamplingOptions, TextDelta
 
-from .conftest import GREEDY, chat, done
+from .conftest import GREEDY, chat, done, load_engine
 
 pytestmark = pytest.mark.model
 
@@ -183,6 +188,33 @@ def test_context_cells_are_whole_kv_pads() -> None:
     assert context_cells(1000) == 1024
     assert context_cells(2048) == 2048
     assert context_cells(2049) == 2304
+
+
+def test_an_embedding_context_grows_to_the_inputs_not_to_num_ctx() -> None:
+    assert grown_cells(10, 0, 4096) == GROUP_TOKENS  # a first short input: one group's cells
+    assert grown_cells(10, 0, 17) == GROUP_TOKENS  # a context shorter than a group
+    assert grown_cells(200, 256, 4096) == 256  # what fits is kept
+    assert grown_cells(300, 256, 4096) == 512  # a longer one at least doubles it
+    assert grown_cells(600, 256, 4096) == 768  # or as much as it needs
+    assert grown_cells(100, 768, 4096) == 768  # it does not shrink
+    assert grown_cells(3000, 2048, 3000) == 3072  # never beyond num_ctx, padded
+
+
+def test_the_embedding_context_is_made_for_the_inputs_seen(model_path: Path) -> None:
+    engine = load_engine(model_path, num_ctx=4096, num_parallel=1)
+    try:
+        short = "the river runs past the mill"
+        (first,) = engine.embed([short], truncate=False).vectors
+        assert engine._embedder.cells == GROUP_TOKENS
+        long = "the river runs past the mill " * 110
+        assert 600 < len(engine.tokenize(long, add_bos=True)) <= 768
+        engine.embed([long], truncate=False)
+        assert engine._embedder.cells == 768
+        (again,) = engine.embed([short], truncate=False).vectors
+        assert engine._embedder.cells == 768
+        assert cosine(first, again) == pytest.approx(1.0, abs=1e-5)
+    finally:
+        engine.close()
 
 
 @pytest.mark.parametrize("num_ctx", [17, 1000])

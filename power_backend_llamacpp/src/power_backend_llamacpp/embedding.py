@@ -1,4 +1,11 @@
-"""Embeddings on a second context of the same model, created on first use."""
+"""Embeddings on a second context of the same model, created on first use.
+
+The context is as large as the work it has seen, not the model's context: it starts with
+the cells of one group (:data:`GROUP_TOKENS`) and is made again, at least twice as large,
+when a longer input comes, up to ``num_ctx``. Made at ``num_ctx`` at once, the first
+embedding of a model loaded with a long context made a second KV cache of that length
+(SmolLM2, ``num_ctx`` 32,768: 738 MiB more resident and 375 ms; made for the input, 11 MiB
+and 27 ms)."""
 
 from __future__ import annotations
 
@@ -38,6 +45,17 @@ def context_cells(n_ctx: int) -> int:
     return pad_cells(n_ctx)
 
 
+def grown_cells(needed: int, current: int, n_ctx: int) -> int:
+    """The cells of a context to make for a decode of ``needed`` tokens where the one made
+    has ``current`` (0: none yet): unchanged while ``needed`` fits, else at least twice as
+    many (so a series of longer inputs makes few contexts), never beyond what an input of
+    ``n_ctx`` tokens or a group needs."""
+    if 0 < needed <= current:
+        return current
+    limit = context_cells(max(n_ctx, GROUP_TOKENS))
+    return min(max(context_cells(max(needed, GROUP_TOKENS)), 2 * current), limit)
+
+
 def model_meta(model: Any, key: str) -> str | None:
     """A GGUF metadata value of ``model`` as text, or ``None`` when absent."""
     buf = ctypes.create_string_buffer(256)
@@ -67,13 +85,21 @@ class EmbeddingRunner:
         self._n_ctx = n_ctx
         self._n_threads = n_threads
         self._ctx: Any = None
+        self._cells = 0
         self._batch: BatchBuffer | None = None
 
-    def _context(self) -> Any:
-        if self._ctx is None:
+    @property
+    def cells(self) -> int:
+        """The cells of the context made so far (0 before the first embedding)."""
+        return self._cells
+
+    def _context(self, tokens: int) -> Any:
+        """The context, with room for a decode of ``tokens`` tokens."""
+        cells = grown_cells(tokens, self._cells, self._n_ctx)
+        if self._ctx is None or cells != self._cells:
+            self.close()
             arch = model_meta(self._model, "general.architecture") or ""
             params = lc.llama_context_default_params()
-            cells = context_cells(self._n_ctx)
             params.n_ctx = cells
             params.n_batch = cells
             # non-causal (encoder) models must see a whole sequence in one micro-batch
@@ -95,6 +121,7 @@ class EmbeddingRunner:
                 lc.llama_free(ctx)
                 raise
             self._ctx = ctx
+            self._cells = cells
             self._batch = BatchBuffer(cells)
         return self._ctx
 
@@ -127,7 +154,7 @@ class EmbeddingRunner:
         )
 
     def _decode_group(self, group: list[list[int]]) -> list[tuple[list[float], float]]:
-        return self._decode(self._context(), group)
+        return self._decode(self._context(sum(len(tokens) for tokens in group)), group)
 
     def _tokens(self, item: str | list[int], truncate: bool) -> list[int]:
         vocab = self._vocab
@@ -188,6 +215,7 @@ class EmbeddingRunner:
         if self._ctx is not None:
             lc.llama_free(self._ctx)
             self._ctx = None
+            self._cells = 0
 
 
 def _groups(sequences: list[list[int]]) -> Iterator[list[list[int]]]:
