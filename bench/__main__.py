@@ -35,6 +35,7 @@ BENCHMARKS = {
     "shared_cores": "bench.shared_cores",
     "images": "bench.images",
     "embed_beside": "bench.embed_beside",
+    "embed": "bench.embed",
     "conversation_log": "bench.conversation_log",
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,16 @@ class Fleet:
         server = self._get(
             "power-flash-attention", lambda: PowerServer(self.config, flash_attention=True)
         )
+        assert isinstance(server, PowerServer)
+        return server
+
+    def power_with_context(self, num_ctx: int) -> PowerServer:
+        """Ours with ``num_ctx`` tokens of context a sequence (the run's server when it is
+        the run's context)."""
+        if num_ctx == self.config.num_ctx:
+            return self.power()
+        config = replace(self.config, num_ctx=num_ctx)
+        server = self._get(f"power-ctx-{num_ctx}", lambda: PowerServer(config, tag=f"ctx{num_ctx}"))
         assert isinstance(server, PowerServer)
         return server
 
@@ -127,6 +137,19 @@ class Fleet:
             return LlamaServer(self.config, binary, flash_attention=False, projector=projector)
 
         server = self._get("llama-server-mmproj", make, optional=True)
+        return server if isinstance(server, LlamaServer) else None
+
+    def llama_server_embeddings(self, num_ctx: int) -> LlamaServer | None:
+        """``llama-server --embeddings --pooling mean``, ``num_ctx`` cells a slot."""
+
+        def make() -> LlamaServer | None:
+            binary = find_llama_server()
+            if binary is None:
+                return None
+            config = replace(self.config, num_ctx=num_ctx)
+            return LlamaServer(config, binary, embeddings=True, tag=f"ctx{num_ctx}")
+
+        server = self._get(f"llama-server-embeddings-{num_ctx}", make, optional=True)
         return server if isinstance(server, LlamaServer) else None
 
     def llama_server_available(self) -> bool:

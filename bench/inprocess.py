@@ -20,14 +20,15 @@ from bench.report import REPO_ROOT
 from bench.servers import BenchConfig, worker_parser
 
 
-class InProcessBaseline:
-    """A handle on the worker child; :meth:`generate` returns the same result type as HTTP."""
+class Worker:
+    """A child ``python -m module`` that loads the model once and answers one JSON line per
+    JSON line it is sent."""
 
     label = "in-process"
 
-    def __init__(self, config: BenchConfig) -> None:
+    def __init__(self, config: BenchConfig, module: str) -> None:
         self.process = subprocess.Popen(
-            config.worker_command("bench.inprocess"),
+            config.worker_command(module),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -35,33 +36,21 @@ class InProcessBaseline:
         )
         ready = self._read()
         if ready.get("ready") is not True:
-            raise RuntimeError(f"in-process baseline failed to start: {ready}")
+            raise RuntimeError(f"{module} failed to start: {ready}")
 
     def _read(self) -> dict[str, Any]:
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError("in-process baseline exited")
+            raise RuntimeError(f"{self.label} worker exited")
         result: dict[str, Any] = json.loads(line)
         return result
 
-    def generate(self, prompt: str, max_tokens: int) -> StreamResult:
-        """One greedy streamed completion, timed inside the worker."""
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"prompt": prompt, "max_tokens": max_tokens}) + "\n")
+        self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
-        reply = self._read()
-        return StreamResult(
-            ok=True,
-            error=None,
-            start=0.0,
-            first=reply["ttft"],
-            end=reply["elapsed"],
-            tokens=reply["tokens"],
-            chunks=reply["tokens"],
-            finish_reason=reply["finish_reason"],
-            text=reply["text"],
-        )
+        return self._read()
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -74,7 +63,30 @@ class InProcessBaseline:
                 self.process.wait(timeout=15)
 
 
-def _serve(args: argparse.Namespace) -> None:
+class InProcessBaseline(Worker):
+    """The generation worker; :meth:`generate` returns the same result type as HTTP."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        super().__init__(config, "bench.inprocess")
+
+    def generate(self, prompt: str, max_tokens: int) -> StreamResult:
+        """One greedy streamed completion, timed inside the worker."""
+        reply = self.ask({"prompt": prompt, "max_tokens": max_tokens})
+        return StreamResult(
+            ok=True,
+            error=None,
+            start=0.0,
+            first=reply["ttft"],
+            end=reply["elapsed"],
+            tokens=reply["tokens"],
+            chunks=reply["tokens"],
+            finish_reason=reply["finish_reason"],
+            text=reply["text"],
+        )
+
+
+def follow_extra_buffers(args: argparse.Namespace) -> None:
+    """Make llama-cpp-python load without llama.cpp's extra CPU buffers where ours does."""
     import llama_cpp.llama_cpp as native
 
     if not args.extra_buffers:
@@ -88,6 +100,10 @@ def _serve(args: argparse.Namespace) -> None:
             return params
 
         native.llama_model_default_params = without_extra_buffers
+
+
+def _serve(args: argparse.Namespace) -> None:
+    follow_extra_buffers(args)
     from llama_cpp import Llama
 
     llm = Llama(

@@ -199,9 +199,13 @@ class PowerServer(ServerProcess):
 
     label = "a3s-power"
 
-    def __init__(self, config: BenchConfig, *, flash_attention: bool = False) -> None:
+    def __init__(
+        self, config: BenchConfig, *, flash_attention: bool = False, tag: str = ""
+    ) -> None:
         if flash_attention:
             self.label = "a3s-power flash-attn"  # before the log file is named after it
+        if tag:
+            self.label += f" {tag}"
         super().__init__()
         self.config = config
         #: ours runs without by default; with it, the kernels llama-server picks on a CPU
@@ -321,6 +325,8 @@ class LlamaServer(ServerProcess):
         flash_attention: bool = True,
         unified_cache: bool = False,
         projector: Path | None = None,
+        embeddings: bool = False,
+        tag: str = "",
     ) -> None:
         # the label names the log file: set before the base class opens it
         if not flash_attention:
@@ -329,6 +335,10 @@ class LlamaServer(ServerProcess):
             self.label += " kv-unified"
         if projector is not None:
             self.label += " mmproj"
+        if embeddings:
+            self.label += " embeddings"
+        if tag:
+            self.label += f" {tag}"
         super().__init__()
         self.config = config
         self.binary = binary
@@ -339,6 +349,9 @@ class LlamaServer(ServerProcess):
         self.unified_cache = unified_cache
         #: a multimodal projector (``--mmproj``): the server reads images
         self.projector = projector
+        #: serves embeddings (``--embeddings``, mean-pooled as ours pools a generative
+        #: model) instead of generations
+        self.embeddings = embeddings
 
     def command(self) -> list[str]:
         c = self.config
@@ -371,6 +384,8 @@ class LlamaServer(ServerProcess):
             command.append("--kv-unified")
         if self.projector is not None:
             command += ["--mmproj", str(self.projector)]
+        if self.embeddings:
+            command += ["--embeddings", "--pooling", "mean"]
         return command
 
     def version(self) -> str:
