@@ -35,3 +35,25 @@ def copy_with_a_token_twice(source: Path, target: Path) -> tuple[Path, str]:
             return target, texts[first].decode()
         by_length[len(text)] = number
     raise AssertionError("no two tokens of one length")
+
+
+def copy_with_values(source: Path, target: Path, values: dict[str, tuple[object, int]]) -> Path:
+    """``source`` written again to ``target`` with the header values in ``values`` (name:
+    value and ``gguf.GGUFValueType``) added or replaced, the tensors copied as they are."""
+    reader = gguf.GGUFReader(source)
+    writer = gguf.GGUFWriter(target, str(reader.fields["general.architecture"].contents()))
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name in ("general.architecture", *values):
+            continue
+        kind = field.types[0]
+        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
+    for name, (value, kind) in values.items():
+        writer.add_key_value(name, value, gguf.GGUFValueType(kind))
+    for tensor in reader.tensors:
+        writer.add_tensor(tensor.name, tensor.data, raw_dtype=tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return target

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +60,30 @@ def done(events: list[EngineEvent]) -> GenerationDone:
     last = events[-1]
     assert isinstance(last, GenerationDone)
     return last
+
+
+@contextlib.contextmanager
+def a_running_stream(engine: LlamaCppEngine, max_tokens: int) -> Iterator[list[str]]:
+    """A greedy story of ``max_tokens`` streaming (SmolLM2's end-of-text, ``<|im_start|>``
+    and ``<|im_end|>`` never come, so it writes them all) from its first token on: yields
+    its pieces so far, a list that grows; cancelled on leaving."""
+    no_end = SamplingOptions(temperature=0.0, logit_bias={0: -100.0, 1: -100.0, 2: -100.0})
+    stream = engine.submit(
+        CompletionJob(chat("Tell me a story."), sampling=no_end, max_tokens=max_tokens)
+    )
+    pieces: list[str] = []
+
+    def read() -> None:
+        for event in stream:
+            if isinstance(event, TextDelta):
+                pieces.append(event.text)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        while not pieces:
+            threading.Event().wait(0.01)
+        yield pieces
+    finally:
+        stream.cancel()
+        reader.join()

@@ -527,7 +527,7 @@ def _engine_info(
     size = int(lc.llama_model_size(model)) + kv_bytes
     return EngineInfo(
         context_length=num_ctx,
-        embedding_length=int(lc.llama_model_n_embd(model)),
+        embedding_length=int(lc.llama_model_n_embd_out(model)),  # a vector's floats
         vocab_size=int(lc.llama_vocab_n_tokens(vocab)),
         size_bytes=size,
         gpu_bytes=min(gpu_bytes, size),

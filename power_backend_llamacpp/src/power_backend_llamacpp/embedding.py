@@ -9,6 +9,7 @@ and 27 ms)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import time
@@ -20,9 +21,10 @@ import numpy as np
 
 from power_backend_llamacpp.batch import BatchBuffer
 from power_backend_llamacpp.gpu_layers import CELL_PADDING, pad_cells
+from power_backend_llamacpp.long_inputs import ChunkReader, embedding_context, reads_in_chunks
 from power_backend_llamacpp.lora import LoraAdapters
 from power_backend_llamacpp.vocab import Vocabulary
-from power_core.errors import Cancelled, ContextLengthExceeded, InvalidRequest, ModelLoadFailed
+from power_core.errors import Cancelled, ContextLengthExceeded, InvalidRequest, PowerError
 from power_core.types import EmbeddingResult
 
 #: sequences decoded together in one embedding batch
@@ -87,6 +89,15 @@ class EmbeddingRunner:
         self._ctx: Any = None
         self._cells = 0
         self._batch: BatchBuffer | None = None
+        #: the floats of a vector
+        self._width = int(lc.llama_model_n_embd_out(model))
+        self._chunks = ChunkReader(
+            model, chunk=GROUP_TOKENS, n_threads=n_threads, width=self._width, adapters=adapters
+        )
+        #: how a long input is pooled when read in chunks; ``None``: it is read whole
+        #: (:mod:`~power_backend_llamacpp.long_inputs`); unknown before the first context
+        self._chunk_pooling: int | None = None
+        self._chunks_known = False
 
     @property
     def cells(self) -> int:
@@ -97,7 +108,7 @@ class EmbeddingRunner:
         """The context, with room for a decode of ``tokens`` tokens."""
         cells = grown_cells(tokens, self._cells, self._n_ctx)
         if self._ctx is None or cells != self._cells:
-            self.close()
+            self._free_context()
             arch = model_meta(self._model, "general.architecture") or ""
             params = lc.llama_context_default_params()
             params.n_ctx = cells
@@ -106,23 +117,18 @@ class EmbeddingRunner:
             params.n_ubatch = cells
             params.n_seq_max = _MAX_SEQS
             params.kv_unified = True
-            params.embeddings = True
-            params.n_threads = self._n_threads
-            params.n_threads_batch = self._n_threads
-            params.no_perf = True
             if model_meta(self._model, f"{arch}.pooling_type") is None:
                 params.pooling_type = lc.LLAMA_POOLING_TYPE_MEAN
-            ctx = lc.llama_init_from_model(self._model, params)
-            if not ctx:
-                raise ModelLoadFailed("llama.cpp could not create an embedding context")
-            try:
-                self._adapters.apply(ctx)
-            except ModelLoadFailed:
-                lc.llama_free(ctx)
-                raise
+            ctx = embedding_context(
+                self._model, params, n_threads=self._n_threads, adapters=self._adapters
+            )
             self._ctx = ctx
             self._cells = cells
             self._batch = BatchBuffer(cells)
+            if not self._chunks_known:
+                self._chunks_known = True
+                if reads_in_chunks(ctx, self._model):
+                    self._chunk_pooling = int(lc.llama_pooling_type(ctx))
         return self._ctx
 
     def embed(
@@ -135,8 +141,8 @@ class EmbeddingRunner:
     ) -> EmbeddingResult:
         """Embed ``inputs``: ``run`` runs each task on the thread that owns the contexts,
         first the tokenizing of them all (so an input too long is refused before any
-        work), then each group's decode; ``cancelled()``, asked between groups, stops the
-        work with :class:`Cancelled`."""
+        work), then each group's decode, or each chunk of an input longer than a group;
+        ``cancelled()``, asked between two, stops the work with :class:`Cancelled`."""
         started = time.perf_counter_ns()
         if not inputs:
             raise InvalidRequest("no input to embed", param="input")
@@ -145,7 +151,10 @@ class EmbeddingRunner:
         for group in _groups(sequences):
             if cancelled is not None and cancelled():
                 raise Cancelled("the client closed the connection")
-            pooled.extend(run(functools.partial(self._decode_group, group)))
+            if len(group[0]) > GROUP_TOKENS and run(self._long_pooling) is not None:
+                pooled.append(self._read_in_chunks(group[0], run, cancelled))
+            else:
+                pooled.extend(run(functools.partial(self._decode_group, group)))
         return EmbeddingResult(
             vectors=[vector for vector, _ in pooled],
             prompt_tokens=sum(len(tokens) for tokens in sequences),
@@ -155,6 +164,32 @@ class EmbeddingRunner:
 
     def _decode_group(self, group: list[list[int]]) -> list[tuple[list[float], float]]:
         return self._decode(self._context(sum(len(tokens) for tokens in group)), group)
+
+    def _long_pooling(self) -> int | None:
+        """How a long input is pooled when read in chunks (``None``: it is read whole)."""
+        if not self._chunks_known:
+            self._context(1)
+        return self._chunk_pooling
+
+    def _read_in_chunks(
+        self,
+        tokens: list[int],
+        run: Callable[[Callable[[], Any]], Any],
+        cancelled: Callable[[], bool] | None,
+    ) -> tuple[list[float], float]:
+        assert self._chunk_pooling is not None
+        chunks = self._chunks
+        item = run(functools.partial(chunks.start, tokens, self._chunk_pooling))
+        try:
+            while not item.done:
+                run(functools.partial(chunks.read_chunk, item))
+                if not item.done and cancelled is not None and cancelled():
+                    raise Cancelled("the client closed the connection")
+            return unit_vector(run(functools.partial(chunks.finish, item)))
+        finally:
+            if item.ctx is not None:  # stopped on the way: its context is given back
+                with contextlib.suppress(PowerError):
+                    run(functools.partial(chunks.give_back, item))
 
     def _tokens(self, item: str | list[int], truncate: bool) -> list[int]:
         vocab = self._vocab
@@ -193,17 +228,14 @@ class EmbeddingRunner:
             status = lc.llama_decode(ctx, batch.batch)
             if status != 0:
                 raise InvalidRequest(f"llama.cpp could not embed the input (status {status})")
-            n_embd = lc.llama_model_n_embd(self._model)
             vectors = []
             for seq in range(len(group)):
                 row = lc.llama_get_embeddings_seq(ctx, seq)
                 if not row:
                     raise InvalidRequest("this model does not produce pooled embeddings")
-                vec = np.ctypeslib.as_array(row, shape=(n_embd,)).astype(np.float64)
-                norm = float(np.linalg.norm(vec))
-                if norm > 0.0:
-                    vec /= norm
-                vectors.append((vec.tolist(), norm))
+                vectors.append(
+                    unit_vector(np.ctypeslib.as_array(row, shape=(self._width,)).astype(np.float64))
+                )
             return vectors
         finally:
             if memory:
@@ -211,11 +243,24 @@ class EmbeddingRunner:
                 # decode (SmolLM2, a 10-token input: 85 ms at 32,768 cells against 11 ms)
                 lc.llama_memory_clear(memory, False)
 
-    def close(self) -> None:
+    def _free_context(self) -> None:
         if self._ctx is not None:
             lc.llama_free(self._ctx)
             self._ctx = None
             self._cells = 0
+
+    def close(self) -> None:
+        """Free the contexts (on the engine thread, after its last task)."""
+        self._free_context()
+        self._chunks.close()
+
+
+def unit_vector(vector: Any) -> tuple[list[float], float]:
+    """``vector`` (float64) scaled to length 1, and the length it had."""
+    norm = float(np.linalg.norm(vector))
+    if norm > 0.0:
+        vector = vector / norm
+    return vector.tolist(), norm
 
 
 def _groups(sequences: list[list[int]]) -> Iterator[list[list[int]]]:
