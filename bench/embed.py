@@ -7,8 +7,9 @@ round sends every target the same inputs in turn (each round its own sentences) 
 each target's median; the figures are the medians of the rounds and the in-process
 latency over each target's, paired by round (above 1: faster than in-process).
 
-An embedding context made at ``num_ctx`` and wiped whole after every decode costs a short
-input more the longer the context (``power_backend_llamacpp.embedding``); this measures it.
+Until ``17c5209``, ours made its embedding context at ``num_ctx`` and wiped all of it after
+every decode, so a short input cost more the longer the context (as llama-cpp-python's
+``Llama.embed`` still does); this measures that it no longer does.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ SINGLES = 20
 #: inputs of a batch request, and batch requests per target and round
 BATCH = 32
 BATCHES = 3
-IN_PROCESS = "in-process Llama.embed"
+IN_PROCESS = InProcessEmbedder.label
 
 
 def sentence(rep: int, index: int) -> str:

@@ -19,6 +19,8 @@ from bench.servers import BenchConfig, worker_parser
 class InProcessEmbedder(Worker):
     """The embedding worker for ``config`` (its ``num_ctx`` is the context)."""
 
+    label = "in-process Llama.embed"
+
     def __init__(self, config: BenchConfig) -> None:
         super().__init__(config, "bench.inprocess_embed")
 

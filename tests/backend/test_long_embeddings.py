@@ -17,7 +17,9 @@ import pytest
 
 from power_backend_llamacpp import LlamaCppEngine
 from power_backend_llamacpp.embedding import GROUP_TOKENS
-from power_core.errors import Cancelled
+from power_backend_llamacpp.long_inputs import ChunkReader, LongInput
+from power_core.concurrency import OneShot
+from power_core.errors import Cancelled, InvalidRequest
 
 from ..gguf_edits import copy_with_values
 from .conftest import a_running_stream, load_engine
@@ -63,11 +65,13 @@ def engine(model_path: Path) -> Iterator[LlamaCppEngine]:
     engine.close()
 
 
-def chunk_contexts(engine: LlamaCppEngine) -> tuple[int | None, int]:
-    """The cells of the context kept for long inputs (``None``: none), and how many are
-    in use."""
-    reader = engine._embedder._chunks
-    return (reader._kept[1] if reader._kept else None), len(reader._in_use)
+def chunk_reader(engine: LlamaCppEngine) -> ChunkReader:
+    return engine._embedder._chunks
+
+
+def idle(reader: ChunkReader) -> bool:
+    """No input is read or waits."""
+    return reader._reading is None and not reader._waiting
 
 
 @pytest.mark.parametrize(
@@ -91,7 +95,8 @@ def test_a_long_input_read_in_chunks_is_pooled_as_llama_cpp_pools_it_whole(
         assert 3 * GROUP_TOKENS < tokens <= 2048
         (vector,) = engine.embed([LONG], truncate=False).vectors
         assert engine._embedder.cells == GROUP_TOKENS  # the pooled context never grew
-        assert chunk_contexts(engine) == (1024, 0)  # read in chunks, its context kept
+        reader = chunk_reader(engine)
+        assert reader.cells == 1024 and idle(reader)  # read in chunks, its context kept
     finally:
         engine.close()
     whole = llama_cpp_python_vector(model, LONG, pooling, num_ctx=2048)
@@ -107,7 +112,7 @@ def test_a_model_whose_attention_is_not_causal_reads_a_long_input_whole(
     try:
         (vector,) = engine.embed([LONG], truncate=False).vectors
         assert engine._embedder.cells == 1024  # one decode of the whole input
-        assert chunk_contexts(engine) == (None, 0)
+        assert chunk_reader(engine).contexts_made == 0
     finally:
         engine.close()
     whole = llama_cpp_python_vector(model, LONG, lc.LLAMA_POOLING_TYPE_MEAN, num_ctx=2048)
@@ -128,7 +133,7 @@ def test_a_generation_goes_on_between_the_chunks_of_a_long_input(engine: LlamaCp
 
 
 def test_a_long_input_stops_between_chunks_and_gives_its_context_back(
-    engine: LlamaCppEngine,
+    engine: LlamaCppEngine, model_path: Path
 ) -> None:
     asked: list[bool] = []
 
@@ -139,29 +144,67 @@ def test_a_long_input_stops_between_chunks_and_gives_its_context_back(
     with pytest.raises(Cancelled):
         engine.embed(["x " + LONG], truncate=False, cancelled=cancelled)
     assert len(asked) == 2
-    kept, in_use = chunk_contexts(engine)
-    assert kept is not None and in_use == 0
+    assert idle(chunk_reader(engine))
     (after,) = engine.embed(["x " + LONG], truncate=False).vectors
-    (again,) = engine.embed(["x " + LONG], truncate=False).vectors
-    assert cosine(after, again) == pytest.approx(1.0, abs=1e-6)
+    fresh_engine = load_engine(model_path, num_ctx=2048, num_parallel=1)
+    try:
+        (fresh,) = fresh_engine.embed(["x " + LONG], truncate=False).vectors
+    finally:
+        fresh_engine.close()
+    assert cosine(after, fresh) == pytest.approx(1.0, abs=1e-5)  # nothing of the stopped one
 
 
-def test_long_inputs_read_at_once_each_get_a_context(engine: LlamaCppEngine) -> None:
+def test_long_inputs_that_come_together_are_read_in_turn_on_one_context(
+    engine: LlamaCppEngine,
+) -> None:
     texts = [f"Story {n}: {LONG}" for n in range(3)]
     alone = [engine.embed([text], truncate=False).vectors[0] for text in texts]
+    reader = chunk_reader(engine)
+    made = reader.contexts_made
+    started: list[bool] = []
+    start = reader.start
+
+    def recording_start(item: LongInput, turn: OneShot[None]) -> bool:
+        started.append(start(item, turn))
+        return started[-1]
+
     together: dict[int, list[float]] = {}
-    start = threading.Barrier(len(texts))
+    all_at_once = threading.Barrier(len(texts))
 
     def embed(n: int) -> None:
-        start.wait()
+        all_at_once.wait()
         together[n] = engine.embed([texts[n]], truncate=False).vectors[0]
 
-    threads = [threading.Thread(target=embed, args=(n,)) for n in range(len(texts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    reader.start = recording_start  # type: ignore[method-assign]
+    try:
+        threads = [threading.Thread(target=embed, args=(n,)) for n in range(len(texts))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        del reader.start
+    assert started.count(False) >= 1  # one at least waited for its turn
     for n, vector in enumerate(alone):
         assert cosine(vector, together[n]) == pytest.approx(1.0, abs=1e-5)
-    kept, in_use = chunk_contexts(engine)
-    assert kept is not None and in_use == 0  # one kept, the others freed
+    assert idle(reader) and reader.contexts_made == made  # the one context served them all
+
+
+@pytest.mark.parametrize(
+    ("pooling", "refusal"),
+    [(lc.LLAMA_POOLING_TYPE_NONE, "pooled"), (lc.LLAMA_POOLING_TYPE_RANK, "ranks")],
+)
+def test_a_model_that_pools_no_vector_is_refused_before_any_decode(
+    model_path: Path, tmp_path: Path, pooling: int, refusal: str
+) -> None:
+    values = {"llama.pooling_type": (pooling, gguf.GGUFValueType.UINT32)}
+    model = copy_with_values(model_path, tmp_path / "no-vector.gguf", values)
+    engine = load_engine(model, num_ctx=2048, num_parallel=1)
+    try:
+        for inputs in (["short"], [LONG]):
+            with pytest.raises(InvalidRequest, match=refusal):
+                engine.embed(inputs, truncate=False)
+        assert engine._embedder.cells == 0  # no context kept, none grown
+        assert chunk_reader(engine).contexts_made == 0
+    finally:
+        engine.close()

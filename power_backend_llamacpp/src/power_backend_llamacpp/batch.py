@@ -57,3 +57,9 @@ class BatchBuffer:
         ctypes.memset(self._outputs_addr + i, 0, n)
         if last_output:
             self.outputs[i + n - 1] = 1
+
+    def add_outputs_run(self, i: int, tokens: list[int], start: int, seq: int) -> None:
+        """Slots ``i..``: ``tokens`` at positions ``start..`` of ``seq``, every one an output
+        (as embeddings read them)."""
+        self.add_run(i, tokens, start, seq, False)
+        ctypes.memset(self._outputs_addr + i, 1, len(tokens))

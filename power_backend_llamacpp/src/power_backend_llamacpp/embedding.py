@@ -20,10 +20,12 @@ import llama_cpp as lc
 import numpy as np
 
 from power_backend_llamacpp.batch import BatchBuffer
+from power_backend_llamacpp.embedding_contexts import check_pooling, embedding_context
 from power_backend_llamacpp.gpu_layers import CELL_PADDING, pad_cells
-from power_backend_llamacpp.long_inputs import ChunkReader, embedding_context, reads_in_chunks
+from power_backend_llamacpp.long_inputs import ChunkReader, LongInput, reads_in_chunks
 from power_backend_llamacpp.lora import LoraAdapters
 from power_backend_llamacpp.vocab import Vocabulary
+from power_core.concurrency import OneShot
 from power_core.errors import Cancelled, ContextLengthExceeded, InvalidRequest, PowerError
 from power_core.types import EmbeddingResult
 
@@ -122,13 +124,18 @@ class EmbeddingRunner:
             ctx = embedding_context(
                 self._model, params, n_threads=self._n_threads, adapters=self._adapters
             )
+            try:
+                pooling = check_pooling(ctx)
+            except InvalidRequest:
+                lc.llama_free(ctx)
+                raise
             self._ctx = ctx
             self._cells = cells
             self._batch = BatchBuffer(cells)
             if not self._chunks_known:
                 self._chunks_known = True
                 if reads_in_chunks(ctx, self._model):
-                    self._chunk_pooling = int(lc.llama_pooling_type(ctx))
+                    self._chunk_pooling = pooling
         return self._ctx
 
     def embed(
@@ -179,17 +186,22 @@ class EmbeddingRunner:
     ) -> tuple[list[float], float]:
         assert self._chunk_pooling is not None
         chunks = self._chunks
-        item = run(functools.partial(chunks.start, tokens, self._chunk_pooling))
+        item = LongInput(tokens, self._chunk_pooling)
+        turn: OneShot[None] = OneShot()  # made here: it wakes this thread or greenlet
         try:
+            if not run(functools.partial(chunks.start, item, turn)):
+                turn.wait()  # another long input is read first
+                if cancelled is not None and cancelled():
+                    raise Cancelled("the client closed the connection")
             while not item.done:
                 run(functools.partial(chunks.read_chunk, item))
                 if not item.done and cancelled is not None and cancelled():
                     raise Cancelled("the client closed the connection")
-            return unit_vector(run(functools.partial(chunks.finish, item)))
+            return unit_vector(chunks.pooled(item))
         finally:
-            if item.ctx is not None:  # stopped on the way: its context is given back
-                with contextlib.suppress(PowerError):
-                    run(functools.partial(chunks.give_back, item))
+            # read, stopped or interrupted: the context goes to the next input in line
+            with contextlib.suppress(PowerError):
+                run(functools.partial(chunks.give_back, item))
 
     def _tokens(self, item: str | list[int], truncate: bool) -> list[int]:
         vocab = self._vocab
@@ -218,9 +230,7 @@ class EmbeddingRunner:
         assert batch is not None
         n = 0
         for seq, tokens in enumerate(group):
-            batch.add_run(n, tokens, 0, seq, True)
-            # pooled embeddings read every token of the sequence
-            ctypes.memset(ctypes.addressof(batch.outputs) + n, 1, len(tokens))
+            batch.add_outputs_run(n, tokens, 0, seq)  # pooling reads every token
             n += len(tokens)
         batch.batch.n_tokens = n
         memory = lc.llama_get_memory(ctx)
@@ -232,7 +242,7 @@ class EmbeddingRunner:
             for seq in range(len(group)):
                 row = lc.llama_get_embeddings_seq(ctx, seq)
                 if not row:
-                    raise InvalidRequest("this model does not produce pooled embeddings")
+                    raise InvalidRequest("llama.cpp gave no pooled vector for an input")
                 vectors.append(
                     unit_vector(np.ctypeslib.as_array(row, shape=(self._width,)).astype(np.float64))
                 )

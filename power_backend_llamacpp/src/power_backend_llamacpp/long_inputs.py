@@ -5,10 +5,14 @@ decoded in chunks of :data:`~power_backend_llamacpp.embedding.GROUP_TOKENS` toke
 task of its own on the engine thread (the model's streams take a step between two, and a
 client that leaves stops the work between two), the earlier chunks' keys and values kept
 in the context's cache. llama.cpp pools a sequence only within one micro-batch, so the
-contexts here pool nothing: each chunk's token embeddings are summed (mean pooling), or the
-first (CLS) or the last (LAST) one kept, here. Read whole, an input of 2,000 tokens was one
-decode of seconds that every stream of the model waited for, and its output buffer held a
-row of logits for each of its tokens.
+context here pools nothing: each chunk's token embeddings are summed (mean pooling), or the
+first (CLS) or the last (LAST) one kept, here. Read whole, an input of 1,900 tokens was one
+decode of seconds that every stream of the model waited for, and llama.cpp's output buffer
+held a row of logits for each of its tokens (here, for the 256 of a chunk).
+
+Long inputs are read one at a time, in the order they come, on one context made for the
+longest so far: the engine thread decodes one chunk at a time however many contexts there
+are, so a context for each input read at once would take memory and save no time.
 
 A model whose attention is not causal (BERT and the like) sees its input whole: it is not
 read in chunks.
@@ -16,45 +20,37 @@ read in chunks.
 
 from __future__ import annotations
 
-import ctypes
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp as lc
 import numpy as np
 
 from power_backend_llamacpp.batch import BatchBuffer
+from power_backend_llamacpp.embedding_contexts import embedding_context
 from power_backend_llamacpp.gpu_layers import pad_cells
 from power_backend_llamacpp.lora import LoraAdapters
-from power_core.errors import InvalidRequest, ModelLoadFailed
-
-#: the poolings done here (the rest need a whole sequence in one micro-batch)
-CHUNKED_POOLINGS = frozenset(
-    {lc.LLAMA_POOLING_TYPE_MEAN, lc.LLAMA_POOLING_TYPE_CLS, lc.LLAMA_POOLING_TYPE_LAST}
-)
+from power_core.concurrency import OneShot
+from power_core.errors import BackendUnavailable, InvalidRequest, PowerError
 
 
 def reads_in_chunks(pooled_ctx: Any, model: Any) -> bool:
     """Whether the model of ``pooled_ctx`` (an embedding context pooling as the model does)
     can read a long input in chunks."""
-    return (
-        bool(lc.llama_get_causal_attn(pooled_ctx))
-        and not lc.llama_model_has_encoder(model)
-        and int(lc.llama_pooling_type(pooled_ctx)) in CHUNKED_POOLINGS
-    )
+    return bool(lc.llama_get_causal_attn(pooled_ctx)) and not lc.llama_model_has_encoder(model)
 
 
-@dataclass
+@dataclass(eq=False)
 class LongInput:
-    """One input being read: its context (``None`` once given back), how far it is read,
-    and what its pooling keeps so far (the sum, or the first or the last row)."""
+    """One input to read: how far it is read, and what its pooling keeps so far (the sum,
+    or the first or the last row). ``ctx`` is the context while it is its turn."""
 
     tokens: list[int]
     pooling: int
-    ctx: Any
-    cells: int
+    ctx: Any = None
     read: int = 0
-    kept: Any = None
+    kept: Any = field(default=None, repr=False)
 
     @property
     def done(self) -> bool:
@@ -62,9 +58,8 @@ class LongInput:
 
 
 class ChunkReader:
-    """Reads long inputs in chunks; used by the engine thread only (every method is one of
-    its tasks). One context is kept between inputs, the largest made; an input that comes
-    while another is read gets a context of its own, freed when it is done."""
+    """Reads long inputs in chunks, one at a time; every method is a task of the engine
+    thread."""
 
     def __init__(
         self, model: Any, *, chunk: int, n_threads: int, width: int, adapters: LoraAdapters
@@ -75,26 +70,32 @@ class ChunkReader:
         self._width = width
         self._adapters = adapters
         self._batch = BatchBuffer(chunk)
-        self._kept: tuple[Any, int] | None = None
-        self._in_use: list[Any] = []
+        self._ctx: Any = None
+        self._cells = 0
+        self._reading: LongInput | None = None
+        self._waiting: deque[tuple[LongInput, OneShot[None]]] = deque()
+        #: how many contexts were made (one per longer input than any before)
+        self.contexts_made = 0
 
-    def start(self, tokens: list[int], pooling: int) -> LongInput:
-        """Take a context with room for ``tokens``."""
-        cells = pad_cells(len(tokens))
-        if self._kept is not None and self._kept[1] >= cells:
-            ctx, cells = self._kept
-            self._kept = None
-        else:
-            ctx = self._new_context(cells)
-        self._in_use.append(ctx)
-        return LongInput(tokens=tokens, pooling=pooling, ctx=ctx, cells=cells)
+    @property
+    def cells(self) -> int:
+        """The cells of the context (0: none made, or freed)."""
+        return self._cells
+
+    def start(self, item: LongInput, turn: OneShot[None]) -> bool:
+        """Give ``item`` the context (True), or queue it behind the input being read (False):
+        ``turn`` is then set when the context is its, or failed if the model is unloaded."""
+        if self._reading is not None:
+            self._waiting.append((item, turn))
+            return False
+        self._hand_to(item)
+        return True
 
     def read_chunk(self, item: LongInput) -> None:
         """Decode the next chunk of ``item`` and keep what its pooling needs of it."""
         chunk = item.tokens[item.read : item.read + self._chunk]
         batch = self._batch
-        batch.add_run(0, chunk, item.read, 0, True)
-        ctypes.memset(ctypes.addressof(batch.outputs), 1, len(chunk))
+        batch.add_outputs_run(0, chunk, item.read, 0)
         batch.batch.n_tokens = len(chunk)
         status = lc.llama_decode(item.ctx, batch.batch)
         if status != 0:
@@ -111,36 +112,55 @@ class ChunkReader:
             item.kept = rows[0].astype(np.float64)
         item.read += len(chunk)
 
-    def finish(self, item: LongInput) -> Any:
-        """The pooled vector of ``item``, read to its end (its context given back)."""
-        self.give_back(item)
+    @staticmethod
+    def pooled(item: LongInput) -> Any:
+        """The pooled vector of ``item``, read to its end."""
         if item.pooling == lc.LLAMA_POOLING_TYPE_MEAN:
             return item.kept / len(item.tokens)
         return item.kept
 
     def give_back(self, item: LongInput) -> None:
-        """Give ``item``'s context back (kept if it is the largest, else freed); once."""
-        ctx, item.ctx = item.ctx, None
-        if ctx is None or ctx not in self._in_use:  # given back, or freed by close()
+        """``item`` is done with the context, or no longer waits for it (read, stopped, or
+        its client gone): the next input in line gets it. Harmless twice."""
+        if self._reading is not item:
+            self._waiting = deque(entry for entry in self._waiting if entry[0] is not item)
             return
-        self._in_use.remove(ctx)
-        memory = lc.llama_get_memory(ctx)
+        item.ctx = None
+        self._reading = None
+        memory = lc.llama_get_memory(self._ctx)
         if memory:
             lc.llama_memory_clear(memory, False)
-        if self._kept is None:
-            self._kept = (ctx, item.cells)
-        elif self._kept[1] < item.cells:
-            lc.llama_free(self._kept[0])
-            self._kept = (ctx, item.cells)
-        else:
-            lc.llama_free(ctx)
+        while self._waiting:
+            waiting, turn = self._waiting.popleft()
+            try:
+                self._hand_to(waiting)
+            except PowerError as exc:  # no context for it: it hears why
+                turn.set_error(exc)
+                continue
+            turn.set_result(None)
+            return
 
     def close(self) -> None:
-        """Free every context, those of inputs still being read too."""
-        contexts = [*self._in_use, *([self._kept[0]] if self._kept else [])]
-        self._in_use, self._kept = [], None
-        for ctx in contexts:
-            lc.llama_free(ctx)
+        """Free the context; the inputs waiting for it hear that the model is gone."""
+        if self._ctx is not None:
+            lc.llama_free(self._ctx)
+            self._ctx, self._cells = None, 0
+        self._reading = None
+        waiting, self._waiting = self._waiting, deque()
+        for _, turn in waiting:
+            turn.set_error(BackendUnavailable("the model was unloaded"))
+
+    def _hand_to(self, item: LongInput) -> None:
+        cells = pad_cells(len(item.tokens))
+        if self._ctx is None or self._cells < cells:
+            if self._ctx is not None:
+                lc.llama_free(self._ctx)
+                self._ctx, self._cells = None, 0
+            self._ctx = self._new_context(cells)
+            self._cells = cells
+            self.contexts_made += 1
+        item.ctx = self._ctx
+        self._reading = item
 
     def _new_context(self, cells: int) -> Any:
         params = lc.llama_context_default_params()
@@ -152,20 +172,3 @@ class ChunkReader:
         return embedding_context(
             self._model, params, n_threads=self._n_threads, adapters=self._adapters
         )
-
-
-def embedding_context(model: Any, params: Any, *, n_threads: int, adapters: LoraAdapters) -> Any:
-    """A context of ``model`` with ``params``, embeddings on, with the model's adapters."""
-    params.embeddings = True
-    params.n_threads = n_threads
-    params.n_threads_batch = n_threads
-    params.no_perf = True
-    ctx = lc.llama_init_from_model(model, params)
-    if not ctx:
-        raise ModelLoadFailed("llama.cpp could not create an embedding context")
-    try:
-        adapters.apply(ctx)
-    except ModelLoadFailed:
-        lc.llama_free(ctx)
-        raise
-    return ctx
