@@ -2,7 +2,9 @@
 
 The context is as large as the work it has seen, not the model's context: it starts with
 the cells of one group (:data:`GROUP_TOKENS`) and is made again, at least twice as large,
-when a longer input comes, up to ``num_ctx``. Made at ``num_ctx`` at once, the first
+when a longer input comes that the model reads whole (one whose attention is not causal; a
+causal model reads a long input in chunks, :mod:`~power_backend_llamacpp.long_inputs`), up
+to ``num_ctx``. Made at ``num_ctx`` at once, the first
 embedding of a model loaded with a long context made a second KV cache of that length
 (SmolLM2, ``num_ctx`` 32,768: 738 MiB more resident and 375 ms; made for the input, 11 MiB
 and 27 ms)."""
@@ -31,11 +33,12 @@ from power_core.types import EmbeddingResult
 
 #: sequences decoded together in one embedding batch
 _MAX_SEQS = 16
-#: the tokens one embedding decode reads at most (a longer input alone, whole): each decode
-#: is a task of its own on the engine thread, so the model's streams take a step between
-#: two of them rather than wait for a whole request's inputs. 100 inputs (11,790 tokens)
-#: beside a stream, 2 cores (ad hoc): its worst pause 10.1-10.4 s as one task, 0.48 s in
-#: groups of 512, 0.23-0.27 s in groups of 256 (``python -m bench embed_beside``)
+#: the tokens one embedding decode reads at most (a longer input alone: in chunks of this
+#: many by a causal model, whole by another): each decode is a task of its own on the
+#: engine thread, so the model's streams take a step between two of them rather than wait
+#: for a whole request's inputs. 100 inputs (11,790 tokens) beside a stream, 2 cores (ad
+#: hoc): its worst pause 10.1-10.4 s as one task, 0.48 s in groups of 512, 0.23-0.27 s in
+#: groups of 256 (``python -m bench embed_beside``)
 GROUP_TOKENS = 256
 #: the embedding context's cells and batch are a multiple of this: llama.cpp pads its KV
 #: cache to it, and a batch of another size (``num_ctx`` 1000, 100, 17) failed a
