@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import gguf
 import pexpect
 import pytest
 
 from conftest import import_test_model, power_cli, power_env, real_model_path
+from gguf_edits import copy_with_values
 from registry_server import RegistryServer
 
 MODEL = "smollm2:135m"
@@ -461,3 +464,77 @@ def test_a_model_with_a_projector_reads_the_image_files_a_prompt_names(
     blind = run(env, "run", MODEL, "--prompt", f"What is in '{pictures[0]}'?", *GREEDY)
     assert "Added image" not in blind.stderr
     answer_of(blind)
+
+
+# ----------------------------------------------------------------------------- embedding models
+@pytest.fixture(scope="module")
+def embedder(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """SmolLM2 declaring mean pooling: an embedding model (no "completion" capability)."""
+    folder = tmp_path_factory.mktemp("embedder")
+    values = {"llama.pooling_type": (1, gguf.GGUFValueType.UINT32)}
+    path = copy_with_values(real_model_path(), folder / "embedder.gguf", values)
+    modelfile = folder / "Modelfile"
+    modelfile.write_text(f"FROM {path}\n", encoding="utf-8")
+    power_cli(env, "create", "embedder", "-f", str(modelfile))
+    return "embedder"
+
+
+def vector_of(result: subprocess.CompletedProcess[str]) -> list[float]:
+    assert result.returncode == 0, result.stderr
+    vector: list[float] = json.loads(result.stdout)
+    assert math.isclose(sum(x * x for x in vector), 1.0, abs_tol=1e-6)
+    return vector
+
+
+def test_an_embedding_model_prints_the_prompt_s_vector_as_ollama_run_does(
+    env: dict[str, str], embedder: str
+) -> None:
+    by_words = vector_of(run(env, "run", embedder, "The", "cat", "sat", "on", "the", "mat."))
+    by_stdin = vector_of(run(env, "run", embedder, stdin="The cat sat on the mat."))
+    assert len(by_words) == 576 and by_words == by_stdin
+    near = vector_of(run(env, "run", embedder, "--prompt", "A cat was sitting on a rug."))
+    far = vector_of(run(env, "run", embedder, "--prompt", "Stock prices fell sharply today."))
+
+    def cosine(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cosine(by_words, near) > cosine(by_words, far)
+    cut = vector_of(
+        run(env, "run", embedder, "--dimensions", "64", stdin="The cat sat on the mat.")
+    )
+    scale = math.sqrt(sum(x * x for x in by_words[:64]))
+    assert cut == pytest.approx([x / scale for x in by_words[:64]], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        # the context holds 4,096 tokens
+        (["--truncate", "false"], "word " * 5000, "shorten it or allow truncation"),
+        (["--truncate", "maybe", "hi"], "", "--truncate must be true or false"),
+        (["--dimensions", "many", "hi"], "", "--dimensions must be a whole number"),
+    ],
+)
+def test_an_embedding_model_s_bad_input_is_one_clear_line(
+    env: dict[str, str], embedder: str, args: list[str], stdin: str, message: str
+) -> None:
+    result = run(env, "run", embedder, *args, stdin=stdin)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_an_embedding_model_in_a_terminal_asks_for_text_not_a_chat(
+    env: dict[str, str], embedder: str
+) -> None:
+    output, status = pexpect.run(
+        f"{sys.executable} -m power_core.cli.application run {embedder}",
+        env=env,
+        timeout=TIMEOUT,
+        withexitstatus=True,
+        encoding="utf-8",
+    )
+    assert status != 0
+    assert 'embedding models require input text. Usage: a3s-power run embedder "your' in output
+    assert "Traceback" not in output

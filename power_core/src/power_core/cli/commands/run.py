@@ -24,7 +24,7 @@ from power_core.cli.interactive_chat import InteractiveChat, valid_text
 from power_core.config import parse_duration
 from power_core.errors import InvalidRequest, ModelNotFound
 from power_core.models import ResolvedModel
-from power_core.types import ResponseFormat
+from power_core.types import EmbeddingRequest, ResponseFormat
 
 
 class RunCommand(PowerCommand):
@@ -33,7 +33,8 @@ class RunCommand(PowerCommand):
     help = (
         "With a prompt (--prompt, words after the model name, or text piped on stdin) the\n"
         "answer is streamed and the command exits. Without one, in a terminal, it starts a\n"
-        "chat: type /? there for its commands. --verbose prints timings after each answer."
+        "chat: type /? there for its commands. --verbose prints timings after each answer.\n"
+        "An embedding model prints the prompt's vector as a JSON array instead."
     )
     arguments: ClassVar[list[Argument]] = [
         argument("model", "The model to run."),
@@ -52,11 +53,26 @@ class RunCommand(PowerCommand):
         ),
         option("think", None, "Show the model's reasoning apart from its answer.", flag=True),
         option("hidethinking", None, "Hide the model's reasoning.", flag=True),
+        option(
+            "truncate",
+            None,
+            "Embedding models: cut an input longer than the context (true, the default) "
+            "or refuse it (false).",
+            flag=False,
+        ),
+        option(
+            "dimensions",
+            None,
+            "Embedding models: keep this many dimensions of the vector (renormalised).",
+            flag=False,
+        ),
     ]
 
     def handle(self) -> int:
         options = self._session_options()
         model = self._model_pulled_if_missing(self.argument("model"))
+        if "embedding" in model.capabilities and "completion" not in model.capabilities:
+            return self._print_embedding(model, options)
         options.fit_to(model)
         # before the chat loads the model, as the API answers 400 before generating
         self.services.check_capabilities(options.request(model.name, []), model)
@@ -72,6 +88,26 @@ class RunCommand(PowerCommand):
         if options.verbose and answer.usage is not None:
             for line in usage_lines(answer.usage):
                 self.io.write_error_line(line, type=OutputType.RAW)
+        return 0
+
+    def _print_embedding(self, model: ResolvedModel, options: SessionOptions) -> int:
+        """As ``ollama run`` does with an embedding model: the prompt's vector, as JSON."""
+        prompt = self._one_shot_prompt()
+        if prompt is None:
+            raise InvalidRequest(
+                "embedding models require input text. Usage: "
+                f'a3s-power run {self.argument("model")} "your text here"'
+            )
+        request = EmbeddingRequest(
+            model=model.name,
+            inputs=[prompt],
+            truncate=_truncate(self.option("truncate")),
+            dimensions=_dimensions(self.option("dimensions")),
+            keep_alive=options.keep_alive,
+            load=options.request(model.name, []).load,
+        )
+        vector = self.services.embed(request).vectors[0]
+        self.io.write_line(json.dumps(vector, separators=(",", ":")), type=OutputType.RAW)
         return 0
 
     def _model_pulled_if_missing(self, name: str) -> ResolvedModel:
@@ -135,6 +171,24 @@ class RunCommand(PowerCommand):
                 "or on stdin"
             )
         return prompt
+
+
+def _truncate(value: str | None) -> bool:
+    if value is None or value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise InvalidRequest(f"--truncate must be true or false, got '{value}'")
+
+
+def _dimensions(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        dimensions = int(value)
+    except ValueError:
+        raise InvalidRequest(f"--dimensions must be a whole number, got '{value}'") from None
+    return dimensions if dimensions > 0 else None
 
 
 def _response_format(value: str | None) -> ResponseFormat | None:
