@@ -61,6 +61,7 @@ class EngineInfo:
 
     #: tokens of context available to each sequence
     context_length: int
+    #: the floats of an embedding vector (a model's output width)
     embedding_length: int
     vocab_size: int
     #: bytes the loaded model occupies (weights + caches)
