@@ -11,12 +11,7 @@ from pathlib import Path
 import pytest
 
 from power_backend_llamacpp import LlamaCppEngine
-from power_backend_llamacpp.embedding import (
-    CELL_ALIGNMENT,
-    GROUP_TOKENS,
-    context_cells,
-    grown_cells,
-)
+from power_backend_llamacpp.embedding_contexts import GROUP_TOKENS, grown_cells
 from power_core.engine import CompletionJob
 from power_core.errors import Cancelled, ContextLengthExceeded, InvalidRequest
 
@@ -161,13 +156,6 @@ def test_embedding_while_generating(engine: LlamaCppEngine) -> None:
     worker.join()
     assert results == [1]
     assert done(events).reason in ("stop", "length")
-
-
-def test_context_cells_are_whole_kv_pads() -> None:
-    assert context_cells(1) == CELL_ALIGNMENT
-    assert context_cells(1000) == 1024
-    assert context_cells(2048) == 2048
-    assert context_cells(2049) == 2304
 
 
 def test_an_embedding_context_grows_to_the_inputs_not_to_num_ctx() -> None:

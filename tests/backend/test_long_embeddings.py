@@ -16,7 +16,7 @@ import llama_cpp as lc
 import pytest
 
 from power_backend_llamacpp import LlamaCppEngine
-from power_backend_llamacpp.embedding import GROUP_TOKENS
+from power_backend_llamacpp.embedding_contexts import GROUP_TOKENS
 from power_backend_llamacpp.long_inputs import ChunkReader, LongInput
 from power_core.concurrency import OneShot
 from power_core.errors import Cancelled, InvalidRequest

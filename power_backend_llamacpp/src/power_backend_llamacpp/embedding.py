@@ -22,8 +22,12 @@ import llama_cpp as lc
 import numpy as np
 
 from power_backend_llamacpp.batch import BatchBuffer
-from power_backend_llamacpp.embedding_contexts import check_pooling, embedding_context
-from power_backend_llamacpp.gpu_layers import CELL_PADDING, pad_cells
+from power_backend_llamacpp.embedding_contexts import (
+    GROUP_TOKENS,
+    check_pooling,
+    embedding_context,
+    grown_cells,
+)
 from power_backend_llamacpp.long_inputs import ChunkReader, LongInput, reads_in_chunks
 from power_backend_llamacpp.lora import LoraAdapters
 from power_backend_llamacpp.vocab import Vocabulary
@@ -33,34 +37,6 @@ from power_core.types import EmbeddingResult
 
 #: sequences decoded together in one embedding batch
 _MAX_SEQS = 16
-#: the tokens one embedding decode reads at most (a longer input alone: in chunks of this
-#: many by a causal model, whole by another): each decode is a task of its own on the
-#: engine thread, so the model's streams take a step between two of them rather than wait
-#: for a whole request's inputs. 100 inputs (11,790 tokens) beside a stream, 2 cores (ad
-#: hoc): its worst pause 10.1-10.4 s as one task, 0.48 s in groups of 512, 0.23-0.27 s in
-#: groups of 256 (``python -m bench embed_beside``)
-GROUP_TOKENS = 256
-#: the embedding context's cells and batch are a multiple of this: llama.cpp pads its KV
-#: cache to it, and a batch of another size (``num_ctx`` 1000, 100, 17) failed a
-#: ``GGML_ASSERT`` in the pooled graph and aborted the process
-CELL_ALIGNMENT = CELL_PADDING
-
-
-def context_cells(n_ctx: int) -> int:
-    """The cells (and batch size) of an embedding context for inputs of up to ``n_ctx``
-    tokens."""
-    return pad_cells(n_ctx)
-
-
-def grown_cells(needed: int, current: int, n_ctx: int) -> int:
-    """The cells of a context to make for a decode of ``needed`` tokens where the one made
-    has ``current`` (0: none yet): unchanged while ``needed`` fits, else at least twice as
-    many (so a series of longer inputs makes few contexts), never beyond what an input of
-    ``n_ctx`` tokens or a group needs."""
-    if 0 < needed <= current:
-        return current
-    limit = context_cells(max(n_ctx, GROUP_TOKENS))
-    return min(max(context_cells(max(needed, GROUP_TOKENS)), 2 * current), limit)
 
 
 def model_meta(model: Any, key: str) -> str | None:
@@ -97,7 +73,12 @@ class EmbeddingRunner:
         #: the floats of a vector
         self._width = int(lc.llama_model_n_embd_out(model))
         self._chunks = ChunkReader(
-            model, chunk=GROUP_TOKENS, n_threads=n_threads, width=self._width, adapters=adapters
+            model,
+            chunk=GROUP_TOKENS,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            width=self._width,
+            adapters=adapters,
         )
         #: how a long input is pooled when read in chunks; ``None``: it is read whole
         #: (:mod:`~power_backend_llamacpp.long_inputs`); unknown before the first context

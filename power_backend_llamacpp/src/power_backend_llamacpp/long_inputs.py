@@ -1,7 +1,7 @@
 """One embedding input longer than a group, read a chunk at a time.
 
 A model whose attention is causal reads a sequence left to right, so a long input can be
-decoded in chunks of :data:`~power_backend_llamacpp.embedding.GROUP_TOKENS` tokens, each a
+decoded in chunks of :data:`~power_backend_llamacpp.embedding_contexts.GROUP_TOKENS` tokens, each a
 task of its own on the engine thread (the model's streams take a step between two, and a
 client that leaves stops the work between two), the earlier chunks' keys and values kept
 in the context's cache. llama.cpp pools a sequence only within one micro-batch, so the
@@ -10,9 +10,10 @@ first (CLS) or the last (LAST) one kept, here. Read whole, an input of 1,900 tok
 decode of seconds that every stream of the model waited for, and llama.cpp's output buffer
 held a row of logits for each of its tokens (here, for the 256 of a chunk).
 
-Long inputs are read one at a time, in the order they come, on one context made for the
-longest so far: the engine thread decodes one chunk at a time however many contexts there
-are, so a context for each input read at once would take memory and save no time.
+Long inputs are read one at a time, in the order they come, on one context grown as the
+pooled one grows (:func:`~power_backend_llamacpp.embedding_contexts.grown_cells`): the
+engine thread decodes one chunk at a time however many contexts there are, so a context
+for each input read at once would take memory and save no time.
 
 A model whose attention is not causal (BERT and the like) sees its input whole: it is not
 read in chunks.
@@ -28,8 +29,7 @@ import llama_cpp as lc
 import numpy as np
 
 from power_backend_llamacpp.batch import BatchBuffer
-from power_backend_llamacpp.embedding_contexts import embedding_context
-from power_backend_llamacpp.gpu_layers import pad_cells
+from power_backend_llamacpp.embedding_contexts import embedding_context, grown_cells
 from power_backend_llamacpp.lora import LoraAdapters
 from power_core.concurrency import OneShot
 from power_core.errors import BackendUnavailable, InvalidRequest, PowerError
@@ -62,9 +62,17 @@ class ChunkReader:
     thread."""
 
     def __init__(
-        self, model: Any, *, chunk: int, n_threads: int, width: int, adapters: LoraAdapters
+        self,
+        model: Any,
+        *,
+        chunk: int,
+        n_ctx: int,
+        n_threads: int,
+        width: int,
+        adapters: LoraAdapters,
     ) -> None:
         self._model = model
+        self._n_ctx = n_ctx
         self._chunk = chunk
         self._n_threads = n_threads
         self._width = width
@@ -74,7 +82,7 @@ class ChunkReader:
         self._cells = 0
         self._reading: LongInput | None = None
         self._waiting: deque[tuple[LongInput, OneShot[None]]] = deque()
-        #: how many contexts were made (one per longer input than any before)
+        #: how many contexts were made (each at least twice the one before)
         self.contexts_made = 0
 
     @property
@@ -183,7 +191,7 @@ class ChunkReader:
             turn.set_error(BackendUnavailable("the model was unloaded"))
 
     def _hand_to(self, item: LongInput) -> None:
-        cells = pad_cells(len(item.tokens))
+        cells = grown_cells(len(item.tokens), self._cells, self._n_ctx)
         if self._ctx is None or self._cells < cells:
             if self._ctx is not None:
                 lc.llama_free(self._ctx)
