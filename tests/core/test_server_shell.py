@@ -27,7 +27,8 @@ def bare_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PowerServe
 
 def test_root_says_running_for_get_and_head(bare_server: PowerServer) -> None:
     response = requests.get(bare_server.url + "/", timeout=5)
-    assert response.status_code == 200 and "running" in response.text
+    # Ollama's exact words: clients compare them to tell that the server is up
+    assert response.status_code == 200 and response.text == "Ollama is running"
     head = requests.head(bare_server.url + "/", timeout=5)
     assert head.status_code == 200 and head.text == ""
 

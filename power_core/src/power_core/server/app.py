@@ -29,7 +29,10 @@ LOCAL_ORIGINS = [
     re.compile(r"^(app|tauri|file|vscode-webview|vscode-file)://.*$"),
 ]
 
-RUNNING_TEXT = "A3S Power is running"
+#: what ``/`` answers: Ollama's own words, which clients and scripts compare exactly to tell
+#: that an Ollama server is up (``text === "Ollama is running"``), as they read
+#: ``/api/version`` for its release; ``/health`` says what this server is
+RUNNING_TEXT = "Ollama is running"
 
 
 def _cors_origins(configured: tuple[str, ...]) -> Any:
