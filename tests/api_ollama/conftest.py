@@ -52,9 +52,12 @@ def post_ndjson() -> NdjsonPost:
     return _post_ndjson
 
 
-def _write_tiny_gguf(path: Path) -> Path:
-    """A complete (if useless) GGUF: enough for the store to accept it as a model."""
+def _write_tiny_gguf(path: Path, *, pooling_type: int | None = None) -> Path:
+    """A complete (if useless) GGUF: enough for the store to accept it as a model; with a
+    ``pooling_type``, an embedding model's."""
     writer = gguf.GGUFWriter(str(path), "llama")
+    if pooling_type is not None:
+        writer.add_pooling_type(gguf.PoolingType(pooling_type))
     writer.add_context_length(256)
     writer.add_embedding_length(16)
     writer.add_block_count(1)
@@ -132,6 +135,11 @@ class _Handler(SimpleHTTPRequestHandler):
 @pytest.fixture
 def tiny_gguf(tmp_path: Path) -> Path:
     return _write_tiny_gguf(tmp_path / "tiny.gguf")
+
+
+@pytest.fixture
+def tiny_embedding_gguf(tmp_path: Path) -> Path:
+    return _write_tiny_gguf(tmp_path / "tiny-embedder.gguf", pooling_type=1)
 
 
 @pytest.fixture

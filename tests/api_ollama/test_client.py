@@ -324,6 +324,30 @@ def test_create_from_an_uploaded_blob(client: ollama.Client, tiny_gguf: Path) ->
     client.delete("ollama-test-tiny:1")
 
 
+def test_an_embedding_model_is_refused_chat_and_generation_as_ollama_refuses_them(
+    client: ollama.Client, tiny_embedding_gguf: Path
+) -> None:
+    name = "ollama-test-embedder:1"
+    client.create(model=name, files={"e.gguf": client.create_blob(tiny_embedding_gguf)})
+    try:
+        assert client.show(name).capabilities == ["embedding"]
+        refusals = {
+            "chat": lambda: client.chat(model=name, messages=[WEATHER_QUESTION]),
+            "generate": lambda: client.generate(model=name, prompt="Hi"),
+        }
+        loads = {  # an empty request only loads the model: refused all the same
+            "chat": lambda: client.chat(model=name, messages=[]),
+            "generate": lambda: client.generate(model=name),
+        }
+        for asked, call in [*refusals.items(), *loads.items()]:
+            with pytest.raises(ollama.ResponseError) as caught:
+                call()
+            assert caught.value.status_code == 400
+            assert caught.value.error == f'"{name}" does not support {asked}'
+    finally:
+        client.delete(name)
+
+
 def test_create_quantizing_quantized_weights_is_a_clear_400(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as caught:
         client.create(model="ollama-test-q:1", from_=MODEL, quantize="q4_K_M")

@@ -65,6 +65,12 @@ class ResolvedModel:
     #: the multimodal projector (``projector`` layer) that lets it read images
     projector: Path | None = None
 
+    @property
+    def embeds_only(self) -> bool:
+        """Whether the model makes embeddings and generates nothing (its GGUF declares a
+        pooling type, as Ollama tells them apart)."""
+        return "embedding" in self.capabilities and "completion" not in self.capabilities
+
     def can_think(self, template: str | None = None) -> bool:
         """Whether the model's reasoning can be told apart: it thinks, or ``template`` (a
         request's own, replacing the model's) has a thinking block."""

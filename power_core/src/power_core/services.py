@@ -60,11 +60,14 @@ class PowerServices:
 
     def check_capabilities(self, request: GenerationRequest, model: ResolvedModel) -> None:
         """:class:`InvalidRequest` when ``request`` asks ``model`` for what it cannot do:
-        separate thinking, choose among tools its template never shows it (a format or a
-        forced tool choice can still make it call one, through a grammar), read images,
-        fill in the middle.
+        generate at all (an embedding model), separate thinking, choose among tools its
+        template never shows it (a format or a forced tool choice can still make it call
+        one, through a grammar), read images, fill in the middle.
         :meth:`generate` checks; a caller that starts later (the CLI's chat, which loads
         first) can ask before."""
+        if model.embeds_only:  # Ollama's words, for a chat or a generation (or their loads)
+            asked = "chat" if request.messages is not None else "generate"
+            raise InvalidRequest(f'"{request.model}" does not support {asked}', param="model")
         if request.think and not model.can_think(request.template):
             raise InvalidRequest(f'"{request.model}" does not support thinking', param="think")
         may_choose = request.tool_choice == "auto" and request.response_format is None

@@ -71,7 +71,7 @@ class RunCommand(PowerCommand):
     def handle(self) -> int:
         options = self._session_options()
         model = self._model_pulled_if_missing(self.argument("model"))
-        if "embedding" in model.capabilities and "completion" not in model.capabilities:
+        if model.embeds_only:
             return self._print_embedding(model, options)
         options.fit_to(model)
         # before the chat loads the model, as the API answers 400 before generating
