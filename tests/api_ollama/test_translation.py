@@ -31,6 +31,7 @@ def test_options_are_sorted_for_the_core() -> None:
     assert parsed.max_tokens == 12
     assert parsed.stop == ["\n"]
     assert parse_options({"num_predict": -1}).max_tokens == -1  # no limit, over a Modelfile's
+    assert parse_options({"num_predict": 0}).max_tokens == -1  # Ollama's runners: no limit
     assert parse_options(None).sampling == {}
 
 

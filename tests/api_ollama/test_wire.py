@@ -596,6 +596,11 @@ def test_a_full_context_shifts_and_generation_goes_on(url: str) -> None:
     try:  # the same from a Modelfile
         filled = generate(model="ollama-test-fill:1", options=options)
         assert filled["eval_count"] == stopped["eval_count"]
+        # a request's 0 is no limit, as in Ollama's runners, over the Modelfile's too
+        unlimited = generate(
+            model="ollama-test-fill:1", options={**options, "num_predict": 0}, shift=False
+        )
+        assert unlimited["eval_count"] == stopped["eval_count"]
     finally:
         requests.delete(url + "/api/delete", json={"model": "ollama-test-fill:1"}, timeout=30)
     shifted = generate(options={**options, "num_predict": 200, "num_keep": 1})

@@ -133,9 +133,9 @@ def parse_options(options: Any) -> ParsedOptions:
         elif key in LOAD:
             parsed.load[key] = value
         elif key == "num_predict":
-            # Ollama: -1 generates until the end, -2 until the context is full; either
+            # Ollama: 0 and -1 generate until the end, -2 until the context is full; each
             # overrides a Modelfile's num_predict, as any request option does
-            parsed.max_tokens = value if value >= 0 else -1
+            parsed.max_tokens = value if value > 0 else -1
             parsed.fill_context = value == -2
         elif key == "stop":
             parsed.stop = value
