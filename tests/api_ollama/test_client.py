@@ -348,6 +348,30 @@ def test_an_embedding_model_is_refused_chat_and_generation_as_ollama_refuses_the
         client.delete(name)
 
 
+def test_roles_are_read_as_ollama_reads_them(client: ollama.Client) -> None:
+    name = "ollama-test-brief:1"
+    client.create(model=name, from_=MODEL, system="Be brief.")
+    later = {"role": "system", "content": "The user likes cats."}
+    question = {"role": "user", "content": "Name a pet."}
+    try:
+        options = {**GREEDY, "num_predict": 1}
+        # the Modelfile's SYSTEM goes first unless the conversation opens with its own: a
+        # system message later on keeps it (the same prompt as writing it out)
+        implied = client.chat(
+            model=name, messages=[WEATHER_QUESTION, later, question], options=options
+        )
+        spelt = [{"role": "system", "content": "Be brief."}, WEATHER_QUESTION, later, question]
+        written = client.chat(model=name, messages=spelt, options=options)
+        assert implied.prompt_eval_count == written.prompt_eval_count
+        # roles in any case, as Ollama lowercases them
+        shouted = [{**m, "role": m["role"].upper()} for m in spelt]
+        assert client.chat(model=name, messages=shouted, options=options).prompt_eval_count == (
+            written.prompt_eval_count
+        )
+    finally:
+        client.delete(name)
+
+
 def test_create_quantizing_quantized_weights_is_a_clear_400(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError) as caught:
         client.create(model="ollama-test-q:1", from_=MODEL, quantize="q4_K_M")

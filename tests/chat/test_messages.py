@@ -24,6 +24,18 @@ def test_conversation_system_or_developer_message_wins_over_the_modelfile() -> N
         assert merge_system(conversation, "Modelfile.") == conversation
 
 
+def test_a_system_message_later_on_keeps_the_modelfile_system_first_as_ollama_does() -> None:
+    later = ChatMessage("system", "Context for the next turn.")
+    merged = merge_system([USER, ASSISTANT, later, USER], "Modelfile.")
+    assert roles_and_contents(merged) == [
+        ("system", "Modelfile."),
+        ("user", "hi"),
+        ("assistant", "hello"),
+        ("system", "Context for the next turn."),
+        ("user", "hi"),
+    ]
+
+
 def test_request_system_replaces_the_leading_system_messages() -> None:
     conversation = [ChatMessage("system", "Old."), ChatMessage("developer", "Older."), USER]
     merged = merge_system(conversation, "New.", replace=True)

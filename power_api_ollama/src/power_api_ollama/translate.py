@@ -116,6 +116,8 @@ def chat_message(value: Any) -> ChatMessage:
     if not isinstance(value, dict):
         raise InvalidRequest("each message must be an object", param="messages")
     role = value.get("role")
+    if isinstance(role, str):
+        role = role.lower()  # as Ollama reads it: "User" is a user
     if role not in _ROLES:
         raise InvalidRequest(
             "each message needs a role: system, user, assistant or tool", param="messages"

@@ -13,8 +13,9 @@ def merge_system(
 ) -> list[ChatMessage]:
     """Return ``messages`` with the system prompt ``system`` applied.
 
-    By default ``system`` (a model's Modelfile ``SYSTEM``) is used only when the conversation
-    has no system (or developer) message of its own; it then goes first. With ``replace`` (a
+    By default ``system`` (a model's Modelfile ``SYSTEM``) goes first unless the conversation
+    opens with a system (or developer) message of its own, as Ollama decides: a system
+    message later on (context a client adds between turns) keeps it. With ``replace`` (a
     ``system`` the request itself set), it takes the place of the conversation's leading
     system messages. ``None`` or an empty string changes nothing. The input is not modified.
     """
@@ -25,7 +26,7 @@ def merge_system(
         lead += 1
     if replace:
         return [ChatMessage(role="system", content=system), *messages[lead:]]
-    if any(message.role in SYSTEM_ROLES for message in messages):
+    if lead:
         return list(messages)
     return [ChatMessage(role="system", content=system), *messages]
 
