@@ -241,6 +241,12 @@ def test_embed_returns_unit_vectors(client: ollama.Client) -> None:
     short = client.embed(model=MODEL, input="the cat sat", dimensions=16)
     assert len(short.embeddings) == 1 and len(short.embeddings[0]) == 16
     assert math.isclose(math.fsum(x * x for x in short.embeddings[0]), 1.0, rel_tol=1e-3)
+    # as Ollama: more dimensions than the model's, or 0 (Go's unset), give the whole vector
+    (whole,) = client.embed(model=MODEL, input="the cat sat").embeddings
+    assert len(whole) == 576
+    for dimensions in (577, 4096, 0):
+        wider = client.embed(model=MODEL, input="the cat sat", dimensions=dimensions)
+        assert wider.embeddings == [whole]
 
 
 def test_legacy_embeddings(client: ollama.Client) -> None:

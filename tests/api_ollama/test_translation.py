@@ -139,8 +139,9 @@ def test_embed_input_forms() -> None:
     assert embed_request({"model": "m", "input": ["a", "b"]}).inputs == ["a", "b"]
     assert embed_request({"model": "m"}).inputs == []
     assert embed_request({"model": "m", "input": "a", "truncate": False}).truncate is False
+    assert embed_request({"model": "m", "input": "a", "dimensions": 0}).dimensions is None
     with pytest.raises(InvalidRequest):
-        embed_request({"model": "m", "input": "a", "dimensions": 0})
+        embed_request({"model": "m", "input": "a", "dimensions": -1})
 
 
 def test_times_have_nanoseconds() -> None:

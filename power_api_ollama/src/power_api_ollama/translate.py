@@ -235,13 +235,14 @@ def embed_request(body: dict[str, Any]) -> EmbeddingRequest:
             "invalid input type: 'input' must be a string or strings", param="input"
         )
     dimensions = opt_int(body, "dimensions")
-    if dimensions is not None and dimensions < 1:
+    if dimensions is not None and dimensions < 0:
         raise InvalidRequest("'dimensions' must be positive", param="dimensions")
     return EmbeddingRequest(
         model=model_name(body),
         inputs=inputs,
         truncate=opt_bool(body, "truncate", True),
-        dimensions=dimensions,
+        dimensions=dimensions or None,  # Ollama's 0 is its unset value
+        whole_when_wider=True,  # as Ollama, which truncates only to fewer dimensions
         keep_alive=keep_alive(body),
         load=parse_options(body.get("options")).load,
     )

@@ -142,7 +142,8 @@ class PowerServices:
         with self.scheduler.lease(model, request.load, request.keep_alive) as entry:
             load_ns = time.perf_counter_ns() - started
             size = entry.engine.info.embedding_length
-            if request.dimensions is not None and not 0 < request.dimensions <= size:
+            asked = request.dimensions
+            if asked is not None and (asked < 1 or (asked > size and not request.whole_when_wider)):
                 raise InvalidRequest(
                     f"dimensions must be between 1 and {size} for model '{model.name}'",
                     param="dimensions",

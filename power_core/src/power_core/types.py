@@ -166,6 +166,9 @@ class EmbeddingRequest:
     inputs: list[str | list[int]]
     truncate: bool = True
     dimensions: int | None = None
+    #: ``dimensions`` past the model's vector: ``False`` refuses them (a 400, as OpenAI),
+    #: ``True`` gives the whole vector (as Ollama)
+    whole_when_wider: bool = False
     #: unit-length vectors; ``False`` gives them at the length the model pooled them
     #: (where the backend reports it: :attr:`EmbeddingResult.norms`)
     normalize: bool = True
