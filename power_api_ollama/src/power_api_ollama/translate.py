@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, get_args
 
 from power_api_ollama.options import parse_options
 from power_api_ollama.wire import (
@@ -24,11 +24,12 @@ from power_core.types import (
     EmbeddingRequest,
     GenerationRequest,
     ResponseFormat,
+    Role,
     ToolCall,
     ToolSpec,
 )
 
-_ROLES = ("system", "developer", "user", "assistant", "tool")
+_ROLES: dict[str, Role] = {name: name for name in get_args(Role)}
 _THINK_LEVELS = ("low", "medium", "high")
 MAX_TOP_LOGPROBS = 20
 
@@ -115,10 +116,10 @@ def chat_message(value: Any) -> ChatMessage:
     """One ``messages`` entry: role, content, images, tool_calls, tool_name, thinking."""
     if not isinstance(value, dict):
         raise InvalidRequest("each message must be an object", param="messages")
-    role = value.get("role")
-    if isinstance(role, str):
-        role = role.lower()  # as Ollama reads it: "User" is a user
-    if role not in _ROLES:
+    given = value.get("role")
+    # in any case, as Ollama reads it: "User" is a user
+    role = _ROLES.get(given.lower()) if isinstance(given, str) else None
+    if role is None:
         raise InvalidRequest(
             "each message needs a role: system, user, assistant or tool", param="messages"
         )
