@@ -103,6 +103,9 @@ def test_generate_fields() -> None:
     assert request.response_format is not None and request.response_format.schema is None
     assert request.think is True and request.logprobs == 3
     assert images == [b"hi"]
+    # as Ollama: top_logprobs only applies when logprobs is true
+    alone, _ = generate_request({"model": "m", "prompt": "p", "top_logprobs": 3})
+    assert alone.logprobs is None
 
 
 def test_chat_messages_and_tools() -> None:

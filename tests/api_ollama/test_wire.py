@@ -399,6 +399,12 @@ def test_logprobs_travel_with_their_tokens(url: str, post_ndjson: Any) -> None:
         assert entry["logprob"] <= 0
         assert len(entry["top_logprobs"]) == 2
         assert entry["top_logprobs"][0]["logprob"] >= entry["logprob"] - 1e-6
+    # as Ollama: top_logprobs without logprobs asks for nothing
+    _, plain = post_ndjson(
+        url + "/api/generate",
+        {"model": MODEL, "prompt": "Hi", "options": GREEDY, "top_logprobs": 2},
+    )
+    assert plain and not any("logprobs" in line for line in plain)
 
 
 def test_embed_of_nothing_only_loads(url: str) -> None:

@@ -64,9 +64,9 @@ def _logprobs(body: dict[str, Any]) -> int | None:
         raise InvalidRequest(
             f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}", param="top_logprobs"
         )
-    if wanted or top:
-        return top or 0
-    return None
+    if not wanted:  # as Ollama: top_logprobs only applies when logprobs is true
+        return None
+    return top or 0
 
 
 def _images(value: Any, key: str = "images") -> list[bytes]:
