@@ -78,3 +78,17 @@ def test_prefiltered_penalties_choose_like_llama_cpp(
     finally:
         ours.free()
         lc.llama_sampler_free(reference)
+
+
+def test_top_p_of_zero_keeps_the_likeliest_token_alone(vocab: Vocabulary) -> None:
+    # OpenAI's and llama.cpp's reading: no probability mass beyond the first token
+    options = SamplingOptions(temperature=1.0, top_k=0, top_p=0.0, seed=6)
+    chain = SamplerChain(vocab, options, seed=6, grammar=None, history=[])
+    candidates = _Candidates(vocab.n_vocab)
+    rng = np.random.default_rng(1)
+    try:
+        for _ in range(50):
+            logits = rng.normal(0.0, 0.5, size=vocab.n_vocab).astype(np.float32)
+            assert candidates.choose(chain.handle, logits) == int(logits.argmax())
+    finally:
+        chain.free()

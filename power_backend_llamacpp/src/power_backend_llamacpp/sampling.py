@@ -146,8 +146,8 @@ class SamplerChain:
             self._add(lc.llama_sampler_init_top_k(o.top_k))
         if 0.0 < o.typical_p < 1.0:
             self._add(lc.llama_sampler_init_typical(o.typical_p, 1))
-        if 0.0 < o.top_p < 1.0:
-            self._add(lc.llama_sampler_init_top_p(o.top_p, 1))
+        if o.top_p < 1.0:  # 0 keeps the likeliest token alone, as llama.cpp and OpenAI read it
+            self._add(lc.llama_sampler_init_top_p(max(o.top_p, 0.0), 1))
         if o.min_p > 0.0:
             self._add(lc.llama_sampler_init_min_p(o.min_p, 1))
         self._add(lc.llama_sampler_init_temp(o.temperature))
