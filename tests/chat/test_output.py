@@ -259,6 +259,42 @@ def test_tool_call_events_carry_choice_index_and_fresh_ids() -> None:
     assert [c.id for c in parser.tool_calls] == [e.call.id for e in calls]
 
 
+@pytest.mark.parametrize(
+    "output",
+    [
+        '<tool_call>{"name": "delete_everything", "arguments": {}}</tool_call>',
+        '[TOOL_CALLS] [{"name": "delete_everything", "arguments": {}}]',
+        '[TOOL_CALLS]delete_everything[ARGS]{"a": 1}',
+        '{"name": "delete_everything", "arguments": {}}',
+        '[{"name": "f", "arguments": {}}, {"name": "delete_everything", "arguments": {}}]',
+    ],
+)
+def test_a_call_of_a_tool_never_declared_is_text_as_ollama_reads_it(output: str) -> None:
+    declared = {"f", "g"}
+    assert parse([output], parse_tools=True, think=None, tool_names=declared) == Result(text=output)
+    # without the names, each is a call
+    assert parse([output], parse_tools=True, think=None).calls
+
+
+def test_declared_tools_are_still_called() -> None:
+    output = '<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>'
+    assert parse([output], parse_tools=True, think=None, tool_names={"f"}) == Result(
+        calls=[("f", {"a": 1})]
+    )
+
+
+def test_a_single_call_is_reported_when_calls_may_not_run_in_parallel() -> None:
+    output = '<tool_call>{"name": "f", "arguments": {}}</tool_call>' + (
+        '<tool_call>{"name": "g", "arguments": {"b": 2}}</tool_call>'
+    )
+    assert parse([output], parse_tools=True, think=None, single_call=True) == Result(
+        calls=[("f", {})]
+    )
+    parser = OutputParser(parse_tools=True, think=None, single_call=True)
+    parser.feed(output)
+    assert [call.name for call in parser.tool_calls] == ["f"]
+
+
 def test_tool_markers_are_plain_text_when_tools_are_off() -> None:
     output = '<tool_call>{"name": "f", "arguments": {}}</tool_call>'
     assert parse([output], parse_tools=False, think=None) == Result(text=output)

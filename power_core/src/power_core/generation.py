@@ -88,6 +88,8 @@ class GenerationStream:
                 think=request.think,
                 in_thinking=thinking_open,
                 forced_calls=parse_tools and request.tool_choice != "auto",
+                tool_names=frozenset(tool.name for tool in request.tools),
+                single_call=not request.parallel_tool_calls,
             )
             for i in range(request.n)
         ]

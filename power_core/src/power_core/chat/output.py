@@ -10,6 +10,8 @@ the start of a tag or a call, so ordinary output streams without delay.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from power_core.chat.tool_calls import ToolCallScanner
 from power_core.types import (
     GenerationEvent,
@@ -121,6 +123,10 @@ class OutputParser:
     :param forced_calls: a grammar forces the output to be tool calls (``tool_choice``
         ``required`` or a function's name): a list of calls cut short by a token limit
         still reports the calls it completed.
+    :param tool_names: the tools the request declared: a call naming another is text, as
+        Ollama reads it (``None``: any name counts).
+    :param single_call: report the first tool call only (OpenAI's
+        ``parallel_tool_calls: false``: zero or one call).
 
     Log-probabilities fed with text travel with the visible text they arrived with; those of
     text that became reasoning or a tool call are dropped.
@@ -134,11 +140,16 @@ class OutputParser:
         think: bool | None,
         in_thinking: bool = False,
         forced_calls: bool = False,
+        tool_names: Collection[str] | None = None,
+        single_call: bool = False,
     ) -> None:
         self.choice = choice
         self._think = think
         self._reasoning = ReasoningSplitter(in_thinking=in_thinking) if think is not None else None
-        self._scanner = ToolCallScanner(forced=forced_calls) if parse_tools else None
+        self._scanner = (
+            ToolCallScanner(forced=forced_calls, names=tool_names) if parse_tools else None
+        )
+        self._single_call = single_call
         self._logprobs: list[TokenLogprob] = []
         self._finished = False
 
@@ -150,7 +161,10 @@ class OutputParser:
     @property
     def tool_calls(self) -> list[ToolCall]:
         """The tool calls found so far."""
-        return list(self._scanner.calls) if self._scanner is not None else []
+        if self._scanner is None:
+            return []
+        calls = self._scanner.calls
+        return calls[:1] if self._single_call else list(calls)
 
     def feed(self, text: str, logprobs: list[TokenLogprob] | None = None) -> list[GenerationEvent]:
         """Take the next piece of output; return the events it completes."""
@@ -169,7 +183,7 @@ class OutputParser:
         if self._scanner is not None:
             events.extend(
                 ToolCallEvent(self.choice, index, call)
-                for index, call in enumerate(self._scanner.calls)
+                for index, call in enumerate(self.tool_calls)
             )
         return events
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Collection
 from enum import Enum
 from typing import Any
 
@@ -181,12 +182,15 @@ class ToolCallScanner:
     :attr:`calls`. Whitespace between or after calls is dropped.
     """
 
-    def __init__(self, *, forced: bool = False) -> None:
+    def __init__(self, *, forced: bool = False, names: Collection[str] | None = None) -> None:
         #: the calls found so far, in order
         self.calls: list[ToolCall] = []
         # output a grammar forced to be calls: a list cut short (a token limit) still gives
         # the calls it completed
         self._forced = forced
+        # the tools the request declared: a call naming another is text, as Ollama reads it
+        # (None: any name)
+        self._names = names
         self._mode = _Mode.TEXT
         self._buf = ""
         # whitespace that stood before a marker, given back if the marker leads to no call
@@ -294,8 +298,13 @@ class ToolCallScanner:
         self._enter(_Mode.TEXT)
         return True
 
-    @staticmethod
-    def _block_calls(inner: str, *, cut_short: bool) -> list[ToolCall] | None:
+    def _declared(self, calls: list[ToolCall] | None) -> list[ToolCall] | None:
+        """``calls`` when each names a declared tool, else ``None`` (no calls: text)."""
+        if calls is None or self._names is None:
+            return calls
+        return calls if all(call.name in self._names for call in calls) else None
+
+    def _block_calls(self, inner: str, *, cut_short: bool) -> list[ToolCall] | None:
         text = inner.strip()
         decoded = _decode(text)
         if decoded is None:
@@ -305,7 +314,7 @@ class ToolCallScanner:
         # output cut off inside the closing tag still holds a whole call
         if rest and not (cut_short and _CLOSE.startswith(rest)):
             return None
-        return parse_tool_calls(value, explicit=True)
+        return self._declared(parse_tool_calls(value, explicit=True))
 
     def _mistral(self, attempt: bool, final: bool) -> bool:
         buf = self._buf
@@ -325,7 +334,9 @@ class ToolCallScanner:
                 self._fresh = False
                 return False
             value, end = decoded
-            self._mistral_done(parse_tool_calls(value, explicit=True), skipped + end)
+            self._mistral_done(
+                self._declared(parse_tool_calls(value, explicit=True)), skipped + end
+            )
             return True
         if self._mistral_more and head.startswith(_MISTRAL):
             # the next call has its own marker: end this region, the text step takes it
@@ -351,7 +362,7 @@ class ToolCallScanner:
         value, end = decoded
         call = _make_call(name, value) if _FUNCTION_NAME.fullmatch(name) else None
         consumed = skipped + args_at + len(_ARGS) + value_at + end
-        if self._mistral_done(None if call is None else [call], consumed):
+        if self._mistral_done(self._declared(None if call is None else [call]), consumed):
             self._mode, self._mistral_more = _Mode.MISTRAL, True
             self._fresh = True
         return True
@@ -404,7 +415,7 @@ class ToolCallScanner:
             self._fresh = False
             return self._not_bare() if final else False
         value, end = decoded
-        calls = parse_tool_calls(value, explicit=False)
+        calls = self._declared(parse_tool_calls(value, explicit=False))
         if calls is None:
             return self._not_bare()
         after = body[end:]
