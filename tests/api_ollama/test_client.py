@@ -6,17 +6,23 @@ wrong type or shape fails here just as it would for any program using the client
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import ollama
 import pytest
+
+from reasoning_shots import ANSWER_SCHEMA, REASONING_SHOTS
 
 MODEL = "smollm2:135m"
 #: greedy and short, so generation tests stay fast on two cores
 GREEDY = {"temperature": 0, "num_predict": 8}
+#: greedy, with room for a few words of reasoning and a short JSON answer
+GREEDY_80 = {"temperature": 0, "num_predict": 80}
 
 WEATHER_TOOL = {
     "type": "function",
@@ -419,3 +425,30 @@ def test_chat_thinking_model_separates_reasoning(client: ollama.Client) -> None:
         assert not hidden.message.thinking
     finally:
         client.delete("ollama-test-thinker:1")
+
+
+def test_a_format_applies_to_the_answer_after_the_reasoning(client: ollama.Client) -> None:
+    # as Ollama, which lets a thinking model reason before it applies the format: the
+    # JSON is the answer, not the reasoning (a template whose examples reason first)
+    name = "ollama-test-reasoner:1"
+    client.create(model=name, from_=MODEL, template=REASONING_SHOTS + THINKING_TEMPLATE)
+    fruit = [{"role": "user", "content": "Name a fruit."}]
+    try:
+        answer = client.chat(model=name, messages=fruit, format=ANSWER_SCHEMA, options=GREEDY_80)
+        assert answer.message.thinking and "fruit" in answer.message.thinking
+        jsonschema.validate(json.loads(answer.message.content), ANSWER_SCHEMA)
+        parts = list(
+            client.chat(
+                model=name, messages=fruit, format=ANSWER_SCHEMA, options=GREEDY_80, stream=True
+            )
+        )
+        assert "".join(p.message.thinking or "" for p in parts) == answer.message.thinking
+        assert "".join(p.message.content for p in parts) == answer.message.content
+        # with thinking off the reasoning is dropped, and the answer is still the JSON
+        hidden = client.chat(
+            model=name, messages=fruit, format=ANSWER_SCHEMA, options=GREEDY_80, think=False
+        )
+        assert not hidden.message.thinking
+        jsonschema.validate(json.loads(hidden.message.content), ANSWER_SCHEMA)
+    finally:
+        client.delete(name)

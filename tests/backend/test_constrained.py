@@ -9,8 +9,10 @@ import jsonschema
 import pytest
 
 from power_backend_llamacpp import LlamaCppEngine
+from power_core.engine import FreeSpan
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.types import ChoiceDone, SamplingOptions, TextDelta
+from reasoning_shots import ANSWER_SCHEMA, REASONING_SHOTS
 
 from .conftest import chat, done, run, text
 
@@ -48,6 +50,26 @@ def test_json_schema_holds_with_sampling_too(engine: LlamaCppEngine) -> None:
         engine, chat("Is water wet?"), sampling=sampling, max_tokens=60, json_schema=schema
     )
     jsonschema.validate(json.loads(text(events)), schema)
+
+
+def test_a_model_reasons_freely_before_its_constrained_answer(engine: LlamaCppEngine) -> None:
+    prompt = REASONING_SHOTS + chat("Name a fruit.") + "<think>\n"
+    span = FreeSpan("<think>", "</think>", opened=True)
+    events = run(engine, prompt, max_tokens=80, json_schema=ANSWER_SCHEMA, free_span=span)
+    assert done(events).reason == "stop"
+    reasoning, closed, answer = text(events).partition("</think>")
+    assert closed and "fruit" in reasoning  # the reasoning is the model's own words
+    jsonschema.validate(json.loads(answer), ANSWER_SCHEMA)
+    # an answer that does not open with the span is constrained from its first token
+    opened_later = FreeSpan("<think>", "</think>", opened=False)
+    events = run(
+        engine,
+        chat("Name a fruit."),
+        max_tokens=80,
+        json_schema=ANSWER_SCHEMA,
+        free_span=opened_later,
+    )
+    jsonschema.validate(json.loads(text(events)), ANSWER_SCHEMA)
 
 
 def test_unusable_schema_is_an_invalid_request(engine: LlamaCppEngine) -> None:

@@ -214,7 +214,12 @@ class LlamaCppEngine:
             for index in range(job.n):
                 # each choice gets its own seed so that n > 1 gives different completions
                 sampler = SamplerChain(
-                    self._vocab, job.sampling, seed=seed + index, grammar=grammar, history=history
+                    self._vocab,
+                    job.sampling,
+                    seed=seed + index,
+                    grammar=grammar,
+                    history=history,
+                    free_span=job.free_span,
                 )
                 state.choices.append(Choice(state, index, sampler, ChoiceText(job.stop)))
             self._batcher.enqueue(state)

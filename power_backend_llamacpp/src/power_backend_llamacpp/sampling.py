@@ -14,6 +14,7 @@ import llama_cpp as lc
 import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF
 
+from power_backend_llamacpp.grammar_gate import GrammarGate
 from power_backend_llamacpp.json_grammar import json_schema_grammar
 from power_backend_llamacpp.schema_keywords import check_keyword_types
 from power_backend_llamacpp.schema_limits import (
@@ -22,6 +23,7 @@ from power_backend_llamacpp.schema_limits import (
     check_repetitions,
 )
 from power_backend_llamacpp.vocab import Vocabulary
+from power_core.engine import FreeSpan
 from power_core.errors import InvalidRequest
 from power_core.types import SamplingOptions
 
@@ -66,7 +68,7 @@ class SamplerChain:
     every candidate and the token sampled again (as llama.cpp's own ``common_sampler`` does).
     """
 
-    __slots__ = ("_candidates", "_grammar", "_one", "_row_type", "handle")
+    __slots__ = ("_candidates", "_gate", "_grammar", "_one", "_piece", "_row_type", "handle")
 
     def __init__(
         self,
@@ -76,6 +78,7 @@ class SamplerChain:
         seed: int,
         grammar: str | None,
         history: list[int],
+        free_span: FreeSpan | None = None,
     ) -> None:
         params = lc.llama_sampler_chain_default_params()
         params.no_perf = True
@@ -86,6 +89,9 @@ class SamplerChain:
         #: set for plain greedy decoding, which is an argmax over the logits row; llama.cpp's
         #: greedy sampler would first copy the whole vocabulary into a candidate array
         self._row_type: Any = None
+        #: while the output is in the job's free span, tokens are sampled without the grammar
+        self._gate = GrammarGate(free_span) if free_span and grammar is not None else None
+        self._piece = vocab.piece
         try:
             self._build(vocab, options, seed, grammar, history)
         except BaseException:
@@ -169,6 +175,11 @@ class SamplerChain:
             one = self._one = _Candidates(1)
         logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(candidates.n,))
         token = candidates.choose(self.handle, logits)
+        if self._gate is not None:
+            if self._gate.passes(self._piece(token)):
+                lc.llama_sampler_accept(self.handle, token)
+                return token
+            self._gate = None  # the answer starts with this token: the grammar decides it
         one.load_single(token, float(logits[token]))
         lc.llama_sampler_apply(self._grammar, one.ref)
         if math.isinf(one.data.logit[0]):  # the grammar forbids it: sample again under it

@@ -87,6 +87,18 @@ def image_tag(index: int) -> str:
     return f"[img-{index}]"
 
 
+@dataclass(frozen=True)
+class FreeSpan:
+    """Output that a job's grammar leaves alone: a span at the start of the output, from
+    ``opener`` to ``closer`` (a model's reasoning, ``<think>`` to ``</think>``), before the
+    answer that the grammar constrains."""
+
+    opener: str
+    closer: str
+    #: the prompt already opened the span: the output starts inside it
+    opened: bool = False
+
+
 @dataclass
 class CompletionJob:
     """One request to continue a prompt, as a backend sees it."""
@@ -101,6 +113,11 @@ class CompletionJob:
     #: constrain output to JSON; with ``json_schema`` to JSON matching it
     json_mode: bool = False
     json_schema: dict[str, Any] | None = None
+    #: with ``json_mode``: the span the grammar starts after, so that a model reasons
+    #: freely before its constrained answer; output that begins with something else than
+    #: the span's opener is constrained from there on. An engine that cannot start its
+    #: grammar late may ignore it (the reasoning is then constrained too)
+    free_span: FreeSpan | None = None
     #: ``None``: off; ``0``: chosen-token log-probabilities; ``k``: and the top ``k``
     logprobs: int | None = None
     #: independent completions sharing the prompt's KV cells

@@ -25,11 +25,12 @@ from power_core.chat.go_template.chat_template import GoChatTemplate
 from power_core.chat.go_template.ollama_data import ThinkValues
 from power_core.chat.images import prompt_token_count, tagged_images, tagged_prompt
 from power_core.chat.messages import merge_system, prepend_history
+from power_core.chat.output import THINK_CLOSE, THINK_OPEN, opens_thinking
 from power_core.chat.sandbox import TemplateError
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate, render_prompt
 from power_core.chat.template_syntax import is_go_template
 from power_core.chat.tools import forced_tool_call_schema
-from power_core.engine import CompletionJob, Engine
+from power_core.engine import CompletionJob, Engine, FreeSpan
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.models import ResolvedModel
 from power_core.special_tokens import special_tokens_of
@@ -166,6 +167,21 @@ def conversation(model: ResolvedModel, request: GenerationRequest) -> list[ChatM
 
 def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) -> CompletionJob:
     """Turn a request into the engine's job: prompt text or tokens plus constraints."""
+    job = _job_for(model, engine, request)
+    job.free_span = _reasoning_span(request, job)
+    return job
+
+
+def _reasoning_span(request: GenerationRequest, job: CompletionJob) -> FreeSpan | None:
+    """The reasoning a format or a forced tool call leaves alone: with ``think`` set, the
+    reasoning is told apart from the answer, and only the answer is to be JSON (Ollama too
+    lets a model reason before it applies the format)."""
+    if not job.json_mode or request.think is None or not isinstance(job.prompt, str):
+        return None
+    return FreeSpan(THINK_OPEN, THINK_CLOSE, opened=opens_thinking(job.prompt))
+
+
+def _job_for(model: ResolvedModel, engine: Engine, request: GenerationRequest) -> CompletionJob:
     if request.n < 1:
         raise InvalidRequest("'n' must be at least 1", param="n")
     parse_tools = bool(request.tools) and request.tool_choice != "none"
