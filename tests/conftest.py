@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tool_templates import TOOLS_TEMPLATE
+
 DEFAULT_TEST_MODEL = Path.home() / ".cache/a3s-power/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 TEST_MODEL_NAME = "smollm2:135m"
 # A raw prompt SmolLM2 continues greedily (temperature 0) without ever choosing its end token:
@@ -237,3 +239,18 @@ def seeing_model(
 
     folder = tmp_path_factory.mktemp("projector")
     return create_seeing_model(power_server.url, model_path, folder, "seeing:latest")
+
+
+@pytest.fixture(scope="module")
+def tools_model(power_server: PowerServer) -> Iterator[str]:
+    """The test model under a template that shows it tools, created through the Ollama
+    API and deleted after the module."""
+    name = "test-tools:1"
+    created = requests.post(
+        power_server.url + "/api/create",
+        json={"model": name, "from": TEST_MODEL_NAME, "template": TOOLS_TEMPLATE, "stream": False},
+        timeout=120,
+    )
+    assert created.status_code == 200, created.text
+    yield name
+    requests.delete(power_server.url + "/api/delete", json={"model": name}, timeout=60)

@@ -284,6 +284,51 @@ def test_required_tool_call_and_result_round_trip(client: OpenAI) -> None:
     assert answer.choices[0].finish_reason in ("stop", "length")
 
 
+def test_tools_and_a_response_format_leave_the_model_the_choice(
+    client: OpenAI, tools_model: str
+) -> None:
+    # what the Agents SDK sends for an agent with tools and an output type: the model may
+    # call a tool or answer in the format (before, the format's grammar left it no call).
+    # The answer's key is one the model has no reason to write, so it makes the call it
+    # was told to make; the greedy choice is then only the grammar's to allow
+    reading = {
+        "type": "object",
+        "properties": {"zq": {"type": "integer"}},
+        "required": ["zq"],
+        "additionalProperties": False,
+    }
+    asked = [
+        {"role": "system", "content": "Use the get_weather tool."},
+        {"role": "user", "content": "What is the weather in Rome?"},
+    ]
+    response_format: Any = {"type": "json_schema", "json_schema": {"name": "r", "schema": reading}}
+    called = client.chat.completions.create(
+        model=tools_model,
+        messages=asked,  # type: ignore[arg-type]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        response_format=response_format,
+        temperature=0,
+        max_completion_tokens=60,
+    )
+    choice = called.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    call = choice.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+    # tool_choice "none" leaves the answer alone to the format
+    answered = client.chat.completions.create(
+        model=tools_model,
+        messages=asked,  # type: ignore[arg-type]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice="none",
+        response_format=response_format,
+        temperature=0,
+        max_completion_tokens=60,
+    )
+    assert answered.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(answered.choices[0].message.content or "")["zq"], int)
+
+
 def test_named_tool_choice_streams_through_the_sdk_helper(client: OpenAI) -> None:
     with client.chat.completions.stream(
         model=MODEL,

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from power_core.chat.output import OutputParser
-from power_core.chat.tools import forced_tool_call_schema
+from power_core.chat.tools import answer_or_call_schema, forced_tool_call_schema
 from power_core.errors import InvalidRequest
 from power_core.types import ToolCallEvent, ToolSpec
 
@@ -140,3 +140,34 @@ def test_tool_definitions_do_not_clash() -> None:
     assert check.is_valid(PARIS)
     # the caller's tool is left as it was
     assert "$defs" in WEATHER.parameters
+
+
+#: an answer format with definitions of its own and a reference to itself
+OUTLINE = {
+    "type": "object",
+    "properties": {
+        "title": {"$ref": "#/$defs/Title"},
+        "sections": {"type": "array", "items": {"$ref": "#"}},
+    },
+    "required": ["title"],
+    "additionalProperties": False,
+    "$defs": {"Title": {"type": "string", "maxLength": 10}},
+}
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_tools_with_a_format_admit_the_answer_or_calls(parallel: bool) -> None:
+    schema = answer_or_call_schema(OUTLINE, [WEATHER, TREE], parallel)
+    check = validator(schema)
+    assert check.is_valid({"title": "Top", "sections": [{"title": "Sub"}]})
+    assert not check.is_valid({"title": "far too long a title"})
+    assert not check.is_valid({"title": "Top", "extra": 1})
+    assert check.is_valid(PARIS) and check.is_valid(SAPLING)
+    assert not check.is_valid({"name": "get_weather", "arguments": {"city": "Paris", "unit": "K"}})
+    assert check.is_valid([PARIS, SAPLING]) is parallel
+    assert calls_parsed_from(PARIS) == [("get_weather", PARIS["arguments"])]
+    # a json_object format: any object, or the calls
+    loose = validator(answer_or_call_schema(None, [WEATHER], parallel))
+    assert loose.is_valid({"anything": [1]}) and loose.is_valid(PARIS)
+    assert not loose.is_valid([1])
+    assert "$defs" in OUTLINE  # the caller's format is left as it was

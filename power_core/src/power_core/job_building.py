@@ -29,7 +29,7 @@ from power_core.chat.output import THINK_CLOSE, THINK_OPEN, opens_thinking
 from power_core.chat.sandbox import TemplateError
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate, render_prompt
 from power_core.chat.template_syntax import is_go_template
-from power_core.chat.tools import forced_tool_call_schema
+from power_core.chat.tools import answer_or_call_schema, forced_tool_call_schema
 from power_core.engine import CompletionJob, Engine, FreeSpan
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.models import ResolvedModel
@@ -194,6 +194,8 @@ def _job_for(model: ResolvedModel, engine: Engine, request: GenerationRequest) -
     if schema is None and request.response_format is not None:
         json_mode = True
         schema = request.response_format.schema
+        if parse_tools:  # tools to choose among: a call, or the answer in the format
+            schema = answer_or_call_schema(schema, request.tools, request.parallel_tool_calls)
     job = CompletionJob(
         prompt="",
         sampling=sampling_options(model, request.sampling),

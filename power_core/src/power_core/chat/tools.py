@@ -2,7 +2,8 @@
 
 With ``tool_choice`` ``"required"`` or the name of a function, generation is constrained (by
 the engine's grammar) to a JSON call ``{"name": ..., "arguments": {...}}`` that
-:class:`~power_core.chat.output.OutputParser` then reads as a bare JSON tool call.
+:class:`~power_core.chat.output.OutputParser` then reads as a bare JSON tool call. With
+``"auto"`` and a response format, to either such a call or the formatted answer.
 """
 
 from __future__ import annotations
@@ -61,6 +62,27 @@ def forced_tool_call_schema(
     return schema
 
 
+def answer_or_call_schema(
+    answer: dict[str, Any] | None, tools: list[ToolSpec], parallel: bool
+) -> dict[str, Any]:
+    """The JSON Schema of output that is either the answer ``answer`` describes (any JSON
+    object when ``None``: a ``json_object`` format) or a call of ``tools`` (a list of
+    calls with ``parallel``): with tools to choose among (``tool_choice`` ``"auto"``) and a
+    response format, a model may call a tool or answer in that format, as OpenAI's do."""
+    # one call as an object (as a model writes it unasked), or several in a list
+    lists = [False, True] if parallel else [False]
+    forms = [forced_tool_call_schema(tools, "required", several) for several in lists]
+    defs: dict[str, Any] = {}
+    for form in forms:
+        assert form is not None  # "required" always constrains
+        defs.update(form.pop("$defs", {}))  # the same tools' definitions in each
+    answered = _hoisted(copy.deepcopy(answer or {"type": "object"}), "answer_", defs)
+    schema: dict[str, Any] = {"anyOf": [answered, *forms]}
+    if defs:
+        schema["$defs"] = defs
+    return schema
+
+
 def _call_schema(tool: ToolSpec, index: int, defs: dict[str, Any]) -> dict[str, Any]:
     parameters = _arguments_schema(tool, index, defs)
     return {
@@ -85,9 +107,13 @@ def _arguments_schema(tool: ToolSpec, index: int, defs: dict[str, Any]) -> dict[
         )
     schema = copy.deepcopy(parameters)
     schema["type"] = "object"
-    # The tool's own definitions move to the root of the combined schema, renamed so tools
-    # cannot clash, and its references (including "#" for itself) follow them.
-    prefix = f"tool{index}_"
+    return _hoisted(schema, f"tool{index}_", defs)
+
+
+def _hoisted(schema: dict[str, Any], prefix: str, defs: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (a copy, changed here) made part of a combined schema: its own definitions
+    move to the root's ``defs``, renamed with ``prefix`` so that parts cannot clash, and its
+    references (including ``"#"`` for itself) follow them."""
     local: dict[str, Any] = {}
     for key in _DEF_KEYS:
         local.update(schema.pop(key, None) or {})
@@ -96,10 +122,10 @@ def _arguments_schema(tool: ToolSpec, index: int, defs: dict[str, Any]) -> dict[
         for name, sub in local.items():
             defs[prefix + name] = _rewrite_refs(sub, renames, None)
         return _rewrite_refs(schema, renames, None)
-    root = f"#/$defs/{prefix}arguments"
+    root = f"#/$defs/{prefix}root"
     for name, sub in local.items():
         defs[prefix + name] = _rewrite_refs(sub, renames, root)
-    defs[prefix + "arguments"] = _rewrite_refs(schema, renames, root)
+    defs[prefix + "root"] = _rewrite_refs(schema, renames, root)
     return {"$ref": root}
 
 
