@@ -68,7 +68,16 @@ def forecaster(model: Any) -> Agent[Any]:
         instructions="Use the weather tool.",
         model=model,
         tools=[weather],
-        model_settings=ModelSettings(temperature=0, max_tokens=200, tool_choice="required"),
+        model_settings=ModelSettings(
+            temperature=0,
+            max_tokens=200,
+            tool_choice="required",
+            parallel_tool_calls=False,
+            # greedy, the tiny model can echo the tool's reply tag until max_tokens (seen
+            # on CPUs without AMX); a frequency penalty, sent as users send one to a local
+            # server, ends the loop
+            extra_body={"frequency_penalty": 1.0},
+        ),
     )
 
 

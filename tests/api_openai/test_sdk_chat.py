@@ -445,7 +445,8 @@ def test_deprecated_functions_are_answered_the_old_way(client: OpenAI) -> None:
         "functions": functions,
         "function_call": {"name": "get_weather"},
         "temperature": 0,
-        "max_tokens": 40,
+        # room for the call: on CPUs without AMX the tiny model spaces its JSON out widely
+        "max_tokens": 100,
     }
     reply = client.chat.completions.create(messages=[question], **asked)  # type: ignore[call-overload]
     choice = reply.choices[0]
