@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import gguf
 import pytest
 import requests
 
@@ -483,12 +484,24 @@ def test_a_batch_larger_than_the_context_is_cut_to_it(url: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def test_show_leaves_large_arrays_out_unless_verbose(url: str) -> None:
+def test_show_leaves_large_arrays_out_unless_verbose(url: str, model_path: Path) -> None:
     brief = requests.post(url + "/api/show", json={"model": MODEL}, timeout=30).json()
-    assert brief["model_info"]["tokenizer.ggml.tokens"] == []
+    info = brief["model_info"]
+    assert info["tokenizer.ggml.tokens"] == []
     full = requests.post(url + "/api/show", json={"model": MODEL, "verbose": True}, timeout=60)
     tokens = full.json()["model_info"]["tokenizer.ggml.tokens"]
-    assert len(tokens) == brief["model_info"]["llama.vocab_size"]
+    assert len(tokens) == info["llama.vocab_size"]
+    # as Ollama: no name, no chat template (``template`` has the one prompts use), and
+    # every array longer than 5 empty unless verbose
+    assert "general.name" not in info and "tokenizer.chat_template" not in info
+    assert all(len(value) <= 5 for value in info.values() if isinstance(value, list))
+    # the tensors, as the GGUF lists them
+    reader = gguf.GGUFReader(model_path)
+    assert brief["tensors"] == [
+        {"name": t.name, "type": t.tensor_type.name, "shape": [int(n) for n in t.shape]}
+        for t in reader.tensors
+    ]
+    assert {t["type"] for t in brief["tensors"]} >= {"Q4_1", "F32"}
 
 
 def test_generate_thinking_goes_to_its_own_field(url: str, post_ndjson: Any) -> None:

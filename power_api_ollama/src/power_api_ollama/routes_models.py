@@ -86,7 +86,8 @@ def add_model_routes(blueprint: Blueprint, services: PowerServices) -> None:
     @blueprint.post("/api/show")
     def show() -> Response:
         body = parse_json_object(request.get_data())
-        description = library.describe(model_name(body), verbose=opt_bool(body, "verbose", False))
+        verbose = opt_bool(body, "verbose", False)
+        description = library.describe(model_name(body), verbose=verbose)
         model = description.model
         payload: dict[str, Any] = {
             "license": model.license or "",
@@ -95,15 +96,16 @@ def add_model_routes(blueprint: Blueprint, services: PowerServices) -> None:
             "template": model.template or "",
             "system": model.system or "",
             "details": details_json(model.details),
-            # the library leaves large arrays out as None unless verbose; Ollama shows []
-            "model_info": {k: [] if v is None else v for k, v in description.model_info.items()},
+            "model_info": _shown_info(description.model_info, verbose, HIDDEN_INFO),
+            "tensors": [
+                {"name": name, "type": kind, "shape": list(shape)}
+                for name, kind, shape in description.tensors
+            ],
             "capabilities": list(model.capabilities),
             "modified_at": rfc3339(model.modified_at),
         }
         if description.projector_info is not None:
-            payload["projector_info"] = {
-                k: [] if v is None else v for k, v in description.projector_info.items()
-            }
+            payload["projector_info"] = _shown_info(description.projector_info, verbose)
         if model.messages:
             payload["messages"] = [{"role": m.role, "content": m.content} for m in model.messages]
         return json_response(payload)
@@ -137,3 +139,23 @@ def add_model_routes(blueprint: Blueprint, services: PowerServices) -> None:
             for entry in services.loaded_models()
         ]
         return json_response({"models": models})
+
+
+#: arrays longer than this are shown empty unless ``verbose``, as Ollama shows them
+BRIEF_ARRAY = 5
+#: what Ollama leaves out of a model's ``model_info``: its name, and the chat template
+#: (``template`` shows the one prompts use)
+HIDDEN_INFO = ("general.name", "tokenizer.chat_template")
+
+
+def _shown_info(
+    info: dict[str, Any], verbose: bool, hidden: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """GGUF metadata as ``/api/show`` gives it: long arrays (left out by the library as
+    ``None`` too) as ``[]`` unless ``verbose``, and without ``hidden`` keys."""
+
+    def shown(value: Any) -> Any:
+        too_long = isinstance(value, list) and len(value) > BRIEF_ARRAY and not verbose
+        return [] if value is None or too_long else value
+
+    return {key: shown(value) for key, value in info.items() if key not in hidden}

@@ -65,6 +65,10 @@ GGML_TYPE_SIZES: dict[int, tuple[int, int]] = {
     int(type_id): (int(block), int(size))
     for _, type_id, block, size in zip(*[iter(_GGML_TYPES.split())] * 4, strict=True)
 }
+#: ggml tensor type id -> its name (``Q4_K``), as Ollama shows tensors
+GGML_TYPE_NAMES: dict[int, str] = {
+    int(type_id): name for name, type_id, _, _ in zip(*[iter(_GGML_TYPES.split())] * 4, strict=True)
+}
 
 # general.file_type (llama_ftype) values in order; "-" marks values llama.cpp retired
 _FILE_TYPES = """
@@ -96,6 +100,11 @@ class TensorInfo:
         for dim in self.shape:
             count *= dim
         return count
+
+    @property
+    def type_name(self) -> str:
+        """The ggml type's name (``Q4_K``, ``F32``)."""
+        return GGML_TYPE_NAMES[self.type]
 
     @property
     def n_bytes(self) -> int:

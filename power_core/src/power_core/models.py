@@ -89,3 +89,5 @@ class ModelDescription:
     model_info: dict[str, Any]
     #: the projector's GGUF metadata (``None`` without one), as ``model_info``
     projector_info: dict[str, Any] | None = None
+    #: the model file's tensors: name, ggml type name, shape (as Ollama's ``tensors``)
+    tensors: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)

@@ -143,9 +143,8 @@ class ModelReader:
         read from the file in full.
         """
         model, extras = self.resolved(self.stored(name))
-        info: GGUFInfo = extras["info"]
-        if verbose:
-            info = read_gguf_info(model.model_path, include_large_arrays=True)
+        # read afresh: the cached header keeps no tensor list (nor, unless verbose, arrays)
+        info = read_gguf_info(model.model_path, include_large_arrays=verbose)
         model_info = _described_info(model.model_path, verbose, info)
         modelfile = render_modelfile(
             name=model.name,
@@ -164,6 +163,7 @@ class ModelReader:
             parameters_text=format_parameters(model.parameters),
             model_info=model_info,
             projector_info=_described_info(model.projector, verbose) if model.projector else None,
+            tensors=[(t.name, t.type_name, t.shape) for t in info.tensors],
         )
 
     def layer_path(self, display: str, digest: str) -> Path:
