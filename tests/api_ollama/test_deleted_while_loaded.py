@@ -1,6 +1,6 @@
 """A model deleted while it is loaded does not stay in memory: deleting it through the API
-unloads it, and one deleted by another process (``a3s-power rm``) can still be stopped by
-its name, as ``ollama stop`` stops it."""
+or with ``a3s-power rm`` unloads it, and one deleted by a process that could not tell the
+server can still be stopped by its name, as ``ollama stop`` stops it."""
 
 from __future__ import annotations
 
@@ -29,12 +29,24 @@ def test_deleting_a_loaded_model_unloads_it(client: ollama.Client) -> None:
     assert TEST_MODEL_NAME in {model.model for model in client.list().models}
 
 
+def test_rm_unloads_the_model_from_the_running_server_as_ollama_rm_does(
+    client: ollama.Client, power_server: PowerServer
+) -> None:
+    load_forever(client, "victim:rm")
+    removed = power_cli(power_server.env, "rm", "victim:rm")
+    assert removed.stdout.strip() == "deleted 'victim:rm'", removed.stderr
+    assert "victim:rm" not in loaded_names(client)
+    assert TEST_MODEL_NAME in {model.model for model in client.list().models}  # its source stays
+
+
 def test_a_model_deleted_by_another_process_is_stopped_by_its_name(
     client: ollama.Client, power_server: PowerServer
 ) -> None:
     load_forever(client, "victim:cli")
-    power_cli(power_server.env, "rm", "victim:cli")
-    assert "victim:cli" in loaded_names(client)  # the server was not told
+    # deleted by a process that reaches no server (another port): the server is not told
+    elsewhere = dict(power_server.env, A3S_POWER_PORT="1")
+    power_cli(elsewhere, "rm", "victim:cli")
+    assert "victim:cli" in loaded_names(client)
     power_cli(power_server.env, "stop", "victim:cli")
     assert "victim:cli" not in loaded_names(client)
     with pytest.raises(ollama.ResponseError) as missing:  # neither stored nor loaded now

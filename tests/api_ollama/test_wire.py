@@ -809,6 +809,10 @@ def test_ps_and_stop_from_the_command_line(power_server: PowerServer) -> None:
     assert requests.post(url + "/api/generate", json=body, timeout=120).status_code == 200
     listed = power_cli(power_server.env, "ps")
     assert MODEL in listed.stdout, listed.stdout
+    # as `ollama ps PREFIX`: only the names that start with it
+    assert MODEL in power_cli(power_server.env, "ps", MODEL[:4]).stdout
+    unmatched = power_cli(power_server.env, "ps", "zz").stdout.splitlines()
+    assert [line.split() for line in unmatched] == [listed.stdout.splitlines()[0].split()]
     [row] = [line for line in listed.stdout.splitlines() if line.startswith(MODEL)]
     size_vram = next(m for m in requests.get(url + "/api/ps", timeout=10).json()["models"])[
         "size_vram"

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from cleo.io.buffered_io import BufferedIO
 
 from power_core.cli.commands.models import MODEL_COMMANDS
@@ -81,7 +82,7 @@ def test_create_list_show_copy_delete(run: Run, tmp_path: Path, tiny_gguf: Path)
         assert status == 0
         header, row = out.splitlines()
         assert header.split() == ["NAME", "ID", "SIZE", "MODIFIED"]
-        assert re.fullmatch(r"tiny:1b\s+[0-9a-f]{12}\s+\d+ KB\s+.*ago", row), row
+        assert re.fullmatch(r"tiny:1b\s+[0-9a-f]{12}\s+\d+(\.\d)? KB\s+.*ago", row), row
 
     status, out, _ = run("show tiny:1b")
     assert status == 0
@@ -114,6 +115,10 @@ def test_create_list_show_copy_delete(run: Run, tmp_path: Path, tiny_gguf: Path)
     assert (status, out) == (0, "copied 'tiny:1b' to 'team/copy:latest'\n")
     names = [line.split()[0] for line in run("list")[1].splitlines()[1:]]
     assert sorted(names) == ["team/copy:latest", "tiny:1b"]
+    # as `ollama ls PREFIX`: the names that start with it, in any case
+    for prefix, listed in (("TEAM", ["team/copy:latest"]), ("ti", ["tiny:1b"]), ("x", [])):
+        status, out, _ = run(f"list {prefix}")
+        assert status == 0 and [line.split()[0] for line in out.splitlines()[1:]] == listed
 
     status, out, err = run("rm tiny:1b ghost team/copy")
     assert status == 1
@@ -122,6 +127,45 @@ def test_create_list_show_copy_delete(run: Run, tmp_path: Path, tiny_gguf: Path)
     assert run("list")[1].splitlines()[1:] == []
     blobs = Path(tmp_path / "home" / "models" / "blobs")
     assert list(blobs.iterdir()) == []
+
+
+def test_create_without_a_modelfile_takes_the_folder_s_gguf_as_ollama_does(
+    run: Run, tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shutil.copyfile(tiny_gguf, folder / "model.gguf")
+    monkeypatch.chdir(folder)
+    status, out, err = run("create fromdir")
+    assert status == 0, err
+    assert out.splitlines()[-1] == "success"
+    assert "fromdir:latest" in run("list")[1]
+    # a Modelfile there is read, as before
+    (folder / "Modelfile").write_text("FROM ./model.gguf\nSYSTEM Be brief.\n")
+    assert run("create withfile")[0] == 0
+    assert run("show withfile --system")[1] == "Be brief.\n"
+
+
+def test_show_summarises_as_ollama_show_does(run: Run, tmp_path: Path, tiny_gguf: Path) -> None:
+    system = "\nFirst line.\n\n  Second line.\nThird line.\n"
+    status, _, err = create(
+        run, tmp_path, "tiny:s", f'FROM {tiny_gguf}\nSYSTEM """{system}"""\nLICENSE MIT\n'
+    )
+    assert status == 0, err
+    out = run("show tiny:s")[1]
+    sections = [
+        line.strip()
+        for line in out.splitlines()
+        if line.startswith("  ") and not line.startswith("    ")
+    ]
+    assert sections == ["Model", "Capabilities", "System", "License"]
+    # the first two lines that hold something, then "...", as `ollama show` summarises
+    assert "  System\n    First line.\n    Second line.\n    ...\n" in out
+    assert "Metadata" not in out
+    verbose = run("show tiny:s -v")[1]
+    assert "  Metadata" in verbose and "  Tensors" in verbose
+    assert re.search(r"tokenizer\.ggml\.tokens\s+\[t0 t1 \.\.\.\+298 more\]", verbose), verbose
+    assert re.search(r"token_embd\.weight\s+F32\s+\[32, 8\]", verbose), verbose
 
 
 def test_clear_errors(run: Run, tmp_path: Path, tiny_gguf: Path) -> None:
@@ -251,7 +295,7 @@ def test_progress_on_a_terminal_draws_one_line() -> None:
     printer.finish()
     out = io.fetch_output()
     assert out.startswith("pulling manifest\n")
-    assert "\r" in out and "100% ▕" in out and "3 MB/3 MB" in out
+    assert "\r" in out and "100% ▕" in out and "3.1 MB/3.1 MB" in out  # 3 MiB, as Ollama
     assert out.endswith("verifying sha256 digest\n")
 
 

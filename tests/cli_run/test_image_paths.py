@@ -36,3 +36,12 @@ def test_a_path_is_found_after_slashes_that_are_no_path(tmp_path: Path) -> None:
     text, images = images_in(f"(see {cat}) and '{cat}'.")
     assert [name for name, _ in images] == [str(cat), str(cat)]
     assert text == "(see ) and ."
+
+
+def test_a_path_with_escaped_spaces_as_a_terminal_writes_a_dropped_file(tmp_path: Path) -> None:
+    picture = tmp_path / "cat pic (1).png"
+    picture.write_bytes(b"png")
+    escaped = str(picture).replace(" ", "\\ ").replace("(", "\\(").replace(")", "\\)")
+    text, images = images_in(f"{escaped} what is this?")
+    assert images == [(str(picture), b"png")]
+    assert text == "what is this?"

@@ -112,12 +112,17 @@ def test_think_shows_reasoning_apart_and_hidethinking_hides_it(
     power_cli(env, "create", "thinker", "-f", str(modelfile))
     question = "Why is the sky blue?"
 
-    inline = answer_of(run(env, "run", "thinker", question))
-    shown = run(env, "run", "thinker", "--think", question)
-    assert answer_of(shown).splitlines() == ["Thinking...", inline, "...done thinking."]
-    hidden = run(env, "run", "thinker", "--hidethinking", question)
-    assert hidden.returncode == 0, hidden.stderr
-    assert hidden.stdout.strip() == ""
+    # as `ollama run`: a model that thinks shows its reasoning apart unless told otherwise
+    shown = answer_of(run(env, "run", "thinker", question))
+    lines = shown.splitlines()
+    assert lines[0] == "Thinking..." and lines[-1] == "...done thinking." and lines[1], shown
+    # --think alone takes no word of the prompt as its value; =true and a level say the same
+    for flag in ("--think", "--think=true", "--think=high"):
+        assert answer_of(run(env, "run", "thinker", flag, question)) == shown
+    for flag in ("--think=false", "--hidethinking"):  # not asked for / not shown
+        hidden = run(env, "run", "thinker", flag, question)
+        assert hidden.returncode == 0, hidden.stderr
+        assert hidden.stdout.strip() == ""
     # a model that cannot think has no reasoning to hide: it answers, as in `ollama run`
     assert answer_of(run(env, "run", MODEL, "--hidethinking", "Hi", *GREEDY))
 
@@ -133,6 +138,7 @@ def test_think_shows_reasoning_apart_and_hidethinking_hides_it(
         # as the API answers 400; with a prompt or without (the chat), before loading
         (["run", MODEL, "--think", "hi"], '"smollm2:135m" does not support thinking'),
         (["run", MODEL, "--think"], '"smollm2:135m" does not support thinking'),
+        (["run", MODEL, "--think=hard", "hi"], "invalid value for --think: 'hard'"),
     ],
 )
 def test_bad_input_is_one_clear_line(env: dict[str, str], args: list[str], message: str) -> None:
@@ -255,6 +261,18 @@ def test_interactive_chat(chat: pexpect.spawn, env: dict[str, str]) -> None:
     chat.expect_exact("... ")
     assert "Set system message." in command(chat, 'Speak like one."""')
     assert "You are a pirate.\nSpeak like one.\n" in command(chat, "/show system")
+    # as Ollama: nothing to set is the usage, and the system message stays
+    assert "Usage:\n  /set system <message>" in command(chat, "/set system")
+    assert "You are a pirate.\nSpeak like one.\n" in command(chat, "/show system")
+    # a stop list set again is replaced, as Ollama's /set replaces it
+    assert "Set parameter 'stop' to 'foo, bar'" in command(chat, "/set parameter stop foo bar")
+    assert "Set parameter 'stop' to 'baz'" in command(chat, "/set parameter stop baz")
+    assert "Set 'think' mode to 'high'." in command(chat, "/set think high")
+    assert "Invalid think level 'hard'" in command(chat, "/set think hard")
+    assert "Set 'nothink' mode." in command(chat, "/set nothink")
+    assert "Set 'nohistory' mode." in command(chat, "/set nohistory")
+    assert "Set 'nowordwrap' mode." in command(chat, "/set nowordwrap")
+    command(chat, "/set parameter stop <|im_end|>")
 
     # Ctrl-C while a long answer streams stops it and returns to the prompt
     command(chat, "/set parameter num_predict 100000")
@@ -272,6 +290,54 @@ def test_interactive_chat(chat: pexpect.spawn, env: dict[str, str]) -> None:
     chat.expect(pexpect.EOF)
     chat.close()
     assert chat.exitstatus == 0
+
+
+def test_answers_are_wrapped_at_words_in_a_narrow_terminal(env: dict[str, str]) -> None:
+    story = "Tell me a story about a dragon."
+    args = ["--parameter", "temperature=0", "--parameter", "num_predict=60"]
+
+    def answer_in(columns: int, *flags: str) -> str:
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "power_core.cli.application", "run", MODEL, *args, *flags],
+            env=dict(env, TERM="dumb"),
+            encoding="utf-8",
+            timeout=TIMEOUT,
+            dimensions=(40, columns),
+        )
+        try:
+            child.expect_exact(">>> ")
+            return ask(child, story)
+        finally:
+            child.terminate(force=True)
+
+    whole = answer_in(40, "--nowordwrap")
+    wrapped = answer_in(40)
+    # no line past the edge (40 columns, 5 left free, as Ollama leaves them), and only
+    # the line breaks differ: no word is cut
+    assert len(whole.splitlines()) < len(wrapped.splitlines())
+    assert max(len(line) for line in whole.splitlines()) > 35
+    assert max(len(line) for line in wrapped.splitlines()) <= 35
+    assert wrapped.split() == whole.split()
+
+
+def test_an_answer_written_to_a_file_is_never_a_chat(env: dict[str, str]) -> None:
+    # a terminal on stdin and the output redirected: no hidden ">>> " chat, as in Ollama
+    keyboard, terminal = os.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "power_core.cli.application", "run", MODEL],
+            env=env,
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+    finally:
+        os.close(keyboard)
+        os.close(terminal)
+    assert result.returncode == 1
+    assert "the output is not a terminal" in result.stderr and result.stdout == ""
 
 
 def test_a_chat_longer_than_the_context_goes_on(chat: pexpect.spawn) -> None:
@@ -464,6 +530,15 @@ def test_a_model_with_a_projector_reads_the_image_files_a_prompt_names(
     blind = run(env, "run", MODEL, "--prompt", f"What is in '{pictures[0]}'?", *GREEDY)
     assert "Added image" not in blind.stderr
     answer_of(blind)
+    # in the chat, a message may start with the path, escaped as a terminal writes a
+    # dropped file's: a message, not an unknown /command
+    chat = spawn_chat(env, "seeing", *GREEDY)
+    try:
+        escaped = str(pictures[0]).replace(" ", "\\ ")
+        said = command(chat, f"{escaped} what is this?")
+        assert f"Added image '{pictures[0]}'" in said and "Unknown command" not in said
+    finally:
+        chat.terminate(force=True)
 
 
 # ----------------------------------------------------------------------------- embedding models

@@ -27,3 +27,10 @@ def test_help_on_a_command_explains_that_command(asked: str) -> None:
     shown = output_of(asked)
     assert "run [options] [--] <model> [<prompt>...]" in shown
     assert "Available commands:" not in shown
+
+
+@pytest.mark.parametrize(
+    ("alias", "command"), [("ls", "list"), ("rm", "delete"), ("start", "serve")]
+)
+def test_ollama_s_short_names_explain_the_same_commands(alias: str, command: str) -> None:
+    assert output_of(f"help {alias}") == output_of(f"help {command}")

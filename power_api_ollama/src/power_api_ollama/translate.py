@@ -20,6 +20,7 @@ from power_api_ollama.wire import (
 from power_core.errors import InvalidRequest
 from power_core.server.json_body import MAX_JSON_DEPTH, nested_deeper_than
 from power_core.types import (
+    THINK_LEVELS,
     ChatMessage,
     EmbeddingRequest,
     GenerationRequest,
@@ -30,7 +31,6 @@ from power_core.types import (
 )
 
 _ROLES: dict[str, Role] = {name: name for name in get_args(Role)}
-_THINK_LEVELS = ("low", "medium", "high")
 MAX_TOP_LOGPROBS = 20
 
 
@@ -47,14 +47,14 @@ def _format(value: Any) -> ResponseFormat | None:
 def _think(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
-    if value in _THINK_LEVELS:
+    if value in THINK_LEVELS:
         return True
     raise InvalidRequest('\'think\' must be true, false, "low", "medium" or "high"', param="think")
 
 
 def _think_level(value: Any) -> str | None:
     """The level of a ``think`` given as one (checked by :func:`_think`)."""
-    return value if isinstance(value, str) and value in _THINK_LEVELS else None
+    return value if isinstance(value, str) and value in THINK_LEVELS else None
 
 
 def _logprobs(body: dict[str, Any]) -> int | None:

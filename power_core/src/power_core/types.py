@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 FinishReason = Literal["stop", "length", "tool_calls", "cancelled", "error"]
 Role = Literal["system", "developer", "user", "assistant", "tool"]
+#: how hard a model may be asked to think (:attr:`GenerationRequest.think_level`)
+THINK_LEVELS = ("low", "medium", "high")
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from cleo.application import Application
 from cleo.commands.command import Command
@@ -16,8 +16,10 @@ from cleo.exceptions import CleoCommandNotFoundError
 from cleo.io.inputs.argument import Argument
 from cleo.io.inputs.argv_input import ArgvInput
 from cleo.io.inputs.definition import Definition
+from cleo.io.inputs.input import Input
 from cleo.io.inputs.option import Option
 from cleo.io.io import IO
+from cleo.io.outputs.output import Output
 from cleo.loaders.command_loader import CommandLoader
 
 from power_core import __version__
@@ -42,7 +44,7 @@ CORE_COMMANDS: dict[str, str] = {
 }
 
 #: Ollama's short names; each command class also declares its aliases for cleo
-COMMAND_ALIASES: dict[str, str] = {"ls": "list", "rm": "delete"}
+COMMAND_ALIASES: dict[str, str] = {"ls": "list", "rm": "delete", "start": "serve"}
 
 
 def _import_command(target: str) -> Command:
@@ -109,6 +111,20 @@ class PowerHelpCommand(HelpCommand):
         return super().handle()
 
 
+#: options whose value may be left out, as Ollama's ``--think`` (``--think``, ``--think=high``):
+#: alone they mean this value, and never take the next word (a prompt) as theirs
+OPTIONAL_VALUES = {"think": "true"}
+
+
+class PowerArgvInput(ArgvInput):
+    """cleo's command-line parsing, with :data:`OPTIONAL_VALUES`."""
+
+    def _add_long_option(self, name: str, value: Any) -> None:
+        if value is None and name in OPTIONAL_VALUES and self._definition.has_option(name):
+            value = OPTIONAL_VALUES[name]
+        super()._add_long_option(name, value)
+
+
 class PowerApplication(Application):
     """``a3s-power``: with no arguments, ``help``, ``--help`` or ``-h`` it shows the command
     list."""
@@ -117,6 +133,17 @@ class PowerApplication(Application):
         super().__init__("a3s-power", __version__)
         self._default_command = "commands"
         self.set_command_loader(PowerCommandLoader(CORE_COMMANDS))
+
+    def create_io(
+        self,
+        input: Input | None = None,
+        output: Output | None = None,
+        error_output: Output | None = None,
+    ) -> IO:
+        if input is None:
+            input = PowerArgvInput()
+            input.set_stream(sys.stdin)
+        return super().create_io(input, output, error_output)
 
     @property
     def default_commands(self) -> list[Command]:

@@ -14,6 +14,7 @@ from cleo.io.io import IO
 from cleo.io.outputs.output import Type as OutputType
 
 from power_core.cli.image_paths import images_in
+from power_core.cli.word_wrap import terminal_width, wrapped_writer
 from power_core.errors import InvalidRequest
 from power_core.models import ResolvedModel
 from power_core.types import (
@@ -107,25 +108,36 @@ class SessionOptions:
     system: str | None = None
     response_format: ResponseFormat | None = None
     keep_alive: float | None = None
-    #: ``None`` leaves reasoning inline, ``True`` separates it, ``False`` drops it
+    #: ``None`` leaves reasoning inline, ``True`` separates it, ``False`` drops it; a model
+    #: that thinks separates it unless told otherwise (see :meth:`fit_to`)
     think: bool | None = None
     #: ``think`` was asked for (``--think``, ``/set think``), not implied by ``--hidethinking``
+    #: or by the model
     think_asked: bool = False
+    #: how hard to think (``low``, ``medium``, ``high``), for the templates that read it
+    think_level: str | None = None
     hide_thinking: bool = False
     verbose: bool = False
+    #: wrap answers at words in a terminal, as ``ollama run`` does (``--nowordwrap``)
+    word_wrap: bool = True
 
-    def set_parameter(self, name: str, values: list[str]) -> Any:
-        """Parse and store one parameter; ``stop`` values add up. Returns the stored value."""
+    def set_parameter(self, name: str, values: list[str], *, add: bool = False) -> Any:
+        """Parse and store one parameter, replacing its value (with ``add``, ``stop``
+        strings join those set before). Returns the stored value."""
         value = parse_parameter(name, values)
-        if name == "stop":
+        if name == "stop" and add:
             value = [*self.parameters.get("stop", []), *value]
         self.parameters[name] = value
         return value
 
     def fit_to(self, model: ResolvedModel) -> None:
-        """``--hidethinking`` alone on a model that cannot think has nothing to hide, as in
-        ``ollama run``; a ``think`` asked for stays, for the model to refuse."""
-        if self.think and not self.think_asked and not model.can_think():
+        """As ``ollama run`` decides: a model that thinks has its reasoning shown apart
+        unless told otherwise; ``--hidethinking`` alone on one that cannot think has nothing
+        to hide (nor does a think the model implied); a ``think`` asked for stays, for the
+        model to refuse."""
+        if self.think is None and model.can_think():
+            self.think = True
+        elif self.think and not self.think_asked and not model.can_think():
             self.think = None
 
     def request(self, model: str, messages: list[ChatMessage]) -> GenerationRequest:
@@ -159,6 +171,7 @@ class SessionOptions:
             keep_alive=self.keep_alive,
             response_format=self.response_format,
             think=self.think,
+            think_level=self.think_level if self.think else None,
             # a long chat goes on, as in `ollama run` (num_predict -2: until the context is full)
             fit_history=True,
             shift_context=self.parameters.get("num_predict") != -2,
@@ -257,30 +270,38 @@ class ChatSession:
         return answer
 
     def _stream_into(self, stream: GenerationStream, answer: Answer) -> bool:
-        """Write events as they come; True when the last thing written ended a line."""
+        """Write events as they come (wrapped at words in a terminal, unless the session
+        says not to); True when the last thing written ended a line."""
         show_thinking = not self.options.hide_thinking
+        columns = terminal_width() if self.options.word_wrap else None
+        feed, finish = wrapped_writer(self.write, columns)
         thinking_open = False
         last = "\n"
-        for event in stream:
-            if isinstance(event, ThinkingDelta):
-                answer.thinking += event.text
-                if show_thinking and event.text:
-                    if not thinking_open:
-                        self.write("Thinking...\n")
-                        thinking_open = True
-                    self.write(event.text)
-                    last = event.text
-            elif isinstance(event, TextDelta):
-                if thinking_open:
-                    self.write("\n...done thinking.\n\n")
-                    thinking_open = False
-                    last = "\n"
-                if event.text:
-                    answer.text += event.text
-                    self.write(event.text)
-                    last = event.text
-            elif isinstance(event, GenerationDone):
-                answer.usage = event.usage
+        try:
+            for event in stream:
+                if isinstance(event, ThinkingDelta):
+                    answer.thinking += event.text
+                    if show_thinking and event.text:
+                        if not thinking_open:
+                            self.write("Thinking...\n")
+                            thinking_open = True
+                        feed(event.text)
+                        last = event.text
+                elif isinstance(event, TextDelta):
+                    if thinking_open:
+                        finish()
+                        self.write("\n...done thinking.\n\n")
+                        feed, finish = wrapped_writer(self.write, columns)  # a fresh line
+                        thinking_open = False
+                        last = "\n"
+                    if event.text:
+                        answer.text += event.text
+                        feed(event.text)
+                        last = event.text
+                elif isinstance(event, GenerationDone):
+                    answer.usage = event.usage
+        finally:
+            finish()  # the word still held, even when Ctrl-C stops the answer
         if thinking_open:
             self.write("\n...done thinking.\n")
             last = "\n"

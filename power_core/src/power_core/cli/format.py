@@ -7,41 +7,50 @@ from datetime import datetime
 
 from power_core.models import ModelSummary
 
-_SPANS = (
-    (60.0, "second", 1.0),
-    (3600.0, "minute", 60.0),
-    (86400.0, "hour", 3600.0),
-    (86400.0 * 30, "day", 86400.0),
-    (86400.0 * 365, "month", 86400.0 * 30),
-    (float("inf"), "year", 86400.0 * 365),
-)
-
 
 def human_size(size: int) -> str:
-    """``98 MB``, ``1.2 GB`` (decimal units, like Ollama)."""
+    """A size as Ollama prints one: decimal units, whole from 10 up (``98 MB``, ``42 GB``),
+    one decimal below when there is one (``1.5 MB``, ``2 KB``)."""
     value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit in {"B", "KB", "MB"} else f"{value:.1f} {unit}"
+    unit = "B"
+    for larger in ("KB", "MB", "GB", "TB"):
+        if value < 1000:
+            break
         value /= 1000
-    return f"{size} B"
+        unit = larger
+    if unit == "B" or value >= 10 or value == int(value):
+        return f"{int(value)} {unit}"
+    return f"{value:.1f} {unit}"
 
 
 def _span(seconds: float) -> str:
-    seconds = abs(seconds)
-    _limit, name, div = next(span for span in _SPANS if seconds < span[0])
-    count = int(seconds // div)
-    if count == 1:
-        return f"About an {name}" if name == "hour" else f"1 {name}"
-    return f"{count} {name}s"
+    """A duration as Ollama words one: ``About a minute``, ``30 hours``, ``2 weeks``."""
+    whole = int(seconds)
+    if whole < 1:
+        return "Less than a second"
+    if whole < 60:
+        return "1 second" if whole == 1 else f"{whole} seconds"
+    minutes = whole // 60
+    if minutes < 60:
+        return "About a minute" if minutes == 1 else f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)  # rounded half up, as Go rounds
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    for limit, hours_each, name in (
+        (24 * 7 * 2, 24, "days"),
+        (24 * 30 * 2, 24 * 7, "weeks"),
+        (24 * 365 * 2, 24 * 30, "months"),
+    ):
+        if hours < limit:
+            return f"{hours // hours_each} {name}"
+    return f"{whole // 3600 // 24 // 365} years"
 
 
 def human_ago(when: datetime, now: datetime) -> str:
     """``2 minutes ago``, ``Less than a second ago``."""
-    seconds = (now - when).total_seconds()
-    if seconds < 1:
-        return "Less than a second ago"
-    return f"{_span(seconds)} ago"
+    return f"{_span((now - when).total_seconds())} ago"
 
 
 def human_until(when: datetime, now: datetime) -> str:

@@ -1,6 +1,6 @@
-"""Images named in a chat message, as ``ollama run`` finds them for a model that reads images:
-a path to an existing image file (``./cat.png``, ``/tmp/a b.jpg`` quoted, ``~/x.webp``) is
-read and taken out of the text."""
+r"""Images named in a chat message, as ``ollama run`` finds them for a model that reads images:
+a path to an existing image file (``./cat.png``, ``/tmp/a b.jpg`` quoted or ``/tmp/a\ b.jpg``
+escaped, ``~/x.webp``) is read and taken out of the text."""
 
 from __future__ import annotations
 
@@ -13,9 +13,13 @@ _EXTENSIONS = r"\.(?:png|jpe?g|gif|bmp|webp)"
 #: so a long line is read in linear time)
 _IMAGE_PATH = re.compile(
     rf"""(?P<quote>['"])(?P<quoted>(?:~|\.{{1,2}})?/[^'"\n]*?{_EXTENSIONS})(?P=quote)"""
-    rf"""|(?<!\S)(?P<bare>(?:~|\.{{1,2}})?/[^\s'"]*?{_EXTENSIONS})(?=[\s,;:!?)\]]|\.?$|\.\s)""",
+    rf"""|(?<!\S)(?P<bare>(?:~|\.{{1,2}})?/(?:[^\s'"\\]|\\.)*?{_EXTENSIONS})"""
+    rf"""(?=[\s,;:!?)\]]|\.?$|\.\s)""",
     re.IGNORECASE,
 )
+#: a character escaped with a backslash, as a terminal writes a dropped file's path
+#: (``cat\ pic.png``)
+_ESCAPED = re.compile(r"\\(.)")
 
 
 def images_in(message: str) -> tuple[str, list[tuple[str, bytes]]]:
@@ -24,7 +28,7 @@ def images_in(message: str) -> tuple[str, list[tuple[str, bytes]]]:
     images: list[tuple[str, bytes]] = []
 
     def take(match: re.Match[str]) -> str:
-        name = match.group("quoted") or match.group("bare")
+        name = match.group("quoted") or _ESCAPED.sub(r"\1", match.group("bare"))
         path = Path(name).expanduser()
         if not path.is_file():
             return match.group(0)

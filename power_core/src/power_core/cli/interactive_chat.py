@@ -15,10 +15,11 @@ from cleo.io.outputs.output import Type as OutputType
 
 from power_core.cli.chat_session import PARAMETERS, ChatSession, model_info, usage_lines
 from power_core.cli.format import models_table
+from power_core.cli.image_paths import images_in
 from power_core.errors import InvalidModelName, InvalidRequest, PowerError
 from power_core.modelfile import format_parameter_value
 from power_core.models import ResolvedModel
-from power_core.types import ResponseFormat
+from power_core.types import THINK_LEVELS, ResponseFormat
 
 if TYPE_CHECKING:
     from power_core.library import ModelLibrary
@@ -43,8 +44,12 @@ Available Commands:
   /set system <string>   Set system message
   /set format json       Enable JSON mode
   /set noformat          Disable formatting
-  /set think             Separate the model's reasoning from its answer
-  /set nothink           Drop the model's reasoning
+  /set think [level]     Show the model's reasoning apart (level: low, medium, high)
+  /set nothink           Ask the model not to think (its reasoning is dropped)
+  /set wordwrap          Wrap answers at words
+  /set nowordwrap        Don't wrap answers
+  /set history           Remember what you type in the history
+  /set nohistory         Stop remembering it
   /set verbose           Show statistics after each answer
   /set quiet             Hide statistics
 """
@@ -199,6 +204,8 @@ class InteractiveChat:
             self._save(words[1:])
         elif name == "/list":
             self.say("".join(f"{row}\n" for row in models_table(self.library.list_models())))
+        elif "vision" in self.model.capabilities and images_in(line)[1]:
+            self._ask(line)  # a message that starts with an image's path, as Ollama takes it
         else:
             self.say(f"Unknown command '{name}'. Type /? for help\n")
         return True
@@ -247,8 +254,11 @@ class InteractiveChat:
             text = argument_text.strip()
             if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
                 text = text[1:-1]
-            options.system = text or None
-            self.say("Set system message.\n" if text else "Cleared system message.\n")
+            if not text:  # as Ollama: nothing to set (the model's own system message stays)
+                self.say('Usage:\n  /set system <message>  or  /set system """<message>"""\n')
+                return
+            options.system = text
+            self.say("Set system message.\n")
         elif what in ("verbose", "quiet"):
             options.verbose = what == "verbose"
             self.say(f"Set '{what}' mode.\n")
@@ -261,8 +271,23 @@ class InteractiveChat:
         elif what == "noformat":
             options.response_format = None
             self.say("Disabled format.\n")
-        elif what in ("think", "nothink"):
-            options.think = options.think_asked = what == "think"
+        elif what == "think":
+            level = argument_text.strip().lower() or None
+            if level is not None and level not in THINK_LEVELS:
+                self.say(f"Invalid think level '{level}': use {', '.join(THINK_LEVELS)}\n")
+                return
+            options.think = options.think_asked = True
+            options.think_level = level
+            self.say(f"Set 'think' mode to '{level}'.\n" if level else "Set 'think' mode.\n")
+        elif what == "nothink":
+            options.think, options.think_asked, options.think_level = False, True, None
+            self.say("Set 'nothink' mode.\n")
+        elif what in ("wordwrap", "nowordwrap"):
+            options.word_wrap = what == "wordwrap"
+            self.say(f"Set '{what}' mode.\n")
+        elif what in ("history", "nohistory"):
+            if self.readline is not None:
+                self.readline.set_auto_history(what == "history")
             self.say(f"Set '{what}' mode.\n")
         elif not what:
             self.say(SET_HELP)

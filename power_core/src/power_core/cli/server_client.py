@@ -13,6 +13,14 @@ class ServerNotRunning(PowerError):
     """No server answers at the configured address."""
 
 
+class ServerRefused(PowerError):
+    """The server answered with an error; ``status`` is its HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def server_url(settings: Settings) -> str:
     host = "127.0.0.1" if settings.host in {"0.0.0.0", "::", ""} else settings.host
     return f"{settings.scheme}://{url_host(host)}:{settings.port}"
@@ -50,7 +58,9 @@ def call_server(
         body = {}
     if response.status_code >= 400:
         message = body.get("error") if isinstance(body, dict) else None
-        raise PowerError(str(message or f"server answered {response.status_code}"))
+        raise ServerRefused(
+            str(message or f"server answered {response.status_code}"), response.status_code
+        )
     return body
 
 

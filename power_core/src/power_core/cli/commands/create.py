@@ -22,7 +22,13 @@ class CreateCommand(PowerCommand):
     description = "Create a model from a Modelfile (FROM a GGUF file or an existing model)."
     arguments: ClassVar[list[Argument]] = [argument("model", description="Name of the new model")]
     options: ClassVar[list[Option]] = [
-        option("file", "f", "Path to the Modelfile", flag=False, default="Modelfile"),
+        option(
+            "file",
+            "f",
+            "Path to the Modelfile (default: ./Modelfile; without one, the model is made "
+            "FROM the GGUF in the current folder, as `ollama create` makes it)",
+            flag=False,
+        ),
         option(
             "quantize",
             "q",
@@ -32,18 +38,10 @@ class CreateCommand(PowerCommand):
     ]
 
     def handle(self) -> int:
-        path = Path(self.option("file")).expanduser()
-        try:
-            with open(path, "rb") as handle:
-                raw = handle.read(MAX_MODELFILE_BYTES + 1)
-        except OSError as exc:
-            raise InvalidRequest(f"cannot read Modelfile {path}: {exc.strerror or exc}") from exc
-        if len(raw) > MAX_MODELFILE_BYTES:
-            raise InvalidRequest(f"{path} is too large to be a Modelfile")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidRequest(f"{path} is not UTF-8 text") from exc
+        given = self.option("file")
+        path = Path(given or "Modelfile").expanduser()
+        # as Ollama, without a Modelfile the folder's GGUF (and projector) is the model
+        text = "FROM .\n" if given is None and not path.exists() else self._read(path)
         printer = ProgressPrinter(self.io)
         try:
             self.library.create_from_modelfile(
@@ -56,3 +54,17 @@ class CreateCommand(PowerCommand):
         finally:
             printer.finish()
         return 0
+
+    @staticmethod
+    def _read(path: Path) -> str:
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_MODELFILE_BYTES + 1)
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read Modelfile {path}: {exc.strerror or exc}") from exc
+        if len(raw) > MAX_MODELFILE_BYTES:
+            raise InvalidRequest(f"{path} is too large to be a Modelfile")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"{path} is not UTF-8 text") from exc

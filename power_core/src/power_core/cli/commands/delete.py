@@ -9,7 +9,12 @@ from cleo.helpers import argument
 from cleo.io.inputs.argument import Argument
 
 from power_core.cli.base import PowerCommand
+from power_core.cli.server_client import ServerNotRunning, ServerRefused, call_server
 from power_core.errors import PowerError
+
+#: seconds to wait for the server's unload: one waits for the requests on the model to end,
+#: and goes on without us after this
+UNLOAD_WAIT = 5.0
 
 
 class DeleteCommand(PowerCommand):
@@ -30,5 +35,19 @@ class DeleteCommand(PowerCommand):
                 self.line_error(f"<error>Error: {Formatter.escape(exc.message)}</error>")
                 status = 1
                 continue
+            self._unload_from_server(name)
             self.line(f"deleted '{name}'")
         return status
+
+    def _unload_from_server(self, name: str) -> None:
+        """As ``ollama rm`` does: a running server that has the model loaded unloads it
+        (once the requests it is answering end), rather than keep a model that is gone."""
+        try:
+            call_server(self.settings, "POST", "/power/unload", {"model": name}, wait=UNLOAD_WAIT)
+        except ServerNotRunning:
+            return  # nothing loaded anywhere
+        except ServerRefused as exc:
+            if exc.status != 404:  # 404: the server never had it loaded
+                self.line_error(f"Warning: unable to stop model '{name}': {exc.message}")
+        except PowerError:
+            return  # still answering a request on it: the model goes when that ends

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import ClassVar
+
+from cleo.helpers import argument
+from cleo.io.inputs.argument import Argument
 
 from power_core.cli.base import PowerCommand
 from power_core.cli.format import human_size, human_until
@@ -12,12 +16,18 @@ from power_core.cli.server_client import call_server
 class PsCommand(PowerCommand):
     name = "ps"
     description = "List the models loaded in the running server."
+    arguments: ClassVar[list[Argument]] = [
+        argument("prefix", "Only the models whose name starts with this.", optional=True)
+    ]
 
     def handle(self) -> int:
         body = call_server(self.settings, "GET", "/power/loaded")
         rows = [["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]]
         now = datetime.now(UTC)
+        prefix = self.argument("prefix") or ""
         for model in body.get("models", []):
+            if not model["name"].startswith(prefix):
+                continue
             expires = model.get("expires_at")
             until = human_until(datetime.fromisoformat(expires), now) if expires else "Forever"
             rows.append(

@@ -24,7 +24,7 @@ from power_core.cli.interactive_chat import InteractiveChat, valid_text
 from power_core.config import parse_duration
 from power_core.errors import InvalidRequest, ModelNotFound
 from power_core.models import ResolvedModel
-from power_core.types import EmbeddingRequest, ResponseFormat
+from power_core.types import THINK_LEVELS, EmbeddingRequest, ResponseFormat
 
 
 class RunCommand(PowerCommand):
@@ -51,8 +51,23 @@ class RunCommand(PowerCommand):
             flag=False,
             multiple=True,
         ),
-        option("think", None, "Show the model's reasoning apart from its answer.", flag=True),
+        option(
+            "think",
+            None,
+            "Show the model's reasoning apart from its answer (the default for a model "
+            "that thinks); --think=false asks it not to think, --think=low|medium|high how "
+            "hard.",
+            flag=False,
+        ),
         option("hidethinking", None, "Hide the model's reasoning.", flag=True),
+        option("nowordwrap", None, "Don't wrap answers at words in the terminal.", flag=True),
+        option(
+            "insecure",
+            None,
+            "Pull a missing model from a registry over plain HTTP or without checking its "
+            "TLS certificate.",
+            flag=True,
+        ),
         option(
             "truncate",
             None,
@@ -121,7 +136,7 @@ class RunCommand(PowerCommand):
             with contextlib.ExitStack() as stack:
                 printer = ProgressPrinter(IO(self.io.input, errors, errors))
                 stack.callback(printer.finish)
-                library.pull(name, progress=printer)
+                library.pull(name, progress=printer, insecure=bool(self.option("insecure")))
             return library.resolve(name)
 
     def _session_options(self) -> SessionOptions:
@@ -131,7 +146,8 @@ class RunCommand(PowerCommand):
             if not sep:
                 raise InvalidRequest(f"--parameter must be NAME=VALUE, got '{item}'")
             try:
-                options.set_parameter(name.strip(), [value])
+                # repeated --parameter stop=... flags add up
+                options.set_parameter(name.strip(), [value], add=True)
             except InvalidRequest as exc:
                 raise InvalidRequest(f"--parameter: {exc.message}") from None
         options.response_format = _response_format(self.option("format"))
@@ -141,10 +157,14 @@ class RunCommand(PowerCommand):
                 options.keep_alive = parse_duration(keepalive)
             except ValueError as exc:
                 raise InvalidRequest(f"--keepalive: {exc}") from None
-        if self.option("think") or self.option("hidethinking"):
+        think = _think(self.option("think"))
+        if think is not None:
+            options.think, options.think_level = think
+            options.think_asked = True
+        if self.option("hidethinking") and options.think is None:
             options.think = True
-        options.think_asked = bool(self.option("think"))
         options.hide_thinking = bool(self.option("hidethinking"))
+        options.word_wrap = not self.option("nowordwrap")
         return options
 
     def _one_shot_prompt(self) -> str | None:
@@ -162,6 +182,13 @@ class RunCommand(PowerCommand):
         if self.option("prompt") is not None:
             parts.append(self.option("prompt"))
         parts.extend(self.argument("prompt"))
+        if not parts and not sys.stdout.isatty():
+            # as `ollama run`: an answer written to a file or a pipe is never a chat (its
+            # ">>> " prompts would go there, unseen)
+            raise InvalidRequest(
+                "no prompt, and the output is not a terminal: give one with --prompt, as "
+                "words after the model name, or on stdin"
+            )
         if not parts:
             return None
         prompt = valid_text(" ".join(part for part in parts if part.strip()))
@@ -171,6 +198,22 @@ class RunCommand(PowerCommand):
                 "or on stdin"
             )
         return prompt
+
+
+def _think(value: str | None) -> tuple[bool, str | None] | None:
+    """``--think``'s value as Ollama reads it: whether to think, and how hard."""
+    if value is None:
+        return None
+    word = value.lower()
+    if word in ("true", ""):
+        return True, None
+    if word == "false":
+        return False, None
+    if word in THINK_LEVELS:
+        return True, word
+    raise InvalidRequest(
+        f"invalid value for --think: '{value}' (true, false, {', '.join(THINK_LEVELS)})"
+    )
 
 
 def _truncate(value: str | None) -> bool:

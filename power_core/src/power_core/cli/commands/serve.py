@@ -13,6 +13,7 @@ from power_core.cli.base import PowerCommand
 
 class ServeCommand(PowerCommand):
     name = "serve"
+    aliases: ClassVar[list[str]] = ["start"]  # as Ollama's
     description = "Start the A3S Power HTTP server (Ollama API under /api, OpenAI under /v1)."
     options: ClassVar[list[Option]] = [
         Option("host", description="Address to listen on.", flag=False, requires_value=True),

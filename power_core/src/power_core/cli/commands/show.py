@@ -60,8 +60,9 @@ class ShowCommand(PowerCommand):
         chosen = [part for part in _PARTS if self.option(part)]
         if len(chosen) > 1:
             raise InvalidRequest("choose only one of --" + ", --".join(chosen))
-        # -v (cleo's global verbosity) with --json includes large arrays (the vocabulary)
-        verbose = self.io.is_verbose() and chosen == ["json"]
+        # -v (cleo's global verbosity), as `ollama show -v`: with --json the large arrays
+        # (the vocabulary), without a part the metadata and tensors too
+        verbose = self.io.is_verbose() and chosen in (["json"], [])
         description = self.library.describe(self.argument("model"), verbose=verbose)
         model = description.model
         part = chosen[0] if chosen else None
@@ -78,12 +79,13 @@ class ShowCommand(PowerCommand):
         elif part == "system":
             text = model.system or ""
         else:
-            text = self._summary(description)
+            text = self._summary(description, verbose)
         self.io.write_line(Formatter.escape(text.rstrip("\n")))
         return 0
 
     @staticmethod
-    def _summary(description: ModelDescription) -> str:
+    def _summary(description: ModelDescription, verbose: bool) -> str:
+        """The sections ``ollama show`` prints, in its order."""
         model = description.model
         info = description.model_info
         arch = model.details.family or str(info.get("general.architecture", ""))
@@ -96,21 +98,49 @@ class ShowCommand(PowerCommand):
         ]
         out = ["  Model"]
         out += [f"    {key:<20}{value}" for key, value in rows if value]
+        out += ["", "  Capabilities"]
+        out += [f"    {capability}" for capability in model.capabilities]
         if description.projector_info is not None:
             out += ["", "  Projector"]
             out += [f"    {key:<20}{value}" for key, value in _projector_rows(description) if value]
-        out += ["", "  Capabilities"]
-        out += [f"    {capability}" for capability in model.capabilities]
         if description.parameters_text:
             out += ["", "  Parameters"]
             out += [f"    {line}" for line in description.parameters_text.splitlines()]
-        if model.system:
-            out += ["", "  System"]
-            out += [f"    {line}" for line in model.system.splitlines()[:5]]
-        if model.license:
-            out += ["", "  License"]
-            out += [f"    {line}" for line in model.license.strip().splitlines()[:2]]
+        if verbose:
+            out += ["", "  Metadata"]
+            out += [f"    {key:<40}{_metadata_value(value)}" for key, value in sorted(info.items())]
+            out += ["", "  Tensors"]
+            out += [
+                f"    {name:<40}{kind:<8}{list(shape)}" for name, kind, shape in description.tensors
+            ]
+        for title, text in (("System", model.system), ("License", model.license)):
+            if text:
+                out += ["", f"  {title}", *[f"    {line}" for line in _head(text, 2)]]
         return "\n".join(out) + "\n"
+
+
+def _head(text: str, count: int) -> list[str]:
+    """The first ``count`` lines of ``text`` that hold something, and ``...`` when there is
+    more, as ``ollama show`` summarises a system message or a license."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[:count] + (["..."] if len(lines) > count else [])
+
+
+def _metadata_value(value: Any) -> str:
+    """A metadata value in a column, as ``ollama show -v`` prints one: a long array cut to
+    what fits in about ten characters, and how many more it holds."""
+    if not isinstance(value, list):
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    shown: list[str] = []
+    width = 1
+    for item in value:
+        added = len(str(item)) + (2 if shown else 0)
+        if shown and width + added > 10:
+            break
+        shown.append(str(item))
+        width += added
+    rest = len(value) - len(shown)
+    return "[" + " ".join(shown) + (f" ...+{rest} more]" if rest else "]")
 
 
 def _projector_rows(description: ModelDescription) -> list[tuple[str, str]]:
