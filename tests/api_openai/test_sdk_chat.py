@@ -192,6 +192,30 @@ def test_logprobs_with_top_alternatives(client: OpenAI) -> None:
         assert token.top_logprobs[0].logprob == pytest.approx(token.logprob)
 
 
+def test_logprob_bytes_of_tokens_that_split_a_character(client: OpenAI) -> None:
+    # SmolLM2 writes a Chinese character in several tokens: each token's (and each
+    # alternative's) bytes are its own, which its text (a replacement character) cannot show
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Say hello in Chinese characters."}],
+        temperature=0,
+        max_tokens=8,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    choice = reply.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    content = choice.logprobs.content
+    joined = b"".join(bytes(token.bytes or []) for token in content)
+    assert joined.decode("utf-8", "ignore") == choice.message.content
+    partial = [t for t in content if t.token == "\ufffd"]
+    assert partial, "expected tokens that hold part of a character"
+    for token in content:
+        assert token.top_logprobs[0].bytes == token.bytes  # greedy: the chosen one leads
+    for token in partial:
+        assert all(alt.bytes != [0xEF, 0xBF, 0xBD] for alt in token.top_logprobs)
+
+
 def test_logit_bias_bans_and_forces_tokens(client: OpenAI, token_id: TokenId) -> None:
     plain = client.chat.completions.create(
         model=MODEL, messages=HI, temperature=0, max_tokens=1, logprobs=True

@@ -30,8 +30,8 @@ def logprob_json(entry: TokenLogprob) -> dict[str, Any]:
     }
     if entry.top:
         payload["top_logprobs"] = [
-            {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
-            for token, logprob in entry.top
+            {"token": token, "logprob": logprob, "bytes": raw}
+            for token, logprob, raw in entry.alternatives()
         ]
     return payload
 

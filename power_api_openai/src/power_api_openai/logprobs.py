@@ -15,8 +15,8 @@ def chat_token_logprobs(tokens: list[TokenLogprob]) -> list[dict[str, Any]]:
             "logprob": item.logprob,
             "bytes": list(item.bytes),
             "top_logprobs": [
-                {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
-                for token, logprob in item.top
+                {"token": token, "logprob": logprob, "bytes": raw}
+                for token, logprob, raw in item.alternatives()
             ],
         }
         for item in tokens

@@ -24,17 +24,22 @@ def token_logprob(ctx: Any, index: int, token: int, top: int, vocab: Vocabulary)
     peak = float(logits.max())
     log_norm = peak + float(np.log(np.exp(logits - peak).sum()))
     piece = vocab.piece(token)
+    pieces: list[bytes] = []
     alternatives: list[tuple[str, float]] = []
     if top > 0:
         k = min(top, vocab.n_vocab)
         best = np.argpartition(logits, -k)[-k:]
         best = best[np.argsort(logits[best])[::-1]]
-        alternatives = [(_text(vocab.piece(int(t))), float(logits[t]) - log_norm) for t in best]
+        pieces = [vocab.piece(int(t)) for t in best]
+        alternatives = [
+            (_text(p), float(logits[t]) - log_norm) for p, t in zip(pieces, best, strict=True)
+        ]
     return TokenLogprob(
         token=_text(piece),
         logprob=float(logits[token]) - log_norm,
         bytes=list(piece),
         top=alternatives,
+        top_bytes=[list(p) for p in pieces],
     )
 
 

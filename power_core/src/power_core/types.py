@@ -189,6 +189,15 @@ class TokenLogprob:
     logprob: float
     bytes: list[int]
     top: list[tuple[str, float]] = field(default_factory=list)
+    #: the bytes of each alternative in ``top``, where the backend gives them (a token may
+    #: hold part of a character, which its text cannot show)
+    top_bytes: list[list[int]] | None = None
+
+    def alternatives(self) -> list[tuple[str, float, list[int]]]:
+        """``top`` with each alternative's bytes (its text's, where the backend gave none)."""
+        if self.top_bytes is not None:
+            return [(t, p, b) for (t, p), b in zip(self.top, self.top_bytes, strict=True)]
+        return [(token, logprob, list(token.encode("utf-8"))) for token, logprob in self.top]
 
 
 # ----------------------------------------------------------------------------- engine events
