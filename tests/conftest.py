@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -241,16 +242,24 @@ def seeing_model(
     return create_seeing_model(power_server.url, model_path, folder, "seeing:latest")
 
 
-@pytest.fixture(scope="module")
-def tools_model(power_server: PowerServer) -> Iterator[str]:
-    """The test model under a template that shows it tools, created through the Ollama
-    API and deleted after the module."""
-    name = "test-tools:1"
+@contextmanager
+def model_with_template(server: PowerServer, name: str, template: str) -> Iterator[str]:
+    """The test model under another chat template, as ``name``: created through the Ollama
+    API, deleted afterwards."""
     created = requests.post(
-        power_server.url + "/api/create",
-        json={"model": name, "from": TEST_MODEL_NAME, "template": TOOLS_TEMPLATE, "stream": False},
+        server.url + "/api/create",
+        json={"model": name, "from": TEST_MODEL_NAME, "template": template, "stream": False},
         timeout=120,
     )
     assert created.status_code == 200, created.text
-    yield name
-    requests.delete(power_server.url + "/api/delete", json={"model": name}, timeout=60)
+    try:
+        yield name
+    finally:
+        requests.delete(server.url + "/api/delete", json={"model": name}, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def tools_model(power_server: PowerServer) -> Iterator[str]:
+    """The test model under a template that shows it tools, for the module."""
+    with model_with_template(power_server, "test-tools:1", TOOLS_TEMPLATE) as name:
+        yield name

@@ -12,7 +12,7 @@ from openai import OpenAI
 from pydantic import BaseModel
 
 from api_openai.wire_reading import MODEL, TokenId
-from conftest import PowerServer, power_cli
+from conftest import PowerServer, model_with_template, power_cli
 
 pytestmark = pytest.mark.model
 
@@ -351,6 +351,70 @@ def test_tools_and_a_response_format_leave_the_model_the_choice(
     )
     assert answered.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(answered.choices[0].message.content or "")["zq"], int)
+
+
+def test_allowed_tools_limit_the_calls_to_the_tools_they_list(client: OpenAI) -> None:
+    # the weather question, but only the clock may be called: a required call is the clock's
+    allowed: Any = {
+        "type": "allowed_tools",
+        "allowed_tools": {
+            "mode": "required",
+            "tools": [{"type": "function", "function": {"name": "get_time"}}],
+        },
+    }
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[WEATHER_TOOL, TIME_TOOL],  # type: ignore[list-item]
+        tool_choice=allowed,
+        temperature=0,
+        max_tokens=40,
+    )
+    calls = reply.choices[0].message.tool_calls or []
+    assert calls and {call.function.name for call in calls} == {"get_time"}
+    unknown = {
+        **allowed,
+        "allowed_tools": {
+            "mode": "auto",
+            "tools": [{"type": "function", "function": {"name": "nope"}}],
+        },
+    }
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=HI,  # type: ignore[arg-type]
+            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tool_choice=unknown,
+        )
+    assert "'nope'" in str(caught.value) and caught.value.body["param"] == "tool_choice"  # type: ignore[index]
+
+
+def test_usage_counts_the_reasoning_tokens(client: OpenAI, power_server: PowerServer) -> None:
+    # a template whose prompt opens <think>: the whole (short) answer is reasoning
+    template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}<|im_start|>assistant\n<think>\n"
+    )
+    with model_with_template(power_server, "openai-test-thinker:1", template) as name:
+        reply = client.chat.completions.create(
+            model=name, messages=HI, temperature=0, max_completion_tokens=12
+        )
+        usage = reply.usage
+        assert usage is not None and usage.completion_tokens_details is not None
+        reasoning = usage.completion_tokens_details.reasoning_tokens
+        assert reasoning and 10 <= reasoning <= 12 == usage.completion_tokens
+        response = client.responses.create(
+            model=name, input="Say hello.", temperature=0, max_output_tokens=12
+        )
+        assert response.usage is not None
+        # the Responses API's count (of its own answer: the same prompt, read from the cache)
+        assert 10 <= response.usage.output_tokens_details.reasoning_tokens <= 12
+        # an answer without reasoning counts none
+        plain = client.chat.completions.create(
+            model=MODEL, messages=HI, temperature=0, max_completion_tokens=4
+        )
+        assert plain.usage and plain.usage.completion_tokens_details
+        assert plain.usage.completion_tokens_details.reasoning_tokens == 0
 
 
 def test_named_tool_choice_streams_through_the_sdk_helper(client: OpenAI) -> None:

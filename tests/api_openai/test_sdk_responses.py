@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from api_openai import test_sdk_chat as chat_tools
 from api_openai.wire_reading import MODEL, NO_EOS, assert_error_shape
-from conftest import PowerServer
+from conftest import PowerServer, model_with_template
 
 pytestmark = pytest.mark.model
 
@@ -239,6 +239,24 @@ def test_named_function_streams_through_the_sdk_helper(client: OpenAI) -> None:
     assert json.loads(call.arguments)["timezone"] in ("UTC", "CET")
     assert "response.function_call_arguments.delta" in kinds
     assert "response.function_call_arguments.done" in kinds
+
+
+def test_allowed_tools_limit_the_calls_to_the_tools_they_list(client: OpenAI) -> None:
+    allowed: Any = {
+        "type": "allowed_tools",
+        "mode": "required",
+        "tools": [{"type": "function", "name": "get_time"}],
+    }
+    response = client.responses.create(
+        model=MODEL,
+        input="What is the weather in Paris?",
+        tools=[WEATHER_TOOL, TIME_TOOL],  # type: ignore[list-item]
+        tool_choice=allowed,
+        temperature=0,
+        max_output_tokens=40,
+    )
+    names = {item.name for item in response.output if item.type == "function_call"}
+    assert names == {"get_time"}
 
 
 def test_instructions_and_input_items_make_the_prompt_chat_makes(client: OpenAI) -> None:
@@ -615,13 +633,7 @@ def test_a_thinking_models_reasoning_is_a_reasoning_item(
     client: OpenAI, power_server: PowerServer
 ) -> None:
     # a template that opens <think> makes every model a "thinking" one
-    created = requests.post(
-        power_server.url + "/api/create",
-        json={"model": THINKER, "from": MODEL, "template": THINKING_TEMPLATE, "stream": False},
-        timeout=120,
-    )
-    assert created.status_code == 200, created.text
-    try:
+    with model_with_template(power_server, THINKER, THINKING_TEMPLATE):
         reply = client.responses.create(
             model=THINKER, input="Why is the sky blue?", temperature=0, max_output_tokens=6
         )
@@ -649,5 +661,3 @@ def test_a_thinking_models_reasoning_is_a_reasoning_item(
         [done] = [d for name, d in events if name == "response.reasoning_text.done"]
         assert deltas and done["text"] == "".join(deltas) == item.content[0].text
         assert not [name for name, _ in events if name.startswith("response.output_text")]
-    finally:
-        requests.delete(power_server.url + "/api/delete", json={"model": THINKER}, timeout=60)

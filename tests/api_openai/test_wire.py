@@ -47,6 +47,7 @@ def test_chat_stream_framing_and_chunk_order(v1: str) -> None:
         "prompt_tokens_details": {
             "cached_tokens": counts["prompt_tokens_details"]["cached_tokens"]
         },
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
     assert 0 <= counts["prompt_tokens_details"]["cached_tokens"] < prompt_tokens
     assert all(c["usage"] is None for c in chunks[:-1])
@@ -88,6 +89,8 @@ def test_streamed_tool_call_deltas(v1: str) -> None:
         },
     )
     deltas = [c["choices"][0]["delta"] for c in stream.chunks]
+    # an answer that is only calls opens with no content, as OpenAI's streams open
+    assert deltas[0] == {"role": "assistant", "content": None, "refusal": None}
     calls = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
     head, *fragments = calls
     assert head["index"] == 0 and head["type"] == "function"

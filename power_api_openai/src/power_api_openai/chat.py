@@ -175,28 +175,32 @@ def chat_chunks(
         }
         return data_frame(envelope.object(CHUNK, choices=[choice], **extra))
 
-    def open_choice(index: int) -> Iterator[str]:
+    def open_choice(index: int, content: str | None = "") -> Iterator[str]:
+        # an answer that is only tool calls opens with no content, as OpenAI's do
         if index not in opened:
             opened.add(index)
-            yield chunk(index, {"role": "assistant", "content": "", "refusal": None})
+            yield chunk(index, {"role": "assistant", "content": content, "refusal": None})
 
     if writer is not None and stream.request.n == 1:
-        yield from open_choice(0)  # the role chunk comes first, and it sends the headers
+        # the role chunk comes first, and it sends the headers; a forced call is known to
+        # be an answer without content
+        forced = bool(stream.request.tools) and stream.request.tool_choice not in ("auto", "none")
+        yield from open_choice(0, None if forced else "")
         write_text_directly(stream, writer, lambda text: chunk(0, {"content": text}).encode())
     for _, event in merged_events([stream]):
         if isinstance(event, PromptProgress):
             if event.processed < event.total:
                 yield PING  # the prompt is still being read: keep the connection alive
         elif isinstance(event, TextDelta):
-            yield from open_choice(event.choice)
             if event.text or event.logprobs:
+                yield from open_choice(event.choice)
                 logprobs = event.logprobs if options.logprobs else None
                 yield chunk(event.choice, {"content": event.text}, logprobs=logprobs)
         elif isinstance(event, ThinkingDelta):
             yield from open_choice(event.choice)
             yield chunk(event.choice, {"reasoning_content": event.text})
         elif isinstance(event, ToolCallEvent):
-            yield from open_choice(event.choice)
+            yield from open_choice(event.choice, None)
             call = tool_call_json(event.call)
             arguments = call["function"]["arguments"]
             call["function"]["arguments"] = ""

@@ -65,6 +65,7 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[GenerationRequest, ChatOpt
         raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
     fields.string("user")
     tools = parse_tools(fields.array("tools") or [])
+    tool_choice, tools = parse_tool_choice(fields.raw("tool_choice"), tools)
     request = GenerationRequest(
         model=model,
         messages=messages,
@@ -75,7 +76,8 @@ def parse_chat_request(body: dict[str, Any]) -> tuple[GenerationRequest, ChatOpt
         logprobs=(top_logprobs or 0) if want_logprobs else None,
         response_format=parse_response_format(fields.object("response_format")),
         tools=tools,
-        tool_choice=parse_tool_choice(fields.raw("tool_choice"), tools),
+        tool_choice=tool_choice,
+        format_or_call=True,
         parallel_tool_calls=fields.boolean("parallel_tool_calls", default=True),
         # as Ollama's /v1: a conversation too long for the context loses its oldest turns
         # (OpenAI's contexts are rarely outgrown; a local 4096 is); "truncate": false, an
@@ -318,8 +320,46 @@ def checked_name(name: str, param: str) -> str:
     return name
 
 
-def parse_tool_choice(value: Any, tools: list[ToolSpec]) -> str:
-    """``tool_choice`` as the core spells it: a mode or the name of one function."""
+def parse_tool_choice(value: Any, tools: list[ToolSpec]) -> tuple[str, list[ToolSpec]]:
+    """``tool_choice`` as the core spells it (a mode or the name of one function), and the
+    tools the model may call: all of them, or those an ``allowed_tools`` choice lists."""
+    if isinstance(value, dict) and value.get("type") == "allowed_tools":
+        fields = Fields(value, "tool_choice.")
+        listing = fields.object("allowed_tools", required=True) or {}
+        return allowed_tools(Fields(listing, "tool_choice.allowed_tools."), tools, _function_of)
+    return _mode_or_function(value, tools), tools
+
+
+def _function_of(entry: Fields) -> Fields:
+    """Where a chat tool (or a choice of one) names its function: ``function.name``."""
+    return Fields(entry.object("function", required=True) or {}, entry.param("function."))
+
+
+def allowed_tools(
+    fields: Fields, tools: list[ToolSpec], function_of: Callable[[Fields], Fields]
+) -> tuple[str, list[ToolSpec]]:
+    """An ``allowed_tools`` choice: its ``mode`` (``auto`` or ``required``) over the tools
+    it lists (``{"type": "function", ...}``; ``function_of`` finds the part that names
+    one), each of which must be among ``tools``."""
+    mode = fields.choice("mode", ("auto", "required"), "auto")
+    listed = fields.array("tools", required=True) or []
+    names: set[str] = set()
+    for index, item in enumerate(listed):
+        param = fields.param(f"tools[{index}]")
+        if not isinstance(item, dict):
+            raise invalid_type(param, "an object", item)
+        entry = Fields(item, param + ".")
+        if (entry.string("type") or "function") != "function":
+            raise UnsupportedFeature("only function tools can be allowed.", param=param + ".type")
+        names.add(chosen_function(function_of(entry).string("name", required=True) or "", tools))
+    if not names:
+        raise InvalidRequest(
+            "'allowed_tools' must list at least one tool.", param=fields.param("tools")
+        )
+    return mode, [tool for tool in tools if tool.name in names]
+
+
+def _mode_or_function(value: Any, tools: list[ToolSpec]) -> str:
     if value is None:
         return "auto"
     if isinstance(value, str):

@@ -228,6 +228,7 @@ def _add_usage(total: Usage, more: Usage) -> Usage:
         prompt_tokens=total.prompt_tokens + more.prompt_tokens,
         cached_tokens=total.cached_tokens + more.cached_tokens,
         completion_tokens=total.completion_tokens + more.completion_tokens,
+        reasoning_tokens=total.reasoning_tokens + more.reasoning_tokens,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from power_api_openai.chat_request import (
     ROLES,
+    allowed_tools,
     attached_file_text,
     call_arguments,
     checked_name,
@@ -99,7 +100,7 @@ def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, Re
     # as OpenAI: log-probabilities only when 'include' asks, 'top_logprobs' alternatives each
     want_logprobs = INCLUDE_LOGPROBS in include
     tools, tool_json = parse_function_tools(fields.array("tools") or [])
-    tool_choice = parse_responses_tool_choice(fields.raw("tool_choice"), tools)
+    tool_choice, tools = parse_responses_tool_choice(fields.raw("tool_choice"), tools)
     text = fields.object("text") or {}
     text_fields = Fields(text, "text.")
     text_fields.choice("verbosity", ("low", "medium", "high"), "medium")
@@ -121,6 +122,7 @@ def parse_responses_request(body: dict[str, Any]) -> tuple[GenerationRequest, Re
         response_format=parse_text_format(format_json),
         tools=tools,
         tool_choice=tool_choice,
+        format_or_call=True,
         parallel_tool_calls=parallel_tool_calls,
         # 'auto' drops the oldest turns of a conversation too long for the context
         fit_history=truncation == "auto",
@@ -419,20 +421,24 @@ def _echoed(spec: ToolSpec, fields: Fields, name: str | None = None) -> dict[str
     }
 
 
-def parse_responses_tool_choice(value: Any, tools: list[ToolSpec]) -> str:
-    """``tool_choice``: a mode, or ``{"type": "function", "name": ...}``."""
+def parse_responses_tool_choice(value: Any, tools: list[ToolSpec]) -> tuple[str, list[ToolSpec]]:
+    """``tool_choice``: a mode, ``{"type": "function", "name": ...}``, or
+    ``{"type": "allowed_tools", "mode": ..., "tools": [...]}``; with the tools the model may
+    call."""
     if value is None or isinstance(value, str):
         return parse_tool_choice(value, tools)
     if not isinstance(value, dict):
         raise invalid_type("tool_choice", "a string or an object", value)
     fields = Fields(value, "tool_choice.")
     kind = fields.string("type", required=True)
+    if kind == "allowed_tools":
+        return allowed_tools(fields, tools, lambda entry: entry)  # {"type", "name"} flat
     if kind != "function":
         raise UnsupportedFeature(
             f"tool choices of type {kind!r} are not supported; name a function.",
             param="tool_choice.type",
         )
-    return chosen_function(fields.string("name", required=True) or "", tools)
+    return chosen_function(fields.string("name", required=True) or "", tools), tools
 
 
 def parse_text_format(value: dict[str, Any]) -> ResponseFormat | None:

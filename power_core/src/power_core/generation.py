@@ -129,6 +129,7 @@ class GenerationStream:
                 elif isinstance(event, GenerationDone):
                     usage = replace(
                         event.usage,
+                        reasoning_tokens=self._reasoning_tokens(),
                         load_ns=self._load_ns,
                         total_ns=time.perf_counter_ns() - self._started_ns,
                     )
@@ -143,6 +144,12 @@ class GenerationStream:
             if not self._done:  # the consumer stopped early: free the engine's slot
                 self._stream.cancel()
             self._release()
+
+    def _reasoning_tokens(self) -> int:
+        """The tokens of every choice's reasoning (its text as the model tokenizes it: the
+        engine counts tokens, not which of them were reasoning)."""
+        texts = [parser.reasoning for parser in self._parsers if parser.reasoning]
+        return sum(len(self._entry.engine.tokenize(text)) for text in texts)
 
     @property
     def can_deliver_text_directly(self) -> bool:

@@ -194,7 +194,7 @@ def _job_for(model: ResolvedModel, engine: Engine, request: GenerationRequest) -
     if schema is None and request.response_format is not None:
         json_mode = True
         schema = request.response_format.schema
-        if parse_tools:  # tools to choose among: a call, or the answer in the format
+        if parse_tools and request.format_or_call:  # a call, or the answer in the format
             schema = answer_or_call_schema(schema, request.tools, request.parallel_tool_calls)
     job = CompletionJob(
         prompt="",

@@ -127,6 +127,10 @@ class GenerationRequest:
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
+    #: with tools the model may choose among (``tool_choice`` ``auto``) and a response
+    #: format: ``True`` lets the output be a call or the formatted answer (OpenAI's
+    #: reading); ``False`` keeps the format over all of it (Ollama's ``format``)
+    format_or_call: bool = False
     #: sampling fields the client set explicitly; the rest come from the model's
     #: Modelfile parameters, then from :class:`SamplingOptions` defaults
     sampling: dict[str, Any] = field(default_factory=dict)
@@ -257,6 +261,9 @@ class Usage:
     #: of the prompt tokens, how many the engine reused from an earlier job (prompt cache)
     cached_tokens: int = 0
     completion_tokens: int = 0
+    #: of the completion tokens, how many were the model's reasoning (its separated
+    #: ``<think>`` text, counted as the model tokenizes it)
+    reasoning_tokens: int = 0
     load_ns: int = 0
     prompt_eval_ns: int = 0
     eval_ns: int = 0
