@@ -521,6 +521,12 @@ def test_generate_thinking_goes_to_its_own_field(url: str, post_ndjson: Any) -> 
     assert "".join(line.get("thinking", "") for line in lines[:-1])
     assert all(line["response"] == "" for line in lines)
     _check_final(lines[-1])
+    # the next turn after the context it returned: a prompt of tokens, still read as
+    # opening <think> (its last tokens say so)
+    follow = {**body, "prompt": "And at night?", "context": lines[-1]["context"]}
+    _, lines = post_ndjson(url + "/api/generate", follow)
+    assert "".join(line.get("thinking", "") for line in lines[:-1])
+    assert all(line["response"] == "" for line in lines)
 
 
 def test_images_for_a_text_model_on_generate_are_400(url: str) -> None:

@@ -20,8 +20,12 @@ def verdicts(span: FreeSpan, pieces: list[bytes]) -> list[bool]:
     [
         # reasoning, then the answer's first token meets the grammar
         ([b"<think>", b"hm", b"</think>", b"{"], [True, True, True, False]),
-        # whitespace first, the tags split across tokens
-        ([b"\n ", b"<th", b"ink>", b"a</", b"thi", b"nk>", b"\n"], [True] * 6 + [False]),
+        # whitespace first, the closer split across tokens
+        ([b"\n ", b"<think>", b"a</", b"thi", b"nk>", b"\n"], [True] * 5 + [False]),
+        # an opener cut across tokens: its first part is out already, so the grammar takes
+        # over at once rather than after something that may not be the opener
+        ([b"<th", b"ink>"], [False, False]),
+        ([b"<", b"div>"], [False, False]),
         # an answer without reasoning is constrained from its first token
         ([b"{", b"<think>"], [False, False]),
         ([b"  ", b"<thing"], [True, False]),

@@ -171,3 +171,17 @@ def test_tools_with_a_format_admit_the_answer_or_calls(parallel: bool) -> None:
     assert loose.is_valid({"anything": [1]}) and loose.is_valid(PARIS)
     assert not loose.is_valid([1])
     assert "$defs" in OUTLINE  # the caller's format is left as it was
+
+
+def test_a_definition_named_root_keeps_its_meaning_beside_a_self_reference() -> None:
+    answer = {
+        "type": "object",
+        "properties": {"name": {"$ref": "#/$defs/root"}, "next": {"$ref": "#"}},
+        "required": ["name"],
+        "additionalProperties": False,
+        "$defs": {"root": {"type": "string", "maxLength": 4}},
+    }
+    check = validator(answer_or_call_schema(answer, [WEATHER], False))
+    assert check.is_valid({"name": "ok", "next": {"name": "fine"}})
+    assert not check.is_valid({"name": {"name": "x"}})  # "root" is the string, not itself
+    assert not check.is_valid({"name": "too long"})

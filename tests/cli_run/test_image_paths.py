@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from power_core.cli.image_paths import images_in
+from power_core.cli.image_paths import images_in, starts_with_image
 
 
 def test_named_image_files_are_read_and_left_out_of_the_text(tmp_path: Path) -> None:
@@ -45,3 +45,13 @@ def test_a_path_with_escaped_spaces_as_a_terminal_writes_a_dropped_file(tmp_path
     text, images = images_in(f"{escaped} what is this?")
     assert images == [(str(picture), b"png")]
     assert text == "what is this?"
+
+
+def test_a_line_starts_with_an_image_only_when_its_first_word_is_one(tmp_path: Path) -> None:
+    picture = tmp_path / "cat pic.png"
+    picture.write_bytes(b"png")
+    escaped = str(picture).replace(" ", "\\ ")
+    assert starts_with_image(f"{escaped} what is this?")
+    assert starts_with_image(f"'{picture}' and this?")
+    assert not starts_with_image(f"/sett see {escaped}")  # a mistyped command stays one
+    assert not starts_with_image(f"{tmp_path}/missing.png what?")

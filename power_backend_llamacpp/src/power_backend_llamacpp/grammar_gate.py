@@ -4,7 +4,7 @@ A model asked for JSON that reasons first writes ``<think>...</think>`` and then
 a grammar applied from the first token would make the reasoning itself JSON and leave no
 answer. The gate watches the bytes of the tokens sampled without the grammar and says when
 the answer begins: at the token after the span's closer, or at once when the output starts
-with something other than the span's opener (whitespace aside).
+with something other than the span's whole opener (whitespace aside).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class GrammarGate:
         self._inside = span.opened
         #: the span is over (closed, or never opened): the answer has begun
         self._shut = False
-        #: bytes that may still complete the opener or the closer
+        #: bytes that may still complete the closer
         self._held = b""
 
     def passes(self, piece: bytes) -> bool:
@@ -35,11 +35,13 @@ class GrammarGate:
         text = self._held + piece
         if not self._inside:
             head = text.lstrip()
-            if self._opener.startswith(head):  # whitespace, or the opener under way
-                self._held = head
+            if not head:  # whitespace before anything
                 return True
             if not head.startswith(self._opener):
-                self._shut = True  # an answer without reasoning
+                # an answer without reasoning; or an opener cut across tokens, whose first
+                # part is already out: the grammar takes over either way (a thinking
+                # model's opener is one token)
+                self._shut = True
                 return False
             self._inside = True
             text = head[len(self._opener) :]

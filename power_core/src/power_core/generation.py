@@ -12,11 +12,11 @@ from dataclasses import replace
 from typing import Any
 
 from power_core.arrivals import ARRIVING, let_arrived_requests_in
-from power_core.chat.output import OutputParser, opens_thinking
+from power_core.chat.output import OutputParser
 from power_core.concurrency import Delivery, EventChannel
 from power_core.engine import CompletionJob, Engine, EventStream
 from power_core.errors import Cancelled
-from power_core.job_building import build_job
+from power_core.job_building import build_job, prompt_opens_thinking
 from power_core.scheduler import LoadedModel, ModelScheduler
 from power_core.types import (
     ChoiceDone,
@@ -79,7 +79,7 @@ class GenerationStream:
         except BaseException:
             self._release()
             raise
-        thinking_open = isinstance(self.prompt_text, str) and opens_thinking(self.prompt_text)
+        thinking_open = prompt_opens_thinking(entry.engine, self.job.prompt)
         parse_tools = bool(request.tools) and request.tool_choice != "none"
         self._parsers = [
             OutputParser(
@@ -129,7 +129,9 @@ class GenerationStream:
                 elif isinstance(event, GenerationDone):
                     usage = replace(
                         event.usage,
-                        reasoning_tokens=self._reasoning_tokens(),
+                        reasoning_tokens=min(
+                            self._reasoning_tokens(), event.usage.completion_tokens
+                        ),
                         load_ns=self._load_ns,
                         total_ns=time.perf_counter_ns() - self._started_ns,
                     )
@@ -147,8 +149,8 @@ class GenerationStream:
 
     def _reasoning_tokens(self) -> int:
         """The tokens of every choice's reasoning (its text as the model tokenizes it: the
-        engine counts tokens, not which of them were reasoning)."""
-        texts = [parser.reasoning for parser in self._parsers if parser.reasoning]
+        engine counts tokens, not which of them were reasoning; at most all of them)."""
+        texts = ["".join(parser.reasoning) for parser in self._parsers if parser.reasoning]
         return sum(len(self._entry.engine.tokenize(text)) for text in texts)
 
     @property

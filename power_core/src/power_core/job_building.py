@@ -168,17 +168,30 @@ def conversation(model: ResolvedModel, request: GenerationRequest) -> list[ChatM
 def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) -> CompletionJob:
     """Turn a request into the engine's job: prompt text or tokens plus constraints."""
     job = _job_for(model, engine, request)
-    job.free_span = _reasoning_span(request, job)
+    job.free_span = _reasoning_span(model, engine, request, job)
     return job
 
 
-def _reasoning_span(request: GenerationRequest, job: CompletionJob) -> FreeSpan | None:
-    """The reasoning a format or a forced tool call leaves alone: with ``think`` set, the
-    reasoning is told apart from the answer, and only the answer is to be JSON (Ollama too
-    lets a model reason before it applies the format)."""
-    if not job.json_mode or request.think is None or not isinstance(job.prompt, str):
+#: the last tokens of a token prompt read back to tell whether it opens ``<think>``
+_TAIL_TOKENS = 16
+
+
+def prompt_opens_thinking(engine: Engine, prompt: str | list[int]) -> bool:
+    """Whether a job's prompt ends inside an opened ``<think>`` block (the output then
+    starts with reasoning); a token prompt is read by its last tokens."""
+    tail = prompt if isinstance(prompt, str) else engine.detokenize(prompt[-_TAIL_TOKENS:])
+    return opens_thinking(tail)
+
+
+def _reasoning_span(
+    model: ResolvedModel, engine: Engine, request: GenerationRequest, job: CompletionJob
+) -> FreeSpan | None:
+    """The reasoning a format or a forced tool call leaves alone: a model that thinks,
+    asked with ``think`` set, has its reasoning told apart from its answer, and only the
+    answer is to be JSON (Ollama too lets a model reason before it applies the format)."""
+    if not job.json_mode or request.think is None or not model.can_think(request.template):
         return None
-    return FreeSpan(THINK_OPEN, THINK_CLOSE, opened=opens_thinking(job.prompt))
+    return FreeSpan(THINK_OPEN, THINK_CLOSE, opened=prompt_opens_thinking(engine, job.prompt))
 
 
 def _job_for(model: ResolvedModel, engine: Engine, request: GenerationRequest) -> CompletionJob:

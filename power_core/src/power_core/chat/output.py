@@ -150,8 +150,8 @@ class OutputParser:
             ToolCallScanner(forced=forced_calls, names=tool_names) if parse_tools else None
         )
         self._single_call = single_call
-        #: all the reasoning told apart so far (shown or dropped), for counting its tokens
-        self.reasoning = ""
+        #: the pieces of reasoning told apart so far (shown or dropped), to count its tokens
+        self.reasoning: list[str] = []
         self._logprobs: list[TokenLogprob] = []
         self._finished = False
 
@@ -197,7 +197,7 @@ class OutputParser:
         events: list[GenerationEvent] = []
         for reasoning, piece in pieces:
             if reasoning:
-                self.reasoning += piece
+                self.reasoning.append(piece)
                 if self._think:
                     self._append(events, ThinkingDelta(self.choice, piece))
                 continue

@@ -122,10 +122,13 @@ def _hoisted(schema: dict[str, Any], prefix: str, defs: dict[str, Any]) -> dict[
         for name, sub in local.items():
             defs[prefix + name] = _rewrite_refs(sub, renames, None)
         return _rewrite_refs(schema, renames, None)
-    root = f"#/$defs/{prefix}root"
+    root_name = "root"
+    while root_name in local:  # a definition of its own may bear the name
+        root_name += "_"
+    root = f"#/$defs/{prefix}{root_name}"
     for name, sub in local.items():
         defs[prefix + name] = _rewrite_refs(sub, renames, root)
-    defs[prefix + "root"] = _rewrite_refs(schema, renames, root)
+    defs[prefix + root_name] = _rewrite_refs(schema, renames, root)
     return {"$ref": root}
 
 

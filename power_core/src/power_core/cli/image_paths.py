@@ -9,11 +9,12 @@ from pathlib import Path
 
 _EXTENSIONS = r"\.(?:png|jpe?g|gif|bmp|webp)"
 #: a path that starts a word like one (``/``, ``./``, ``../``, ``~/``) and ends with an
-#: image's extension: in quotes it may hold spaces, bare it may not (a word is tried once,
-#: so a long line is read in linear time)
+#: image's extension: in quotes it may hold spaces, bare only escaped ones (``a\ b.png``);
+#: a word is tried once (never from inside an escaped path), so a long line is read in
+#: linear time
 _IMAGE_PATH = re.compile(
     rf"""(?P<quote>['"])(?P<quoted>(?:~|\.{{1,2}})?/[^'"\n]*?{_EXTENSIONS})(?P=quote)"""
-    rf"""|(?<!\S)(?P<bare>(?:~|\.{{1,2}})?/(?:[^\s'"\\]|\\.)*?{_EXTENSIONS})"""
+    rf"""|(?<!\S)(?<!\\\s)(?P<bare>(?:~|\.{{1,2}})?/(?:[^\s'"\\]|\\.)*?{_EXTENSIONS})"""
     rf"""(?=[\s,;:!?)\]]|\.?$|\.\s)""",
     re.IGNORECASE,
 )
@@ -28,7 +29,7 @@ def images_in(message: str) -> tuple[str, list[tuple[str, bytes]]]:
     images: list[tuple[str, bytes]] = []
 
     def take(match: re.Match[str]) -> str:
-        name = match.group("quoted") or _ESCAPED.sub(r"\1", match.group("bare"))
+        name = _name(match)
         path = Path(name).expanduser()
         if not path.is_file():
             return match.group(0)
@@ -40,3 +41,15 @@ def images_in(message: str) -> tuple[str, list[tuple[str, bytes]]]:
 
     text = _IMAGE_PATH.sub(take, message)
     return (re.sub(r"[ \t]{2,}", " ", text).strip() if images else message), images
+
+
+def starts_with_image(message: str) -> bool:
+    """Whether ``message`` begins with the path of an existing image file (a chat line
+    that does is a message, not a ``/command``)."""
+    match = _IMAGE_PATH.match(message)
+    return match is not None and Path(_name(match)).expanduser().is_file()
+
+
+def _name(match: re.Match[str]) -> str:
+    """The path a match names, its escapes undone."""
+    return match.group("quoted") or _ESCAPED.sub(r"\1", match.group("bare"))

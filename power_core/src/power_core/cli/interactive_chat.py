@@ -15,7 +15,7 @@ from cleo.io.outputs.output import Type as OutputType
 
 from power_core.cli.chat_session import PARAMETERS, ChatSession, model_info, usage_lines
 from power_core.cli.format import models_table
-from power_core.cli.image_paths import images_in
+from power_core.cli.image_paths import starts_with_image
 from power_core.errors import InvalidModelName, InvalidRequest, PowerError
 from power_core.modelfile import format_parameter_value
 from power_core.models import ResolvedModel
@@ -204,7 +204,7 @@ class InteractiveChat:
             self._save(words[1:])
         elif name == "/list":
             self.say("".join(f"{row}\n" for row in models_table(self.library.list_models())))
-        elif "vision" in self.model.capabilities and images_in(line)[1]:
+        elif "vision" in self.model.capabilities and starts_with_image(line):
             self._ask(line)  # a message that starts with an image's path, as Ollama takes it
         else:
             self.say(f"Unknown command '{name}'. Type /? for help\n")

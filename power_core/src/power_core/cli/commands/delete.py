@@ -48,6 +48,7 @@ class DeleteCommand(PowerCommand):
             return  # nothing loaded anywhere
         except ServerRefused as exc:
             if exc.status != 404:  # 404: the server never had it loaded
-                self.line_error(f"Warning: unable to stop model '{name}': {exc.message}")
+                warning = f"Warning: unable to stop model '{name}': {exc.message}"
+                self.line_error(Formatter.escape(warning))
         except PowerError:
             return  # still answering a request on it: the model goes when that ends

@@ -183,8 +183,9 @@ class RunCommand(PowerCommand):
             parts.append(self.option("prompt"))
         parts.extend(self.argument("prompt"))
         if not parts and not sys.stdout.isatty():
-            # as `ollama run`: an answer written to a file or a pipe is never a chat (its
-            # ">>> " prompts would go there, unseen)
+            # an output that is not a terminal never gets a chat, as `ollama run` decides
+            # (its ">>> " prompts would go there, unseen); Ollama then only loads the
+            # model in its server, which in this one process would do nothing: say so
             raise InvalidRequest(
                 "no prompt, and the output is not a terminal: give one with --prompt, as "
                 "words after the model name, or on stdin"
