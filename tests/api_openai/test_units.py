@@ -140,7 +140,9 @@ THOUGHTFUL = [
     ThinkingDelta(0, "Let me think."),
     TextDelta(0, "Four."),
     ChoiceDone(0, "stop", 5),
-    GenerationDone(Usage(prompt_tokens=10, cached_tokens=7, completion_tokens=5), "stop"),
+    GenerationDone(
+        Usage(prompt_tokens=10, cached_tokens=7, completion_tokens=5, reasoning_tokens=3), "stop"
+    ),
 ]
 
 
@@ -160,6 +162,7 @@ def test_reasoning_is_reported_as_reasoning_content() -> None:
         "completion_tokens": 5,
         "total_tokens": 15,
         "prompt_tokens_details": {"cached_tokens": 7},
+        "completion_tokens_details": {"reasoning_tokens": 3},
     }
 
 
