@@ -139,6 +139,34 @@ def test_completion_logprobs_line_up_with_text(client: OpenAI) -> None:
     assert all(len(top) == 3 for top in logprobs.top_logprobs or [])
 
 
+def test_completion_logprobs_of_tokens_that_split_a_character(client: OpenAI) -> None:
+    # SmolLM2 writes a Chinese character in several tokens: each is named by its bytes, as
+    # OpenAI names one, offsets count whole characters, and no alternative hides another
+    prompt = "<|im_start|>user\nSay hello in Chinese characters.<|im_end|>\n<|im_start|>assistant\n"
+    reply = client.completions.create(
+        model=MODEL, prompt=prompt, max_tokens=8, temperature=0, logprobs=3
+    )
+    text = reply.choices[0].text
+    logprobs = reply.choices[0].logprobs
+    assert logprobs is not None and logprobs.tokens and logprobs.text_offset
+    partial = [token for token in logprobs.tokens if token.startswith("bytes:")]
+    assert partial and "\ufffd" not in "".join(logprobs.tokens)
+    assert all(len(top) == 3 for top in logprobs.top_logprobs or [])
+    rebuilt = b"".join(
+        bytes(int(h, 16) for h in t[len("bytes:\\x") :].split("\\x"))
+        if t.startswith("bytes:")
+        else t.encode()
+        for t in logprobs.tokens
+    )
+    assert rebuilt.decode("utf-8", "ignore") == text
+    offsets = logprobs.text_offset
+    assert offsets == sorted(offsets) and offsets[-1] < len(text)
+    # a token completing a character starts where that character does
+    for token, offset in zip(logprobs.tokens, offsets, strict=True):
+        if not token.startswith("bytes:") and token:
+            assert text[offset:].startswith(token)
+
+
 def test_suffix_needs_a_fill_in_the_middle_model(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.completions.create(model=MODEL, prompt="def add(a, b):", suffix="return c")

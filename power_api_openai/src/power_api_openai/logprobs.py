@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from typing import Any
 
 from power_core.types import TokenLogprob
@@ -37,16 +38,20 @@ class CompletionLogprobs:
         self.top_logprobs: list[dict[str, float]] = []
         self.text_offset: list[int] = []
         self._offset = offset
+        # the text's characters come whole: a token holding part of one adds nothing yet
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def add(self, tokens: list[TokenLogprob]) -> dict[str, Any]:
         """Append ``tokens``; returns the object for just these (a streamed chunk's)."""
         start = len(self.tokens)
         for item in tokens:
-            self.tokens.append(item.token)
+            self.tokens.append(legacy_token(item.token, item.bytes))
             self.token_logprobs.append(item.logprob)
-            self.top_logprobs.append(dict(item.top))
+            self.top_logprobs.append(
+                {legacy_token(text, raw): logprob for text, logprob, raw in item.alternatives()}
+            )
             self.text_offset.append(self._offset)
-            self._offset += len(item.token)
+            self._offset += len(self._decoder.decode(bytes(item.bytes)))
         return self._json(start)
 
     def json(self) -> dict[str, Any]:
@@ -60,3 +65,13 @@ class CompletionLogprobs:
             "top_logprobs": self.top_logprobs[start:],
             "text_offset": self.text_offset[start:],
         }
+
+
+def legacy_token(text: str, raw: list[int]) -> str:
+    """A token as legacy completions name it: its text, or, for a token holding part of a
+    character, ``bytes:`` and its bytes (``bytes:\\xe4\\xbd``), as OpenAI writes one."""
+    try:
+        bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return "bytes:" + "".join(f"\\x{byte:02x}" for byte in raw)
+    return text
