@@ -59,10 +59,6 @@ def test_a_model_with_a_projector_shows_vision_and_the_projector(
 
 def test_an_image_is_read_as_itself(client: ollama.Client, seeing_model: str) -> None:
     first, second = tiny_png(1), tiny_png(2)
-    chat(client, seeing_model, [first])
-    # asked again, the prompt comes from the cache, and only its last token is read anew,
-    # alone, which (on CPUs without AMX) can tip a greedy choice that the first reading,
-    # of the whole prompt at once, made otherwise: answers read the same way are compared
     answer = chat(client, seeing_model, [first])
     assert answer.message.content
     assert chat(client, seeing_model, [first]).message.content == answer.message.content

@@ -86,13 +86,7 @@ def test_a_batch_answers_each_request_as_it_is_answered_alone(client: OpenAI) ->
         body = line["response"]["body"]
         alone = client.chat.completions.create(**chat_body(question))  # type: ignore[call-overload]
         assert body["object"] == "chat.completion"
-        # the same prompt, and an answer that starts as the one alone does: batched with
-        # the other request, each decode reads two sequences at once, which on CPUs without
-        # AMX can tip a later greedy choice
-        assert alone.usage is not None
-        assert body["usage"]["prompt_tokens"] == alone.usage.prompt_tokens
-        words = (alone.choices[0].message.content or "").split()[:2]
-        assert body["choices"][0]["message"]["content"].split()[:2] == words
+        assert body["choices"][0]["message"]["content"] == alone.choices[0].message.content
     prompt_tokens = sum(
         line["response"]["body"]["usage"]["prompt_tokens"] for line in answered.values()
     )

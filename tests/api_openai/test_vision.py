@@ -64,7 +64,7 @@ def test_the_prompt_cache_holds_an_image_only_for_that_image(
     )
     assert first.usage is not None and again.usage is not None and other.usage is not None
     cached = again.usage.prompt_tokens_details
-    assert cached is not None and cached.cached_tokens == again.usage.prompt_tokens - 1
+    assert cached is not None and cached.cached_tokens == again.usage.prompt_tokens - 2
     # another image: the cache ends where the image starts
     held = other.usage.prompt_tokens_details
     assert held is not None and held.cached_tokens is not None

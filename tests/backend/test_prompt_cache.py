@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from power_backend_llamacpp.engine import LlamaCppEngine
-from power_backend_llamacpp.slots import Placement, SequenceSlots, common_prefix
+from power_backend_llamacpp.slots import REREAD_TOKENS, Placement, SequenceSlots, common_prefix
 from power_core.engine import CompletionJob
 from power_core.types import SamplingOptions
 
@@ -55,12 +55,36 @@ def test_a_prompt_that_extends_the_last_decodes_only_what_is_new(
     assert text(events) == expected
 
 
-def test_the_same_prompt_again_decodes_only_its_last_token(one_sequence: LlamaCppEngine) -> None:
+def test_the_same_prompt_again_reads_its_last_two_tokens(one_sequence: LlamaCppEngine) -> None:
     expected = uncached(one_sequence, FIRST_TURN, max_tokens=12)
     events = run(one_sequence, FIRST_TURN, max_tokens=12)
     usage = done(events).usage
-    assert usage.cached_tokens == usage.prompt_tokens - 1
+    assert usage.cached_tokens == usage.prompt_tokens - REREAD_TOKENS
     assert text(events) == expected
+
+
+@pytest.fixture(scope="module")
+def served_like(model_path: Path) -> Iterator[LlamaCppEngine]:
+    """An engine with the server's defaults (4,096 cells, batches of 512, 4 sequences)."""
+    engine = load_engine(model_path, num_ctx=4096, num_batch=512, num_parallel=4)
+    yield engine
+    engine.close()
+
+
+def test_a_repeated_request_answers_as_the_first_time(served_like: LlamaCppEngine) -> None:
+    # answered otherwise on every repeat (on an AMD EPYC without AMX) when its last token
+    # alone was read again: "Les couleurs de l'éclaire" for "Les couleurs de l'étoile"
+    prompt = (
+        "<|im_start|>system\nReply in French.<|im_end|>\n<|im_start|>user\n"
+        "Name three colors of the rainbow.<|im_end|>\n<|im_start|>assistant\n"
+    )
+    greedy = SamplingOptions(temperature=0, top_k=1)
+    first = run(served_like, prompt, max_tokens=12, sampling=greedy)
+    assert done(first).usage.cached_tokens == 0
+    for _ in range(2):
+        again = run(served_like, prompt, max_tokens=12, sampling=greedy)
+        assert done(again).usage.cached_tokens > 0
+        assert text(again) == text(first)
 
 
 def test_a_different_prompt_reuses_only_the_shared_start(one_sequence: LlamaCppEngine) -> None:
@@ -79,7 +103,7 @@ def test_several_choices_start_from_a_cached_prompt(model_path: Path) -> None:
         first = run(engine, FIRST_TURN, max_tokens=10, n=2, sampling=sampling)
         assert done(first).usage.cached_tokens == 0
         again = run(engine, FIRST_TURN, max_tokens=10, n=2, sampling=sampling)
-        assert done(again).usage.cached_tokens == done(again).usage.prompt_tokens - 1
+        assert done(again).usage.cached_tokens == done(again).usage.prompt_tokens - REREAD_TOKENS
         assert [text(again, i) for i in (0, 1)] == [text(first, i) for i in (0, 1)]
     finally:
         engine.close()
@@ -93,7 +117,7 @@ def test_a_busy_sequence_is_never_shared(model_path: Path) -> None:
         inner = run(engine, FIRST_TURN, max_tokens=5)  # one of the two finds it taken
         outer_events = list(outer)
         counts = sorted([done(inner).usage.cached_tokens, done(outer_events).usage.cached_tokens])
-        assert counts[0] == 0 and counts[1] == done(inner).usage.prompt_tokens - 1
+        assert counts[0] == 0 and counts[1] == done(inner).usage.prompt_tokens - REREAD_TOKENS
     finally:
         engine.close()
 

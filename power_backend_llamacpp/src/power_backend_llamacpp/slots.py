@@ -61,6 +61,17 @@ def count_runs(seqs: set[int]) -> int:
     return sum(1 for seq in seqs if seq - 1 not in seqs)
 
 
+#: the last tokens of a prompt read again when a sequence holds all of it (its last token's
+#: logits are needed). Read alone, in a batch of one, that token's logits can come out
+#: otherwise than in the batch of the whole prompt that first read it (llama.cpp's CPU
+#: kernels differ by batch size), which can tip a greedy choice: a repeated request was
+#: answered otherwise than the first time (SmolLM2 on an AMD EPYC without AMX, greedy:
+#: "Les couleurs de l'étoile" first, "Les couleurs de l'éclaire" on every repeat). Read
+#: with the token before it, the repeats answered as the first time did (and with three
+#: before it too); the cost is one token more in that step
+REREAD_TOKENS = 2
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where a job runs: ``seq``, holding ``reused`` tokens of its prompt once the
@@ -130,14 +141,14 @@ class SequenceSlots:
         self, prompt: list[int], *, may_move: bool = True, keep: frozenset[int] = frozenset()
     ) -> tuple[int, int]:
         """A free sequence for ``prompt`` (after the copies :meth:`choose` asks for), and how
-        many of its first tokens that sequence already holds (at most all but one: the last
-        is decoded again for its logits)."""
+        many of its first tokens that sequence already holds (at most all but
+        :data:`REREAD_TOKENS`, decoded again for the last one's logits)."""
         placement = self.choose(prompt, may_move=may_move, keep=keep)
         for source, destination in placement.moves:
             self._copy(source, destination)
         seq = placement.seq
         self._free.remove(seq)
-        reused = min(placement.reused, len(prompt) - 1)
+        reused = min(placement.reused, len(prompt) - REREAD_TOKENS)
         held = self._held.pop(seq, [])
         if reused > 0 and self._keep_only(seq, reused):
             return seq, reused
