@@ -15,7 +15,13 @@ from typing import Any
 import llama_cpp as lc
 import pytest
 
-from power_backend_llamacpp.slots import MOVE_MIN_REUSED, Placement, SequenceSlots, count_runs
+from power_backend_llamacpp.slots import (
+    MOVE_MIN_REUSED,
+    REREAD_TOKENS,
+    Placement,
+    SequenceSlots,
+    count_runs,
+)
 
 #: three conversations' cached tokens, long enough to be worth copying
 A, B, C = (list(range(start, start + MOVE_MIN_REUSED + 4)) for start in (100, 200, 300))
@@ -167,22 +173,25 @@ def test_moves_keep_the_cells_and_the_bookkeeping_in_step(memory: Any) -> None:
     for seq, tokens in enumerate((A, B, C)):
         decode(seq, tokens, 0)
         slots.release(seq, tokens)  # 0, 1, 2 hold A, B, C; 3 is empty
-    expected = decode(2, [13], LENGTH)  # C's continuation, read where C was decoded
+    # C's continuation, read where C was decoded as a job reads it: its last tokens again
+    reused = len(C_NEXT) - REREAD_TOKENS
+    lc.llama_memory_seq_rm(kv, 2, reused, -1)
+    expected = decode(2, C_NEXT[reused:], reused)
     lc.llama_memory_seq_rm(kv, 2, LENGTH, -1)
     slots._free = [0, 1, 2, 3]
     assert_held_matches_cells(slots, kv)
-    assert slots.take_for([*A, 7]) == (0, LENGTH)  # A runs in 0
-    assert slots.take_for(C_NEXT) == (1, LENGTH)  # C beside it; B's cache parked in 3
+    assert slots.take_for([*A, 7]) == (0, reused)  # A runs in 0
+    assert slots.take_for(C_NEXT) == (1, reused)  # C beside it; B's cache parked in 3
     assert slots._held == {2: C, 3: B}
     assert_held_matches_cells(slots, kv)
-    assert cells(kv, 1) == (0, LENGTH - 1)
+    assert cells(kv, 1) == (0, reused - 1)
     # the next decode makes the copies: C's continuation reads the same in 1
-    assert decode(1, [13], LENGTH) == expected
+    assert decode(1, C_NEXT[reused:], reused) == expected
     assert slots.take_empty() == 2  # another choice of C's job: beside it, emptied
     assert cells(kv, 2) == (-1, -1)
-    slots.release(0, A)  # (7 was never decoded)
+    slots.release(0, A[:reused])  # (the tokens to read again, and 7, were never decoded)
     assert_held_matches_cells(slots, kv)
-    assert slots.take_for([*B, 9]) == (3, LENGTH)  # B's parked cache serves it
+    assert slots.take_for([*B, 9]) == (3, reused)  # B's parked cache serves it
 
 
 def test_a_gap_between_running_sequences_closes_and_its_cache_is_kept(memory: Any) -> None:
@@ -199,7 +208,8 @@ def test_a_gap_between_running_sequences_closes_and_its_cache_is_kept(memory: An
     assert cells(kv, 1) == (0, LENGTH + 1) and cells(kv, 2) == (-1, -1)
     assert_held_matches_cells(slots, kv)
     assert decode(1, [15], LENGTH + 2) == expected  # this decode makes the copies first
-    assert slots.take_for([*B, 9]) == (2, LENGTH)  # B's parked cache, copied beside them
+    # B's parked cache, copied beside them (all but the tokens read again)
+    assert slots.take_for([*B, 9]) == (2, LENGTH + 1 - REREAD_TOKENS)
     assert slots.close_gap({0, 1, 2}, 2) is None  # no gap
 
 
