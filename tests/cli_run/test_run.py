@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gguf
 import pexpect
@@ -34,15 +35,17 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return environment
 
 
-def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """``a3s-power ARGS`` with ``stdin`` piped in (so never a terminal)."""
+def run(env: dict[str, str], *args: str, stdin: str | int = "") -> subprocess.CompletedProcess[str]:
+    """``a3s-power ARGS`` with ``stdin`` piped in (so never a terminal), or read from the
+    descriptor ``stdin`` (a terminal's, say); the output is piped either way."""
+    given: dict[str, Any] = {"stdin": stdin} if isinstance(stdin, int) else {"input": stdin}
     return subprocess.run(
         [sys.executable, "-m", "power_core.cli.application", *args],
         env=env,
-        input=stdin,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
+        **given,
     )
 
 
@@ -158,15 +161,16 @@ def test_without_a_backend_it_names_the_package_to_install(env: dict[str, str]) 
 
 
 # ----------------------------------------------------------------------------- interactive
-def spawn_chat(env: dict[str, str], *args: str) -> pexpect.spawn:
-    """``a3s-power run ARGS`` in a pseudo-terminal, at its first ``>>>`` prompt."""
+def spawn_chat(env: dict[str, str], *args: str, columns: int = 300) -> pexpect.spawn:
+    """``a3s-power run ARGS`` in a pseudo-terminal of ``columns``, at its first ``>>>``
+    prompt."""
     child = pexpect.spawn(
         sys.executable,
         ["-m", "power_core.cli.application", "run", *args],
         env=dict(env, TERM="dumb"),
         encoding="utf-8",
         timeout=TIMEOUT,
-        dimensions=(40, 300),
+        dimensions=(40, columns),
     )
     child.expect_exact(">>> ")
     return child
@@ -297,16 +301,8 @@ def test_answers_are_wrapped_at_words_in_a_narrow_terminal(env: dict[str, str]) 
     args = ["--parameter", "temperature=0", "--parameter", "num_predict=60"]
 
     def answer_in(columns: int, *flags: str) -> str:
-        child = pexpect.spawn(
-            sys.executable,
-            ["-m", "power_core.cli.application", "run", MODEL, *args, *flags],
-            env=dict(env, TERM="dumb"),
-            encoding="utf-8",
-            timeout=TIMEOUT,
-            dimensions=(40, columns),
-        )
+        child = spawn_chat(env, MODEL, *args, *flags, columns=columns)
         try:
-            child.expect_exact(">>> ")
             return ask(child, story)
         finally:
             child.terminate(force=True)
@@ -325,14 +321,7 @@ def test_an_answer_written_to_a_file_is_never_a_chat(env: dict[str, str]) -> Non
     # a terminal on stdin and the output redirected: no hidden ">>> " chat, as in Ollama
     keyboard, terminal = os.openpty()
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "power_core.cli.application", "run", MODEL],
-            env=env,
-            stdin=terminal,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-        )
+        result = run(env, "run", MODEL, stdin=terminal)
     finally:
         os.close(keyboard)
         os.close(terminal)

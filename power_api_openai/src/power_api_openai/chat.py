@@ -184,8 +184,7 @@ def chat_chunks(
     if writer is not None and stream.request.n == 1:
         # the role chunk comes first, and it sends the headers; a forced call is known to
         # be an answer without content
-        forced = bool(stream.request.tools) and stream.request.tool_choice not in ("auto", "none")
-        yield from open_choice(0, None if forced else "")
+        yield from open_choice(0, None if stream.request.forces_calls else "")
         write_text_directly(stream, writer, lambda text: chunk(0, {"content": text}).encode())
     for _, event in merged_events([stream]):
         if isinstance(event, PromptProgress):

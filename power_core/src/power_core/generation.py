@@ -87,7 +87,7 @@ class GenerationStream:
                 parse_tools=parse_tools,
                 think=request.think,
                 in_thinking=thinking_open,
-                forced_calls=parse_tools and request.tool_choice != "auto",
+                forced_calls=request.forces_calls,
                 tool_names=frozenset(tool.name for tool in request.tools),
                 single_call=not request.parallel_tool_calls,
             )

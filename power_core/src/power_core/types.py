@@ -163,6 +163,12 @@ class GenerationRequest:
     #: the model's ``num_keep`` parameter, else 4 (Ollama's default); negative: the prompt
     keep_tokens: int | None = None
 
+    @property
+    def forces_calls(self) -> bool:
+        """Whether the answer must be tool calls: tools, and a ``tool_choice`` of
+        ``required`` or a function's name (a grammar makes the calls)."""
+        return bool(self.tools) and self.tool_choice not in ("auto", "none")
+
 
 @dataclass
 class EmbeddingRequest:
