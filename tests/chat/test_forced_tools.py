@@ -1,4 +1,5 @@
-"""The forced tool-call schema admits exactly the calls OutputParser reads back."""
+"""The forced tool-call schema, and that of calls in blocks, admit exactly the calls
+OutputParser reads back."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import jsonschema
 import pytest
 
 from power_core.chat.output import OutputParser
-from power_core.chat.tools import answer_or_call_schema, forced_tool_call_schema
+from power_core.chat.template import CHATML_TEMPLATE
+from power_core.chat.tools import answer_or_call_schema, call_blocks, forced_tool_call_schema
+from power_core.engine import FreeSpan
 from power_core.errors import InvalidRequest
 from power_core.types import ToolCallEvent, ToolSpec
 
@@ -185,3 +188,32 @@ def test_a_definition_named_root_keeps_its_meaning_beside_a_self_reference() -> 
     assert check.is_valid({"name": "ok", "next": {"name": "fine"}})
     assert not check.is_valid({"name": {"name": "x"}})  # "root" is the string, not itself
     assert not check.is_valid({"name": "too long"})
+
+
+def test_calls_in_tool_call_blocks_are_constrained_once_opened() -> None:
+    thinking = FreeSpan("<think>", "</think>")
+    blocks = call_blocks(CHATML_TEMPLATE, [WEATHER, CLOCK], parallel=True, reasoning=thinking)
+    assert blocks is not None
+    assert (blocks.opener, blocks.closer) == ("<tool_call>", "</tool_call>")
+    assert blocks.several and blocks.reasoning == thinking
+    # each block holds one call of a declared tool, which the parser reads back
+    check = validator(blocks.call_schema)
+    assert check.is_valid(PARIS) and check.is_valid(TICK)
+    assert not check.is_valid([PARIS]) and not check.is_valid(SAPLING)
+    assert not check.is_valid({"name": "get_weather", "arguments": {"unit": "C"}})
+    text = "".join(f"<tool_call>\n{json.dumps(call)}\n</tool_call>" for call in (PARIS, TICK))
+    parser = OutputParser(parse_tools=True, think=None)
+    events = parser.feed("Let me see. " + text) + parser.finish()
+    calls = [(e.call.name, e.call.arguments) for e in events if isinstance(e, ToolCallEvent)]
+    assert calls == [("get_weather", PARIS["arguments"]), ("now", {})]
+    single = call_blocks(CHATML_TEMPLATE, [WEATHER], parallel=False, reasoning=None)
+    assert single is not None and not single.several
+
+
+def test_no_call_blocks_for_other_conventions_or_unusable_parameters() -> None:
+    mistral = "{% for m in messages %}[INST]{{ m.content }}[/INST]{% endfor %}[TOOL_CALLS]"
+    assert call_blocks(mistral, [WEATHER], parallel=True, reasoning=None) is None
+    # parameters no schema constrains leave the calls as the model writes them (before,
+    # such tools were read unconstrained too: no request fails for them now)
+    odd = ToolSpec(name="odd", parameters={"type": "string"})
+    assert call_blocks(CHATML_TEMPLATE, [odd], parallel=True, reasoning=None) is None

@@ -99,6 +99,21 @@ class FreeSpan:
     opened: bool = False
 
 
+@dataclass(frozen=True)
+class CallBlocks:
+    """Tool calls that output may write in blocks from ``opener`` to ``closer``
+    (``<tool_call>`` ... ``</tool_call>``), each holding one JSON call that matches
+    ``call_schema``. The model chooses freely whether to call: output is unconstrained
+    until it writes an opener, and from there on it is such blocks (one, or ``several``
+    apart by whitespace), then its end. An opener inside ``reasoning`` does not count."""
+
+    opener: str
+    closer: str
+    call_schema: dict[str, Any]
+    several: bool = True
+    reasoning: FreeSpan | None = None
+
+
 @dataclass
 class CompletionJob:
     """One request to continue a prompt, as a backend sees it."""
@@ -118,6 +133,10 @@ class CompletionJob:
     #: the span's opener is constrained from there on. An engine that cannot start its
     #: grammar late may ignore it (the reasoning is then constrained too)
     free_span: FreeSpan | None = None
+    #: without ``json_mode``: the tool calls a grammar constrains from their first opener
+    #: on (llama.cpp's server calls such a grammar lazy). An engine that cannot start a
+    #: grammar late may ignore it: the calls are then read as the model writes them
+    call_blocks: CallBlocks | None = None
     #: ``None``: off; ``0``: chosen-token log-probabilities; ``k``: and the top ``k``
     logprobs: int | None = None
     #: independent completions sharing the prompt's KV cells

@@ -29,8 +29,8 @@ from power_core.chat.output import THINK_CLOSE, THINK_OPEN, opens_thinking
 from power_core.chat.sandbox import TemplateError
 from power_core.chat.template import CHATML_TEMPLATE, ChatTemplate, render_prompt
 from power_core.chat.template_syntax import is_go_template
-from power_core.chat.tools import answer_or_call_schema, forced_tool_call_schema
-from power_core.engine import CompletionJob, Engine, FreeSpan
+from power_core.chat.tools import answer_or_call_schema, call_blocks, forced_tool_call_schema
+from power_core.engine import CallBlocks, CompletionJob, Engine, FreeSpan
 from power_core.errors import InvalidRequest, UnsupportedFeature
 from power_core.models import ResolvedModel
 from power_core.special_tokens import special_tokens_of
@@ -169,6 +169,7 @@ def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) 
     """Turn a request into the engine's job: prompt text or tokens plus constraints."""
     job = _job_for(model, engine, request)
     job.free_span = _reasoning_span(model, engine, request, job)
+    job.call_blocks = _call_blocks(model, engine, request, job)
     return job
 
 
@@ -192,6 +193,24 @@ def _reasoning_span(
     if not job.json_mode or request.think is None or not model.can_think(request.template):
         return None
     return FreeSpan(THINK_OPEN, THINK_CLOSE, opened=prompt_opens_thinking(engine, job.prompt))
+
+
+def _call_blocks(
+    model: ResolvedModel, engine: Engine, request: GenerationRequest, job: CompletionJob
+) -> CallBlocks | None:
+    """The calls a chat that leaves the choice to the model has it write under a grammar
+    once it opens one: valid JSON, of a declared tool, its arguments as declared."""
+    if job.json_mode or request.messages is None or request.tool_choice != "auto":
+        return None
+    if not request.tools:
+        return None
+    special = special_tokens_of(model, engine)
+    template = chat_template_for(model, request.template, special, _think_values(request))
+    reasoning = None
+    if model.can_think(request.template):  # a call the model only muses on is no call
+        opened = prompt_opens_thinking(engine, job.prompt)
+        reasoning = FreeSpan(THINK_OPEN, THINK_CLOSE, opened=opened)
+    return call_blocks(template.source, request.tools, request.parallel_tool_calls, reasoning)
 
 
 def _job_for(model: ResolvedModel, engine: Engine, request: GenerationRequest) -> CompletionJob:

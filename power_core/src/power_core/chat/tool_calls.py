@@ -22,10 +22,11 @@ from typing import Any
 
 from power_core.types import ToolCall
 
-_OPEN = "<tool_call>"
-_CLOSE = "</tool_call>"
+#: the block a Hermes or Qwen template has a model write each call in
+CALL_OPEN = "<tool_call>"
+CALL_CLOSE = "</tool_call>"
 _MISTRAL = "[TOOL_CALLS]"
-_MARKERS = (_OPEN, _MISTRAL)
+_MARKERS = (CALL_OPEN, _MISTRAL)
 _FENCE = "```"
 _ARGS = "[ARGS]"
 #: keys a bare JSON call may have; its first key must be one of them
@@ -264,7 +265,7 @@ class ToolCallScanner:
             self._lead = before[len(body) :]
             self._buf = buf[index + len(marker) :]
             self._at_start = self._mistral_more = False
-            self._enter(_Mode.BLOCK if marker == _OPEN else _Mode.MISTRAL)
+            self._enter(_Mode.BLOCK if marker == CALL_OPEN else _Mode.MISTRAL)
             return True
         keep = 0 if final else _partial_marker(buf, _MARKERS)
         body = buf[: len(buf) - keep]
@@ -282,15 +283,15 @@ class ToolCallScanner:
 
     def _block(self, attempt: bool, final: bool) -> bool:
         buf = self._buf
-        ends = [i for i in (buf.find(_CLOSE), buf.find(_OPEN)) if i != -1]
+        ends = [i for i in (buf.find(CALL_CLOSE), buf.find(CALL_OPEN)) if i != -1]
         if not ends and not final:
             return False
         end = min(ends) if ends else len(buf)
         inner = buf[:end]
-        closing = _CLOSE if buf.startswith(_CLOSE, end) else ""
+        closing = CALL_CLOSE if buf.startswith(CALL_CLOSE, end) else ""
         calls = self._block_calls(inner, cut_short=not ends)
         if calls is None:
-            self._show(self._lead + _OPEN + inner + closing)
+            self._show(self._lead + CALL_OPEN + inner + closing)
         else:
             self.calls.extend(calls)
         self._lead = ""
@@ -312,7 +313,7 @@ class ToolCallScanner:
         value, end = decoded
         rest = text[end:].strip()
         # output cut off inside the closing tag still holds a whole call
-        if rest and not (cut_short and _CLOSE.startswith(rest)):
+        if rest and not (cut_short and CALL_CLOSE.startswith(rest)):
             return None
         return self._declared(parse_tool_calls(value, explicit=True))
 

@@ -1,9 +1,11 @@
-"""Forcing a tool call: the JSON Schema that constrains output to one.
+"""Constraining tool calls: the JSON Schemas that output must match.
 
 With ``tool_choice`` ``"required"`` or the name of a function, generation is constrained (by
 the engine's grammar) to a JSON call ``{"name": ..., "arguments": {...}}`` that
 :class:`~power_core.chat.output.OutputParser` then reads as a bare JSON tool call. With
-``"auto"`` and a response format, to either such a call or the formatted answer.
+``"auto"`` and a response format, to either such a call or the formatted answer. With
+``"auto"`` alone, the model writes what it likes until it opens a ``<tool_call>`` block;
+the calls it then writes are constrained (:func:`call_blocks`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from power_core.chat.tool_calls import CALL_CLOSE, CALL_OPEN
+from power_core.engine import CallBlocks, FreeSpan
 from power_core.errors import InvalidRequest
 from power_core.types import ToolSpec
 
@@ -81,6 +85,25 @@ def answer_or_call_schema(
     if defs:
         schema["$defs"] = defs
     return schema
+
+
+def call_blocks(
+    template_source: str, tools: list[ToolSpec], parallel: bool, reasoning: FreeSpan | None
+) -> CallBlocks | None:
+    """The calls a model that may choose among ``tools`` writes under a grammar, once it
+    opens a call: a template that has it write ``<tool_call>`` blocks (Hermes, Qwen, the
+    ChatML this server falls back to) gets calls of those tools with valid arguments,
+    one call unless ``parallel``. ``None`` for other conventions, and for tools whose
+    parameters no schema can constrain (their calls are read as the model writes them,
+    as before a model opens one)."""
+    if CALL_OPEN not in template_source:
+        return None
+    try:
+        schema = forced_tool_call_schema(tools, "required", parallel=False)
+    except InvalidRequest:
+        return None
+    assert schema is not None  # "required" always constrains
+    return CallBlocks(CALL_OPEN, CALL_CLOSE, schema, several=parallel, reasoning=reasoning)
 
 
 def _call_schema(tool: ToolSpec, index: int, defs: dict[str, Any]) -> dict[str, Any]:
