@@ -1,4 +1,5 @@
-"""Sampler chains: the cheaper chain the backend builds picks exactly what llama.cpp's would."""
+"""Sampler chains: the cheaper chain the backend builds picks exactly what llama.cpp's would,
+and a grammar of tool calls starts where the output opens one."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import numpy as np
 import pytest
 
 from power_backend_llamacpp.backend import _init_llama_cpp
-from power_backend_llamacpp.sampling import SamplerChain, _Candidates
+from power_backend_llamacpp.sampling import SamplerChain, _Candidates, call_blocks_grammar
 from power_backend_llamacpp.vocab import Vocabulary
-from power_core.types import SamplingOptions
+from power_core.chat.tools import forced_tool_call_schema
+from power_core.engine import CallBlocks
+from power_core.types import SamplingOptions, ToolSpec
 
 pytestmark = pytest.mark.model
 
@@ -92,3 +95,70 @@ def test_top_p_of_zero_keeps_the_likeliest_token_alone(vocab: Vocabulary) -> Non
             assert candidates.choose(chain.handle, logits) == int(logits.argmax())
     finally:
         chain.free()
+
+
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+#: a call of get_weather, as the core asks for one in a <tool_call> block
+WEATHER_CALL = forced_tool_call_schema(
+    [ToolSpec("get_weather", parameters=CITY)], "required", parallel=False
+)
+
+
+def one_token(vocab: Vocabulary, text: str) -> int:
+    (token,) = vocab.tokenize(text, add_special=False, parse_special=False)
+    return token
+
+
+def preferring(vocab: Vocabulary, first: int, second: int) -> Any:
+    """Logits that make ``first`` the likeliest token and ``second`` the next."""
+    logits = np.zeros(vocab.n_vocab, dtype=np.float32)
+    logits[first], logits[second] = 10.0, 5.0
+    return logits
+
+
+def chain_for_calls(vocab: Vocabulary, opener: str) -> SamplerChain:
+    assert WEATHER_CALL is not None
+    blocks = CallBlocks(opener, "</call>", WEATHER_CALL)
+    grammar = call_blocks_grammar(blocks)
+    options = SamplingOptions(temperature=0.0)
+    return SamplerChain(vocab, options, seed=0, grammar=grammar, history=[], call_blocks=blocks)
+
+
+def test_a_call_grammar_starts_after_the_opener(vocab: Vocabulary) -> None:
+    hello, brace = one_token(vocab, "Hello"), one_token(vocab, "{")
+    chain = chain_for_calls(vocab, "<tool_call>")
+    try:
+        # free before the opener: the likeliest token, whatever it is
+        assert chain.sample_row(preferring(vocab, hello, brace)) == hello
+        for part in ("<", "tool", "_", "call", ">"):
+            token = one_token(vocab, part)
+            assert chain.sample_row(preferring(vocab, token, brace)) == token
+        # after it, the grammar refuses text that is no call and takes the next best
+        assert chain.sample_row(preferring(vocab, hello, brace)) == brace
+    finally:
+        chain.free()
+
+
+def after_writing(vocab: Vocabulary, opener: str, tokens: list[int], then: list[int]) -> int:
+    """The token a chain for calls opened by ``opener`` picks from logits preferring
+    ``then[0]``, then ``then[1]``, once it has written ``tokens`` (each the likeliest)."""
+    chain = chain_for_calls(vocab, opener)
+    try:
+        for token in tokens:
+            assert chain.sample_row(preferring(vocab, token, then[0])) == token
+        return chain.sample_row(preferring(vocab, then[0], then[1]))
+    finally:
+        chain.free()
+
+
+def test_the_grammar_first_reads_what_the_openers_token_held_after_it(
+    vocab: Vocabulary,
+) -> None:
+    hello, quote = one_token(vocab, "Hello"), one_token(vocab, '"')
+    written = [one_token(vocab, "<"), one_token(vocab, "call"), one_token(vocab, "={")]
+    # the opener "<call=" ends inside the token "={": the grammar reads its "{" first, so
+    # a property's quote comes next
+    assert after_writing(vocab, "<call=", written, [hello, quote]) == quote
+    # the opener "<cal" leaves the "l" of "call", which no call starts with: the grammar
+    # is dropped and the output goes on free, to be read as the model writes it
+    assert after_writing(vocab, "<cal", written, [hello, quote]) == hello

@@ -18,7 +18,7 @@ from power_backend_llamacpp.embedding import EmbeddingRunner
 from power_backend_llamacpp.images import ImagePrompt, ImageReader, text_tokens
 from power_backend_llamacpp.jobs import Choice, Job
 from power_backend_llamacpp.lora import LoraAdapters
-from power_backend_llamacpp.sampling import SamplerChain, grammar_for
+from power_backend_llamacpp.sampling import SamplerChain, call_blocks_grammar, grammar_for
 from power_backend_llamacpp.text import ChoiceText
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.arrivals import ARRIVING
@@ -183,6 +183,8 @@ class LlamaCppEngine:
         if job.logprobs is not None and job.logprobs < 0:
             raise InvalidRequest("logprobs must be 0 or more", param="logprobs")
         grammar = grammar_for(job.json_mode, job.json_schema)
+        if grammar is None and job.call_blocks is not None:
+            grammar = call_blocks_grammar(job.call_blocks)
         seed = job.sampling.seed
         if seed is None:
             seed = random.getrandbits(32)
@@ -220,6 +222,7 @@ class LlamaCppEngine:
                     grammar=grammar,
                     history=history,
                     free_span=job.free_span,
+                    call_blocks=job.call_blocks,
                 )
                 state.choices.append(Choice(state, index, sampler, ChoiceText(job.stop)))
             self._batcher.enqueue(state)

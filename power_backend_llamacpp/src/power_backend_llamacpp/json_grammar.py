@@ -85,14 +85,20 @@ _BEFORE_INTEGERS = _BEFORE_TYPE_LISTS | {"const", "enum"}
 _ANY_VALUE = {"$comment": "any JSON value"}
 
 
-def json_schema_grammar(schema: Any) -> str:
-    """The GBNF grammar of the JSON values that satisfy ``schema``.
+def json_schema_grammar(schema: Any, rule: str = "") -> str:
+    """The GBNF grammar of the JSON values that satisfy ``schema``, as its rule ``root``
+    (or as ``rule``, for a grammar that includes it; its other rules start with that name).
 
     Raises :class:`InvalidRequest` for what the grammar cannot express, and whatever the
     converter raises for what it does not support."""
     converter = JsonSchemaConverter()
-    converter.visit(converter.resolve_refs(schema, ""), "")
+    converter.visit(converter.resolve_refs(schema, ""), rule)
     return str(converter.format_grammar())
+
+
+def gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal."""
+    return JsonSchemaConverter().format_literal(text)
 
 
 class JsonSchemaConverter(SchemaConverter):
@@ -102,6 +108,9 @@ class JsonSchemaConverter(SchemaConverter):
         super().__init__(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
         #: the rule each resolved reference is written as
         self._ref_rules: dict[str, str] = {}
+
+    def format_literal(self, literal: str) -> str:
+        return self._format_literal(literal)
 
     def _format_literal(self, literal: str) -> str:
         escaped = _LITERAL_SPECIALS.sub(
