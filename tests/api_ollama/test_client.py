@@ -17,6 +17,7 @@ import ollama
 import pytest
 
 from reasoning_shots import ANSWER_SCHEMA, REASONING_SHOTS
+from tool_templates import WEATHER_WITH_UNIT, weather_call_shots
 
 MODEL = "smollm2:135m"
 #: greedy and short, so generation tests stay fast on two cores
@@ -196,6 +197,22 @@ def test_chat_tool_call_and_tool_result_round_trip(client: ollama.Client) -> Non
     assert follow_up.done is True
     assert follow_up.message.role == "assistant"
     assert isinstance(follow_up.message.content, str)
+
+
+def test_a_call_has_the_arguments_its_tool_declares(
+    client: ollama.Client, tools_model: str
+) -> None:
+    # the model called get_weather with a city alone three times; the tool now requires a
+    # unit, and the grammar that starts at its <tool_call> makes it write one
+    weather = {"type": "function", "function": {"name": "get_weather"}}
+    weather["function"]["parameters"] = WEATHER_WITH_UNIT
+    messages = weather_call_shots("What is the weather in Rome?", ollama=True)
+    response = client.chat(
+        model=tools_model, messages=messages, tools=[weather], options={"temperature": 0}
+    )
+    [call] = response.message.tool_calls or []
+    assert call.function.name == "get_weather"
+    jsonschema.validate(dict(call.function.arguments), WEATHER_WITH_UNIT)
 
 
 def test_what_the_model_cannot_do_is_refused_as_ollama_refuses_it(client: ollama.Client) -> None:

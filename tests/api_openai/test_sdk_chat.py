@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+import jsonschema
 import openai
 import pytest
 from openai import OpenAI
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 
 from api_openai.wire_reading import MODEL, TokenId
 from conftest import PowerServer, model_with_template, power_cli
+from tool_templates import WEATHER_WITH_UNIT, weather_call_shots
 
 pytestmark = pytest.mark.model
 
@@ -351,6 +353,42 @@ def test_tools_and_a_response_format_leave_the_model_the_choice(
     )
     assert answered.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(answered.choices[0].message.content or "")["zq"], int)
+
+
+def test_a_call_the_model_chooses_to_make_has_the_arguments_its_tool_declares(
+    client: OpenAI, tools_model: str
+) -> None:
+    # the model's three earlier calls gave a city alone; the tool now requires a unit too.
+    # Left to itself the model calls as before (no unit); the grammar that starts at its
+    # <tool_call> makes it write the call the tool declares, whole and streamed
+    weather: Any = {"type": "function", "function": {"name": "get_weather"}}
+    weather["function"]["parameters"] = WEATHER_WITH_UNIT
+    asked = weather_call_shots("What is the weather in Rome, in fahrenheit?")
+    reply = client.chat.completions.create(
+        model=tools_model, messages=asked, tools=[weather], temperature=0, max_tokens=60
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    [call] = choice.message.tool_calls
+    assert call.type == "function" and call.function.name == "get_weather"
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, WEATHER_WITH_UNIT)
+    assert arguments == {"city": "Rome", "unit": "fahrenheit"}
+    stream = client.chat.completions.create(
+        model=tools_model,
+        messages=asked,
+        tools=[weather],
+        temperature=0,
+        max_tokens=60,
+        stream=True,
+    )
+    streamed = "".join(
+        part.function.arguments or ""
+        for chunk in stream
+        for part in chunk.choices[0].delta.tool_calls or []
+        if part.function is not None
+    )
+    assert json.loads(streamed) == arguments
 
 
 def test_allowed_tools_limit_the_calls_to_the_tools_they_list(client: OpenAI) -> None:
