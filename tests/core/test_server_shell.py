@@ -38,10 +38,12 @@ def test_the_address_is_announced_once(bare_server: PowerServer) -> None:
     assert announced == [f"A3S Power listening on {bare_server.url}"]
 
 
-def test_health_reports_backends(bare_server: PowerServer) -> None:
+def test_health_reports_backends_and_api_surfaces(bare_server: PowerServer) -> None:
     body = requests.get(bare_server.url + "/health", timeout=5).json()
     assert body["status"] == "ok"
     assert isinstance(body["backends"], list)
+    # the installed surfaces: `run` chats through a server that has Ollama's
+    assert {"ollama", "openai"} <= set(body["apis"])
     assert body["loaded_models"] == []
 
 

@@ -91,6 +91,8 @@ def create_app(services: PowerServices) -> Flask:
             "status": "ok",
             "version": __version__,
             "backends": sorted(services.registry.backends()),
+            # the CLI's `run` chats through a server that has Ollama's API
+            "apis": sorted(services.registry.api_surfaces()),
         }
         if not settings.api_keys:  # answered without a key where keys are required
             body["loaded_models"] = [e.model.name for e in services.loaded_models()]
