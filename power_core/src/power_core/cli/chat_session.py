@@ -1,7 +1,8 @@
-"""One conversation with a model in this process: typed session options and streamed turns.
+"""One conversation with a model: typed session options and streamed turns.
 
-``a3s-power run`` uses it for both one-shot prompts and the interactive chat. Generation goes
-through :meth:`PowerServices.generate`, so no server is involved.
+``a3s-power run`` uses it for both one-shot prompts and the interactive chat. The answers
+come from an :class:`~power_core.cli.answer_sources.AnswerSource`: a running server, or
+this process.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from power_core.types import (
 )
 
 if TYPE_CHECKING:
-    from power_core.generation import GenerationStream
+    from power_core.cli.answer_sources import AnswerSource, AnswerStream
     from power_core.services import PowerServices
 
 #: parameter name -> (value kind, what it does); the kinds are float, int and strings
@@ -193,9 +194,15 @@ class ChatSession:
     """A conversation: history, options, and streaming each answer to the terminal."""
 
     def __init__(
-        self, services: PowerServices, model: ResolvedModel, options: SessionOptions, io: IO
+        self,
+        services: PowerServices,
+        source: AnswerSource,
+        model: ResolvedModel,
+        options: SessionOptions,
+        io: IO,
     ) -> None:
         self.services = services
+        self.source = source
         self.model = model
         self.options = options
         self.io = io
@@ -214,7 +221,7 @@ class ChatSession:
         # refused before the load, as `ollama run`'s /load refuses think on a model without it
         request = self.options.request(model.name, [])
         self.services.check_capabilities(request, model)
-        self.services.load_model(model.name, self.options.keep_alive, request.load)
+        self.source.load(model.name, self.options)
         self.model = model
         self.messages.clear()
         return model
@@ -249,12 +256,11 @@ class ChatSession:
                 self.io.write_error_line(f"Added image '{name}'", type=OutputType.RAW)
                 images.append(data)
         question = ChatMessage(role="user", content=prompt, images=images)
-        request = self.options.request(self.model.name, [*self.messages, question])
         answer = Answer()
-        stream: GenerationStream | None = None
+        stream: AnswerStream | None = None
         ended_with_newline = True
         try:
-            stream = self.services.generate(request)
+            stream = self.source.answer(self.model.name, self.options, [*self.messages, question])
             ended_with_newline = self._stream_into(stream, answer)
         except KeyboardInterrupt:
             if stream is not None:
@@ -269,7 +275,7 @@ class ChatSession:
             )
         return answer
 
-    def _stream_into(self, stream: GenerationStream, answer: Answer) -> bool:
+    def _stream_into(self, stream: AnswerStream, answer: Answer) -> bool:
         """Write events as they come (wrapped at words in a terminal, unless the session
         says not to); True when the last thing written ended a line."""
         show_thinking = not self.options.hide_thinking

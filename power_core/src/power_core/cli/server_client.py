@@ -41,7 +41,7 @@ def call_server(
     url = server_url(settings) + path
     try:
         response = requests.request(
-            method, url, json=payload, headers=_key_header(settings), timeout=(10.0, wait)
+            method, url, json=payload, headers=key_header(settings), timeout=(10.0, wait)
         )
     except requests.ConnectionError:
         raise ServerNotRunning(
@@ -64,6 +64,6 @@ def call_server(
     return body
 
 
-def _key_header(settings: Settings) -> dict[str, str]:
+def key_header(settings: Settings) -> dict[str, str]:
     """The server's own first key, when it requires keys (the CLI reads its config)."""
     return {"Authorization": f"Bearer {settings.api_keys[0]}"} if settings.api_keys else {}

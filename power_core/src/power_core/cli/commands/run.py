@@ -1,4 +1,5 @@
-"""``a3s-power run``: answer one prompt, or chat with a model, in this process (no server)."""
+"""``a3s-power run``: answer one prompt, or chat with a model; through a running server, as
+``ollama run`` does, else in this process."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from cleo.io.inputs.option import Option
 from cleo.io.io import IO
 from cleo.io.outputs.output import Type as OutputType
 
+from power_core.cli.answer_sources import AnswerSource, InProcess, OnServer
 from power_core.cli.base import PowerCommand
 from power_core.cli.chat_session import (
     ChatSession,
@@ -34,7 +36,9 @@ class RunCommand(PowerCommand):
         "With a prompt (--prompt, words after the model name, or text piped on stdin) the\n"
         "answer is streamed and the command exits. Without one, in a terminal, it starts a\n"
         "chat: type /? there for its commands. --verbose prints timings after each answer.\n"
-        "An embedding model prints the prompt's vector as a JSON array instead."
+        "An embedding model prints the prompt's vector as a JSON array instead.\n"
+        "A server running at the configured address (a3s-power serve) answers, so the model\n"
+        "stays loaded there for the next run; without one, the model runs in this process."
     )
     arguments: ClassVar[list[Argument]] = [
         argument("model", "The model to run."),
@@ -86,16 +90,16 @@ class RunCommand(PowerCommand):
     def handle(self) -> int:
         options = self._session_options()
         model = self._model_pulled_if_missing(self.argument("model"))
+        source = OnServer.find(self.settings) or InProcess(self.services)
         if model.embeds_only:
-            return self._print_embedding(model, options)
+            return self._print_embedding(model, options, source)
         options.fit_to(model)
         # before the chat loads the model, as the API answers 400 before generating
         self.services.check_capabilities(options.request(model.name, []), model)
         prompt = self._one_shot_prompt()
-        session = ChatSession(self.services, model, options, self.io)
+        session = ChatSession(self.services, source, model, options, self.io)
         if prompt is None:
-            load = options.request(model.name, []).load
-            self.services.load_model(model.name, options.keep_alive, load)
+            source.load(model.name, options)
             return InteractiveChat(session, self.settings.home / "history").run()
         answer = session.ask(prompt)
         if answer.interrupted:
@@ -105,7 +109,9 @@ class RunCommand(PowerCommand):
                 self.io.write_error_line(line, type=OutputType.RAW)
         return 0
 
-    def _print_embedding(self, model: ResolvedModel, options: SessionOptions) -> int:
+    def _print_embedding(
+        self, model: ResolvedModel, options: SessionOptions, source: AnswerSource
+    ) -> int:
         """As ``ollama run`` does with an embedding model: the prompt's vector, as JSON."""
         prompt = self._one_shot_prompt()
         if prompt is None:
@@ -121,7 +127,7 @@ class RunCommand(PowerCommand):
             keep_alive=options.keep_alive,
             load=options.request(model.name, []).load,
         )
-        vector = self.services.embed(request).vectors[0]
+        vector = source.embed(model.name, options, request)
         self.io.write_line(json.dumps(vector, separators=(",", ":")), type=OutputType.RAW)
         return 0
 

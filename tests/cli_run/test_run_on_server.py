@@ -1,0 +1,111 @@
+"""``a3s-power run`` beside a running server: the server answers, as ``ollama run`` chats
+through ``ollama serve``, and keeps the model loaded for the next run."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import gguf
+import pexpect
+import pytest
+import requests
+
+from cli_run.test_run import GREEDY, MODEL, answer_of, ask, run, spawn_chat
+from conftest import PowerServer, power_cli, real_model_path
+from gguf_edits import copy_with_values
+
+pytestmark = pytest.mark.model
+
+#: the options GREEDY sets, as the API takes them
+GREEDY_OPTIONS = {"temperature": 0, "num_predict": 16}
+
+
+@pytest.fixture
+def server(power_server: PowerServer) -> Iterator[PowerServer]:
+    """The shared server (the CLI, given its environment, finds it and shares its store);
+    the model's keep-alive, which a run may change, is the server's default after."""
+    yield power_server
+    requests.post(
+        power_server.url + "/api/generate", json={"model": MODEL, "keep_alive": "10m"}, timeout=60
+    )
+
+
+def api_answer(server: PowerServer, messages: list[dict[str, str]]) -> str:
+    reply = requests.post(
+        server.url + "/api/chat",
+        json={"model": MODEL, "messages": messages, "options": GREEDY_OPTIONS, "stream": False},
+        timeout=120,
+    )
+    assert reply.status_code == 200, reply.text
+    return str(reply.json()["message"]["content"]).strip()
+
+
+def expiry(server: PowerServer, model: str = MODEL) -> datetime:
+    """When the server will unload ``model``."""
+    models: list[dict[str, Any]] = requests.get(server.url + "/api/ps", timeout=10).json()["models"]
+    (loaded,) = [entry for entry in models if entry["name"] == model]
+    return datetime.fromisoformat(loaded["expires_at"])
+
+
+def test_a_prompt_is_answered_by_the_server_which_keeps_the_model(server: PowerServer) -> None:
+    question = "Name a fruit."
+    answered = answer_of(run(server.env, "run", MODEL, question, *GREEDY, "--keepalive", "2h"))
+    # the run set the server's keep-alive (its default is 10 minutes): the server answered
+    left = expiry(server) - datetime.now(UTC)
+    assert timedelta(hours=1, minutes=50) < left <= timedelta(hours=2)
+    assert answered == api_answer(server, [{"role": "user", "content": question}])
+
+
+def test_a_chat_on_the_server_sends_its_history(server: PowerServer) -> None:
+    child = spawn_chat(server.env, MODEL, *GREEDY, "--keepalive", "2h")
+    try:
+        first = ask(child, "Name a fruit.")
+        second = ask(child, "Name another.")
+        child.sendline("/bye")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    assert expiry(server) - datetime.now(UTC) > timedelta(hours=1, minutes=50)
+    history = [{"role": "user", "content": "Name a fruit."}]
+    assert first == api_answer(server, history)
+    history.append({"role": "assistant", "content": first})
+    history.append({"role": "user", "content": "Name another."})
+    assert second == api_answer(server, history)
+
+
+def test_what_the_server_refuses_is_said_in_its_words(server: PowerServer) -> None:
+    lookahead = '{"type": "object", "properties": {"a": {"type": "string", "pattern": "(?=a)"}}}'
+    refused = run(server.env, "run", MODEL, "Hi", *GREEDY, "--format", lookahead)
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr
+    assert "uses a lookahead, which the output grammar cannot express" in refused.stderr
+
+
+def test_an_embedding_model_s_vector_comes_from_the_server(
+    server: PowerServer, tmp_path: Path
+) -> None:
+    values = {"llama.pooling_type": (1, gguf.GGUFValueType.UINT32)}  # mean pooling
+    weights = copy_with_values(real_model_path(), tmp_path / "embedder.gguf", values)
+    (tmp_path / "Modelfile").write_text(f"FROM {weights}\n", encoding="utf-8")
+    power_cli(server.env, "create", "embedder-beside:latest", "-f", str(tmp_path / "Modelfile"))
+    try:
+        printed = run(server.env, "run", "embedder-beside", "The cat sat.", "--keepalive", "2h")
+        assert printed.returncode == 0, printed.stderr
+        left = expiry(server, "embedder-beside:latest") - datetime.now(UTC)
+        assert timedelta(hours=1, minutes=50) < left <= timedelta(hours=2)
+        vector = json.loads(printed.stdout)
+        embedded = requests.post(
+            server.url + "/api/embed",
+            json={"model": "embedder-beside", "input": "The cat sat."},
+            timeout=60,
+        ).json()["embeddings"][0]
+        assert len(vector) == len(embedded)
+        assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(vector, embedded, strict=True))
+    finally:
+        power_cli(server.env, "rm", "embedder-beside")
