@@ -66,6 +66,19 @@ def test_a_chat_on_the_server_sends_its_history(server: PowerServer) -> None:
     try:
         first = ask(child, "Name a fruit.")
         second = ask(child, "Name another.")
+        # Ctrl-C while a long answer streams closes the server's stream; the chat goes on
+        # without that turn
+        story = "Tell me a very long story about a dragon."
+        child.sendline("/set parameter num_predict 100000")
+        child.expect_exact(">>> ")
+        child.sendline(story)
+        child.expect_exact(story + "\r\n")
+        child.expect(r"\w+\W+\w+\W+\w+")  # words arrive while the story is being written
+        child.sendintr()
+        child.expect_exact(">>> ")
+        child.sendline("/set parameter num_predict 16")
+        child.expect_exact(">>> ")
+        third = ask(child, "Name a third.")
         child.sendline("/bye")
         child.expect(pexpect.EOF)
     finally:
@@ -77,6 +90,9 @@ def test_a_chat_on_the_server_sends_its_history(server: PowerServer) -> None:
     history.append({"role": "assistant", "content": first})
     history.append({"role": "user", "content": "Name another."})
     assert second == api_answer(server, history)
+    history.append({"role": "assistant", "content": second})
+    history.append({"role": "user", "content": "Name a third."})
+    assert third == api_answer(server, history)
 
 
 def test_what_the_server_refuses_is_said_in_its_words(server: PowerServer) -> None:
