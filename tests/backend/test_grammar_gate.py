@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from power_backend_llamacpp.grammar_gate import CallTrigger, GrammarGate
+from power_backend_llamacpp.call_grammar import CallTrigger
+from power_backend_llamacpp.grammar_gate import GrammarGate
 from power_core.engine import CallBlocks, FreeSpan
 
 THINKING = FreeSpan("<think>", "</think>")

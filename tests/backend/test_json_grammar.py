@@ -23,7 +23,7 @@ import pytest
 from pydantic import AnyUrl, BaseModel, Field, HttpUrl
 
 from power_backend_llamacpp import LlamaCppEngine
-from power_backend_llamacpp.sampling import grammar_for
+from power_backend_llamacpp.output_grammars import grammar_for
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.errors import InvalidRequest
 from power_core.types import SamplingOptions

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from power_backend_llamacpp.backend import _init_llama_cpp
-from power_backend_llamacpp.sampling import SamplerChain, _Candidates, call_blocks_grammar
+from power_backend_llamacpp.output_grammars import call_blocks_grammar
+from power_backend_llamacpp.sampling import SamplerChain, _Candidates
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.chat.tools import forced_tool_call_schema
 from power_core.engine import CallBlocks
@@ -162,3 +163,11 @@ def test_the_grammar_first_reads_what_the_openers_token_held_after_it(
     # the opener "<cal" leaves the "l" of "call", which no call starts with: the grammar
     # is dropped and the output goes on free, to be read as the model writes it
     assert after_writing(vocab, "<cal", written, [hello, quote]) == hello
+
+
+def test_after_its_calls_the_output_may_end_after_whitespace(vocab: Vocabulary) -> None:
+    # whitespace after the last closer once committed the model to another block
+    eos, hello = lc.llama_vocab_eos(vocab.handle), one_token(vocab, "Hello")
+    call = '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</call>\n'
+    written = vocab.tokenize(call, add_special=False, parse_special=False)
+    assert after_writing(vocab, "<tool_call>", written, [eos, hello]) == eos

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from power_backend_llamacpp.sampling import grammar_for
+from power_backend_llamacpp.output_grammars import grammar_for
 from power_backend_llamacpp.schema_limits import (
     MAX_GRAMMAR_NESTING,
     MAX_REPEATS,

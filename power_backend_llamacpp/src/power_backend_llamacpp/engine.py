@@ -18,7 +18,8 @@ from power_backend_llamacpp.embedding import EmbeddingRunner
 from power_backend_llamacpp.images import ImagePrompt, ImageReader, text_tokens
 from power_backend_llamacpp.jobs import Choice, Job
 from power_backend_llamacpp.lora import LoraAdapters
-from power_backend_llamacpp.sampling import SamplerChain, call_blocks_grammar, grammar_for
+from power_backend_llamacpp.output_grammars import call_blocks_grammar, grammar_for
+from power_backend_llamacpp.sampling import SamplerChain
 from power_backend_llamacpp.text import ChoiceText
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.arrivals import ARRIVING

@@ -1,19 +1,15 @@
-"""When a choice's grammar starts, for a grammar that does not constrain all the output.
+"""When a choice's grammar starts: after the free span a job leaves it (its reasoning).
 
-:class:`GrammarGate`: after the free span a job leaves it (its reasoning). A model asked
-for JSON that reasons first writes ``<think>...</think>`` and then its answer; a grammar
-applied from the first token would make the reasoning itself JSON and leave no answer. The
-gate watches the bytes of the tokens sampled without the grammar and says when the answer
-begins: at the token after the span's closer, or at once when the output starts with
-something other than the span's whole opener (whitespace aside).
-
-:class:`CallTrigger`: after the first opener of a tool-call block (``<tool_call>``) that
-is not in the model's reasoning; the grammar then constrains the calls.
+A model asked for JSON that reasons first writes ``<think>...</think>`` and then its answer;
+a grammar applied from the first token would make the reasoning itself JSON and leave no
+answer. The gate watches the bytes of the tokens sampled without the grammar and says when
+the answer begins: at the token after the span's closer, or at once when the output starts
+with something other than the span's whole opener (whitespace aside).
 """
 
 from __future__ import annotations
 
-from power_core.engine import CallBlocks, FreeSpan
+from power_core.engine import FreeSpan
 
 
 class GrammarGate:
@@ -55,48 +51,3 @@ class GrammarGate:
             keep = len(self._closer) - 1  # the most of a closer that text can end with
             self._held = text[-keep:] if keep else b""
         return True
-
-
-class CallTrigger:
-    """Tells, token by token, whether output has opened its first tool-call block; until
-    then it is free of the grammar, which takes over right after the opener."""
-
-    __slots__ = ("_close_thought", "_held", "_inside", "_open_thought", "_opener")
-
-    def __init__(self, blocks: CallBlocks) -> None:
-        self._opener = blocks.opener.encode()
-        reasoning = blocks.reasoning
-        self._open_thought = reasoning.opener.encode() if reasoning else b""
-        self._close_thought = reasoning.closer.encode() if reasoning else b""
-        self._inside = bool(reasoning and reasoning.opened)
-        #: bytes that may still complete a marker
-        self._held = b""
-
-    def watch(self, piece: bytes) -> bytes | None:
-        """Read a token of text ``piece`` (output, free of the grammar); returns what
-        follows the opener in it (usually nothing) once the opener is complete, which the
-        grammar reads first, else ``None``."""
-        text = self._held + piece
-        while True:
-            if self._inside:
-                end = text.find(self._close_thought)
-                if end < 0:
-                    self._held = _tail(text, len(self._close_thought))
-                    return None
-                text, self._inside = text[end + len(self._close_thought) :], False
-            at = text.find(self._opener)
-            thought = text.find(self._open_thought) if self._open_thought else -1
-            if thought >= 0 and (at < 0 or thought < at):
-                text, self._inside = text[thought + len(self._open_thought) :], True
-                continue
-            if at >= 0:
-                return text[at + len(self._opener) :]
-            self._held = _tail(text, max(len(self._opener), len(self._open_thought)))
-            return None
-
-
-def _tail(text: bytes, marker_length: int) -> bytes:
-    """The end of ``text`` that may be the start of a marker of ``marker_length`` bytes
-    (text that holds no whole marker)."""
-    keep = marker_length - 1
-    return text[-keep:] if keep > 0 else b""

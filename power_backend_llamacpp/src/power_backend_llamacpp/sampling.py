@@ -1,4 +1,4 @@
-"""Per-sequence sampler chains and JSON grammars.
+"""Per-sequence sampler chains, with a grammar where a job has one (:mod:`.output_grammars`).
 
 Every sequence gets its own native sampler chain with its own seeded ``dist`` sampler, so
 a fixed seed gives the same text whether or not other requests share the batch.
@@ -12,71 +12,13 @@ from typing import Any
 
 import llama_cpp as lc
 import numpy as np
-from llama_cpp.llama_grammar import JSON_GBNF
 
-from power_backend_llamacpp.grammar_gate import CallTrigger, GrammarGate
-from power_backend_llamacpp.json_grammar import gbnf_literal, json_schema_grammar
-from power_backend_llamacpp.schema_keywords import check_keyword_types
-from power_backend_llamacpp.schema_limits import (
-    check_grammar_nesting,
-    check_grammar_text,
-    check_repetitions,
-)
+from power_backend_llamacpp.call_grammar import LateCallGrammar
+from power_backend_llamacpp.grammar_gate import GrammarGate
 from power_backend_llamacpp.vocab import Vocabulary
 from power_core.engine import CallBlocks, FreeSpan
 from power_core.errors import InvalidRequest
 from power_core.types import SamplingOptions
-
-
-def grammar_for(json_mode: bool, json_schema: dict[str, Any] | None) -> str | None:
-    """The GBNF grammar constraining output to JSON (matching ``json_schema`` if given)."""
-    if json_schema is not None:
-        return _schema_grammar(json_schema, "")
-    if json_mode:
-        return JSON_GBNF
-    return None
-
-
-def call_blocks_grammar(blocks: CallBlocks) -> str | None:
-    """The GBNF grammar of output from just after a call block's opener: the call, its
-    closer, then (``several``) more blocks apart by whitespace. ``None`` when the call's
-    schema cannot be expressed: the calls are then read as the model writes them."""
-    try:
-        call = _schema_grammar(blocks.call_schema, "call")
-    except InvalidRequest:
-        return None
-    opener, closer = gbnf_literal(blocks.opener), gbnf_literal(blocks.closer)
-    more = f" (call-blocks-ws {opener} call-blocks-ws call call-blocks-ws {closer})*"
-    return (
-        f"root ::= call-blocks-ws call call-blocks-ws {closer}{more if blocks.several else ''}\n"
-        "call-blocks-ws ::= [ \\t\\n]{0,8}\n" + call
-    )
-
-
-def _schema_grammar(schema: dict[str, Any], rule: str) -> str:
-    check_keyword_types(schema)
-    check_repetitions(schema)
-    try:
-        grammar = json_schema_grammar(schema, rule)
-    except InvalidRequest:
-        raise
-    except (AttributeError, KeyError, IndexError, TypeError) as exc:
-        # a shape the keyword check lets through and the converter trips on: its
-        # words ("'NoneType' object is not iterable") would say nothing to the client
-        raise InvalidRequest(
-            "the JSON schema cannot be used to constrain output: a keyword holds a "
-            "value the converter cannot read",
-            param="json_schema",
-        ) from exc
-    except Exception as exc:
-        # the converter reports unsupported schemas in its own words (even with
-        # assert), and every one of them means this schema cannot be used
-        raise InvalidRequest(
-            f"the JSON schema cannot be used to constrain output: {exc}", param="json_schema"
-        ) from exc
-    check_grammar_text(grammar)
-    check_grammar_nesting(grammar)
-    return grammar
 
 
 class SamplerChain:
@@ -89,6 +31,7 @@ class SamplerChain:
     """
 
     __slots__ = (
+        "_calls",
         "_candidates",
         "_gate",
         "_grammar",
@@ -96,8 +39,6 @@ class SamplerChain:
         "_one",
         "_piece",
         "_row_type",
-        "_tokenize",
-        "_trigger",
         "handle",
     )
 
@@ -123,10 +64,13 @@ class SamplerChain:
         self._row_type: Any = None
         #: while the output is in the job's free span, tokens are sampled without the grammar
         self._gate = GrammarGate(free_span) if free_span and grammar is not None else None
-        #: a grammar of tool calls starts after the output opens one
-        self._trigger = CallTrigger(call_blocks) if call_blocks and grammar is not None else None
+        #: a grammar of tool calls, compiled when the output opens one: until then the
+        #: choice samples as one without a grammar
+        self._calls: LateCallGrammar | None = None
+        if call_blocks is not None and grammar is not None:
+            self._calls = LateCallGrammar(call_blocks, grammar, vocab)
+            grammar = None
         self._piece = vocab.piece
-        self._tokenize = vocab.tokenize
         self._n_vocab = vocab.n_vocab
         try:
             self._build(vocab, options, seed, grammar, history)
@@ -197,42 +141,38 @@ class SamplerChain:
 
     def sample(self, ctx: Any, index: int) -> int:
         """Choose (and accept) the next token from batch output ``index``."""
-        if self._row_type is not None:
-            row = ctypes.cast(lc.llama_get_logits_ith(ctx, index), self._row_type).contents
-            # argmax returns the first maximum, as llama.cpp's greedy sampler does
-            return int(np.frombuffer(row, dtype=np.float32).argmax())
         if self._grammar is None:
-            return int(lc.llama_sampler_sample(self.handle, ctx, index))
+            if self._row_type is not None:
+                row = ctypes.cast(lc.llama_get_logits_ith(ctx, index), self._row_type).contents
+                # argmax returns the first maximum, as llama.cpp's greedy sampler does
+                token = int(np.frombuffer(row, dtype=np.float32).argmax())
+            else:
+                token = int(lc.llama_sampler_sample(self.handle, ctx, index))
+            if self._calls is not None:
+                self._watch_for_call(token)
+            return token
         row = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), (self._n_vocab,))
         return self.sample_row(row)
 
     def sample_row(self, logits: np.ndarray) -> int:
         """Choose (and accept) the next token from a row of ``logits``, by the grammar
-        where it decides (the path of a job with a grammar)."""
-        candidates, one = self._candidates, self._one
-        if candidates is None or one is None:
+        where it decides (the path of a job with a grammar; any job's, in tests)."""
+        candidates = self._candidates
+        if candidates is None:
             # allocated on first use, so queued jobs hold no vocabulary-sized buffers
             candidates = self._candidates = _Candidates(len(logits))
-            one = self._one = _Candidates(1)
         token = candidates.choose(self.handle, logits)
-        if self._trigger is not None:
-            after = self._trigger.watch(self._piece(token))
+        if self._grammar is None:
             lc.llama_sampler_accept(self.handle, token)
-            if after is not None:  # a call opened: the grammar constrains what follows
-                self._trigger = None
-                self._grammar_reads(after, one)
+            if self._calls is not None:
+                self._watch_for_call(token)
             return token
         if self._gate is not None:
             if self._gate.passes(self._piece(token)):
                 lc.llama_sampler_accept(self.handle, token)
                 return token
             self._gate = None  # the answer starts with this token: the grammar decides it
-        if self._grammar is None:  # dropped: its call could not be read
-            lc.llama_sampler_accept(self.handle, token)
-            return token
-        one.load_single(token, float(logits[token]))
-        lc.llama_sampler_apply(self._grammar, one.ref)
-        if math.isinf(one.data.logit[0]):  # the grammar forbids it: sample again under it
+        if not self._allows(self._grammar, token):  # sample again under the grammar
             candidates.load(logits)
             lc.llama_sampler_apply(self._grammar, candidates.ref)
             token = candidates.choose(self.handle, None)
@@ -240,24 +180,21 @@ class SamplerChain:
         lc.llama_sampler_accept(self.handle, token)
         return token
 
-    def _grammar_reads(self, text: bytes, one: _Candidates) -> None:
-        """Start the grammar on ``text``, output it already has to follow (what the
-        opener's token held after it). One that cannot read it is dropped: the output
-        goes on free, and the call is read as the model writes it."""
-        try:
-            tokens = self._tokenize(text.decode(), add_special=False, parse_special=False)
-        except UnicodeDecodeError:  # a character cut in two: never JSON's first
-            tokens = None
-        for token in tokens or []:
-            one.load_single(token, 0.0)
-            lc.llama_sampler_apply(self._grammar, one.ref)
-            if math.isinf(one.data.logit[0]):
-                tokens = None
-                break
-            lc.llama_sampler_accept(self._grammar, token)
-        if tokens is None:
-            lc.llama_sampler_free(self._grammar)
-            self._grammar = None
+    def _watch_for_call(self, token: int) -> None:
+        """After an output token: the grammar of calls starts once it opens one."""
+        calls = self._calls
+        if calls is not None and calls.watch(self._piece(token)):
+            self._calls = None
+            self._grammar = calls.start(self._allows)
+
+    def _allows(self, grammar: Any, token: int) -> bool:
+        """Whether ``grammar`` accepts ``token`` next (its logit itself does not matter)."""
+        one = self._one
+        if one is None:
+            one = self._one = _Candidates(1)
+        one.load_single(token, 0.0)
+        lc.llama_sampler_apply(grammar, one.ref)
+        return not math.isinf(one.data.logit[0])
 
     def free(self) -> None:
         if self.handle:
