@@ -213,6 +213,9 @@ def test_calls_in_tool_call_blocks_are_constrained_once_opened() -> None:
 def test_no_call_blocks_for_other_conventions_or_unusable_parameters() -> None:
     mistral = "{% for m in messages %}[INST]{{ m.content }}[/INST]{% endfor %}[TOOL_CALLS]"
     assert call_blocks(mistral, [WEATHER], parallel=True, reasoning=None) is None
+    # Qwen3-Coder writes XML in its blocks: a JSON grammar would force a shape it never saw
+    coder = "{{- '<tool_call>\\n<function=' + call.name + '>\\n' }}"
+    assert call_blocks(coder, [WEATHER], parallel=True, reasoning=None) is None
     # parameters no schema constrains leave the calls as the model writes them (before,
     # such tools were read unconstrained too: no request fails for them now)
     odd = ToolSpec(name="odd", parameters={"type": "string"})

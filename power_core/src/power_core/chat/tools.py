@@ -19,6 +19,8 @@ from power_core.errors import InvalidRequest
 from power_core.types import ToolSpec
 
 _DEF_KEYS = ("$defs", "definitions")
+#: tags of templates whose <tool_call> blocks hold XML, not JSON (Qwen3-Coder, GLM 4.5)
+_XML_CALLS = ("<function=", "<parameter=", "<arg_key>")
 
 
 def forced_tool_call_schema(
@@ -91,12 +93,12 @@ def call_blocks(
     template_source: str, tools: list[ToolSpec], parallel: bool, reasoning: FreeSpan | None
 ) -> CallBlocks | None:
     """The calls a model that may choose among ``tools`` writes under a grammar, once it
-    opens a call: a template that has it write ``<tool_call>`` blocks (Hermes, Qwen, the
-    ChatML this server falls back to) gets calls of those tools with valid arguments,
-    one call unless ``parallel``. ``None`` for other conventions, and for tools whose
-    parameters no schema can constrain (their calls are read as the model writes them,
-    as before a model opens one)."""
-    if CALL_OPEN not in template_source:
+    opens a call: a template that has it write JSON in ``<tool_call>`` blocks (Hermes,
+    Qwen 2.5 and 3, the ChatML this server falls back to) gets calls of those tools with
+    valid arguments, one call unless ``parallel``. ``None`` for other conventions (XML in
+    the blocks too, as Qwen3-Coder's and GLM's templates have), and for tools whose
+    parameters no schema can constrain: their calls are read as the model writes them."""
+    if CALL_OPEN not in template_source or any(tag in template_source for tag in _XML_CALLS):
         return None
     try:
         schema = forced_tool_call_schema(tools, "required", parallel=False)
