@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import gguf
 import pexpect
 import pytest
 
-from conftest import free_port, import_test_model, power_cli, power_env, real_model_path
+from conftest import import_test_model, power_cli, power_env, real_model_path
 from gguf_edits import copy_with_values
 from registry_server import RegistryServer
 
@@ -27,13 +28,18 @@ TIMEOUT = 180  # generous bounds for a loaded 2-core machine; not timing asserti
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     home = tmp_path_factory.mktemp("run-home")
-    # one thread: llama.cpp's spinning workers slow down many times over on a busy machine;
-    # a port no server listens on: the model runs in the CLI's process
-    environment = power_env(home, num_thread="1", port=str(free_port()))
-    import_test_model(environment)
-    return environment
+    # a port held, never listened on, so no server can answer there: the model runs in
+    # the CLI's process
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = str(held.getsockname()[1])
+        # one thread: llama.cpp's spinning workers slow down many times over on a busy
+        # machine
+        environment = power_env(home, num_thread="1", port=port)
+        import_test_model(environment)
+        yield environment
 
 
 def run(env: dict[str, str], *args: str, stdin: str | int = "") -> subprocess.CompletedProcess[str]:

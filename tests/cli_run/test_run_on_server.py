@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,6 +62,21 @@ def test_a_prompt_is_answered_by_the_server_which_keeps_the_model(server: PowerS
     assert answered == api_answer(server, [{"role": "user", "content": question}])
 
 
+def test_with_the_output_redirected_and_no_prompt_the_server_only_loads(
+    server: PowerServer,
+) -> None:
+    # as `ollama run MODEL > file` with a terminal on stdin: no chat, the model loaded
+    keyboard, terminal = os.openpty()
+    try:
+        result = run(server.env, "run", MODEL, "--keepalive", "2h", stdin=terminal)
+    finally:
+        os.close(keyboard)
+        os.close(terminal)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert expiry(server) - datetime.now(UTC) > timedelta(hours=1, minutes=50)
+
+
 def test_a_chat_on_the_server_sends_its_history(server: PowerServer) -> None:
     child = spawn_chat(server.env, MODEL, *GREEDY, "--keepalive", "2h")
     try:
@@ -95,9 +111,16 @@ def test_a_chat_on_the_server_sends_its_history(server: PowerServer) -> None:
     assert third == api_answer(server, history)
 
 
+def refusals(server: PowerServer) -> int:
+    """How many chats the server has refused (its log has a line for each request)."""
+    return server.log().count("POST /api/chat 400")
+
+
 def test_what_the_server_refuses_is_said_in_its_words(server: PowerServer) -> None:
     lookahead = '{"type": "object", "properties": {"a": {"type": "string", "pattern": "(?=a)"}}}'
+    before = refusals(server)
     refused = run(server.env, "run", MODEL, "Hi", *GREEDY, "--format", lookahead)
+    assert refusals(server) == before + 1
     assert refused.returncode != 0
     assert "Traceback" not in refused.stderr
     assert "uses a lookahead, which the output grammar cannot express" in refused.stderr

@@ -107,7 +107,9 @@ class OnServer:
         return server if isinstance(apis, list) and "ollama" in apis else None
 
     def load(self, model: str, options: SessionOptions) -> None:
-        self._post("/api/chat", {**chat_body(model, options, []), "stream": False}).close()
+        # no messages at all (not even the session's system message): only a load
+        body = {**chat_body(model, options, []), "messages": [], "stream": False}
+        self._post("/api/chat", body).close()
 
     def answer(
         self, model: str, options: SessionOptions, messages: list[ChatMessage]
@@ -136,8 +138,8 @@ class OnServer:
             response = requests.post(
                 self.url + path, json=body, headers=self._headers, stream=True, timeout=(10, None)
             )
-        except requests.ConnectionError:
-            raise PowerError(f"lost the server at {self.url}") from None
+        except requests.RequestException as exc:
+            raise _lost(self.url, exc) from None
         if response.status_code >= 400:
             with response:
                 raise ServerRefused(_error_of(response), response.status_code)
@@ -186,6 +188,10 @@ def _error_of(response: requests.Response) -> str:
     return str(message or f"the server answered {response.status_code}")
 
 
+def _lost(url: str, exc: Exception) -> PowerError:
+    return PowerError(f"lost the server at {url}: {type(exc).__name__}")
+
+
 class _ServerAnswer:
     """One answer's NDJSON chunks as generation events."""
 
@@ -193,21 +199,30 @@ class _ServerAnswer:
         self._response = response
 
     def __iter__(self) -> Iterator[GenerationEvent]:
+        import requests
+
         with self._response as response:
-            for line in response.iter_lines():
-                if not line:
-                    continue
-                chunk = json.loads(line)
-                if "error" in chunk:  # a failure after the answer began
-                    raise PowerError(str(chunk["error"]))
-                message = chunk.get("message") or {}
-                if message.get("thinking"):
-                    yield ThinkingDelta(0, message["thinking"])
-                if message.get("content"):
-                    yield TextDelta(0, message["content"])
-                if chunk.get("done"):
-                    cut = chunk.get("done_reason") == "length"
-                    yield GenerationDone(_usage(chunk), "length" if cut else "stop")
+            try:
+                yield from self._events(response)
+            except (requests.RequestException, ValueError) as exc:  # cut off mid-answer
+                raise _lost(response.url, exc) from None
+
+    @staticmethod
+    def _events(response: requests.Response) -> Iterator[GenerationEvent]:
+        for line in response.iter_lines():
+            if not line:
+                continue
+            chunk = json.loads(line)
+            if "error" in chunk:  # a failure after the answer began
+                raise PowerError(str(chunk["error"]))
+            message = chunk.get("message") or {}
+            if message.get("thinking"):
+                yield ThinkingDelta(0, message["thinking"])
+            if message.get("content"):
+                yield TextDelta(0, message["content"])
+            if chunk.get("done"):
+                cut = chunk.get("done_reason") == "length"
+                yield GenerationDone(_usage(chunk), "length" if cut else "stop")
 
     def cancel(self) -> None:
         """Close the connection: the server stops generating for a client that left."""

@@ -151,8 +151,8 @@ class SessionOptions:
         for name, value in self.parameters.items():
             if name == "stop":
                 stop = list(value)
-            elif name == "num_predict":
-                max_tokens = -1 if value < 0 else value
+            elif name == "num_predict":  # 0 as Ollama reads it: no limit
+                max_tokens = -1 if value <= 0 else value
             elif name == "num_keep":
                 keep = value
             elif name in _LOAD:

@@ -98,6 +98,18 @@ class RunCommand(PowerCommand):
         self.services.check_capabilities(options.request(model.name, []), model)
         prompt = self._one_shot_prompt()
         session = ChatSession(self.services, source, model, options, self.io)
+        if prompt is None and not sys.stdout.isatty():
+            # an output that is not a terminal never gets a chat, as `ollama run` decides
+            # (its ">>> " prompts would go there, unseen); Ollama then only loads the model
+            # in its server, and so does this on a server; in this one process that would
+            # do nothing: say so
+            if not isinstance(source, OnServer):
+                raise InvalidRequest(
+                    "no prompt, and the output is not a terminal: give one with --prompt, "
+                    "as words after the model name, or on stdin"
+                )
+            source.load(model.name, options)
+            return 0
         if prompt is None:
             source.load(model.name, options)
             return InteractiveChat(session, self.settings.home / "history").run()
@@ -188,14 +200,6 @@ class RunCommand(PowerCommand):
         if self.option("prompt") is not None:
             parts.append(self.option("prompt"))
         parts.extend(self.argument("prompt"))
-        if not parts and not sys.stdout.isatty():
-            # an output that is not a terminal never gets a chat, as `ollama run` decides
-            # (its ">>> " prompts would go there, unseen); Ollama then only loads the
-            # model in its server, which in this one process would do nothing: say so
-            raise InvalidRequest(
-                "no prompt, and the output is not a terminal: give one with --prompt, as "
-                "words after the model name, or on stdin"
-            )
         if not parts:
             return None
         prompt = valid_text(" ".join(part for part in parts if part.strip()))
