@@ -6,7 +6,8 @@ opener of a call block (``<tool_call>``) outside its reasoning (:class:`CallTrig
 From there on the grammar of :func:`.output_grammars.call_blocks_grammar` holds it to calls
 of the declared tools with the arguments they declare (:class:`LateCallGrammar`), so a
 small model's call is valid JSON that names a real tool. The grammar is compiled only
-then: a chat that never calls costs nothing more than one without tools.
+then: until a call opens, a chat with tools samples as one without, and only the text of
+each token is watched.
 """
 
 from __future__ import annotations
