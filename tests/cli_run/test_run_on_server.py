@@ -3,9 +3,12 @@ through ``ollama serve``, and keeps the model loaded for the next run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,13 +20,30 @@ import pytest
 import requests
 
 from cli_run.test_run import GREEDY, MODEL, answer_of, ask, run, spawn_chat
-from conftest import PowerServer, power_cli, real_model_path
+from conftest import PowerServer, import_test_model, power_cli, real_model_path
 from gguf_edits import copy_with_values
 
 pytestmark = pytest.mark.model
 
 #: the options GREEDY sets, as the API takes them
 GREEDY_OPTIONS = {"temperature": 0, "num_predict": 16}
+
+
+class _ServerAlone(PowerServer):
+    """A server of its own, with the test model, that a test may kill."""
+
+    def __init__(self, home: Path) -> None:
+        super().__init__(home, num_ctx="2048")
+        import_test_model(self.env)
+        self.start()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def close(self) -> None:
+        self.stop()
 
 
 @pytest.fixture
@@ -148,3 +168,30 @@ def test_an_embedding_model_s_vector_comes_from_the_server(
         assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(vector, embedded, strict=True))
     finally:
         power_cli(server.env, "rm", "embedder-beside")
+
+
+def test_a_server_that_dies_mid_answer_ends_the_run_in_one_line(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(contextlib.closing(_ServerAlone(tmp_path / "home")))
+        answering = subprocess.Popen(
+            [sys.executable, "-m", "power_core.cli.application", "run", MODEL],
+            env=server.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        stack.callback(answering.kill)
+        assert answering.stdin is not None and answering.stdout is not None
+        answering.stdin.write("Write a very long story about a dragon.")
+        answering.stdin.close()
+        started = answering.stdout.read(40)  # the answer is streaming
+        assert started
+        server.kill()
+        rest = answering.stdout.read()
+        assert answering.stderr is not None
+        errors = answering.stderr.read()
+        answering.wait(timeout=120)
+    assert answering.returncode == 1
+    assert (started + rest).endswith("\n")  # the error's line is a line of its own
+    assert errors.strip() == f"Error: the server at {server.url} closed the connection mid-answer"

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
 _PROBE_SECONDS = 2.0
 
 
+class ServerLost(PowerError):
+    """The server went away (stopped, killed, unreachable) while ``run`` used it: the chat
+    ends, as ``ollama run``'s does."""
+
+
 class AnswerStream(Protocol):
     """The events of one answer, iterated once; :meth:`cancel` stops it early."""
 
@@ -114,7 +119,7 @@ class OnServer:
     def answer(
         self, model: str, options: SessionOptions, messages: list[ChatMessage]
     ) -> AnswerStream:
-        return _ServerAnswer(self._post("/api/chat", chat_body(model, options, messages)))
+        return _ServerAnswer(self._post("/api/chat", chat_body(model, options, messages)), self.url)
 
     def embed(self, model: str, options: SessionOptions, request: EmbeddingRequest) -> list[float]:
         body: dict[str, Any] = {
@@ -142,7 +147,10 @@ class OnServer:
             raise _lost(self.url, exc) from None
         if response.status_code >= 400:
             with response:
-                raise ServerRefused(_error_of(response), response.status_code)
+                message = _error_of(response)
+            if response.status_code == 401:  # the CLI's own configuration lacks the key
+                message += " (the CLI sends the first of its api_keys: A3S_POWER_API_KEYS)"
+            raise ServerRefused(message, response.status_code)
         return response
 
 
@@ -188,15 +196,18 @@ def _error_of(response: requests.Response) -> str:
     return str(message or f"the server answered {response.status_code}")
 
 
-def _lost(url: str, exc: Exception) -> PowerError:
-    return PowerError(f"lost the server at {url}: {type(exc).__name__}")
+def _lost(url: str, exc: Exception) -> ServerLost:
+    cut = isinstance(exc, ValueError) or "ChunkedEncoding" in type(exc).__name__
+    happened = "closed the connection mid-answer" if cut else "cannot be reached"
+    return ServerLost(f"the server at {url} {happened}")
 
 
 class _ServerAnswer:
     """One answer's NDJSON chunks as generation events."""
 
-    def __init__(self, response: requests.Response) -> None:
+    def __init__(self, response: requests.Response, url: str) -> None:
         self._response = response
+        self._url = url
 
     def __iter__(self) -> Iterator[GenerationEvent]:
         import requests
@@ -205,7 +216,7 @@ class _ServerAnswer:
             try:
                 yield from self._events(response)
             except (requests.RequestException, ValueError) as exc:  # cut off mid-answer
-                raise _lost(response.url, exc) from None
+                raise _lost(self._url, exc) from None
 
     @staticmethod
     def _events(response: requests.Response) -> Iterator[GenerationEvent]:

@@ -16,7 +16,7 @@ from cleo.io.outputs.output import Type as OutputType
 
 from power_core.cli.image_paths import images_in
 from power_core.cli.word_wrap import terminal_width, wrapped_writer
-from power_core.errors import InvalidRequest
+from power_core.errors import InvalidRequest, PowerError
 from power_core.models import ResolvedModel
 from power_core.types import (
     ChatMessage,
@@ -266,6 +266,10 @@ class ChatSession:
             if stream is not None:
                 stream.cancel()  # frees the engine's sequence before the next question
             answer.interrupted = True
+        except PowerError:  # the error's line starts a line of its own
+            if answer.text or answer.thinking:
+                self.write("\n")
+            raise
         if not ended_with_newline or answer.interrupted:
             self.write("\n")
         if not answer.interrupted:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from cleo.io.outputs.output import Type as OutputType
 
+from power_core.cli.answer_sources import ServerLost
 from power_core.cli.chat_session import PARAMETERS, ChatSession, model_info, usage_lines
 from power_core.cli.format import models_table
 from power_core.cli.image_paths import starts_with_image
@@ -172,6 +173,8 @@ class InteractiveChat:
     def _ask(self, message: str) -> None:
         try:
             answer = self.session.ask(message)
+        except ServerLost:  # nothing left to chat with: the chat ends with the error
+            raise
         except PowerError as exc:  # the chat goes on; e.g. /clear after a context overflow
             self.session.io.write_error_line(f"Error: {exc.message}", type=OutputType.RAW)
             return
