@@ -82,6 +82,12 @@ def test_a_prompt_is_answered_by_the_server_which_keeps_the_model(server: PowerS
     assert answered == api_answer(server, [{"role": "user", "content": question}])
 
 
+def test_a_negative_keepalive_is_a_value_as_in_ollama(server: PowerServer) -> None:
+    # "--keepalive -1": the next word is the value, as Go's flag package reads it
+    answer_of(run(server.env, "run", MODEL, "Hi", *GREEDY, "--keepalive", "-1"))
+    assert expiry(server) - datetime.now(UTC) > timedelta(days=365)
+
+
 def test_with_the_output_redirected_and_no_prompt_the_server_only_loads(
     server: PowerServer,
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -116,13 +117,30 @@ class PowerHelpCommand(HelpCommand):
 OPTIONAL_VALUES = {"think": "true"}
 
 
+#: a negative number or duration (``-1``, ``-5m``), which no option's name starts with
+_NEGATIVE = re.compile(r"-\d")
+
+
 class PowerArgvInput(ArgvInput):
-    """cleo's command-line parsing, with :data:`OPTIONAL_VALUES`."""
+    """cleo's command-line parsing, with :data:`OPTIONAL_VALUES`, and an option's value
+    that is a negative number given as the next word (``--keepalive -1``), which Go's flag
+    package, and so Ollama's CLI, takes as the value."""
 
     def _add_long_option(self, name: str, value: Any) -> None:
-        if value is None and name in OPTIONAL_VALUES and self._definition.has_option(name):
+        known = self._definition.has_option(name)
+        if value is None and name in OPTIONAL_VALUES and known:
             value = OPTIONAL_VALUES[name]
+        elif value is None and known and self._negative_value_follows(name):
+            value = self._parsed.pop(0)
         super()._add_long_option(name, value)
+
+    def _negative_value_follows(self, name: str) -> bool:
+        option = self._definition.option(name)
+        return (
+            option.requires_value()
+            and bool(self._parsed)
+            and bool(_NEGATIVE.match(self._parsed[0]))
+        )
 
 
 class PowerApplication(Application):
