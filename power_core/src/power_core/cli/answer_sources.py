@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from power_core.cli.server_client import ServerRefused, key_header, server_url
+from power_core.cli.server_client import call_server, key_header, refusal, server_url
 from power_core.config import Settings
 from power_core.errors import PowerError
 from power_core.types import (
@@ -101,15 +101,12 @@ class OnServer:
         (a server without that plugin, or none at all, leaves the answers to this process)."""
         import requests
 
-        server = cls(settings)
         try:
-            health = requests.get(
-                server.url + "/health", headers=server._headers, timeout=_PROBE_SECONDS
-            ).json()
-        except (requests.RequestException, ValueError):
+            health = call_server(settings, "GET", "/health", wait=_PROBE_SECONDS)
+        except (PowerError, requests.RequestException):
             return None
         apis = health.get("apis") if isinstance(health, dict) else None
-        return server if isinstance(apis, list) and "ollama" in apis else None
+        return cls(settings) if isinstance(apis, list) and "ollama" in apis else None
 
     def load(self, model: str, options: SessionOptions) -> None:
         # no messages at all (not even the session's system message): only a load
@@ -147,10 +144,7 @@ class OnServer:
             raise _lost(self.url, exc) from None
         if response.status_code >= 400:
             with response:
-                message = _error_of(response)
-            if response.status_code == 401:  # the CLI's own configuration lacks the key
-                message += " (the CLI sends the first of its api_keys: A3S_POWER_API_KEYS)"
-            raise ServerRefused(message, response.status_code)
+                raise refusal(response)
         return response
 
 
@@ -187,17 +181,10 @@ def _wire_message(message: ChatMessage) -> dict[str, Any]:
     return wire
 
 
-def _error_of(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    message = body.get("error") if isinstance(body, dict) else None
-    return str(message or f"the server answered {response.status_code}")
-
-
 def _lost(url: str, exc: Exception) -> ServerLost:
-    cut = isinstance(exc, ValueError) or "ChunkedEncoding" in type(exc).__name__
+    import requests
+
+    cut = isinstance(exc, ValueError | requests.exceptions.ChunkedEncodingError)
     happened = "closed the connection mid-answer" if cut else "cannot be reached"
     return ServerLost(f"the server at {url} {happened}")
 

@@ -1,12 +1,16 @@
-"""Talking to a running A3S Power server from the CLI (``ps``, ``stop``), with ``requests``."""
+"""Talking to a running A3S Power server from the CLI (``ps``, ``stop``, ``rm``, ``run``),
+with ``requests``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from power_core.config import Settings
 from power_core.errors import PowerError
 from power_core.host_address import url_host
+
+if TYPE_CHECKING:
+    import requests
 
 
 class ServerNotRunning(PowerError):
@@ -52,16 +56,26 @@ def call_server(
         raise PowerError(
             f"the server at {server_url(settings)} did not answer in {wait} s"
         ) from None
+    if response.status_code >= 400:
+        raise refusal(response)
+    try:
+        return response.json()
+    except ValueError:
+        return {}
+
+
+def refusal(response: requests.Response) -> ServerRefused:
+    """The server's refusal (a status of 400 or more), in its own words; a refused key
+    also says which setting the CLI reads its key from."""
     try:
         body = response.json()
     except ValueError:
-        body = {}
-    if response.status_code >= 400:
-        message = body.get("error") if isinstance(body, dict) else None
-        raise ServerRefused(
-            str(message or f"server answered {response.status_code}"), response.status_code
-        )
-    return body
+        body = None
+    message = body.get("error") if isinstance(body, dict) else None
+    text = str(message or f"server answered {response.status_code}")
+    if response.status_code == 401:
+        text += " (the CLI sends the first of its api_keys: A3S_POWER_API_KEYS)"
+    return ServerRefused(text, response.status_code)
 
 
 def key_header(settings: Settings) -> dict[str, str]:
