@@ -168,7 +168,11 @@ def conversation(model: ResolvedModel, request: GenerationRequest) -> list[ChatM
 def build_job(model: ResolvedModel, engine: Engine, request: GenerationRequest) -> CompletionJob:
     """Turn a request into the engine's job: prompt text or tokens plus constraints."""
     job = _job_for(model, engine, request)
-    job.free_span = _reasoning_span(model, engine, request, job)
+    # the reasoning a format or a forced tool call leaves alone: a model that thinks,
+    # asked with ``think`` set, has it told apart from its answer, and only the answer is
+    # to be JSON (Ollama too lets a model reason before it applies the format)
+    if job.json_mode and request.think is not None:
+        job.free_span = _thinking_span(model, engine, request, job)
     job.call_blocks = _call_blocks(model, engine, request, job)
     return job
 
@@ -184,13 +188,12 @@ def prompt_opens_thinking(engine: Engine, prompt: str | list[int]) -> bool:
     return opens_thinking(tail)
 
 
-def _reasoning_span(
+def _thinking_span(
     model: ResolvedModel, engine: Engine, request: GenerationRequest, job: CompletionJob
 ) -> FreeSpan | None:
-    """The reasoning a format or a forced tool call leaves alone: a model that thinks,
-    asked with ``think`` set, has its reasoning told apart from its answer, and only the
-    answer is to be JSON (Ollama too lets a model reason before it applies the format)."""
-    if not job.json_mode or request.think is None or not model.can_think(request.template):
+    """The span of output that holds a thinking model's reasoning (``None`` for a model
+    that does not think), opened already when the prompt ends inside ``<think>``."""
+    if not model.can_think(request.template):
         return None
     return FreeSpan(THINK_OPEN, THINK_CLOSE, opened=prompt_opens_thinking(engine, job.prompt))
 
@@ -206,10 +209,7 @@ def _call_blocks(
         return None
     special = special_tokens_of(model, engine)
     template = chat_template_for(model, request.template, special, _think_values(request))
-    reasoning = None
-    if model.can_think(request.template):  # a call the model only muses on is no call
-        opened = prompt_opens_thinking(engine, job.prompt)
-        reasoning = FreeSpan(THINK_OPEN, THINK_CLOSE, opened=opened)
+    reasoning = _thinking_span(model, engine, request, job)  # a call only mused on is none
     return call_blocks(template.source, request.tools, request.parallel_tool_calls, reasoning)
 
 
